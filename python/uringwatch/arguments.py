@@ -1,0 +1,266 @@
+"""Turn the captured regions of one call into its opcode's payload.
+
+Region 0 is the struct at `arg` (or its raw first bytes), regions 1 and 2
+the arrays it points to, region 3 the kernel's write-back of an in/out
+region, as planned in bpf/plans.h.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Callable, NamedTuple
+
+from . import layout, payloads as p, uapi
+from .layout import Layout
+from .opcodes import RESTRICTION_KINDS, name as opcode_name, sqe_flag_names, sqe_op_name
+from .payloads import Region
+
+
+class Call(NamedTuple):
+    opcode: int       # without the registered-ring bit
+    nr_args: int
+    ret: int
+    regions: tuple[Region, Region, Region, Region]
+
+
+def _values(r: Region, fmt: str) -> list | None:
+    """The region's elements as plain values, None if unreadable."""
+    if not r.readable:
+        return None
+    n = len(r.data) // struct.calcsize(fmt)
+    return list(struct.unpack_from(f"<{n}{fmt}", r.data))
+
+
+def _structs(r: Region, lay: Layout) -> list[dict] | None:
+    if not r.readable:
+        return None
+    return [lay.unpack(r.data, off)
+            for off in range(0, len(r.data) - lay.size + 1, lay.size)]
+
+
+def _head(r: Region, lay: Layout) -> dict | None:
+    if not r.readable or len(r.data) < lay.size:
+        return None
+    return lay.unpack(r.data)
+
+
+def _flat(d: dict | None, skip: tuple[str, ...] = ()) -> dict[str, int] | None:
+    """A struct as a JSON object: reserved fields dropped, arrays listed."""
+    if d is None:
+        return None
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
+            if not k.startswith(("resv", "__resv", "pad", "__pad")) and k not in skip}
+
+
+def _get(d: dict | None, key: str):
+    return None if d is None else d[key]
+
+
+def _iovecs(r: Region) -> list[p.Iovec] | None:
+    v = _values(r, "Q")
+    return None if v is None else [p.Iovec(v[i], v[i + 1]) for i in range(0, len(v) - 1, 2)]
+
+
+def _cpus(r: Region) -> list[int] | None:
+    if not r.readable:
+        return None
+    return [byte * 8 + bit for byte, b in enumerate(r.data) for bit in range(8) if b >> bit & 1]
+
+
+def _restriction(d: dict) -> p.Restriction:
+    kind = d["opcode"]
+    value = d["register_op"]
+    if kind == 0:
+        vname = opcode_name(value)
+    elif kind == 1:
+        vname = sqe_op_name(value)
+    else:
+        vname = sqe_flag_names(value)
+    kname = RESTRICTION_KINDS[kind] if kind < len(RESTRICTION_KINDS) else f"UNKNOWN_{kind}"
+    return p.Restriction(opcode=kind, kind=kname, value=value, value_name=vname)
+
+
+def _probe(c: Call) -> dict:
+    h = _head(c.regions[0], uapi.PROBE)
+    ops = _structs(c.regions[1], uapi.PROBE_OP)
+    return dict(
+        last_op=_get(h, "last_op"), ops_len=_get(h, "ops_len"),
+        ops=None if ops is None else [p.ProbeOp(o["op"], o["flags"]) for o in ops],
+        supported=None if ops is None else [o["op"] for o in ops if o["flags"] & 1])
+
+
+def _fds(r: Region) -> list[int] | None:
+    return _values(r, "i")
+
+
+def _tags(r: Region) -> list[int] | None:
+    return None if not r.addr else _values(r, "Q")
+
+
+def _rsrc(lay: Layout, keys: tuple[str, ...], elems: str, decode):
+    """FILES2/BUFFERS2 and their _UPDATE2 forms: a head, data[] and tags[]."""
+    def fields(c: Call) -> dict:
+        h = _head(c.regions[0], lay)
+        return {**{k: _get(h, k) for k in keys}, elems: decode(c.regions[1]),
+                "tags": _tags(c.regions[2])}
+    return fields
+
+
+def _head_fields(lay: Layout, keys: tuple[str, ...], **extra):
+    """Fields of the struct at arg, plus computed ones."""
+    def fields(c: Call) -> dict:
+        h = _head(c.regions[0], lay)
+        return {**{k: _get(h, k) for k in keys}, **{k: f(c, h) for k, f in extra.items()}}
+    return fields
+
+
+def _ring_fds(r: Region) -> list[p.RingFd] | None:
+    entries = _structs(r, uapi.RSRC_UPDATE)
+    return None if entries is None else [p.RingFd(e["offset"], e["data"]) for e in entries]
+
+
+def _exit(c: Call, lay: Layout) -> dict | None:
+    """The kernel's write-back of an in/out struct."""
+    return _head(c.regions[3], lay)
+
+
+def _first_int(c: Call) -> int | None:
+    v = _values(c.regions[0], "i")
+    return v[0] if v else None
+
+
+class Spec(NamedTuple):
+    cls: type | None                          # None: the opcode takes no argument
+    fields: Callable[[Call], dict] = lambda c: {}
+    head: Layout | str | None = None          # region 0, for naming changed fields
+    arrays: tuple[str, str] = ("", "")        # names of regions 1 and 2
+
+
+_RSRC_REG_KEYS = ("nr", "flags", "data")
+_RSRC_UPD_KEYS = ("offset", "nr", "data")
+_BUF_REG_KEYS = ("ring_addr", "ring_entries", "bgid", "flags", "min_left")
+_NAPI_KEYS = ("busy_poll_to", "prefer_busy_poll", "opcode", "op_param")
+
+SPECS: dict[int, Spec] = {
+    0: Spec(p.Buffers, lambda c: dict(iovecs=_iovecs(c.regions[1])), None, ("iovecs", "")),
+    1: Spec(None),
+    2: Spec(p.Files, lambda c: dict(fds=_fds(c.regions[1])), None, ("fds", "")),
+    3: Spec(None),
+    4: Spec(p.Eventfd, lambda c: dict(eventfd=_first_int(c)), "eventfd"),
+    5: Spec(None),
+    6: Spec(p.FilesUpdate, _head_fields(uapi.RSRC_UPDATE, ("offset", "data"),
+                                        fds=lambda c, h: _fds(c.regions[1])),
+            uapi.RSRC_UPDATE, ("fds", "")),
+    7: Spec(p.EventfdAsync, lambda c: dict(eventfd=_first_int(c)), "eventfd"),
+    8: Spec(p.Probe, _probe, uapi.PROBE, ("ops", "")),
+    9: Spec(p.Personality, lambda c: dict(id=c.ret if c.ret >= 0 else None)),
+    10: Spec(p.UnregisterPersonality, lambda c: dict(id=c.nr_args)),
+    11: Spec(p.Restrictions, lambda c: dict(restrictions=None if (
+        rs := _structs(c.regions[1], uapi.RESTRICTION)) is None
+        else [_restriction(d) for d in rs]), None, ("restrictions", "")),
+    12: Spec(None),
+    13: Spec(p.Files2, _rsrc(uapi.RSRC_REGISTER, _RSRC_REG_KEYS, "fds", _fds),
+             uapi.RSRC_REGISTER, ("fds", "tags")),
+    14: Spec(p.FilesUpdate2, _rsrc(uapi.RSRC_UPDATE2, _RSRC_UPD_KEYS, "fds", _fds),
+             uapi.RSRC_UPDATE2, ("fds", "tags")),
+    15: Spec(p.Buffers2, _rsrc(uapi.RSRC_REGISTER, _RSRC_REG_KEYS, "iovecs", _iovecs),
+             uapi.RSRC_REGISTER, ("iovecs", "tags")),
+    16: Spec(p.BuffersUpdate, _rsrc(uapi.RSRC_UPDATE2, _RSRC_UPD_KEYS, "iovecs", _iovecs),
+             uapi.RSRC_UPDATE2, ("iovecs", "tags")),
+    17: Spec(p.IowqAff, lambda c: dict(cpus=_cpus(c.regions[1])), None, ("cpus", "")),
+    18: Spec(None),
+    19: Spec(p.IowqMaxWorkers, lambda c: dict(values=_values(c.regions[0], "I"),
+                                              previous=_values(c.regions[3], "I")), "values"),
+    20: Spec(p.RingFds, lambda c: dict(
+        entries=_ring_fds(c.regions[1]),
+        assigned=None if (e := _ring_fds(c.regions[3])) is None else [x.offset for x in e]),
+        None, ("entries", "")),
+    21: Spec(p.UnregisterRingFds, lambda c: dict(entries=_ring_fds(c.regions[1])),
+             None, ("entries", "")),
+    22: Spec(p.PbufRing, _head_fields(uapi.BUF_REG, _BUF_REG_KEYS), uapi.BUF_REG),
+    23: Spec(p.UnregisterPbufRing, _head_fields(uapi.BUF_REG, _BUF_REG_KEYS), uapi.BUF_REG),
+    24: Spec(p.SyncCancel, _head_fields(
+        uapi.SYNC_CANCEL_REG, ("addr", "fd", "flags", "opcode"),
+        timeout=lambda c, h: None if h is None else list(h["timeout"])),
+        uapi.SYNC_CANCEL_REG),
+    25: Spec(p.FileAllocRange, _head_fields(uapi.FILE_INDEX_RANGE, ("off", "len")),
+             uapi.FILE_INDEX_RANGE),
+    26: Spec(p.PbufStatus, _head_fields(
+        uapi.BUF_STATUS, ("buf_group",),
+        head=lambda c, h: _get(_exit(c, uapi.BUF_STATUS), "head")), uapi.BUF_STATUS),
+    27: Spec(p.Napi, _head_fields(uapi.NAPI, _NAPI_KEYS,
+                                  previous=lambda c, h: _flat(_exit(c, uapi.NAPI))),
+             uapi.NAPI),
+    28: Spec(p.UnregisterNapi, _head_fields(uapi.NAPI, _NAPI_KEYS), uapi.NAPI),
+    29: Spec(p.Clock, _head_fields(uapi.CLOCK_REGISTER, ("clockid",)), uapi.CLOCK_REGISTER),
+    30: Spec(p.CloneBuffers, _head_fields(
+        uapi.CLONE_BUFFERS, ("src_fd", "flags", "src_off", "dst_off", "nr")),
+        uapi.CLONE_BUFFERS),
+    31: Spec(p.SendMsgRing, lambda c: dict(sqe=_flat(_head(c.regions[0], uapi.SQE))),
+             uapi.SQE),
+    32: Spec(p.ZcrxIfq, lambda c: dict(
+        ifq=_flat(_head(c.regions[0], uapi.ZCRX_IFQ_REG), ("offsets", "zcrx_id")),
+        area=_flat(_head(c.regions[1], uapi.ZCRX_AREA_REG)),
+        region=_flat(_head(c.regions[2], uapi.REGION_DESC)),
+        result=_flat(_pick(_exit(c, uapi.ZCRX_IFQ_REG), ("offsets", "zcrx_id")))),
+        uapi.ZCRX_IFQ_REG, ("area", "region")),
+    33: Spec(p.ResizeRings, lambda c: dict(
+        params=_flat(_head(c.regions[0], uapi.PARAMS), ("sq_off", "cq_off")),
+        result=_flat(_exit(c, uapi.PARAMS))), uapi.PARAMS),
+    34: Spec(p.MemRegion, _head_fields(
+        uapi.MEM_REGION_REG, ("region_uptr", "flags"),
+        region=lambda c, h: _flat(_head(c.regions[1], uapi.REGION_DESC)),
+        result=lambda c, h: _flat(_exit(c, uapi.REGION_DESC))),
+        uapi.MEM_REGION_REG, ("region", "")),
+    35: Spec(p.Query, _head_fields(
+        uapi.QUERY_HDR, ("next_entry", "query_data", "query_op", "size"),
+        result=lambda c, h: _get(_exit(c, uapi.QUERY_HDR), "result"),
+        data=lambda c, h: c.regions[1].data.hex() if c.regions[1].readable else None),
+        uapi.QUERY_HDR, ("data", "")),
+}
+
+_NO_SPEC = Spec(None)
+
+
+def _pick(d: dict | None, keys: tuple[str, ...]) -> dict | None:
+    return None if d is None else {k: d[k] for k in keys}
+
+
+def payload(c: Call) -> p.Base | None:
+    """The decoded payload; None for opcodes that take no argument."""
+    spec = SPECS.get(c.opcode)
+    if spec is None:
+        r = c.regions[0]
+        return p.Raw(hex=r.data.hex() if r.readable else "", truncated=bool(r.flags & layout.R_TRUNC),
+                     unreadable=["arg"] if r.flags & layout.R_FAULT else [])
+    if spec.cls is None:
+        return None
+    names = ("arg",) + tuple(n or f"region{i + 1}" for i, n in enumerate(spec.arrays))
+    return spec.cls(
+        **spec.fields(c),
+        truncated=any(r.flags & layout.R_TRUNC for r in c.regions[:3]),
+        unreadable=[names[i] for i, r in enumerate(c.regions[:3])
+                    if r.flags & layout.R_FAULT])
+
+
+def change_name(c: Call, spot: int) -> str:
+    """Name of a changed spot (region << 24 | byte offset)."""
+    region, off = spot >> 24, spot & 0xFFFFFF
+    spec = SPECS.get(c.opcode, _NO_SPEC)
+    if region == 0:
+        if isinstance(spec.head, Layout):
+            return _member_at(spec.head, off)
+        if isinstance(spec.head, str):
+            return f"{spec.head}[{off // 4}]"
+        return f"arg+{off}"
+    name = (spec.arrays[region - 1] if region <= 2 else "") or f"region{region}"
+    elem = c.regions[region].elem if region < len(c.regions) else 0
+    return f"{name}[{off // elem}]" if elem else f"{name}+{off}"
+
+
+def _member_at(lay: Layout, off: int) -> str:
+    best = lay.members[0][0]
+    for member, _ in lay.members:
+        if lay.offsets[member] <= off:
+            best = member
+    return best

@@ -1,0 +1,95 @@
+"""Python's view of the record layouts in bpf/uringwatch.h.
+
+The C header is the truth; tests/test_abi.py checks every layout here
+(size, member names, offsets) against the BTF of the built object.
+"""
+
+from __future__ import annotations
+
+import struct
+
+ABI_VERSION = 1
+
+COMM_LEN = 16
+NREGION = 4
+MAX_CHANGED = 16
+CAP_MAX = 1024
+HEAD_MAX = 128
+
+KIND_CALL = 1
+
+# uw_call.flags
+F_PPID = 1 << 0
+F_NS = 1 << 1
+F_CHANGED = 1 << 2
+F_EXIT_FAULT = 1 << 3
+F_CHANGED_MORE = 1 << 4
+F_UNCOMPARED = 1 << 5
+
+# uw_region.flags
+R_FAULT = 1 << 0
+R_TRUNC = 1 << 1
+R_OUT = 1 << 2
+R_CHANGED = 1 << 3
+R_EXIT_FAULT = 1 << 4
+
+# enum uw_counter, in order
+COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
+            "read_fault", "filtered")
+
+
+class Layout:
+    """A C struct as (member, struct-format) pairs, little-endian, packed
+    exactly as the C compiler lays it out (the header pads explicitly)."""
+
+    def __init__(self, name: str, members: list[tuple[str, str]]):
+        self.name = name
+        self.members = members
+        self.offsets: dict[str, int] = {}
+        off = 0
+        for member, fmt in members:
+            self.offsets[member] = off
+            off += struct.calcsize("<" + fmt)
+        self.size = off
+        self.format = "<" + "".join(fmt for _, fmt in members)
+        self.struct = struct.Struct(self.format)
+        # how many unpacked values each member spans ("3I" spans 3)
+        self._spans = [len(struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt))))
+                       for _, fmt in members]
+
+    def unpack(self, buf, off: int = 0) -> dict:
+        """Member name -> value, a tuple for members that span several."""
+        values = self.struct.unpack_from(buf, off)
+        out, i = {}, 0
+        for (member, _), n in zip(self.members, self._spans):
+            out[member] = values[i] if n == 1 else values[i:i + n]
+            i += n
+        return out
+
+
+REC_HDR = Layout("uw_rec_hdr", [("kind", "H"), ("abi", "H"), ("size", "I")])
+
+REGION = Layout("uw_region", [
+    ("addr", "Q"), ("count", "I"), ("len", "I"), ("elem", "H"),
+    ("flags", "H"), ("pad", "I"),
+])
+
+CALL = Layout("uw_call", [
+    ("hdr", "HHI"),
+    ("ts_enter", "Q"), ("ts_exit", "Q"), ("arg", "Q"), ("ret", "q"),
+    ("cgroup_id", "Q"), ("pid", "I"), ("tid", "I"), ("ppid", "I"),
+    ("uid", "I"), ("gid", "I"), ("fd", "i"), ("opcode", "I"),
+    ("nr_args", "I"), ("pidns", "I"), ("mntns", "I"), ("flags", "I"),
+    ("nchanged", "I"), ("comm", f"{COMM_LEN}s"),
+    ("region", "QIIHHI" * NREGION),
+    ("changed", f"{MAX_CHANGED}I"),
+])
+
+COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
+
+CONFIG = Layout("uw_config", [
+    ("abi", "I"), ("targ_tgid", "I"), ("cap", "I"), ("snap_bytes", "I"),
+    ("wakeup_bytes", "Q"), ("use_task_btf", "I"), ("has_loop", "I"),
+])
+
+ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)

@@ -1,0 +1,169 @@
+"""A thin ctypes binding of libbpf.so.1: just the calls uringwatch makes.
+
+Every signature is declared once, in _SIGNATURES. The library is loaded on
+first use, preferring the copy bundled in the package (URINGWATCH_LIBBPF
+names another path, or "system" for the system's libbpf.so.1). libbpf's log
+goes to the "uringwatch.libbpf" logger and the last lines ride along on
+every LibbpfError.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import errno
+import logging
+import os
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int,
+                    c_size_t, c_uint32, c_void_p)
+from importlib import resources
+
+log = logging.getLogger("uringwatch.libbpf")
+
+
+class LibbpfError(OSError):
+    """A libbpf call failed: errno, what was being done, and libbpf's log."""
+
+    def __init__(self, err: int, what: str, log_lines: list[str]):
+        self.log_lines = log_lines
+        super().__init__(err, f"{what}: {os.strerror(err)}")
+
+
+# Opaque handle types: a map can't be passed where a program is expected.
+class _Object(Structure):
+    pass
+
+
+class _Program(Structure):
+    pass
+
+
+class _Map(Structure):
+    pass
+
+
+class _Link(Structure):
+    pass
+
+
+ObjectP = POINTER(_Object)
+ProgramP = POINTER(_Program)
+MapP = POINTER(_Map)
+LinkP = POINTER(_Link)
+
+
+class OpenOpts(Structure):
+    """struct bpf_object_open_opts as of libbpf 1.0 (sz makes it forward-safe)."""
+    _fields_ = [
+        ("sz", c_size_t),
+        ("object_name", c_char_p),
+        ("relaxed_maps", c_bool),
+        ("pin_root_path", c_char_p),
+        ("_attach_prog_fd", c_uint32),
+        ("kconfig", c_char_p),
+        ("btf_custom_path", c_char_p),
+        ("kernel_log_buf", c_char_p),
+        ("kernel_log_size", c_size_t),
+        ("kernel_log_level", c_uint32),
+    ]
+
+
+PRINT_FN = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
+
+_SIGNATURES = {
+    "libbpf_set_print": (PRINT_FN, [PRINT_FN]),
+    "libbpf_num_possible_cpus": (c_int, []),
+    "libbpf_probe_bpf_helper": (c_int, [c_int, c_int, c_void_p]),
+    "bpf_object__open_mem": (ObjectP, [c_void_p, c_size_t, POINTER(OpenOpts)]),
+    "bpf_object__load": (c_int, [ObjectP]),
+    "bpf_object__close": (None, [ObjectP]),
+    "bpf_object__find_map_by_name": (MapP, [ObjectP, c_char_p]),
+    "bpf_object__find_program_by_name": (ProgramP, [ObjectP, c_char_p]),
+    "bpf_program__set_autoload": (c_int, [ProgramP, c_bool]),
+    "bpf_program__attach": (LinkP, [ProgramP]),
+    "bpf_link__destroy": (c_int, [LinkP]),
+    "bpf_map__fd": (c_int, [MapP]),
+    "bpf_map__max_entries": (c_uint32, [MapP]),
+    "bpf_map__set_max_entries": (c_int, [MapP, c_uint32]),
+    "bpf_map__initial_value": (c_void_p, [MapP, POINTER(c_size_t)]),
+    "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
+    "bpf_map_update_elem": (c_int, [c_int, c_void_p, c_void_p, ctypes.c_uint64]),
+}
+
+LIBBPF_ENV = "URINGWATCH_LIBBPF"
+_LOG_KEEP = 40
+_lib = None
+_recent: collections.deque[str] = collections.deque(maxlen=_LOG_KEEP)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+
+
+@PRINT_FN
+def _print(level: int, fmt: bytes, args: int) -> int:
+    # Never raise out of a C callback: format, remember, log.
+    try:
+        buf = ctypes.create_string_buffer(1024)
+        _libc.vsnprintf(buf, len(buf), fmt, args)
+        line = buf.value.decode(errors="replace").rstrip()
+        if level <= 1:
+            _recent.append(line)
+        log.log(_LEVELS.get(level, logging.DEBUG), "%s", line)
+    except Exception:  # noqa: BLE001 - nothing may escape into C
+        pass
+    return 0
+
+
+def library_path() -> str:
+    """Where libbpf is loaded from: env override, bundled copy, system."""
+    choice = os.environ.get(LIBBPF_ENV, "")
+    if choice and choice != "system":
+        return choice
+    bundled = resources.files("uringwatch").joinpath("_lib", "libbpf.so.1")
+    if choice != "system" and bundled.is_file():
+        return str(bundled)
+    return "libbpf.so.1"
+
+
+def lib():
+    """The loaded library, declared and with its log routed, on first use."""
+    global _lib
+    if _lib is None:
+        path = library_path()
+        try:
+            handle = ctypes.CDLL(path, use_errno=True)
+        except OSError as e:
+            raise LibbpfError(errno.ENOENT, f"cannot load libbpf ({path}): {e}", [])
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(handle, name)
+            fn.restype, fn.argtypes = restype, argtypes
+        handle.libbpf_set_print(_print)
+        _lib = handle
+    return _lib
+
+
+def take_log() -> list[str]:
+    """libbpf's recent warnings and info lines, cleared."""
+    lines = list(_recent)
+    _recent.clear()
+    return lines
+
+
+def fail(what: str, err: int | None = None) -> LibbpfError:
+    """An exception for the call that just failed (errno read now)."""
+    code = abs(err) if err else ctypes.get_errno() or errno.EINVAL
+    return LibbpfError(code, what, take_log())
+
+
+def check(ret: int, what: str) -> int:
+    """libbpf 1.x returns -errno on failure."""
+    if ret < 0:
+        raise fail(what, ret)
+    return ret
+
+
+def check_ptr(ptr, what: str):
+    """libbpf 1.x returns NULL and sets errno on failure."""
+    if not ptr:
+        raise fail(what)
+    return ptr

@@ -1,0 +1,255 @@
+"""Load the BPF object, attach it, and turn ring-buffer records into Events."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import time
+from importlib import resources
+from typing import Iterator
+
+from . import layout, libbpf
+from .decode import RecordError, decode
+from .events import Event
+from .ringbuf import RingBuffer
+
+OBJECT_NAME = "uringwatch.bpf.o"
+PROGRAMS = ("tracepoint__syscalls__sys_enter_io_uring_register",
+            "tracepoint__syscalls__sys_exit_io_uring_register")
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+HOOK = "events/syscalls/sys_enter_io_uring_register"
+BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
+
+_PROG_TYPE_TRACEPOINT = 5
+_FUNC_LOOP = 181
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+
+
+class TracerError(Exception):
+    """An expected failure: missing privilege, kernel feature, bad option."""
+
+
+def object_bytes() -> bytes:
+    """The precompiled BPF object shipped in the package."""
+    return resources.files("uringwatch").joinpath(OBJECT_NAME).read_bytes()
+
+
+def _capabilities() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges() -> None:
+    caps = _capabilities()
+    if caps >> _CAP_SYS_ADMIN & 1 or (caps >> _CAP_BPF & 1 and caps >> _CAP_PERFMON & 1):
+        return
+    missing = [n for n, b in (("CAP_BPF", _CAP_BPF), ("CAP_PERFMON", _CAP_PERFMON))
+               if not caps >> b & 1]
+    raise TracerError(f"tracing needs root, or CAP_BPF and CAP_PERFMON "
+                      f"(missing: {', '.join(missing)})")
+
+
+def tracefs() -> str:
+    """A tracefs mount, made at the usual place if there is none: libbpf
+    reads tracepoint ids from it."""
+    for path in TRACEFS:
+        if os.path.isdir(os.path.join(path, "events")):
+            return path
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"nodev", TRACEFS[0].encode(), b"tracefs", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise TracerError(f"tracefs is not mounted and mounting it at {TRACEFS[0]} "
+                          f"failed: {os.strerror(err)}")
+    return TRACEFS[0]
+
+
+class Tracer:
+    """A live tracer. Use as a context manager; iterate for events."""
+
+    def __init__(self, pid: int = 0, cap: int = 64, snap_bytes: int = 64,
+                 ring_bytes: int = 8 << 20, max_inflight: int = 256,
+                 wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
+                 btf_path: str | None = None):
+        if not 1 <= cap <= layout.CAP_MAX:
+            raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
+        if not 0 <= snap_bytes <= layout.HEAD_MAX:
+            raise TracerError(f"snap_bytes must be 0..{layout.HEAD_MAX}")
+        if ring_bytes < 4096 or ring_bytes & (ring_bytes - 1):
+            raise TracerError("ring_bytes must be a power of two >= 4096")
+        self.options = dict(pid=pid, cap=cap, snap_bytes=snap_bytes,
+                            ring_bytes=ring_bytes, max_inflight=max_inflight,
+                            wakeup_bytes=wakeup_bytes)
+        self.flush_interval = flush_interval
+        self.btf_path = btf_path
+        self.features: dict[str, object] = {}
+        self.decode_errors = 0
+        self._obj = None
+        self._links: list = []
+        self._ring: RingBuffer | None = None
+        self._boot_to_wall = 0
+
+    # -- lifecycle -------------------------------------------------------
+
+    def open(self) -> "Tracer":
+        check_privileges()
+        if not self.btf_path and not os.path.exists(BTF_VMLINUX):
+            raise TracerError(f"this kernel has no {BTF_VMLINUX}; pass a BTF file with --btf")
+        tp = tracefs()
+        if not os.path.exists(os.path.join(tp, HOOK)):
+            raise TracerError("this kernel has no syscalls:sys_enter_io_uring_register "
+                              "tracepoint (CONFIG_FTRACE_SYSCALLS)")
+        lib = libbpf.lib()
+        data = object_bytes()
+        self.object_sha256 = hashlib.sha256(data).hexdigest()
+        has_loop = lib.libbpf_probe_bpf_helper(_PROG_TYPE_TRACEPOINT, _FUNC_LOOP, None) == 1
+        try:
+            self._load(data, use_task_btf=True, has_loop=has_loop)
+        except libbpf.LibbpfError as e:
+            if e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
+                raise
+            # BTF-typed task pointers are refused on some kernels: do without
+            self._load(data, use_task_btf=False, has_loop=has_loop)
+        self.features.update(tracefs=tp, bpf_loop=has_loop,
+                             hooks=["tracepoint/syscalls/sys_enter_io_uring_register",
+                                    "tracepoint/syscalls/sys_exit_io_uring_register"])
+        self._fill_free_slots()
+        self._boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        for name in PROGRAMS:
+            prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
+            self._links.append(libbpf.check_ptr(lib.bpf_program__attach(prog),
+                                                f"attaching {name}"))
+        events = self._map("events")
+        self._ring = RingBuffer(lib.bpf_map__fd(events), lib.bpf_map__max_entries(events))
+        return self
+
+    def _load(self, data: bytes, use_task_btf: bool, has_loop: bool) -> None:
+        self._close_object()
+        lib = libbpf.lib()
+        opts = libbpf.OpenOpts(sz=ctypes.sizeof(libbpf.OpenOpts), object_name=b"uringwatch")
+        if self.btf_path:
+            opts.btf_custom_path = self.btf_path.encode()
+        self._buf = ctypes.create_string_buffer(data, len(data))
+        self._obj = libbpf.check_ptr(
+            lib.bpf_object__open_mem(self._buf, len(data), ctypes.byref(opts)),
+            "opening the BPF object")
+        self._set_config(use_task_btf, has_loop)
+        o = self.options
+        lib.bpf_map__set_max_entries(self._map("events"), o["ring_bytes"])
+        for name in ("slots", "free_slots", "inflight"):
+            lib.bpf_map__set_max_entries(self._map(name), o["max_inflight"])
+        libbpf.check(lib.bpf_object__load(self._obj), "loading the BPF object")
+        self.features["task_btf"] = use_task_btf
+
+    def _map(self, name: str):
+        return libbpf.check_ptr(
+            libbpf.lib().bpf_object__find_map_by_name(self._obj, name.encode()),
+            f"finding map {name}")
+
+    def _set_config(self, use_task_btf: bool, has_loop: bool) -> None:
+        size = ctypes.c_size_t()
+        ptr = libbpf.lib().bpf_map__initial_value(self._map(".rodata.cfg"), ctypes.byref(size))
+        if size.value != layout.CONFIG.size:
+            raise TracerError(f"BPF object config is {size.value} bytes, "
+                              f"expected {layout.CONFIG.size}: object and decoder differ")
+        view = (ctypes.c_char * size.value).from_address(ptr)
+        cfg = layout.CONFIG.unpack(view.raw)
+        if cfg["abi"] != layout.ABI_VERSION:
+            raise TracerError(f"BPF object has record ABI {cfg['abi']}, "
+                              f"decoder knows {layout.ABI_VERSION}")
+        o = self.options
+        cfg.update(targ_tgid=o["pid"], cap=o["cap"], snap_bytes=o["snap_bytes"],
+                   wakeup_bytes=o["wakeup_bytes"], use_task_btf=int(use_task_btf),
+                   has_loop=int(has_loop))
+        view.raw = layout.CONFIG.struct.pack(*cfg.values())
+
+    def _fill_free_slots(self) -> None:
+        fd = libbpf.lib().bpf_map__fd(self._map("free_slots"))
+        for i in range(self.options["max_inflight"]):
+            idx = ctypes.c_uint32(i)
+            libbpf.check(libbpf.lib().bpf_map_update_elem(fd, None, ctypes.byref(idx), 0),
+                         "filling the free slot queue")
+
+    def _close_object(self) -> None:
+        if self._obj:
+            libbpf.lib().bpf_object__close(self._obj)
+            self._obj = None
+
+    def close(self) -> None:
+        """Detach everything; safe to call twice."""
+        if self._ring:
+            self._ring.close()
+            self._ring = None
+        for link in self._links:
+            libbpf.lib().bpf_link__destroy(link)
+        self._links.clear()
+        self._close_object()
+
+    def __enter__(self) -> "Tracer":
+        return self.open() if self._obj is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- events ------------------------------------------------------------
+
+    def poll(self, timeout: float | None = None) -> list[Event]:
+        """Events available now, waiting up to `timeout` (default: the flush
+        interval) for the kernel to queue some."""
+        ring = self._ring
+        if ring is None:
+            raise TracerError("tracer is not open")
+        if not ring.available():
+            ring.wait(self.flush_interval if timeout is None else timeout)
+        return self._drain()
+
+    def _drain(self) -> list[Event]:
+        ring = self._ring
+        out = []
+        while spans := ring.spans():
+            for off, size in spans:
+                try:
+                    out.append(decode(ring.data, off, size, self._boot_to_wall))
+                except RecordError:
+                    self.decode_errors += 1
+            ring.release()
+        return out
+
+    def __iter__(self) -> Iterator[Event]:
+        while self._ring is not None:
+            yield from self.poll()
+
+    def raw_records(self, timeout: float | None = None) -> list[bytes]:
+        """Undecoded records, for recording."""
+        ring = self._ring
+        if not ring.available():
+            ring.wait(self.flush_interval if timeout is None else timeout)
+        spans = ring.spans()
+        out = [bytes(ring.data[off:off + size]) for off, size in spans]
+        ring.release()
+        return out
+
+    @property
+    def boot_to_wall(self) -> int:
+        return self._boot_to_wall
+
+    def stats(self) -> dict[str, int]:
+        """Counters summed over CPUs, plus records user space could not decode."""
+        lib = libbpf.lib()
+        ncpu = lib.libbpf_num_possible_cpus()
+        per = layout.COUNTERS_LAYOUT.size
+        buf = ctypes.create_string_buffer(per * ncpu)
+        key = ctypes.c_uint32(0)
+        libbpf.check(lib.bpf_map_lookup_elem(lib.bpf_map__fd(self._map("counters")),
+                                             ctypes.byref(key), buf), "reading counters")
+        totals = [0] * len(layout.COUNTERS)
+        for cpu in range(ncpu):
+            for i, v in enumerate(layout.COUNTERS_LAYOUT.struct.unpack_from(buf, cpu * per)[0:]):
+                totals[i] += v
+        out = dict(zip(layout.COUNTERS, totals))
+        out["decode_errors"] = self.decode_errors
+        return out
