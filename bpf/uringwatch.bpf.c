@@ -96,6 +96,15 @@ struct uw_uapi_types {
 };
 struct uw_uapi_types *uw_uapi_anchor __attribute__((unused));
 
+/* Likewise for the enums Python mirrors. */
+struct uw_enums {
+	enum uw_kind kind;
+	enum uw_call_flags call_flags;
+	enum uw_region_flags region_flags;
+	enum uw_counter counter;
+};
+struct uw_enums *uw_enums_anchor __attribute__((unused));
+
 static __always_inline void bump(enum uw_counter c)
 {
 	__u32 zero = 0;
@@ -224,8 +233,6 @@ static __always_inline void capture_args(struct uw_slot *s)
 		if (pr->ptr == P_NONE)
 			break;
 		addr = region_addr(s, pr->ptr);
-		if (!addr)
-			continue;
 		if (i == 0)
 			off += capture(s, 1, addr, region_count(s, pr->cnt), pr->elem,
 				       pr->dir, off, UW_ARR_A_MAX);

@@ -100,7 +100,7 @@ QUERY_HDR = Layout("io_uring_query_hdr", [
     ("result", "i"), ("__resv", "3I"),
 ])
 
-_SQ_OFF = "7IQ"   # struct io_sqring_offsets: head..array, resv1, user_addr
+_SQ_OFF = "8IQ"   # struct io_sqring_offsets: head..array, resv1, user_addr
 _CQ_OFF = "8IQ"   # struct io_cqring_offsets: head..flags, resv1, user_addr
 PARAMS = Layout("io_uring_params", [
     ("sq_entries", "I"), ("cq_entries", "I"), ("flags", "I"),

@@ -1,0 +1,87 @@
+"""Python's layouts against the BTF of the built object: the C header is the
+truth, and a layout that drifts from it fails here."""
+
+import json
+import shutil
+import subprocess
+from importlib import resources
+
+import pytest
+
+from uringwatch import layout, uapi
+
+
+@pytest.fixture(scope="module")
+def btf():
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool is not installed")
+    obj = resources.files("uringwatch").joinpath("uringwatch.bpf.o")
+    with resources.as_file(obj) as path:
+        out = subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(path)],
+                             check=True, capture_output=True, text=True).stdout
+    types = json.loads(out)["types"]
+    return {t["id"]: t for t in types}
+
+
+def named(btf, kind, name):
+    matches = [t for t in btf.values() if t["kind"] == kind and t.get("name") == name]
+    assert matches, f"{kind} {name} is not in the object's BTF"
+    return matches[0]
+
+
+def resolve(btf, type_id):
+    """Skip typedefs and qualifiers."""
+    t = btf[type_id]
+    while t["kind"] in ("TYPEDEF", "CONST", "VOLATILE"):
+        t = btf[t["type_id"]]
+    return t
+
+
+def flat_members(btf, struct, base=0):
+    """name -> byte offset, looking inside anonymous unions and structs."""
+    out = {}
+    for m in struct["members"]:
+        off = base + m["bits_offset"] // 8
+        if m["name"] == "(anon)":
+            out.update(flat_members(btf, resolve(btf, m["type_id"]), off))
+        else:
+            out.setdefault(m["name"], off)
+    return out
+
+
+@pytest.mark.parametrize("lay", layout.ALL, ids=lambda l: l.name)
+def test_record_layouts_match_btf(btf, lay):
+    s = named(btf, "STRUCT", lay.name)
+    assert s["size"] == lay.size
+    assert [m["name"] for m in s["members"]] == [m for m, _ in lay.members]
+    for m in s["members"]:
+        assert m["bits_offset"] // 8 == lay.offsets[m["name"]], m["name"]
+
+
+@pytest.mark.parametrize("lay", uapi.ALL, ids=lambda l: l.name)
+def test_uapi_layouts_match_btf(btf, lay):
+    s = named(btf, "STRUCT", lay.name)
+    assert s["size"] == lay.size
+    members = flat_members(btf, s)
+    for name, _ in lay.members:
+        assert members.get(name) == lay.offsets[name], name
+
+
+def enum_values(btf, name):
+    return {v["name"]: v["val"] for v in named(btf, "ENUM", name)["values"]}
+
+
+def test_enums_match_btf(btf):
+    counters = enum_values(btf, "uw_counter")
+    assert [k.removeprefix("UW_CNT_").lower() for k in counters][:-1] == list(layout.COUNTERS)
+    for enum, prefix, module_prefix in (("uw_call_flags", "UW_F_", "F_"),
+                                        ("uw_region_flags", "UW_R_", "R_")):
+        for k, v in enum_values(btf, enum).items():
+            assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k
+    assert enum_values(btf, "uw_kind")["UW_KIND_CALL"] == layout.KIND_CALL
+
+
+def test_config_is_the_whole_rodata_cfg_section(btf):
+    sec = named(btf, "DATASEC", ".rodata.cfg")
+    (var,) = sec["vars"]
+    assert var["offset"] == 0 and var["size"] == layout.CONFIG.size

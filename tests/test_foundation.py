@@ -1,0 +1,90 @@
+"""End to end: the real BPF object traces real io_uring_register calls."""
+
+import ctypes
+import errno
+import os
+import threading
+
+import uring
+from uring import register
+
+REGISTER_FILES, UNREGISTER_FILES = 2, 3
+USE_REGISTERED_RING = 1 << 31
+
+
+def test_register_files(tracer):
+    ring = uring.setup()
+    fds = uring.ints(0, 1, 2, -1)
+    assert register(ring, REGISTER_FILES, fds, 4) == 0
+    assert register(ring, UNREGISTER_FILES, None, 0) == 0
+    reg, unreg = tracer.mine(2)
+    assert (reg.fd, reg.opcode, reg.opcode_name, reg.nr_args, reg.ret) == \
+        (ring, 2, "REGISTER_FILES", 4, 0)
+    assert reg.arg == uring.addr(fds)
+    assert reg.pid == os.getpid() and reg.tid == threading.get_native_id()
+    assert reg.ppid == os.getppid()
+    assert reg.uid == os.getuid() and reg.gid == os.getgid()
+    assert reg.comm == open("/proc/self/comm").read().strip()
+    assert reg.cgroup_id > 0
+    assert reg.pidns == os.stat("/proc/self/ns/pid").st_ino
+    assert reg.mntns == os.stat("/proc/self/ns/mnt").st_ino
+    assert reg.payload.fds == [0, 1, 2, -1]
+    assert not reg.payload.truncated and reg.payload.unreadable == []
+    assert not reg.registered_ring and reg.error is None
+    assert 0 < reg.duration_ns < 10**9 and reg.toctou.window_ns == reg.duration_ns
+    assert (unreg.opcode_name, unreg.payload) == ("UNREGISTER_FILES", None)
+    os.close(ring)
+
+
+def test_invalid_opcode_gives_einval(tracer):
+    ring = uring.setup()
+    assert register(ring, 9999, None, 0) == -errno.EINVAL
+    (ev,) = tracer.mine(1)
+    assert (ev.opcode, ev.opcode_name, ev.ret, ev.error) == (9999, "UNKNOWN_9999", -22, "EINVAL")
+    assert ev.payload.type if hasattr(ev.payload, "type") else True
+    os.close(ring)
+
+
+def test_closed_fd_gives_ebadf(tracer):
+    ring = uring.setup()
+    os.close(ring)
+    assert register(ring, REGISTER_FILES, uring.ints(0), 1) == -errno.EBADF
+    (ev,) = tracer.mine(1)
+    assert (ev.fd, ev.ret, ev.error) == (ring, -errno.EBADF, "EBADF")
+    assert ev.payload.fds == [0]   # captured even though the kernel refused
+
+
+def test_registered_ring_bit_survives(tracer):
+    ring = uring.setup()
+    ret = register(ring, REGISTER_FILES | USE_REGISTERED_RING, uring.ints(0), 1)
+    assert ret < 0   # the ring was never registered: fd is not a valid index
+    (ev,) = tracer.mine(1)
+    assert ev.registered_ring and ev.opcode == REGISTER_FILES
+    assert ev.opcode_name == "REGISTER_FILES" and ev.fd == ring
+    os.close(ring)
+
+
+def test_null_and_unmapped_arg_are_flagged(tracer):
+    ring = uring.setup()
+    assert register(ring, REGISTER_FILES, None, 2) == -errno.EFAULT
+    assert register(ring, REGISTER_FILES, 0x10, 2) == -errno.EFAULT
+    null, unmapped = tracer.mine(2)
+    assert null.arg == 0 and null.payload.fds is None
+    assert unmapped.arg == 0x10 and unmapped.payload.fds is None
+    assert unmapped.payload.unreadable == ["fds"]
+    # the tracer keeps going
+    assert register(ring, REGISTER_FILES, uring.ints(1), 1) == 0
+    (ok,) = tracer.mine(1)
+    assert ok.payload.fds == [1]
+    os.close(ring)
+
+
+def test_stats_count_emitted(tracer):
+    before = tracer.tracer.stats()
+    ring = uring.setup()
+    register(ring, 9999, None, 0)
+    tracer.mine(1)
+    after = tracer.tracer.stats()
+    assert after["emitted"] >= before["emitted"] + 1
+    assert after["ring_full"] == 0 and after["decode_errors"] == 0
+    os.close(ring)
