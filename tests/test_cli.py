@@ -1,0 +1,97 @@
+"""The uringwatch command, run as users run it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import uring
+from conftest import needs_root
+
+UW = [sys.executable, "-m", "uringwatch"]
+
+
+def start(*args, env=None):
+    p = subprocess.Popen(UW + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    # the tracer says so on stderr once attached
+    line = p.stderr.readline()
+    assert "tracing" in line, line + p.stderr.read()
+    return p
+
+
+@needs_root
+def test_json_count_three():
+    p = start("--json", "--count", "3", "-p", str(os.getpid()))
+    ring = uring.setup()
+    fds = uring.ints(0, 1)
+    assert uring.register(ring, 2, fds, 2) == 0
+    assert uring.register(ring, 3, None, 0) == 0
+    assert uring.register(ring, 9999, None, 0) < 0
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["opcode_name"] for e in lines] == ["REGISTER_FILES", "UNREGISTER_FILES",
+                                                 "UNKNOWN_9999"]
+    first = lines[0]
+    for key in ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "fd",
+                "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
+                "duration_ns", "payload"):
+        assert key in first, key
+    assert first["payload"] == {"type": "REGISTER_FILES", "truncated": False,
+                                "unreadable": [], "fds": [0, 1]}
+    assert lines[2]["ret"] == -22 and lines[2]["error"] == "EINVAL"
+    assert "3 events shown" in err and "ring_full=0" in err
+    os.close(ring)
+
+
+@needs_root
+def test_table_and_sigint_detach():
+    p = start("-p", str(os.getpid()))
+    ring = uring.setup()
+    uring.register(ring, 2, uring.ints(99999), 1)   # no such fd: EBADF
+    time.sleep(0.3)
+    p.send_signal(2)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    header, row = out.splitlines()[:2]
+    assert header.split()[:8] == ["TIME", "PID", "TID", "COMM", "FD", "OPCODE", "NR", "RET"]
+    assert "REGISTER_FILES" in row and "EBADF" in row and "fds=[99999]" in row
+    assert "Traceback" not in err and "events shown" in err
+    os.close(ring)
+
+
+@needs_root
+def test_no_compiler_at_run_time(tmp_path):
+    """Runs with no compiler reachable and fails on any exec or spawn."""
+    hook = tmp_path / "sitecustomize.py"
+    hook.write_text(
+        "import sys\n"
+        "def audit(event, args):\n"
+        "    if event in ('subprocess.Popen', 'os.exec', 'os.posix_spawn', 'os.system'):\n"
+        "        raise RuntimeError(f'spawned at run time: {event} {args}')\n"
+        "sys.addaudithook(audit)\n")
+    env = dict(os.environ, PATH="/nonexistent", PYTHONPATH=str(tmp_path))
+    p = start("--json", "--count", "1", "-p", str(os.getpid()), env=env)
+    ring = uring.setup()
+    uring.register(ring, 9999, None, 0)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    assert json.loads(out)["opcode"] == 9999
+    os.close(ring)
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv is not installed")
+def test_unprivileged_gets_one_clear_line():
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "--inh-caps=-all", "--bounding-set=-all"] + UW,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 77
+    assert r.stderr.strip().splitlines() == [
+        "uringwatch: tracing needs root, or CAP_BPF and CAP_PERFMON "
+        "(missing: CAP_BPF, CAP_PERFMON)"]
