@@ -9,13 +9,20 @@ needs_root = pytest.mark.skipif(not ROOT, reason="loading BPF needs root")
 
 
 @pytest.fixture(scope="session")
-def tracer():
+def session_tracer():
     """One live tracer for the session: loading costs ~0.1 s."""
     if not ROOT:
         pytest.skip("loading BPF needs root")
     from uringwatch import Tracer
     with Tracer(cap=1024) as t:
         yield Collector(t)
+
+
+@pytest.fixture
+def tracer(session_tracer):
+    """The session's tracer with what earlier tests left behind dropped."""
+    session_tracer.drain()
+    return session_tracer
 
 
 class Collector:
@@ -40,5 +47,5 @@ class Collector:
             self.events.extend(self.tracer.poll(0.05))
 
     def drain(self):
+        self.tracer.poll(0)
         self.events.clear()
-        self.events.extend(self.tracer.poll(0.01))
