@@ -8,6 +8,7 @@ from typing import IO
 import msgspec
 
 from .events import Event
+from .payloads import Iovec, Restriction
 
 HEADER = (f"{'TIME':<12} {'PID':>7} {'TID':>7} {'COMM':<16} {'FD':>5} "
           f"{'OPCODE':<26} {'NR':>5} {'RET':>8} {'DUR(us)':>8} ARG")
@@ -18,6 +19,14 @@ def _fd(ev: Event) -> str:
     return f"r{ev.fd}" if ev.registered_ring else str(ev.fd)
 
 
+def _item(v) -> str:
+    if isinstance(v, Restriction):
+        return f"{v.kind}:{v.value_name}"
+    if isinstance(v, Iovec):
+        return f"{v.base:#x}+{v.len}"
+    return str(v)
+
+
 def summary(ev: Event, limit: int = 60) -> str:
     """A short view of the payload for the table's last column."""
     p = ev.payload
@@ -26,13 +35,15 @@ def summary(ev: Event, limit: int = 60) -> str:
     fields = msgspec.structs.asdict(p)
     parts = []
     for k, v in fields.items():
-        if k in ("truncated", "unreadable") or v is None:
+        if k in ("truncated", "unreadable") or v is None or v == "":
             continue
         if k == "fds" and isinstance(v, list):
             v = "[" + ",".join(_SPECIAL_FDS.get(fd, str(fd)) for fd in v[:8]) + \
                 (",…" if len(v) > 8 else "") + "]"
         elif isinstance(v, list) and len(v) > 4:
             v = f"[{len(v)} items]"
+        elif isinstance(v, list):
+            v = "[" + ",".join(_item(x) for x in v) + "]"
         parts.append(f"{k}={v}")
     if p.unreadable:
         parts.append("UNREADABLE:" + ",".join(p.unreadable))
