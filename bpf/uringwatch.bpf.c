@@ -118,7 +118,7 @@ static __always_inline const struct uw_plan *plan_of(__u32 opcode)
 {
 	__u32 op = opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
 
-	if (op >= UW_NPLANS || !plans[op].known)
+	if (cfg.generic || op >= UW_NPLANS || !plans[op].known)
 		return 0;
 	return &plans[op];
 }
@@ -221,6 +221,7 @@ static __always_inline void capture_args(struct uw_slot *s)
 	__u32 off, i;
 
 	if (!p) {
+		s->call.flags |= UW_F_RAW;
 		capture(s, 0, s->call.arg, cfg.snap_bytes, 1, D_IN, 0, UW_HEAD_MAX);
 		return;
 	}

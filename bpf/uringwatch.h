@@ -43,6 +43,7 @@ enum uw_call_flags {
 	UW_F_EXIT_FAULT = 1 << 3,   /* an input region was unreadable at exit */
 	UW_F_CHANGED_MORE = 1 << 4, /* more changes than UW_MAX_CHANGED */
 	UW_F_UNCOMPARED = 1 << 5,   /* inputs not re-read at exit (no bpf_loop) */
+	UW_F_RAW = 1 << 6,          /* no plan: region 0 is the raw bytes at arg */
 };
 
 /* uw_region.flags */
@@ -115,6 +116,8 @@ struct uw_config {
 	__u64 wakeup_bytes;   /* wake the consumer once this much is queued */
 	__u32 use_task_btf;   /* read ppid/namespaces through BTF pointers */
 	__u32 has_loop;       /* bpf_loop exists: compare inputs at exit */
+	__u32 generic;        /* capture snap_bytes raw for every opcode */
+	__u32 pad;
 };
 
 #endif /* URINGWATCH_H */

@@ -88,3 +88,17 @@ def test_stats_count_emitted(tracer):
     assert after["emitted"] >= before["emitted"] + 1
     assert after["ring_full"] == 0 and after["decode_errors"] == 0
     os.close(ring)
+
+
+def test_generic_capture_is_raw_and_a_second_tracer_sees_it_too(tracer):
+    from uringwatch import Tracer
+    ring = uring.setup()
+    fds = (ctypes.c_int32 * 16)(*range(16))
+    with Tracer(generic=True, pid=os.getpid()) as raw:
+        assert register(ring, REGISTER_FILES, fds, 16) == 0
+        events = [e for e in raw.poll(1.0) if e.tid == threading.get_native_id()]
+    (ev,) = events
+    assert ev.payload.hex == bytes(fds).hex()    # the first 64 bytes, undecoded
+    (decoded,) = tracer.mine(1)                  # the session tracer saw it too
+    assert decoded.payload.fds == list(range(16))
+    os.close(ring)

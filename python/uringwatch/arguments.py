@@ -21,6 +21,7 @@ class Call(NamedTuple):
     nr_args: int
     ret: int
     regions: tuple[Region, Region, Region, Region]
+    raw: bool         # captured without a plan: region 0 is raw bytes
 
 
 def _values(r: Region, fmt: str) -> list | None:
@@ -228,7 +229,7 @@ def _pick(d: dict | None, keys: tuple[str, ...]) -> dict | None:
 
 def payload(c: Call) -> p.Base | None:
     """The decoded payload; None for opcodes that take no argument."""
-    spec = SPECS.get(c.opcode)
+    spec = None if c.raw else SPECS.get(c.opcode)
     if spec is None:
         r = c.regions[0]
         return p.Raw(hex=r.data.hex() if r.readable else "", truncated=bool(r.flags & layout.R_TRUNC),
@@ -246,7 +247,7 @@ def payload(c: Call) -> p.Base | None:
 def change_name(c: Call, spot: int) -> str:
     """Name of a changed spot (region << 24 | byte offset)."""
     region, off = spot >> 24, spot & 0xFFFFFF
-    spec = SPECS.get(c.opcode, _NO_SPEC)
+    spec = _NO_SPEC if c.raw else SPECS.get(c.opcode, _NO_SPEC)
     if region == 0:
         if isinstance(spec.head, Layout):
             return _member_at(spec.head, off)

@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
                     help="stop after this many seconds")
     ap.add_argument("--cap", type=int, default=64, metavar="N",
                     help="elements captured per array (1..1024, default 64)")
+    ap.add_argument("--generic", action="store_true",
+                    help="capture only the first 64 bytes at arg, undecoded (cheaper)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
                     "without /sys/kernel/btf/vmlinux")
     ap.add_argument("-v", "--verbose", action="store_true", help="show libbpf's log")
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
                         format="uringwatch: %(message)s")
     try:
-        tracer = Tracer(pid=args.pid, cap=args.cap, btf_path=args.btf)
+        tracer = Tracer(pid=args.pid, cap=args.cap, btf_path=args.btf, generic=args.generic)
         return trace(tracer, args)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
@@ -74,19 +76,21 @@ def trace(tracer: Tracer, args) -> int:
     with tracer:
         print(f"uringwatch: tracing ({', '.join(tracer.features['hooks'])}); "
               f"Ctrl-C to stop", file=sys.stderr)
+        def emit(events) -> bool:
+            nonlocal seen
+            if args.count:
+                events = events[:args.count - seen]
+            if events:
+                writer.write(events)
+                seen += len(events)
+            return bool(args.count) and seen >= args.count
+
         try:
-            while True:
-                events = tracer.poll()
-                if args.count:
-                    events = events[:args.count - seen]
-                if events:
-                    writer.write(events)
-                    seen += len(events)
-                if (args.count and seen >= args.count) or \
-                        (deadline and time.monotonic() >= deadline):
+            while not emit(tracer.poll()):
+                if deadline and time.monotonic() >= deadline:
                     break
         except KeyboardInterrupt:
-            pass
+            emit(tracer.poll(0))   # what was queued before the signal
         finally:
             print_stats(tracer.stats(), seen)
     return EXIT_OK

@@ -25,6 +25,7 @@ F_CHANGED = 1 << 2
 F_EXIT_FAULT = 1 << 3
 F_CHANGED_MORE = 1 << 4
 F_UNCOMPARED = 1 << 5
+F_RAW = 1 << 6
 
 # uw_region.flags
 R_FAULT = 1 << 0
@@ -90,6 +91,7 @@ COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
 CONFIG = Layout("uw_config", [
     ("abi", "I"), ("targ_tgid", "I"), ("cap", "I"), ("snap_bytes", "I"),
     ("wakeup_bytes", "Q"), ("use_task_btf", "I"), ("has_loop", "I"),
+    ("generic", "I"), ("pad", "I"),
 ])
 
 ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)

@@ -74,7 +74,7 @@ class Tracer:
     def __init__(self, pid: int = 0, cap: int = 64, snap_bytes: int = 64,
                  ring_bytes: int = 8 << 20, max_inflight: int = 256,
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
-                 btf_path: str | None = None):
+                 btf_path: str | None = None, generic: bool = False):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
         if not 0 <= snap_bytes <= layout.HEAD_MAX:
@@ -83,7 +83,7 @@ class Tracer:
             raise TracerError("ring_bytes must be a power of two >= 4096")
         self.options = dict(pid=pid, cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
-                            wakeup_bytes=wakeup_bytes)
+                            wakeup_bytes=wakeup_bytes, generic=generic)
         self.flush_interval = flush_interval
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
@@ -164,7 +164,7 @@ class Tracer:
         o = self.options
         cfg.update(targ_tgid=o["pid"], cap=o["cap"], snap_bytes=o["snap_bytes"],
                    wakeup_bytes=o["wakeup_bytes"], use_task_btf=int(use_task_btf),
-                   has_loop=int(has_loop))
+                   has_loop=int(has_loop), generic=int(o["generic"]))
         view.raw = layout.CONFIG.struct.pack(*cfg.values())
 
     def _fill_free_slots(self) -> None:
