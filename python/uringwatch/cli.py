@@ -74,8 +74,11 @@ def trace(tracer: Tracer, args) -> int:
     seen = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     with tracer:
-        print(f"uringwatch: tracing ({', '.join(tracer.features['hooks'])}); "
-              f"Ctrl-C to stop", file=sys.stderr)
+        f = tracer.features
+        print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
+              f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
+              f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}",
+              file=sys.stderr)
         def emit(events) -> bool:
             nonlocal seen
             if args.count:
