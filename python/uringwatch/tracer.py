@@ -223,20 +223,6 @@ class Tracer:
         while self._ring is not None:
             yield from self.poll()
 
-    def raw_records(self, timeout: float | None = None) -> list[bytes]:
-        """Undecoded records, for recording."""
-        ring = self._ring
-        if not ring.available():
-            ring.wait(self.flush_interval if timeout is None else timeout)
-        spans = ring.spans()
-        out = [bytes(ring.data[off:off + size]) for off, size in spans]
-        ring.release()
-        return out
-
-    @property
-    def boot_to_wall(self) -> int:
-        return self._boot_to_wall
-
     def stats(self) -> dict[str, int]:
         """Counters summed over CPUs, plus records user space could not decode."""
         lib = libbpf.lib()
@@ -248,7 +234,7 @@ class Tracer:
                                              ctypes.byref(key), buf), "reading counters")
         totals = [0] * len(layout.COUNTERS)
         for cpu in range(ncpu):
-            for i, v in enumerate(layout.COUNTERS_LAYOUT.struct.unpack_from(buf, cpu * per)[0:]):
+            for i, v in enumerate(layout.COUNTERS_LAYOUT.struct.unpack_from(buf, cpu * per)):
                 totals[i] += v
         out = dict(zip(layout.COUNTERS, totals))
         out["decode_errors"] = self.decode_errors
