@@ -49,7 +49,7 @@ def flat_members(btf, struct, base=0):
     return out
 
 
-@pytest.mark.parametrize("lay", layout.ALL, ids=lambda l: l.name)
+@pytest.mark.parametrize("lay", layout.ALL, ids=lambda lay: lay.name)
 def test_record_layouts_match_btf(btf, lay):
     s = named(btf, "STRUCT", lay.name)
     assert s["size"] == lay.size
@@ -58,7 +58,7 @@ def test_record_layouts_match_btf(btf, lay):
         assert m["bits_offset"] // 8 == lay.offsets[m["name"]], m["name"]
 
 
-@pytest.mark.parametrize("lay", uapi.ALL, ids=lambda l: l.name)
+@pytest.mark.parametrize("lay", uapi.ALL, ids=lambda lay: lay.name)
 def test_uapi_layouts_match_btf(btf, lay):
     s = named(btf, "STRUCT", lay.name)
     assert s["size"] == lay.size

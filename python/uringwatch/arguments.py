@@ -232,7 +232,8 @@ def payload(c: Call) -> p.Base | None:
     spec = None if c.raw else SPECS.get(c.opcode)
     if spec is None:
         r = c.regions[0]
-        return p.Raw(hex=r.data.hex() if r.readable else "", truncated=bool(r.flags & layout.R_TRUNC),
+        return p.Raw(hex=r.data.hex() if r.readable else "",
+                     truncated=bool(r.flags & layout.R_TRUNC),
                      unreadable=["arg"] if r.flags & layout.R_FAULT else [])
     if spec.cls is None:
         return None

@@ -52,7 +52,8 @@ def decode(buf, off: int, size: int, boot_to_wall: int) -> Event:
         raise RecordError(f"{off + size - pos} stray bytes after the regions")
     call = arguments.Call(opcode & ~USE_REGISTERED_RING, nr_args, ret, tuple(regions),
                           bool(flags & layout.F_RAW))
-    changed = v[_NVALS - layout.MAX_CHANGED:_NVALS - layout.MAX_CHANGED + min(nchanged, layout.MAX_CHANGED)]
+    first = _NVALS - layout.MAX_CHANGED
+    changed = v[first:first + min(nchanged, layout.MAX_CHANGED)]
     return Event(
         ts=ts_enter + boot_to_wall, pid=pid, tid=tid,
         ppid=ppid if flags & layout.F_PPID else None, uid=uid, gid=gid,

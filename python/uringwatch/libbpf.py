@@ -133,7 +133,7 @@ def lib():
         try:
             handle = ctypes.CDLL(path, use_errno=True)
         except OSError as e:
-            raise LibbpfError(errno.ENOENT, f"cannot load libbpf ({path}): {e}", [])
+            raise LibbpfError(errno.ENOENT, f"cannot load libbpf ({path}): {e}", []) from None
         for name, (restype, argtypes) in _SIGNATURES.items():
             fn = getattr(handle, name)
             fn.restype, fn.argtypes = restype, argtypes
