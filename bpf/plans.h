@@ -16,6 +16,13 @@
 #define C_NR_ARGS 0
 #define C_ONE 1
 #define C_FIELD(off) (0x80 | (off)) /* __u32 at `off` in the head */
+#define C_CHAIN 2                /* QUERY's header chain, walked at exit */
+
+/* A QUERY chain entry as captured: the header, then up to 48 bytes of its
+ * data (the kernel's largest query result). */
+#define UW_QUERY_DATA 48
+#define UW_QUERY_ENTRY (sizeof(struct io_uring_query_hdr) + UW_QUERY_DATA)
+#define UW_QUERY_MAX 8
 
 /* direction: IN is compared at exit for TOCTOU; OUT is captured at exit
  * only; INOUT keeps the enter copy and adds an exit copy. */
@@ -98,18 +105,25 @@ static const struct uw_plan plans[UW_NPLANS] = {
 	[IORING_REGISTER_CLOCK] = { HEAD(io_uring_clock_register, D_IN) },
 	[IORING_REGISTER_CLONE_BUFFERS] = { HEAD(io_uring_clone_buffers, D_IN) },
 	[IORING_REGISTER_SEND_MSG_RING] = { HEAD(io_uring_sqe, D_IN) },
+	/* area and region are read by the kernel, then written back: kept as
+	 * passed (only the first in/out region gets an exit copy) */
 	[IORING_REGISTER_ZCRX_IFQ] = { HEAD(io_uring_zcrx_ifq_reg, D_INOUT), .reg = {
 		ARR(P_FIELD(OFF(io_uring_zcrx_ifq_reg, area_ptr)), C_ONE,
-		    sizeof(struct io_uring_zcrx_area_reg), D_OUT),
+		    sizeof(struct io_uring_zcrx_area_reg), D_INOUT),
 		ARR(P_FIELD(OFF(io_uring_zcrx_ifq_reg, region_ptr)), C_ONE,
-		    sizeof(struct io_uring_region_desc), D_OUT) } },
+		    sizeof(struct io_uring_region_desc), D_INOUT) } },
 	[IORING_REGISTER_RESIZE_RINGS] = { HEAD(io_uring_params, D_INOUT) },
 	[IORING_REGISTER_MEM_REGION] = { HEAD(io_uring_mem_region_reg, D_IN), .reg = {
 		ARR(P_FIELD(OFF(io_uring_mem_region_reg, region_uptr)), C_ONE,
 		    sizeof(struct io_uring_region_desc), D_INOUT) } },
+	/* the chain is all output by the end: walked and captured at exit */
 	[IORING_REGISTER_QUERY] = { HEAD(io_uring_query_hdr, D_INOUT), .reg = {
-		ARR(P_FIELD(OFF(io_uring_query_hdr, query_data)),
-		    C_FIELD(OFF(io_uring_query_hdr, size)), 1, D_OUT) } },
+		ARR(P_ARG, C_CHAIN, UW_QUERY_ENTRY, D_OUT) } },
+	[UW_REGISTER_ZCRX_CTRL] = { HEAD(zcrx_ctrl, D_INOUT) },
+	[UW_REGISTER_BPF_FILTER] = { HEAD(io_uring_bpf, D_INOUT), .reg = {
+		ARR(P_FIELD(OFF(io_uring_bpf, filter.filter_ptr)),
+		    C_FIELD(OFF(io_uring_bpf, filter.filter_len)),
+		    sizeof(struct sock_filter), D_IN) } },
 };
 
 #endif /* URINGWATCH_PLANS_H */

@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "uringwatch.h"
+#include "uapi_newer.h"
 #include "plans.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -93,6 +94,11 @@ struct uw_uapi_types {
 	struct io_uring_mem_region_reg mem_region_reg;
 	struct io_uring_query_hdr query_hdr;
 	struct io_uring_params params;
+	struct io_uring_query_opcode query_opcode;
+	struct zcrx_ctrl zcrx_ctrl;
+	struct io_uring_bpf bpf;
+	struct io_uring_bpf_filter bpf_filter;
+	struct sock_filter sock_filter;
 };
 struct uw_uapi_types *uw_uapi_anchor __attribute__((unused));
 
@@ -212,6 +218,8 @@ static __always_inline __u32 region_count(struct uw_slot *s, __u8 cnt)
 		return s->call.nr_args;
 	if (cnt == C_ONE)
 		return 1;
+	if (cnt == C_CHAIN)
+		return UW_QUERY_MAX;
 	return head_field(s, cnt, 0);
 }
 
@@ -316,6 +324,42 @@ static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off)
 	bpf_loop((x.len + 7) / 8, compare_word, &x, 0);
 }
 
+/* Walks QUERY's header chain at exit into region 1 (data[off..]): each
+ * entry is the header and the first bytes of its data, as the kernel left
+ * them. count becomes the entries found; TRUNC if the chain goes on. */
+static __always_inline void walk_query_chain(struct uw_slot *s, __u32 off)
+{
+	struct uw_region *r = &s->call.region[1];
+	__u64 ptr = r->addr, at, n;
+	__u32 i;
+
+	for (i = 0; i < UW_QUERY_MAX; i++) {
+		struct io_uring_query_hdr *h;
+
+		at = off + i * UW_QUERY_ENTRY;
+		if (!ptr || at > UW_DATA_MAX - UW_QUERY_ENTRY)
+			break;
+		keep(at);
+		h = (void *)&s->data[at];
+		if (bpf_probe_read_user(h, sizeof(*h), (void *)ptr)) {
+			r->flags |= UW_R_FAULT;
+			bump(UW_CNT_READ_FAULT);
+			break;
+		}
+		n = h->size < UW_QUERY_DATA ? h->size : UW_QUERY_DATA;
+		keep(n);
+		if (n > UW_QUERY_DATA)
+			break;
+		if (n && bpf_probe_read_user(&s->data[at + sizeof(*h)], n,
+					     (void *)h->query_data))
+			r->flags |= UW_R_FAULT;
+		ptr = h->next_entry;
+	}
+	r->count = i;
+	if (ptr && i == UW_QUERY_MAX)
+		r->flags |= UW_R_TRUNC;
+}
+
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
 static __always_inline void finish_args(struct uw_slot *s)
@@ -335,7 +379,9 @@ static __always_inline void finish_args(struct uw_slot *s)
 			off += r->len;
 			continue;
 		}
-		if (r->flags & UW_R_OUT) {
+		if (i == 1 && p && p->reg[0].cnt == C_CHAIN) {
+			walk_query_chain(s, off);
+		} else if (r->flags & UW_R_OUT) {
 			if (read_user(s, off, r->len, r->addr, max[i])) {
 				r->flags |= UW_R_FAULT;
 				bump(UW_CNT_READ_FAULT);

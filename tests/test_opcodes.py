@@ -236,19 +236,55 @@ def test_send_msg_ring_is_blind(tracer, ring):
         (40, ring, 0xABCD)
 
 
-def test_query_is_blind(tracer):
-    data = (ctypes.c_uint8 * 64)()
+def query_hdr(data, next_entry=0, op=0, size=48):
     hdr = (ctypes.c_uint8 * 40)()
+    ctypes.c_uint64.from_buffer(hdr, 0).value = next_entry
     ctypes.c_uint64.from_buffer(hdr, 8).value = uring.addr(data)
-    ctypes.c_uint32.from_buffer(hdr, 20).value = 64      # size
-    ret = register(-1, 35, hdr, 1)
+    ctypes.c_uint32.from_buffer(hdr, 16).value = op
+    ctypes.c_uint32.from_buffer(hdr, 20).value = size
+    return hdr
+
+
+def test_query_chain_is_blind_and_walked(tracer):
+    data1, data2 = (ctypes.c_uint8 * 48)(), (ctypes.c_uint8 * 48)()
+    second = query_hdr(data2, op=99)                 # unknown query op
+    first = query_hdr(data1, next_entry=uring.addr(second))
+    ret = register(-1, 35, first, 0)
+    assert ret == 0
     ev = one(tracer)
-    assert ev.blind and ev.opcode_name == "REGISTER_QUERY"
+    assert ev.blind and ev.fd == -1 and ev.opcode_name == "REGISTER_QUERY"
     p = ev.payload
-    assert (p.query_data, p.query_op, p.size) == (uring.addr(data), 0, 64)
-    if ret == 0:
-        assert p.result == ctypes.c_int32.from_buffer(hdr, 24).value
-        assert p.data == bytes(data).hex()
+    assert (p.query_data, p.query_op, p.size, p.next_entry) == \
+        (uring.addr(data1), 0, 48, uring.addr(second))
+    a, b = p.entries
+    assert (a.query_op, a.result, a.query_data) == (0, 0, uring.addr(data1))
+    assert a.data == bytes(data1)[:a.size].hex()     # what the kernel wrote
+    assert a.answer["nr_register_opcodes"] == ctypes.c_uint32.from_buffer(data1, 4).value
+    assert a.answer["nr_register_opcodes"] >= 36
+    assert (b.query_op, b.result) == (99, ctypes.c_int32.from_buffer(second, 24).value)
+    assert b.result < 0 and p.result == 0
+    assert not ev.toctou.changed                     # all of it is output
+
+
+def test_newer_opcodes_decode_on_a_kernel_without_them(tracer, ring):
+    """ZCRX_CTRL (36) and BPF_FILTER (37) are past this kernel's LAST: it
+    refuses them, the arguments still decode."""
+    ctrl = (ctypes.c_uint32 * 18)(7, 1)              # zcrx_id 7, EXPORT
+    assert register(ring, 36, ctrl, 0) == -errno.EINVAL
+    insns = (ctypes.c_uint64 * 2)(0x0000000500000006, 0x0000000000000015)
+    reg = (ctypes.c_uint8 * 72)()
+    ctypes.c_uint16.from_buffer(reg, 0).value = 1    # IO_URING_BPF_CMD_FILTER
+    ctypes.c_uint32.from_buffer(reg, 8).value = 22   # IORING_OP_READ
+    ctypes.c_uint32.from_buffer(reg, 12).value = 1   # DENY_REST
+    ctypes.c_uint32.from_buffer(reg, 16).value = 2   # filter_len
+    ctypes.c_uint64.from_buffer(reg, 24).value = uring.addr(insns)
+    assert register(ring, 37, reg, 1) == -errno.EINVAL
+    zc, bf = tracer.mine(2)
+    assert (zc.payload.zcrx_id, zc.payload.op, zc.payload.op_name) == (7, 1, "EXPORT")
+    p = bf.payload
+    assert (p.cmd_type, p.opcode, p.opcode_name, p.flags, p.filter_len) == \
+        (1, 22, "READ", 1, 2)
+    assert [(i.code, i.k) for i in p.insns] == [(6, 5), (0x15, 0)]
 
 
 @pytest.mark.parametrize("opcode,size", [(32, 96), (33, 120), (34, 32)])

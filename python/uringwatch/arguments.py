@@ -130,6 +130,44 @@ def _first_int(c: Call) -> int | None:
     return v[0] if v else None
 
 
+_ZCRX_OPS = {0: "FLUSH_RQ", 1: "EXPORT"}
+_QUERY_ENTRY = uapi.QUERY_HDR.size + 48      # UW_QUERY_ENTRY in bpf/plans.h
+
+
+def _query_chain(r: Region) -> list[p.QueryEntry] | None:
+    """The chain walked at exit: header + first 48 bytes of data each."""
+    if r.flags & layout.R_FAULT and not r.data:
+        return None
+    out = []
+    for i in range(min(r.count, len(r.data) // _QUERY_ENTRY)):
+        at = i * _QUERY_ENTRY
+        h = uapi.QUERY_HDR.unpack(r.data, at)
+        data = r.data[at + uapi.QUERY_HDR.size:at + _QUERY_ENTRY][:h["size"]]
+        answer = None
+        if h["query_op"] == 0 and h["result"] == 0 and len(data) >= uapi.QUERY_OPCODE.size:
+            answer = _flat(uapi.QUERY_OPCODE.unpack(data))
+        out.append(p.QueryEntry(h["query_op"], h["size"], h["result"], h["next_entry"],
+                                h["query_data"], data.hex(), answer))
+    return out
+
+
+def _bpf_filter(c: Call) -> dict:
+    h = _head(c.regions[0], uapi.BPF)
+    f = None if h is None else uapi.BPF_FILTER.unpack(c.regions[0].data, 8)
+    out = _exit(c, uapi.BPF)
+    insns = _structs(c.regions[1], uapi.SOCK_FILTER)
+    return dict(
+        cmd_type=_get(h, "cmd_type"), cmd_flags=_get(h, "cmd_flags"),
+        opcode=_get(f, "opcode"),
+        opcode_name=None if f is None else sqe_op_name(f["opcode"]),
+        flags=_get(f, "flags"), filter_len=_get(f, "filter_len"),
+        pdu_size=_get(f, "pdu_size"),
+        pdu_size_out=None if out is None else uapi.BPF_FILTER.unpack(
+            c.regions[3].data, 8)["pdu_size"],
+        filter_ptr=_get(f, "filter_ptr"),
+        insns=None if insns is None else [p.SockFilter(**i) for i in insns])
+
+
 class Spec(NamedTuple):
     cls: type | None                          # None: the opcode takes no argument
     fields: Callable[[Call], dict] = lambda c: {}
@@ -216,8 +254,15 @@ SPECS: dict[int, Spec] = {
     35: Spec(p.Query, _head_fields(
         uapi.QUERY_HDR, ("next_entry", "query_data", "query_op", "size"),
         result=lambda c, h: _get(_exit(c, uapi.QUERY_HDR), "result"),
-        data=lambda c, h: c.regions[1].data.hex() if c.regions[1].readable else None),
-        uapi.QUERY_HDR, ("data", "")),
+        entries=lambda c, h: _query_chain(c.regions[1])),
+        uapi.QUERY_HDR, ("entries", "")),
+    36: Spec(p.ZcrxCtrl, _head_fields(
+        uapi.ZCRX_CTRL, ("zcrx_id", "op"),
+        op_name=lambda c, h: None if h is None else _ZCRX_OPS.get(h["op"], f"UNKNOWN_{h['op']}"),
+        zcrx_fd=lambda c, h: None if (x := _exit(c, uapi.ZCRX_CTRL)) is None
+        or not h or h["op"] != 1 else x["zc_export"][0]),
+        uapi.ZCRX_CTRL),
+    37: Spec(p.BpfFilter, _bpf_filter, uapi.BPF, ("insns", "")),
 }
 
 _NO_SPEC = Spec(None)

@@ -8,7 +8,7 @@ capture cap cut an array (the true count is in nr_args or `nr`).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 import msgspec
 
@@ -219,14 +219,14 @@ class SendMsgRing(Base, tag="REGISTER_SEND_MSG_RING"):
 
 class ZcrxIfq(Base, tag="REGISTER_ZCRX_IFQ"):
     ifq: dict[str, int] | None    # io_uring_zcrx_ifq_reg as passed
-    area: dict[str, int] | None   # io_uring_zcrx_area_reg, after the call
-    region: dict[str, int] | None  # io_uring_region_desc, after the call
-    result: dict[str, int] | None  # ifq outputs written back
+    area: dict[str, int] | None   # io_uring_zcrx_area_reg as passed
+    region: dict[str, int] | None  # io_uring_region_desc as passed
+    result: dict[str, Any] | None  # offsets and zcrx_id written back
 
 
 class ResizeRings(Base, tag="REGISTER_RESIZE_RINGS"):
     params: dict[str, int] | None
-    result: dict[str, int] | None
+    result: dict[str, Any] | None
 
 
 class MemRegion(Base, tag="REGISTER_MEM_REGION"):
@@ -236,13 +236,51 @@ class MemRegion(Base, tag="REGISTER_MEM_REGION"):
     result: dict[str, int] | None
 
 
+class QueryEntry(msgspec.Struct, frozen=True, gc=False):
+    """One io_uring_query_hdr of the chain, as the kernel left it."""
+    query_op: int
+    size: int
+    result: int
+    next_entry: int
+    query_data: int
+    data: str                     # the first bytes of the answer, hex
+    answer: dict[str, int] | None = None  # decoded, for known query_ops
+
+
 class Query(Base, tag="REGISTER_QUERY"):
     next_entry: int | None
     query_data: int | None
     query_op: int | None
     size: int | None
     result: int | None            # written by the kernel
-    data: str | None              # query output, hex
+    entries: list[QueryEntry] | None  # the chain after the call, bounded
+
+
+class ZcrxCtrl(Base, tag="REGISTER_ZCRX_CTRL"):
+    zcrx_id: int | None
+    op: int | None
+    op_name: str | None
+    zcrx_fd: int | None           # written back by EXPORT
+
+
+class SockFilter(msgspec.Struct, frozen=True, gc=False):
+    code: int
+    jt: int
+    jf: int
+    k: int
+
+
+class BpfFilter(Base, tag="REGISTER_BPF_FILTER"):
+    cmd_type: int | None
+    cmd_flags: int | None
+    opcode: int | None            # the IORING_OP_* filtered
+    opcode_name: str | None
+    flags: int | None
+    filter_len: int | None
+    pdu_size: int | None          # as passed
+    pdu_size_out: int | None      # written back by the kernel
+    filter_ptr: int | None
+    insns: list[SockFilter] | None  # the first instructions
 
 
 Payload = Union[
@@ -251,5 +289,5 @@ Payload = Union[
     FilesUpdate2, BuffersUpdate, IowqAff, IowqMaxWorkers, RingFds,
     UnregisterRingFds, PbufRing, UnregisterPbufRing, SyncCancel,
     FileAllocRange, PbufStatus, Napi, UnregisterNapi, Clock, CloneBuffers,
-    SendMsgRing, ZcrxIfq, ResizeRings, MemRegion, Query,
+    SendMsgRing, ZcrxIfq, ResizeRings, MemRegion, Query, ZcrxCtrl, BpfFilter,
 ]

@@ -100,6 +100,28 @@ QUERY_HDR = Layout("io_uring_query_hdr", [
     ("result", "i"), ("__resv", "3I"),
 ])
 
+QUERY_OPCODE = Layout("io_uring_query_opcode", [
+    ("nr_request_opcodes", "I"), ("nr_register_opcodes", "I"), ("feature_flags", "Q"),
+    ("ring_setup_flags", "Q"), ("enter_flags", "Q"), ("sqe_flags", "Q"),
+    ("nr_query_opcodes", "I"), ("__pad", "I"),
+])
+
+# Newer than the vendored 6.18 types: bpf/uapi_newer.h.
+ZCRX_CTRL = Layout("zcrx_ctrl", [
+    ("zcrx_id", "I"), ("op", "I"), ("__resv", "2Q"), ("zc_export", "12I"),
+])
+
+BPF_FILTER = Layout("io_uring_bpf_filter", [
+    ("opcode", "I"), ("flags", "I"), ("filter_len", "I"), ("pdu_size", "B"),
+    ("resv", "3B"), ("filter_ptr", "Q"), ("resv2", "5Q"),
+])
+
+BPF = Layout("io_uring_bpf", [
+    ("cmd_type", "H"), ("cmd_flags", "H"), ("resv", "I"), ("filter", BPF_FILTER.format[1:]),
+])
+
+SOCK_FILTER = Layout("sock_filter", [("code", "H"), ("jt", "B"), ("jf", "B"), ("k", "I")])
+
 _SQ_OFF = "8IQ"   # struct io_sqring_offsets: head..array, resv1, user_addr
 _CQ_OFF = "8IQ"   # struct io_cqring_offsets: head..flags, resv1, user_addr
 PARAMS = Layout("io_uring_params", [
@@ -111,4 +133,5 @@ PARAMS = Layout("io_uring_params", [
 ALL = (IOVEC, RSRC_REGISTER, RSRC_UPDATE, RSRC_UPDATE2, PROBE, PROBE_OP,
        RESTRICTION, BUF_REG, BUF_STATUS, NAPI, CLOCK_REGISTER, CLONE_BUFFERS,
        SYNC_CANCEL_REG, FILE_INDEX_RANGE, SQE, ZCRX_IFQ_REG, ZCRX_AREA_REG,
-       REGION_DESC, MEM_REGION_REG, QUERY_HDR, PARAMS)
+       REGION_DESC, MEM_REGION_REG, QUERY_HDR, PARAMS, QUERY_OPCODE, ZCRX_CTRL,
+       BPF_FILTER, BPF, SOCK_FILTER)
