@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import uring  # noqa: E402
-from uringwatch import Tracer  # noqa: E402
+from uringwatch import Filters, Tracer  # noqa: E402
 
 
 def main():
@@ -23,7 +23,7 @@ def main():
     args = ap.parse_args()
     ring = uring.setup()
     delays = []
-    with Tracer(pid=os.getpid()) as t:
+    with Tracer(Filters(pids=frozenset([os.getpid()]))) as t:
         def caller():
             for _ in range(args.calls):
                 time.sleep(random.uniform(0.15, 0.25))   # not in step with polls

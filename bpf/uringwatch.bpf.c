@@ -28,6 +28,7 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 	.wakeup_bytes = 256 * 1024,
 	.use_task_btf = 1,
 	.has_loop = 1,
+	.targ_uid = (__u32)-1,
 };
 
 /* A call in flight: the record as it will be sent, and its data. */
@@ -69,6 +70,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct uw_counters);
 } counters SEC(".maps");
+
+/* Filter sets user space can change while tracing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroups SEC(".maps");
 
 /* Keeps the uapi structs Python decodes in the object's BTF, where
  * tests/test_abi.py compares them with Python's layouts. */
@@ -251,6 +267,44 @@ static __always_inline void capture_args(struct uw_slot *s)
 	}
 }
 
+/* The filters that hold at both enter and exit. Checks compiled out by the
+ * verifier when their knob is off (rodata is constant at load). */
+static __always_inline bool task_allowed(__u64 pid_tgid)
+{
+	__u32 tgid = pid_tgid >> 32;
+
+	if (cfg.targ_pids && !bpf_map_lookup_elem(&pids, &tgid))
+		return false;
+	if (cfg.targ_uid != (__u32)-1 && (__u32)bpf_get_current_uid_gid() != cfg.targ_uid)
+		return false;
+	if (cfg.targ_cgroups) {
+		__u64 cg = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&cgroups, &cg))
+			return false;
+	}
+	if (cfg.targ_comm[0]) {
+		char comm[UW_COMM_LEN];
+		int i;
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		for (i = 0; i < UW_COMM_LEN; i++) {
+			if (comm[i] != cfg.targ_comm[i])
+				return false;
+			if (!comm[i])
+				break;
+		}
+	}
+	return true;
+}
+
+static __always_inline bool opcode_allowed(__u32 opcode)
+{
+	__u32 op = opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
+
+	return !cfg.targ_opcodes || (op < 64 && (cfg.targ_opcodes >> op) & 1);
+}
+
 #define CHUNK 256
 
 static __always_inline void note_change(struct uw_slot *s, __u32 spot)
@@ -414,7 +468,7 @@ int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys
 	__u32 tid = (__u32)id, idx, *old;
 	struct uw_slot *s;
 
-	if (cfg.targ_tgid && cfg.targ_tgid != id >> 32) {
+	if (!task_allowed(id) || !opcode_allowed((__u32)ctx->args[1])) {
 		bump(UW_CNT_FILTERED);
 		return 0;
 	}
@@ -458,7 +512,8 @@ int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_
 
 	ip = bpf_map_lookup_elem(&inflight, &tid);
 	if (!ip) {
-		if (!cfg.targ_tgid || cfg.targ_tgid == bpf_get_current_pid_tgid() >> 32)
+		/* with an opcode filter a miss may be a filtered call: not counted */
+		if (!cfg.targ_opcodes && task_allowed(bpf_get_current_pid_tgid()))
 			bump(UW_CNT_NO_ENTER);
 		return 0;
 	}
@@ -467,6 +522,10 @@ int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_
 	s = bpf_map_lookup_elem(&slots, &idx);
 	if (!s)
 		goto out;
+	if (cfg.targ_failed && ctx->ret >= 0) {
+		bump(UW_CNT_FILTERED);
+		goto out;
+	}
 	s->call.ts_exit = bpf_ktime_get_boot_ns();
 	s->call.ret = ctx->ret;
 	s->call.uid = (__u32)uid_gid;

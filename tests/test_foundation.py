@@ -91,10 +91,10 @@ def test_stats_count_emitted(tracer):
 
 
 def test_generic_capture_is_raw_and_a_second_tracer_sees_it_too(tracer):
-    from uringwatch import Tracer
+    from uringwatch import Filters, Tracer
     ring = uring.setup()
     fds = (ctypes.c_int32 * 16)(*range(16))
-    with Tracer(generic=True, pid=os.getpid()) as raw:
+    with Tracer(Filters(pids=frozenset([os.getpid()])), generic=True) as raw:
         assert register(ring, REGISTER_FILES, fds, 16) == 0
         events = [e for e in raw.poll(1.0) if e.tid == threading.get_native_id()]
     (ev,) = events

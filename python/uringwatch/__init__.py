@@ -2,9 +2,10 @@
 
 from .decode import RecordError, decode
 from .events import Event, Toctou
+from .filters import Filters
 from .libbpf import LibbpfError
 from .tracer import Tracer, TracerError
 
-__all__ = ["Event", "LibbpfError", "RecordError", "Toctou", "Tracer", "TracerError",
+__all__ = ["Event", "Filters", "LibbpfError", "RecordError", "Toctou", "Tracer", "TracerError",
            "decode"]
 __version__ = "0.1.0"

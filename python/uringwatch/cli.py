@@ -8,15 +8,24 @@ import signal
 import sys
 import time
 
+from . import opcodes
+from .containers import CgroupResolver
+from .filters import Filters
 from .libbpf import LibbpfError
-from .output import Writer
+from .output import Writer, schema_text
 from .tracer import Tracer, TracerError
 
 EXAMPLES = """\
+commands:
+  uringwatch [OPTIONS]           trace live (this help)
+  uringwatch schema              print the JSON Schema of the event stream
+
 examples:
   uringwatch                     # trace every io_uring_register call, as a table
   uringwatch --json              # JSON Lines, one event per line
-  uringwatch -p 1234             # only process 1234
+  uringwatch -p 1234,1235        # only these processes
+  uringwatch --container 3f2a    # only this container (id or unique prefix)
+  uringwatch --opcode FILES,BUFFERS --failed   # failed file/buffer registrations
   uringwatch --count 3           # stop after three events
   uringwatch --duration 10       # stop after ten seconds
 """
@@ -31,7 +40,17 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Trace io_uring_register(2) calls with their arguments decoded.")
     ap.add_argument("--json", action="store_true", help="print JSON Lines")
-    ap.add_argument("-p", "--pid", type=int, default=0, help="trace this process only")
+    f = ap.add_argument_group("filters (applied in the kernel)")
+    f.add_argument("-p", "--pid", action="append", metavar="PID[,PID]",
+                   help="only these processes (tgids)")
+    f.add_argument("-u", "--uid", type=int, help="only this user id")
+    f.add_argument("--cgroup", action="append", metavar="PATH|ID",
+                   help="only this cgroup v2 (path below the cgroup2 root, or id) and below")
+    f.add_argument("--container", metavar="ID", help="only this container (id or unique prefix)")
+    f.add_argument("-c", "--comm", help="only this command name (exact)")
+    f.add_argument("--opcode", action="append", metavar="NAME[,NAME]",
+                   help="only these opcodes (FILES, REGISTER_FILES, or numbers)")
+    f.add_argument("--failed", action="store_true", help="only calls that returned an error")
     ap.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
     ap.add_argument("--duration", type=float, default=0, metavar="SECONDS",
                     help="stop after this many seconds")
@@ -45,12 +64,49 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _split(values: list[str] | None) -> list[str]:
+    return [v for item in values or () for v in item.split(",") if v]
+
+
+def build_filters(args) -> Filters:
+    """Filters from the command line; ValueError/OSError on bad values."""
+    resolver = CgroupResolver()
+    cgroups = None
+    if args.cgroup:
+        cgroups = set()
+        for c in args.cgroup:
+            cgroups |= {int(c)} if c.isdigit() else resolver.ids(c)
+    if args.container:
+        found = resolver.container_cgroups(args.container)
+        if not found:
+            raise ValueError(f"no cgroup belongs to container {args.container!r}")
+        cgroups = (cgroups or set()) | found
+    return Filters(
+        pids=frozenset(int(p) for p in _split(args.pid)) if args.pid else None,
+        uid=args.uid, cgroups=None if cgroups is None else frozenset(cgroups),
+        comm=args.comm,
+        opcodes=frozenset(opcodes.parse(o) for o in _split(args.opcode)) if args.opcode
+        else None,
+        failed=args.failed)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["schema"]:
+        sys.stdout.write(schema_text())
+        return EXIT_OK
+    ap = parser()
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
                         format="uringwatch: %(message)s")
     try:
-        tracer = Tracer(pid=args.pid, cap=args.cap, btf_path=args.btf, generic=args.generic)
+        filters = build_filters(args)
+    except (ValueError, OSError) as e:
+        ap.print_usage(sys.stderr)
+        print(f"uringwatch: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic)
         return trace(tracer, args)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Callable
 
 from . import arguments, layout
 from .events import Event, Toctou
@@ -25,9 +26,11 @@ def errno_name(ret: int) -> str | None:
     return errno.errorcode.get(-ret, f"E{-ret}") if ret < 0 else None
 
 
-def decode(buf, off: int, size: int, boot_to_wall: int) -> Event:
+def decode(buf, off: int, size: int, boot_to_wall: int,
+           context: Callable[[int], tuple[str | None, str | None]] | None = None) -> Event:
     """The event in buf[off:off+size]; boot_to_wall turns the kernel's
-    CLOCK_BOOTTIME stamps into wall-clock ns."""
+    CLOCK_BOOTTIME stamps into wall-clock ns; context maps a cgroup id to
+    (cgroup path, container id)."""
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
@@ -52,6 +55,7 @@ def decode(buf, off: int, size: int, boot_to_wall: int) -> Event:
         raise RecordError(f"{off + size - pos} stray bytes after the regions")
     call = arguments.Call(opcode & ~USE_REGISTERED_RING, nr_args, ret, tuple(regions),
                           bool(flags & layout.F_RAW))
+    cgroup_path, container_id = context(cgroup_id) if context else (None, None)
     first = _NVALS - layout.MAX_CHANGED
     changed = v[first:first + min(nchanged, layout.MAX_CHANGED)]
     return Event(
@@ -69,4 +73,5 @@ def decode(buf, off: int, size: int, boot_to_wall: int) -> Event:
             changes=list(dict.fromkeys(arguments.change_name(call, s) for s in changed)),
             more=bool(flags & layout.F_CHANGED_MORE),
             exit_unreadable=bool(flags & layout.F_EXIT_FAULT),
-            checked=not flags & layout.F_UNCOMPARED))
+            checked=not flags & layout.F_UNCOMPARED),
+        cgroup_path=cgroup_path, container_id=container_id)

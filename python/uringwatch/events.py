@@ -44,3 +44,5 @@ class Event(msgspec.Struct, frozen=True, tag_field="kind", tag="call"):
     pidns: int | None = None
     mntns: int | None = None
     toctou: Toctou | None = None
+    cgroup_path: str | None = None   # below the cgroup2 root, live only
+    container_id: str | None = None  # from the cgroup path's runtime naming

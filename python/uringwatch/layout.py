@@ -89,9 +89,10 @@ CALL = Layout("uw_call", [
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
 
 CONFIG = Layout("uw_config", [
-    ("abi", "I"), ("targ_tgid", "I"), ("cap", "I"), ("snap_bytes", "I"),
-    ("wakeup_bytes", "Q"), ("use_task_btf", "I"), ("has_loop", "I"),
-    ("generic", "I"), ("pad", "I"),
+    ("abi", "I"), ("cap", "I"), ("snap_bytes", "I"), ("use_task_btf", "I"),
+    ("wakeup_bytes", "Q"), ("has_loop", "I"), ("generic", "I"),
+    ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
+    ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
 ])
 
 ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)

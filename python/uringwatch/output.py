@@ -84,3 +84,9 @@ class Writer:
         else:
             self.out.write("".join(row(ev) + "\n" for ev in events))
         self.out.flush()
+
+
+def schema_text() -> str:
+    """The JSON Schema of one line of `--json` output."""
+    schema = msgspec.json.schema(Event)
+    return msgspec.json.format(msgspec.json.encode(schema), indent=2).decode() + "\n"

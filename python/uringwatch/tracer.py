@@ -11,8 +11,10 @@ from importlib import resources
 from typing import Iterator
 
 from . import layout, libbpf
+from .containers import CgroupResolver
 from .decode import RecordError, decode
 from .events import Event
+from .filters import Filters
 from .ringbuf import RingBuffer
 
 OBJECT_NAME = "uringwatch.bpf.o"
@@ -71,23 +73,26 @@ def tracefs() -> str:
 class Tracer:
     """A live tracer. Use as a context manager; iterate for events."""
 
-    def __init__(self, pid: int = 0, cap: int = 64, snap_bytes: int = 64,
+    def __init__(self, filters: Filters | None = None, cap: int = 64, snap_bytes: int = 64,
                  ring_bytes: int = 8 << 20, max_inflight: int = 256,
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
-                 btf_path: str | None = None, generic: bool = False):
+                 btf_path: str | None = None, generic: bool = False,
+                 containers: bool = True):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
         if not 0 <= snap_bytes <= layout.HEAD_MAX:
             raise TracerError(f"snap_bytes must be 0..{layout.HEAD_MAX}")
         if ring_bytes < 4096 or ring_bytes & (ring_bytes - 1):
             raise TracerError("ring_bytes must be a power of two >= 4096")
-        self.options = dict(pid=pid, cap=cap, snap_bytes=snap_bytes,
+        self.filters = filters or Filters()
+        self.options = dict(cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
                             wakeup_bytes=wakeup_bytes, generic=generic)
         self.flush_interval = flush_interval
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
         self.decode_errors = 0
+        self._context = CgroupResolver().context if containers else None
         self._obj = None
         self._links: list = []
         self._ring: RingBuffer | None = None
@@ -118,6 +123,10 @@ class Tracer:
                              hooks=["tracepoint/syscalls/sys_enter_io_uring_register",
                                     "tracepoint/syscalls/sys_exit_io_uring_register"])
         self._fill_free_slots()
+        for pid in self.filters.pids or ():
+            self.add_pid(pid)
+        for cg in self.filters.cgroups or ():
+            self.add_cgroup(cg)
         self._boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         for name in PROGRAMS:
             prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
@@ -161,10 +170,14 @@ class Tracer:
         if cfg["abi"] != layout.ABI_VERSION:
             raise TracerError(f"BPF object has record ABI {cfg['abi']}, "
                               f"decoder knows {layout.ABI_VERSION}")
-        o = self.options
-        cfg.update(targ_tgid=o["pid"], cap=o["cap"], snap_bytes=o["snap_bytes"],
+        o, f = self.options, self.filters
+        cfg.update(cap=o["cap"], snap_bytes=o["snap_bytes"],
                    wakeup_bytes=o["wakeup_bytes"], use_task_btf=int(use_task_btf),
-                   has_loop=int(has_loop), generic=int(o["generic"]))
+                   has_loop=int(has_loop), generic=int(o["generic"]),
+                   targ_pids=int(f.pids is not None), targ_cgroups=int(f.cgroups is not None),
+                   targ_uid=0xFFFFFFFF if f.uid is None else f.uid,
+                   targ_failed=int(f.failed), targ_opcodes=f.opcode_mask(),
+                   targ_comm=(f.comm or "").encode())
         view.raw = layout.CONFIG.struct.pack(*cfg.values())
 
     def _fill_free_slots(self) -> None:
@@ -173,6 +186,35 @@ class Tracer:
             idx = ctypes.c_uint32(i)
             libbpf.check(libbpf.lib().bpf_map_update_elem(fd, None, ctypes.byref(idx), 0),
                          "filling the free slot queue")
+
+    # -- filter sets changeable while tracing --------------------------------
+
+    def _set_member(self, map_name: str, ctype, key: int, add: bool, enabled: bool) -> None:
+        if not enabled:
+            raise TracerError(f"this tracer was opened without a {map_name} filter; "
+                              f"pass an empty set to enable it")
+        fd = libbpf.lib().bpf_map__fd(self._map(map_name))
+        k, one = ctype(key), ctypes.c_uint8(1)
+        if add:
+            libbpf.check(libbpf.lib().bpf_map_update_elem(fd, ctypes.byref(k),
+                                                          ctypes.byref(one), 0),
+                         f"adding {key} to the {map_name} filter")
+        else:
+            libbpf.lib().bpf_map_delete_elem(fd, ctypes.byref(k))
+
+    def add_pid(self, pid: int) -> None:
+        self._set_member("pids", ctypes.c_uint32, pid, True, self.filters.pids is not None)
+
+    def remove_pid(self, pid: int) -> None:
+        self._set_member("pids", ctypes.c_uint32, pid, False, self.filters.pids is not None)
+
+    def add_cgroup(self, cgroup_id: int) -> None:
+        self._set_member("cgroups", ctypes.c_uint64, cgroup_id, True,
+                         self.filters.cgroups is not None)
+
+    def remove_cgroup(self, cgroup_id: int) -> None:
+        self._set_member("cgroups", ctypes.c_uint64, cgroup_id, False,
+                         self.filters.cgroups is not None)
 
     def _close_object(self) -> None:
         if self._obj:
@@ -213,7 +255,7 @@ class Tracer:
         while spans := ring.spans():
             for off, size in spans:
                 try:
-                    out.append(decode(ring.data, off, size, self._boot_to_wall))
+                    out.append(decode(ring.data, off, size, self._boot_to_wall, self._context))
                 except RecordError:
                     self.decode_errors += 1
             ring.release()
