@@ -34,6 +34,10 @@ class RingBuffer:
         self._epoll.register(map_fd, select.EPOLLIN)
         self._pending = -1
 
+    def fileno(self) -> int:
+        """An fd that polls readable while records are queued (for event loops)."""
+        return self._epoll.fileno()
+
     def wait(self, timeout: float) -> None:
         """Sleep until the kernel wakes us or `timeout` seconds pass."""
         self._epoll.poll(timeout)

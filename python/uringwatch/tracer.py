@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import hashlib
 import os
 import time
 from importlib import resources
-from typing import Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 from . import layout, libbpf
 from .containers import CgroupResolver
@@ -264,6 +265,33 @@ class Tracer:
     def __iter__(self) -> Iterator[Event]:
         while self._ring is not None:
             yield from self.poll()
+
+    def run(self, callback: Callable[[Event], object], duration: float | None = None) -> None:
+        """Calls callback for every event until close() or `duration` seconds.
+        An exception from the callback stops the loop and propagates."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while self._ring is not None and (deadline is None or time.monotonic() < deadline):
+            for ev in self.poll():
+                callback(ev)
+
+    async def aevents(self) -> AsyncIterator[Event]:
+        """Events on the running asyncio loop, woken by the ring buffer's
+        epoll fd (batched wakeups) or the flush interval, whichever first."""
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        fd = self._ring.fileno()
+        loop.add_reader(fd, ready.set)
+        try:
+            while self._ring is not None:
+                for ev in self._drain():
+                    yield ev
+                try:
+                    await asyncio.wait_for(ready.wait(), self.flush_interval)
+                except asyncio.TimeoutError:
+                    pass
+                ready.clear()
+        finally:
+            loop.remove_reader(fd)
 
     def stats(self) -> dict[str, int]:
         """Counters summed over CPUs, plus records user space could not decode."""
