@@ -95,3 +95,37 @@ def test_unprivileged_gets_one_clear_line():
     assert r.stderr.strip().splitlines() == [
         "uringwatch: tracing needs root, or CAP_BPF and CAP_PERFMON "
         "(missing: CAP_BPF, CAP_PERFMON)"]
+
+
+CAPS = "+bpf,+perfmon,+dac_read_search"
+
+
+def as_nobody(caps):
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv is not installed")
+def test_non_root_with_the_documented_capabilities():
+    p = subprocess.Popen(as_nobody(CAPS) + UW + ["--json", "--count", "1", "-p", str(os.getpid())],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "tracing" in p.stderr.readline()
+    ring = uring.setup()
+    uring.register(ring, 9999, None, 0)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    assert json.loads(out)["opcode"] == 9999
+    os.close(ring)
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv is not installed")
+def test_non_root_without_dac_read_search_is_told_so():
+    r = subprocess.run(as_nobody("+bpf,+perfmon") + UW, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 77 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "uringwatch: cannot read tracepoint ids in /sys/kernel/tracing: "
+        "needs root or CAP_DAC_READ_SEARCH"]
+    assert "Traceback" not in r.stderr

@@ -13,7 +13,7 @@ from .containers import CgroupResolver
 from .filters import Filters
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
-from .tracer import Tracer, TracerError
+from .tracer import PrivilegeError, Tracer, TracerError
 
 EXAMPLES = """\
 commands:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return trace(tracer, args)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
-        return EXIT_PRIVILEGE if "needs root" in str(e) else EXIT_ERROR
+        return EXIT_PRIVILEGE if isinstance(e, PrivilegeError) else EXIT_ERROR
     except LibbpfError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
         for line in e.log_lines[-5:]:
@@ -126,10 +126,10 @@ def _stop(signum, frame):
 
 def trace(tracer: Tracer, args) -> int:
     signal.signal(signal.SIGTERM, _stop)
-    writer = Writer(sys.stdout, args.json)
     seen = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     with tracer:
+        writer = Writer(sys.stdout, args.json)
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "

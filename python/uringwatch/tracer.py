@@ -34,6 +34,10 @@ class TracerError(Exception):
     """An expected failure: missing privilege, kernel feature, bad option."""
 
 
+class PrivilegeError(TracerError):
+    """The process lacks a privilege tracing needs."""
+
+
 def object_bytes() -> bytes:
     """The precompiled BPF object shipped in the package."""
     return resources.files("uringwatch").joinpath(OBJECT_NAME).read_bytes()
@@ -53,7 +57,7 @@ def check_privileges() -> None:
         return
     missing = [n for n, b in (("CAP_BPF", _CAP_BPF), ("CAP_PERFMON", _CAP_PERFMON))
                if not caps >> b & 1]
-    raise TracerError(f"tracing needs root, or CAP_BPF and CAP_PERFMON "
+    raise PrivilegeError(f"tracing needs root, or CAP_BPF and CAP_PERFMON "
                       f"(missing: {', '.join(missing)})")
 
 
@@ -63,11 +67,14 @@ def tracefs() -> str:
     for path in TRACEFS:
         if os.path.isdir(os.path.join(path, "events")):
             return path
+        if os.path.ismount(path) and not os.access(path, os.X_OK):
+            raise PrivilegeError(f"cannot read tracepoint ids in {path}: "
+                              f"needs root or CAP_DAC_READ_SEARCH")
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mount(b"nodev", TRACEFS[0].encode(), b"tracefs", 0, None) != 0:
         err = ctypes.get_errno()
         raise TracerError(f"tracefs is not mounted and mounting it at {TRACEFS[0]} "
-                          f"failed: {os.strerror(err)}")
+                          f"failed: {os.strerror(err)} (mount it, or run as root)")
     return TRACEFS[0]
 
 
