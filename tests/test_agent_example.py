@@ -1,0 +1,73 @@
+"""examples/agent.py end to end: a real cgroup, a real workload, a real
+Unix socket; and its backpressure when the socket's reader stalls."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from conftest import needs_root
+from test_agents import Workload, cgroup  # noqa: F401 (fixture)
+
+AGENT = pathlib.Path(__file__).parent.parent / "examples" / "agent.py"
+
+
+def start_agent(tmp_path, cg, *extra):
+    path = str(tmp_path / "collector.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    agent = subprocess.Popen([sys.executable, str(AGENT), "--cgroup", f"/{cg.name}",
+                              "--socket", path, *extra],
+                             stderr=subprocess.PIPE, text=True)
+    assert "forwarding" in agent.stderr.readline()
+    conn, _ = server.accept()
+    return agent, conn, server
+
+
+def stop(agent):
+    agent.send_signal(signal.SIGTERM)
+    return agent.communicate(timeout=10)[1]
+
+
+@needs_root
+def test_agent_forwards_only_its_cgroup(tmp_path, cgroup):  # noqa: F811
+    agent, conn, server = start_agent(tmp_path, cgroup)
+    inside, outside = Workload(2, 9999, cgroup=cgroup), Workload(2)
+    inside.go()
+    outside.go()
+    conn.settimeout(5)
+    lines = b""
+    while lines.count(b"\n") < 2:
+        lines += conn.recv(65536)
+    events = [json.loads(line) for line in lines.splitlines()]
+    assert [e["opcode"] for e in events] == [2, 9999]
+    assert {e["cgroup_id"] for e in events} == {cgroup.stat().st_ino}
+    assert events[0]["cgroup_path"] == f"/{cgroup.name}"
+    err = stop(agent)
+    assert "sent=2 dropped=0" in err
+    conn.close()
+    server.close()
+
+
+@needs_root
+def test_agent_backpressure_drops_are_counted(tmp_path, cgroup):  # noqa: F811
+    agent, conn, server = start_agent(tmp_path, cgroup, "--queue", "4")
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    w = Workload(*([9999] * 3000), cgroup=cgroup)   # we never read: the socket fills
+    w.go()
+    time.sleep(0.5)
+    rss_kb = int(next(line.split()[1] for line in open(f"/proc/{agent.pid}/status")
+                      if line.startswith("VmRSS")))
+    err = stop(agent)
+    sent = int(err.split("sent=")[1].split()[0])
+    dropped = int(err.split("dropped=")[1].split()[0])
+    assert dropped > 0 and sent + dropped <= 3000
+    assert rss_kb < 200_000
+    conn.close()
+    server.close()
+    assert os.path.exists(tmp_path / "collector.sock")
