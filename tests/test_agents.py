@@ -175,3 +175,24 @@ def test_filtered_tracer_rejects_changes_to_sets_it_lacks():
     with Tracer() as t:
         with pytest.raises(TracerError, match="without a pids filter"):
             t.add_pid(1)
+
+
+@needs_root
+def test_close_from_another_thread_stops_the_reader():
+    import threading
+    t = Tracer().open()
+    seen, done = [], threading.Event()
+
+    def reader():
+        for ev in t:
+            seen.append(ev)
+        done.set()
+    th = threading.Thread(target=reader)
+    th.start()
+    ring = uring.setup()
+    for _ in range(200):
+        uring.register(ring, 9999, None, 0)
+    t.close()
+    assert done.wait(2), "the reading thread did not stop"
+    th.join()
+    os.close(ring)

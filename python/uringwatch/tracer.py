@@ -7,6 +7,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import threading
 import time
 from importlib import resources
 from typing import AsyncIterator, Callable, Iterator
@@ -100,6 +101,7 @@ class Tracer:
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
         self.decode_errors = 0
+        self._lock = threading.Lock()
         self._context = CgroupResolver().context if containers else None
         self._obj = None
         self._links: list = []
@@ -230,10 +232,12 @@ class Tracer:
             self._obj = None
 
     def close(self) -> None:
-        """Detach everything; safe to call twice."""
-        if self._ring:
-            self._ring.close()
-            self._ring = None
+        """Detach everything; safe to call twice and from another thread
+        than the one reading events (that one then stops)."""
+        with self._lock:
+            ring, self._ring = self._ring, None
+            if ring:
+                ring.close()
         for link in self._links:
             libbpf.lib().bpf_link__destroy(link)
         self._links.clear()
@@ -253,9 +257,13 @@ class Tracer:
         ring = self._ring
         if ring is None:
             raise TracerError("tracer is not open")
-        if not ring.available():
-            ring.wait(self.flush_interval if timeout is None else timeout)
-        return self._drain()
+        try:
+            if not ring.available():
+                ring.wait(self.flush_interval if timeout is None else timeout)
+        except ValueError:      # closed by another thread meanwhile
+            return []
+        with self._lock:        # close() must not unmap the ring mid-decode
+            return self._drain() if self._ring is not None else []
 
     def _drain(self) -> list[Event]:
         ring = self._ring
@@ -271,7 +279,11 @@ class Tracer:
 
     def __iter__(self) -> Iterator[Event]:
         while self._ring is not None:
-            yield from self.poll()
+            try:
+                events = self.poll()
+            except TracerError:     # closed between the check and the poll
+                return
+            yield from events
 
     def run(self, callback: Callable[[Event], object], duration: float | None = None) -> None:
         """Calls callback for every event until close() or `duration` seconds.
@@ -290,7 +302,9 @@ class Tracer:
         loop.add_reader(fd, ready.set)
         try:
             while self._ring is not None:
-                for ev in self._drain():
+                with self._lock:
+                    events = self._drain() if self._ring is not None else []
+                for ev in events:
                     yield ev
                 try:
                     await asyncio.wait_for(ready.wait(), self.flush_interval)
