@@ -149,7 +149,8 @@ def trace(tracer: Tracer, args) -> int:
                 if deadline and time.monotonic() >= deadline:
                     break
         except KeyboardInterrupt:
-            emit(tracer.poll(0))   # what was queued before the signal
+            while (events := tracer.poll(0)) and not emit(events):
+                pass               # what was queued before the signal
         finally:
             print_stats(tracer.stats(), seen)
     return EXIT_OK
