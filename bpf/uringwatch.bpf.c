@@ -461,14 +461,14 @@ static __always_inline void finish_args(struct uw_slot *s)
 	}
 }
 
-SEC("tracepoint/syscalls/sys_enter_io_uring_register")
-int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys_enter *ctx)
+/* Syscall entry: filter, take a slot, save the arguments and user memory. */
+static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_args)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, idx, *old;
 	struct uw_slot *s;
 
-	if (!task_allowed(id) || !opcode_allowed((__u32)ctx->args[1])) {
+	if (!task_allowed(id) || !opcode_allowed(opcode)) {
 		bump(UW_CNT_FILTERED);
 		return 0;
 	}
@@ -490,10 +490,10 @@ int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys
 	s->call.ts_enter = bpf_ktime_get_boot_ns();
 	s->call.pid = id >> 32;
 	s->call.tid = tid;
-	s->call.fd = (__s32)ctx->args[0];
-	s->call.opcode = (__u32)ctx->args[1];
-	s->call.arg = ctx->args[2];
-	s->call.nr_args = (__u32)ctx->args[3];
+	s->call.fd = fd;
+	s->call.opcode = opcode;
+	s->call.arg = arg;
+	s->call.nr_args = nr_args;
 	capture_args(s);
 	if (!old && bpf_map_update_elem(&inflight, &tid, &idx, BPF_NOEXIST)) {
 		bpf_map_push_elem(&free_slots, &idx, 0);
@@ -502,8 +502,8 @@ int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_io_uring_register")
-int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_exit *ctx)
+/* Syscall exit: add the result and context, re-read, send one record. */
+static __always_inline int on_exit(long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
 	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size;
@@ -522,12 +522,12 @@ int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_
 	s = bpf_map_lookup_elem(&slots, &idx);
 	if (!s)
 		goto out;
-	if (cfg.targ_failed && ctx->ret >= 0) {
+	if (cfg.targ_failed && ret >= 0) {
 		bump(UW_CNT_FILTERED);
 		goto out;
 	}
 	s->call.ts_exit = bpf_ktime_get_boot_ns();
-	s->call.ret = ctx->ret;
+	s->call.ret = ret;
 	s->call.uid = (__u32)uid_gid;
 	s->call.gid = uid_gid >> 32;
 	s->call.cgroup_id = bpf_get_current_cgroup_id();
@@ -550,4 +550,38 @@ int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_
 out:
 	bpf_map_push_elem(&free_slots, &idx, 0);
 	return 0;
+}
+
+/* Hooks. The per-syscall tracepoints are the primary ones: they cost other
+ * syscalls nothing. raw_syscalls fires for every syscall and filters by
+ * number: the fallback where CONFIG_FTRACE_SYSCALLS is off. The loader
+ * switches off the pair it does not use. */
+SEC("tracepoint/syscalls/sys_enter_io_uring_register")
+int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_register")
+int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+#define NR_io_uring_register 427   /* the same on every architecture */
+
+SEC("tracepoint/raw_syscalls/sys_enter")
+int tracepoint__raw_syscalls__sys_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->id != NR_io_uring_register)
+		return 0;
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+SEC("tracepoint/raw_syscalls/sys_exit")
+int tracepoint__raw_syscalls__sys_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->id != NR_io_uring_register)
+		return 0;
+	return on_exit(ctx->ret);
 }

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import time
 
-from . import opcodes
+from . import hooks, opcodes
+from .hooks import HOOKS
 from .containers import CgroupResolver
 from .filters import Filters
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
-from .tracer import PrivilegeError, Tracer, TracerError
+from .tracer import PrivilegeError, Tracer, TracerError, check_privileges, tracefs
 
 EXAMPLES = """\
 commands:
   uringwatch [OPTIONS]           trace live (this help)
   uringwatch schema              print the JSON Schema of the event stream
+  uringwatch probe [--json]      what this kernel offers and which hooks are used
 
 examples:
   uringwatch                     # trace every io_uring_register call, as a table
@@ -58,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
                     help="elements captured per array (1..1024, default 64)")
     ap.add_argument("--generic", action="store_true",
                     help="capture only the first 64 bytes at arg, undecoded (cheaper)")
+    ap.add_argument("--hook", choices=("auto", *HOOKS), default="auto",
+                    help="where to attach (default: the best this kernel has)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
                     "without /sys/kernel/btf/vmlinux")
     ap.add_argument("-v", "--verbose", action="store_true", help="show libbpf's log")
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["schema"]:
         sys.stdout.write(schema_text())
         return EXIT_OK
+    if argv[:1] == ["probe"]:
+        return probe(json_out="--json" in argv[1:])
     ap = parser()
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
@@ -106,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic)
+        tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
+                        hook=args.hook)
         return trace(tracer, args)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
@@ -118,6 +126,31 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK
+
+
+def probe(json_out: bool) -> int:
+    """Print what this host offers and what uringwatch would use."""
+    try:
+        check_privileges()
+        tp = tracefs()
+    except TracerError as e:
+        tp = None
+        print(f"uringwatch: {e} (hooks not probed)", file=sys.stderr)
+    try:
+        rep = hooks.report(tp)
+    except LibbpfError as e:
+        print(f"uringwatch: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if json_out:
+        print(json.dumps(rep))
+        return EXIT_OK
+    for key, value in rep.items():
+        if key == "hooks":
+            for hook, ok in value.items():
+                print(f"{'hook ' + hook:<26} {'yes' if ok else 'no'}")
+        else:
+            print(f"{key:<26} {value}")
+    return EXIT_OK
 
 
 def _stop(signum, frame):

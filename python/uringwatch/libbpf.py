@@ -74,6 +74,8 @@ _SIGNATURES = {
     "libbpf_set_print": (PRINT_FN, [PRINT_FN]),
     "libbpf_num_possible_cpus": (c_int, []),
     "libbpf_probe_bpf_helper": (c_int, [c_int, c_int, c_void_p]),
+    "libbpf_probe_bpf_map_type": (c_int, [c_int, c_void_p]),
+    "libbpf_probe_bpf_prog_type": (c_int, [c_int, c_void_p]),
     "bpf_object__open_mem": (ObjectP, [c_void_p, c_size_t, POINTER(OpenOpts)]),
     "bpf_object__load": (c_int, [ObjectP]),
     "bpf_object__close": (None, [ObjectP]),

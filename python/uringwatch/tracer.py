@@ -12,7 +12,7 @@ import time
 from importlib import resources
 from typing import AsyncIterator, Callable, Iterator
 
-from . import layout, libbpf
+from . import hooks, layout, libbpf
 from .containers import CgroupResolver
 from .decode import RecordError, decode
 from .events import Event
@@ -20,15 +20,9 @@ from .filters import Filters
 from .ringbuf import RingBuffer
 
 OBJECT_NAME = "uringwatch.bpf.o"
-PROGRAMS = ("tracepoint__syscalls__sys_enter_io_uring_register",
-            "tracepoint__syscalls__sys_exit_io_uring_register")
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-HOOK = "events/syscalls/sys_enter_io_uring_register"
-BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 
 BATCH = 4096            # records decoded per poll
-_PROG_TYPE_TRACEPOINT = 5
-_FUNC_LOOP = 181
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 
 
@@ -87,13 +81,16 @@ class Tracer:
                  ring_bytes: int = 8 << 20, max_inflight: int = 256,
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
                  btf_path: str | None = None, generic: bool = False,
-                 containers: bool = True):
+                 containers: bool = True, hook: str = "auto"):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
         if not 0 <= snap_bytes <= layout.HEAD_MAX:
             raise TracerError(f"snap_bytes must be 0..{layout.HEAD_MAX}")
         if ring_bytes < 4096 or ring_bytes & (ring_bytes - 1):
             raise TracerError("ring_bytes must be a power of two >= 4096")
+        if hook not in ("auto", *hooks.HOOKS):
+            raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
+        self.hook = hook
         self.filters = filters or Filters()
         self.options = dict(cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
@@ -113,16 +110,20 @@ class Tracer:
 
     def open(self) -> "Tracer":
         check_privileges()
-        if not self.btf_path and not os.path.exists(BTF_VMLINUX):
-            raise TracerError(f"this kernel has no {BTF_VMLINUX}; pass a BTF file with --btf")
+        if not self.btf_path and not os.path.exists(hooks.BTF_VMLINUX):
+            raise TracerError(f"this kernel has no {hooks.BTF_VMLINUX}; "
+                              f"pass a BTF file with --btf")
         tp = tracefs()
-        if not os.path.exists(os.path.join(tp, HOOK)):
-            raise TracerError("this kernel has no syscalls:sys_enter_io_uring_register "
-                              "tracepoint (CONFIG_FTRACE_SYSCALLS)")
+        hook = hooks.choose(tp, self.hook)
+        if hook is None:
+            raise TracerError(f"this kernel has no usable hook ({self.hook}): neither "
+                              f"syscalls:sys_enter_io_uring_register nor raw_syscalls")
+        self._programs = hooks.HOOKS[hook][1]
         lib = libbpf.lib()
         data = object_bytes()
         self.object_sha256 = hashlib.sha256(data).hexdigest()
-        has_loop = lib.libbpf_probe_bpf_helper(_PROG_TYPE_TRACEPOINT, _FUNC_LOOP, None) == 1
+        has_loop = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT, hooks.FUNC_LOOP,
+                                              None) == 1
         try:
             self._load(data, use_task_btf=True, has_loop=has_loop)
         except libbpf.LibbpfError as e:
@@ -130,16 +131,16 @@ class Tracer:
                 raise
             # BTF-typed task pointers are refused on some kernels: do without
             self._load(data, use_task_btf=False, has_loop=has_loop)
-        self.features.update(tracefs=tp, bpf_loop=has_loop,
-                             hooks=["tracepoint/syscalls/sys_enter_io_uring_register",
-                                    "tracepoint/syscalls/sys_exit_io_uring_register"])
+        self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook,
+                             hooks=[f"tracepoint/{hook}/{p.split('__')[-1]}"
+                                    for p in self._programs])
         self._fill_free_slots()
         for pid in self.filters.pids or ():
             self.add_pid(pid)
         for cg in self.filters.cgroups or ():
             self.add_cgroup(cg)
         self._boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        for name in PROGRAMS:
+        for name in self._programs:
             prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
             self._links.append(libbpf.check_ptr(lib.bpf_program__attach(prog),
                                                 f"attaching {name}"))
@@ -158,6 +159,9 @@ class Tracer:
             lib.bpf_object__open_mem(self._buf, len(data), ctypes.byref(opts)),
             "opening the BPF object")
         self._set_config(use_task_btf, has_loop)
+        for name in hooks.ALL_PROGRAMS:     # load only the chosen pair
+            prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
+            lib.bpf_program__set_autoload(prog, name in self._programs)
         o = self.options
         lib.bpf_map__set_max_entries(self._map("events"), o["ring_bytes"])
         for name in ("slots", "free_slots", "inflight"):
@@ -261,7 +265,7 @@ class Tracer:
         try:
             if not ring.available():
                 ring.wait(self.flush_interval if timeout is None else timeout)
-        except ValueError:      # closed by another thread meanwhile
+        except (ValueError, OSError):   # closed by another thread meanwhile
             return []
         with self._lock:        # close() must not unmap the ring mid-decode
             return self._drain() if self._ring is not None else []
