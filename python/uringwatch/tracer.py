@@ -54,7 +54,7 @@ def check_privileges() -> None:
     missing = [n for n, b in (("CAP_BPF", _CAP_BPF), ("CAP_PERFMON", _CAP_PERFMON))
                if not caps >> b & 1]
     raise PrivilegeError(f"tracing needs root, or CAP_BPF and CAP_PERFMON "
-                      f"(missing: {', '.join(missing)})")
+                         f"(missing: {', '.join(missing)})")
 
 
 def tracefs() -> str:
@@ -65,7 +65,7 @@ def tracefs() -> str:
             return path
         if os.path.ismount(path) and not os.access(path, os.X_OK):
             raise PrivilegeError(f"cannot read tracepoint ids in {path}: "
-                              f"needs root or CAP_DAC_READ_SEARCH")
+                                 f"needs root or CAP_DAC_READ_SEARCH")
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mount(b"nodev", TRACEFS[0].encode(), b"tracefs", 0, None) != 0:
         err = ctypes.get_errno()
@@ -109,6 +109,14 @@ class Tracer:
     # -- lifecycle -------------------------------------------------------
 
     def open(self) -> "Tracer":
+        """Load and attach; on any failure, nothing stays behind."""
+        try:
+            return self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> "Tracer":
         check_privileges()
         if not self.btf_path and not os.path.exists(hooks.BTF_VMLINUX):
             raise TracerError(f"this kernel has no {hooks.BTF_VMLINUX}; "
