@@ -129,3 +129,31 @@ def test_non_root_without_dac_read_search_is_told_so():
         "uringwatch: cannot read tracepoint ids in /sys/kernel/tracing: "
         "needs root or CAP_DAC_READ_SEARCH"]
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--opcode", "NOPE"], "unknown opcode 'NOPE'"),
+    (["--opcode", "200"], "opcode filters take opcodes 0..63"),
+    (["-c", "a-name-longer-than-15"], "longer than the kernel's 15 characters"),
+    (["--container", "ffffffffffff"], "no cgroup belongs to container 'ffffffffffff'"),
+    (["--cgroup", "/no/such/cgroup"], "No such file or directory"),
+])
+def test_bad_filters_are_usage_errors(args, message):
+    r = subprocess.run(UW + args, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_root
+def test_cli_filters_in_kernel():
+    p = start("--json", "--count", "1", "-p", str(os.getpid()), "--opcode", "FILES",
+              "--failed", "-c", open("/proc/self/comm").read().strip())
+    ring = uring.setup()
+    uring.register(ring, 2, uring.ints(0), 1)         # succeeds: filtered
+    uring.register(ring, 9999, None, 0)               # other opcode: filtered
+    uring.register(ring, 2, uring.ints(0), 1)         # EBUSY: shown
+    out, err = p.communicate(timeout=10)
+    ev = json.loads(out)
+    assert (ev["opcode_name"], ev["error"]) == ("REGISTER_FILES", "EBUSY")
+    assert "filtered=2" in err
+    os.close(ring)
