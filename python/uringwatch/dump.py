@@ -1,0 +1,169 @@
+"""The dump file: raw ring-buffer records as they came off the ring, framed
+so damage stays local. Layout in docs/DUMP_FORMAT.md.
+
+    header:  b"UWDUMP\\0\\0" | u16 format | u16 0 | u32 n | n bytes JSON | u32 crc32
+    frame:   u32 FRAME_MAGIC | u8 kind | u8 0 | u16 0 | u32 n | n bytes | u32 crc32
+
+The header's crc covers everything before it; a frame's covers kind..payload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+import uuid
+import zlib
+from typing import IO, Iterator, NamedTuple
+
+MAGIC = b"UWDUMP\0\0"
+FORMAT_VERSION = 1
+FRAME_MAGIC = 0x52465755          # "UWFR" little-endian
+_HEAD = struct.Struct("<8sHHI")
+_FRAME = struct.Struct("<IBBHI")
+_CRC = struct.Struct("<I")
+MAX_FRAME = 1 << 20               # far above the largest record (~25 KiB)
+
+# frame kinds
+RECORD = 1      # one raw ring-buffer record
+STATS = 2       # JSON: the tracer's counters so far
+CONTEXT = 3     # JSON: {"cgroup_id": id, "path": ..., "container_id": ...}
+END = 4         # JSON: final counters; a clean close
+
+# exit codes of `uringwatch replay`, one per kind of problem (README)
+EXIT_NOT_A_DUMP = 3
+EXIT_NEWER_FORMAT = 4
+EXIT_DAMAGED = 5
+EXIT_TRUNCATED = 6
+EXIT_UNKNOWN_FRAME = 7
+EXIT_UNKNOWN_ABI = 8
+
+
+class DumpError(ValueError):
+    """A problem in a dump file, at a byte offset; `code` is the exit code."""
+
+    def __init__(self, path: str, offset: int, code: int, what: str):
+        self.path, self.offset, self.code = path, offset, code
+        super().__init__(f"{path}: byte {offset}: {what}")
+
+
+class Frame(NamedTuple):
+    kind: int
+    payload: bytes
+    offset: int
+
+
+def _frame(kind: int, payload: bytes) -> bytes:
+    head = _FRAME.pack(FRAME_MAGIC, kind, 0, 0, len(payload))
+    return head + payload + _CRC.pack(zlib.crc32(head[4:] + payload))
+
+
+# -- writing -----------------------------------------------------------------
+
+class Writer:
+    """Writes one dump file; flushes at least once a second."""
+
+    def __init__(self, out: IO[bytes], meta: dict):
+        self.out = out
+        body = json.dumps(meta, sort_keys=True).encode()
+        head = _HEAD.pack(MAGIC, FORMAT_VERSION, 0, len(body)) + body
+        out.write(head + _CRC.pack(zlib.crc32(head)))
+        self.size = len(head) + 4
+        self._flushed = time.monotonic()
+
+    def write(self, kind: int, payload: bytes) -> None:
+        data = _frame(kind, payload)
+        self.out.write(data)
+        self.size += len(data)
+        if time.monotonic() - self._flushed >= 1.0:
+            self.flush()
+
+    def write_json(self, kind: int, obj) -> None:
+        self.write(kind, json.dumps(obj, sort_keys=True).encode())
+
+    def flush(self) -> None:
+        self.out.flush()
+        self._flushed = time.monotonic()
+
+
+def metadata(tracer, object_sha256: str, record_abi: int) -> dict:
+    """What a reader needs to make sense of the records, and provenance."""
+    return {
+        "record_abi": record_abi,
+        "object_sha256": object_sha256,
+        "kernel": os.uname().release,
+        "hostname": socket.gethostname(),
+        "boot_to_wall_ns": tracer.boot_to_wall,
+        "options": tracer.options,
+        "filters": {k: sorted(v) if isinstance(v, frozenset) else v
+                    for k, v in _struct_items(tracer.filters)},
+        "features": tracer.features,
+        "run_id": tracer.run_id,
+        "created_ns": time.time_ns(),
+    }
+
+
+def _struct_items(s):
+    return ((f, getattr(s, f)) for f in s.__struct_fields__)
+
+
+# -- reading -----------------------------------------------------------------
+
+def read_header(data: bytes, path: str) -> tuple[dict, int]:
+    """(metadata, offset of the first frame)."""
+    if len(data) < _HEAD.size or data[:8] != MAGIC:
+        raise DumpError(path, 0, EXIT_NOT_A_DUMP, "not a uringwatch dump (bad magic)"
+                        if data else "empty file")
+    _, version, _, n = _HEAD.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise DumpError(path, 8, EXIT_NEWER_FORMAT,
+                        f"format version {version} is newer than this reader's "
+                        f"{FORMAT_VERSION}: upgrade uringwatch")
+    end = _HEAD.size + n
+    if len(data) < end + 4:
+        raise DumpError(path, len(data), EXIT_TRUNCATED, "truncated in the header")
+    if _CRC.unpack_from(data, end)[0] != zlib.crc32(data[:end]):
+        raise DumpError(path, 0, EXIT_DAMAGED, "header checksum mismatch")
+    try:
+        meta = json.loads(data[_HEAD.size:end])
+    except ValueError:
+        raise DumpError(path, _HEAD.size, EXIT_DAMAGED, "header is not JSON") from None
+    if not isinstance(meta, dict):
+        raise DumpError(path, _HEAD.size, EXIT_DAMAGED, "header is not a JSON object")
+    return meta, end + 4
+
+
+def frames(data: bytes, start: int, path: str,
+           problems: list[DumpError]) -> Iterator[Frame]:
+    """Every intact frame from `start`. A damaged one is noted in `problems`
+    and skipped by scanning for the next frame marker."""
+    pos, n = start, len(data)
+    magic = _CRC.pack(FRAME_MAGIC)
+    while pos < n:
+        if n - pos < _FRAME.size + 4:
+            problems.append(DumpError(path, pos, EXIT_TRUNCATED, "truncated frame"))
+            return
+        mark, kind, _, _, length = _FRAME.unpack_from(data, pos)
+        end = pos + _FRAME.size + length
+        bad = None
+        if mark != FRAME_MAGIC:
+            bad = "no frame marker"
+        elif length > MAX_FRAME:
+            bad = f"frame length {length} is implausible"
+        elif end + 4 > n:
+            problems.append(DumpError(path, pos, EXIT_TRUNCATED,
+                                      "truncated frame (file cut mid-record)"))
+            return
+        elif _CRC.unpack_from(data, end)[0] != zlib.crc32(data[pos + 4:end]):
+            bad = "frame checksum mismatch"
+        if bad:
+            problems.append(DumpError(path, pos, EXIT_DAMAGED, bad))
+            nxt = data.find(magic, pos + 1)
+            if nxt < 0:
+                return
+            pos = nxt
+            continue
+        yield Frame(kind, data[pos + _FRAME.size:end], pos)
+        pos = end + 4
