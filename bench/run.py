@@ -300,7 +300,7 @@ def machine() -> str:
 def section(table: str, plan: Plan, foreign: list[int]) -> str:
     date = datetime.date.today().isoformat()
     others = (f" Other processes had BPF on `io_uring_register` during the run "
-              f"(pids {', '.join(map(str, foreign))}): their filtered programs run on "
+              f"(pids {', '.join(map(str, foreign))}): their programs run on "
               f"every call, untraced ones included." if foreign else "")
     how = (f"{plan.rounds} rounds, medians; each timing run "
            + (f"{plan.calls} calls" if plan.calls else f"{plan.seconds:g} s"))
