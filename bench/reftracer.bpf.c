@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The reference tracer's BPF side: the plain native way to trace
+ * io_uring_register with a generic capture. Enter stashes the arguments and
+ * the first REF_SNAP bytes at arg in a per-thread hash entry; exit sends one
+ * record through the ring buffer without waking the consumer until
+ * wakeup_bytes are queued. The yardstick uringwatch's cost is measured against.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "reftracer.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const volatile __u64 wakeup_bytes = 256 * 1024;
+
+struct stash {
+	__u64 ts_enter;
+	__u64 arg;
+	__s32 fd;
+	__u32 opcode;
+	__u32 nr_args;
+	__u32 fault;
+	__u8 data[REF_SNAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);     /* as uringwatch's default */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, struct stash);
+} stashes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, REF_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void bump(__u32 c)
+{
+	__u64 *n = bpf_map_lookup_elem(&counters, &c);
+
+	if (n)
+		(*n)++;
+}
+
+SEC("tracepoint/syscalls/sys_enter_io_uring_register")
+int ref_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct stash s = {
+		.ts_enter = bpf_ktime_get_boot_ns(),
+		.fd = (__s32)ctx->args[0],
+		.opcode = (__u32)ctx->args[1],
+		.arg = ctx->args[2],
+		.nr_args = (__u32)ctx->args[3],
+	};
+
+	/* a NULL arg is not read, as in uringwatch */
+	if (s.arg && bpf_probe_read_user(s.data, sizeof(s.data), (void *)s.arg)) {
+		s.fault = 1;
+		bump(REF_READ_FAULT);
+	}
+	if (bpf_map_update_elem(&stashes, &tid, &s, BPF_ANY))
+		bump(REF_STASH_FULL);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_register")
+int ref_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct ref_event *e;
+	struct stash *s;
+	__u64 flags;
+
+	s = bpf_map_lookup_elem(&stashes, &tid);
+	if (!s) {
+		bump(REF_NO_ENTER);
+		return 0;
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		bump(REF_RING_FULL);
+		goto out;
+	}
+	e->ts_enter = s->ts_enter;
+	e->ts_exit = bpf_ktime_get_boot_ns();
+	e->arg = s->arg;
+	e->ret = ctx->ret;
+	e->pid = id >> 32;
+	e->tid = tid;
+	e->fd = s->fd;
+	e->opcode = s->opcode;
+	e->nr_args = s->nr_args;
+	e->fault = s->fault;
+	__builtin_memcpy(e->data, s->data, sizeof(e->data));
+	/* batched wakeups, as uringwatch: the consumer also drains on a timer */
+	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+		BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+	bump(REF_EMITTED);
+out:
+	bpf_map_delete_elem(&stashes, &tid);
+	return 0;
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The reference tracer's record and counters, shared by both sides. */
+#ifndef REFTRACER_H
+#define REFTRACER_H
+
+#define REF_SNAP 64           /* bytes captured at arg, as uringwatch's generic mode */
+
+/* One io_uring_register call, sent at syscall exit. */
+struct ref_event {
+	__u64 ts_enter;
+	__u64 ts_exit;
+	__u64 arg;
+	__s64 ret;
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u32 opcode;
+	__u32 nr_args;
+	__u32 fault;          /* the read at arg faulted: data is zeros */
+	__u8 data[REF_SNAP];
+};
+
+/* Per-CPU counters by cause; every traced call ends in exactly one of
+ * EMITTED, RING_FULL or NO_ENTER (STASH_FULL calls also end in NO_ENTER). */
+enum ref_counter {
+	REF_EMITTED,
+	REF_RING_FULL,
+	REF_NO_ENTER,         /* exit without a stashed enter */
+	REF_STASH_FULL,       /* enter not stashed: hash full */
+	REF_READ_FAULT,
+	REF_CNT_MAX,
+};
+
+#endif /* REFTRACER_H */

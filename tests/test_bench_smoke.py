@@ -1,0 +1,76 @@
+"""The benchmark suite still builds and runs (bench/run.py --quick), so it
+can't rot. No timing is asserted: only that every row is there and that the
+event accounting is exact."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(not ROOT, reason="the benchmark suite loads BPF: needs root")
+
+
+def meson() -> str:
+    beside = os.path.join(os.path.dirname(sys.executable), "meson")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("meson")
+    assert found, "meson is missing: ci/setup installs it into .venv"
+    return found
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "build"
+    subprocess.run([meson(), "setup", str(out), os.path.join(REPO, "bench")], check=True,
+                   capture_output=True, timeout=60)
+    subprocess.run(["ninja", "-C", str(out)], check=True, capture_output=True, timeout=120)
+    return out
+
+
+def rows(table: str) -> dict[str, list[str]]:
+    """measurement -> the other cells of each table row."""
+    out = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and not set(cells[0]) <= {"-", " "}:
+            out[cells[0]] = cells[1:]
+    return out
+
+
+def test_quick_run(build, tmp_path):
+    docs = tmp_path / "BENCHMARKS.md"
+    shutil.copy(os.path.join(REPO, "docs", "BENCHMARKS.md"), docs)
+    before = docs.read_text()
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run.py"), "--quick",
+                        "--build", str(build), "--docs", str(docs)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = rows(r.stdout)
+
+    for mode in ("invalid", "files 8", "files 256", "buffers 64"):
+        assert f"{mode}: untraced ns/call" in got
+        assert f"{mode}: **uringwatch ÷ reference added cost**" in got
+        for who in ("reference tracer", "uringwatch --json", "library consumer", "bpftrace"):
+            assert any(k.startswith(f"{mode}: added by") and who in k for k in got), (mode, who)
+    assert "getppid: added with uringwatch attached" in got
+    assert got["replay throughput"][0].startswith("not measured: replay not built yet")
+    for prefix in ("consumer: events decoded", "consumer: JSON Lines", "start to attached",
+                   "peak RSS"):
+        assert any(k.startswith(prefix) for k in got), prefix
+
+    accounting = {k: v for k, v in got.items() if k.endswith("received + drops − calls")}
+    assert len(accounting) == 2, accounting          # CLI and library consumer
+    for k, (measured, _target, result) in accounting.items():
+        assert measured == "0" and result == "met", (k, measured)
+    calls = [int(v[0]) for k, v in got.items() if k.endswith("calls made")]
+    assert all(n > 0 for n in calls)
+
+    text = docs.read_text()
+    assert "## Benchmark suite (bench/run.py)" in text
+    old_sections = re.findall(r"^## .*$", before, re.M)
+    assert all(h in text for h in old_sections)
