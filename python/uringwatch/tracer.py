@@ -172,8 +172,10 @@ class Tracer:
             lib.bpf_program__set_autoload(prog, name in self._programs)
         o = self.options
         lib.bpf_map__set_max_entries(self._map("events"), o["ring_bytes"])
-        for name in ("slots", "free_slots", "inflight"):
+        for name in ("slots", "free_slots"):
             lib.bpf_map__set_max_entries(self._map(name), o["max_inflight"])
+        # room for the calls in flight and for markers of calls that got no slot
+        lib.bpf_map__set_max_entries(self._map("inflight"), 2 * o["max_inflight"])
         libbpf.check(lib.bpf_object__load(self._obj), "loading the BPF object")
         self.features["task_btf"] = use_task_btf
 
@@ -244,16 +246,20 @@ class Tracer:
             libbpf.lib().bpf_object__close(self._obj)
             self._obj = None
 
+    def detach(self) -> None:
+        """Stop tracing; what is queued can still be polled."""
+        for link in self._links:
+            libbpf.lib().bpf_link__destroy(link)
+        self._links.clear()
+
     def close(self) -> None:
         """Detach everything; safe to call twice and from another thread
         than the one reading events (that one then stops)."""
+        self.detach()
         with self._lock:
             ring, self._ring = self._ring, None
             if ring:
                 ring.close()
-        for link in self._links:
-            libbpf.lib().bpf_link__destroy(link)
-        self._links.clear()
         self._close_object()
 
     def __enter__(self) -> "Tracer":
