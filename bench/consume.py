@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from uringwatch import Tracer
+from uringwatch import Filters, Tracer
 
 stopping = False
 
@@ -35,12 +35,15 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     received = 0
-    with Tracer(pid=args.pid, wakeup_bytes=args.wakeup_bytes) as tracer:
+    filters = Filters(pids=frozenset([args.pid])) if args.pid else None
+    with Tracer(filters, wakeup_bytes=args.wakeup_bytes) as tracer:
         print("consume: attached", file=sys.stderr, flush=True)
         cpu0 = time.process_time()
         while not stopping:
             received += len(tracer.poll())
-        received += len(tracer.poll(0))
+        tracer.detach()            # nothing new: drain what is queued
+        while batch := tracer.poll(0):
+            received += len(batch)
         cpu = time.process_time() - cpu0
         stats = tracer.stats()
     print(json.dumps({"received": received, "cpu_s": cpu, **stats}), flush=True)

@@ -153,12 +153,24 @@ def probe(json_out: bool) -> int:
     return EXIT_OK
 
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt
+class _Stop:
+    """SIGINT/SIGTERM ask for a stop, checked between batches, so a signal
+    never lands inside a batch whose records already left the ring. A second
+    signal stops at once (e.g. while stdout is blocked)."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def trace(tracer: Tracer, args) -> int:
-    signal.signal(signal.SIGTERM, _stop)
+    stop = _Stop()
     seen = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     with tracer:
@@ -168,6 +180,7 @@ def trace(tracer: Tracer, args) -> int:
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
               f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}",
               file=sys.stderr)
+
         def emit(events) -> bool:
             nonlocal seen
             if args.count:
@@ -178,12 +191,15 @@ def trace(tracer: Tracer, args) -> int:
             return bool(args.count) and seen >= args.count
 
         try:
-            while not emit(tracer.poll()):
-                if deadline and time.monotonic() >= deadline:
-                    break
+            done = False
+            while not done and not stop.requested:
+                done = emit(tracer.poll())
+                done = done or bool(deadline and time.monotonic() >= deadline)
+            tracer.detach()        # no new records; write what is queued
+            while not done and (events := tracer.poll(0)):
+                done = emit(events)
         except KeyboardInterrupt:
-            while (events := tracer.poll(0)) and not emit(events):
-                pass               # what was queued before the signal
+            pass
         finally:
             print_stats(tracer.stats(), seen)
     return EXIT_OK

@@ -20,7 +20,7 @@ class Toctou(msgspec.Struct, frozen=True, gc=False):
     checked: bool             # False: this kernel can't re-read (no bpf_loop)
 
 
-class Event(msgspec.Struct, frozen=True, tag_field="kind", tag="call"):
+class Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="call"):
     """One io_uring_register(2) call."""
     ts: int                   # wall clock at entry, ns since the epoch
     pid: int

@@ -29,7 +29,7 @@ class Region(NamedTuple):
             len(self.data) > 0 or self.count == 0)
 
 
-class Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Base(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="type"):
     truncated: bool = False
     unreadable: list[str] = []
 
