@@ -3,9 +3,12 @@
 from .decode import RecordError, decode
 from .events import Event, Toctou
 from .filters import Filters
+from .dump import DumpError
 from .libbpf import LibbpfError
+from .recorder import Recorder
+from .replay import replay
 from .tracer import Tracer, TracerError
 
-__all__ = ["Event", "Filters", "LibbpfError", "RecordError", "Toctou", "Tracer", "TracerError",
+__all__ = ["DumpError", "Event", "Filters", "LibbpfError", "Recorder", "replay", "RecordError", "Toctou", "Tracer", "TracerError",
            "decode"]
 __version__ = "0.1.0"

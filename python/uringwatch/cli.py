@@ -15,11 +15,14 @@ from .containers import CgroupResolver
 from .filters import Filters
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
+from .recorder import Recorder
 from .tracer import PrivilegeError, Tracer, TracerError, check_privileges, tracefs
 
 EXAMPLES = """\
 commands:
   uringwatch [OPTIONS]           trace live (this help)
+  uringwatch record -w FILE      record raw records to a dump file (same options)
+  uringwatch replay FILE...      print a recording; no root, BPF or libbpf needed
   uringwatch schema              print the JSON Schema of the event stream
   uringwatch probe [--json]      what this kernel offers and which hooks are used
 
@@ -31,18 +34,29 @@ examples:
   uringwatch --opcode FILES,BUFFERS --failed   # failed file/buffer registrations
   uringwatch --count 3           # stop after three events
   uringwatch --duration 10       # stop after ten seconds
+  uringwatch --json -w cap.uwd   # print and record at once
+  uringwatch record -w cap.uwd -C 100 -W 5   # 100 MB files, keep the newest 5
+  uringwatch replay cap.uwd --opcode FILES --stats
 """
 
 # exit codes
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PRIVILEGE = 0, 1, 2, 77
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(record: bool = False) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="uringwatch", epilog=EXAMPLES,
+        prog="uringwatch record" if record else "uringwatch", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Trace io_uring_register(2) calls with their arguments decoded.")
-    ap.add_argument("--json", action="store_true", help="print JSON Lines")
+    if not record:
+        ap.add_argument("--json", action="store_true", help="print JSON Lines")
+    w = ap.add_argument_group("recording")
+    w.add_argument("-w", dest="write", metavar="FILE", required=record,
+                   help="record raw records to FILE (- for stdout)")
+    w.add_argument("-C", dest="rotate_mb", type=float, default=0, metavar="MEGABYTES",
+                   help="start a new file (FILE.1, FILE.2, ...) past this size")
+    w.add_argument("-W", dest="max_files", type=int, default=0, metavar="FILES",
+                   help="with -C, keep only the newest FILES files")
     f = ap.add_argument_group("filters (applied in the kernel)")
     f.add_argument("-p", "--pid", action="append", metavar="PID[,PID]",
                    help="only these processes (tgids)")
@@ -102,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if argv[:1] == ["probe"]:
         return probe(json_out="--json" in argv[1:])
-    ap = parser()
-    args = ap.parse_args(argv)
+    if argv[:1] == ["replay"]:
+        from .replay_cli import run as replay
+        return replay(argv[1:])
+    record = argv[:1] == ["record"]
+    ap = parser(record)
+    args = ap.parse_args(argv[1:] if record else argv)
+    if record:
+        args.json = False
+    elif args.write == "-":
+        ap.error("-w - writes the recording to stdout: use `uringwatch record -w -`")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
                         format="uringwatch: %(message)s")
     try:
@@ -115,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
                         hook=args.hook)
-        return trace(tracer, args)
+        return trace(tracer, args, show=not record)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_PRIVILEGE if isinstance(e, PrivilegeError) else EXIT_ERROR
@@ -126,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:          # the recording's file
+        print(f"uringwatch: {e}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def probe(json_out: bool) -> int:
@@ -169,12 +194,15 @@ class _Stop:
         self.requested = True
 
 
-def trace(tracer: Tracer, args) -> int:
+def trace(tracer: Tracer, args, show: bool = True) -> int:
     stop = _Stop()
     seen = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     with tracer:
-        writer = Writer(sys.stdout, args.json)
+        recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6),
+                            args.max_files) if args.write else None
+        writer = Writer(sys.stdout, args.json) if show else None
+        last_stats = time.monotonic()
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
@@ -182,12 +210,15 @@ def trace(tracer: Tracer, args) -> int:
               file=sys.stderr)
 
         def emit(events) -> bool:
-            nonlocal seen
+            nonlocal seen, last_stats
             if args.count:
                 events = events[:args.count - seen]
-            if events:
+            if events and writer:
                 writer.write(events)
-                seen += len(events)
+            seen += len(events)
+            if recorder and time.monotonic() - last_stats >= 1.0:
+                recorder.write_stats()      # drops so far, in the file too
+                last_stats = time.monotonic()
             return bool(args.count) and seen >= args.count
 
         try:
@@ -201,13 +232,15 @@ def trace(tracer: Tracer, args) -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            print_stats(tracer.stats(), seen)
+            if recorder:
+                recorder.close()
+            print_stats(tracer.stats(), seen, "recorded" if not show else "shown")
     return EXIT_OK
 
 
-def print_stats(stats: dict[str, int], shown: int) -> None:
+def print_stats(stats: dict[str, int], shown: int, verb: str = "shown") -> None:
     lost = ", ".join(f"{k}={v}" for k, v in stats.items() if k != "emitted")
-    print(f"uringwatch: {shown} events shown, {stats['emitted']} records emitted; "
+    print(f"uringwatch: {shown} events {verb}, {stats['emitted']} records emitted; "
           f"{lost}", file=sys.stderr)
 
 

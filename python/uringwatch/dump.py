@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 import time
-import uuid
 import zlib
 from typing import IO, Iterator, NamedTuple
 

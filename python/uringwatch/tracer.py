@@ -9,6 +9,7 @@ import hashlib
 import os
 import threading
 import time
+import uuid
 from importlib import resources
 from typing import AsyncIterator, Callable, Iterator
 
@@ -105,6 +106,8 @@ class Tracer:
         self._links: list = []
         self._ring: RingBuffer | None = None
         self._boot_to_wall = 0
+        self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
+        self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
 
     # -- lifecycle -------------------------------------------------------
 
@@ -290,6 +293,8 @@ class Tracer:
         ring = self._ring
         out = []
         for off, size in ring.spans(BATCH):
+            if self.on_raw:
+                self.on_raw(ring.data[off:off + size])
             try:
                 out.append(decode(ring.data, off, size, self._boot_to_wall, self._context))
             except RecordError:
@@ -333,6 +338,15 @@ class Tracer:
                 ready.clear()
         finally:
             loop.remove_reader(fd)
+
+    @property
+    def boot_to_wall(self) -> int:
+        """Add to the kernel's CLOCK_BOOTTIME stamps for wall-clock ns."""
+        return self._boot_to_wall
+
+    def context(self, cgroup_id: int) -> tuple[str | None, str | None]:
+        """(cgroup path, container id), as events carry them."""
+        return self._context(cgroup_id) if self._context else (None, None)
 
     def stats(self) -> dict[str, int]:
         """Counters summed over CPUs, plus records user space could not decode."""

@@ -1,0 +1,71 @@
+"""Recording a live tracer's raw records into dump files, with rotation."""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+
+from . import dump, layout
+
+_CGROUP = struct.Struct("<Q")
+_CGROUP_AT = layout.CALL.offsets["cgroup_id"]
+
+
+class Recorder:
+    """Attach to an open Tracer: `Recorder(path, tracer)`; every raw record
+    it reads is written, with the cgroup context replay needs to produce the
+    same events. `-` writes to stdout. With rotate_bytes, files roll over
+    like tcpdump -C (FILE, FILE.1, ...); with max_files, only the newest
+    that many are kept (-W)."""
+
+    def __init__(self, path: str, tracer, rotate_bytes: int = 0, max_files: int = 0):
+        self.path, self.tracer = path, tracer
+        self.rotate_bytes, self.max_files = rotate_bytes, max_files
+        self.meta = dump.metadata(tracer, tracer.object_sha256, layout.ABI_VERSION)
+        self.index = 0
+        self.records = 0
+        self._open()
+        tracer.on_raw = self.record
+
+    def _name(self, index: int) -> str:
+        return self.path if index == 0 else f"{self.path}.{index}"
+
+    def _open(self) -> None:
+        if self.path == "-":
+            self._file = sys.stdout.buffer
+        else:
+            self._file = open(self._name(self.index), "wb")
+            if self.max_files and self.index >= self.max_files:
+                old = self._name(self.index - self.max_files)
+                if os.path.exists(old):
+                    os.unlink(old)
+        self._writer = dump.Writer(self._file, {**self.meta, "file_index": self.index})
+        self._seen: set[int] = set()    # context is per file: each stands alone
+
+    def record(self, raw: memoryview) -> None:
+        if len(raw) >= _CGROUP_AT + 8:
+            cg = _CGROUP.unpack_from(raw, _CGROUP_AT)[0]
+            if cg not in self._seen:
+                self._seen.add(cg)
+                path, cid = self.tracer.context(cg)
+                self._writer.write_json(dump.CONTEXT, {"cgroup_id": cg, "path": path,
+                                                       "container_id": cid})
+        self._writer.write(dump.RECORD, bytes(raw))
+        self.records += 1
+        if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
+            self._writer.write_json(dump.STATS, self.tracer.stats())
+            self._file.close()
+            self.index += 1
+            self._open()
+
+    def write_stats(self) -> None:
+        """The tracer's counters so far (the CLI does this every second)."""
+        self._writer.write_json(dump.STATS, self.tracer.stats())
+
+    def close(self) -> None:
+        self._writer.write_json(dump.END, self.tracer.stats())
+        self._writer.flush()
+        if self.path != "-":
+            self._file.close()
+        self.tracer.on_raw = None

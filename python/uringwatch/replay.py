@@ -1,0 +1,137 @@
+"""Reading dump files back into the same Events the live tracer yields.
+
+Needs no root, no BPF and no libbpf: only Python and msgspec."""
+
+from __future__ import annotations
+
+import collections
+import json
+import mmap
+import os
+from typing import Callable, Iterator
+
+from . import dump
+from .decode import RecordError, decode
+from .events import Event
+from .filters import Filters
+
+# record ABI version -> decoder; an ABI change adds an entry, keeping the old
+DECODERS: dict[int, Callable] = {1: decode}
+
+
+class Reader:
+    """Events from one or more dump files, with what else they hold."""
+
+    def __init__(self, paths: list[str], filters: Filters | None = None,
+                 since_ns: int | None = None, until_ns: int | None = None):
+        self.paths = paths
+        self.filters = filters if filters and filters.active else None
+        self.since_ns, self.until_ns = since_ns, until_ns
+        self.problems: list[dump.DumpError] = []
+        self.counters: dict[str, dict] = {}     # run_id -> last counters seen
+        self.done_bytes = 0
+        self.total_bytes = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+
+    def events(self) -> Iterator[Event]:
+        for path in self.paths:
+            yield from self._file(path)
+
+    def _file(self, path: str) -> Iterator[Event]:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        try:
+            meta, start = dump.read_header(data, path)
+        except dump.DumpError as e:
+            self.problems.append(e)
+            return
+        abi = meta.get("record_abi")
+        if abi not in DECODERS:
+            self.problems.append(dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
+                                                f"record ABI {abi} is not known here"))
+            return
+        yield from self._frames(path, data, start, meta, DECODERS[abi])
+        self.done_bytes += size
+
+    def _frames(self, path, data, start, meta, decoder) -> Iterator[Event]:
+        context: dict[int, tuple] = {}
+        to_wall = int(meta.get("boot_to_wall_ns", 0))
+        run = str(meta.get("run_id", path))
+        match = self.filters.matches if self.filters else None
+        for frame in dump.frames(data, start, path, self.problems):
+            if frame.kind == dump.RECORD:
+                try:
+                    ev = decoder(frame.payload, 0, len(frame.payload), to_wall,
+                                 lambda cg: context.get(cg, (None, None)))
+                except RecordError as e:
+                    self.problems.append(dump.DumpError(path, frame.offset,
+                                                        dump.EXIT_DAMAGED, str(e)))
+                    continue
+                if (match is None or match(ev)) and self._in_time(ev):
+                    yield ev
+            elif frame.kind == dump.CONTEXT:
+                c = self._json(path, frame)
+                if c is not None:
+                    context[c.get("cgroup_id")] = (c.get("path"), c.get("container_id"))
+            elif frame.kind in (dump.STATS, dump.END):
+                c = self._json(path, frame)
+                if c is not None:
+                    self.counters[run] = c
+            else:
+                self.problems.append(dump.DumpError(path, frame.offset,
+                                                    dump.EXIT_UNKNOWN_FRAME,
+                                                    f"unknown frame kind {frame.kind}"))
+
+    def _json(self, path, frame):
+        try:
+            obj = json.loads(frame.payload)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED,
+                                                "frame is not a JSON object"))
+            return None
+        return obj
+
+    def _in_time(self, ev: Event) -> bool:
+        return ((self.since_ns is None or ev.ts >= self.since_ns)
+                and (self.until_ns is None or ev.ts <= self.until_ns))
+
+    def raise_problems(self) -> None:
+        """The first problem, saying how many more there were."""
+        if self.problems:
+            first = self.problems[0]
+            more = len(self.problems) - 1
+            if more:
+                first.args = (f"{first.args[0]} (and {more} more problems)",)
+            raise first
+
+    def drops(self) -> dict[str, int]:
+        """Counters summed over the recorded runs (each run's latest)."""
+        total: collections.Counter = collections.Counter()
+        for c in self.counters.values():
+            total.update({k: v for k, v in c.items() if isinstance(v, int)})
+        return dict(total)
+
+
+def replay(*paths: str, filters: Filters | None = None) -> Iterator[Event]:
+    """The events of dump files, in order; raises DumpError after the last
+    one it could decode if any file is damaged."""
+    r = Reader(list(paths), filters)
+    yield from r.events()
+    r.raise_problems()
+
+
+def summary(events: Iterator[Event]) -> dict:
+    """--stats: counts per opcode and process, TOCTOU changes, errors."""
+    by_op, by_proc, errors = (collections.Counter() for _ in range(3))
+    n = changed = 0
+    for ev in events:
+        n += 1
+        by_op[ev.opcode_name] += 1
+        by_proc[f"{ev.pid} {ev.comm}"] += 1
+        changed += bool(ev.toctou and ev.toctou.changed)
+        if ev.error:
+            errors[ev.error] += 1
+    return {"events": n, "toctou_changed": changed, "errors": dict(errors.most_common()),
+            "by_opcode": dict(by_op.most_common()), "by_process": dict(by_proc.most_common())}

@@ -1,0 +1,126 @@
+"""`uringwatch replay`: recordings back as the live output, anywhere."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+
+from . import opcodes
+from .dump import DumpError
+from .filters import Filters
+from .output import Writer
+from .replay import Reader, summary
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+PROGRESS_MIN_BYTES = 16 << 20
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="uringwatch replay",
+        description="Print recorded events as `uringwatch` does live. Exit codes: "
+                    "3 not a dump, 4 newer format, 5 damaged, 6 truncated, "
+                    "7 unknown frame kind, 8 unknown record ABI (see README).")
+    ap.add_argument("files", nargs="+", metavar="FILE")
+    ap.add_argument("--json", action="store_true", help="print JSON Lines")
+    ap.add_argument("--stats", action="store_true",
+                    help="a summary instead of events (with --json: one object)")
+    ap.add_argument("-p", "--pid", action="append", metavar="PID[,PID]")
+    ap.add_argument("-u", "--uid", type=int)
+    ap.add_argument("--cgroup", action="append", metavar="ID", type=int,
+                    help="cgroup v2 id (paths are the recording host's)")
+    ap.add_argument("-c", "--comm")
+    ap.add_argument("--opcode", action="append", metavar="NAME[,NAME]")
+    ap.add_argument("--failed", action="store_true")
+    ap.add_argument("--since", metavar="TIME", help="epoch seconds or ISO 8601")
+    ap.add_argument("--until", metavar="TIME", help="epoch seconds or ISO 8601")
+    return ap
+
+
+def _time_ns(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(float(text) * 1e9)
+    except ValueError:
+        dt = datetime.datetime.fromisoformat(text)
+        if dt.tzinfo is None:
+            dt = dt.astimezone()
+        return int(dt.timestamp() * 1e9)
+
+
+def _split(values):
+    return [v for item in values or () for v in item.split(",") if v]
+
+
+def filters(args) -> Filters:
+    return Filters(
+        pids=frozenset(int(p) for p in _split(args.pid)) if args.pid else None,
+        uid=args.uid, cgroups=frozenset(args.cgroup) if args.cgroup else None,
+        comm=args.comm,
+        opcodes=frozenset(opcodes.parse(o) for o in _split(args.opcode))
+        if args.opcode else None,
+        failed=args.failed)
+
+
+def _progress(reader: Reader, events):
+    """Pass events through, drawing a progress line on a terminal."""
+    if not sys.stderr.isatty() or reader.total_bytes < PROGRESS_MIN_BYTES:
+        yield from events
+        return
+    last, n = 0.0, 0
+    for ev in events:
+        n += 1
+        yield ev
+        if n % 4096 == 0 and time.monotonic() - last > 0.25:
+            last = time.monotonic()
+            pct = 100 * reader.done_bytes // max(reader.total_bytes, 1)
+            print(f"\ruringwatch: replay {pct:3d}%  {n} events", end="", file=sys.stderr)
+    print("\r\033[K", end="", file=sys.stderr)
+
+
+def run(argv: list[str]) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    try:
+        reader = Reader(args.files, filters(args), _time_ns(args.since), _time_ns(args.until))
+    except (ValueError, OSError) as e:
+        ap.print_usage(sys.stderr)
+        print(f"uringwatch: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    events = _progress(reader, reader.events())
+    try:
+        if args.stats:
+            report = {**summary(events), "drops": reader.drops()}
+            print(json.dumps(report) if args.json else _stats_text(report))
+        else:
+            writer = Writer(sys.stdout, args.json)
+            batch = []
+            for ev in events:
+                batch.append(ev)
+                if len(batch) == 4096:
+                    writer.write(batch)
+                    batch = []
+            writer.write(batch)
+        reader.raise_problems()
+    except DumpError as e:
+        print(f"uringwatch: {e}", file=sys.stderr)
+        return e.code
+    except OSError as e:
+        print(f"uringwatch: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _stats_text(r: dict) -> str:
+    lines = [f"events {r['events']}, TOCTOU changes {r['toctou_changed']}, "
+             f"errors {sum(r['errors'].values())}"]
+    for title, key in (("by opcode", "by_opcode"), ("by process", "by_process"),
+                       ("errors", "errors"), ("drops (recorded counters)", "drops")):
+        if r[key]:
+            lines.append(f"{title}:")
+            lines += [f"  {v:>10}  {k}" for k, v in r[key].items()]
+    return "\n".join(lines)
