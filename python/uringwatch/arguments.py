@@ -282,12 +282,15 @@ def payload(c: Call) -> p.Base | None:
                      unreadable=["arg"] if r.flags & layout.R_FAULT else [])
     if spec.cls is None:
         return None
-    names = ("arg",) + tuple(n or f"region{i + 1}" for i, n in enumerate(spec.arrays))
-    return spec.cls(
-        **spec.fields(c),
-        truncated=any(r.flags & layout.R_TRUNC for r in c.regions[:3]),
-        unreadable=[names[i] for i, r in enumerate(c.regions[:3])
-                    if r.flags & layout.R_FAULT])
+    r0, r1, r2, _ = c.regions
+    flags = r0.flags | r1.flags | r2.flags
+    unreadable = []
+    if flags & layout.R_FAULT:      # rare: name the faulted regions
+        names = ("arg",) + tuple(n or f"region{i + 1}" for i, n in enumerate(spec.arrays))
+        unreadable = [names[i] for i, r in enumerate((r0, r1, r2))
+                      if r.flags & layout.R_FAULT]
+    return spec.cls(**spec.fields(c), truncated=bool(flags & layout.R_TRUNC),
+                    unreadable=unreadable)
 
 
 def change_name(c: Call, spot: int) -> str:

@@ -20,6 +20,7 @@ _CALL = layout.CALL.struct
 _CALL_SIZE = layout.CALL.size
 _NVALS = len(_CALL.unpack(bytes(_CALL_SIZE)))
 _REGION_AT = _NVALS - 6 * layout.NREGION - layout.MAX_CHANGED
+_REGION_STARTS = tuple(_REGION_AT + 6 * i for i in range(layout.NREGION))
 
 
 def errno_name(ret: int) -> str | None:
@@ -44,20 +45,24 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
     v = _CALL.unpack_from(buf, off)
     (_, _, _, ts_enter, ts_exit, arg, ret, cgroup_id, pid, tid, ppid, uid, gid,
      fd, opcode, nr_args, pidns, mntns, flags, nchanged, comm) = v[:_REGION_AT]
-    regions, pos = [], off + _CALL_SIZE
-    for i in range(layout.NREGION):
-        addr, count, length, elem, rflags, _ = v[_REGION_AT + 6 * i:_REGION_AT + 6 * i + 6]
-        if pos + length > off + size:
-            raise RecordError(f"region {i} runs past the record's end")
-        regions.append(Region(addr, count, elem, rflags, bytes(buf[pos:pos + length])))
+    regions, pos, end = [], off + _CALL_SIZE, off + size
+    for at in _REGION_STARTS:
+        addr, count, length, elem, rflags, _ = v[at:at + 6]
+        if pos + length > end:
+            raise RecordError(f"region {len(regions)} runs past the record's end")
+        regions.append(Region(addr, count, elem, rflags,
+                              bytes(buf[pos:pos + length]) if length else b""))
         pos += length
     if pos != off + size:
         raise RecordError(f"{off + size - pos} stray bytes after the regions")
     call = arguments.Call(opcode & ~USE_REGISTERED_RING, nr_args, ret, tuple(regions),
                           bool(flags & layout.F_RAW))
     cgroup_path, container_id = context(cgroup_id) if context else (None, None)
-    first = _NVALS - layout.MAX_CHANGED
-    changed = v[first:first + min(nchanged, layout.MAX_CHANGED)]
+    changes = []
+    if nchanged:    # rare: name the changed fields, once each
+        first = _NVALS - layout.MAX_CHANGED
+        spots = v[first:first + min(nchanged, layout.MAX_CHANGED)]
+        changes = list(dict.fromkeys(arguments.change_name(call, s) for s in spots))
     return Event(
         ts=ts_enter + boot_to_wall, pid=pid, tid=tid,
         ppid=ppid if flags & layout.F_PPID else None, uid=uid, gid=gid,
@@ -70,7 +75,7 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
         mntns=mntns if flags & layout.F_NS else None,
         toctou=Toctou(
             window_ns=ts_exit - ts_enter, changed=bool(flags & layout.F_CHANGED),
-            changes=list(dict.fromkeys(arguments.change_name(call, s) for s in changed)),
+            changes=changes,
             more=bool(flags & layout.F_CHANGED_MORE),
             exit_unreadable=bool(flags & layout.F_EXIT_FAULT),
             checked=not flags & layout.F_UNCOMPARED),
