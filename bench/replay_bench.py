@@ -33,14 +33,12 @@ def build(path: pathlib.Path, n: int) -> None:
             w.write(dump.RECORD, records[i % len(records)])
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--records", type=int, default=300_000)
-    args = ap.parse_args()
-    os.sched_setaffinity(0, {os.sched_getaffinity(0).pop()})   # one core
+def measure(records: int) -> tuple[int, float, float]:
+    """(records, records/s into Structs, records/s to JSON Lines), one core."""
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     with tempfile.TemporaryDirectory() as d:
         path = pathlib.Path(d) / "bench.uwd"
-        build(path, args.records)
+        build(path, records)
         t = time.perf_counter()
         n = sum(1 for _ in replay(str(path)))
         structs = n / (time.perf_counter() - t)
@@ -55,6 +53,13 @@ def main():
                     buf.clear()
             out.write(buf)
         jsonl = n / (time.perf_counter() - t)
+    return n, structs, jsonl
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=300_000)
+    n, structs, jsonl = measure(ap.parse_args().records)
     print(f"| {n} records (golden mix: FILES, EVENTFD, PROBE, IOWQ_MAX_WORKERS, unknown, "
           f"unreadable) | {structs:,.0f} records/s to Structs | {jsonl:,.0f} records/s to "
           f"JSON Lines |")

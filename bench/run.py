@@ -279,7 +279,18 @@ def flood_rows(plan: Plan, fl: dict, attach: list) -> list[tuple]:
          f"{attach_med:.2f} s", "≤ 0.3 s", verdict(attach_med <= 0.3)),
         (f"peak RSS of uringwatch --json during the {t} (VmHWM)", rss, "≤ 60 MB",
          verdict(rss_mb <= 60)),
-        ("replay throughput", "not measured: replay not built yet (TODO)", "", ""),
+    ] + replay_rows(plan)
+
+
+def replay_rows(plan) -> list[tuple]:
+    """bench/replay_bench.py, on this process's CPU."""
+    import replay_bench
+    n, structs, jsonl = replay_bench.measure(2000 if plan is QUICK else 300_000)
+    return [
+        (f"replay: records/s into Structs ({n} records, one core)", f"{structs:,.0f}",
+         "≥ 2,000,000", verdict(structs >= 2e6)),
+        (f"replay: records/s to JSON Lines ({n} records, one core)", f"{jsonl:,.0f}",
+         "≥ 1,000,000", verdict(jsonl >= 1e6)),
     ]
 
 
