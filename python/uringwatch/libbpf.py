@@ -1,8 +1,8 @@
 """A thin ctypes binding of libbpf.so.1: just the calls uringwatch makes.
 
 Every signature is declared once, in _SIGNATURES. The library is loaded on
-first use, preferring the copy bundled in the package (URINGWATCH_LIBBPF
-names another path, or "system" for the system's libbpf.so.1). libbpf's log
+first use: the copy bundled in the package's _lib/ (URINGWATCH_LIBBPF names
+another path, or "system" for the system's libbpf.so.1). libbpf's log
 goes to the "uringwatch.libbpf" logger and the last lines ride along on
 every LibbpfError.
 """
@@ -118,14 +118,13 @@ def _print(level: int, fmt: bytes, args: int) -> int:
 
 
 def library_path() -> str:
-    """Where libbpf is loaded from: env override, bundled copy, system."""
+    """Where libbpf is loaded from: the bundled copy unless the environment
+    names another; never the system's unless asked, so a broken install
+    fails loudly instead of silently running a different libbpf."""
     choice = os.environ.get(LIBBPF_ENV, "")
-    if choice and choice != "system":
-        return choice
-    bundled = resources.files("uringwatch").joinpath("_lib", "libbpf.so.1")
-    if choice != "system" and bundled.is_file():
-        return str(bundled)
-    return "libbpf.so.1"
+    if choice == "system":
+        return "libbpf.so.1"
+    return choice or str(resources.files("uringwatch").joinpath("_lib", "libbpf.so.1"))
 
 
 def lib():
@@ -136,7 +135,8 @@ def lib():
         try:
             handle = ctypes.CDLL(path, use_errno=True)
         except OSError as e:
-            raise LibbpfError(errno.ENOENT, f"cannot load libbpf ({path}): {e}", []) from None
+            raise LibbpfError(errno.ENOENT, f"cannot load libbpf ({path}): {e} "
+                              f"({LIBBPF_ENV}=system uses the system's)", []) from None
         for name, (restype, argtypes) in _SIGNATURES.items():
             fn = getattr(handle, name)
             fn.restype, fn.argtypes = restype, argtypes

@@ -1,0 +1,80 @@
+"""The self-contained wheel: one file with the package, the BPF object and
+libbpf with its libraries; a platform tag that tells the truth; within the
+size budget; and (ci/wheel-chroot-test) installed offline on a bare Debian
+with no libbpf, compiler or kernel headers, it traces."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from conftest import ROOT
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED = ("libbpf.so.1", "libelf.so.1", "libz.so.1")
+SIZE_BUDGET = 3 << 20
+CHROOT_TIMEOUT = 600   # cold (debootstrap) took ~90 s here, warm ~10 s
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    r = subprocess.run([os.path.join(REPO, "ci", "build-wheel"), str(out)],
+                       capture_output=True, text=True,
+                       env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode == 0, r.stderr[-4000:]
+    (name,) = os.listdir(out)
+    assert r.stdout.strip() == str(out / name)
+    return out / name
+
+
+def test_one_wheel_holds_everything(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "uringwatch/uringwatch.bpf.o" in names
+    assert "uringwatch/_lib/BUNDLED.txt" in names
+    for lib in BUNDLED:
+        assert f"uringwatch/_lib/{lib}" in names
+        assert f"uringwatch/_lib/{lib}.copyright" in names
+    shared = {n for n in names if re.search(r"\.so(\.\d+)*$", n)}
+    assert shared == {f"uringwatch/_lib/{lib}" for lib in BUNDLED}
+
+
+def test_size_budget(wheel):
+    assert wheel.stat().st_size <= SIZE_BUDGET
+
+
+def test_tag_is_the_bundled_libraries_glibc_floor(wheel, tmp_path):
+    """Checked here from the version-needs section (`readelf -V`), what the
+    dynamic loader itself checks; ci/wheel-tag reads the imported symbols."""
+    zipfile.ZipFile(wheel).extractall(tmp_path)
+    floor = (0, 0)
+    for lib in BUNDLED:
+        out = subprocess.run(["readelf", "-V", tmp_path / "uringwatch" / "_lib" / lib],
+                             capture_output=True, text=True, check=True).stdout
+        assert "GLIBC_PRIVATE" not in out
+        for v in re.findall(r"Name: GLIBC_([0-9.]+)", out):
+            floor = max(floor, tuple(int(x) for x in v.split(".")))
+    tag = f"py3-none-manylinux_{floor[0]}_{floor[1]}_x86_64"
+    assert wheel.name == f"uringwatch-0.1.0-{tag}.whl"
+    meta = zipfile.ZipFile(wheel).read("uringwatch-0.1.0.dist-info/WHEEL").decode()
+    assert f"Tag: {tag}" in meta.splitlines()
+
+
+@pytest.mark.skipif(not ROOT, reason="debootstrap, chroot and loading BPF need root")
+def test_bare_debian_installs_offline_and_traces(wheel):
+    # own session: on timeout the whole script, namespace and all, is ended
+    proc = subprocess.Popen([os.path.join(REPO, "ci", "wheel-chroot-test"), str(wheel)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=CHROOT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate()
+        pytest.fail(f"ci/wheel-chroot-test took over {CHROOT_TIMEOUT} s:\n{out[-4000:]}")
+    assert proc.returncode == 0, out[-4000:]
+    assert "chroot-calls: ok REGISTER_FILES" in out and out.rstrip().endswith("PASS")
