@@ -114,8 +114,8 @@ def main():
     counted = [r for r in runs if r]
     shown = sum(r["shown"] for r in counted)
     drops = sum(r["ring_full"] + r["inflight_full"] for r in counted)
-    print(f"| seconds | calls made | tracer runs (SIGINT/TERM/KILL) | events shown "
-          f"(runs that exit cleanly) | drops counted | peak RSS | errors |")
+    print("| seconds | calls made | tracer runs (SIGINT/TERM/KILL) | events shown "
+          "(runs that exit cleanly) | drops counted | peak RSS | errors |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {time.monotonic() - t0:.0f} | {made[0]} | {len(runs)} | {shown} | {drops} | "
           f"{peak / 1024:.1f} MB | {errors} |")

@@ -9,6 +9,6 @@ from .recorder import Recorder
 from .replay import replay
 from .tracer import Tracer, TracerError
 
-__all__ = ["DumpError", "Event", "Filters", "LibbpfError", "Recorder", "replay", "RecordError", "Toctou", "Tracer", "TracerError",
-           "decode"]
+__all__ = ["DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
+           "Toctou", "Tracer", "TracerError", "decode", "replay"]
 __version__ = "0.1.0"

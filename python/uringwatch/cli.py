@@ -9,10 +9,10 @@ import signal
 import sys
 import time
 
-from . import hooks, opcodes
+from . import hooks
 from .hooks import HOOKS
 from .containers import CgroupResolver
-from .filters import Filters
+from .filters import Filters, from_args
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
@@ -83,10 +83,6 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
     return ap
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [v for item in values or () for v in item.split(",") if v]
-
-
 def build_filters(args) -> Filters:
     """Filters from the command line; ValueError/OSError on bad values."""
     resolver = CgroupResolver()
@@ -100,13 +96,7 @@ def build_filters(args) -> Filters:
         if not found:
             raise ValueError(f"no cgroup belongs to container {args.container!r}")
         cgroups = (cgroups or set()) | found
-    return Filters(
-        pids=frozenset(int(p) for p in _split(args.pid)) if args.pid else None,
-        uid=args.uid, cgroups=None if cgroups is None else frozenset(cgroups),
-        comm=args.comm,
-        opcodes=frozenset(opcodes.parse(o) for o in _split(args.opcode)) if args.opcode
-        else None,
-        failed=args.failed)
+    return from_args(args, cgroups)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,3 +40,21 @@ class Filters(msgspec.Struct, frozen=True):
 
     def opcode_mask(self) -> int:
         return sum(1 << op for op in self.opcodes) if self.opcodes else 0
+
+
+def _split(values) -> list[str]:
+    """"1,2" and repeated flags alike: -p 1,2 -p 3."""
+    return [v for item in values or () for v in item.split(",") if v]
+
+
+def from_args(args, cgroups=None) -> Filters:
+    """The filters of the command line's -p, -u, -c, --opcode, --failed (the
+    same for live tracing and replay); ValueError on bad values."""
+    from . import opcodes
+    return Filters(
+        pids=frozenset(int(p) for p in _split(args.pid)) if args.pid else None,
+        uid=args.uid, cgroups=None if cgroups is None else frozenset(cgroups),
+        comm=args.comm,
+        opcodes=frozenset(opcodes.parse(o) for o in _split(args.opcode))
+        if args.opcode else None,
+        failed=args.failed)

@@ -8,9 +8,8 @@ import json
 import sys
 import time
 
-from . import opcodes
 from .dump import DumpError
-from .filters import Filters
+from .filters import from_args
 from .output import Writer
 from .replay import Reader, summary
 
@@ -52,20 +51,6 @@ def _time_ns(text: str | None) -> int | None:
         return int(dt.timestamp() * 1e9)
 
 
-def _split(values):
-    return [v for item in values or () for v in item.split(",") if v]
-
-
-def filters(args) -> Filters:
-    return Filters(
-        pids=frozenset(int(p) for p in _split(args.pid)) if args.pid else None,
-        uid=args.uid, cgroups=frozenset(args.cgroup) if args.cgroup else None,
-        comm=args.comm,
-        opcodes=frozenset(opcodes.parse(o) for o in _split(args.opcode))
-        if args.opcode else None,
-        failed=args.failed)
-
-
 def _progress(reader: Reader, events):
     """Pass events through, drawing a progress line on a terminal."""
     if not sys.stderr.isatty() or reader.total_bytes < PROGRESS_MIN_BYTES:
@@ -86,7 +71,8 @@ def run(argv: list[str]) -> int:
     ap = parser()
     args = ap.parse_args(argv)
     try:
-        reader = Reader(args.files, filters(args), _time_ns(args.since), _time_ns(args.until))
+        reader = Reader(args.files, from_args(args, args.cgroup), _time_ns(args.since),
+                        _time_ns(args.until))
     except (ValueError, OSError) as e:
         ap.print_usage(sys.stderr)
         print(f"uringwatch: {e}", file=sys.stderr)
