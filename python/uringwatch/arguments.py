@@ -35,8 +35,7 @@ def _values(r: Region, fmt: str) -> list | None:
 def _structs(r: Region, lay: Layout) -> list[dict] | None:
     if not r.readable:
         return None
-    return [lay.unpack(r.data, off)
-            for off in range(0, len(r.data) - lay.size + 1, lay.size)]
+    return lay.unpack_all(r.data)
 
 
 def _head(r: Region, lay: Layout) -> dict | None:

@@ -57,6 +57,8 @@ class Layout:
         # how many unpacked values each member spans ("3I" spans 3)
         self._spans = [len(struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt))))
                        for _, fmt in members]
+        self._flat = all(n == 1 for n in self._spans)
+        self._names = tuple(m for m, _ in members)
 
     def unpack(self, buf, off: int = 0) -> dict:
         """Member name -> value, a tuple for members that span several."""
@@ -66,6 +68,14 @@ class Layout:
             out[member] = values[i] if n == 1 else values[i:i + n]
             i += n
         return out
+
+    def unpack_all(self, buf) -> list[dict]:
+        """unpack() of every whole element in buf, packed back to back."""
+        whole = len(buf) - len(buf) % self.size
+        if self._flat:      # the common case, without the per-member loop
+            names = self._names
+            return [dict(zip(names, v)) for v in self.struct.iter_unpack(buf[:whole])]
+        return [self.unpack(buf, off) for off in range(0, whole, self.size)]
 
 
 REC_HDR = Layout("uw_rec_hdr", [("kind", "H"), ("abi", "H"), ("size", "I")])
