@@ -82,11 +82,13 @@ def _restriction(d: dict) -> p.Restriction:
 
 def _probe(c: Call) -> dict:
     h = _head(c.regions[0], uapi.PROBE)
-    ops = _structs(c.regions[1], uapi.PROBE_OP)
+    r = c.regions[1]
+    # up to 256 ops a call: tuples (op, resv, flags, resv2) rather than dicts
+    ops = [p.ProbeOp(op, flags) for op, _, flags, _ in uapi.PROBE_OP.rows(r.data)] \
+        if r.readable else None
     return dict(
-        last_op=_get(h, "last_op"), ops_len=_get(h, "ops_len"),
-        ops=None if ops is None else [p.ProbeOp(o["op"], o["flags"]) for o in ops],
-        supported=None if ops is None else [o["op"] for o in ops if o["flags"] & 1])
+        last_op=_get(h, "last_op"), ops_len=_get(h, "ops_len"), ops=ops,
+        supported=None if ops is None else [o.op for o in ops if o.flags & 1])
 
 
 def _fds(r: Region) -> list[int] | None:

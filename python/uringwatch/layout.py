@@ -69,13 +69,17 @@ class Layout:
             i += n
         return out
 
+    def rows(self, buf):
+        """The raw values of every whole element in buf, packed back to back."""
+        return self.struct.iter_unpack(buf[:len(buf) - len(buf) % self.size])
+
     def unpack_all(self, buf) -> list[dict]:
         """unpack() of every whole element in buf, packed back to back."""
-        whole = len(buf) - len(buf) % self.size
         if self._flat:      # the common case, without the per-member loop
             names = self._names
-            return [dict(zip(names, v)) for v in self.struct.iter_unpack(buf[:whole])]
-        return [self.unpack(buf, off) for off in range(0, whole, self.size)]
+            return [dict(zip(names, v)) for v in self.rows(buf)]
+        return [self.unpack(buf, off)
+                for off in range(0, len(buf) - self.size + 1, self.size)]
 
 
 REC_HDR = Layout("uw_rec_hdr", [("kind", "H"), ("abi", "H"), ("size", "I")])
