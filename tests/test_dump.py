@@ -199,3 +199,14 @@ def _mutate(data: bytes, flips) -> bytes:
         if b:
             b[at % len(b)] = value
     return bytes(b)
+
+
+@needs_root
+def test_record_to_a_closed_pipe_exits_cleanly():
+    p = subprocess.Popen(UW + ["record", "-w", "-", "-p", str(os.getpid())],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "tracing" in p.stderr.readline()
+    p.stdout.close()                                   # the reader goes away
+    make_calls()
+    err = p.communicate(timeout=20)[1]
+    assert "Traceback" not in err and p.returncode in (0, 1), err

@@ -294,7 +294,11 @@ class Tracer:
         out = []
         for off, size in ring.spans(BATCH):
             if self.on_raw:
-                self.on_raw(ring.data[off:off + size])
+                view = ring.data[off:off + size]
+                try:
+                    self.on_raw(view)
+                finally:        # a view left alive would keep the ring from unmapping
+                    view.release()
             try:
                 out.append(decode(ring.data, off, size, self._boot_to_wall, self._context))
             except RecordError:
