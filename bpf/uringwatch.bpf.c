@@ -141,9 +141,12 @@ static __always_inline void bump(enum uw_counter c)
 
 static __always_inline const struct uw_plan *plan_of(__u32 opcode)
 {
-	__u32 op = opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
+	__u64 op = opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
 
-	if (cfg.generic || op >= UW_NPLANS || !plans[op].known)
+	if (cfg.generic || op >= UW_NPLANS)
+		return 0;
+	keep(op);       /* older verifiers lose the bound otherwise (6.1) */
+	if (!plans[op].known)
 		return 0;
 	return &plans[op];
 }
@@ -254,6 +257,9 @@ static __always_inline void capture_args(struct uw_slot *s)
 	}
 	off = capture(s, 0, s->call.arg, p->head ? 1 : 0, p->head,
 		      p->head_dir == D_OUT ? D_OUT : D_IN, 0, UW_HEAD_MAX);
+	/* Unrolled: clang lays this loop out with a back-edge, which kernels
+	 * before bounded-loop support for that shape (6.1 here) reject. */
+#pragma unroll
 	for (i = 0; i < 2; i++) {
 		const struct uw_plan_region *pr = &p->reg[i];
 		__u64 addr;
@@ -387,6 +393,21 @@ static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off)
 	bpf_loop((x.len + 7) / 8, compare_word, &x, 0);
 }
 
+/* QUERY's chain header as it sits in user memory: the uapi layout, kept out
+ * of vmlinux.h's preserve_access_index. A CO-RE access to a type the
+ * running kernel's BTF lacks (io_uring_query_hdr is new in 6.18) is
+ * poisoned by libbpf and fails the load on every older kernel. */
+struct uw_query_hdr {
+	__u64 next_entry;
+	__u64 query_data;
+	__u32 query_op;
+	__u32 size;
+	__s32 result;
+	__u32 resv[3];
+};
+_Static_assert(sizeof(struct uw_query_hdr) == sizeof(struct io_uring_query_hdr),
+	       "uw_query_hdr must match io_uring_query_hdr");
+
 /* Walks QUERY's header chain at exit into region 1 (data[off..]): each
  * entry is the header and the first bytes of its data, as the kernel left
  * them. count becomes the entries found; TRUNC if the chain goes on. */
@@ -397,7 +418,7 @@ static __always_inline void walk_query_chain(struct uw_slot *s, __u32 off)
 	__u32 i;
 
 	for (i = 0; i < UW_QUERY_MAX; i++) {
-		struct io_uring_query_hdr *h;
+		struct uw_query_hdr *h;
 
 		at = off + i * UW_QUERY_ENTRY;
 		if (!ptr || at > UW_DATA_MAX - UW_QUERY_ENTRY)

@@ -106,7 +106,7 @@ _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 def _print(level: int, fmt: bytes, args: int) -> int:
     # Never raise out of a C callback: format, remember, log.
     try:
-        buf = ctypes.create_string_buffer(1024)
+        buf = ctypes.create_string_buffer(1 << 18)   # verifier logs come as one line
         _libc.vsnprintf(buf, len(buf), fmt, args)
         line = buf.value.decode(errors="replace").rstrip()
         if level <= 1:
