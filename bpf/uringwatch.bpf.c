@@ -251,6 +251,10 @@ static __always_inline void capture_args(struct uw_slot *s)
 	}
 	off = capture(s, 0, s->call.arg, p->head ? 1 : 0, p->head,
 		      p->head_dir == D_OUT ? D_OUT : D_IN, 0, UW_HEAD_MAX);
+	/* Unrolled: clang laid this loop out with its back-edge a fall-through,
+	 * not a jump, which the verifiers of 5.10 and 6.1 reject ("back-edge
+	 * from insn 415 to 416"). */
+#pragma unroll
 	for (i = 0; i < 2; i++) {
 		const struct uw_plan_region *pr = &p->reg[i];
 		__u64 addr;
