@@ -382,6 +382,21 @@ static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off)
 	bpf_loop((x.len + 7) / 8, compare_word, &x, 0);
 }
 
+/* The uapi layout of a QUERY chain header, outside vmlinux.h's
+ * preserve_access_index: the memory read is user memory with the uapi
+ * layout, and a CO-RE access to a type the kernel's BTF lacks (before
+ * 6.18) is poisoned by libbpf, failing the load on every older kernel. */
+struct uw_query_hdr {
+	__u64 next_entry;
+	__u64 query_data;
+	__u32 query_op;
+	__u32 size;
+	__s32 result;
+	__u32 resv[3];
+};
+_Static_assert(sizeof(struct uw_query_hdr) == sizeof(struct io_uring_query_hdr),
+	       "uw_query_hdr must be io_uring_query_hdr");
+
 /* Walks QUERY's header chain at exit into region 1 (data[off..]): each
  * entry is the header and the first bytes of its data, as the kernel left
  * them. count becomes the entries found; TRUNC if the chain goes on. */
@@ -392,7 +407,7 @@ static __always_inline void walk_query_chain(struct uw_slot *s, __u32 off)
 	__u32 i;
 
 	for (i = 0; i < UW_QUERY_MAX; i++) {
-		struct io_uring_query_hdr *h;
+		struct uw_query_hdr *h;
 
 		at = off + i * UW_QUERY_ENTRY;
 		if (!ptr || at > UW_DATA_MAX - UW_QUERY_ENTRY)
