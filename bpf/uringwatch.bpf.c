@@ -370,13 +370,13 @@ static long compare_word(__u64 k, struct cmp_ctx *x)
 
 /* Compares region i, whose enter copy is at data[off..], with the user
  * memory now. Needs bpf_loop (5.17+); without it nothing is compared and
- * the record says so. */
-static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off)
+ * the record says so. `loop` is a compile-time constant per program. */
+static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off, const bool loop)
 {
 	struct cmp_ctx x = { .s = s, .r = &s->call.region[i & (UW_NREGION - 1)],
 			     .i = i, .off = off };
 
-	if (!cfg.has_loop)
+	if (!loop || !cfg.has_loop)
 		return;
 	x.len = x.r->len;
 	bpf_loop((x.len + 7) / 8, compare_word, &x, 0);
@@ -435,13 +435,13 @@ static __always_inline void walk_query_chain(struct uw_slot *s, __u32 off)
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
-static __always_inline void finish_args(struct uw_slot *s)
+static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 {
 	const struct uw_plan *p = plan_of(s->call.opcode);
 	__u32 dir, off = 0, i;
 	static const __u32 max[3] = { UW_HEAD_MAX, UW_ARR_A_MAX, UW_ARR_B_MAX };
 
-	if (!cfg.has_loop)
+	if (!loop || !cfg.has_loop)
 		s->call.flags |= UW_F_UNCOMPARED;
 
 	for (i = 0; i < 3; i++) {
@@ -460,7 +460,7 @@ static __always_inline void finish_args(struct uw_slot *s)
 				bump(UW_CNT_READ_FAULT);
 			}
 		} else if (dir == D_IN) {
-			compare(s, i, off);
+			compare(s, i, off, loop);
 		} else if (!s->call.region[3].elem) {
 			struct uw_region *x = &s->call.region[3];
 			__u32 total = s->call.region[0].len + s->call.region[1].len +
@@ -522,7 +522,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 }
 
 /* Syscall exit: add the result and context, re-read, send one record. */
-static __always_inline int on_exit(long ret)
+static __always_inline int on_exit(long ret, const bool loop)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
 	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size;
@@ -552,7 +552,7 @@ static __always_inline int on_exit(long ret)
 	s->call.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(s->call.comm, sizeof(s->call.comm));
 	fill_task(&s->call);
-	finish_args(s);
+	finish_args(s, loop);
 
 	size = sizeof(s->call) + s->call.region[0].len + s->call.region[1].len +
 	       s->call.region[2].len + s->call.region[3].len;
@@ -574,7 +574,13 @@ out:
 /* Hooks. The per-syscall tracepoints are the primary ones: they cost other
  * syscalls nothing. raw_syscalls fires for every syscall and filters by
  * number: the fallback where CONFIG_FTRACE_SYSCALLS is off. The loader
- * switches off the pair it does not use. */
+ * switches off the pair it does not use.
+ *
+ * Each exit has a _noloop twin without the TOCTOU re-read, loaded where
+ * bpf_loop is missing: kernels older than callbacks (5.10 here) reject a
+ * program that so much as references a loop callback ("number of funcs in
+ * func_info doesn't match number of subprogs"), even in code the has_loop
+ * knob makes dead, so the reference must not be in the program at all. */
 SEC("tracepoint/syscalls/sys_enter_io_uring_register")
 int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys_enter *ctx)
 {
@@ -584,7 +590,13 @@ int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys
 SEC("tracepoint/syscalls/sys_exit_io_uring_register")
 int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx->ret, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_register")
+int tracepoint__syscalls__sys_exit_io_uring_register_noloop(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, false);
 }
 
 #define NR_io_uring_register 427   /* the same on every architecture */
@@ -602,5 +614,13 @@ int tracepoint__raw_syscalls__sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->id != NR_io_uring_register)
 		return 0;
-	return on_exit(ctx->ret);
+	return on_exit(ctx->ret, true);
+}
+
+SEC("tracepoint/raw_syscalls/sys_exit")
+int tracepoint__raw_syscalls__sys_exit_noloop(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->id != NR_io_uring_register)
+		return 0;
+	return on_exit(ctx->ret, false);
 }

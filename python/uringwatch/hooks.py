@@ -20,7 +20,17 @@ HOOKS = {
 # Preferred first: per-syscall tracepoints cost other syscalls nothing;
 # raw_syscalls runs for every syscall on the system.
 ORDER = ("syscalls", "raw_syscalls")
-ALL_PROGRAMS = tuple(p for _, progs in HOOKS.values() for p in progs)
+# Each exit program has a twin without the bpf_loop TOCTOU re-read, for
+# kernels without bpf_loop: they refuse even a dead reference to a callback.
+NO_LOOP = "_noloop"
+ALL_PROGRAMS = tuple(p for _, (enter, exit_) in HOOKS.values()
+                     for p in (enter, exit_, exit_ + NO_LOOP))
+
+
+def programs(hook: str, has_loop: bool) -> tuple[str, str]:
+    """The enter and exit programs to load for a hook."""
+    enter, exit_ = HOOKS[hook][1]
+    return enter, exit_ if has_loop else exit_ + NO_LOOP
 
 PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 5, 26
 MAP_TYPE_RINGBUF = 27

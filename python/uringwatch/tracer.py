@@ -118,12 +118,12 @@ class Tracer:
         if hook is None:
             raise TracerError(f"this kernel has no usable hook ({self.hook}): neither "
                               f"syscalls:sys_enter_io_uring_register nor raw_syscalls")
-        self._programs = hooks.HOOKS[hook][1]
         lib = libbpf.lib()
         data = object_bytes()
         self.object_sha256 = hashlib.sha256(data).hexdigest()
         has_loop = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT, hooks.FUNC_LOOP,
                                               None) == 1
+        self._programs = hooks.programs(hook, has_loop)
         try:
             self._load(data, use_task_btf=True, has_loop=has_loop)
         except libbpf.LibbpfError as e:
@@ -132,7 +132,8 @@ class Tracer:
             # BTF-typed task pointers are refused on some kernels: do without
             self._load(data, use_task_btf=False, has_loop=has_loop)
         self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook,
-                             hooks=[f"tracepoint/{hook}/{p.split('__')[-1]}"
+                             hooks=[f"tracepoint/{hook}/"
+                                    f"{p.split('__')[-1].removesuffix(hooks.NO_LOOP)}"
                                     for p in self._programs])
         self._fill_free_slots()
         for pid in self.filters.pids or ():
