@@ -20,6 +20,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Makes the compiler keep a bounds check the verifier must see. */
 #define keep(var) asm volatile("" : "+r"(var))
 
+/* Makes the verifier forget what it knows of var (6.12 and older do not
+ * track division), so the bounds check that follows starts clean. */
+#define forget(var) asm volatile("%0 /= 1" : "+r"(var))
+
 /* Its own section, so the loader finds it as the whole of one map. */
 SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 	.abi = UW_ABI_VERSION,
@@ -165,13 +169,17 @@ static __always_inline void fill_task(struct uw_call *c)
 
 /* Copies len bytes of user memory to data[off..]. Not inlined: the
  * verifier then checks it per call with `max` a constant, which proves
- * the write stays inside the slot. */
+ * the write stays inside the slot. `off` is forgotten first: with a large
+ * cap the caller's bounds on it can be self-contradictory on a path that
+ * never runs, which 6.12's verifier follows anyway and rejects ("REG
+ * INVARIANTS VIOLATION", then "R1 type=scalar"). */
 static __noinline int read_user(struct uw_slot *s, __u64 off, __u64 len,
 				__u64 addr, __u64 max)
 {
 	if (len > max)
 		len = max;
 	keep(len);
+	forget(off);
 	if (!len || off > UW_DATA_MAX - max)
 		return 0;
 	keep(off);
