@@ -34,7 +34,7 @@ def programs(hook: str, has_loop: bool) -> tuple[str, str]:
 
 PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 5, 26
 MAP_TYPE_RINGBUF = 27
-FUNC_LOOP = 181
+FUNC_GET_CURRENT_TASK_BTF, FUNC_LOOP = 158, 181
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 LOCKDOWN = "/sys/kernel/security/lockdown"
 

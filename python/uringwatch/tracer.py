@@ -124,10 +124,14 @@ class Tracer:
         has_loop = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT, hooks.FUNC_LOOP,
                                               None) == 1
         self._programs = hooks.programs(hook, has_loop)
+        # Without the helper (before 5.11) the first load is sure to fail,
+        # and a refused load costs a full verifier pass with its log.
+        task_btf = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT,
+                                               hooks.FUNC_GET_CURRENT_TASK_BTF, None) == 1
         try:
-            self._load(data, use_task_btf=True, has_loop=has_loop)
+            self._load(data, use_task_btf=task_btf, has_loop=has_loop)
         except libbpf.LibbpfError as e:
-            if e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
+            if not task_btf or e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
                 raise
             # BTF-typed task pointers are refused on some kernels: do without
             self._load(data, use_task_btf=False, has_loop=has_loop)
