@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Other Debian kernels for uringwatch's tests: fetch them, boot them.
+
+    ci/kernels.py fetch [SUITE...]          download and unpack the kernels
+    ci/kernels.py run KERNEL -- CMD...      run CMD inside KERNEL, exit with its code
+    ci/kernels.py list                      the kernels and their cache state
+
+KERNEL is a Debian suite (bullseye, bookworm, trixie, forky), its kernel
+series (5.10, 6.1, 6.12, 7.2), or `host` for this machine's kernel, natively.
+A guest boots under qemu's TCG (KVM guests hang on these machines) through
+virtme-ng, which shares this machine's root file system read-only: the
+checkout, its .venv and the BPF object built there are the ones the guest
+runs. One CMD argument is a shell command line; several are an argv.
+
+Stdlib only: it runs before any virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("URINGWATCH_KERNEL_CACHE", ROOT / ".cache" / "kernels"))
+MIRROR = "http://deb.debian.org/debian"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+MODULES = Path("/usr/lib/modules")
+
+# suite -> the kernel series its linux-image-amd64 brings
+SUITES = {"bullseye": "5.10", "bookworm": "6.1", "trixie": "6.12", "forky": "7.2"}
+APT_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "depmod": "kmod",
+             "busybox": "busybox-static"}
+VNG_VERSION = "1.42"       # pinned: its command line and console output are parsed here
+
+EXIT_MARK = "@@uringwatch-exit="
+# Kernel log lines on the console: "[    1.234567] ..."
+KLOG = re.compile(r"^\s*\[\s*\d+\.\d+\]")
+
+
+class KernelError(Exception):
+    """A kernel could not be fetched or booted: always a failure, never a skip."""
+
+
+def log(msg: str) -> None:
+    print(f"kernels: {msg}", file=sys.stderr, flush=True)
+
+
+# -- tools ----------------------------------------------------------------
+
+def vng_path() -> Path:
+    return CACHE / "vng" / "bin" / "vng"
+
+
+def ensure_tools() -> None:
+    """qemu, kmod and busybox from apt; virtme-ng from PyPI into its own
+    venv under the cache (it needs no root and must not touch .venv)."""
+    missing = sorted({pkg for cmd, pkg in APT_TOOLS.items() if not shutil.which(cmd)})
+    if missing:
+        log(f"installing {' '.join(missing)} (apt)")
+        sh(["apt-get", "update", "-qq"])
+        sh(["apt-get", "install", "-y", "-qq", *missing],
+           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not vng_path().exists():
+        log(f"installing virtme-ng {VNG_VERSION} (pip) into {vng_path().parent.parent}")
+        sh([sys.executable, "-m", "venv", str(CACHE / "vng")])
+        sh([str(CACHE / "vng" / "bin" / "pip"), "install", "-q",
+            f"virtme-ng=={VNG_VERSION}"])
+
+
+def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    """Runs argv; a failure raises KernelError with its output."""
+    p = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if p.returncode:
+        raise KernelError(f"{shlex.join(argv)} failed ({p.returncode}):\n"
+                          f"{p.stdout[-2000:]}{p.stderr[-2000:]}")
+    return p
+
+
+# -- fetch ----------------------------------------------------------------
+
+def apt_options(suite: str) -> list[str]:
+    """A private apt world for one suite: its own sources list, package
+    lists and cache, so the system's apt sources and state are untouched."""
+    d = CACHE / suite / "apt"
+    (d / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (d / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (d / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {suite} main\n")
+    return ["-o", f"Dir::Etc::sourcelist={d / 'sources.list'}",
+            "-o", "Dir::Etc::sourceparts=-",
+            "-o", f"Dir::State::Lists={d / 'lists'}",
+            "-o", f"Dir::Cache={d / 'cache'}",
+            "-o", "Acquire::Languages=none",
+            "-o", "APT::Get::List-Cleanup=0"]
+
+
+def resolve(suite: str, opts: list[str]) -> str:
+    """The versioned generic image package that linux-image-amd64 depends on
+    (e.g. linux-image-6.1.0-50-amd64), not the -cloud flavour."""
+    show = sh(["apt-cache", *opts, "show", "--no-all-versions", "linux-image-amd64"]).stdout
+    for line in show.splitlines():
+        if line.startswith("Depends:"):
+            for dep in line.split(":", 1)[1].split(","):
+                name = dep.split()[0]
+                if re.fullmatch(r"linux-image-\S+-amd64", name) and "cloud" not in name:
+                    return name
+    raise KernelError(f"{suite}: linux-image-amd64 names no generic image:\n{show}")
+
+
+def same_version_parts(package: str, version: str, opts: list[str]) -> list[str]:
+    """From forky on, linux-image-<version> is itself a metapackage over
+    linux-binary-<version> (vmlinuz), linux-modules-<version> and
+    linux-base-<version>: those parts are downloaded too."""
+    show = sh(["apt-cache", *opts, "show", "--no-all-versions", package]).stdout
+    deps = next((line.split(":", 1)[1] for line in show.splitlines()
+                 if line.startswith("Depends:")), "")
+    names = [alt.split()[0] for dep in deps.split(",") for alt in dep.split("|")]
+    return [n for n in names if re.fullmatch(rf"linux-[a-z]+-{re.escape(version)}", n)]
+
+
+def fetch(suite: str, refresh: bool = False) -> dict:
+    """Downloads, unpacks and installs one suite's kernel; returns its record.
+    A complete cache entry is reused without touching the network."""
+    d = CACHE / suite
+    record_file = d / "kernel.json"
+    if not refresh and record_file.exists():
+        rec = json.loads(record_file.read_text())
+        if Path(rec["vmlinuz"]).exists():
+            install_modules(rec)            # a fresh machine sharing the cache
+            return {**rec, "fetch_s": 0.0, "cached": True}
+    start = time.monotonic()
+    opts = apt_options(suite)
+    log(f"{suite}: apt-get update (private lists)")
+    sh(["apt-get", *opts, "update"])
+    package = resolve(suite, opts)
+    version = package.removeprefix("linux-image-")
+    packages = [package, *same_version_parts(package, version, opts)]
+    log(f"{suite}: downloading {' '.join(packages)}")
+    debs = d / "debs"
+    shutil.rmtree(debs, ignore_errors=True)
+    debs.mkdir(parents=True)
+    sh(["apt-get", *opts, "download", *packages], cwd=debs)
+    tree = d / "root"
+    shutil.rmtree(tree, ignore_errors=True)
+    for deb in sorted(debs.glob("*.deb")):
+        sh(["dpkg", "-x", str(deb), str(tree)])
+    shutil.rmtree(debs)         # unpacked: the packages themselves are not needed again
+    # boot/ until trixie; forky's linux-binary puts it beside the modules
+    vmlinuz = next((p for p in (tree / "boot" / f"vmlinuz-{version}",
+                                tree / "usr/lib/modules" / version / "vmlinuz") if p.exists()),
+                   None)
+    if vmlinuz is None:
+        raise KernelError(f"{suite}: {', '.join(packages)} hold no vmlinuz for {version}")
+    rec = {"suite": suite, "series": SUITES[suite], "version": version,
+           "packages": packages, "vmlinuz": str(vmlinuz), "tree": str(tree)}
+    install_modules(rec)
+    record_file.write_text(json.dumps(rec, indent=1) + "\n")
+    return {**rec, "fetch_s": round(time.monotonic() - start, 1), "cached": False}
+
+
+def install_modules(rec: dict) -> None:
+    """virtme-ng builds the guest's initramfs (virtio, 9p) from
+    /usr/lib/modules/<version>, so the modules go there, with depmod."""
+    version, tree = rec["version"], Path(rec["tree"])
+    target = MODULES / version
+    if (target / "modules.dep").exists():
+        return
+    # usr-merged packages (trixie on) ship usr/lib/modules; older ones lib/modules
+    src = next((p for p in (tree / "usr/lib/modules" / version, tree / "lib/modules" / version)
+                if p.is_dir()), None)
+    if src is None:
+        raise KernelError(f"{rec['suite']}: no lib/modules/{version} in {tree}")
+    log(f"{rec['suite']}: installing modules into {target}")
+    shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+    sh(["depmod", version])
+
+
+def kernel_record(name: str) -> dict:
+    """The record of a suite or series name, fetched if it is not cached."""
+    suite = name if name in SUITES else next((s for s, v in SUITES.items() if v == name), None)
+    if suite is None:
+        raise KernelError(f"unknown kernel {name!r}: one of host, "
+                          f"{', '.join(SUITES)} or {', '.join(SUITES.values())}")
+    return fetch(suite)
+
+
+# -- run ------------------------------------------------------------------
+
+# After the marker: wait until the console has sent everything. When
+# virtme-ng-init misses its virtio-serial ports ("console fallback", seen
+# on 6.1) the output goes through the emulated serial console, and the
+# guest powers off as soon as the command ends, cutting off what is
+# still queued there.
+DRAIN = 'python3 -c "import termios; termios.tcdrain(1)" 2>/dev/null || sleep 1'
+
+
+def guest_script(command: str, cwd: Path) -> str:
+    """What the guest's shell runs: kernel messages off the console (in the
+    console fallback they would land inside the command's lines), the
+    mounts uringwatch needs (it would mount tracefs itself; bpffs is for
+    anything pinning), the command, and a marker with its exit code:
+    virtme-ng's own exit code is not the command's on every path."""
+    return (f"dmesg -n 1;"
+            f" mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing;"
+            f" mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf;"
+            f" cd {shlex.quote(str(cwd))} && {{ {command}; }};"
+            f" echo {EXIT_MARK}$?; {DRAIN}")
+
+
+def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
+         memory: str = "1G", cpus: int = 2, echo: bool = True) -> tuple[int, str]:
+    """Runs a shell command inside kernel `name` (or natively for "host").
+    Returns (the command's exit code, its output without kernel lines).
+    Output is echoed live unless echo is False. A guest that never prints
+    the exit marker (panic, hang, timeout) raises KernelError."""
+    if name == "host":
+        code, out, _ = stream(["sh", "-c", command], timeout, echo, cwd=cwd)
+        return code, out
+    rec = kernel_record(name)
+    ensure_tools()
+    argv = [str(vng_path()), "--verbose", "--run", rec["vmlinuz"], "--disable-kvm",
+            "--force-9p", "--memory", memory, "--cpus", str(cpus),
+            "--exec", guest_script(command, cwd)]
+    # vng starts virtme-run from PATH: its venv's bin must be on it
+    env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}
+    code, out, klog = stream(argv, timeout, echo, cwd=cwd, env=env, filter_klog=True)
+    m = re.search(rf"{re.escape(EXIT_MARK)}(\d+)", out)
+    if not m:
+        raise KernelError(f"{rec['suite']} ({rec['version']}): no exit marker from the "
+                          f"guest (vng exit {code}): it did not boot or the command "
+                          f"was cut off; last kernel lines:\n{''.join(klog[-25:])}"
+                          f"last output:\n{out[-3000:]}")
+    body = out[:m.start()]
+    return int(m.group(1)), body
+
+
+def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | None = None,
+           filter_klog: bool = False) -> tuple[int, str, list[str]]:
+    """Runs argv in its own process group, echoing and collecting its
+    output line by line; kills the group at the timeout. Returns the exit
+    code, the output, and the kernel log lines filtered out of it."""
+    deadline = time.monotonic() + timeout
+    p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, text=True, errors="replace",
+                         start_new_session=True)
+    out, klog = [], []
+    timer = _Killer(p, deadline)
+    try:
+        for line in p.stdout:
+            if filter_klog and KLOG.match(line):
+                klog.append(line)
+                continue
+            out.append(line)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+    finally:
+        p.wait()
+        timer.cancel()
+    if timer.fired:
+        raise KernelError(f"timed out after {timeout:.0f} s: {shlex.join(argv[:4])} ...; "
+                          f"last kernel lines:\n{''.join(klog[-10:])}"
+                          f"last output:\n{''.join(out)[-3000:]}")
+    return p.returncode, "".join(out), klog
+
+
+class _Killer:
+    """Kills a process group at a deadline (qemu under vng ignores a
+    closed stdin, and a hung guest never ends by itself)."""
+
+    def __init__(self, proc: subprocess.Popen, deadline: float):
+        import threading
+        self.fired = False
+        self._proc = proc
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._kill)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _kill(self) -> None:
+        self.fired = True
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+# -- command line ---------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ci/kernels.py", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch", help="download the kernels into the cache")
+    f.add_argument("suites", nargs="*", default=list(SUITES), metavar="SUITE")
+    f.add_argument("--refresh", action="store_true",
+                   help="ask the archive again even when a kernel is cached")
+    r = sub.add_parser("run", help="run a command inside a kernel")
+    r.add_argument("kernel")
+    r.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+    sub.add_parser("list", help="the kernels and whether they are cached")
+    argv = sys.argv[1:] if argv is None else argv
+    # everything after the first -- is the command, options included
+    split = argv.index("--") if "--" in argv else len(argv)
+    argv, cmd = argv[:split], argv[split + 1:]
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "fetch":
+            if os.geteuid() != 0:
+                raise KernelError("fetch installs modules into /usr/lib/modules: run as root")
+            ensure_tools()
+            for suite in args.suites:
+                if suite not in SUITES:
+                    raise KernelError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}")
+                rec = fetch(suite, args.refresh)
+                how = "cached" if rec["cached"] else f"fetched in {rec['fetch_s']} s"
+                print(f"{suite:<9} {rec['version']:<24} {how}")
+            return 0
+        if args.cmd == "list":
+            for suite, series in SUITES.items():
+                f = CACHE / suite / "kernel.json"
+                state = json.loads(f.read_text())["version"] if f.exists() else "not fetched"
+                print(f"{suite:<9} {series:<5} {state}")
+            return 0
+        if not cmd:
+            ap.error("run needs a command after --")
+        command = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
+        code, _ = boot(args.kernel, command, timeout=args.timeout)
+        return code
+    except KernelError as e:
+        log(f"error: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
