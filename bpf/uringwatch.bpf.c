@@ -20,6 +20,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Makes the compiler keep a bounds check the verifier must see. */
 #define keep(var) asm volatile("" : "+r"(var))
 
+/* Makes the verifier forget what it knows of var (6.12 and older do not
+ * track division), so the bounds check that follows starts clean. */
+#define forget(var) asm volatile("%0 /= 1" : "+r"(var))
+
 /* Its own section, so the loader finds it as the whole of one map. */
 SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 	.abi = UW_ABI_VERSION,
@@ -171,13 +175,17 @@ static __always_inline void fill_task(struct uw_call *c)
 
 /* Copies len bytes of user memory to data[off..]. Not inlined: the
  * verifier then checks it per call with `max` a constant, which proves
- * the write stays inside the slot. */
+ * the write stays inside the slot. `off` is forgotten first: with a large
+ * cap the caller's bounds on it can be self-contradictory on a path that
+ * never runs, which 6.12's verifier follows anyway and rejects ("REG
+ * INVARIANTS VIOLATION", then "R1 type=scalar"). */
 static __noinline int read_user(struct uw_slot *s, __u64 off, __u64 len,
 				__u64 addr, __u64 max)
 {
 	if (len > max)
 		len = max;
 	keep(len);
+	forget(off);
 	if (!len || off > UW_DATA_MAX - max)
 		return 0;
 	keep(off);
@@ -257,8 +265,9 @@ static __always_inline void capture_args(struct uw_slot *s)
 	}
 	off = capture(s, 0, s->call.arg, p->head ? 1 : 0, p->head,
 		      p->head_dir == D_OUT ? D_OUT : D_IN, 0, UW_HEAD_MAX);
-	/* Unrolled: clang lays this loop out with a back-edge, which kernels
-	 * before bounded-loop support for that shape (6.1 here) reject. */
+	/* Unrolled: clang laid this loop out with its back-edge a fall-through,
+	 * not a jump, which the verifiers of 5.10 and 6.1 reject ("back-edge
+	 * from insn 415 to 416"). */
 #pragma unroll
 	for (i = 0; i < 2; i++) {
 		const struct uw_plan_region *pr = &p->reg[i];
@@ -381,22 +390,22 @@ static long compare_word(__u64 k, struct cmp_ctx *x)
 
 /* Compares region i, whose enter copy is at data[off..], with the user
  * memory now. Needs bpf_loop (5.17+); without it nothing is compared and
- * the record says so. */
-static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off)
+ * the record says so. `loop` is a compile-time constant per program. */
+static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off, const bool loop)
 {
 	struct cmp_ctx x = { .s = s, .r = &s->call.region[i & (UW_NREGION - 1)],
 			     .i = i, .off = off };
 
-	if (!cfg.has_loop)
+	if (!loop || !cfg.has_loop)
 		return;
 	x.len = x.r->len;
 	bpf_loop((x.len + 7) / 8, compare_word, &x, 0);
 }
 
-/* QUERY's chain header as it sits in user memory: the uapi layout, kept out
- * of vmlinux.h's preserve_access_index. A CO-RE access to a type the
- * running kernel's BTF lacks (io_uring_query_hdr is new in 6.18) is
- * poisoned by libbpf and fails the load on every older kernel. */
+/* The uapi layout of a QUERY chain header, outside vmlinux.h's
+ * preserve_access_index: the memory read is user memory with the uapi
+ * layout, and a CO-RE access to a type the kernel's BTF lacks (before
+ * 6.18) is poisoned by libbpf, failing the load on every older kernel. */
 struct uw_query_hdr {
 	__u64 next_entry;
 	__u64 query_data;
@@ -406,7 +415,7 @@ struct uw_query_hdr {
 	__u32 resv[3];
 };
 _Static_assert(sizeof(struct uw_query_hdr) == sizeof(struct io_uring_query_hdr),
-	       "uw_query_hdr must match io_uring_query_hdr");
+	       "uw_query_hdr must be io_uring_query_hdr");
 
 /* Walks QUERY's header chain at exit into region 1 (data[off..]): each
  * entry is the header and the first bytes of its data, as the kernel left
@@ -446,13 +455,13 @@ static __always_inline void walk_query_chain(struct uw_slot *s, __u32 off)
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
-static __always_inline void finish_args(struct uw_slot *s)
+static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 {
 	const struct uw_plan *p = plan_of(s->call.opcode);
 	__u32 dir, off = 0, i;
 	static const __u32 max[3] = { UW_HEAD_MAX, UW_ARR_A_MAX, UW_ARR_B_MAX };
 
-	if (!cfg.has_loop)
+	if (!loop || !cfg.has_loop)
 		s->call.flags |= UW_F_UNCOMPARED;
 
 	for (i = 0; i < 3; i++) {
@@ -471,7 +480,7 @@ static __always_inline void finish_args(struct uw_slot *s)
 				bump(UW_CNT_READ_FAULT);
 			}
 		} else if (dir == D_IN) {
-			compare(s, i, off);
+			compare(s, i, off, loop);
 		} else if (!s->call.region[3].elem) {
 			struct uw_region *x = &s->call.region[3];
 			__u32 total = s->call.region[0].len + s->call.region[1].len +
@@ -538,7 +547,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 }
 
 /* Syscall exit: add the result and context, re-read, send one record. */
-static __always_inline int on_exit(long ret)
+static __always_inline int on_exit(long ret, const bool loop)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
 	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size, queued;
@@ -571,7 +580,7 @@ static __always_inline int on_exit(long ret)
 	s->call.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(s->call.comm, sizeof(s->call.comm));
 	fill_task(&s->call);
-	finish_args(s);
+	finish_args(s, loop);
 
 	size = sizeof(s->call) + s->call.region[0].len + s->call.region[1].len +
 	       s->call.region[2].len + s->call.region[3].len;
@@ -597,7 +606,13 @@ out:
 /* Hooks. The per-syscall tracepoints are the primary ones: they cost other
  * syscalls nothing. raw_syscalls fires for every syscall and filters by
  * number: the fallback where CONFIG_FTRACE_SYSCALLS is off. The loader
- * switches off the pair it does not use. */
+ * switches off the pair it does not use.
+ *
+ * Each exit has a _noloop twin without the TOCTOU re-read, loaded where
+ * bpf_loop is missing: kernels older than callbacks (5.10 here) reject a
+ * program that so much as references a loop callback ("number of funcs in
+ * func_info doesn't match number of subprogs"), even in code the has_loop
+ * knob makes dead, so the reference must not be in the program at all. */
 SEC("tracepoint/syscalls/sys_enter_io_uring_register")
 int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys_enter *ctx)
 {
@@ -607,7 +622,13 @@ int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys
 SEC("tracepoint/syscalls/sys_exit_io_uring_register")
 int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx->ret, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_register")
+int tracepoint__syscalls__sys_exit_io_uring_register_noloop(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, false);
 }
 
 #define NR_io_uring_register 427   /* the same on every architecture */
@@ -625,5 +646,13 @@ int tracepoint__raw_syscalls__sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->id != NR_io_uring_register)
 		return 0;
-	return on_exit(ctx->ret);
+	return on_exit(ctx->ret, true);
+}
+
+SEC("tracepoint/raw_syscalls/sys_exit")
+int tracepoint__raw_syscalls__sys_exit_noloop(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->id != NR_io_uring_register)
+		return 0;
+	return on_exit(ctx->ret, false);
 }

@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""Kernel matrix: Debian kernels booted under qemu (TCG) by virtme-ng, on this root fs.
+"""Other Debian kernels for uringwatch's tests: fetch them, boot them.
 
-  ci/kernels.py fetch [SUITE...]                   download and install (default: all)
-  ci/kernels.py list                               suite, nominal version, version, cached
-  ci/kernels.py run [--timeout S] KERNEL -- CMD...  run the sh line CMD in the repo on KERNEL
+    ci/kernels.py fetch [SUITE...]          download and unpack the kernels
+    ci/kernels.py run KERNEL -- CMD...      run CMD inside KERNEL, exit with its code
+    ci/kernels.py list                      the kernels and their cache state
 
-KERNEL: bullseye, bookworm, trixie, forky, their versions (5.10, 6.1, 6.12, 7.2 or in full),
-or "host" (no VM). `run` prints CMD's stdout and stderr (merged; kernel log dropped) and exits
-with CMD's status; when it cannot (no kernel, no boot, timeout), with one "kernels: error:"
-line and status 125. As root. Cache: $URINGWATCH_KERNEL_CACHE or .cache/kernels/ in the repo.
+KERNEL is a Debian suite (bullseye, bookworm, trixie, forky), its kernel
+series (5.10, 6.1, 6.12, 7.2), or `host` for this machine's kernel, natively.
+A guest boots under qemu's TCG (KVM guests hang on these machines) through
+virtme-ng, which shares this machine's root file system read-only: the
+checkout, its .venv and the BPF object built there are the ones the guest
+runs. One CMD argument is a shell command line; several are an argv.
+
+Stdlib only: it runs before any virtualenv exists.
 """
+
+from __future__ import annotations
+
 import argparse
-import contextlib
+import json
 import os
 import re
 import shlex
@@ -19,288 +26,322 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("URINGWATCH_KERNEL_CACHE") or REPO / ".cache" / "kernels")
-def system_mirror() -> str:
-    """The Debian archive this machine's apt already uses (deb822 or one-line form)."""
-    for path in sorted(Path("/etc/apt").glob("sources.list*")) + sorted(
-            Path("/etc/apt/sources.list.d").glob("*.sources")):
-        if not path.is_file():
-            continue
-        for m in re.finditer(r"(?m)^(?:URIs:\s+|deb\s+(?:\[[^]]*\]\s+)?)(\S+/debian)/?(?:\s|$)",
-                             path.read_text()):
-            return m.group(1)
-    raise SystemExit("kernels: error: no Debian archive in /etc/apt; "
-                     "set URINGWATCH_DEBIAN_MIRROR")
-
-
-MIRROR = os.environ.get("URINGWATCH_DEBIAN_MIRROR") or system_mirror()
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("URINGWATCH_KERNEL_CACHE", ROOT / ".cache" / "kernels"))
+MIRROR = os.environ.get("URINGWATCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+MODULES = Path("/usr/lib/modules")
+
+# suite -> the kernel series its linux-image-amd64 brings
 SUITES = {"bullseye": "5.10", "bookworm": "6.1", "trixie": "6.12", "forky": "7.2"}
-APT_PACKAGES = ["qemu-system-x86", "kmod", "busybox-static"]
-START_MARK, RC_MARK = "__START__", "__RC__="
-FAILED = 125  # our own failure, apart from the command's statuses, as timeout(1) does
-KLOG = re.compile(r"^\[\s*\d+\.\d+\]")  # "[    1.234567] ...": a kernel console line
-# The guest boots with tracefs and securityfs only; libbpf reads tracepoint ids from
-# tracefs or debugfs, and pinning needs bpffs. Each is mounted if missing.
-GUEST_MOUNTS = [("tracefs", "/sys/kernel/tracing"), ("debugfs", "/sys/kernel/debug"),
-                ("bpf", "/sys/fs/bpf"), ("securityfs", "/sys/kernel/security")]
+APT_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "depmod": "kmod",
+             "busybox": "busybox-static"}
+VNG_VERSION = "1.42"       # pinned: its command line and console output are parsed here
+
+EXIT_MARK = "@@uringwatch-exit="
+# Kernel log lines on the console: "[    1.234567] ..."
+KLOG = re.compile(r"^\s*\[\s*\d+\.\d+\]")
 
 
-class Failure(Exception):
-    """One line for stderr, then exit status FAILED."""
+class KernelError(Exception):
+    """A kernel could not be fetched or booted: always a failure, never a skip."""
 
 
-def sh(*argv, **kw):
-    """Run a helper command; its failure is ours, told by its last stderr line."""
-    proc = subprocess.run(argv, check=False, text=True, capture_output=True, **kw)
-    if proc.returncode:
-        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        raise Failure(f"{' '.join(argv[:2])}: {tail}")
-    return proc.stdout
-
-
-def note(msg):
+def log(msg: str) -> None:
     print(f"kernels: {msg}", file=sys.stderr, flush=True)
 
 
-def vng_path():
-    venv_vng = REPO / ".venv" / "bin" / "vng"
-    return str(venv_vng) if venv_vng.exists() else shutil.which("vng")
+# -- tools ----------------------------------------------------------------
+
+def vng_path() -> Path:
+    return CACHE / "vng" / "bin" / "vng"
 
 
-def ensure_tools():
-    """Install what a fresh machine lacks; checking first keeps reruns offline."""
-    missing = [p for p in APT_PACKAGES if "ok installed" not in subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], check=False, text=True,
-        capture_output=True).stdout]
+def ensure_tools() -> None:
+    """qemu, kmod and busybox from apt; virtme-ng from PyPI into its own
+    venv under the cache (it needs no root and must not touch .venv)."""
+    missing = sorted({pkg for cmd, pkg in APT_TOOLS.items() if not shutil.which(cmd)})
     if missing:
-        note(f"installing {' '.join(missing)}")
-        sh("apt-get", "update", "-qq")
-        sh("apt-get", "install", "-y", "-qq", *missing,
+        log(f"installing {' '.join(missing)} (apt)")
+        sh(["apt-get", "update", "-qq"])
+        sh(["apt-get", "install", "-y", "-qq", *missing],
            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if not vng_path():
-        note("installing virtme-ng")
-        venv_py = REPO / ".venv" / "bin" / "python"
-        # Debian's own pip refuses without --break-system-packages (PEP 668).
-        pip = [venv_py] if venv_py.exists() else [sys.executable, "--break-system-packages"]
-        sh(str(pip[0]), "-m", "pip", "install", "-q", *pip[1:], "virtme-ng")
-    if not vng_path():
-        raise Failure("virtme-ng is installed but no vng command is on PATH")
+    if not vng_path().exists():
+        log(f"installing virtme-ng {VNG_VERSION} (pip) into {vng_path().parent.parent}")
+        sh([sys.executable, "-m", "venv", str(CACHE / "vng")])
+        sh([str(CACHE / "vng" / "bin" / "pip"), "install", "-q",
+            f"virtme-ng=={VNG_VERSION}"])
 
 
-def cached_version(suite):
-    f = CACHE / suite / "version"
-    return f.read_text().strip() if f.exists() else None
+def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    """Runs argv; a failure raises KernelError with its output."""
+    p = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if p.returncode:
+        raise KernelError(f"{shlex.join(argv)} failed ({p.returncode}):\n"
+                          f"{p.stdout[-2000:]}{p.stderr[-2000:]}")
+    return p
 
 
-def is_ready(suite):
-    ver = cached_version(suite)
-    return bool(ver) and (CACHE / suite / f"vmlinuz-{ver}").exists() and \
-        Path(f"/usr/lib/modules/{ver}/modules.dep").exists()
+# -- fetch ----------------------------------------------------------------
+
+def apt_options(suite: str) -> list[str]:
+    """A private apt world for one suite: its own sources list, package
+    lists and cache, so the system's apt sources and state are untouched."""
+    d = CACHE / suite / "apt"
+    (d / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (d / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (d / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {suite} main\n")
+    return ["-o", f"Dir::Etc::sourcelist={d / 'sources.list'}",
+            "-o", "Dir::Etc::sourceparts=-",
+            "-o", f"Dir::State::Lists={d / 'lists'}",
+            "-o", f"Dir::Cache={d / 'cache'}",
+            "-o", "Acquire::Languages=none",
+            "-o", "APT::Get::List-Cleanup=0"]
 
 
-def apt_options(suite):
-    """Private sources, lists, status and cache, so the system's apt stays untouched."""
-    apt = CACHE / suite / "apt"
-    (apt / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-    (apt / "cache").mkdir(exist_ok=True)
-    (apt / "sources.list").write_text(
-        f"deb [arch=amd64 signed-by={KEYRING}] {MIRROR} {suite} main\n")
-    (apt / "status").touch()  # empty: candidates come from this suite alone
-    opts = {"Dir::Etc::sourcelist": apt / "sources.list", "Dir::Etc::sourceparts": "-",
-            "Dir::State::Lists": apt / "lists", "Dir::State::status": apt / "status",
-            "Dir::Cache": apt / "cache"}
-    return [arg for k, v in opts.items() for arg in ("-o", f"{k}={v}")]
+def resolve(suite: str, opts: list[str]) -> str:
+    """The versioned generic image package that linux-image-amd64 depends on
+    (e.g. linux-image-6.1.0-50-amd64), not the -cloud flavour."""
+    show = sh(["apt-cache", *opts, "show", "--no-all-versions", "linux-image-amd64"]).stdout
+    for line in show.splitlines():
+        if line.startswith("Depends:"):
+            for dep in line.split(":", 1)[1].split(","):
+                name = dep.split()[0]
+                if re.fullmatch(r"linux-image-\S+-amd64", name) and "cloud" not in name:
+                    return name
+    raise KernelError(f"{suite}: linux-image-amd64 names no generic image:\n{show}")
 
 
-def depends(opts, pkg):
-    info = sh("apt-cache", *opts, "show", "--no-all-versions", pkg)
-    line = re.search(r"^Depends: (.*)$", info, re.MULTILINE)
-    return re.findall(r"[\w.+-]+", re.sub(r"\(.*?\)", "", line.group(1))) if line else []
+def same_version_parts(package: str, version: str, opts: list[str]) -> list[str]:
+    """From forky on, linux-image-<version> is itself a metapackage over
+    linux-binary-<version> (vmlinuz), linux-modules-<version> and
+    linux-base-<version>: those parts are downloaded too."""
+    show = sh(["apt-cache", *opts, "show", "--no-all-versions", package]).stdout
+    deps = next((line.split(":", 1)[1] for line in show.splitlines()
+                 if line.startswith("Depends:")), "")
+    names = [alt.split()[0] for dep in deps.split(",") for alt in dep.split("|")]
+    return [n for n in names if re.fullmatch(rf"linux-[a-z]+-{re.escape(version)}", n)]
 
 
-def kernel_packages(suite, opts):
-    """The metapackage linux-image-amd64 depends on the versioned image; from forky
-    on, that image is empty and depends on linux-{base,binary,modules}-<ver>."""
-    image = next((d for d in depends(opts, "linux-image-amd64")
-                  if re.fullmatch(r"linux-image-\S+-amd64", d)), None)
-    if not image:
-        raise Failure(f"{suite}: no versioned image in linux-image-amd64's Depends")
-    ver = image.removeprefix("linux-image-")
-    return ver, [image] + [d for d in depends(opts, image) if d.endswith("-" + ver)]
+def fetch(suite: str, refresh: bool = False) -> dict:
+    """Downloads, unpacks and installs one suite's kernel; returns its record.
+    A complete cache entry is reused without touching the network."""
+    d = CACHE / suite
+    record_file = d / "kernel.json"
+    if not refresh and record_file.exists():
+        rec = json.loads(record_file.read_text())
+        if Path(rec["vmlinuz"]).exists():
+            install_modules(rec)            # a fresh machine sharing the cache
+            return {**rec, "fetch_s": 0.0, "cached": True}
+    start = time.monotonic()
+    opts = apt_options(suite)
+    log(f"{suite}: apt-get update (private lists)")
+    sh(["apt-get", *opts, "update"])
+    package = resolve(suite, opts)
+    version = package.removeprefix("linux-image-")
+    packages = [package, *same_version_parts(package, version, opts)]
+    log(f"{suite}: downloading {' '.join(packages)}")
+    debs = d / "debs"
+    shutil.rmtree(debs, ignore_errors=True)
+    debs.mkdir(parents=True)
+    sh(["apt-get", *opts, "download", *packages], cwd=debs)
+    tree = d / "root"
+    shutil.rmtree(tree, ignore_errors=True)
+    for deb in sorted(debs.glob("*.deb")):
+        sh(["dpkg", "-x", str(deb), str(tree)])
+    shutil.rmtree(debs)         # unpacked: the packages themselves are not needed again
+    # boot/ until trixie; forky's linux-binary puts it beside the modules
+    vmlinuz = next((p for p in (tree / "boot" / f"vmlinuz-{version}",
+                                tree / "usr/lib/modules" / version / "vmlinuz") if p.exists()),
+                   None)
+    if vmlinuz is None:
+        raise KernelError(f"{suite}: {', '.join(packages)} hold no vmlinuz for {version}")
+    rec = {"suite": suite, "series": SUITES[suite], "version": version,
+           "packages": packages, "vmlinuz": str(vmlinuz), "tree": str(tree)}
+    install_modules(rec)
+    record_file.write_text(json.dumps(rec, indent=1) + "\n")
+    return {**rec, "fetch_s": round(time.monotonic() - start, 1), "cached": False}
 
 
-def fetch(suite, quiet=False):
-    """Download, unpack and install one suite's kernel, unless that is done."""
-    if is_ready(suite):
-        return quiet or note(f"{suite}: {cached_version(suite)} already cached")
-    start, d, ver = time.monotonic(), CACHE / suite, cached_version(suite)
-    debs = sorted(d.glob(f"linux-*-{ver}_*.deb")) if ver else []
-    if not debs:
-        opts = apt_options(suite)
-        sh("apt-get", *opts, "-qq", "update")
-        ver, pkgs = kernel_packages(suite, opts)
-        sh("apt-get", *opts, "-qq", "download", *pkgs, cwd=d)
-        debs = sorted(d.glob(f"linux-*-{ver}_*.deb"))
-    install(d, ver, debs)
-    (d / "version").write_text(ver + "\n")  # last: marks the cache entry complete
-    note(f"{suite}: {ver} ready in {time.monotonic() - start:.1f} s")
+def install_modules(rec: dict) -> None:
+    """virtme-ng builds the guest's initramfs (virtio, 9p) from
+    /usr/lib/modules/<version>, so the modules go there, with depmod."""
+    version, tree = rec["version"], Path(rec["tree"])
+    target = MODULES / version
+    if (target / "modules.dep").exists():
+        return
+    # usr-merged packages (trixie on) ship usr/lib/modules; older ones lib/modules
+    src = next((p for p in (tree / "usr/lib/modules" / version, tree / "lib/modules" / version)
+                if p.is_dir()), None)
+    if src is None:
+        raise KernelError(f"{rec['suite']}: no lib/modules/{version} in {tree}")
+    log(f"{rec['suite']}: installing modules into {target}")
+    shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+    sh(["depmod", version])
 
 
-def install(d, ver, debs):
-    """vmlinuz and config stay in the cache; modules go where the guest and virtme-ng's
-    initramfs builder look for them, /usr/lib/modules/<ver>."""
-    def first(*paths):
-        found = next((p for p in paths if p.exists()), None)
-        if not found:
-            raise Failure(f"{ver}: no {paths[0].name} in {' '.join(p.name for p in debs)}")
-        return found
-    with tempfile.TemporaryDirectory(dir=d) as tmp:
-        for deb in debs:
-            sh("dpkg", "-x", str(deb), tmp)
-        mods = first(Path(tmp, "usr/lib/modules", ver), Path(tmp, "lib/modules", ver))
-        # In /boot up to trixie, in the modules folder from forky on.
-        for name, alt in ((f"vmlinuz-{ver}", "vmlinuz"), (f"config-{ver}", "config")):
-            shutil.copy(first(Path(tmp, "boot", name), mods / alt), d / name)
-        dest = Path("/usr/lib/modules", ver)
-        if (dest / "modules.dep").exists():
-            return  # there already, maybe from another checkout and in use: leave it
-        shutil.rmtree(dest, ignore_errors=True)  # a half-done earlier attempt
-        shutil.move(mods, dest)
-    sh("depmod", "-a", ver)
+def kernel_record(name: str) -> dict:
+    """The record of a suite or series name, fetched if it is not cached."""
+    suite = name if name in SUITES else next((s for s, v in SUITES.items() if v == name), None)
+    if suite is None:
+        raise KernelError(f"unknown kernel {name!r}: one of host, "
+                          f"{', '.join(SUITES)} or {', '.join(SUITES.values())}")
+    return fetch(suite)
 
 
-def resolve(kernel):
-    """A suite, its nominal version or its full cached version -> the suite."""
-    for suite, nominal in SUITES.items():
-        if kernel in (suite, nominal, cached_version(suite)):
-            return suite
-    raise Failure(f"unknown kernel {kernel!r}: use host, {', '.join(SUITES)} or a version")
+# -- run ------------------------------------------------------------------
+
+# After the marker: wait until the console has sent everything. When
+# virtme-ng-init misses its virtio-serial ports ("console fallback", seen
+# on 6.1) the output goes through the emulated serial console, and the
+# guest powers off as soon as the command ends, cutting off what is
+# still queued there.
+DRAIN = 'python3 -c "import termios; termios.tcdrain(1)" 2>/dev/null || sleep 1'
 
 
-def guest_script(cmd):
-    """Mounts and a quiet console, then CMD between two markers: boot chatter comes
-    before START, and the status after RC is the command's own (vng's is not)."""
-    return "\n".join([
-        *(f"grep -qs ' {p} ' /proc/mounts || mount -t {t} nodev {p}" for t, p in GUEST_MOUNTS),
-        "echo 1 >/proc/sys/kernel/printk",  # kernel messages would interleave with output
-        f"echo {START_MARK}",
-        f"cd {shlex.quote(str(REPO))} && sh -c {shlex.quote(cmd)} </dev/null",
-        f"echo {RC_MARK}$?",
-        # Power-off does not wait for the serial line: drain it (tcsetattr with
-        # TCSADRAIN), or the last lines, the marker among them, can be lost.
-        'stty "$(stty -g)" 2>/dev/null', ""])
+def guest_script(command: str, cwd: Path) -> str:
+    """What the guest's shell runs: kernel messages off the console (in the
+    console fallback they would land inside the command's lines), the
+    mounts uringwatch needs (it would mount tracefs itself; bpffs is for
+    anything pinning), the command, and a marker with its exit code:
+    virtme-ng's own exit code is not the command's on every path."""
+    return (f"dmesg -n 1;"
+            f" mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing;"
+            f" mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf;"
+            f" cd {shlex.quote(str(cwd))} && {{ {command}; }};"
+            f" echo {EXIT_MARK}$?; {DRAIN}")
 
 
-def run_host(cmd, timeout):
-    # stderr merged into stdout, as the guest's serial console merges them
-    proc = subprocess.Popen(["sh", "-c", cmd], cwd=REPO, stdin=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        raise Failure(f"host: timed out after {timeout} s") from None
-    finally:
-        stop(proc)
-
-
-def run_guest(suite, cmd, timeout):
+def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
+         memory: str = "1G", cpus: int = 2, echo: bool = True) -> tuple[int, str]:
+    """Runs a shell command inside kernel `name` (or natively for "host").
+    Returns (the command's exit code, its output without kernel lines).
+    Output is echoed live unless echo is False. A guest that never prints
+    the exit marker (panic, hang, timeout) raises KernelError."""
+    if name == "host":
+        code, out, _ = stream(["sh", "-c", command], timeout, echo, cwd=cwd)
+        return code, out
+    rec = kernel_record(name)
     ensure_tools()
-    fetch(suite, quiet=True)
-    ver = cached_version(suite)
-    # vng puts --exec on the kernel command line, and one over 2 KiB panics the guest
-    # at boot: pass a short "sh FILE" instead, FILE seen through the shared root.
-    with tempfile.NamedTemporaryFile("w", dir=CACHE, prefix="run-", suffix=".sh") as script:
-        script.write(guest_script(cmd))
-        script.flush()
-        argv = [vng_path(), "--verbose", "--run", str(CACHE / suite / f"vmlinuz-{ver}"),
-                "--disable-kvm", "--force-9p", "--memory", "1G", "--exec", f"sh {script.name}"]
-        return boot(f"{suite} ({ver})", argv, timeout)
+    argv = [str(vng_path()), "--verbose", "--run", rec["vmlinuz"], "--disable-kvm",
+            "--force-9p", "--memory", memory, "--cpus", str(cpus),
+            "--exec", guest_script(command, cwd)]
+    # vng starts virtme-run from PATH: its venv's bin must be on it
+    env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}
+    code, out, klog = stream(argv, timeout, echo, cwd=cwd, env=env, filter_klog=True)
+    m = re.search(rf"{re.escape(EXIT_MARK)}(\d+)", out)
+    if not m:
+        raise KernelError(f"{rec['suite']} ({rec['version']}): no exit marker from the "
+                          f"guest (vng exit {code}): it did not boot or the command "
+                          f"was cut off; last kernel lines:\n{''.join(klog[-25:])}"
+                          f"last output:\n{out[-3000:]}")
+    body = out[:m.start()]
+    return int(m.group(1)), body
 
 
-def stop(proc):
-    """Kill the process group (a command's children, or vng and its qemu) that is left
-    over after a timeout or an interrupt."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def boot(name, argv, timeout):
-    """Run vng, print the command's lines, return the status from the marker."""
-    # vng starts virtme-run from PATH: find it beside vng (maybe in .venv).
-    env = {**os.environ, "PATH": f"{Path(argv[0]).parent}:{os.environ.get('PATH', '')}"}
-    # In its own session, so a timeout stops qemu as well as vng.
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", start_new_session=True)
-    timer = threading.Timer(timeout, stop, (proc,))
-    timer.start()
-    started, rc, tail = False, None, []
+def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | None = None,
+           filter_klog: bool = False) -> tuple[int, str, list[str]]:
+    """Runs argv in its own process group, echoing and collecting its
+    output line by line; kills the group at the timeout. Returns the exit
+    code, the output, and the kernel log lines filtered out of it."""
+    deadline = time.monotonic() + timeout
+    p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, text=True, errors="replace",
+                         start_new_session=True)
+    out, klog = [], []
+    timer = _Killer(p, deadline)
     try:
-        for line in proc.stdout:
-            line = line.rstrip("\r\n")
-            if line == START_MARK:
-                started = True
-            elif started and line.startswith(RC_MARK) and line[len(RC_MARK):].isdigit():
-                rc, started = int(line[len(RC_MARK):]), False
-            elif started and not KLOG.match(line):
-                print(line, flush=True)
-            else:
-                tail = [*tail[-2:], line]
-        proc.wait()
+        for line in p.stdout:
+            if filter_klog and KLOG.match(line):
+                klog.append(line)
+                continue
+            out.append(line)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
     finally:
+        p.wait()
         timer.cancel()
-        stop(proc)
-    if rc is None:
-        why = f"timed out after {timeout} s" if proc.returncode == -signal.SIGKILL \
-            else f"vng exited {proc.returncode}"
-        stage = "the command gave no status" if started else "the guest never reached the command"
-        raise Failure(f"{name}: {stage}, {why}; last lines: {' | '.join(tail)[-300:]}")
-    return rc
+    if timer.fired:
+        raise KernelError(f"timed out after {timeout:.0f} s: {shlex.join(argv[:4])} ...; "
+                          f"last kernel lines:\n{''.join(klog[-10:])}"
+                          f"last output:\n{''.join(out)[-3000:]}")
+    return p.returncode, "".join(out), klog
 
 
-def main(argv):
-    ap = argparse.ArgumentParser(prog="ci/kernels.py", description=__doc__,
+class _Killer:
+    """Kills a process group at a deadline (qemu under vng ignores a
+    closed stdin, and a hung guest never ends by itself)."""
+
+    def __init__(self, proc: subprocess.Popen, deadline: float):
+        import threading
+        self.fired = False
+        self._proc = proc
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._kill)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _kill(self) -> None:
+        self.fired = True
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+# -- command line ---------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ci/kernels.py", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="what", required=True)
-    sub.add_parser("fetch").add_argument("suites", nargs="*", metavar="SUITE")
-    sub.add_parser("list")
-    run = sub.add_parser("run")
-    run.add_argument("--timeout", type=int, default=300, help="seconds, boot included")
-    run.add_argument("kernel", metavar="KERNEL")
-    run.add_argument("cmd", nargs="+", metavar="CMD", help="after --, joined by spaces for sh")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch", help="download the kernels into the cache")
+    f.add_argument("suites", nargs="*", default=list(SUITES), metavar="SUITE")
+    f.add_argument("--refresh", action="store_true",
+                   help="ask the archive again even when a kernel is cached")
+    r = sub.add_parser("run", help="run a command inside a kernel")
+    r.add_argument("kernel")
+    r.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+    sub.add_parser("list", help="the kernels and whether they are cached")
+    argv = sys.argv[1:] if argv is None else argv
+    # everything after the first -- is the command, options included
+    split = argv.index("--") if "--" in argv else len(argv)
+    argv, cmd = argv[:split], argv[split + 1:]
     args = ap.parse_args(argv)
     try:
-        if args.what == "list":
-            for suite, nominal in SUITES.items():
-                state = "cached" if is_ready(suite) else "missing"
-                print(f"{suite:9} {nominal:5} {cached_version(suite) or '-':24} {state}")
-            return 0
-        if os.geteuid() != 0:
-            raise Failure("run me as root (modules, depmod, BPF)")
-        if args.what == "fetch":
-            suites = [resolve(s) for s in args.suites] or list(SUITES)
+        if args.cmd == "fetch":
+            if os.geteuid() != 0:
+                raise KernelError("fetch installs modules into /usr/lib/modules: run as root")
             ensure_tools()
-            for suite in suites:
-                fetch(suite)
+            for suite in args.suites:
+                if suite not in SUITES:
+                    raise KernelError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}")
+                rec = fetch(suite, args.refresh)
+                how = "cached" if rec["cached"] else f"fetched in {rec['fetch_s']} s"
+                print(f"{suite:<9} {rec['version']:<24} {how}")
             return 0
-        if args.kernel == "host":
-            return run_host(" ".join(args.cmd), args.timeout)
-        return run_guest(resolve(args.kernel), " ".join(args.cmd), args.timeout)
-    except Failure as e:
-        print(f"kernels: error: {e}", file=sys.stderr)
-        return FAILED
-    except KeyboardInterrupt:  # the VM or command is stopped already (see stop)
-        return 130
+        if args.cmd == "list":
+            for suite, series in SUITES.items():
+                f = CACHE / suite / "kernel.json"
+                state = json.loads(f.read_text())["version"] if f.exists() else "not fetched"
+                print(f"{suite:<9} {series:<5} {state}")
+            return 0
+        if not cmd:
+            ap.error("run needs a command after --")
+        command = cmd[0] if len(cmd) == 1 else shlex.join(cmd)
+        code, _ = boot(args.kernel, command, timeout=args.timeout)
+        return code
+    except KernelError as e:
+        log(f"error: {e}")
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

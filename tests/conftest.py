@@ -4,8 +4,30 @@ import time
 
 import pytest
 
+import uring
+
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="loading BPF needs root")
+REGISTER_OPCODES = uring.register_opcodes()
+
+
+def needs_opcodes(*opcodes: int):
+    """For tests that need the kernel to accept these register opcodes:
+    skipped, saying which, where the running kernel lacks them. Tests that
+    only check decoding of what was passed run on every kernel."""
+    from uringwatch import opcodes as names
+    missing = [names.name(op) for op in opcodes if op >= REGISTER_OPCODES]
+    return pytest.mark.skipif(
+        bool(missing), reason=f"this kernel accepts register opcodes 0..{REGISTER_OPCODES - 1}, "
+                              f"not {', '.join(missing)}")
+
+
+def kernel_btf_has(name: str) -> bool:
+    """Whether the running kernel's BTF names this type, member or enum
+    value (e.g. BPF_FUNC_loop): an answer independent of uringwatch's own
+    probing, and quick (reading /proc/kallsyms takes seconds under TCG)."""
+    with open("/sys/kernel/btf/vmlinux", "rb") as f:
+        return b"\0" + name.encode() + b"\0" in f.read()
 
 
 @pytest.fixture(scope="session")
@@ -13,8 +35,17 @@ def session_tracer():
     """One live tracer for the session (load + attach took ~0.06 s here)."""
     if not ROOT:
         pytest.skip("loading BPF needs root")
-    from uringwatch import Tracer
-    with Tracer(cap=1024) as t:
+    from uringwatch import Filters, Tracer, libbpf
+    # Only this process: io_uring_register floods from anything else on the
+    # machine (another checkout's soak run) would otherwise fill the ring
+    # and bury this process's events.
+    tracer = Tracer(Filters(pids=frozenset([os.getpid()])), cap=1024)
+    try:
+        tracer.open()
+    except libbpf.LibbpfError as e:     # the verifier's reason is at its log's end
+        tail = "\n".join(line for entry in e.log_lines for line in entry.splitlines())
+        pytest.fail(f"{e}\n" + "\n".join(tail.splitlines()[-30:]), pytrace=False)
+    with tracer as t:
         yield Collector(t)
 
 

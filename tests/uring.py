@@ -5,6 +5,7 @@ kernel's documentation, independently of the package's own layouts."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from ctypes import c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 
@@ -19,6 +20,22 @@ def syscall(nr: int, *args) -> int:
     """The raw syscall: its result, or -errno."""
     ret = _libc.syscall(ctypes.c_long(nr), *args)
     return ret if ret >= 0 else -ctypes.get_errno()
+
+
+NEVER_OPEN = 0x7FFFFFFF        # no fd table gets this big (nr_open <= 2**30)
+
+
+def register_opcodes() -> int:
+    """How many register opcodes this kernel accepts (IORING_REGISTER_LAST),
+    asked of the kernel: an opcode >= LAST is refused with EINVAL before the
+    fd is looked up, a known opcode on a never-open fd gets EBADF. (Not fd
+    -1: from 6.13 that selects the ring-less opcodes.)"""
+    rets = [register(NEVER_OPEN, op, None, 0) for op in range(256)]
+    last = rets.index(-errno.EINVAL) if -errno.EINVAL in rets else 0
+    if not last or set(rets[:last]) != {-errno.EBADF} or set(rets[last:]) != {-errno.EINVAL}:
+        raise RuntimeError(f"this kernel does not say which register opcodes it "
+                           f"accepts (bad-fd results: {sorted(set(rets))})")
+    return last
 
 
 def setup(entries: int = 8) -> int:

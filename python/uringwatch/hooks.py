@@ -5,6 +5,7 @@ Feature-probed at start, never assumed from a version number."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 
@@ -20,11 +21,21 @@ HOOKS = {
 # Preferred first: per-syscall tracepoints cost other syscalls nothing;
 # raw_syscalls runs for every syscall on the system.
 ORDER = ("syscalls", "raw_syscalls")
-ALL_PROGRAMS = tuple(p for _, progs in HOOKS.values() for p in progs)
+# Each exit program has a twin without the bpf_loop TOCTOU re-read, for
+# kernels without bpf_loop: they refuse even a dead reference to a callback.
+NO_LOOP = "_noloop"
+ALL_PROGRAMS = tuple(p for _, (enter, exit_) in HOOKS.values()
+                     for p in (enter, exit_, exit_ + NO_LOOP))
+
+
+def programs(hook: str, has_loop: bool) -> tuple[str, str]:
+    """The enter and exit programs to load for a hook."""
+    enter, exit_ = HOOKS[hook][1]
+    return enter, exit_ if has_loop else exit_ + NO_LOOP
 
 PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 5, 26
 MAP_TYPE_RINGBUF = 27
-FUNC_LOOP = 181
+FUNC_GET_CURRENT_TASK_BTF, FUNC_LOOP = 158, 181
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 LOCKDOWN = "/sys/kernel/security/lockdown"
 
@@ -55,6 +66,51 @@ def lockdown() -> str:
     return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else text.strip()
 
 
+_NR_IO_URING_SETUP, _NR_IO_URING_REGISTER = 425, 427
+_NEVER_OPEN = 0x7FFFFFFF    # above any fd table (nr_open caps it at 2**30)
+_PROBE_MAX = 256
+
+
+def register_opcodes() -> int | None:
+    """How many IORING_REGISTER_* opcodes this kernel accepts (its
+    IORING_REGISTER_LAST), asked of the kernel, or None if it won't say.
+
+    Since the registered-ring rework (5.18, and the 5.10 and 5.15 stable
+    backports) an opcode >= LAST gets EINVAL before the fd is looked up,
+    and a known one on a never-open fd gets EBADF. (fd -1 would not do:
+    from 6.13 it selects the ring-less opcodes.) Older kernels look the fd
+    up first; a restricted ring (5.10+) then answers EACCES for every known
+    opcode and EINVAL past LAST."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def register(fd: int, op: int) -> int:
+        ret = libc.syscall(ctypes.c_long(_NR_IO_URING_REGISTER), ctypes.c_int(fd),
+                           ctypes.c_uint(op), None, ctypes.c_uint(0))
+        return ret if ret >= 0 else -ctypes.get_errno()
+
+    def last_of(fd: int, known: int) -> int | None:
+        rets = [register(fd, op) for op in range(_PROBE_MAX)]
+        n = rets.index(-errno.EINVAL) if -errno.EINVAL in rets else 0
+        ok = n and set(rets[:n]) == {-known} and set(rets[n:]) == {-errno.EINVAL}
+        return n if ok else None
+
+    found = last_of(_NEVER_OPEN, errno.EBADF)
+    if found is None:
+        params = (ctypes.c_uint32 * 30)()
+        params[2] = 1 << 6                  # IORING_SETUP_R_DISABLED
+        ring = libc.syscall(ctypes.c_long(_NR_IO_URING_SETUP), ctypes.c_uint(1), params)
+        if ring >= 0:
+            try:
+                allow_nop = (ctypes.c_uint16 * 8)(1)     # one SQE_OP restriction: NOP
+                libc.syscall(ctypes.c_long(_NR_IO_URING_REGISTER), ctypes.c_int(ring),
+                             ctypes.c_uint(11), allow_nop, ctypes.c_uint(1))
+                if register(ring, 12) == 0:               # ENABLE_RINGS
+                    found = last_of(ring, errno.EACCES)
+            finally:
+                os.close(ring)
+    return found
+
+
 def report(tracefs: str | None) -> dict:
     """Everything `uringwatch probe` prints, without loading anything."""
     from . import libbpf
@@ -76,6 +132,7 @@ def report(tracefs: str | None) -> dict:
         "ringbuf": lib.libbpf_probe_bpf_map_type(MAP_TYPE_RINGBUF, None) == 1,
         "bpf_loop": lib.libbpf_probe_bpf_helper(PROG_TYPE_TRACEPOINT, FUNC_LOOP, None) == 1,
         "fentry_prog_type": lib.libbpf_probe_bpf_prog_type(PROG_TYPE_TRACING, None) == 1,
+        "register_opcodes": register_opcodes(),
         "hooks": {**have, **extra},
         "chosen": choose(tracefs) if tracefs else None,
     }

@@ -102,11 +102,20 @@ _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
 
+# Bytes of a va_list, copied as va_copy would (a plain struct on x86_64
+# and aarch64), so one message can be formatted twice: once to size it.
+_VA_LIST_SIZE = 32
+
+
 @PRINT_FN
 def _print(level: int, fmt: bytes, args: int) -> int:
     # Never raise out of a C callback: format, remember, log.
     try:
-        buf = ctypes.create_string_buffer(1 << 18)   # verifier logs come as one line
+        # Sized to the message: a verifier log ends with the reason the
+        # load failed, so it must not be cut at a fixed length.
+        spare = ctypes.create_string_buffer(ctypes.string_at(args, _VA_LIST_SIZE))
+        need = _libc.vsnprintf(None, 0, fmt, ctypes.addressof(spare))
+        buf = ctypes.create_string_buffer(max(need, 0) + 1)
         _libc.vsnprintf(buf, len(buf), fmt, args)
         line = buf.value.decode(errors="replace").rstrip()
         if level <= 1:

@@ -129,21 +129,26 @@ class Tracer:
         if hook is None:
             raise TracerError(f"this kernel has no usable hook ({self.hook}): neither "
                               f"syscalls:sys_enter_io_uring_register nor raw_syscalls")
-        self._programs = hooks.HOOKS[hook][1]
         lib = libbpf.lib()
         data = object_bytes()
         self.object_sha256 = hashlib.sha256(data).hexdigest()
         has_loop = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT, hooks.FUNC_LOOP,
                                               None) == 1
+        self._programs = hooks.programs(hook, has_loop)
+        # Without the helper (before 5.11) the first load is sure to fail,
+        # and a refused load costs a full verifier pass with its log.
+        task_btf = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT,
+                                               hooks.FUNC_GET_CURRENT_TASK_BTF, None) == 1
         try:
-            self._load(data, use_task_btf=True, has_loop=has_loop)
+            self._load(data, use_task_btf=task_btf, has_loop=has_loop)
         except libbpf.LibbpfError as e:
-            if e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
+            if not task_btf or e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
                 raise
             # BTF-typed task pointers are refused on some kernels: do without
             self._load(data, use_task_btf=False, has_loop=has_loop)
         self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook,
-                             hooks=[f"tracepoint/{hook}/{p.split('__')[-1]}"
+                             hooks=[f"tracepoint/{hook}/"
+                                    f"{p.split('__')[-1].removesuffix(hooks.NO_LOOP)}"
                                     for p in self._programs])
         self._fill_free_slots()
         for pid in self.filters.pids or ():
