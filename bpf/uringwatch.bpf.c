@@ -11,6 +11,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "uringwatch.h"
 #include "uapi_newer.h"
 #include "plans.h"
@@ -604,9 +605,11 @@ out:
 }
 
 /* Hooks. The per-syscall tracepoints are the primary ones: they cost other
- * syscalls nothing. raw_syscalls fires for every syscall and filters by
- * number: the fallback where CONFIG_FTRACE_SYSCALLS is off. The loader
- * switches off the pair it does not use.
+ * syscalls nothing. Where CONFIG_FTRACE_SYSCALLS is off: a kprobe pair on
+ * the syscall where kprobes and bpf_probe_read_kernel are allowed (the
+ * arguments sit in the syscall wrapper's pt_regs, kernel memory), else
+ * raw_syscalls, which fires for every syscall and filters by number. The
+ * loader switches off the pairs it does not use.
  *
  * Each exit has a _noloop twin without the TOCTOU re-read, loaded where
  * bpf_loop is missing: kernels older than callbacks (5.10 here) reject a
@@ -655,4 +658,23 @@ int tracepoint__raw_syscalls__sys_exit_noloop(struct trace_event_raw_sys_exit *c
 	if (ctx->id != NR_io_uring_register)
 		return 0;
 	return on_exit(ctx->ret, false);
+}
+
+SEC("ksyscall/io_uring_register")
+int BPF_KSYSCALL(ksyscall__io_uring_register, int fd, unsigned int opcode, void *arg,
+		 unsigned int nr_args)
+{
+	return on_enter(fd, opcode, (__u64)arg, nr_args);
+}
+
+SEC("kretsyscall/io_uring_register")
+int BPF_KRETPROBE(kretsyscall__io_uring_register, long ret)
+{
+	return on_exit(ret, true);
+}
+
+SEC("kretsyscall/io_uring_register")
+int BPF_KRETPROBE(kretsyscall__io_uring_register_noloop, long ret)
+{
+	return on_exit(ret, false);
 }

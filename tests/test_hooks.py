@@ -11,33 +11,62 @@ import pytest
 
 import uring
 from conftest import REGISTER_OPCODES, kernel_btf_has, needs_root
-from uringwatch import Filters, Tracer, hooks
+from uringwatch import Filters, Tracer, TracerError, hooks
+from uringwatch.tracer import tracefs
+
+TRACEFS = tracefs() if os.geteuid() == 0 else "/sys/kernel/tracing"
+# Kprobes need CONFIG_KPROBES; the kprobe hook also reads kernel memory,
+# which lockdown=confidentiality refuses.
+KPROBES = (os.path.exists(os.path.join(TRACEFS, "kprobe_events"))
+           and hooks.lockdown() != "confidentiality")
+needs_kprobes = pytest.mark.skipif(not KPROBES, reason="no kprobes here, or locked down")
 
 
 @needs_root
-def test_raw_syscalls_fallback_traces_the_same_calls():
+@pytest.mark.parametrize("hook,sections", [
+    ("raw_syscalls", ["tracepoint/raw_syscalls/sys_enter", "tracepoint/raw_syscalls/sys_exit"]),
+    pytest.param("kprobes", ["ksyscall/io_uring_register", "kretsyscall/io_uring_register"],
+                 marks=needs_kprobes),
+])
+def test_fallback_hooks_trace_the_same_calls(hook, sections):
     ring = uring.setup()
-    with Tracer(Filters(pids=frozenset([os.getpid()])), hook="raw_syscalls") as t:
-        assert t.features["hook"] == "raw_syscalls"
-        assert t.features["hooks"] == ["tracepoint/raw_syscalls/sys_enter",
-                                       "tracepoint/raw_syscalls/sys_exit"]
+    with Tracer(Filters(pids=frozenset([os.getpid()])), hook=hook) as t:
+        assert (t.features["hook"], t.features["hooks"]) == (hook, sections)
         os.getppid()                                  # other syscalls are skipped
         assert uring.register(ring, 2, uring.ints(0, 1), 2) == 0
+        # ring index 0 was never registered: refused, but the call is traced
+        refused = uring.register(0, 0x80000000 | 3, None, 0)
+        assert refused < 0
         events = t.poll(1.0)
-    (ev,) = events
-    assert (ev.opcode_name, ev.ret, ev.payload.fds) == ("REGISTER_FILES", 0, [0, 1])
-    assert ev.toctou.checked == t.features["bpf_loop"]
+    files, bad = events
+    assert (files.opcode_name, files.ret, files.payload.fds) == ("REGISTER_FILES", 0, [0, 1])
+    assert files.fd == ring and files.nr_args == 2
+    assert (bad.fd, bad.opcode, bad.registered_ring, bad.ret) == (0, 3, True, refused)
+    assert files.toctou.checked == t.features["bpf_loop"]
     os.close(ring)
 
 
-@pytest.mark.parametrize("events,chosen", [
-    (["syscalls/sys_enter_io_uring_register", "raw_syscalls/sys_enter"], "syscalls"),
-    (["raw_syscalls/sys_enter"], "raw_syscalls"),     # no CONFIG_FTRACE_SYSCALLS
-    ([], None),
+@needs_root
+@pytest.mark.skipif(KPROBES, reason="this kernel has a usable kprobe hook")
+def test_missing_hook_is_a_clear_error():
+    with pytest.raises(TracerError, match=r"no usable hook \(kprobes\)"):
+        Tracer(hook="kprobes").open()
+
+
+@pytest.mark.parametrize("events,reads_kernel,chosen", [
+    (["events/syscalls/sys_enter_io_uring_register", "kprobe_events",
+      "events/raw_syscalls/sys_enter"], True, "syscalls"),
+    # no CONFIG_FTRACE_SYSCALLS: a kprobe on the syscall, unless locked down
+    (["kprobe_events", "events/raw_syscalls/sys_enter"], True, "kprobes"),
+    (["kprobe_events", "events/raw_syscalls/sys_enter"], False, "raw_syscalls"),
+    (["events/raw_syscalls/sys_enter"], True, "raw_syscalls"),
+    ([], True, None),
 ])
-def test_choice_falls_back_by_itself(tmp_path, events, chosen):
+def test_choice_falls_back_by_itself(tmp_path, monkeypatch, events, reads_kernel, chosen):
     for event in events:
-        (tmp_path / "events" / event).mkdir(parents=True)
+        (tmp_path / event).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / event).touch()
+    monkeypatch.setattr(hooks, "reads_kernel", lambda: reads_kernel)
     assert hooks.choose(str(tmp_path)) == chosen
 
 
@@ -52,7 +81,9 @@ def test_probe_reports_this_kernel():
     assert rep["register_opcodes"] == REGISTER_OPCODES
     per_syscall = os.path.exists(os.path.join(rep["tracefs"], "events/syscalls"))
     assert rep["hooks"]["syscalls"] == per_syscall
-    assert rep["chosen"] == ("syscalls" if per_syscall else "raw_syscalls")
+    assert rep["hooks"]["kprobes"] == KPROBES
+    assert rep["chosen"] == ("syscalls" if per_syscall else "kprobes" if KPROBES
+                             else "raw_syscalls")
     assert rep["lockdown"] in ("none", "integrity", "confidentiality")
 
 

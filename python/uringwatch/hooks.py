@@ -9,18 +9,21 @@ import errno
 import os
 import platform
 
-# hook name -> (tracefs event that must exist, the two BPF programs)
+# hook name -> (tracefs file that must exist, the two BPF programs)
 HOOKS = {
     "syscalls": ("events/syscalls/sys_enter_io_uring_register",
                  ("tracepoint__syscalls__sys_enter_io_uring_register",
                   "tracepoint__syscalls__sys_exit_io_uring_register")),
+    "kprobes": ("kprobe_events",
+                ("ksyscall__io_uring_register", "kretsyscall__io_uring_register")),
     "raw_syscalls": ("events/raw_syscalls/sys_enter",
                      ("tracepoint__raw_syscalls__sys_enter",
                       "tracepoint__raw_syscalls__sys_exit")),
 }
-# Preferred first: per-syscall tracepoints cost other syscalls nothing;
+# Preferred first: per-syscall tracepoints cost other syscalls nothing, nor
+# does a kprobe on the syscall (it needs bpf_probe_read_kernel);
 # raw_syscalls runs for every syscall on the system.
-ORDER = ("syscalls", "raw_syscalls")
+ORDER = ("syscalls", "kprobes", "raw_syscalls")
 # Each exit program has a twin without the bpf_loop TOCTOU re-read, for
 # kernels without bpf_loop: they refuse even a dead reference to a callback.
 NO_LOOP = "_noloop"
@@ -33,16 +36,27 @@ def programs(hook: str, has_loop: bool) -> tuple[str, str]:
     enter, exit_ = HOOKS[hook][1]
     return enter, exit_ if has_loop else exit_ + NO_LOOP
 
-PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 5, 26
+PROG_TYPE_KPROBE, PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 2, 5, 26
 MAP_TYPE_RINGBUF = 27
-FUNC_GET_CURRENT_TASK_BTF, FUNC_LOOP = 158, 181
+FUNC_PROBE_READ_KERNEL, FUNC_GET_CURRENT_TASK_BTF, FUNC_LOOP = 113, 158, 181
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 LOCKDOWN = "/sys/kernel/security/lockdown"
 
 
 def available(tracefs: str) -> dict[str, bool]:
-    return {name: os.path.exists(os.path.join(tracefs, event))
+    have = {name: os.path.exists(os.path.join(tracefs, event))
             for name, (event, _) in HOOKS.items()}
+    # The kprobe reads the syscall's arguments from kernel memory, which a
+    # locked-down kernel refuses; only a kernel with kprobes is asked.
+    have["kprobes"] = have["kprobes"] and reads_kernel()
+    return have
+
+
+def reads_kernel() -> bool:
+    """Whether a kprobe program may call bpf_probe_read_kernel here."""
+    from . import libbpf
+    return libbpf.lib().libbpf_probe_bpf_helper(PROG_TYPE_KPROBE, FUNC_PROBE_READ_KERNEL,
+                                                None) == 1
 
 
 def choose(tracefs: str, wanted: str = "auto") -> str | None:
@@ -118,11 +132,8 @@ def report(tracefs: str | None) -> dict:
     have = available(tracefs) if tracefs else {h: False for h in HOOKS}
     extra = {}
     if tracefs:
-        extra = {
-            "io_uring_tracepoint": os.path.exists(
-                os.path.join(tracefs, "events/io_uring/io_uring_register")),
-            "kprobes": os.path.exists(os.path.join(tracefs, "kprobe_events")),
-        }
+        extra = {"io_uring_tracepoint": os.path.exists(
+            os.path.join(tracefs, "events/io_uring/io_uring_register"))}
     return {
         "kernel": platform.release(),
         "arch": platform.machine(),
@@ -132,6 +143,7 @@ def report(tracefs: str | None) -> dict:
         "ringbuf": lib.libbpf_probe_bpf_map_type(MAP_TYPE_RINGBUF, None) == 1,
         "bpf_loop": lib.libbpf_probe_bpf_helper(PROG_TYPE_TRACEPOINT, FUNC_LOOP, None) == 1,
         "fentry_prog_type": lib.libbpf_probe_bpf_prog_type(PROG_TYPE_TRACING, None) == 1,
+        "probe_read_kernel": reads_kernel(),
         "register_opcodes": register_opcodes(),
         "hooks": {**have, **extra},
         "chosen": choose(tracefs) if tracefs else None,

@@ -127,8 +127,9 @@ class Tracer:
         tp = tracefs()
         hook = hooks.choose(tp, self.hook)
         if hook is None:
-            raise TracerError(f"this kernel has no usable hook ({self.hook}): neither "
-                              f"syscalls:sys_enter_io_uring_register nor raw_syscalls")
+            raise TracerError(f"this kernel has no usable hook ({self.hook}): none of "
+                              f"syscalls:sys_enter_io_uring_register, a kprobe on the "
+                              f"syscall (kprobes and bpf_probe_read_kernel), raw_syscalls")
         lib = libbpf.lib()
         data = object_bytes()
         self.object_sha256 = hashlib.sha256(data).hexdigest()
@@ -147,8 +148,7 @@ class Tracer:
             # BTF-typed task pointers are refused on some kernels: do without
             self._load(data, use_task_btf=False, has_loop=has_loop)
         self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook,
-                             hooks=[f"tracepoint/{hook}/"
-                                    f"{p.split('__')[-1].removesuffix(hooks.NO_LOOP)}"
+                             hooks=[lib.bpf_program__section_name(self._program(p)).decode()
                                     for p in self._programs])
         self._fill_free_slots()
         for pid in self.filters.pids or ():
@@ -157,8 +157,7 @@ class Tracer:
             self.add_cgroup(cg)
         self._boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         for name in self._programs:
-            prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
-            self._links.append(libbpf.check_ptr(lib.bpf_program__attach(prog),
+            self._links.append(libbpf.check_ptr(lib.bpf_program__attach(self._program(name)),
                                                 f"attaching {name}"))
         events = self._map("events")
         self._ring = RingBuffer(lib.bpf_map__fd(events), lib.bpf_map__max_entries(events))
@@ -176,8 +175,7 @@ class Tracer:
             "opening the BPF object")
         self._set_config(use_task_btf, has_loop)
         for name in hooks.ALL_PROGRAMS:     # load only the chosen pair
-            prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
-            lib.bpf_program__set_autoload(prog, name in self._programs)
+            lib.bpf_program__set_autoload(self._program(name), name in self._programs)
         o = self.options
         lib.bpf_map__set_max_entries(self._map("events"), o["ring_bytes"])
         for name in ("slots", "free_slots"):
@@ -186,6 +184,11 @@ class Tracer:
         lib.bpf_map__set_max_entries(self._map("inflight"), 2 * o["max_inflight"])
         libbpf.check(lib.bpf_object__load(self._obj), "loading the BPF object")
         self.features["task_btf"] = use_task_btf
+
+    def _program(self, name: str):
+        return libbpf.check_ptr(
+            libbpf.lib().bpf_object__find_program_by_name(self._obj, name.encode()),
+            f"finding program {name}")
 
     def _map(self, name: str):
         return libbpf.check_ptr(
