@@ -48,13 +48,13 @@ def probe() -> dict | None:
 
 def load() -> dict:
     """What the tracer attaches here; libbpf's log if it cannot."""
-    from uringwatch import Tracer, libbpf
+    from uringwatch import Tracer, TracerError
     try:
         with Tracer() as t:
             f = t.features
             return {"hook": f["hook"], "bpf_loop": f["bpf_loop"], "task_btf": f["task_btf"],
                     "object_sha256": t.object_sha256}
-    except (libbpf.LibbpfError, OSError) as e:
+    except (TracerError, OSError) as e:     # LibbpfError is an OSError
         print(f"kernel_check: loading failed: {e}", file=sys.stderr)
         for line in getattr(e, "log_lines", []):
             print(f"kernel_check:   libbpf: {line}", file=sys.stderr)

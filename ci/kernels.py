@@ -139,7 +139,12 @@ def fetch(suite: str, refresh: bool = False) -> dict:
     start = time.monotonic()
     opts = apt_options(suite)
     log(f"{suite}: apt-get update (private lists)")
-    sh(["apt-get", *opts, "update"])
+    # apt-get update exits 0 when it could fetch nothing; say so plainly.
+    update = sh(["apt-get", *opts, "update"])
+    if not any((d / "apt" / "lists").glob("*_Packages*")):
+        raise KernelError(f"{suite}: could not fetch its package lists from {MIRROR} "
+                          f"(set URINGWATCH_DEBIAN_MIRROR for another archive):\n"
+                          f"{update.stdout[-1500:]}{update.stderr[-1500:]}")
     package = resolve(suite, opts)
     version = package.removeprefix("linux-image-")
     packages = [package, *same_version_parts(package, version, opts)]
@@ -199,6 +204,10 @@ def kernel_record(name: str) -> dict:
 # on 6.1) the output goes through the emulated serial console, and the
 # guest powers off as soon as the command ends, cutting off what is
 # still queued there.
+# A guest prints its first kernel line within seconds (40 s at worst seen
+# here, with other guests sharing the cores); silence past this is a kernel
+# that will not boot, not a slow one.
+BOOT_TIMEOUT = 120
 DRAIN = 'python3 -c "import termios; termios.tcdrain(1)" 2>/dev/null || sleep 1'
 
 
@@ -231,7 +240,8 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
             "--exec", guest_script(command, cwd)]
     # vng starts virtme-run from PATH: its venv's bin must be on it
     env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}
-    code, out, klog = stream(argv, timeout, echo, cwd=cwd, env=env, filter_klog=True)
+    code, out, klog = stream(argv, timeout, echo, cwd=cwd, env=env, filter_klog=True,
+                             boot_timeout=min(timeout, BOOT_TIMEOUT))
     m = re.search(rf"{re.escape(EXIT_MARK)}(\d+)", out)
     if not m:
         raise KernelError(f"{rec['suite']} ({rec['version']}): no exit marker from the "
@@ -243,19 +253,25 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
 
 
 def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | None = None,
-           filter_klog: bool = False) -> tuple[int, str, list[str]]:
+           filter_klog: bool = False, boot_timeout: float | None = None
+           ) -> tuple[int, str, list[str]]:
     """Runs argv in its own process group, echoing and collecting its
-    output line by line; kills the group at the timeout. Returns the exit
-    code, the output, and the kernel log lines filtered out of it."""
-    deadline = time.monotonic() + timeout
+    output line by line; kills the group at the timeout, or at boot_timeout
+    if no kernel line came by then. Returns the exit code, the output, and
+    the kernel log lines filtered out of it."""
+    start = time.monotonic()
+    deadline = start + timeout
     p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, text=True, errors="replace",
                          start_new_session=True)
     out, klog = [], []
     timer = _Killer(p, deadline)
+    boot = _Killer(p, start + boot_timeout) if boot_timeout else None
     try:
         for line in p.stdout:
             if filter_klog and KLOG.match(line):
+                if boot:
+                    boot.cancel()
                 klog.append(line)
                 continue
             out.append(line)
@@ -265,6 +281,12 @@ def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | N
     finally:
         p.wait()
         timer.cancel()
+        if boot:
+            boot.cancel()
+    if boot and boot.fired:
+        raise KernelError(f"did not boot: no kernel line in {boot_timeout:.0f} s from "
+                          f"{shlex.join(argv[:4])} ...; last output:\n"
+                          f"{''.join(out)[-3000:]}")
     if timer.fired:
         raise KernelError(f"timed out after {timeout:.0f} s: {shlex.join(argv[:4])} ...; "
                           f"last kernel lines:\n{''.join(klog[-10:])}"
