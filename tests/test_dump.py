@@ -64,6 +64,16 @@ def test_live_and_replay_json_are_identical(recording):
     assert [json.loads(line)["opcode"] for line in live.splitlines()] == [c[0] for c in CALLS]
 
 
+def test_header_says_what_traced(recording):
+    path, _ = recording
+    meta, _ = dump.read_header(path.read_bytes(), str(path))
+    probe = json.loads(subprocess.run(UW + ["probe", "--json"], capture_output=True,
+                                      text=True, check=True).stdout)
+    assert meta["features"]["hook"] == probe["chosen"]
+    assert len(meta["features"]["hooks"]) == 2      # the enter and exit programs
+    assert meta["kernel"] == os.uname().release and meta["features"]["tracefs"]
+
+
 def test_replay_api_yields_the_same_structs(recording):
     path, live = recording
     import msgspec
