@@ -32,7 +32,6 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 	.snap_bytes = 64,
 	.wakeup_bytes = 256 * 1024,
 	.use_task_btf = 1,
-	.has_loop = 1,
 	.targ_uid = (__u32)-1,
 };
 
@@ -391,13 +390,14 @@ static long compare_word(__u64 k, struct cmp_ctx *x)
 
 /* Compares region i, whose enter copy is at data[off..], with the user
  * memory now. Needs bpf_loop (5.17+); without it nothing is compared and
- * the record says so. `loop` is a compile-time constant per program. */
+ * the record says so. `loop` is a compile-time constant per program:
+ * false in the _noloop twins, which the loader picks without bpf_loop. */
 static __always_inline void compare(struct uw_slot *s, __u32 i, __u32 off, const bool loop)
 {
 	struct cmp_ctx x = { .s = s, .r = &s->call.region[i & (UW_NREGION - 1)],
 			     .i = i, .off = off };
 
-	if (!loop || !cfg.has_loop)
+	if (!loop)
 		return;
 	x.len = x.r->len;
 	bpf_loop((x.len + 7) / 8, compare_word, &x, 0);
@@ -462,7 +462,7 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 	__u32 dir, off = 0, i;
 	static const __u32 max[3] = { UW_HEAD_MAX, UW_ARR_A_MAX, UW_ARR_B_MAX };
 
-	if (!loop || !cfg.has_loop)
+	if (!loop)
 		s->call.flags |= UW_F_UNCOMPARED;
 
 	for (i = 0; i < 3; i++) {
@@ -614,8 +614,8 @@ out:
  * Each exit has a _noloop twin without the TOCTOU re-read, loaded where
  * bpf_loop is missing: kernels older than callbacks (5.10 here) reject a
  * program that so much as references a loop callback ("number of funcs in
- * func_info doesn't match number of subprogs"), even in code the has_loop
- * knob makes dead, so the reference must not be in the program at all. */
+ * func_info doesn't match number of subprogs"), even in dead code, so
+ * the reference must not be in the program at all. */
 SEC("tracepoint/syscalls/sys_enter_io_uring_register")
 int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys_enter *ctx)
 {

@@ -115,12 +115,12 @@ struct uw_config {
 	__u32 snap_bytes;     /* generic capture of unknown opcodes, <= UW_HEAD_MAX */
 	__u32 use_task_btf;   /* read ppid/namespaces through BTF pointers */
 	__u64 wakeup_bytes;   /* wake the consumer once this much is queued */
-	__u32 has_loop;       /* bpf_loop exists: compare inputs at exit */
 	__u32 generic;        /* capture snap_bytes raw for every opcode */
 	__u32 targ_pids;      /* only tgids in the pids map */
 	__u32 targ_cgroups;   /* only cgroup ids in the cgroups map */
 	__u32 targ_uid;       /* (__u32)-1: any */
 	__u32 targ_failed;    /* only calls that return an error */
+	__u32 pad;
 	__u64 targ_opcodes;   /* bit n: opcode n (n < 64); 0: any */
 	char targ_comm[UW_COMM_LEN]; /* empty: any */
 };

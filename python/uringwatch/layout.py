@@ -104,9 +104,9 @@ COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
 
 CONFIG = Layout("uw_config", [
     ("abi", "I"), ("cap", "I"), ("snap_bytes", "I"), ("use_task_btf", "I"),
-    ("wakeup_bytes", "Q"), ("has_loop", "I"), ("generic", "I"),
+    ("wakeup_bytes", "Q"), ("generic", "I"),
     ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
-    ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
+    ("pad", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
 ])
 
 ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)

@@ -141,12 +141,12 @@ class Tracer:
         task_btf = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT,
                                                hooks.FUNC_GET_CURRENT_TASK_BTF, None) == 1
         try:
-            self._load(data, use_task_btf=task_btf, has_loop=has_loop)
+            self._load(data, use_task_btf=task_btf)
         except libbpf.LibbpfError as e:
             if not task_btf or e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
                 raise
             # BTF-typed task pointers are refused on some kernels: do without
-            self._load(data, use_task_btf=False, has_loop=has_loop)
+            self._load(data, use_task_btf=False)
         self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook,
                              hooks=[lib.bpf_program__section_name(self._program(p)).decode()
                                     for p in self._programs])
@@ -163,7 +163,7 @@ class Tracer:
         self._ring = RingBuffer(lib.bpf_map__fd(events), lib.bpf_map__max_entries(events))
         return self
 
-    def _load(self, data: bytes, use_task_btf: bool, has_loop: bool) -> None:
+    def _load(self, data: bytes, use_task_btf: bool) -> None:
         self._close_object()
         lib = libbpf.lib()
         opts = libbpf.OpenOpts(sz=ctypes.sizeof(libbpf.OpenOpts), object_name=b"uringwatch")
@@ -173,7 +173,7 @@ class Tracer:
         self._obj = libbpf.check_ptr(
             lib.bpf_object__open_mem(self._buf, len(data), ctypes.byref(opts)),
             "opening the BPF object")
-        self._set_config(use_task_btf, has_loop)
+        self._set_config(use_task_btf)
         for name in hooks.ALL_PROGRAMS:     # load only the chosen pair
             lib.bpf_program__set_autoload(self._program(name), name in self._programs)
         o = self.options
@@ -195,7 +195,7 @@ class Tracer:
             libbpf.lib().bpf_object__find_map_by_name(self._obj, name.encode()),
             f"finding map {name}")
 
-    def _set_config(self, use_task_btf: bool, has_loop: bool) -> None:
+    def _set_config(self, use_task_btf: bool) -> None:
         size = ctypes.c_size_t()
         ptr = libbpf.lib().bpf_map__initial_value(self._map(".rodata.cfg"), ctypes.byref(size))
         if size.value != layout.CONFIG.size:
@@ -209,7 +209,7 @@ class Tracer:
         o, f = self.options, self.filters
         cfg.update(cap=o["cap"], snap_bytes=o["snap_bytes"],
                    wakeup_bytes=o["wakeup_bytes"], use_task_btf=int(use_task_btf),
-                   has_loop=int(has_loop), generic=int(o["generic"]),
+                   generic=int(o["generic"]),
                    targ_pids=int(f.pids is not None), targ_cgroups=int(f.cgroups is not None),
                    targ_uid=0xFFFFFFFF if f.uid is None else f.uid,
                    targ_failed=int(f.failed), targ_opcodes=f.opcode_mask(),
