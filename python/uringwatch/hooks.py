@@ -52,16 +52,23 @@ def available(tracefs: str) -> dict[str, bool]:
     return have
 
 
+def has_helper(func: int, prog_type: int = PROG_TYPE_TRACEPOINT) -> bool:
+    """Whether this kernel lets a program of prog_type call BPF helper func."""
+    from . import libbpf
+    return libbpf.lib().libbpf_probe_bpf_helper(prog_type, func, None) == 1
+
+
 def reads_kernel() -> bool:
     """Whether a kprobe program may call bpf_probe_read_kernel here."""
-    from . import libbpf
-    return libbpf.lib().libbpf_probe_bpf_helper(PROG_TYPE_KPROBE, FUNC_PROBE_READ_KERNEL,
-                                                None) == 1
+    return has_helper(FUNC_PROBE_READ_KERNEL, PROG_TYPE_KPROBE)
 
 
 def choose(tracefs: str, wanted: str = "auto") -> str | None:
     """The hook to use: `wanted` if it exists, else the best that does."""
-    have = available(tracefs)
+    return pick(available(tracefs), wanted)
+
+
+def pick(have: dict[str, bool], wanted: str = "auto") -> str | None:
     if wanted != "auto":
         return wanted if have.get(wanted) else None
     return next((h for h in ORDER if have[h]), None)
@@ -141,10 +148,10 @@ def report(tracefs: str | None) -> dict:
         "lockdown": lockdown(),
         "tracefs": tracefs,
         "ringbuf": lib.libbpf_probe_bpf_map_type(MAP_TYPE_RINGBUF, None) == 1,
-        "bpf_loop": lib.libbpf_probe_bpf_helper(PROG_TYPE_TRACEPOINT, FUNC_LOOP, None) == 1,
+        "bpf_loop": has_helper(FUNC_LOOP),
         "fentry_prog_type": lib.libbpf_probe_bpf_prog_type(PROG_TYPE_TRACING, None) == 1,
         "probe_read_kernel": reads_kernel(),
         "register_opcodes": register_opcodes(),
         "hooks": {**have, **extra},
-        "chosen": choose(tracefs) if tracefs else None,
+        "chosen": pick(have) if tracefs else None,
     }

@@ -133,13 +133,11 @@ class Tracer:
         lib = libbpf.lib()
         data = object_bytes()
         self.object_sha256 = hashlib.sha256(data).hexdigest()
-        has_loop = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT, hooks.FUNC_LOOP,
-                                              None) == 1
+        has_loop = hooks.has_helper(hooks.FUNC_LOOP)
         self._programs = hooks.programs(hook, has_loop)
         # Without the helper (before 5.11) the first load is sure to fail,
         # and a refused load costs a full verifier pass with its log.
-        task_btf = lib.libbpf_probe_bpf_helper(hooks.PROG_TYPE_TRACEPOINT,
-                                               hooks.FUNC_GET_CURRENT_TASK_BTF, None) == 1
+        task_btf = hooks.has_helper(hooks.FUNC_GET_CURRENT_TASK_BTF)
         try:
             self._load(data, use_task_btf=task_btf)
         except libbpf.LibbpfError as e:
