@@ -104,9 +104,9 @@ def register_opcodes() -> int | None:
     opcode and EINVAL past LAST."""
     libc = ctypes.CDLL(None, use_errno=True)
 
-    def register(fd: int, op: int) -> int:
+    def register(fd: int, op: int, arg=None, nr: int = 0) -> int:
         ret = libc.syscall(ctypes.c_long(_NR_IO_URING_REGISTER), ctypes.c_int(fd),
-                           ctypes.c_uint(op), None, ctypes.c_uint(0))
+                           ctypes.c_uint(op), arg, ctypes.c_uint(nr))
         return ret if ret >= 0 else -ctypes.get_errno()
 
     def last_of(fd: int, known: int) -> int | None:
@@ -123,8 +123,7 @@ def register_opcodes() -> int | None:
         if ring >= 0:
             try:
                 allow_nop = (ctypes.c_uint16 * 8)(1)     # one SQE_OP restriction: NOP
-                libc.syscall(ctypes.c_long(_NR_IO_URING_REGISTER), ctypes.c_int(ring),
-                             ctypes.c_uint(11), allow_nop, ctypes.c_uint(1))
+                register(ring, 11, allow_nop, 1)           # REGISTER_RESTRICTIONS
                 if register(ring, 12) == 0:               # ENABLE_RINGS
                     found = last_of(ring, errno.EACCES)
             finally:
