@@ -110,26 +110,26 @@ static int round_invalid(struct tally *t)
 	return 1;
 }
 
-static int round_files(struct tally *t)
+/* Register o.arg elements of arg, then unregister them. */
+static int register_pair(struct tally *t, unsigned reg, unsigned unreg, void *arg)
 {
-	if (uring_register(REGISTER_FILES, fds, o.arg)) {
+	if (uring_register(reg, arg, o.arg)) {
 		t->errors++;
 		return 1;
 	}
-	if (uring_register(UNREGISTER_FILES, NULL, 0))
+	if (uring_register(unreg, NULL, 0))
 		t->errors++;
 	return 2;
 }
 
+static int round_files(struct tally *t)
+{
+	return register_pair(t, REGISTER_FILES, UNREGISTER_FILES, fds);
+}
+
 static int round_buffers(struct tally *t)
 {
-	if (uring_register(REGISTER_BUFFERS, iovs, o.arg)) {
-		t->errors++;
-		return 1;
-	}
-	if (uring_register(UNREGISTER_BUFFERS, NULL, 0))
-		t->errors++;
-	return 2;
+	return register_pair(t, REGISTER_BUFFERS, UNREGISTER_BUFFERS, iovs);
 }
 
 static int round_getppid(struct tally *t)
