@@ -235,8 +235,13 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
         return code, out
     rec = kernel_record(name)
     ensure_tools()
+    # One host thread for all vCPUs: with multi-threaded TCG, a vCPU can
+    # run a stale int3 while another patches a static key, and the guest
+    # panics ("Oops: int3"; 6.12 did so at boot in CI, and in 3 of 3 runs
+    # flipping a tracepoint 3000 times; single-threaded, 0 of 3).
     argv = [str(vng_path()), "--verbose", "--run", rec["vmlinuz"], "--disable-kvm",
             "--force-9p", "--memory", memory, "--cpus", str(cpus),
+            "--qemu-opts=-accel tcg,thread=single",
             "--exec", guest_script(command, cwd)]
     # vng starts virtme-run from PATH: its venv's bin must be on it
     env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}
