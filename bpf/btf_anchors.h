@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Types kept in the object's BTF for user space, which reads its layouts
+ * there rather than trusting its own copies.
+ * Part of uringwatch.bpf.c's one translation unit; included there only.
+ */
+#ifndef URINGWATCH_BTF_ANCHORS_H
+#define URINGWATCH_BTF_ANCHORS_H
+
+/* Keeps the uapi structs Python decodes in the object's BTF, where
+ * tests/test_abi.py compares them with Python's layouts. */
+struct uw_uapi_types {
+	struct iovec iovec;
+	struct io_uring_rsrc_register rsrc_register;
+	struct io_uring_rsrc_update rsrc_update;
+	struct io_uring_rsrc_update2 rsrc_update2;
+	struct io_uring_probe probe;
+	struct io_uring_probe_op probe_op;
+	struct io_uring_restriction restriction;
+	struct io_uring_buf_reg buf_reg;
+	struct io_uring_buf_status buf_status;
+	struct io_uring_napi napi;
+	struct io_uring_clock_register clock_register;
+	struct io_uring_clone_buffers clone_buffers;
+	struct io_uring_sync_cancel_reg sync_cancel_reg;
+	struct io_uring_file_index_range file_index_range;
+	struct io_uring_sqe sqe;
+	struct io_uring_zcrx_ifq_reg zcrx_ifq_reg;
+	struct io_uring_zcrx_area_reg zcrx_area_reg;
+	struct io_uring_region_desc region_desc;
+	struct io_uring_mem_region_reg mem_region_reg;
+	struct io_uring_query_hdr query_hdr;
+	struct io_uring_params params;
+	struct io_uring_query_opcode query_opcode;
+	struct zcrx_ctrl zcrx_ctrl;
+	struct io_uring_bpf bpf;
+	struct io_uring_bpf_filter bpf_filter;
+	struct sock_filter sock_filter;
+};
+struct uw_uapi_types *uw_uapi_anchor __attribute__((unused));
+
+/* Likewise for the enums Python mirrors. */
+struct uw_enums {
+	enum uw_kind kind;
+	enum uw_call_flags call_flags;
+	enum uw_region_flags region_flags;
+	enum uw_counter counter;
+};
+struct uw_enums *uw_enums_anchor __attribute__((unused));
+
+#endif

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Capture: copying the user memory behind `arg` into a slot, region by
+ * region as the opcode's plan says (QUERY's chain at exit, when the kernel
+ * has filled it), and the calling task's context.
+ * Part of uringwatch.bpf.c's one translation unit; included there only.
+ */
+#ifndef URINGWATCH_CAPTURE_H
+#define URINGWATCH_CAPTURE_H
+
+static __always_inline const struct uw_plan *plan_of(__u32 opcode)
+{
+	__u64 op = opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
+
+	if (cfg.generic || op >= UW_NPLANS)
+		return 0;
+	keep(op);       /* older verifiers lose the bound otherwise (6.1) */
+	if (!plans[op].known)
+		return 0;
+	return &plans[op];
+}
+
+/* Fills ppid and namespaces through BTF-typed task pointers: plain loads
+ * the verifier checks, allowed where bpf_probe_read_kernel is locked down. */
+static __always_inline void fill_task(struct uw_call *c)
+{
+	struct task_struct *task;
+
+	if (!cfg.use_task_btf)
+		return;
+	task = bpf_get_current_task_btf();
+	c->ppid = task->real_parent->tgid;
+	c->flags |= UW_F_PPID;
+	if (task->nsproxy) {
+		c->pidns = task->nsproxy->pid_ns_for_children->ns.inum;
+		c->mntns = task->nsproxy->mnt_ns->ns.inum;
+		c->flags |= UW_F_NS;
+	}
+}
+
+/* Copies len bytes of user memory to data[off..]. Not inlined: the
+ * verifier then checks it per call with `max` a constant, which proves
+ * the write stays inside the slot. `off` is forgotten first: with a large
+ * cap the caller's bounds on it can be self-contradictory on a path that
+ * never runs, which 6.12's verifier follows anyway and rejects ("REG
+ * INVARIANTS VIOLATION", then "R1 type=scalar"). */
+static __noinline int read_user(struct uw_slot *s, __u64 off, __u64 len,
+				__u64 addr, __u64 max)
+{
+	if (len > max)
+		len = max;
+	keep(len);
+	forget(off);
+	if (!len || off > UW_DATA_MAX - max)
+		return 0;
+	keep(off);
+	return bpf_probe_read_user(&s->data[off], len, (void *)addr);
+}
+
+/* Describes region i: `count` elements at `addr`, capped; reads it into
+ * data[off..] unless the kernel only writes it. Returns bytes used. */
+static __always_inline __u32 capture(struct uw_slot *s, int i, __u64 addr,
+				     __u32 count, __u32 elem, __u32 dir,
+				     __u32 off, __u32 max)
+{
+	struct uw_region *r = &s->call.region[i & (UW_NREGION - 1)];
+	__u32 n = count < cfg.cap ? count : cfg.cap;
+	__u32 len = addr ? n * elem : 0;
+
+	if (len > max)
+		len = max;
+	r->addr = addr;
+	r->count = count;
+	r->elem = elem;
+	r->len = len;
+	if ((__u64)count * elem > len)
+		r->flags |= UW_R_TRUNC;
+	if (dir == D_OUT)
+		r->flags |= UW_R_OUT;
+	else if (read_user(s, off, len, addr, max)) {
+		r->flags |= UW_R_FAULT;
+		bump(UW_CNT_READ_FAULT);
+	}
+	return len;
+}
+
+/* A head field the plan points at: a pointer or a count. */
+static __always_inline __u64 head_field(struct uw_slot *s, __u8 spec, int wide)
+{
+	__u32 off = spec & 0x7f;
+
+	if (off > UW_HEAD_MAX - 8 || (s->call.region[0].flags & UW_R_FAULT))
+		return 0;
+	if (wide)
+		return *(__u64 *)&s->data[off];
+	return *(__u32 *)&s->data[off];
+}
+
+static __always_inline __u64 region_addr(struct uw_slot *s, __u8 ptr)
+{
+	if (ptr == P_ARG)
+		return s->call.arg;
+	if (ptr == P_ARG_END)
+		return s->call.arg + s->call.region[0].len;
+	if (ptr & 0x80)
+		return head_field(s, ptr, 1);
+	return 0;
+}
+
+static __always_inline __u32 region_count(struct uw_slot *s, __u8 cnt)
+{
+	if (cnt == C_NR_ARGS)
+		return s->call.nr_args;
+	if (cnt == C_ONE)
+		return 1;
+	if (cnt == C_CHAIN)
+		return UW_QUERY_MAX;
+	return head_field(s, cnt, 0);
+}
+
+static __always_inline void capture_args(struct uw_slot *s)
+{
+	const struct uw_plan *p = plan_of(s->call.opcode);
+	__u32 off, i;
+
+	if (!p) {
+		s->call.flags |= UW_F_RAW;
+		capture(s, 0, s->call.arg, cfg.snap_bytes, 1, D_IN, 0, UW_HEAD_MAX);
+		return;
+	}
+	off = capture(s, 0, s->call.arg, p->head ? 1 : 0, p->head,
+		      p->head_dir == D_OUT ? D_OUT : D_IN, 0, UW_HEAD_MAX);
+	/* Unrolled: clang laid this loop out with its back-edge a fall-through,
+	 * not a jump, which the verifiers of 5.10 and 6.1 reject ("back-edge
+	 * from insn 415 to 416"). */
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		const struct uw_plan_region *pr = &p->reg[i];
+		__u64 addr;
+
+		if (pr->ptr == P_NONE)
+			break;
+		addr = region_addr(s, pr->ptr);
+		if (i == 0)
+			off += capture(s, 1, addr, region_count(s, pr->cnt), pr->elem,
+				       pr->dir, off, UW_ARR_A_MAX);
+		else
+			off += capture(s, 2, addr, region_count(s, pr->cnt), pr->elem,
+				       pr->dir, off, UW_ARR_B_MAX);
+	}
+}
+
+/* The uapi layout of a QUERY chain header, outside vmlinux.h's
+ * preserve_access_index: the memory read is user memory with the uapi
+ * layout, and a CO-RE access to a type the kernel's BTF lacks (before
+ * 6.18) is poisoned by libbpf, failing the load on every older kernel. */
+struct uw_query_hdr {
+	__u64 next_entry;
+	__u64 query_data;
+	__u32 query_op;
+	__u32 size;
+	__s32 result;
+	__u32 resv[3];
+};
+_Static_assert(sizeof(struct uw_query_hdr) == sizeof(struct io_uring_query_hdr),
+	       "uw_query_hdr must be io_uring_query_hdr");
+
+/* Walks QUERY's header chain at exit into region 1 (data[off..]): each
+ * entry is the header and the first bytes of its data, as the kernel left
+ * them. count becomes the entries found; TRUNC if the chain goes on. */
+static __always_inline void walk_query_chain(struct uw_slot *s, __u32 off)
+{
+	struct uw_region *r = &s->call.region[1];
+	__u64 ptr = r->addr, at, n;
+	__u32 i;
+
+	for (i = 0; i < UW_QUERY_MAX; i++) {
+		struct uw_query_hdr *h;
+
+		at = off + i * UW_QUERY_ENTRY;
+		if (!ptr || at > UW_DATA_MAX - UW_QUERY_ENTRY)
+			break;
+		keep(at);
+		h = (void *)&s->data[at];
+		if (bpf_probe_read_user(h, sizeof(*h), (void *)ptr)) {
+			r->flags |= UW_R_FAULT;
+			bump(UW_CNT_READ_FAULT);
+			break;
+		}
+		n = h->size < UW_QUERY_DATA ? h->size : UW_QUERY_DATA;
+		keep(n);
+		if (n > UW_QUERY_DATA)
+			break;
+		if (n && bpf_probe_read_user(&s->data[at + sizeof(*h)], n,
+					     (void *)h->query_data))
+			r->flags |= UW_R_FAULT;
+		ptr = h->next_entry;
+	}
+	r->count = i;
+	if (ptr && i == UW_QUERY_MAX)
+		r->flags |= UW_R_TRUNC;
+}
+
+#endif

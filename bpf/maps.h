@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The object's state: its load-time config, the slots calls are captured
+ * into while in flight, the ring buffer, the filter sets, the counters.
+ * Part of uringwatch.bpf.c's one translation unit; included there only.
+ */
+#ifndef URINGWATCH_MAPS_H
+#define URINGWATCH_MAPS_H
+
+/* Its own section, so the loader finds it as the whole of one map. */
+SEC(".rodata.cfg") const volatile struct uw_config cfg = {
+	.abi = UW_ABI_VERSION,
+	.cap = 64,
+	.snap_bytes = 64,
+	.wakeup_bytes = 256 * 1024,
+	.use_task_btf = 1,
+	.targ_uid = (__u32)-1,
+};
+
+/* inflight value for a call that got no slot (inflight_full) */
+#define NO_SLOT 0xffffffff
+
+/* A call in flight: the record as it will be sent, and its data. */
+struct uw_slot {
+	struct uw_call call;
+	__u8 data[UW_DATA_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* Slots are big, so they live in an array and a tid maps to a slot index
+ * taken from a free queue: no per-call allocation or value copy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct uw_slot);
+} slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 256);
+	__type(value, __u32);
+} free_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_counters);
+} counters SEC(".maps");
+
+/* Filter sets user space can change while tracing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroups SEC(".maps");
+
+static __always_inline void bump(enum uw_counter c)
+{
+	__u32 zero = 0;
+	struct uw_counters *cnt = bpf_map_lookup_elem(&counters, &zero);
+
+	if (cnt && c < UW_CNT_MAX)
+		cnt->n[c]++;
+}
+
+#endif
