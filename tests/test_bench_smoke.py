@@ -10,17 +10,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, ROOT, meson
 pytestmark = pytest.mark.skipif(not ROOT, reason="the benchmark suite loads BPF: needs root")
-
-
-def meson() -> str:
-    beside = os.path.join(os.path.dirname(sys.executable), "meson")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("meson")
-    assert found, "meson is missing: ci/setup installs it into .venv"
-    return found
 
 
 @pytest.fixture(scope="module")

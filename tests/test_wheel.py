@@ -3,8 +3,10 @@ libbpf with its libraries; a platform tag that tells the truth; within the
 size budget; and (ci/wheel-chroot-test) installed offline on a bare Debian
 with no libbpf, compiler or kernel headers, it traces."""
 
+import importlib.resources
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,9 +14,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, ROOT, meson
 BUNDLED = ("libbpf.so.1", "libelf.so.1", "libz.so.1")
 SIZE_BUDGET = 3 << 20
 CHROOT_TIMEOUT = 600   # cold (debootstrap) took ~90 s here, warm ~10 s
@@ -62,6 +62,26 @@ def test_tag_is_the_bundled_libraries_glibc_floor(wheel, tmp_path):
     assert wheel.name == f"uringwatch-0.1.0-{tag}.whl"
     meta = zipfile.ZipFile(wheel).read("uringwatch-0.1.0.dist-info/WHEEL").decode()
     assert f"Tag: {tag}" in meta.splitlines()
+
+
+def test_object_is_the_same_bytes_wherever_built(wheel, tmp_path):
+    """Its BTF names the source files: with the checkout and build folders
+    mapped out of those names (bpf/meson.build), a copy of the sources built
+    elsewhere gives the wheel's object, and so does the installed package."""
+    in_wheel = zipfile.ZipFile(wheel).read("uringwatch/uringwatch.bpf.o")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    src = tmp_path / "elsewhere"
+    for name in filter(None, listed.split("\0")):
+        if os.path.isfile(os.path.join(REPO, name)):
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(REPO, name), src / name)
+    subprocess.run([meson(), "setup", "out"], cwd=src, check=True, capture_output=True, timeout=60)
+    subprocess.run(["ninja", "-C", "out", "bpf/uringwatch.bpf.o"], cwd=src, check=True,
+                   capture_output=True, timeout=120)
+    assert (src / "out" / "bpf" / "uringwatch.bpf.o").read_bytes() == in_wheel
+    installed = importlib.resources.files("uringwatch") / "uringwatch.bpf.o"
+    assert installed.read_bytes() == in_wheel
 
 
 @pytest.mark.skipif(not ROOT, reason="debootstrap, chroot and loading BPF need root")
