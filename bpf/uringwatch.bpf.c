@@ -253,3 +253,24 @@ int BPF_KRETPROBE(kretsyscall__io_uring_register_noloop, long ret)
 {
 	return on_exit(ret, false);
 }
+
+/* With the kprobes hook, a call's exit is missed when more calls are in
+ * flight than the kretprobe has instances for (its maxactive: 10 on two
+ * CPUs). The thread's next call frees its slot and counts no_exit; this
+ * does the same when the thread ends first, so the slot is not lost and
+ * the call not left uncounted. Loaded with the kprobes hook only. */
+SEC("tracepoint/sched/sched_process_exit")
+int tracepoint__sched__sched_process_exit(void *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *ip, idx;
+
+	ip = bpf_map_lookup_elem(&inflight, &tid);
+	if (!ip)
+		return 0;
+	idx = *ip;
+	if (bpf_map_delete_elem(&inflight, &tid) || idx == NO_SLOT)
+		return 0;
+	bump(UW_CNT_NO_EXIT);
+	bpf_map_push_elem(&free_slots, &idx, 0);
+	return 0;
+}

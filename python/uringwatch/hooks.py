@@ -27,14 +27,21 @@ ORDER = ("syscalls", "kprobes", "raw_syscalls")
 # Each exit program has a twin without the bpf_loop TOCTOU re-read, for
 # kernels without bpf_loop: they refuse even a dead reference to a callback.
 NO_LOOP = "_noloop"
+# Frees the slot of a thread that ends with a call whose exit was missed:
+# only kretprobes miss exits (beyond their maxactive calls in flight).
+REAPER = ("events/sched/sched_process_exit", "tracepoint__sched__sched_process_exit")
 ALL_PROGRAMS = tuple(p for _, (enter, exit_) in HOOKS.values()
-                     for p in (enter, exit_, exit_ + NO_LOOP))
+                     for p in (enter, exit_, exit_ + NO_LOOP)) + (REAPER[1],)
 
 
-def programs(hook: str, has_loop: bool) -> tuple[str, str]:
-    """The enter and exit programs to load for a hook."""
+def programs(hook: str, has_loop: bool, tracefs: str) -> tuple[str, ...]:
+    """The programs to load for a hook: enter, exit, and for kprobes the
+    reaper where its tracepoint exists."""
     enter, exit_ = HOOKS[hook][1]
-    return enter, exit_ if has_loop else exit_ + NO_LOOP
+    chosen = (enter, exit_ if has_loop else exit_ + NO_LOOP)
+    if hook == "kprobes" and os.path.exists(os.path.join(tracefs, REAPER[0])):
+        chosen += (REAPER[1],)
+    return chosen
 
 PROG_TYPE_KPROBE, PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 2, 5, 26
 MAP_TYPE_RINGBUF = 27

@@ -134,7 +134,7 @@ class Tracer:
         data = object_bytes()
         self.object_sha256 = hashlib.sha256(data).hexdigest()
         has_loop = hooks.has_helper(hooks.FUNC_LOOP)
-        self._programs = hooks.programs(hook, has_loop)
+        self._programs = hooks.programs(hook, has_loop, tp)
         # Without the helper (before 5.11) the first load is sure to fail,
         # and a refused load costs a full verifier pass with its log.
         task_btf = hooks.has_helper(hooks.FUNC_GET_CURRENT_TASK_BTF)
@@ -172,7 +172,7 @@ class Tracer:
             lib.bpf_object__open_mem(self._buf, len(data), ctypes.byref(opts)),
             "opening the BPF object")
         self._set_config(use_task_btf)
-        for name in hooks.ALL_PROGRAMS:     # load only the chosen pair
+        for name in hooks.ALL_PROGRAMS:     # load only the chosen ones
             lib.bpf_program__set_autoload(self._program(name), name in self._programs)
         o = self.options
         lib.bpf_map__set_max_entries(self._map("events"), o["ring_bytes"])
