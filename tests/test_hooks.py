@@ -60,7 +60,6 @@ def pin_buffers(threads: int, rounds: int) -> int:
         for _ in range(rounds):
             assert uring.register(ring, 0, iov, 1) == 0
             assert uring.register(ring, 1, None, 0) == 0
-        del iov
         os.close(ring)
     ts = [threading.Thread(target=work) for _ in range(threads)]
     for t in ts:
@@ -75,7 +74,8 @@ def pin_buffers(threads: int, rounds: int) -> int:
 def test_kprobe_hook_counts_the_exits_it_misses():
     """More calls in flight than the kretprobe's maxactive (10 on two CPUs):
     some exits are missed. Each is counted as no_exit, at the thread's next
-    call or when the thread ends, and its slot comes back."""
+    call or when the thread ends (without the sched_process_exit program,
+    1 to 6 calls went uncounted here on 6.1)."""
     with Tracer(Filters(pids=frozenset([os.getpid()])), hook="kprobes") as t:
         calls = pin_buffers(threads=24, rounds=10)
         received = 0
