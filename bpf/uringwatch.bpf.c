@@ -122,24 +122,33 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	return 0;
 }
 
+/* Takes tid's call off the in-flight map: false if it had none, else its
+ * slot in *idx (NO_SLOT for a call that got none), owned by the caller:
+ * only the one whose delete succeeds may give the slot back. */
+static __always_inline bool end_call(__u32 tid, __u32 *idx)
+{
+	__u32 *ip = bpf_map_lookup_elem(&inflight, &tid);
+
+	if (!ip)
+		return false;
+	*idx = *ip;
+	return !bpf_map_delete_elem(&inflight, &tid);
+}
+
 /* Syscall exit: add the result and context, re-read, send one record. */
 static __always_inline int on_exit(long ret, const bool loop)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
 	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size, queued;
 	struct uw_slot *s;
-	__u32 *ip;
 
-	ip = bpf_map_lookup_elem(&inflight, &tid);
-	if (!ip) {
+	if (!end_call(tid, &idx)) {
 		/* With filters a miss is most likely a filtered call: only an
 		 * unfiltered tracer can tell a missed enter. */
 		if (!any_filter())
 			bump(UW_CNT_NO_ENTER);
 		return 0;
 	}
-	idx = *ip;
-	bpf_map_delete_elem(&inflight, &tid);
 	if (idx == NO_SLOT)
 		return 0;
 	s = bpf_map_lookup_elem(&slots, &idx);
@@ -262,13 +271,9 @@ int BPF_KRETPROBE(kretsyscall__io_uring_register_noloop, long ret)
 SEC("tracepoint/sched/sched_process_exit")
 int tracepoint__sched__sched_process_exit(void *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *ip, idx;
+	__u32 idx;
 
-	ip = bpf_map_lookup_elem(&inflight, &tid);
-	if (!ip)
-		return 0;
-	idx = *ip;
-	if (bpf_map_delete_elem(&inflight, &tid) || idx == NO_SLOT)
+	if (!end_call((__u32)bpf_get_current_pid_tgid(), &idx) || idx == NO_SLOT)
 		return 0;
 	bump(UW_CNT_NO_EXIT);
 	bpf_map_push_elem(&free_slots, &idx, 0);
