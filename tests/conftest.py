@@ -11,14 +11,15 @@ import uring
 ROOT = os.geteuid() == 0
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+needs_root = pytest.mark.skipif(not ROOT, reason="loading BPF needs root")
+REGISTER_OPCODES = uring.register_opcodes()
+
 
 def meson() -> str:
     beside = os.path.join(os.path.dirname(sys.executable), "meson")
     found = beside if os.access(beside, os.X_OK) else shutil.which("meson")
     assert found, "meson is missing: ci/setup installs it into .venv"
     return found
-needs_root = pytest.mark.skipif(not ROOT, reason="loading BPF needs root")
-REGISTER_OPCODES = uring.register_opcodes()
 
 
 def needs_opcodes(*opcodes: int):

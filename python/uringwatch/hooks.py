@@ -29,9 +29,10 @@ ORDER = ("syscalls", "kprobes", "raw_syscalls")
 NO_LOOP = "_noloop"
 # Frees the slot of a thread that ends with a call whose exit was missed:
 # only kretprobes miss exits (beyond their maxactive calls in flight).
-REAPER = ("events/sched/sched_process_exit", "tracepoint__sched__sched_process_exit")
+REAPER = "tracepoint__sched__sched_process_exit"
+REAPER_EVENT = "events/sched/sched_process_exit"
 ALL_PROGRAMS = tuple(p for _, (enter, exit_) in HOOKS.values()
-                     for p in (enter, exit_, exit_ + NO_LOOP)) + (REAPER[1],)
+                     for p in (enter, exit_, exit_ + NO_LOOP)) + (REAPER,)
 
 
 def programs(hook: str, has_loop: bool, tracefs: str) -> tuple[str, ...]:
@@ -39,9 +40,10 @@ def programs(hook: str, has_loop: bool, tracefs: str) -> tuple[str, ...]:
     reaper where its tracepoint exists."""
     enter, exit_ = HOOKS[hook][1]
     chosen = (enter, exit_ if has_loop else exit_ + NO_LOOP)
-    if hook == "kprobes" and os.path.exists(os.path.join(tracefs, REAPER[0])):
-        chosen += (REAPER[1],)
+    if hook == "kprobes" and os.path.exists(os.path.join(tracefs, REAPER_EVENT)):
+        chosen += (REAPER,)
     return chosen
+
 
 PROG_TYPE_KPROBE, PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 2, 5, 26
 MAP_TYPE_RINGBUF = 27
