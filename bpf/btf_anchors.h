@@ -39,12 +39,26 @@ struct uw_uapi_types {
 };
 struct uw_uapi_types *uw_uapi_anchor __attribute__((unused));
 
+/* Record structs that are only ever bytes in the ring buffer. */
+struct uw_record_types {
+	struct uw_file file;
+	struct uw_mem mem;
+	struct uw_ident ident;
+	struct uw_cred cred;
+};
+struct uw_record_types *uw_record_anchor __attribute__((unused));
+
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {
 	enum uw_kind kind;
 	enum uw_call_flags call_flags;
 	enum uw_region_flags region_flags;
 	enum uw_counter counter;
+	enum uw_resolve resolve;
+	enum uw_role role;
+	enum uw_file_flags file_flags;
+	enum uw_mem_flags mem_flags;
+	enum uw_ident_flags ident_flags;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

@@ -15,6 +15,7 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 	.wakeup_bytes = 256 * 1024,
 	.use_task_btf = 1,
 	.targ_uid = (__u32)-1,
+	.resolve = UW_RES_PROBE_READ,
 };
 
 /* inflight value for a call that got no slot (inflight_full) */
@@ -24,6 +25,7 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 struct uw_slot {
 	struct uw_call call;
 	__u8 data[UW_DATA_MAX];
+	__u64 scratch;        /* a kernel pointer read back as a number (identity.h) */
 };
 
 struct {

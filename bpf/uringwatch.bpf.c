@@ -28,6 +28,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "filters.h"
 #include "capture.h"
 #include "toctou.h"
+#include "identity.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
@@ -60,7 +61,7 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 		} else if (!s->call.region[3].elem) {
 			struct uw_region *x = &s->call.region[3];
 			__u32 total = s->call.region[0].len + s->call.region[1].len +
-				      s->call.region[2].len;
+				      s->call.region[2].len + ident_bytes(&s->call);
 
 			x->addr = r->addr;
 			x->elem = r->elem;
@@ -77,7 +78,8 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 }
 
 /* Syscall entry: filter, take a slot, save the arguments and user memory. */
-static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_args)
+static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_args,
+				    const bool btf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, idx, *old;
@@ -115,6 +117,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	s->call.arg = arg;
 	s->call.nr_args = nr_args;
 	capture_args(s);
+	resolve_fds(s, idx, btf);
 	if (!reuse && bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY)) {
 		bpf_map_push_elem(&free_slots, &idx, 0);
 		bump(UW_CNT_INFLIGHT_FULL);
@@ -136,7 +139,7 @@ static __always_inline bool end_call(__u32 tid, __u32 *idx)
 }
 
 /* Syscall exit: add the result and context, re-read, send one record. */
-static __always_inline int on_exit(long ret, const bool loop)
+static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
 	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size, queued;
@@ -165,10 +168,11 @@ static __always_inline int on_exit(long ret, const bool loop)
 	s->call.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(s->call.comm, sizeof(s->call.comm));
 	fill_task(&s->call);
+	resolve_mems(s, idx, btf, loop);
 	finish_args(s, loop);
 
 	size = sizeof(s->call) + s->call.region[0].len + s->call.region[1].len +
-	       s->call.region[2].len + s->call.region[3].len;
+	       s->call.region[2].len + ident_bytes(&s->call) + s->call.region[3].len;
 	if (size > sizeof(*s))
 		size = sizeof(*s);
 	keep(size);
@@ -199,68 +203,67 @@ out:
  * bpf_loop is missing: kernels older than callbacks (5.10 here) reject a
  * program that so much as references a loop callback ("number of funcs in
  * func_info doesn't match number of subprogs"), even in dead code, so
- * the reference must not be in the program at all. */
-SEC("tracepoint/syscalls/sys_enter_io_uring_register")
-int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+ * the reference must not be in the program at all. Likewise enter and
+ * exit have _btf twins that read identities through the bpf_rdonly_cast
+ * kfunc (6.2+), which older kernels refuse to see referenced. */
+#define ENTER(sec, name, ctx_t, guard)						\
+SEC(sec) int name(ctx_t *ctx)							\
+{										\
+	guard;									\
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], false); \
+}										\
+SEC(sec) int name##_btf(ctx_t *ctx)						\
+{										\
+	guard;									\
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], true); \
 }
-
-SEC("tracepoint/syscalls/sys_exit_io_uring_register")
-int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx->ret, true);
-}
-
-SEC("tracepoint/syscalls/sys_exit_io_uring_register")
-int tracepoint__syscalls__sys_exit_io_uring_register_noloop(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx->ret, false);
-}
+#define EXIT(sec, name, ctx_t, guard)						\
+SEC(sec) int name(ctx_t *ctx) { guard; return on_exit(ctx->ret, true, false); }	\
+SEC(sec) int name##_noloop(ctx_t *ctx) { guard; return on_exit(ctx->ret, false, false); } \
+SEC(sec) int name##_btf(ctx_t *ctx) { guard; return on_exit(ctx->ret, true, true); }
 
 #define NR_io_uring_register 427   /* the same on every architecture */
+#define ONLY_IO_URING_REGISTER if (ctx->id != NR_io_uring_register) return 0
 
-SEC("tracepoint/raw_syscalls/sys_enter")
-int tracepoint__raw_syscalls__sys_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	if (ctx->id != NR_io_uring_register)
-		return 0;
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
-}
-
-SEC("tracepoint/raw_syscalls/sys_exit")
-int tracepoint__raw_syscalls__sys_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	if (ctx->id != NR_io_uring_register)
-		return 0;
-	return on_exit(ctx->ret, true);
-}
-
-SEC("tracepoint/raw_syscalls/sys_exit")
-int tracepoint__raw_syscalls__sys_exit_noloop(struct trace_event_raw_sys_exit *ctx)
-{
-	if (ctx->id != NR_io_uring_register)
-		return 0;
-	return on_exit(ctx->ret, false);
-}
+ENTER("tracepoint/syscalls/sys_enter_io_uring_register",
+      tracepoint__syscalls__sys_enter_io_uring_register, struct trace_event_raw_sys_enter, )
+EXIT("tracepoint/syscalls/sys_exit_io_uring_register",
+     tracepoint__syscalls__sys_exit_io_uring_register, struct trace_event_raw_sys_exit, )
+ENTER("tracepoint/raw_syscalls/sys_enter", tracepoint__raw_syscalls__sys_enter,
+      struct trace_event_raw_sys_enter, ONLY_IO_URING_REGISTER)
+EXIT("tracepoint/raw_syscalls/sys_exit", tracepoint__raw_syscalls__sys_exit,
+     struct trace_event_raw_sys_exit, ONLY_IO_URING_REGISTER)
 
 SEC("ksyscall/io_uring_register")
 int BPF_KSYSCALL(ksyscall__io_uring_register, int fd, unsigned int opcode, void *arg,
 		 unsigned int nr_args)
 {
-	return on_enter(fd, opcode, (__u64)arg, nr_args);
+	return on_enter(fd, opcode, (__u64)arg, nr_args, false);
+}
+
+SEC("ksyscall/io_uring_register")
+int BPF_KSYSCALL(ksyscall__io_uring_register_btf, int fd, unsigned int opcode, void *arg,
+		 unsigned int nr_args)
+{
+	return on_enter(fd, opcode, (__u64)arg, nr_args, true);
 }
 
 SEC("kretsyscall/io_uring_register")
 int BPF_KRETPROBE(kretsyscall__io_uring_register, long ret)
 {
-	return on_exit(ret, true);
+	return on_exit(ret, true, false);
 }
 
 SEC("kretsyscall/io_uring_register")
 int BPF_KRETPROBE(kretsyscall__io_uring_register_noloop, long ret)
 {
-	return on_exit(ret, false);
+	return on_exit(ret, false, false);
+}
+
+SEC("kretsyscall/io_uring_register")
+int BPF_KRETPROBE(kretsyscall__io_uring_register_btf, long ret)
+{
+	return on_exit(ret, true, true);
 }
 
 /* With the kprobes hook, a call's exit is missed when more calls are in

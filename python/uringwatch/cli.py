@@ -77,6 +77,10 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
                     help="capture only the first 64 bytes at arg, undecoded (cheaper)")
     ap.add_argument("--hook", choices=("auto", *HOOKS), default="auto",
                     help="where to attach (default: the best this kernel has)")
+    ap.add_argument("--resolve", choices=("auto", *hooks.RESOLVE), default="auto",
+                    help="how fds, credentials and buffers are resolved: btf (BTF-typed "
+                    "reads, 6.2+), probe_read, proc (looked up later in /proc, "
+                    "unverified), off (default: the best this kernel has)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
                     "without /sys/kernel/btf/vmlinux")
     ap.add_argument("-v", "--verbose", action="store_true", help="show libbpf's log")
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
-                        hook=args.hook)
+                        hook=args.hook, resolve=args.resolve)
         return trace(tracer, args, show=not record)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
@@ -163,6 +167,9 @@ def probe(json_out: bool) -> int:
         if key == "hooks":
             for hook, ok in value.items():
                 print(f"{'hook ' + hook:<26} {'yes' if ok else 'no'}")
+        elif key == "resolve":
+            for path, ok in value.items():
+                print(f"{'resolve ' + path:<26} {'yes' if ok else 'no'}")
         else:
             print(f"{key:<26} {value}")
     return EXIT_OK
@@ -184,6 +191,10 @@ class _Stop:
         self.requested = True
 
 
+_IDENTITY_PATHS = {"btf": "btf (BTF-typed reads)", "probe_read": "probe_read",
+                   "proc": "proc (looked up later, unverified)", "off": "off"}
+
+
 def trace(tracer: Tracer, args, show: bool = True) -> int:
     stop = _Stop()
     seen = 0
@@ -196,7 +207,9 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
-              f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}",
+              f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}; "
+              f"identities: {_IDENTITY_PATHS[f['resolve']]}"
+              f"{'' if f['bpf_loop'] or f['resolve'] == 'off' else ' (buffers: /proc)'}",
               file=sys.stderr)
 
         def emit(events) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from .identity import Cred, FileIdentity, MemoryIdentity, Resolve
 from .payloads import Payload
 
 
@@ -46,3 +47,7 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="call")
     toctou: Toctou | None = None
     cgroup_path: str | None = None   # below the cgroup2 root, live only
     container_id: str | None = None  # from the cgroup path's runtime naming
+    files: list[FileIdentity] | None = None     # every fd the call carries, as of the call
+    cred: Cred | None = None                    # REGISTER_PERSONALITY: what it saves
+    memory: list[MemoryIdentity] | None = None  # what backs each registered buffer
+    resolve: Resolve | None = None              # how identities were read (None: ABI 1)

@@ -31,15 +31,28 @@ NO_LOOP = "_noloop"
 # only kretprobes miss exits (beyond their maxactive calls in flight).
 REAPER = "tracepoint__sched__sched_process_exit"
 REAPER_EVENT = "events/sched/sched_process_exit"
+# Enter and exit have twins that read identities through the bpf_rdonly_cast
+# kfunc: kernels without it refuse a program that references it.
+BTF = "_btf"
 ALL_PROGRAMS = tuple(p for _, (enter, exit_) in HOOKS.values()
-                     for p in (enter, exit_, exit_ + NO_LOOP)) + (REAPER,)
+                     for p in (enter, enter + BTF, exit_, exit_ + NO_LOOP, exit_ + BTF)) \
+    + (REAPER,)
+
+# How identities (files, credentials, buffers) are read, best first:
+# BTF-typed loads (allowed under lockdown), bpf_probe_read_kernel, or not in
+# the kernel at all (user space reads /proc later, unverified).
+RESOLVE = ("btf", "probe_read", "proc", "off")
 
 
-def programs(hook: str, has_loop: bool, tracefs: str) -> tuple[str, ...]:
+def programs(hook: str, has_loop: bool, tracefs: str,
+             resolve: str = "probe_read") -> tuple[str, ...]:
     """The programs to load for a hook: enter, exit, and for kprobes the
     reaper where its tracepoint exists."""
     enter, exit_ = HOOKS[hook][1]
-    chosen = (enter, exit_ if has_loop else exit_ + NO_LOOP)
+    if resolve == "btf":
+        chosen = (enter + BTF, exit_ + BTF)
+    else:
+        chosen = (enter, exit_ if has_loop else exit_ + NO_LOOP)
     if hook == "kprobes" and os.path.exists(os.path.join(tracefs, REAPER_EVENT)):
         chosen += (REAPER,)
     return chosen
@@ -65,6 +78,25 @@ def has_helper(func: int, prog_type: int = PROG_TYPE_TRACEPOINT) -> bool:
     """Whether this kernel lets a program of prog_type call BPF helper func."""
     from . import libbpf
     return libbpf.lib().libbpf_probe_bpf_helper(prog_type, func, None) == 1
+
+
+def has_kfunc(name: str) -> bool:
+    """Whether the kernel's BTF has kfunc `name` (bpf_rdonly_cast: 6.2+)."""
+    from . import libbpf
+    return libbpf.kernel_has_func(name)
+
+
+def resolve_paths() -> dict[str, bool]:
+    """Which identity paths this kernel offers."""
+    return {"btf": has_kfunc("bpf_rdonly_cast") and has_helper(FUNC_LOOP),
+            "probe_read": has_helper(FUNC_PROBE_READ_KERNEL),
+            "proc": True, "off": True}
+
+
+def pick_resolve(have: dict[str, bool], wanted: str = "auto") -> str | None:
+    if wanted != "auto":
+        return wanted if have.get(wanted) else None
+    return next(r for r in RESOLVE if have[r])
 
 
 def reads_kernel() -> bool:
@@ -162,4 +194,6 @@ def report(tracefs: str | None) -> dict:
         "register_opcodes": register_opcodes(),
         "hooks": {**have, **extra},
         "chosen": pick(have) if tracefs else None,
+        "resolve": (paths := resolve_paths()),
+        "resolve_chosen": pick_resolve(paths),
     }
