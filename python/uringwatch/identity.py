@@ -137,7 +137,9 @@ def _path(f: dict, kind: str) -> tuple[str | None, bool]:
     cut = bool(f["flags"] & layout.FL_PATH_TRUNC)
     if f["flags"] & layout.FL_PSEUDO:
         name = parts[0] if parts else ""
-        return (name or f"{kind}:[{f['ino']}]"), cut
+        if kind == "socket" or not name:    # a socket's is its protocol ("TCP")
+            return f"{kind}:[{f['ino']}]", cut
+        return name, cut
     if f["flags"] & layout.FL_ROOTED or cut:
         joined = "/".join(reversed(parts))
         return ("…/" if cut else "/") + joined, cut
