@@ -197,8 +197,8 @@ def memory_identity(m: dict, f: dict) -> MemoryIdentity:
         backing = "hugetlb"
     elif file.kind == "memfd":
         backing = "memfd"
-    elif f["magic"] == TMPFS_MAGIC:
-        backing = "shmem"       # MAP_SHARED|MAP_ANONYMOUS, SysV shm, tmpfs files
+    elif f["magic"] == TMPFS_MAGIC and f["flags"] & layout.FL_PSEUDO:
+        backing = "shmem"       # MAP_SHARED|MAP_ANONYMOUS ("dev/zero"), SysV shm
     return MemoryIdentity(addr, length, backing, file.path, offset, file.dev, file.ino, shared,
                           error=file.error)
 
