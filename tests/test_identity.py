@@ -14,6 +14,7 @@ import uring
 from conftest import ROOT, Collector, needs_opcodes
 from uring import register
 from uringwatch import Filters, Tracer, hooks, layout
+from uringwatch.output import summary
 
 PATHS = [p for p, ok in hooks.resolve_paths().items() if ok and p in ("btf", "probe_read")] \
     if ROOT else []
@@ -148,6 +149,10 @@ def test_every_kind_of_fd_is_resolved_as_of_the_call(tracer, ring, tmp_path):
         (ring, "io_uring", "[io_uring]")
     assert ev.resolve.path == tracer.tracer.features["resolve"]
     assert not ev.resolve.files_truncated
+    text = summary(ev, limit=1000)              # the table's column
+    assert f"fds=[{zoo.fds['file']}:{zoo.file_path},{zoo.fds['dir']}:{zoo.dir_path}," \
+           f"{zoo.fds['tcp']}:tcp 127.0.0.1:{zoo.tcp_port},{zoo.fds['udp']}:udp 127.0.0.1:" \
+           f"{zoo.udp_port},sparse," in text
 
 
 @needs_opcodes(2, 3)

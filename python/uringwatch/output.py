@@ -8,6 +8,7 @@ from typing import IO
 import msgspec
 
 from .events import Event
+from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 
 HEADER = (f"{'TIME':<12} {'PID':>7} {'TID':>7} {'COMM':<16} {'FD':>5} "
@@ -27,24 +28,38 @@ def _item(v) -> str:
     return str(v)
 
 
-def summary(ev: Event, limit: int = 60) -> str:
-    """A short view of the payload for the table's last column."""
+def _memory(m: MemoryIdentity) -> str:
+    return f"{m.backing}:{m.path}" if m.path else (m.backing or "?")
+
+
+def summary(ev: Event, limit: int = 100) -> str:
+    """A short view of the payload for the table's last column, each fd
+    with what it was at the call (fds=[4:/etc/shadow,5:tcp 127.0.0.1:443])."""
     p = ev.payload
     if p is None:
         return ""
     fields = msgspec.structs.asdict(p)
+    names = {f.role: label(f) for f in ev.files or () if f.error is None}
     parts = []
     for k, v in fields.items():
         if k in ("truncated", "unreadable") or v is None or v == "":
             continue
         if k == "fds" and isinstance(v, list):
-            v = "[" + ",".join(_SPECIAL_FDS.get(fd, str(fd)) for fd in v[:8]) + \
-                (",…" if len(v) > 8 else "") + "]"
+            v = "[" + ",".join(_SPECIAL_FDS.get(fd, f"{fd}:{names[f'fds[{i}]']}"
+                                                if f"fds[{i}]" in names else str(fd))
+                               for i, fd in enumerate(v[:8])) + (",…" if len(v) > 8 else "") + "]"
+        elif k in ("eventfd", "src_fd", "fd") and k in names:
+            v = f"{v}:{names[k]}"
         elif isinstance(v, list) and len(v) > 4:
             v = f"[{len(v)} items]"
         elif isinstance(v, list):
             v = "[" + ",".join(_item(x) for x in v) + "]"
         parts.append(f"{k}={v}")
+    if ev.memory:
+        parts.append("mem=[" + ",".join(_memory(m) for m in ev.memory[:4]) +
+                     (",…" if len(ev.memory) > 4 else "") + "]")
+    if ev.cred:
+        parts.append(f"cred=uid:{ev.cred.uid},euid:{ev.cred.euid},caps:{ev.cred.cap_effective:#x}")
     if p.unreadable:
         parts.append("UNREADABLE:" + ",".join(p.unreadable))
     if ev.toctou and ev.toctou.changed:
