@@ -53,10 +53,13 @@ def errno_name(ret: int) -> str | None:
     return errno.errorcode.get(-ret, f"E{-ret}") if ret < 0 else None
 
 
-def _identities(v: tuple, at: int, buf, pos: int, pid: int, proc: bool):
+def _identities(v: tuple, at: int, buf, pos: int, end: int, pid: int, proc: bool):
     """(files, cred, memory, resolve, bytes used) from an ABI-2 record's
-    uw_ident at v[at:] and the entries at buf[pos:]."""
+    uw_ident at v[at:] and the entries at buf[pos:end]."""
     ident = dict(zip(_IDENT_KEYS, v[at:at + len(_IDENT_KEYS)]))
+    used = ident["nfiles"] * _FILE_SIZE + ident["nmem"] * _MEM_SIZE
+    if pos + used > end:
+        raise RecordError("identities run past the record's end")
     cred_vals = v[at + len(_IDENT_KEYS):at + len(_IDENT_KEYS) + len(_CRED_KEYS)]
     path = layout.RESOLVE_NAMES.get(ident["path"], f"path{ident['path']}")
     resolve = identity.Resolve(path, bool(ident["flags"] & layout.I_FILES_TRUNC),
@@ -74,7 +77,6 @@ def _identities(v: tuple, at: int, buf, pos: int, pid: int, proc: bool):
     if proc:        # live: look up what the kernel left to user space
         files = [identity.proc_file(pid, f) if f.source == "proc" else f for f in files]
         memory = [identity.proc_memory(pid, m) if m.source == "proc" else m for m in memory]
-    used = ident["nfiles"] * _FILE_SIZE + ident["nmem"] * _MEM_SIZE
     if path == "off":
         return None, cred, None, resolve, used
     return files, cred, memory or None, resolve, used
@@ -107,9 +109,7 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
         if i == shape.region_slots[3] and abi >= 2:   # identities sit before region 3
             if pos > end:
                 raise RecordError("regions run past the record's end")
-            *ids, used = _identities(v, shape.ident_at, buf, pos, pid, proc)
-            if pos + used > end:
-                raise RecordError("identities run past the record's end")
+            *ids, used = _identities(v, shape.ident_at, buf, pos, end, pid, proc)
             pos += used
         addr, count, length, elem, rflags, _ = v[i:i + 6]
         if not (addr or count or length or elem or rflags):
