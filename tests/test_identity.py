@@ -33,14 +33,19 @@ def _open(resolve):
 
 
 @pytest.fixture(scope="module", params=PATHS or ["none"])
-def tracer(request):
+def path_tracer(request):
     if request.param == "none":
         pytest.skip("this kernel resolves identities in neither btf nor probe_read")
     t = _open(request.param)
     with t:
-        c = Collector(t)
-        yield c
-        c.drain()
+        yield Collector(t)
+
+
+@pytest.fixture
+def tracer(path_tracer):
+    """The path's tracer with what earlier tests left behind dropped."""
+    path_tracer.drain()
+    return path_tracer
 
 
 @pytest.fixture
@@ -366,3 +371,107 @@ def test_threads_resolve_their_own_fd_tables(tracer, ring):
     os.close(fd)
     ev = tracer.mine(1, tid=tids[0], opcode_name="REGISTER_FILES")[0]
     assert by_role(ev)["fds[0]"].path == "/dev/null"
+
+
+def ring_ino(fd):
+    return os.fstat(fd).st_ino
+
+
+@needs_opcodes(2, 6)
+def test_files_update_fds_and_skip(tracer, ring):
+    efd = os.eventfd(0)
+    assert register(ring, 2, uring.ints(-1, -1, -1), 3) == 0
+    upd = uring.RsrcUpdate(offset=1, data=uring.addr(fds := uring.ints(efd, -2)))
+    assert register(ring, 6, upd, 2) == 2
+    os.close(efd)
+    _, update = tracer.mine(2)
+    files = by_role(update)
+    assert (files["fds[0]"].fd, files["fds[0]"].kind) == (efd, "eventfd")
+    assert "fds[1]" not in files                # -2: skip
+    assert update.payload.fds == list(fds)
+
+
+@needs_opcodes(13, 14)
+def test_files2_and_update2_fds(tracer, ring, tmp_path):
+    (tmp_path / "a").write_text("a")
+    fd = os.open(tmp_path / "a", os.O_RDONLY)
+    arr = uring.ints(fd, -1)
+    reg = uring.RsrcRegister(nr=2, data=uring.addr(arr), tags=0)
+    assert register(ring, 13, reg, ctypes.sizeof(reg)) == 0
+    upd = uring.RsrcUpdate2(offset=1, data=uring.addr(one_fd := uring.ints(fd)), nr=1)
+    assert register(ring, 14, upd, ctypes.sizeof(upd)) == 1
+    os.close(fd)
+    for ev in tracer.mine(2):
+        assert by_role(ev)["fds[0]"].path == str((tmp_path / "a").resolve()), ev.opcode_name
+    assert list(one_fd) == [fd]
+
+
+@needs_opcodes(20, 21)
+def test_ring_fds_entries_fds(tracer, ring):
+    other = uring.setup()
+    ents = (uring.RsrcUpdate * 1)(uring.RsrcUpdate(offset=0xFFFFFFFF, data=other))
+    assert register(ring, 20, ents, 1) == 1
+    ino = ring_ino(other)
+    os.close(other)
+    ents[0].data = 0
+    register(ring, 21, ents, 1)
+    reg, unreg = tracer.mine(2)
+    f = by_role(reg)["ring_fds[0]"]
+    assert (f.fd, f.kind, f.ino) == (other, "io_uring", ino)
+    assert set(by_role(unreg)) == {"ring"}      # unregister takes offsets, not fds
+
+
+@needs_opcodes(0, 30)
+def test_clone_buffers_src_fd(tracer, ring):
+    buf = ctypes.create_string_buffer(4096)
+    iov = (uring.Iovec * 1)(uring.Iovec(ctypes.addressof(buf), 4096))
+    assert register(ring, 0, iov, 1) == 0
+    dst = uring.setup()
+    register(dst, 30, uring.CloneBuffers(src_fd=ring, nr=1), 1)
+    _, ev = tracer.mine(2)
+    f = by_role(ev)
+    assert (f["src_fd"].fd, f["src_fd"].kind, f["src_fd"].ino) == (ring, "io_uring", ring_ino(ring))
+    assert (f["ring"].fd, f["ring"].ino) == (dst, ring_ino(dst))
+    os.close(dst)
+
+
+@needs_opcodes(24)
+def test_sync_cancel_fd(tracer, ring):
+    r, w = os.pipe()
+    register(ring, 24, uring.SyncCancel(fd=r, tv_sec=0, tv_nsec=1000), 0)
+    ino = os.fstat(r).st_ino
+    os.close(r)
+    os.close(w)
+    f = by_role(one(tracer, opcode_name="REGISTER_SYNC_CANCEL"))["fd"]
+    assert (f.fd, f.kind, f.ino) == (r, "pipe", ino)
+
+
+@needs_opcodes(22, 23)
+def test_pbuf_ring_memory(tracer, ring):
+    mem = mmap.mmap(-1, 4096)             # MAP_SHARED | MAP_ANONYMOUS: shmem
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    assert register(ring, 22, uring.BufReg(ring_addr=addr, ring_entries=8, bgid=4), 1) == 0
+    assert register(ring, 23, uring.BufReg(bgid=4), 1) == 0
+    reg, unreg = tracer.mine(2)
+    (m,) = reg.memory
+    assert (m.addr, m.len, m.backing, m.shared) == (addr, 8 * 16, "shmem", True)
+    assert unreg.memory is None
+
+
+@needs_opcodes(15, 16)
+def test_buffers2_and_update_memory(tracer, ring):
+    mfd = os.memfd_create("zoo-b2")
+    os.ftruncate(mfd, 8192)
+    m, addr = _mapping(mfd, 8192, mmap.MAP_SHARED)
+    os.close(mfd)
+    iov = (uring.Iovec * 1)(uring.Iovec(addr, 4096))
+    reg = uring.RsrcRegister(nr=2, data=uring.addr(iov2 := (uring.Iovec * 2)(
+        uring.Iovec(addr, 4096), uring.Iovec(addr + 4096, 4096))), tags=0)
+    assert register(ring, 15, reg, ctypes.sizeof(reg)) == 0
+    upd = uring.RsrcUpdate2(offset=1, data=uring.addr(iov), nr=1)
+    assert register(ring, 16, upd, ctypes.sizeof(upd)) == 1
+    e_reg, e_upd = tracer.mine(2)
+    register(ring, 1, None, 0)
+    assert [(x.backing, x.offset) for x in e_reg.memory] == [("memfd", 0), ("memfd", 4096)]
+    assert [(x.backing, x.offset) for x in e_upd.memory] == [("memfd", 0)]
+    assert len(iov2) == 2
