@@ -39,12 +39,23 @@ struct uw_uapi_types {
 };
 struct uw_uapi_types *uw_uapi_anchor __attribute__((unused));
 
+/* The records and map types only the ring buffer and user space see. */
+struct uw_records {
+	struct uw_ring ring;
+	struct uw_op op;
+	struct uw_use_key use_key;
+	struct uw_use use;
+};
+struct uw_records *uw_records_anchor __attribute__((unused));
+
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {
 	enum uw_kind kind;
 	enum uw_call_flags call_flags;
 	enum uw_region_flags region_flags;
 	enum uw_counter counter;
+	enum uw_op_flags op_flags;
+	enum uw_op_reason op_reason;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

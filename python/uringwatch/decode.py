@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import Callable
 
-from . import arguments, layout
+from . import arguments, layout, rings
 from .events import Event, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .payloads import Region
@@ -19,9 +19,9 @@ _HDR = layout.REC_HDR.struct
 _CALL = layout.CALL.struct
 _CALL_SIZE = layout.CALL.size
 _NVALS = len(_CALL.unpack(bytes(_CALL_SIZE)))
-_REGION_AT = _NVALS - 6 * layout.NREGION - layout.MAX_CHANGED
+_REGION_AT = _NVALS - 6 * layout.NREGION - layout.MAX_CHANGED - 2
 _REGION_SLOTS = range(_REGION_AT, _REGION_AT + 6 * layout.NREGION, 6)
-_CHANGED_AT = _NVALS - layout.MAX_CHANGED
+_CHANGED_AT = _REGION_AT + 6 * layout.NREGION
 _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
 
 # decode() builds Events positionally: with 22 fields that is ten times
@@ -29,13 +29,20 @@ _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
 _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "fd",
                  "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
                  "duration_ns", "payload", "error", "blind", "pidns", "mntns", "toctou",
-                 "cgroup_path", "container_id")
+                 "cgroup_path", "container_id", "ring_id", "cred_id")
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
 
 
 def errno_name(ret: int) -> str | None:
     return errno.errorcode.get(-ret, f"E{-ret}") if ret < 0 else None
+
+
+_OTHER_KINDS = {
+    layout.KIND_RING: (layout.RING, lambda buf, off, wall, ctx:
+                       rings.decode_ring(buf, off, wall, errno_name, ctx)),
+    layout.KIND_OP: (layout.OP, rings.decode_op),
+}
 
 
 def decode(buf, off: int, size: int, boot_to_wall: int,
@@ -46,16 +53,23 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
-    if kind != layout.KIND_CALL:
-        raise RecordError(f"unknown record kind {kind}")
     if abi != layout.ABI_VERSION:
         raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
+    if kind in _OTHER_KINDS:
+        lay, decoder = _OTHER_KINDS[kind]
+        if rec_size != size or size != lay.size:
+            raise RecordError(f"{lay.name} record of {size} bytes (header says "
+                              f"{rec_size}, layout is {lay.size})")
+        return decoder(buf, off, boot_to_wall, context)
+    if kind != layout.KIND_CALL:
+        raise RecordError(f"unknown record kind {kind}")
     if rec_size != size or size < _CALL_SIZE:
         raise RecordError(f"call record of {size} bytes (header says {rec_size}, "
                           f"fixed part is {_CALL_SIZE})")
     v = _CALL.unpack_from(buf, off)
     (_, _, _, ts_enter, ts_exit, arg, ret, cgroup_id, pid, tid, ppid, uid, gid,
      fd, opcode, nr_args, pidns, mntns, flags, nchanged, comm) = v[:_REGION_AT]
+    ring, cred = v[-2:]
     regions, pos, end = [], off + _CALL_SIZE, off + size
     for i in _REGION_SLOTS:
         addr, count, length, elem, rflags, _ = v[i:i + 6]
@@ -86,7 +100,8 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
                more=bool(flags & layout.F_CHANGED_MORE),
                exit_unreadable=bool(flags & layout.F_EXIT_FAULT),
                checked=not flags & layout.F_UNCOMPARED),
-        *(context(cgroup_id) if context else (None, None)))
+        *(context(cgroup_id) if context else (None, None)), rings.ring_id(ring),
+        rings.ring_id(cred))
 
 # Record ABI -> decoder, for dumps. When the ABI changes, today's decode()
 # and the layouts it uses move to a module of their own (decode_abi1.py) and

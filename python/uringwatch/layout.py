@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 COMM_LEN = 16
 NREGION = 4
@@ -17,6 +17,20 @@ CAP_MAX = 1024
 HEAD_MAX = 128
 
 KIND_CALL = 1
+KIND_RING = 3
+KIND_OP = 4
+PARAMS_LEN = 120
+
+# enum uw_op_flags
+OP_FIXED_FILE = 1 << 0
+OP_FIXED_BUF = 1 << 1
+OP_BUF_SELECT = 1 << 2
+OP_CREDS = 1 << 3
+OP_CREDS_DIFFER = 1 << 4
+OP_SQ_THREAD = 1 << 5
+
+# enum uw_op_reason
+OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
 
 # uw_call.flags
 F_PPID = 1 << 0
@@ -36,7 +50,7 @@ R_EXIT_FAULT = 1 << 4
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
-            "read_fault", "filtered")
+            "read_fault", "filtered", "ops_untracked")
 
 
 class Layout:
@@ -98,6 +112,32 @@ CALL = Layout("uw_call", [
     ("nchanged", "I"), ("comm", f"{COMM_LEN}s"),
     ("region", "QIIHHI" * NREGION),
     ("changed", f"{MAX_CHANGED}I"),
+    ("ring", "2Q"),
+])
+
+RING = Layout("uw_ring", [
+    ("hdr", "HHI"), ("ts_enter", "Q"), ("ts_exit", "Q"), ("ring_id", "Q"), ("ret", "q"),
+    ("cgroup_id", "Q"), ("params_addr", "Q"), ("pid", "I"), ("tid", "I"), ("ppid", "I"),
+    ("uid", "I"), ("gid", "I"), ("entries", "I"), ("flags", "I"), ("pad", "I"),
+    ("comm", f"{COMM_LEN}s"), ("params", f"{PARAMS_LEN}s"),
+])
+
+USE_KEY = Layout("uw_use_key", [
+    ("ring_id", "Q"), ("cred_id", "Q"), ("file_slot", "i"), ("buf", "i"), ("euid", "I"),
+    ("pid", "I"), ("opcode", "B"), ("flags", "B"), ("pad", "H"), ("pad2", "I"),
+])
+
+USE = Layout("uw_use", [
+    ("count", "Q"), ("first_ts", "Q"), ("last_ts", "Q"), ("cgroup_id", "Q"),
+    ("pid", "I"), ("tid", "I"), ("comm", f"{COMM_LEN}s"),
+])
+
+OP = Layout("uw_op", [
+    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
+    ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
+    ("cred_cap_effective", "Q"), ("pid", "I"), ("tid", "I"), ("creator_pid", "I"),
+    ("uid", "I"), ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"), ("pad", "I"),
+    ("comm", f"{COMM_LEN}s"),
 ])
 
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
@@ -107,6 +147,7 @@ CONFIG = Layout("uw_config", [
     ("wakeup_bytes", "Q"), ("generic", "I"),
     ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
     ("pad", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
+    ("id_key", "2Q"), ("ops_all", "I"), ("pad2", "I"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)
+ALL = (REC_HDR, REGION, CALL, RING, USE_KEY, USE, OP, COUNTERS_LAYOUT, CONFIG)

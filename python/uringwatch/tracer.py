@@ -19,6 +19,7 @@ from .decode import RecordError, decode
 from .events import Event
 from .filters import Filters
 from .ringbuf import RingBuffer
+from .rings import Ledger, UseCounts
 
 OBJECT_NAME = "uringwatch.bpf.o"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -82,7 +83,8 @@ class Tracer:
                  ring_bytes: int = 8 << 20, max_inflight: int = 256,
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
                  btf_path: str | None = None, generic: bool = False,
-                 containers: bool = True, hook: str = "auto"):
+                 containers: bool = True, hook: str = "auto", rings: bool = True,
+                 ops_all: bool = False, count_interval: float = 1.0):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
         if not 0 <= snap_bytes <= layout.HEAD_MAX:
@@ -95,7 +97,9 @@ class Tracer:
         self.filters = filters or Filters()
         self.options = dict(cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
-                            wakeup_bytes=wakeup_bytes, generic=generic)
+                            wakeup_bytes=wakeup_bytes, generic=generic, ops_all=ops_all)
+        self.rings = rings
+        self.count_interval = count_interval     # operations' counts, seconds
         self.flush_interval = flush_interval
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
@@ -108,6 +112,8 @@ class Tracer:
         self._boot_to_wall = 0
         self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
         self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
+        self._ledger = Ledger()
+        self._uses: UseCounts | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -135,6 +141,8 @@ class Tracer:
         self.object_sha256 = hashlib.sha256(data).hexdigest()
         has_loop = hooks.has_helper(hooks.FUNC_LOOP)
         self._programs = hooks.programs(hook, has_loop, tp)
+        if self.rings:
+            self._programs += hooks.ring_programs(tp, self.btf_path)
         # Without the helper (before 5.11) the first load is sure to fail,
         # and a refused load costs a full verifier pass with its log.
         task_btf = hooks.has_helper(hooks.FUNC_GET_CURRENT_TASK_BTF)
@@ -147,7 +155,10 @@ class Tracer:
             self._load(data, use_task_btf=False)
         self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook,
                              hooks=[lib.bpf_program__section_name(self._program(p)).decode()
-                                    for p in self._programs])
+                                    for p in self._programs[:2]],
+                             rings=[lib.bpf_program__section_name(self._program(p)).decode()
+                                    for p in self._programs[2:] if p != hooks.REAPER])
+        self._uses = UseCounts(lib.bpf_map__fd(self._map("uses")), self.count_interval)
         self._fill_free_slots()
         for pid in self.filters.pids or ():
             self.add_pid(pid)
@@ -211,8 +222,11 @@ class Tracer:
                    targ_pids=int(f.pids is not None), targ_cgroups=int(f.cgroups is not None),
                    targ_uid=0xFFFFFFFF if f.uid is None else f.uid,
                    targ_failed=int(f.failed), targ_opcodes=f.opcode_mask(),
-                   targ_comm=(f.comm or "").encode())
-        view.raw = layout.CONFIG.struct.pack(*cfg.values())
+                   targ_comm=(f.comm or "").encode(),
+                   id_key=tuple(int.from_bytes(os.urandom(8), "little") for _ in range(2)),
+                   ops_all=int(o["ops_all"]))
+        view.raw = layout.CONFIG.struct.pack(
+            *(x for v in cfg.values() for x in (v if isinstance(v, tuple) else (v,))))
 
     def _fill_free_slots(self) -> None:
         fd = libbpf.lib().bpf_map__fd(self._map("free_slots"))
@@ -306,10 +320,24 @@ class Tracer:
                 finally:        # a view left alive would keep the ring from unmapping
                     view.release()
             try:
-                out.append(decode(ring.data, off, size, self._boot_to_wall, self._context))
+                out.append(self._ledger.feed(
+                    decode(ring.data, off, size, self._boot_to_wall, self._context)))
             except RecordError:
                 self.decode_errors += 1
         ring.release()
+        if self._uses and self._uses.due(final=not self._links):
+            out.extend(self._counts())
+        return out
+
+    def _counts(self) -> list:
+        """The operations' counts since the last, as records of their own:
+        recorded and decoded like the kernel's."""
+        out = []
+        for raw in self._uses.records():
+            if self.on_raw:
+                self.on_raw(memoryview(raw))
+            out.append(self._ledger.feed(
+                decode(raw, 0, len(raw), self._boot_to_wall, self._context)))
         return out
 
     def __iter__(self) -> Iterator[Event]:
