@@ -56,6 +56,7 @@ struct uw_enums {
 	enum uw_counter counter;
 	enum uw_op_flags op_flags;
 	enum uw_op_reason op_reason;
+	enum io_uring_op sqe_op;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

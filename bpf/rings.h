@@ -76,6 +76,13 @@ static __always_inline __u64 id_of_ptr(const void *ptr)
 	return id_of_addr(*(volatile __u64 *)slot);   /* reloaded: a scalar */
 }
 
+/* Ring and operation events are not register calls: filters on register
+ * opcodes or on failed calls keep none of them. */
+static __always_inline bool ring_events_allowed(__u64 pid_tgid)
+{
+	return !cfg.targ_opcodes && !cfg.targ_failed && task_allowed(pid_tgid);
+}
+
 /* io_uring_setup enter: remember what was asked. */
 static __always_inline int on_setup_enter(__u32 entries, __u64 params)
 {
@@ -83,7 +90,7 @@ static __always_inline int on_setup_enter(__u32 entries, __u64 params)
 	__u32 tid = (__u32)id;
 	struct uw_ring r = {};
 
-	if (!task_allowed(id))
+	if (!ring_events_allowed(id))
 		return 0;
 	r.hdr.kind = UW_KIND_RING;
 	r.hdr.abi = UW_ABI_VERSION;
@@ -173,6 +180,7 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 	k->ring_id = id_of_ptr(req->ctx);
 	k->opcode = req->opcode;
 	k->euid = cur->euid.val;
+	k->uid = cur->uid.val;
 	k->pid = bpf_get_current_pid_tgid() >> 32;
 	k->file_slot = -1;
 	k->buf = -1;
@@ -217,7 +225,6 @@ static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
 	op.pid = id >> 32;
 	op.tid = (__u32)id;
 	op.creator_pid = creator ? *creator : 0;
-	op.uid = cur->uid.val;
 	if (creds) {
 		op.cred_uid = creds->uid.val;
 		op.cred_euid = creds->euid.val;
@@ -239,7 +246,7 @@ static __always_inline int on_submit(struct io_kiocb *req)
 	struct uw_use_key k = {};
 	struct uw_use *u, fresh = {};
 
-	if (!task_allowed(id))
+	if (!ring_events_allowed(id))
 		return 0;
 	use_key(&k, req, task);
 	u = bpf_map_lookup_elem(&uses, &k);

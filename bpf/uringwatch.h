@@ -153,7 +153,7 @@ struct uw_use_key {
 	__u8 opcode;          /* IORING_OP_* */
 	__u8 flags;           /* enum uw_op_flags */
 	__u16 pad;
-	__u32 pad2;
+	__u32 uid;            /* the submitter's */
 };
 
 struct uw_use {
@@ -180,11 +180,9 @@ struct uw_op {
 	__u32 pid;
 	__u32 tid;
 	__u32 creator_pid;    /* the ring's creator; 0: made before tracing began */
-	__u32 uid;            /* the submitter's */
 	__u32 cred_uid;       /* the personality's */
 	__u32 cred_euid;
 	__u32 reason;         /* enum uw_op_reason */
-	__u32 pad;
 	char comm[UW_COMM_LEN];
 };
 

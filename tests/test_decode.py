@@ -16,12 +16,9 @@ def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, **fields):
                   pidns=5, mntns=6, flags=layout.F_PPID | layout.F_NS, nchanged=0,
                   comm=b"golden\0")
     values.update(fields)
-    head = struct.pack("<HHI", layout.KIND_CALL, layout.ABI_VERSION, size)
-    fixed = struct.pack("<QQQqQIIIIIiIIIIII16s", *(values[k] for k in (
-        "ts_enter", "ts_exit", "arg", "ret", "cgroup_id", "pid", "tid", "ppid", "uid",
-        "gid", "fd", "opcode", "nr_args", "pidns", "mntns", "flags", "nchanged", "comm")))
-    regs = b"".join(struct.pack("<QIIHHI", a, c, len(d), e, f, 0) for a, c, e, f, _, d in regions)
-    return head + fixed + regs + bytes(4 * layout.MAX_CHANGED) + data
+    fields = dict(values, hdr=(layout.KIND_CALL, layout.ABI_VERSION, size),
+                  region=tuple(x for a, c, e, f, _, d in regions for x in (a, c, len(d), e, f, 0)))
+    return layout.CALL.pack(**fields) + data
 
 
 FDS = struct.pack("<3i", 4, -1, -2)

@@ -28,7 +28,8 @@ needs_ops = pytest.mark.skipif(not ops_supported() if os.geteuid() == 0 else Tru
 def ring_tracer():
     """A tracer of this process and the ones a test adds."""
     from uringwatch import Filters, Tracer
-    with Tracer(Filters(pids=frozenset([os.getpid()])), count_interval=0.2) as t:
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True,
+                count_interval=0.2) as t:
         yield t
 
 

@@ -75,6 +75,11 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
                     help="elements captured per array (1..1024, default 64)")
     ap.add_argument("--generic", action="store_true",
                     help="capture only the first 64 bytes at arg, undecoded (cheaper)")
+    ap.add_argument("--rings", action="store_true",
+                    help="also show rings being created and the operations they accept, "
+                         "summarised: first use of each resource, then counts")
+    ap.add_argument("--ops", choices=("summary", "all"), default="summary",
+                    help="with --rings: one event per operation (all), not a summary")
     ap.add_argument("--hook", choices=("auto", *HOOKS), default="auto",
                     help="where to attach (default: the best this kernel has)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
@@ -126,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
-                        hook=args.hook)
+                        hook=args.hook, rings=args.rings or args.ops == "all",
+                        ops_all=args.ops == "all")
         return trace(tracer, args, show=not record)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
@@ -196,8 +202,8 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
-              f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}",
-              file=sys.stderr)
+              f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}; "
+              f"rings: {rings_line(tracer)}", file=sys.stderr)
 
         def emit(events) -> bool:
             nonlocal seen, last_stats
@@ -226,6 +232,20 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
                 recorder.close()
             print_stats(tracer.stats(), seen, "recorded" if not show else "shown")
     return EXIT_OK
+
+
+def rings_line(tracer: Tracer) -> str:
+    """Which parts of a ring's life this run shows, and through what."""
+    attached = tracer.features["rings"]
+    ids = "ring ids" if any(a.endswith("/io_uring_register") for a in attached) \
+        else "no ring ids (no io_uring_register tracepoint)"
+    if not tracer.rings:
+        return f"{ids} (--rings for creation and operations)"
+    ops = next((a for a in attached if a.startswith("tp_btf/")), None)
+    setup = "creation" if any(a.endswith("_io_uring_setup") for a in attached) else \
+        "no creation events"
+    return (f"{ids}, {setup}, operations "
+            f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}")
 
 
 def print_stats(stats: dict[str, int], shown: int, verb: str = "shown") -> None:

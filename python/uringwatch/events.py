@@ -110,7 +110,7 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     pid: int                  # the submitter (its process for SQPOLL threads)
     tid: int
     comm: str
-    uid: int | None           # None in counts
+    uid: int
     euid: int
     cgroup_id: int
     creator_pid: int | None   # the ring's creator, if seen being made (None in counts)

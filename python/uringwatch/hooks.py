@@ -49,13 +49,19 @@ SUBMIT_PROGRAM = "tp_btf__{}"
 ALL_PROGRAMS += tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS)
 
 
-def ring_programs(tracefs: str, btf_path: str | None = None) -> tuple[str, ...]:
+RING_ID_PROGRAM = "tracepoint__io_uring__io_uring_register"
+
+
+def ring_programs(tracefs: str, btf_path: str | None = None,
+                  lifecycle: bool = True) -> tuple[str, ...]:
     """The ring programs this kernel can run: those whose tracepoint
     exists, and the operations' program where the tracepoint hands it the
-    request as its first argument."""
-    chosen = tuple(p for p, event in RING_PROGRAMS.items()
+    request as its first argument. Without `lifecycle`, only the one that
+    gives register calls their ring id."""
+    wanted = RING_PROGRAMS if lifecycle else {RING_ID_PROGRAM: RING_PROGRAMS[RING_ID_PROGRAM]}
+    chosen = tuple(p for p, event in wanted.items()
                    if os.path.exists(os.path.join(tracefs, event)))
-    submit = typed_submit_tracepoint(btf_path)
+    submit = typed_submit_tracepoint(btf_path) if lifecycle else None
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ())
 
 
@@ -223,7 +229,7 @@ def ring_report(tracefs: str) -> dict:
     submit = next((p for p in chosen if p.startswith("tp_btf__")), None)
     return {
         "setup": all(p in chosen for p in list(RING_PROGRAMS)[:3]),
-        "register_ring_id": "tracepoint__io_uring__io_uring_register" in chosen,
+        "register_ring_id": RING_ID_PROGRAM in chosen,
         "operations": submit.removeprefix("tp_btf__") if submit else None,
     }
 

@@ -83,6 +83,17 @@ class Layout:
             i += n
         return out
 
+    def pack(self, **values) -> bytes:
+        """The struct's bytes from member values (tuples for members that
+        span several); members not given are zero."""
+        flat: list = []
+        for (member, fmt), n in zip(self.members, self._spans):
+            v = values.get(member)
+            if v is None:
+                v = struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt)))
+            flat.extend(v if n > 1 else (v,))
+        return self.struct.pack(*flat)
+
     def rows(self, buf):
         """The raw values of every whole element in buf, packed back to back."""
         return self.struct.iter_unpack(buf[:len(buf) - len(buf) % self.size])
@@ -124,7 +135,7 @@ RING = Layout("uw_ring", [
 
 USE_KEY = Layout("uw_use_key", [
     ("ring_id", "Q"), ("cred_id", "Q"), ("file_slot", "i"), ("buf", "i"), ("euid", "I"),
-    ("pid", "I"), ("opcode", "B"), ("flags", "B"), ("pad", "H"), ("pad2", "I"),
+    ("pid", "I"), ("opcode", "B"), ("flags", "B"), ("pad", "H"), ("uid", "I"),
 ])
 
 USE = Layout("uw_use", [
@@ -136,7 +147,7 @@ OP = Layout("uw_op", [
     ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
     ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
     ("cred_cap_effective", "Q"), ("pid", "I"), ("tid", "I"), ("creator_pid", "I"),
-    ("uid", "I"), ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"), ("pad", "I"),
+    ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"),
     ("comm", f"{COMM_LEN}s"),
 ])
 

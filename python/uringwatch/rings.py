@@ -84,22 +84,21 @@ def decode_ring(buf, off: int, boot_to_wall: int, errno_name, context) -> Ring:
 
 def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
     v = layout.OP.unpack(buf, off)
-    (ring, cred_id, slot, buf_idx, euid, _pid, op, flags, _, _) = v["key"]
+    (ring, cred_id, slot, buf_idx, euid, _pid, op, flags, _, uid) = v["key"]
     creds = flags & layout.OP_CREDS
     known = v["reason"] != layout.OP_COUNT     # counts carry the key alone
     return Op(
         v["ts"] + boot_to_wall, v["first_ts"] + boot_to_wall, v["count"],
         REASONS.get(v["reason"], str(v["reason"])), ring_id(ring) or "", op,
-        sqe_op_name(op), v["pid"], v["tid"], _comm(v["comm"]), v["uid"] if known else None,
-        euid,
+        sqe_op_name(op), v["pid"], v["tid"], _comm(v["comm"]), uid, euid,
         v["cgroup_id"], v["creator_pid"] or None, bool(flags & layout.OP_SQ_THREAD),
         slot if flags & layout.OP_FIXED_FILE else None,
         buf_idx if flags & layout.OP_FIXED_BUF else None,
         buf_idx if flags & layout.OP_BUF_SELECT else None,
         (Cred(ring_id(cred_id), v["cred_uid"], v["cred_euid"], v["cred_cap_effective"])
          if known else Cred(ring_id(cred_id), None, None, None)) if creds else None,
-        (Cred(None, v["uid"], euid, v["cap_effective"]) if known
-         else Cred(None, None, euid, None)) if creds else None,
+        (Cred(None, uid, euid, v["cap_effective"]) if known
+         else Cred(None, uid, euid, None)) if creds else None,
         bool(flags & layout.OP_CREDS_DIFFER), None,
         *(context(v["cgroup_id"]) if context else (None, None)))
 
@@ -135,29 +134,31 @@ class Ledger:
 
     def _registered(self, t: _Tables, ev: Event) -> None:
         name, p = ev.opcode_name, ev.payload
-        if name in ("REGISTER_FILES", "REGISTER_FILES2") and p.fds is not None:
-            t.files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(p.fds) if fd >= 0}
-        elif name in ("REGISTER_FILES_UPDATE", "REGISTER_FILES_UPDATE2") and p.fds:
-            for i, fd in enumerate(p.fds[:ev.ret]):
+        fds, iovecs = getattr(p, "fds", None), getattr(p, "iovecs", None)
+        offset, bgid = getattr(p, "offset", None) or 0, getattr(p, "bgid", None)
+        if name in ("REGISTER_FILES", "REGISTER_FILES2") and fds is not None:
+            t.files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(fds) if fd >= 0}
+        elif name in ("REGISTER_FILES_UPDATE", "REGISTER_FILES_UPDATE2") and fds:
+            for i, fd in enumerate(fds[:ev.ret]):
                 if fd == -1:
-                    t.files.pop(p.offset + i, None)
+                    t.files.pop(offset + i, None)
                 elif fd >= 0:
-                    t.files[p.offset + i] = {"slot": p.offset + i, "fd": fd}
+                    t.files[offset + i] = {"slot": offset + i, "fd": fd}
         elif name == "UNREGISTER_FILES":
             t.files.clear()
-        elif name in ("REGISTER_BUFFERS", "REGISTER_BUFFERS2") and p.iovecs is not None:
+        elif name in ("REGISTER_BUFFERS", "REGISTER_BUFFERS2") and iovecs is not None:
             t.buffers = {i: {"index": i, "base": v.base, "len": v.len}
-                         for i, v in enumerate(p.iovecs)}
-        elif name == "REGISTER_BUFFERS_UPDATE" and p.iovecs:
-            for i, v in enumerate(p.iovecs):
-                t.buffers[p.offset + i] = {"index": p.offset + i, "base": v.base, "len": v.len}
+                         for i, v in enumerate(iovecs)}
+        elif name == "REGISTER_BUFFERS_UPDATE" and iovecs:
+            for i, v in enumerate(iovecs):
+                t.buffers[offset + i] = {"index": offset + i, "base": v.base, "len": v.len}
         elif name == "UNREGISTER_BUFFERS":
             t.buffers.clear()
-        elif name == "REGISTER_PBUF_RING" and p.bgid is not None:
-            t.groups[p.bgid] = {"bgid": p.bgid, "ring_addr": p.ring_addr,
-                                "ring_entries": p.ring_entries}
-        elif name == "UNREGISTER_PBUF_RING" and p.bgid is not None:
-            t.groups.pop(p.bgid, None)
+        elif name == "REGISTER_PBUF_RING" and bgid is not None:
+            t.groups[bgid] = {"bgid": bgid, "ring_addr": p.ring_addr,
+                              "ring_entries": p.ring_entries}
+        elif name == "UNREGISTER_PBUF_RING" and bgid is not None:
+            t.groups.pop(bgid, None)
         elif name == "REGISTER_PERSONALITY" and ev.cred_id:
             t.personalities[ev.cred_id] = ev.ret
 
@@ -217,7 +218,7 @@ class UseCounts:
             self._seen[k] = count
             out.append(_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, layout.OP.size)
                        + k + _OP_TAIL.pack(last_ts, first_ts, delta, cgroup_id, 0, 0, pid,
-                                           tid, 0, 0, 0, 0, layout.OP_COUNT, 0, comm))
+                                           tid, 0, 0, 0, layout.OP_COUNT, comm))
         return out
 
 

@@ -83,7 +83,7 @@ class Tracer:
                  ring_bytes: int = 8 << 20, max_inflight: int = 256,
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
                  btf_path: str | None = None, generic: bool = False,
-                 containers: bool = True, hook: str = "auto", rings: bool = True,
+                 containers: bool = True, hook: str = "auto", rings: bool = False,
                  ops_all: bool = False, count_interval: float = 1.0):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
@@ -98,7 +98,7 @@ class Tracer:
         self.options = dict(cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
                             wakeup_bytes=wakeup_bytes, generic=generic, ops_all=ops_all)
-        self.rings = rings
+        self.rings = rings or ops_all    # ring creation and operation events
         self.count_interval = count_interval     # operations' counts, seconds
         self.flush_interval = flush_interval
         self.btf_path = btf_path
@@ -141,8 +141,7 @@ class Tracer:
         self.object_sha256 = hashlib.sha256(data).hexdigest()
         has_loop = hooks.has_helper(hooks.FUNC_LOOP)
         self._programs = hooks.programs(hook, has_loop, tp)
-        if self.rings:
-            self._programs += hooks.ring_programs(tp, self.btf_path)
+        self._programs += hooks.ring_programs(tp, self.btf_path, self.rings)
         # Without the helper (before 5.11) the first load is sure to fail,
         # and a refused load costs a full verifier pass with its log.
         task_btf = hooks.has_helper(hooks.FUNC_GET_CURRENT_TASK_BTF)
@@ -158,7 +157,8 @@ class Tracer:
                                     for p in self._programs[:2]],
                              rings=[lib.bpf_program__section_name(self._program(p)).decode()
                                     for p in self._programs[2:] if p != hooks.REAPER])
-        self._uses = UseCounts(lib.bpf_map__fd(self._map("uses")), self.count_interval)
+        if any(p.startswith("tp_btf__") for p in self._programs):
+            self._uses = UseCounts(lib.bpf_map__fd(self._map("uses")), self.count_interval)
         self._fill_free_slots()
         for pid in self.filters.pids or ():
             self.add_pid(pid)
