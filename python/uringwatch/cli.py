@@ -166,9 +166,10 @@ def probe(json_out: bool) -> int:
         print(json.dumps(rep))
         return EXIT_OK
     for key, value in rep.items():
-        if key == "hooks":
-            for hook, ok in value.items():
-                print(f"{'hook ' + hook:<26} {'yes' if ok else 'no'}")
+        if isinstance(value, dict):     # hooks, rings: one line each
+            for name, v in value.items():
+                v = {True: "yes", False: "no", None: "no"}.get(v, v)
+                print(f"{key.removesuffix('s') + ' ' + name:<26} {v}")
         else:
             print(f"{key:<26} {value}")
     return EXIT_OK
