@@ -15,13 +15,32 @@ pytestmark = needs_root
 SYS_pidfd_open, SYS_pidfd_getfd = 434, 438
 
 
-def ops_supported() -> bool:
-    from uringwatch import hooks
-    return hooks.typed_submit_tracepoint() is not None
+def submit_tracepoint_has_request() -> bool:
+    """Asked of tracefs, independently of uringwatch: whether the kernel's
+    submit tracepoint carries the request (6.0+), not only the ring (5.x)."""
+    from uringwatch.tracer import tracefs
+    root = tracefs()                     # mounted if it is not yet
+    for name in ("io_uring_submit_req", "io_uring_submit_sqe"):
+        fmt = os.path.join(root, "events/io_uring", name, "format")
+        if os.path.exists(fmt):
+            return "field:void * req;" in open(fmt).read()
+    return False
 
 
-needs_ops = pytest.mark.skipif(not ops_supported() if os.geteuid() == 0 else True,
-                               reason="this kernel's submit tracepoint has no typed request")
+@pytest.fixture
+def needs_ops():
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel's submit tracepoint has no request")
+
+
+def test_operations_are_traced_where_the_kernel_gives_the_request(ring_tracer):
+    """Where the kernel can't give operations, the tracer says so and the
+    rest of a ring's life is still traced."""
+    attached = ring_tracer.features["rings"]
+    has_ops = any(a.startswith("tp_btf/io_uring_submit_") for a in attached)
+    assert has_ops == submit_tracepoint_has_request()
+    assert "tracepoint/io_uring/io_uring_register" in attached
+    assert "tracepoint/io_uring/io_uring_create" in attached
 
 
 @pytest.fixture
@@ -90,8 +109,7 @@ def _wait(pid):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-@needs_ops
-def test_another_process_drives_the_ring_with_its_registrations(ring_tracer):
+def test_another_process_drives_the_ring_with_its_registrations(ring_tracer, needs_ops):
     """Created here; a forked child and a process that took it with
     pidfd_getfd use it: the same ring id everywhere, each operation joined
     to the file slot and buffer registered here."""
@@ -153,8 +171,7 @@ def uring_fd_of(events, ring_id):
     return files.payload.fds[0]
 
 
-@needs_ops
-def test_personality_used_after_dropping_privileges(ring_tracer):
+def test_personality_used_after_dropping_privileges(ring_tracer, needs_ops):
     """Registered as root; a child drops to nobody and submits under it:
     reported, with both identities."""
     r = uring.Ring(8)
@@ -184,8 +201,7 @@ def test_personality_used_after_dropping_privileges(ring_tracer):
     r.close()
 
 
-@needs_ops
-def test_sqpoll_operations_are_attributed_to_the_creator(ring_tracer):
+def test_sqpoll_operations_are_attributed_to_the_creator(ring_tracer, needs_ops):
     r = uring.Ring(8, flags=uring.SETUP_SQPOLL, sq_thread_idle=50)
     for i in range(4):
         r.put(i, uring.OP_NOP)
@@ -201,8 +217,7 @@ def test_sqpoll_operations_are_attributed_to_the_creator(ring_tracer):
     r.close()
 
 
-@needs_ops
-def test_a_million_nops_give_few_records_and_exact_counts(ring_tracer):
+def test_a_million_nops_give_few_records_and_exact_counts(ring_tracer, needs_ops):
     r = uring.Ring(4096)
     for i in range(4096):
         r.put(i, uring.OP_NOP)
@@ -221,8 +236,7 @@ def test_a_million_nops_give_few_records_and_exact_counts(ring_tracer):
     r.close()
 
 
-@needs_ops
-def test_ops_all_reports_every_operation():
+def test_ops_all_reports_every_operation(needs_ops):
     from uringwatch import Filters, Tracer
     with Tracer(Filters(pids=frozenset([os.getpid()])), ops_all=True) as t:
         r = uring.Ring(64)
