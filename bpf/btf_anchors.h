@@ -47,6 +47,14 @@ struct uw_record_types {
 	struct uw_cred cred;
 };
 struct uw_record_types *uw_record_anchor __attribute__((unused));
+/* The records and map types only the ring buffer and user space see. */
+struct uw_records {
+	struct uw_ring ring;
+	struct uw_op op;
+	struct uw_use_key use_key;
+	struct uw_use use;
+};
+struct uw_records *uw_records_anchor __attribute__((unused));
 
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {
@@ -59,6 +67,9 @@ struct uw_enums {
 	enum uw_file_flags file_flags;
 	enum uw_mem_flags mem_flags;
 	enum uw_ident_flags ident_flags;
+	enum uw_op_flags op_flags;
+	enum uw_op_reason op_reason;
+	enum io_uring_op sqe_op;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

@@ -86,4 +86,19 @@ static __always_inline void bump(enum uw_counter c)
 		cnt->n[c]++;
 }
 
+/* Sends one record. Wakes the consumer only when this record crosses the
+ * threshold: a consumer that lags stays above it, and waking it on every
+ * record cost ~4.5 us per call (bench/run.py). */
+static __always_inline void emit(void *rec, __u64 size)
+{
+	__u64 queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 flags = queued < cfg.wakeup_bytes && queued + size >= cfg.wakeup_bytes ?
+		      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&events, rec, size, flags))
+		bump(UW_CNT_RING_FULL);
+	else
+		bump(UW_CNT_EMITTED);
+}
+
 #endif

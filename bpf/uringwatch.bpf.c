@@ -29,6 +29,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "capture.h"
 #include "toctou.h"
 #include "identity.h"
+#include "rings.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
@@ -142,7 +143,7 @@ static __always_inline bool end_call(__u32 tid, __u32 *idx)
 static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
-	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size, queued;
+	__u64 uid_gid = bpf_get_current_uid_gid(), size;
 	struct uw_slot *s;
 
 	if (!end_call(tid, &idx)) {
@@ -177,16 +178,7 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 		size = sizeof(*s);
 	keep(size);
 	s->call.hdr.size = size;
-	/* Wake the consumer only when this record crosses the threshold: a
-	 * consumer that lags stays above it, and waking it on every record
-	 * cost ~4.5 us per call (bench/run.py). */
-	queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	flags = queued < cfg.wakeup_bytes && queued + size >= cfg.wakeup_bytes ?
-		BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, s, size, flags))
-		bump(UW_CNT_RING_FULL);
-	else
-		bump(UW_CNT_EMITTED);
+	emit(s, size);
 out:
 	bpf_map_push_elem(&free_slots, &idx, 0);
 	return 0;
@@ -280,5 +272,60 @@ int tracepoint__sched__sched_process_exit(void *ctx)
 		return 0;
 	bump(UW_CNT_NO_EXIT);
 	bpf_map_push_elem(&free_slots, &idx, 0);
+	return 0;
+}
+
+/* A ring's life. io_uring_setup's tracepoints bracket the call, and
+ * io_uring_create fires inside it once the ring exists, with its address;
+ * io_uring_register fires inside a register call that found its ring. The
+ * operations' tracepoint has a typed request (`tp_btf`) from 6.0, named
+ * io_uring_submit_sqe until 6.4; the loader picks the one this kernel has
+ * and loads neither where the request is not its first argument. */
+SEC("tracepoint/syscalls/sys_enter_io_uring_setup")
+int tracepoint__syscalls__sys_enter_io_uring_setup(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_setup_enter(ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_setup")
+int tracepoint__syscalls__sys_exit_io_uring_setup(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_setup_exit(ctx->ret);
+}
+
+SEC("tracepoint/io_uring/io_uring_create")
+int tracepoint__io_uring__io_uring_create(struct trace_event_raw_io_uring_create *ctx)
+{
+	return on_ring_created((__u64)ctx->ctx);
+}
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(tp_btf__io_uring_submit_req, struct io_kiocb *req)
+{
+	return on_submit(req);
+}
+
+SEC("tp_btf/io_uring_submit_sqe")
+int BPF_PROG(tp_btf__io_uring_submit_sqe, struct io_kiocb *req)
+{
+	return on_submit(req);
+}
+
+/* Inside a register call that found its ring: which ring, and for a
+ * personality the credentials the kernel saves (the caller's). */
+SEC("tracepoint/io_uring/io_uring_register")
+int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_register *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *idx = bpf_map_lookup_elem(&inflight, &tid);
+	struct uw_slot *s;
+
+	if (!idx || *idx == NO_SLOT)
+		return 0;
+	s = bpf_map_lookup_elem(&slots, idx);
+	if (!s)
+		return 0;
+	s->call.ring.ring_id = id_of_addr((__u64)ctx->ctx);
+	if (ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf)
+		s->call.ring.cred_id = id_of_ptr(bpf_get_current_task_btf()->cred);
 	return 0;
 }

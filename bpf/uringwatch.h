@@ -12,7 +12,7 @@
 #endif
 
 /* Bump when any record layout below changes. ABI 1 (before identities) is
- * kept decodable by python/uringwatch/layout_abi1.py. */
+ * kept decodable by layout.CALL_ABI1 in python/uringwatch/layout.py. */
 #define UW_ABI_VERSION 2
 
 #define UW_COMM_LEN 16
@@ -31,6 +31,8 @@
 
 enum uw_kind {
 	UW_KIND_CALL = 1,
+	UW_KIND_RING = 3,     /* a ring created: io_uring_setup */
+	UW_KIND_OP = 4,       /* an operation a ring accepted, or a count of them */
 };
 
 /* Common first bytes of every ring-buffer record. */
@@ -179,6 +181,13 @@ struct uw_ident {
 	struct uw_cred cred;
 };
 
+/* The ring a register call acted on, and for REGISTER_PERSONALITY the
+ * credentials it saved (the caller's), as ids operations are joined by. */
+struct uw_ring_ref {
+	__u64 ring_id;        /* 0: the call found no ring */
+	__u64 cred_id;
+};
+
 /* Emitted at syscall exit, one per io_uring_register call. */
 struct uw_call {
 	struct uw_rec_hdr hdr;
@@ -203,10 +212,96 @@ struct uw_call {
 	struct uw_region region[UW_NREGION];
 	__u32 changed[UW_MAX_CHANGED]; /* region << 24 | byte offset in region */
 	struct uw_ident ident;         /* ABI 2 */
+	struct uw_ring_ref ring;
 };
 
 _Static_assert(sizeof(struct uw_file) == 256, "UW_IDENT_MAX assumes 256-byte uw_file");
 _Static_assert(sizeof(struct uw_mem) == 312, "UW_IDENT_MAX assumes 312-byte uw_mem");
+
+#define UW_PARAMS_LEN 120     /* struct io_uring_params */
+
+/* Emitted at io_uring_setup's exit. */
+struct uw_ring {
+	struct uw_rec_hdr hdr;
+	__u64 ts_enter;       /* CLOCK_BOOTTIME ns */
+	__u64 ts_exit;
+	__u64 ring_id;        /* keyed hash of the ring; 0: no ring was made */
+	__s64 ret;            /* the ring's fd, or -errno */
+	__u64 cgroup_id;
+	__u64 params_addr;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 entries;
+	__u32 flags;          /* enum uw_call_flags: PPID; EXIT_FAULT: params unreadable */
+	__u32 pad;
+	char comm[UW_COMM_LEN];
+	__u8 params[UW_PARAMS_LEN]; /* io_uring_params as the kernel left it */
+};
+
+/* uw_use_key.flags */
+enum uw_op_flags {
+	UW_OP_FIXED_FILE = 1 << 0,   /* file_slot: a registered-file index */
+	UW_OP_FIXED_BUF = 1 << 1,    /* buf: a registered-buffer index */
+	UW_OP_BUF_SELECT = 1 << 2,   /* buf: a provided-buffer group */
+	UW_OP_CREDS = 1 << 3,        /* ran under a registered personality */
+	UW_OP_CREDS_DIFFER = 1 << 4, /* ... whose credentials are not the submitter's */
+	UW_OP_SQ_THREAD = 1 << 5,    /* submitted by a kernel io thread (SQPOLL) */
+};
+
+/* uw_op.reason */
+enum uw_op_reason {
+	UW_OP_FIRST = 1,      /* first use of its key */
+	UW_OP_EACH = 2,       /* one operation (every operation reported) */
+	UW_OP_COUNT = 3,      /* uses of its key since the last count (user space) */
+};
+
+/* What an operation used, and who submitted it: the key of the in-kernel
+ * summary of uses. */
+struct uw_use_key {
+	__u64 ring_id;
+	__u64 cred_id;        /* keyed hash of the personality's creds; 0: none */
+	__s32 file_slot;      /* -1: none */
+	__s32 buf;            /* -1: none */
+	__u32 euid;           /* the submitter's */
+	__u32 pid;            /* the submitter's tgid */
+	__u8 opcode;          /* IORING_OP_* */
+	__u8 flags;           /* enum uw_op_flags */
+	__u16 pad;
+	__u32 uid;            /* the submitter's */
+};
+
+struct uw_use {
+	__u64 count;
+	__u64 first_ts;
+	__u64 last_ts;
+	__u64 cgroup_id;      /* first user's */
+	__u32 pid;            /* first user */
+	__u32 tid;
+	char comm[UW_COMM_LEN];
+};
+
+/* An operation's use of a ring: at first use of its key, for every
+ * operation with ops_all, or a count built by user space from the map. */
+struct uw_op {
+	struct uw_rec_hdr hdr;
+	struct uw_use_key key;
+	__u64 ts;             /* this use; for a count, the last one */
+	__u64 first_ts;
+	__u64 count;
+	__u64 cgroup_id;
+	__u64 cap_effective;  /* the submitter's */
+	__u64 cred_cap_effective; /* the personality's */
+	__u32 pid;
+	__u32 tid;
+	__u32 creator_pid;    /* the ring's creator; 0: made before tracing began */
+	__u32 cred_uid;       /* the personality's */
+	__u32 cred_euid;
+	__u32 reason;         /* enum uw_op_reason */
+	char comm[UW_COMM_LEN];
+};
 
 /* Drop and progress counters, one set per CPU. */
 enum uw_counter {
@@ -217,6 +312,7 @@ enum uw_counter {
 	UW_CNT_INFLIGHT_FULL, /* enter not saved: inflight map full */
 	UW_CNT_READ_FAULT,    /* user-memory reads that faulted */
 	UW_CNT_FILTERED,      /* calls skipped by filters */
+	UW_CNT_OPS_UNTRACKED, /* operations not counted by key: uses map full */
 	UW_CNT_MAX,
 };
 
@@ -240,6 +336,9 @@ struct uw_config {
 	__u32 resolve;        /* enum uw_resolve */
 	__u64 targ_opcodes;   /* bit n: opcode n (n < 64); 0: any */
 	char targ_comm[UW_COMM_LEN]; /* empty: any */
+	__u64 id_key[2];      /* keys ring and credential ids, random per run */
+	__u32 ops_all;        /* a record for every operation, not first uses */
+	__u32 pad2;
 };
 
 #endif /* URINGWATCH_H */

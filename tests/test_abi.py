@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from uringwatch import layout, uapi
+from uringwatch import layout, rings, uapi
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,17 @@ def test_enums_match_btf(btf):
                                         ("uw_ident_flags", "UW_I_", "I_")):
         for k, v in enum_values(btf, enum).items():
             assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k
-    assert enum_values(btf, "uw_kind")["UW_KIND_CALL"] == layout.KIND_CALL
+    for k, v in enum_values(btf, "uw_kind").items():
+        assert getattr(layout, k.removeprefix("UW_")) == v, k
+    for enum in ("uw_op_flags", "uw_op_reason"):
+        for k, v in enum_values(btf, enum).items():
+            assert getattr(layout, k.removeprefix("UW_")) == v, k
+
+
+def test_sqe_op_names_match_btf(btf):
+    ops = enum_values(btf, "io_uring_op")
+    assert [k.removeprefix("IORING_OP_") for k, v in sorted(ops.items(), key=lambda kv: kv[1])
+            if k != "IORING_OP_LAST"] == list(rings.SQE_OPS)
 
 
 def test_config_is_the_whole_rodata_cfg_section(btf):

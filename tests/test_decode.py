@@ -13,23 +13,19 @@ def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VE
     files as packed uw_file entries (ABI 2 on)."""
     entries = b"".join(files)
     data = b"".join(r[5] for r in regions[:3]) + entries + regions[3][5]
-    fixed_size = layout.CALL.size if abi >= 2 else layout.CALL_ABI1.size
-    size = fixed_size + len(data)
+    size = (layout.CALL if abi >= 2 else layout.CALL_ABI1).size + len(data)
     values = dict(ts_enter=1000, ts_exit=1500, arg=0x1000, ret=0, cgroup_id=7, pid=10,
                   tid=11, ppid=1, uid=0, gid=0, fd=3, opcode=opcode, nr_args=3,
                   pidns=5, mntns=6, flags=layout.F_PPID | layout.F_NS, nchanged=0,
                   comm=b"golden\0")
     values.update(fields)
-    head = struct.pack("<HHI", layout.KIND_CALL, abi, size)
-    fixed = struct.pack("<QQQqQIIIIIiIIIIII16s", *(values[k] for k in (
-        "ts_enter", "ts_exit", "arg", "ret", "cgroup_id", "pid", "tid", "ppid", "uid",
-        "gid", "fd", "opcode", "nr_args", "pidns", "mntns", "flags", "nchanged", "comm")))
-    regs = b"".join(struct.pack("<QIIHHI", a, c, len(d), e, f, 0) for a, c, e, f, _, d in regions)
-    ident = b""
+    lay = layout.CALL if abi >= 2 else layout.CALL_ABI1
+    fields = dict(values, hdr=(layout.KIND_CALL, abi, size),
+                  region=tuple(x for a, c, e, f, _, d in regions for x in (a, c, len(d), e, f, 0)))
     if abi >= 2:
-        ident = struct.pack("<HHHBB", len(files), 0, ident_flags, path, 0) + \
-            bytes(layout.CRED.size)
-    return head + fixed + regs + bytes(4 * layout.MAX_CHANGED) + ident + data
+        fields["ident"] = layout.IDENT.struct.unpack(
+            layout.IDENT.pack(nfiles=len(files), flags=ident_flags, path=path))
+    return lay.pack(**fields) + data
 
 
 def uw_file(fd=4, role=layout.ROLE_FDS, index=0, flags=layout.FL_FOUND | layout.FL_ROOTED,

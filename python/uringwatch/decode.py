@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import Callable
 
-from . import arguments, identity, layout
+from . import arguments, identity, layout, rings
 from .events import Event, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .payloads import Region
@@ -44,7 +44,8 @@ _MEM_HEAD = layout.MEM.offsets["file"]
 _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "fd",
                  "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
                  "duration_ns", "payload", "error", "blind", "pidns", "mntns", "toctou",
-                 "cgroup_path", "container_id", "files", "cred", "memory", "resolve")
+                 "cgroup_path", "container_id", "files", "cred", "memory", "resolve",
+                 "ring_id", "cred_id")
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
 
@@ -82,6 +83,13 @@ def _identities(v: tuple, at: int, buf, pos: int, end: int, pid: int, proc: bool
     return files, cred, memory or None, resolve, used
 
 
+_OTHER_KINDS = {
+    layout.KIND_RING: (layout.RING, lambda buf, off, wall, ctx:
+                       rings.decode_ring(buf, off, wall, errno_name, ctx)),
+    layout.KIND_OP: (layout.OP, rings.decode_op),
+}
+
+
 def decode(buf, off: int, size: int, boot_to_wall: int,
            context: Callable[[int], tuple[str | None, str | None]] | None = None,
            proc: bool = False) -> Event:
@@ -92,6 +100,14 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
+    if kind in _OTHER_KINDS:
+        if abi != layout.ABI_VERSION:
+            raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
+        lay, decoder = _OTHER_KINDS[kind]
+        if rec_size != size or size != lay.size:
+            raise RecordError(f"{lay.name} record of {size} bytes (header says "
+                              f"{rec_size}, layout is {lay.size})")
+        return decoder(buf, off, boot_to_wall, context)
     if kind != layout.KIND_CALL:
         raise RecordError(f"unknown record kind {kind}")
     shape = _SHAPES.get(abi)
@@ -103,6 +119,7 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
     v = shape.struct.unpack_from(buf, off)
     (_, _, _, ts_enter, ts_exit, arg, ret, cgroup_id, pid, tid, ppid, uid, gid,
      fd, opcode, nr_args, pidns, mntns, flags, nchanged, comm) = v[:shape.region_at]
+    ring, cred = v[-2:] if abi >= 2 else (0, 0)
     regions, pos, end = [], off + shape.size, off + size
     ids = (None, None, None, None)
     for i in shape.region_slots:
@@ -139,7 +156,8 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
                more=bool(flags & layout.F_CHANGED_MORE),
                exit_unreadable=bool(flags & layout.F_EXIT_FAULT),
                checked=not flags & layout.F_UNCOMPARED),
-        *(context(cgroup_id) if context else (None, None)), *ids)
+        *(context(cgroup_id) if context else (None, None)), *ids, rings.ring_id(ring),
+        rings.ring_id(cred))
 
 # Record ABI -> decoder, for dumps. decode() reads every ABI in _SHAPES
 # (ABI 1: layout.CALL_ABI1, no identities), so dumps written before a

@@ -20,6 +20,20 @@ MEMS_MAX = 16
 PATH_MAX = 176
 
 KIND_CALL = 1
+KIND_RING = 3
+KIND_OP = 4
+PARAMS_LEN = 120
+
+# enum uw_op_flags
+OP_FIXED_FILE = 1 << 0
+OP_FIXED_BUF = 1 << 1
+OP_BUF_SELECT = 1 << 2
+OP_CREDS = 1 << 3
+OP_CREDS_DIFFER = 1 << 4
+OP_SQ_THREAD = 1 << 5
+
+# enum uw_op_reason
+OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
 
 # uw_call.flags
 F_PPID = 1 << 0
@@ -69,7 +83,7 @@ I_CRED = 1 << 2
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
-            "read_fault", "filtered")
+            "read_fault", "filtered", "ops_untracked")
 
 
 class Layout:
@@ -101,6 +115,17 @@ class Layout:
             out[member] = values[i] if n == 1 else values[i:i + n]
             i += n
         return out
+
+    def pack(self, **values) -> bytes:
+        """The struct's bytes from member values (tuples for members that
+        span several); members not given are zero."""
+        flat: list = []
+        for (member, fmt), n in zip(self.members, self._spans):
+            v = values.get(member)
+            if v is None:
+                v = struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt)))
+            flat.extend(v if n > 1 else (v,))
+        return self.struct.pack(*flat)
 
     def rows(self, buf):
         """The raw values of every whole element in buf, packed back to back."""
@@ -135,6 +160,31 @@ CALL_ABI1 = Layout("uw_call", [
     ("changed", f"{MAX_CHANGED}I"),
 ])
 
+RING = Layout("uw_ring", [
+    ("hdr", "HHI"), ("ts_enter", "Q"), ("ts_exit", "Q"), ("ring_id", "Q"), ("ret", "q"),
+    ("cgroup_id", "Q"), ("params_addr", "Q"), ("pid", "I"), ("tid", "I"), ("ppid", "I"),
+    ("uid", "I"), ("gid", "I"), ("entries", "I"), ("flags", "I"), ("pad", "I"),
+    ("comm", f"{COMM_LEN}s"), ("params", f"{PARAMS_LEN}s"),
+])
+
+USE_KEY = Layout("uw_use_key", [
+    ("ring_id", "Q"), ("cred_id", "Q"), ("file_slot", "i"), ("buf", "i"), ("euid", "I"),
+    ("pid", "I"), ("opcode", "B"), ("flags", "B"), ("pad", "H"), ("uid", "I"),
+])
+
+USE = Layout("uw_use", [
+    ("count", "Q"), ("first_ts", "Q"), ("last_ts", "Q"), ("cgroup_id", "Q"),
+    ("pid", "I"), ("tid", "I"), ("comm", f"{COMM_LEN}s"),
+])
+
+OP = Layout("uw_op", [
+    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
+    ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
+    ("cred_cap_effective", "Q"), ("pid", "I"), ("tid", "I"), ("creator_pid", "I"),
+    ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"),
+    ("comm", f"{COMM_LEN}s"),
+])
+
 CRED = Layout("uw_cred", [
     ("uid", "I"), ("euid", "I"), ("suid", "I"), ("fsuid", "I"),
     ("gid", "I"), ("egid", "I"), ("sgid", "I"), ("fsgid", "I"),
@@ -146,7 +196,7 @@ IDENT = Layout("uw_ident", [
     ("cred", CRED.format[1:]),
 ])
 
-CALL = Layout("uw_call", CALL_ABI1.members + [("ident", IDENT.format[1:])])
+CALL = Layout("uw_call", CALL_ABI1.members + [("ident", IDENT.format[1:]), ("ring", "2Q")])
 
 FILE = Layout("uw_file", [
     ("fd", "i"), ("role", "H"), ("index", "H"), ("flags", "H"), ("path_len", "H"),
@@ -168,6 +218,8 @@ CONFIG = Layout("uw_config", [
     ("wakeup_bytes", "Q"), ("generic", "I"),
     ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
     ("resolve", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
+    ("id_key", "2Q"), ("ops_all", "I"), ("pad2", "I"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM)
+ALL = (REC_HDR, REGION, CALL, RING, USE_KEY, USE, OP, COUNTERS_LAYOUT, CONFIG, CRED, IDENT,
+       FILE, MEM)

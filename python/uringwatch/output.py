@@ -7,7 +7,7 @@ from typing import IO
 
 import msgspec
 
-from .events import Event
+from .events import Event, Op, Ring
 from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 
@@ -68,9 +68,46 @@ def summary(ev: Event, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def row(ev: Event) -> str:
-    t = time.strftime("%H:%M:%S", time.localtime(ev.ts // 1_000_000_000))
-    t += f".{ev.ts // 1000 % 1_000_000:06d}"[:4]
+def _time(ts: int) -> str:
+    t = time.strftime("%H:%M:%S", time.localtime(ts // 1_000_000_000))
+    return t + f".{ts // 1000 % 1_000_000:06d}"[:4]
+
+
+def _ring_row(ev: Ring) -> str:
+    ret = ev.error if ev.error else str(ev.ret)
+    flags = ",".join(ev.flag_names) or "-"
+    sq = f" sq_thread_idle={ev.sq_thread_idle}" if ev.sq_thread_idle is not None else ""
+    return (f"{_time(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+            f"{'SETUP':<26} {ev.entries:>5} {ret:>8} {ev.duration_ns / 1000:>8.1f} "
+            f"ring={ev.ring_id} flags={flags}{sq}")
+
+
+def _op_row(ev: Op) -> str:
+    used = []
+    if ev.fixed_file is not None:
+        f = ev.uses.file if ev.uses and ev.uses.file else None
+        used.append(f"file[{ev.fixed_file}]" + (f"=fd{f['fd']}" if f else ""))
+    if ev.buffer_index is not None:
+        used.append(f"buf[{ev.buffer_index}]")
+    if ev.buffer_group is not None:
+        used.append(f"group={ev.buffer_group}")
+    if ev.personality_cred:
+        pid = ev.uses.personality if ev.uses else None
+        used.append(f"personality={pid if pid is not None else '?'}")
+    if ev.creds_differ:
+        used.append(f"CREDS:euid {ev.euid}->{ev.personality_cred.euid}")
+    who = " sqpoll" if ev.sq_thread else ""
+    return (f"{_time(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+            f"{'OP_' + ev.opcode_name:<26.26} {ev.count:>5} {ev.reason:>8} {'':>8} "
+            f"ring={ev.ring_id}{who} {' '.join(used)}")
+
+
+def row(ev) -> str:
+    if isinstance(ev, Ring):
+        return _ring_row(ev)
+    if isinstance(ev, Op):
+        return _op_row(ev)
+    t = _time(ev.ts)
     ret = ev.error if ev.error else str(ev.ret)
     return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {_fd(ev):>5} "
             f"{ev.opcode_name:<26.26} {ev.nr_args:>5} {ret:>8} "
@@ -103,5 +140,5 @@ class Writer:
 
 def schema_text() -> str:
     """The JSON Schema of one line of `--json` output."""
-    schema = msgspec.json.schema(Event)
+    schema = msgspec.json.schema(Event | Ring | Op)
     return msgspec.json.format(msgspec.json.encode(schema), indent=2).decode() + "\n"

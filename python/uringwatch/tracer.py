@@ -19,6 +19,7 @@ from .decode import RecordError, decode
 from .events import Event
 from .filters import Filters
 from .ringbuf import RingBuffer
+from .rings import Ledger, UseCounts
 
 OBJECT_NAME = "uringwatch.bpf.o"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -82,7 +83,8 @@ class Tracer:
                  ring_bytes: int = 8 << 20, max_inflight: int = 256,
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
                  btf_path: str | None = None, generic: bool = False,
-                 containers: bool = True, hook: str = "auto", resolve: str = "auto"):
+                 containers: bool = True, hook: str = "auto", resolve: str = "auto",
+                 rings: bool = False, ops_all: bool = False, count_interval: float = 1.0):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
         if not 0 <= snap_bytes <= layout.HEAD_MAX:
@@ -98,7 +100,9 @@ class Tracer:
         self.filters = filters or Filters()
         self.options = dict(cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
-                            wakeup_bytes=wakeup_bytes, generic=generic)
+                            wakeup_bytes=wakeup_bytes, generic=generic, ops_all=ops_all)
+        self.rings = rings or ops_all    # ring creation and operation events
+        self.count_interval = count_interval     # operations' counts, seconds
         self.flush_interval = flush_interval
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
@@ -111,6 +115,8 @@ class Tracer:
         self._boot_to_wall = 0
         self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
         self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
+        self._ledger = Ledger()
+        self._uses: UseCounts | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -139,8 +145,12 @@ class Tracer:
         has_loop = hooks.has_helper(hooks.FUNC_LOOP)
         resolve = self._load_resolving(data, hook, has_loop, tp)
         self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook, resolve=resolve,
-                             hooks=[lib.bpf_program__section_name(self._program(p)).decode()
-                                    for p in self._programs])
+                             hooks=[self._section(p) for p in self._programs
+                                    if p not in hooks.RING_ALL],
+                             rings=[self._section(p) for p in self._programs
+                                    if p in hooks.RING_ALL])
+        if any(p.startswith("tp_btf__") for p in self._programs):
+            self._uses = UseCounts(lib.bpf_map__fd(self._map("uses")), self.count_interval)
         self._fill_free_slots()
         for pid in self.filters.pids or ():
             self.add_pid(pid)
@@ -165,8 +175,9 @@ class Tracer:
                               f"(it offers: {', '.join(r for r in hooks.RESOLVE if have[r])})")
         tries = [wanted] if self.resolve != "auto" else \
             [r for r in hooks.RESOLVE[hooks.RESOLVE.index(wanted):] if have[r]]
+        ring_programs = hooks.ring_programs(tp, self.btf_path, self.rings)
         for i, resolve in enumerate(tries):
-            self._programs = hooks.programs(hook, has_loop, tp, resolve)
+            self._programs = hooks.programs(hook, has_loop, tp, resolve) + ring_programs
             try:
                 self._load_task(data, resolve)
                 return resolve
@@ -210,6 +221,9 @@ class Tracer:
         libbpf.check(lib.bpf_object__load(self._obj), "loading the BPF object")
         self.features["task_btf"] = use_task_btf
 
+    def _section(self, name: str) -> str:
+        return libbpf.lib().bpf_program__section_name(self._program(name)).decode()
+
     def _program(self, name: str):
         return libbpf.check_ptr(
             libbpf.lib().bpf_object__find_program_by_name(self._obj, name.encode()),
@@ -239,8 +253,11 @@ class Tracer:
                    targ_uid=0xFFFFFFFF if f.uid is None else f.uid,
                    targ_failed=int(f.failed), targ_opcodes=f.opcode_mask(),
                    targ_comm=(f.comm or "").encode(),
-                   resolve={v: k for k, v in layout.RESOLVE_NAMES.items()}[resolve])
-        view.raw = layout.CONFIG.struct.pack(*cfg.values())
+                   resolve={v: k for k, v in layout.RESOLVE_NAMES.items()}[resolve],
+                   id_key=tuple(int.from_bytes(os.urandom(8), "little") for _ in range(2)),
+                   ops_all=int(o["ops_all"]))
+        view.raw = layout.CONFIG.struct.pack(
+            *(x for v in cfg.values() for x in (v if isinstance(v, tuple) else (v,))))
 
     def _fill_free_slots(self) -> None:
         fd = libbpf.lib().bpf_map__fd(self._map("free_slots"))
@@ -334,11 +351,24 @@ class Tracer:
                 finally:        # a view left alive would keep the ring from unmapping
                     view.release()
             try:
-                out.append(decode(ring.data, off, size, self._boot_to_wall, self._context,
-                                  proc=True))
+                out.append(self._ledger.feed(decode(
+                    ring.data, off, size, self._boot_to_wall, self._context, proc=True)))
             except RecordError:
                 self.decode_errors += 1
         ring.release()
+        if self._uses and self._uses.due(final=not self._links):
+            out.extend(self._counts())
+        return out
+
+    def _counts(self) -> list:
+        """The operations' counts since the last, as records of their own:
+        recorded and decoded like the kernel's."""
+        out = []
+        for raw in self._uses.records():
+            if self.on_raw:
+                self.on_raw(memoryview(raw))
+            out.append(self._ledger.feed(
+                decode(raw, 0, len(raw), self._boot_to_wall, self._context)))
         return out
 
     def __iter__(self) -> Iterator[Event]:
