@@ -39,12 +39,18 @@ struct uw_uapi_types {
 };
 struct uw_uapi_types *uw_uapi_anchor __attribute__((unused));
 
+/* The repeat record travels only through the ring buffer, and the procs
+ * map's value type must be named here for user space to find it. */
+struct uw_repeat *uw_repeat_anchor __attribute__((unused));
+struct uw_proc *uw_proc_anchor __attribute__((unused));
+
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {
 	enum uw_kind kind;
 	enum uw_call_flags call_flags;
 	enum uw_region_flags region_flags;
 	enum uw_counter counter;
+	enum uw_drop drop;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

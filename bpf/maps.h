@@ -60,6 +60,16 @@ struct {
 	__type(value, struct uw_counters);
 } counters SEC(".maps");
 
+/* Fairness state per process (bpf/fairness.h), keyed by tgid. Not LRU:
+ * an eviction would lose a process's counts; when full, calls of new
+ * processes are sent plainly and counted (procs_full). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct uw_proc);
+} procs SEC(".maps");
+
 /* Filter sets user space can change while tracing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -28,6 +28,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "filters.h"
 #include "capture.h"
 #include "toctou.h"
+#include "fairness.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
@@ -98,7 +99,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 		/* counted once here; the marker tells exit not to count it again */
 		idx = NO_SLOT;
 		bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY);
-		bump(UW_CNT_INFLIGHT_FULL);
+		fair__lost_at_enter(id >> 32);
 		return 0;
 	}
 	s = bpf_map_lookup_elem(&slots, &idx);
@@ -117,7 +118,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	capture_args(s);
 	if (!reuse && bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY)) {
 		bpf_map_push_elem(&free_slots, &idx, 0);
-		bump(UW_CNT_INFLIGHT_FULL);
+		fair__lost_at_enter(id >> 32);
 	}
 	return 0;
 }
@@ -135,12 +136,15 @@ static __always_inline bool end_call(__u32 tid, __u32 *idx)
 	return !bpf_map_delete_elem(&inflight, &tid);
 }
 
-/* Syscall exit: add the result and context, re-read, send one record. */
+/* Syscall exit: add the result and context, re-read, send one record
+ * unless fairness coalesces or drops it (counted either way). */
 static __always_inline int on_exit(long ret, const bool loop)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
-	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size, queued;
+	__u64 uid_gid = bpf_get_current_uid_gid(), size, data_len, sig = 0;
+	struct uw_proc *p = 0;
 	struct uw_slot *s;
+	bool sent;
 
 	if (!end_call(tid, &idx)) {
 		/* With filters a miss is most likely a filtered call: only an
@@ -167,22 +171,20 @@ static __always_inline int on_exit(long ret, const bool loop)
 	fill_task(&s->call);
 	finish_args(s, loop);
 
-	size = sizeof(s->call) + s->call.region[0].len + s->call.region[1].len +
-	       s->call.region[2].len + s->call.region[3].len;
+	data_len = s->call.region[0].len + s->call.region[1].len +
+		   s->call.region[2].len + s->call.region[3].len;
+	size = sizeof(s->call) + data_len;
 	if (size > sizeof(*s))
 		size = sizeof(*s);
 	keep(size);
 	s->call.hdr.size = size;
-	/* Wake the consumer only when this record crosses the threshold: a
-	 * consumer that lags stays above it, and waking it on every record
-	 * cost ~4.5 us per call (bench/run.py). */
-	queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	flags = queued < cfg.wakeup_bytes && queued + size >= cfg.wakeup_bytes ?
-		BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, s, size, flags))
-		bump(UW_CNT_RING_FULL);
-	else
-		bump(UW_CNT_EMITTED);
+	p = fair__proc(s->call.pid, s->call.ts_exit);
+	if (p && !fair__admit(p, s, size - sizeof(s->call), &sig, loop))
+		goto out;
+	sent = !bpf_ringbuf_output(&events, s, size, wakeup_flag(size));
+	bump(sent ? UW_CNT_EMITTED : UW_CNT_RING_FULL);
+	if (p)
+		fair__sent(p, s, sig, sent);
 out:
 	bpf_map_push_elem(&free_slots, &idx, 0);
 	return 0;

@@ -78,7 +78,10 @@ def test_enums_match_btf(btf):
                                         ("uw_region_flags", "UW_R_", "R_")):
         for k, v in enum_values(btf, enum).items():
             assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k
-    assert enum_values(btf, "uw_kind")["UW_KIND_CALL"] == layout.KIND_CALL
+    assert enum_values(btf, "uw_kind") == {"UW_KIND_CALL": layout.KIND_CALL,
+                                           "UW_KIND_REPEAT": layout.KIND_REPEAT}
+    drops = enum_values(btf, "uw_drop")
+    assert [k.removeprefix("UW_DROP_").lower() for k in drops][:-1] == list(layout.DROPS)
 
 
 def test_config_is_the_whole_rodata_cfg_section(btf):

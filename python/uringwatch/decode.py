@@ -6,7 +6,7 @@ import errno
 from typing import Callable
 
 from . import arguments, layout
-from .events import Event, Toctou
+from .events import AnyEvent, Event, Repeat, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .payloads import Region
 
@@ -23,6 +23,7 @@ _REGION_AT = _NVALS - 6 * layout.NREGION - layout.MAX_CHANGED
 _REGION_SLOTS = range(_REGION_AT, _REGION_AT + 6 * layout.NREGION, 6)
 _CHANGED_AT = _NVALS - layout.MAX_CHANGED
 _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
+_REPEAT = layout.REPEAT.struct
 
 # decode() builds Events positionally: with 22 fields that is ten times
 # cheaper than keywords in msgspec. The order is checked here, once.
@@ -38,18 +39,61 @@ def errno_name(ret: int) -> str | None:
     return errno.errorcode.get(-ret, f"E{-ret}") if ret < 0 else None
 
 
+class Runs:
+    """Turns the running totals repeat records carry into each record's
+    count, per process. One per tracer run (live, or a recording's run_id):
+    a record lost to a full ring or read out of order loses nothing, its
+    calls are counted by the next record of the process."""
+
+    def __init__(self):
+        self.seen: dict[int, int] = {}      # pid -> calls coalesced, counted so far
+
+    def count(self, pid: int, total: int) -> int:
+        last = self.seen.get(pid, 0)
+        if total <= last:
+            return 0
+        self.seen[pid] = total
+        return total - last
+
+
 def decode(buf, off: int, size: int, boot_to_wall: int,
-           context: Callable[[int], tuple[str | None, str | None]] | None = None) -> Event:
+           context: Callable[[int], tuple[str | None, str | None]] | None = None,
+           runs: Runs | None = None) -> AnyEvent | None:
     """The event in buf[off:off+size]; boot_to_wall turns the kernel's
     CLOCK_BOOTTIME stamps into wall-clock ns; context maps a cgroup id to
-    (cgroup path, container id)."""
+    (cgroup path, container id); runs counts repeat records (without it a
+    repeat's count is the process's running total). None for a repeat
+    record whose calls an earlier one already counted."""
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
-    if kind != layout.KIND_CALL:
+    if kind not in (layout.KIND_CALL, layout.KIND_REPEAT):
         raise RecordError(f"unknown record kind {kind}")
     if abi != layout.ABI_VERSION:
         raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
+    if kind == layout.KIND_REPEAT:
+        return _repeat(buf, off, size, rec_size, boot_to_wall, runs)
+    return _call(buf, off, size, rec_size, boot_to_wall, context)
+
+
+def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
+            runs: Runs | None) -> Repeat | None:
+    if rec_size != size or size != _REPEAT.size:
+        raise RecordError(f"repeat record of {size} bytes (header says {rec_size}, "
+                          f"layout is {_REPEAT.size})")
+    (_, _, _, first, last, total, ret, pid, tid, fd, opcode,
+     comm) = _REPEAT.unpack_from(buf, off)
+    count = runs.count(pid, total) if runs is not None else total
+    if not count:
+        return None
+    return Repeat(first + boot_to_wall, last + boot_to_wall, pid, tid,
+                  comm.split(b"\0", 1)[0].decode(errors="replace"), fd,
+                  opcode & ~USE_REGISTERED_RING, opcode_name(opcode),
+                  bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret))
+
+
+def _call(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
+          context: Callable[[int], tuple[str | None, str | None]] | None) -> Event:
     if rec_size != size or size < _CALL_SIZE:
         raise RecordError(f"call record of {size} bytes (header says {rec_size}, "
                           f"fixed part is {_CALL_SIZE})")

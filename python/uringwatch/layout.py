@@ -17,6 +17,7 @@ CAP_MAX = 1024
 HEAD_MAX = 128
 
 KIND_CALL = 1
+KIND_REPEAT = 2
 
 # uw_call.flags
 F_PPID = 1 << 0
@@ -36,7 +37,10 @@ R_EXIT_FAULT = 1 << 4
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
-            "read_fault", "filtered")
+            "read_fault", "filtered", "coalesced", "budget", "procs_full", "repeats")
+
+# enum uw_drop, in order: uw_proc.drops[]
+DROPS = ("budget", "ring_full", "inflight_full")
 
 
 class Layout:
@@ -100,6 +104,19 @@ CALL = Layout("uw_call", [
     ("changed", f"{MAX_CHANGED}I"),
 ])
 
+REPEAT = Layout("uw_repeat", [
+    ("hdr", "HHI"), ("first_ts", "Q"), ("last_ts", "Q"), ("coalesced", "Q"),
+    ("ret", "q"), ("pid", "I"), ("tid", "I"), ("fd", "i"), ("opcode", "I"),
+    ("comm", f"{COMM_LEN}s"),
+])
+
+PROC = Layout("uw_proc", [
+    ("sig", "Q"), ("coalesced", "Q"), ("run_first", "Q"), ("run_last", "Q"),
+    ("credit", "Q"), ("credit_ts", "Q"), ("opcodes", "Q"), ("drops", f"{len(DROPS)}Q"),
+    ("ret", "q"), ("tid", "I"), ("fd", "i"), ("opcode", "I"), ("pad", "I"),
+    ("comm", f"{COMM_LEN}s"),
+])
+
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
 
 CONFIG = Layout("uw_config", [
@@ -107,6 +124,8 @@ CONFIG = Layout("uw_config", [
     ("wakeup_bytes", "Q"), ("generic", "I"),
     ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
     ("pad", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
+    ("fair_key", "Q"), ("fair_cost_ns", "Q"), ("fair_burst_ns", "Q"), ("fair", "I"),
+    ("pad2", "I"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)
+ALL = (REC_HDR, REGION, CALL, REPEAT, PROC, COUNTERS_LAYOUT, CONFIG)
