@@ -75,11 +75,12 @@ class Collector:
         self.events = []
 
     def mine(self, n: int, tid: int | None = None, timeout: float = 5.0, **match):
-        """Wait for n events of this thread (and matching fields)."""
+        """Wait for n call events of this thread (and matching fields)."""
+        from uringwatch import Event
         tid = tid or threading.get_native_id()
         deadline = time.monotonic() + timeout
         while True:
-            found = [e for e in self.events if e.tid == tid and
+            found = [e for e in self.events if isinstance(e, Event) and e.tid == tid and
                      all(getattr(e, k) == v for k, v in match.items())]
             if len(found) >= n or time.monotonic() > deadline:
                 for e in found[:n]:

@@ -58,7 +58,8 @@ def test_agent_forwards_only_its_cgroup(tmp_path, cgroup):  # noqa: F811
 def test_agent_backpressure_drops_are_counted(tmp_path, cgroup):  # noqa: F811
     agent, conn, server = start_agent(tmp_path, cgroup, "--queue", "4")
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    w = Workload(*([9999] * 3000), cgroup=cgroup)   # we never read: the socket fills
+    # distinct calls, so none is coalesced; we never read: the socket fills
+    w = Workload(*([9999, 9998] * 1500), cgroup=cgroup)
     w.go()
     time.sleep(0.5)
     rss_kb = int(next(line.split()[1] for line in open(f"/proc/{agent.pid}/status")

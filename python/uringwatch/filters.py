@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .events import Event
+from .events import AnyEvent, Repeat
 
 COMM_LEN = 16
 
@@ -30,10 +30,15 @@ class Filters(msgspec.Struct, frozen=True):
     def active(self) -> bool:
         return self != Filters()
 
-    def matches(self, ev: Event) -> bool:
+    def matches(self, ev: AnyEvent) -> bool:
+        """A repeat record carries no uid or cgroup: with those filters it
+        never matches (live, the kernel filtered its calls already)."""
+        if isinstance(ev, Repeat) and (self.uid is not None or self.cgroups is not None):
+            return False
         return ((self.pids is None or ev.pid in self.pids)
-                and (self.uid is None or ev.uid == self.uid)
-                and (self.cgroups is None or ev.cgroup_id in self.cgroups)
+                and (isinstance(ev, Repeat) or self.uid is None or ev.uid == self.uid)
+                and (isinstance(ev, Repeat) or self.cgroups is None
+                     or ev.cgroup_id in self.cgroups)
                 and (self.comm is None or ev.comm == self.comm)
                 and (self.opcodes is None or ev.opcode in self.opcodes)
                 and (not self.failed or ev.ret < 0))
