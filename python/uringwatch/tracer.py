@@ -112,6 +112,7 @@ class Tracer:
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
         self.decode_errors = 0
+        self.repeat_events = 0          # Repeat events yielded, pending ones included
         self._lock = threading.Lock()
         self._context = CgroupResolver().context if containers else None
         self._obj = None
@@ -338,6 +339,7 @@ class Tracer:
                 continue
             if ev is not None:
                 out.append(ev)
+                self.repeat_events += ev.__class__ is Repeat
         ring.release()
         if not out and self._detached and not self._runs_flushed:
             self._runs_flushed = True
@@ -362,6 +364,7 @@ class Tracer:
             ev = decode(raw, 0, len(raw), self._boot_to_wall, None, self._runs)
             if ev is not None:
                 out.append(ev)
+        self.repeat_events += len(out)
         return out
 
     def __iter__(self) -> Iterator[AnyEvent]:
@@ -451,5 +454,6 @@ class Tracer:
                 totals[i] += v
         out: dict = dict(zip(layout.COUNTERS, totals))
         out["decode_errors"] = self.decode_errors
+        out["repeat_events"] = self.repeat_events
         out["processes"] = self.processes()[:PROCESSES_IN_STATS]
         return out
