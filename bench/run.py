@@ -33,6 +33,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 DOCS = os.path.join(REPO, "docs", "BENCHMARKS.md")
 SECTION = "## Benchmark suite (bench/run.py)"
+FAIR_SECTION = "## Fairness (bench/run.py --fairness)"
 
 MODES = [("invalid",), ("files", "8"), ("files", "256"), ("buffers", "64")]
 TARGET_MODES = {"invalid", "files 8"}
@@ -134,12 +135,13 @@ def time_modes(plan: Plan, build: str, starters: dict) -> tuple[dict, list]:
     return med, attach
 
 
-def bpf_run_time(plan: Plan, build: str, starters: dict) -> dict:
+def bpf_run_time(plan: Plan, build: str, starters: dict,
+                 names=("reference", "uringwatch", *DIAGNOSTIC, FAIR_ON, FAIR_OFF)) -> dict:
     """BPF program run time per traced call (enter + exit), from the kernel's
     own statistics: the kernel side without scheduling noise."""
     out = {}
     with P.BpfStats():
-        for tname in ("reference", "uringwatch", *DIAGNOSTIC, FAIR_ON, FAIR_OFF):
+        for tname in names:
             tracer = starters[tname]()
             try:
                 for mode in (("invalid",), ("files", "8")):
@@ -369,13 +371,13 @@ def section(table: str, plan: Plan, foreign: list[int]) -> str:
             f"traced minus untraced. Measured {date} on {machine()}.{others}\n\n{table}\n")
 
 
-def write_docs(path: str, text: str) -> None:
-    """Replace this suite's section, or insert it before the first other
-    section; the rest of the file is kept as it is."""
+def write_docs(path: str, text: str, heading: str = SECTION) -> None:
+    """Replace the section under heading, or insert it before the first
+    other section; the rest of the file is kept as it is."""
     doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = doc.find(SECTION)
+    start = doc.find(heading)
     if start >= 0:
-        end = doc.find("\n## ", start + len(SECTION))
+        end = doc.find("\n## ", start + len(heading))
         doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
     else:
         first = doc.find("\n## ")
@@ -393,6 +395,8 @@ def main() -> int:
                     help="meson build directory of bench/ (default: build-bench)")
     ap.add_argument("--docs", help="Markdown file to update (default: docs/BENCHMARKS.md, "
                     "none with --quick)")
+    ap.add_argument("--fairness", action="store_true",
+                    help="only the fairness rows (its own section of the docs)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run.py: needs root (loads BPF)", file=sys.stderr)
@@ -406,6 +410,8 @@ def main() -> int:
     os.sched_setaffinity(0, {P.TRACER_CPU})   # keep the generator's CPU to itself
     starters = tracers(args.build)
     foreign = P.foreign_uring_hooks({os.getpid()})
+    if args.fairness:
+        return fairness_only(plan, args, starters, foreign)
     med, attach = time_modes(plan, args.build, starters)
     bpf = bpf_run_time(plan, args.build, starters)
     fl = {t: flood(plan, args.build, starters[t], counters, t == "library")
@@ -417,6 +423,40 @@ def main() -> int:
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
         write_docs(docs, section(table, plan, foreign))
+    return 0
+
+
+def fairness_only(plan: Plan, args, starters: dict, foreign: list[int]) -> int:
+    """--fairness: what fairness costs a call that is still sent, and what
+    a victim keeps under the library consumer's flood."""
+    bpf = bpf_run_time(plan, args.build, starters, (FAIR_ON, FAIR_OFF))
+    lib = flood(plan, args.build, starters["library"], library_counters, True)
+    t = f"flood {plan.flood_threads} threads × {plan.flood_seconds:g} s"
+    rows = bpf_rows(bpf) + fairness_rows(bpf) + [
+        (f"{t}: calls made (flooder + victim)", str(lib["calls"]), "", ""),
+        (f"{t}: call events received", str(lib["received"]), "", ""),
+        (f"{t}: calls coalesced into repeat records", str(lib.get("coalesced", 0)), "", ""),
+        (f"{t}: calls dropped over budget", str(lib.get("budget", 0)), "", ""),
+        (f"{t}: received + coalesced + drops − calls", str(lib["gap"]), "0",
+         verdict(lib["gap"] == 0)),
+        (f"{t}: victim's distinct calls reported / made (bench/victim.py)",
+         f"{lib['victim_received']} / {lib['victim_calls']}", "all",
+         verdict(lib["victim_received"] == lib["victim_calls"]))]
+    table = markdown(rows)
+    print(table)
+    docs = args.docs or (None if args.quick else DOCS)
+    if docs:
+        date = datetime.date.today().isoformat()
+        others = (f" Other processes had BPF on `io_uring_register` during the run "
+                  f"(pids {', '.join(map(str, foreign))})." if foreign else "")
+        write_docs(docs, f"{FAIR_SECTION}\n\n`.venv/bin/python bench/run.py --fairness` "
+                   f"(root; build first as above). Run time per call from bpf_stats over "
+                   f"{plan.stats_calls} calls per mode, the library consumer (bench/consume.py) "
+                   f"with fairness and no budget (`--rate 0`: every distinct call is still "
+                   f"sent) against `--no-fair`; then the {t} of invalid calls with "
+                   f"bench/victim.py making distinct registrations every 0.1 s, both traced, "
+                   f"default budget. Measured {date} on {machine()}.{others}\n\n{table}\n",
+                   FAIR_SECTION)
     return 0
 
 

@@ -22,6 +22,8 @@
 #define SIG_CHUNK 64            /* data bytes hashed per bpf_loop step */
 #define SIG_UNROLLED 128        /* most data bytes hashed without bpf_loop */
 #define NO_SIG 0                /* never equal to a stored signature */
+_Static_assert(UW_ARR_A_MAX < 1 << 15 && UW_R_EXIT_FAULT < 1 << 5 && UW_QUERY_ENTRY < 1 << 11,
+	       "a region's len, flags and elem must fit their bits of the signature word");
 
 /* The process's state, made on its first call; NULL when the map is full
  * (counted: the call goes out without fairness). */
@@ -55,17 +57,25 @@ static __always_inline void fair__lost_at_enter(__u32 tgid)
 		__sync_fetch_and_add(&p->drops[UW_DROP_INFLIGHT_FULL], 1);
 }
 
-/* A keyed 64-bit mix (murmur3's finaliser over word ^ key): the key is
- * random per tracer run, so a caller can't aim two different calls at one
- * signature offline. Not a MAC: README, Fairness. */
+/* One step of a keyed multiply-rotate hash; fair__sig finishes it with
+ * murmur3's finaliser. The key is random per tracer run, so a caller can't
+ * aim two different calls at one signature offline. Not a MAC: README,
+ * Fairness. Kept to three instructions: it runs for every word hashed. */
 static __always_inline __u64 sig_mix(__u64 h, __u64 w)
 {
-	h ^= w + cfg.fair_key;
+	h ^= w;
+	h *= 0x9e3779b97f4a7c15ULL;
+	return h << 31 | h >> 33;
+}
+
+static __always_inline __u64 sig_final(__u64 h)
+{
+	h ^= cfg.fair_key;
+	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
 	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 29;
-	return h;
+	return h ^ h >> 33;
 }
 
 struct sig_ctx {
@@ -73,7 +83,8 @@ struct sig_ctx {
 	__u64 h, len;
 };
 
-/* Mixes data bytes [k * SIG_CHUNK, +SIG_CHUNK) that lie below len. */
+/* Mixes data bytes [k * SIG_CHUNK, +SIG_CHUNK) that lie below len;
+ * 1 when it reached len. */
 static __always_inline long sig_chunk(__u64 k, struct sig_ctx *x)
 {
 	__u64 at, rem, w;
@@ -101,15 +112,16 @@ static long sig_step(__u64 k, struct sig_ctx *x)
 }
 
 /* The call's signature, NO_SIG when it can't be hashed (then it is never
- * coalesced): without bpf_loop only the first SIG_UNROLLED data bytes
- * can be, unrolled. */
+ * coalesced). Data up to SIG_UNROLLED bytes is hashed unrolled, the most
+ * common case and cheaper than a bpf_loop call; more needs bpf_loop, which
+ * the _noloop twins lack. */
 static __always_inline __u64 fair__sig(struct uw_slot *s, __u64 data_len, const bool loop)
 {
 	struct uw_call *c = &s->call;
-	struct sig_ctx x = { .s = s, .len = data_len };
+	struct sig_ctx x = { .s = s, .len = data_len, .h = cfg.fair_key };
 	int i;
 
-	x.h = sig_mix(0, (__u64)c->opcode << 32 | (__u32)c->fd);
+	x.h = sig_mix(x.h, (__u64)c->opcode << 32 | (__u32)c->fd);
 	x.h = sig_mix(x.h, c->ret);
 	x.h = sig_mix(x.h, (__u64)c->nr_args << 32 | c->flags);
 	x.h = sig_mix(x.h, c->arg);
@@ -117,18 +129,22 @@ static __always_inline __u64 fair__sig(struct uw_slot *s, __u64 data_len, const 
 	for (i = 0; i < UW_NREGION; i++) {
 		struct uw_region *r = &c->region[i];
 
-		x.h = sig_mix(x.h, r->addr);
-		x.h = sig_mix(x.h, (__u64)r->count << 32 | r->len);
-		x.h = sig_mix(x.h, (__u64)r->elem << 16 | r->flags);
+		if (!r->addr && !r->count && !r->len)
+			continue;
+		/* len < 2^15, flags < 2^5, elem < 2^11: one word, no overlap */
+		x.h = sig_mix(x.h, r->addr ^ i);
+		x.h = sig_mix(x.h, (__u64)r->count << 32 | r->len << 16 | r->flags << 11 |
+				   r->elem);
 	}
-	if (loop) {
-		bpf_loop((data_len + SIG_CHUNK - 1) / SIG_CHUNK, sig_step, &x, 0);
-	} else {
-		if (data_len > SIG_UNROLLED)
-			return NO_SIG;
+	if (data_len <= SIG_UNROLLED) {
 		if (!sig_chunk(0, &x))
 			sig_chunk(1, &x);
+	} else if (loop) {
+		bpf_loop((data_len + SIG_CHUNK - 1) / SIG_CHUNK, sig_step, &x, 0);
+	} else {
+		return NO_SIG;
 	}
+	x.h = sig_final(x.h);
 	return x.h == NO_SIG ? NO_SIG + 1 : x.h;
 }
 
