@@ -378,7 +378,7 @@ def write_docs(path: str, text: str, heading: str = SECTION) -> None:
     start = doc.find(heading)
     if start >= 0:
         end = doc.find("\n## ", start + len(heading))
-        doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
+        doc = doc[:start] + text + ("\n" + doc[end + 1:] if end >= 0 else "")
     else:
         first = doc.find("\n## ")
         at = first + 1 if first >= 0 else len(doc)

@@ -5,8 +5,10 @@ its process."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -167,3 +169,48 @@ def test_repeat_count_survives_a_full_ring():
     assert procs[os.getpid()]["ring_full"] > 0
     assert s["ring_full"] == procs[os.getpid()]["ring_full"]
     assert accounted(events, procs, os.getpid()) == made
+
+
+UW = [sys.executable, "-m", "uringwatch"]
+
+
+@needs_root
+def test_repeats_live_recorded_and_replayed_alike(tmp_path):
+    """The CLI prints repeat lines, names the process at stop, records them
+    (the pending run too), and replay prints and filters them the same."""
+    path = str(tmp_path / "flood.uwd")
+    p = subprocess.Popen(UW + ["--json", "-w", path, "-p", str(os.getpid())],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "fairness: repeats coalesced" in p.stderr.readline()
+    ring = uring.setup()
+    for n in (1000, 500):             # UNREGISTER_FILES with none: ENXIO each time
+        uring.register(ring, 9, None, 0)
+        for _ in range(n):
+            uring.register(ring, 3, None, 0)
+    os.close(ring)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    live = [json.loads(line) for line in out.splitlines()]
+    assert [(e["kind"], e["opcode"], e.get("count")) for e in live] == [
+        ("call", 9, None), ("call", 3, None), ("repeat", 3, 999), ("call", 9, None),
+        ("call", 3, None), ("repeat", 3, 499)]
+    comm = live[0]["comm"]
+    assert f"pid {os.getpid()} ({comm}) coalesced=1498, dropped: budget=0" in err
+
+    def replay(*args):
+        r = subprocess.run(UW + ["replay", path, *args], capture_output=True, text=True,
+                           check=True)
+        return r.stdout
+    assert [json.loads(line) for line in replay("--json").splitlines()] == live
+    assert [json.loads(line)["kind"] for line in replay(
+        "--json", "--opcode", "UNREGISTER_FILES", "-p", str(os.getpid())).splitlines()] == \
+        ["call", "repeat", "call", "repeat"]
+    assert [json.loads(line)["opcode"] for line in replay("--json", "--opcode", "PERSONALITY")
+            .splitlines()] == [9, 9]
+    assert replay("--json", "-c", "nobody") == ""
+    stats = json.loads(replay("--stats", "--json"))
+    key = f"{os.getpid()} {comm}"
+    assert stats["events"] == 4 and stats["coalesced_by_process"] == {key: 1498}
+    assert stats["drops_by_process"][key]["coalesced"] == 1498
+    assert "repeated 999x more" in replay()

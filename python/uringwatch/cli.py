@@ -221,7 +221,7 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
               f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}; "
-              f"fairness: {_fairness(tracer.options)}",
+              f"fairness: {_fairness(tracer.options, f['bpf_loop'])}",
               file=sys.stderr)
 
         def seen() -> int:
@@ -256,11 +256,11 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
     return EXIT_OK
 
 
-def _fairness(o: dict) -> str:
+def _fairness(o: dict, has_loop: bool) -> str:
     if not o["fair"]:
         return "off"
     budget = f"{o['rate']}/s, burst {o['burst']}" if o["rate"] else "no budget"
-    return f"repeats coalesced, {budget} per process"
+    return f"repeats coalesced ({hooks.coalescing(has_loop)}), {budget} per process"
 
 
 TOP_DROPPERS = 5    # processes named in the summary at stop
