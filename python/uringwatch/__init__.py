@@ -9,6 +9,6 @@ from .recorder import Recorder
 from .replay import replay
 from .tracer import Tracer, TracerError
 
-__all__ = ["AnyEvent", "DumpError", "Event", "Repeat", "Filters", "LibbpfError", "Recorder", "RecordError",
-           "Toctou", "Tracer", "TracerError", "decode", "replay"]
+__all__ = ["AnyEvent", "DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
+           "Repeat", "Toctou", "Tracer", "TracerError", "decode", "replay"]
 __version__ = "0.1.0"
