@@ -89,7 +89,9 @@ def test_stats_count_emitted(tracer):
     tracer.mine(1)
     after = tracer.tracer.stats()
     assert after["emitted"] >= before["emitted"] + 1
-    assert after["ring_full"] == 0 and after["decode_errors"] == 0
+    # earlier tests' floods (test_faults) may have filled the session's ring
+    assert after["ring_full"] == before["ring_full"]
+    assert after["decode_errors"] == before["decode_errors"] == 0
     os.close(ring)
 
 
