@@ -12,7 +12,7 @@
 #endif
 
 /* Bump when any record layout below changes. */
-#define UW_ABI_VERSION 1
+#define UW_ABI_VERSION 2   /* 2: struct uw_ns_ctx appended to uw_call */
 
 #define UW_COMM_LEN 16
 #define UW_NREGION 4          /* head, array A, array B, exit copy */
@@ -23,6 +23,7 @@
 #define UW_DATA_MAX (UW_HEAD_MAX + UW_ARR_A_MAX + UW_ARR_B_MAX + UW_OUT_MAX)
 #define UW_CAP_MAX 1024       /* largest settable element cap */
 #define UW_MAX_CHANGED 16     /* changed spots listed per record */
+#define UW_HOSTNAME_LEN 64    /* UTS nodename without its NUL (__NEW_UTS_LEN) */
 
 enum uw_kind {
 	UW_KIND_CALL = 1,
@@ -66,6 +67,22 @@ struct uw_region {
 	__u32 pad;
 };
 
+/* uw_ns_ctx.flags */
+enum uw_ns_flags {
+	UW_NS_IDS = 1 << 0,         /* nspid/nstid filled */
+	UW_NS_UTS = 1 << 1,         /* hostname filled */
+};
+
+/* The caller as its own namespaces see it: pid and tid in its pid
+ * namespace, and its UTS nodename (a container's hostname). */
+struct uw_ns_ctx {
+	__u32 nspid;
+	__u32 nstid;
+	__u32 flags;          /* enum uw_ns_flags */
+	__u32 pad;
+	char hostname[UW_HOSTNAME_LEN];
+};
+
 /* Emitted at syscall exit, one per io_uring_register call. */
 struct uw_call {
 	struct uw_rec_hdr hdr;
@@ -89,6 +106,7 @@ struct uw_call {
 	char comm[UW_COMM_LEN];
 	struct uw_region region[UW_NREGION];
 	__u32 changed[UW_MAX_CHANGED]; /* region << 24 | byte offset in region */
+	struct uw_ns_ctx ns;  /* ABI 2 */
 };
 
 /* Drop and progress counters, one set per CPU. */

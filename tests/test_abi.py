@@ -75,7 +75,8 @@ def test_enums_match_btf(btf):
     counters = enum_values(btf, "uw_counter")
     assert [k.removeprefix("UW_CNT_").lower() for k in counters][:-1] == list(layout.COUNTERS)
     for enum, prefix, module_prefix in (("uw_call_flags", "UW_F_", "F_"),
-                                        ("uw_region_flags", "UW_R_", "R_")):
+                                        ("uw_region_flags", "UW_R_", "R_"),
+                                        ("uw_ns_flags", "UW_NS_", "NS_")):
         for k, v in enum_values(btf, enum).items():
             assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k
     assert enum_values(btf, "uw_kind")["UW_KIND_CALL"] == layout.KIND_CALL

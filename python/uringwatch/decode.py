@@ -18,10 +18,12 @@ class RecordError(ValueError):
 _HDR = layout.REC_HDR.struct
 _CALL = layout.CALL.struct
 _CALL_SIZE = layout.CALL.size
-_NVALS = len(_CALL.unpack(bytes(_CALL_SIZE)))
-_REGION_AT = _NVALS - 6 * layout.NREGION - layout.MAX_CHANGED
+_REGION_AT = 21                         # values before region[]: hdr is 3
 _REGION_SLOTS = range(_REGION_AT, _REGION_AT + 6 * layout.NREGION, 6)
-_CHANGED_AT = _NVALS - layout.MAX_CHANGED
+_CHANGED_AT = _REGION_AT + 6 * layout.NREGION
+_NS_AT = _CHANGED_AT + layout.MAX_CHANGED  # uw_ns_ctx: nspid, nstid, flags, pad, hostname
+if list(layout.CALL.offsets)[_REGION_AT - 2:] != ["region", "changed", "ns"]:
+    raise ImportError("decode.py reads uw_call's values at places layout.py no longer has")
 _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
 
 # decode() builds Events positionally: with 22 fields that is ten times
@@ -29,7 +31,7 @@ _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
 _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "fd",
                  "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
                  "duration_ns", "payload", "error", "blind", "pidns", "mntns", "toctou",
-                 "cgroup_path", "container_id")
+                 "cgroup_path", "container_id", "nspid", "nstid", "hostname")
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
 
@@ -86,10 +88,17 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
                more=bool(flags & layout.F_CHANGED_MORE),
                exit_unreadable=bool(flags & layout.F_EXIT_FAULT),
                checked=not flags & layout.F_UNCOMPARED),
-        *(context(cgroup_id) if context else (None, None)))
+        *(context(cgroup_id) if context else (None, None)), *_ns_ctx(v))
 
-# Record ABI -> decoder, for dumps. When the ABI changes, today's decode()
-# and the layouts it uses move to a module of their own (decode_abi1.py) and
-# stay listed here, so dumps written before the change keep decoding;
-# tests/test_dump_golden.py holds a committed ABI-1 dump to that promise.
-DECODERS = {layout.ABI_VERSION: decode}
+
+def _ns_ctx(v: tuple) -> tuple:
+    """(nspid, nstid, hostname), None where the kernel could not read them."""
+    nspid, nstid, flags, _, hostname = v[_NS_AT:_NS_AT + 5]
+    ids = (nspid, nstid) if flags & layout.NS_IDS else (None, None)
+    return (*ids, hostname.split(b"\0", 1)[0].decode(errors="replace")
+            if flags & layout.NS_UTS else None)
+
+# Record ABI -> decoder, for dumps written by older versions too;
+# tests/test_dump.py holds committed golden dumps to that promise.
+from .decode_abi1 import decode_abi1  # noqa: E402 (it builds on decode())
+DECODERS = {1: decode_abi1, layout.ABI_VERSION: decode}

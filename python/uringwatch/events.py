@@ -46,3 +46,6 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="call")
     toctou: Toctou | None = None
     cgroup_path: str | None = None   # below the cgroup2 root, live only
     container_id: str | None = None  # from the cgroup path's runtime naming
+    nspid: int | None = None         # pid in the caller's pid namespace (None: unreadable)
+    nstid: int | None = None         # tid in the caller's pid namespace
+    hostname: str | None = None      # the caller's UTS nodename (a container's hostname)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import struct
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 COMM_LEN = 16
 NREGION = 4
 MAX_CHANGED = 16
 CAP_MAX = 1024
 HEAD_MAX = 128
+HOSTNAME_LEN = 64
 
 KIND_CALL = 1
 
@@ -26,6 +27,10 @@ F_EXIT_FAULT = 1 << 3
 F_CHANGED_MORE = 1 << 4
 F_UNCOMPARED = 1 << 5
 F_RAW = 1 << 6
+
+# uw_ns_ctx.flags
+NS_IDS = 1 << 0
+NS_UTS = 1 << 1
 
 # uw_region.flags
 R_FAULT = 1 << 0
@@ -98,6 +103,12 @@ CALL = Layout("uw_call", [
     ("nchanged", "I"), ("comm", f"{COMM_LEN}s"),
     ("region", "QIIHHI" * NREGION),
     ("changed", f"{MAX_CHANGED}I"),
+    ("ns", f"IIII{HOSTNAME_LEN}s"),
+])
+
+NS_CTX = Layout("uw_ns_ctx", [
+    ("nspid", "I"), ("nstid", "I"), ("flags", "I"), ("pad", "I"),
+    ("hostname", f"{HOSTNAME_LEN}s"),
 ])
 
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
@@ -109,4 +120,4 @@ CONFIG = Layout("uw_config", [
     ("pad", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)
+ALL = (REC_HDR, REGION, CALL, NS_CTX, COUNTERS_LAYOUT, CONFIG)

@@ -44,6 +44,13 @@ class Recorder:
         self._seen: set[int] = set()    # context is per file: each stands alone
 
     def record(self, raw: memoryview) -> None:
+        # rotate before a record, not after: a file is only started for a
+        # record, so the last one never holds its END frame alone
+        if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
+            self._writer.write_json(dump.STATS, self.tracer.stats())
+            self._file.close()
+            self.index += 1
+            self._open()
         if len(raw) >= _CGROUP_AT + 8:
             cg = _CGROUP.unpack_from(raw, _CGROUP_AT)[0]
             if cg not in self._seen:
@@ -53,11 +60,6 @@ class Recorder:
                                                        "container_id": cid})
         self._writer.write(dump.RECORD, bytes(raw))
         self.records += 1
-        if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
-            self._writer.write_json(dump.STATS, self.tracer.stats())
-            self._file.close()
-            self.index += 1
-            self._open()
 
     def write_stats(self) -> None:
         """The tracer's counters so far (the CLI does this every second)."""

@@ -8,15 +8,13 @@ import collections
 import json
 import mmap
 import os
-from typing import Callable, Iterator
+from typing import Iterator
 
 from . import dump
-from .decode import RecordError, decode
+from .decode import DECODERS, RecordError
 from .events import Event
 from .filters import Filters
 
-# record ABI version -> decoder; an ABI change adds an entry, keeping the old
-DECODERS: dict[int, Callable] = {1: decode}
 
 
 class Reader:
