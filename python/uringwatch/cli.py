@@ -79,6 +79,8 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
                     help="where to attach (default: the best this kernel has)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
                     "without /sys/kernel/btf/vmlinux")
+    ap.add_argument("--metrics", metavar="ADDR:PORT", help="serve Prometheus metrics "
+                    "at http://ADDR:PORT/metrics (needs uringwatch[metrics])")
     ap.add_argument("-v", "--verbose", action="store_true", help="show libbpf's log")
     return ap
 
@@ -124,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_usage(sys.stderr)
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.metrics:
+        from .metrics import MetricsError, parse_address
+        try:
+            parse_address(args.metrics)
+        except MetricsError as e:
+            print(f"uringwatch: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
                         hook=args.hook)
@@ -198,9 +207,12 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
               f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}",
               file=sys.stderr)
+        metrics = serve_metrics(tracer, args.metrics) if args.metrics else None
 
         def emit(events) -> bool:
             nonlocal seen, last_stats
+            if metrics:
+                metrics.observe(events)
             if args.count:
                 events = events[:args.count - seen]
             if events and writer:
@@ -222,10 +234,19 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            if metrics:
+                metrics.close()
             if recorder:
                 recorder.close()
             print_stats(tracer.stats(), seen, "recorded" if not show else "shown")
     return EXIT_OK
+
+
+def serve_metrics(tracer: Tracer, address: str):
+    from .metrics import Metrics
+    metrics = Metrics(tracer).serve(address)
+    print(f"uringwatch: metrics at http://{address}/metrics", file=sys.stderr)
+    return metrics
 
 
 def print_stats(stats: dict[str, int], shown: int, verb: str = "shown") -> None:
