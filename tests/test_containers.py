@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -172,26 +173,47 @@ def test_default_seccomp_refuses_io_uring(image):
     assert out.stdout.strip() == "-38", out.stderr          # ENOSYS
 
 
+def read_lines(stream, n: int, timeout: float = TIMEOUT) -> list[str]:
+    """n lines from a pipe, or fewer if it has no more within the timeout."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(
+        line for line, _ in zip(stream, range(n))), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines
+
+
 def test_containers_calls_are_attributed(image, tmp_path):
     a = Workload("a", image, seccomp_allowing_io_uring(tmp_path))
     b = Workload("b", image, "unconfined")
     host = Workload("host")
-    tracer = start_tracer(image, "tracer", entrypoint_args=("--comm", COMM, "--count", "3"))
-    for w in (a, b, host):
-        w.go()
-    out, err = tracer.communicate(timeout=TIMEOUT)
+    tracer = start_tracer(image, "tracer",
+                          entrypoint_args=("--comm", COMM, "--metrics", "127.0.0.1:9464"))
+    try:
+        assert "metrics at" in tracer.stderr.readline()
+        for w in (a, b, host):
+            w.go()
+        events = {e["pid"]: e for e in map(json.loads, read_lines(tracer.stdout, 3))}
+        # the metrics port in the tracer's own network namespace, as a node agent scrapes it
+        scraped = podman("exec", f"uwtest-{RUN_ID}-tracer", "/opt/uringwatch/bin/python", "-c",
+                         "import urllib.request; print(urllib.request.urlopen("
+                         "'http://127.0.0.1:9464/metrics').read().decode())")
+    finally:
+        tracer.send_signal(signal.SIGTERM)      # podman passes it on
+        err = tracer.communicate(timeout=TIMEOUT)[1]
     assert tracer.returncode == 0, err
-    events = {e["pid"]: e for e in map(json.loads, out.splitlines())}
-    assert set(events) == {a.pid, b.pid, host.pid}, out
+    assert set(events) == {a.pid, b.pid, host.pid}, events
     for w in (a, b):
         ev = events[w.pid]
         assert ev["container_id"] == w.id and len(w.id) == 64
         assert ev["cgroup_path"] == w.cgroup == f"/libpod_parent/libpod-{w.id}"
         assert (ev["nspid"], ev["nstid"], ev["hostname"]) == (w.nspid, w.nspid, w.hostname)
         assert w.nspid != w.pid and ev["opcode"] == 9999 and ev["comm"] == COMM
+        assert f'uringwatch_container_events_total{{container_id="{w.id}"}} 1.0' in scraped
     ev = events[host.pid]
     assert ev["container_id"] is None and ev["cgroup_path"] == host.cgroup
     assert (ev["nspid"], ev["hostname"]) == (host.pid, socket.gethostname())
+    assert 'uringwatch_events_total{opcode="UNKNOWN",result="EINVAL"} 3.0' in scraped
 
 
 def without(cap: str) -> list[str]:
