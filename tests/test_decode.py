@@ -57,7 +57,7 @@ def test_namespaced_ids_and_hostname():
 
 def test_abi1_record_decodes_without_the_namespaced_fields():
     """An ABI-1 record is today's without uw_ns_ctx, its data right after changed[]."""
-    from uringwatch.decode import DECODERS
+    from uringwatch.replay import DECODERS
     rec = call_record(regions=FILES_REGIONS, ns=(1, 7, layout.NS_IDS, b"x"))
     cut = layout.CALL.offsets["ns"]
     old = bytearray(rec[:cut] + rec[layout.CALL.size:])

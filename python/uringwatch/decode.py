@@ -18,12 +18,10 @@ class RecordError(ValueError):
 _HDR = layout.REC_HDR.struct
 _CALL = layout.CALL.struct
 _CALL_SIZE = layout.CALL.size
-_REGION_AT = 21                         # values before region[]: hdr is 3
+_REGION_AT = layout.CALL.value_index("region")
 _REGION_SLOTS = range(_REGION_AT, _REGION_AT + 6 * layout.NREGION, 6)
-_CHANGED_AT = _REGION_AT + 6 * layout.NREGION
-_NS_AT = _CHANGED_AT + layout.MAX_CHANGED  # uw_ns_ctx: nspid, nstid, flags, pad, hostname
-if list(layout.CALL.offsets)[_REGION_AT - 2:] != ["region", "changed", "ns"]:
-    raise ImportError("decode.py reads uw_call's values at places layout.py no longer has")
+_CHANGED_AT = layout.CALL.value_index("changed")
+_NS_AT = layout.CALL.value_index("ns")     # uw_ns_ctx: nspid, nstid, flags, pad, hostname
 _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
 
 # decode() builds Events positionally: with 22 fields that is ten times
@@ -98,7 +96,4 @@ def _ns_ctx(v: tuple) -> tuple:
     return (*ids, hostname.split(b"\0", 1)[0].decode(errors="replace")
             if flags & layout.NS_UTS else None)
 
-# Record ABI -> decoder, for dumps written by older versions too;
-# tests/test_dump.py holds committed golden dumps to that promise.
-from .decode_abi1 import decode_abi1  # noqa: E402 (it builds on decode())
-DECODERS = {1: decode_abi1, layout.ABI_VERSION: decode}
+# Records of older ABIs, from dumps: decode_abi1.py; replay.DECODERS lists them.
