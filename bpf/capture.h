@@ -22,12 +22,13 @@ static __always_inline const struct uw_plan *plan_of(__u32 opcode)
 	return &plans[op];
 }
 
-/* Task t's pid number at pid-namespace level `level` (<= UW_PIDNS_MAX).
+/* The pid number p has at pid-namespace level `level` (<= UW_PIDNS_MAX).
  * The verifier refuses a variable offset into a BTF-typed pointer, so
- * where numbers[] is a flexible array (6.5 on) each level is a constant
- * load; older kernels declare numbers[1], past which a typed load is
- * refused too, but have bpf_probe_read_kernel (no lockdown in the matrix).
- * CO-RE makes the branch not taken dead code, so the verifier skips it. */
+ * where numbers[] is a flexible array (this 6.18 host) each level is a
+ * constant load; kernels that declare numbers[1] refuse a typed load past
+ * it too, and get bpf_probe_read_kernel (none of those in the matrix is
+ * locked down). CO-RE makes the branch not taken dead code, which the
+ * verifier skips. */
 static __always_inline __u32 pid_nr_at(struct pid *p, __u32 level)
 {
 	__u32 nr = 0, i;
