@@ -24,11 +24,11 @@ static __always_inline const struct uw_plan *plan_of(__u32 opcode)
 
 /* The pid number p has at pid-namespace level `level` (<= UW_PIDNS_MAX).
  * The verifier refuses a variable offset into a BTF-typed pointer, so
- * where numbers[] is a flexible array (this 6.18 host) each level is a
- * constant load; kernels that declare numbers[1] refuse a typed load past
- * it too, and get bpf_probe_read_kernel (none of those in the matrix is
- * locked down). CO-RE makes the branch not taken dead code, which the
- * verifier skips. */
+ * where numbers[] is a flexible array (6.1 and later in the matrix) each
+ * level is a constant load; kernels that declare numbers[1] (5.10's BTF,
+ * which has no task BTF reads anyway; those between have both) refuse a
+ * typed load past it too, and get bpf_probe_read_kernel. CO-RE makes the
+ * branch not taken dead code, which the verifier skips. */
 static __always_inline __u32 pid_nr_at(struct pid *p, __u32 level)
 {
 	__u32 nr = 0, i;
