@@ -75,6 +75,7 @@ struct uw_enums {
 	enum uw_op_reason op_reason;
 	enum io_uring_op sqe_op;
 	enum uw_drop drop;
+	enum uw_ns_flags ns_flags;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

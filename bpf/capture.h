@@ -8,6 +8,8 @@
 #ifndef URINGWATCH_CAPTURE_H
 #define URINGWATCH_CAPTURE_H
 
+#define UW_PIDNS_MAX 32       /* the kernel's MAX_PID_NS_LEVEL */
+
 static __always_inline const struct uw_plan *plan_of(__u32 opcode)
 {
 	__u64 op = opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
@@ -18,6 +20,56 @@ static __always_inline const struct uw_plan *plan_of(__u32 opcode)
 	if (!plans[op].known)
 		return 0;
 	return &plans[op];
+}
+
+/* The pid number p has at pid-namespace level `level` (<= UW_PIDNS_MAX).
+ * The verifier refuses a variable offset into a BTF-typed pointer, so
+ * where numbers[] is a flexible array (6.1 and later in the matrix) each
+ * level is a constant load; kernels that declare numbers[1] (5.10's BTF,
+ * which has no task BTF reads anyway; those between have both) refuse a
+ * typed load past it too, and get bpf_probe_read_kernel. CO-RE makes the
+ * branch not taken dead code, which the verifier skips. */
+static __always_inline __u32 pid_nr_at(struct pid *p, __u32 level)
+{
+	__u32 nr = 0, i;
+
+	if (bpf_core_field_size(p->numbers) == 0) {
+#pragma unroll
+		for (i = 0; i <= UW_PIDNS_MAX; i++)
+			if (i == level)
+				return p->numbers[i].nr;
+		return 0;
+	}
+	bpf_probe_read_kernel(&nr, sizeof(nr), (void *)p + bpf_core_field_offset(p->numbers) +
+			      level * bpf_core_type_size(struct upid) +
+			      bpf_core_field_offset(struct upid, nr));
+	return nr;
+}
+
+/* The caller's pid, tid and hostname as its own namespaces see them: the
+ * entries of its pid namespace's level (0 is the host's) in its thread's
+ * and its group leader's struct pid (threads share a pid namespace). */
+static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct *task)
+{
+	struct pid *tid = task->thread_pid, *pid = task->group_leader->thread_pid;
+	struct uts_namespace *uts;
+	__u32 level, i;
+
+	if (tid && pid) {
+		level = tid->level;
+		if (level <= UW_PIDNS_MAX && level == pid->level) {
+			ns->nstid = pid_nr_at(tid, level);
+			ns->nspid = pid_nr_at(pid, level);
+			ns->flags |= UW_NS_IDS;
+		}
+	}
+	if (!task->nsproxy || !task->nsproxy->uts_ns)
+		return;
+	uts = task->nsproxy->uts_ns;
+#pragma unroll
+	for (i = 0; i < UW_HOSTNAME_LEN; i++)
+		ns->hostname[i] = uts->name.nodename[i];
+	ns->flags |= UW_NS_UTS;
 }
 
 /* Fills ppid and namespaces through BTF-typed task pointers: plain loads
@@ -36,6 +88,7 @@ static __always_inline void fill_task(struct uw_call *c)
 		c->mntns = task->nsproxy->mnt_ns->ns.inum;
 		c->flags |= UW_F_NS;
 	}
+	fill_ns_ctx(&c->ns, task);
 }
 
 /* Copies len bytes of user memory to data[off..]. Not inlined: the

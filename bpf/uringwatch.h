@@ -13,9 +13,10 @@
 
 /* Bump when any record layout below changes. ABI 1 (before identities) is
  * kept decodable by layout.CALL_ABI1 in python/uringwatch/layout.py. */
-#define UW_ABI_VERSION 2
+#define UW_ABI_VERSION 2   /* 2: identities, ring ref and uw_ns_ctx in uw_call */
 
 #define UW_COMM_LEN 16
+#define UW_HOSTNAME_LEN 64    /* UTS nodename without its NUL (__NEW_UTS_LEN) */
 #define UW_NREGION 4          /* head, array A, array B, exit copy */
 #define UW_HEAD_MAX 128       /* largest struct read at arg (io_uring_params: 120) */
 #define UW_ARR_A_MAX 16384    /* 1024 x 16-byte elements */
@@ -189,6 +190,22 @@ struct uw_ring_ref {
 	__u64 cred_id;
 };
 
+/* uw_ns_ctx.flags */
+enum uw_ns_flags {
+	UW_NS_IDS = 1 << 0,         /* nspid/nstid filled */
+	UW_NS_UTS = 1 << 1,         /* hostname filled */
+};
+
+/* The caller as its own namespaces see it: pid and tid in its pid
+ * namespace, and its UTS nodename (a container's hostname). */
+struct uw_ns_ctx {
+	__u32 nspid;
+	__u32 nstid;
+	__u32 flags;          /* enum uw_ns_flags */
+	__u32 pad;
+	char hostname[UW_HOSTNAME_LEN];
+};
+
 /* Emitted at syscall exit, one per io_uring_register call. */
 struct uw_call {
 	struct uw_rec_hdr hdr;
@@ -214,6 +231,7 @@ struct uw_call {
 	__u32 changed[UW_MAX_CHANGED]; /* region << 24 | byte offset in region */
 	struct uw_ident ident;         /* ABI 2 */
 	struct uw_ring_ref ring;
+	struct uw_ns_ctx ns;
 };
 
 _Static_assert(sizeof(struct uw_file) == 256, "UW_IDENT_MAX assumes 256-byte uw_file");

@@ -8,9 +8,10 @@ from uringwatch import RecordError, decode, layout
 
 
 def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VERSION,
-                files=(), ident_flags=0, path=layout.RES_BTF, **fields):
+                files=(), ident_flags=0, path=layout.RES_BTF, ns=(0, 0, 0, b""), **fields):
     """A uw_call record: regions as (addr, count, elem, flags, pad, data);
-    files as packed uw_file entries (ABI 2 on)."""
+    files as packed uw_file entries (ABI 2 on); ns as (nspid, nstid, flags,
+    hostname)."""
     entries = b"".join(files)
     data = b"".join(r[5] for r in regions[:3]) + entries + regions[3][5]
     size = (layout.CALL if abi >= 2 else layout.CALL_ABI1).size + len(data)
@@ -25,6 +26,7 @@ def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VE
     if abi >= 2:
         fields["ident"] = layout.IDENT.struct.unpack(
             layout.IDENT.pack(nfiles=len(files), flags=ident_flags, path=path))
+        fields["ns"] = (ns[0], ns[1], ns[2], 0, ns[3])
     return lay.pack(**fields) + data
 
 
@@ -52,6 +54,15 @@ def test_flags_absent_mean_unknown():
     rec = call_record(regions=FILES_REGIONS, flags=0)
     ev = decode(rec, 0, len(rec), 0)
     assert ev.ppid is None and ev.pidns is None
+    assert (ev.nspid, ev.nstid, ev.hostname) == (None, None, None)
+
+
+def test_namespaced_ids_and_hostname():
+    rec = call_record(regions=FILES_REGIONS,
+                      ns=(1, 7, layout.NS_IDS | layout.NS_UTS, b"h" * layout.HOSTNAME_LEN))
+    ev = decode(rec, 0, len(rec), 0)
+    assert (ev.nspid, ev.nstid, ev.hostname) == (1, 7, "h" * layout.HOSTNAME_LEN)
+    assert ev.payload.fds == [4, -1, -2]
 
 
 @pytest.mark.parametrize("cut", [0, 4, 8, layout.CALL.size - 1])
@@ -89,6 +100,7 @@ def test_abi1_records_still_decode_without_identities():
     ev = decode(rec, 0, len(rec), 0)
     assert ev.payload.fds == [4, -1, -2]
     assert (ev.files, ev.cred, ev.memory, ev.resolve) == (None, None, None, None)
+    assert (ev.ring_id, ev.nspid, ev.nstid, ev.hostname) == (None, None, None, None)
 
 
 def test_a_file_entry_decodes_to_its_path_and_device():

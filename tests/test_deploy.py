@@ -26,4 +26,5 @@ def test_daemonset_minimal_privileges():
 
 def test_containerfile_installs_the_wheel_only():
     text = (DEPLOY / "Containerfile").read_text()
-    assert "uringwatch-*.whl" in text and "clang" not in text and "libbpf" not in text
+    assert "COPY dist/*.whl" in text and '"uringwatch[metrics]"' in text
+    assert "clang" not in text and "libbpf" not in text

@@ -99,6 +99,8 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
                     "unverified), off (default: the best this kernel has)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
                     "without /sys/kernel/btf/vmlinux")
+    ap.add_argument("--metrics", metavar="ADDR:PORT", help="serve Prometheus metrics "
+                    "at http://ADDR:PORT/metrics (needs uringwatch[metrics])")
     ap.add_argument("-v", "--verbose", action="store_true", help="show libbpf's log")
     return ap
 
@@ -144,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_usage(sys.stderr)
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.metrics:
+        from .metrics import MetricsError, parse_address
+        try:
+            parse_address(args.metrics)
+        except MetricsError as e:
+            print(f"uringwatch: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
                         hook=args.hook, resolve=args.resolve,
@@ -241,12 +250,15 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
               f"{'' if f['bpf_loop'] or f['resolve'] == 'off' else ' (buffers: /proc)'}; "
               f"rings: {rings_line(tracer)}; "
               f"fairness: {_fairness(tracer.options, f['bpf_loop'])}", file=sys.stderr)
+        metrics = serve_metrics(tracer, args.metrics) if args.metrics else None
 
         def seen() -> int:
             return writer.lines if writer else recorded
 
         def emit(events) -> bool:
             nonlocal recorded, last_stats
+            if metrics:
+                metrics.observe(events)
             if args.count:
                 events = events[:args.count - seen()]
             if events and writer:
@@ -268,6 +280,8 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            if metrics:
+                metrics.close()
             if recorder:
                 recorder.close()
             print_stats(tracer.stats(), seen(), "recorded" if not show else "shown")
@@ -296,6 +310,13 @@ def _fairness(o: dict, has_loop: bool) -> str:
 
 
 TOP_DROPPERS = 5    # processes named in the summary at stop
+
+
+def serve_metrics(tracer: Tracer, address: str):
+    from .metrics import Metrics
+    metrics = Metrics(tracer).serve(address)
+    print(f"uringwatch: metrics at http://{address}/metrics", file=sys.stderr)
+    return metrics
 
 
 def print_stats(stats: dict, shown: int, verb: str = "shown") -> None:

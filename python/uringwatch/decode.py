@@ -16,6 +16,8 @@ class RecordError(ValueError):
 
 
 _HDR = layout.REC_HDR.struct
+_RING_AT = layout.CALL.value_index("ring")   # ABI 2 on: uw_ring_ref
+_NS_AT = layout.CALL.value_index("ns")       # uw_ns_ctx: nspid, nstid, flags, pad, hostname
 _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
 _REPEAT = layout.REPEAT.struct
 
@@ -46,7 +48,7 @@ _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", 
                  "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
                  "duration_ns", "payload", "error", "blind", "pidns", "mntns", "toctou",
                  "cgroup_path", "container_id", "files", "cred", "memory", "resolve",
-                 "ring_id", "cred_id")
+                 "ring_id", "cred_id", "nspid", "nstid", "hostname")
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
 
@@ -161,7 +163,7 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
     v = shape.struct.unpack_from(buf, off)
     (_, _, _, ts_enter, ts_exit, arg, ret, cgroup_id, pid, tid, ppid, uid, gid,
      fd, opcode, nr_args, pidns, mntns, flags, nchanged, comm) = v[:shape.region_at]
-    ring, cred = v[-2:] if abi >= 2 else (0, 0)
+    ring, cred = v[_RING_AT:_RING_AT + 2] if abi >= 2 else (0, 0)
     regions, pos, end = [], off + shape.size, off + size
     ids = (None, None, None, None)
     for i in shape.region_slots:
@@ -199,7 +201,16 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
                exit_unreadable=bool(flags & layout.F_EXIT_FAULT),
                checked=not flags & layout.F_UNCOMPARED),
         *(context(cgroup_id) if context else (None, None)), *ids, rings.ring_id(ring),
-        rings.ring_id(cred))
+        rings.ring_id(cred), *(_ns_ctx(v) if abi >= 2 else (None, None, None)))
+
+
+def _ns_ctx(v: tuple) -> tuple:
+    """(nspid, nstid, hostname), None where the kernel could not read them."""
+    nspid, nstid, flags, _, hostname = v[_NS_AT:_NS_AT + 5]
+    ids = (nspid, nstid) if flags & layout.NS_IDS else (None, None)
+    return (*ids, hostname.split(b"\0", 1)[0].decode(errors="replace")
+            if flags & layout.NS_UTS else None)
+
 
 # Record ABI -> decoder, for dumps. decode() reads every ABI in _SHAPES
 # (ABI 1: layout.CALL_ABI1, no identities), so dumps written before a

@@ -53,6 +53,9 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="call")
     resolve: Resolve | None = None              # how identities were read (None: ABI 1)
     ring_id: str | None = None       # the ring acted on (None: no ring found)
     cred_id: str | None = None       # REGISTER_PERSONALITY: the credentials saved
+    nspid: int | None = None         # pid in the caller's pid namespace (None: unreadable)
+    nstid: int | None = None         # tid in the caller's pid namespace
+    hostname: str | None = None      # the caller's UTS nodename (a container's hostname)
 
 
 class Ring(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring"):

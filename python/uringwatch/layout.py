@@ -18,6 +18,7 @@ HEAD_MAX = 128
 FILES_MAX = 64
 MEMS_MAX = 16
 PATH_MAX = 176
+HOSTNAME_LEN = 64
 
 KIND_CALL = 1
 KIND_REPEAT = 2
@@ -44,6 +45,10 @@ F_EXIT_FAULT = 1 << 3
 F_CHANGED_MORE = 1 << 4
 F_UNCOMPARED = 1 << 5
 F_RAW = 1 << 6
+
+# uw_ns_ctx.flags
+NS_IDS = 1 << 0
+NS_UTS = 1 << 1
 
 # uw_region.flags
 R_FAULT = 1 << 0
@@ -112,6 +117,10 @@ class Layout:
         self._flat = all(n == 1 for n in self._spans)
         self._names = tuple(m for m, _ in members)
 
+    def value_index(self, member: str) -> int:
+        """Where member's values start in the struct's flat unpacked tuple."""
+        return sum(self._spans[:self._names.index(member)])
+
     def unpack(self, buf, off: int = 0) -> dict:
         """Member name -> value, a tuple for members that span several."""
         values = self.struct.unpack_from(buf, off)
@@ -166,6 +175,11 @@ CALL_ABI1 = Layout("uw_call", [
     ("changed", f"{MAX_CHANGED}I"),
 ])
 
+NS_CTX = Layout("uw_ns_ctx", [
+    ("nspid", "I"), ("nstid", "I"), ("flags", "I"), ("pad", "I"),
+    ("hostname", f"{HOSTNAME_LEN}s"),
+])
+
 RING = Layout("uw_ring", [
     ("hdr", "HHI"), ("ts_enter", "Q"), ("ts_exit", "Q"), ("ring_id", "Q"), ("ret", "q"),
     ("cgroup_id", "Q"), ("params_addr", "Q"), ("pid", "I"), ("tid", "I"), ("ppid", "I"),
@@ -202,7 +216,8 @@ IDENT = Layout("uw_ident", [
     ("cred", CRED.format[1:]),
 ])
 
-CALL = Layout("uw_call", CALL_ABI1.members + [("ident", IDENT.format[1:]), ("ring", "2Q")])
+CALL = Layout("uw_call", CALL_ABI1.members + [("ident", IDENT.format[1:]), ("ring", "2Q"),
+                            ("ns", NS_CTX.format[1:])])
 
 FILE = Layout("uw_file", [
     ("fd", "i"), ("role", "H"), ("index", "H"), ("flags", "H"), ("path_len", "H"),
@@ -241,5 +256,5 @@ CONFIG = Layout("uw_config", [
     ("ops_all", "I"), ("fair", "I"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, REPEAT, PROC, RING, USE_KEY, USE, OP, COUNTERS_LAYOUT, CONFIG,
-       CRED, IDENT, FILE, MEM)
+ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, RING, USE_KEY, USE, OP,
+       COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM)

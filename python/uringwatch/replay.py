@@ -8,7 +8,7 @@ import collections
 import json
 import mmap
 import os
-from typing import Callable, Iterator
+from typing import Iterator
 
 from . import dump
 from .decode import DECODERS, RecordError, Runs

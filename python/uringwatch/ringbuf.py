@@ -30,6 +30,7 @@ class RingBuffer:
                                mmap.PROT_READ, offset=page)
         self.data = memoryview(self._prod)[page:]
         self._mask = size - 1
+        self.size = size
         self._epoll = select.epoll()
         self._epoll.register(map_fd, select.EPOLLIN)
         self._pending = -1

@@ -473,6 +473,13 @@ class Tracer:
         """(cgroup path, container id), as events carry them."""
         return self._context(cgroup_id) if self._context else (None, None)
 
+    def ring_usage(self) -> tuple[int, int]:
+        """(bytes queued and not yet read, the ring's size)."""
+        ring = self._ring
+        if ring is None:
+            raise TracerError("tracer is not open")
+        return ring.available(), ring.size
+
     def _procs(self) -> Iterator[tuple[int, dict]]:
         """(tgid, uw_proc as a dict) for every process with fairness state."""
         lib = libbpf.lib()
