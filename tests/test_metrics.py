@@ -91,14 +91,16 @@ def test_full_ring_drops_are_scraped():
     port = free_port()
     r, w = os.pipe()
     # stdout is a pipe nobody reads: the tracer blocks writing, the ring fills
-    p = subprocess.Popen(UW + ["--json", "--cap", "1024", "--metrics", f"127.0.0.1:{port}",
+    p = subprocess.Popen(UW + ["--json", "--cap", "1024", "--rate", "0",
+                               "--metrics", f"127.0.0.1:{port}",
                                "-p", str(os.getpid())], stdout=w, stderr=subprocess.PIPE, text=True)
     os.close(w)
     try:
         assert "tracing" in p.stderr.readline() and "metrics" in p.stderr.readline()
         ring = uring.setup()
         fds = uring.ints(*range(1024))
-        for _ in range(4000):               # 4.4 KiB records: twice the 8 MiB ring
+        for i in range(4000):               # 4.4 KiB records: twice the 8 MiB ring
+            fds[0] = i                      # each call distinct: none coalesced
             uring.register(ring, 2, fds, 1024)
         os.close(ring)
         got = scrape(port)
