@@ -161,18 +161,32 @@ def test_array_unmapped_mid_call(tracer):
     os.close(ring)
 
 
+# Makes argv[1] calls, each different from the one before (so none is
+# coalesced), once a line comes on stdin; a process of its own, so the
+# suite's session tracer, which traces this one, is not flooded.
+CALLER = f"""
+import os, sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import uring
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+ring = uring.setup()
+for i in range(int(sys.argv[1])):
+    uring.register(ring, 9999 - i % 2, None, 0)
+"""
+
+
 def blocked_tracer(args, signals, calls=3000):
-    """Starts `uringwatch ARGS -p <this process>`, makes `calls` calls, each
-    different from the one before (so none is coalesced), while nobody reads
-    its stdout: the pipe fills and the tracer blocks writing. Sends the
-    signals, then reads everything. (stdout bytes, stderr text)"""
-    p = subprocess.Popen(UW + args + ["-p", str(os.getpid())], stdout=subprocess.PIPE,
+    """Starts `uringwatch ARGS -p <a caller>` while nobody reads its stdout;
+    the caller's calls fill the pipe and the tracer blocks writing. Sends
+    the signals, then reads everything. (stdout bytes, stderr text)"""
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, str(calls)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pid = caller.stdout.readline().strip()
+    p = subprocess.Popen(UW + args + ["-p", pid], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     assert b"tracing" in p.stderr.readline()
-    ring = uring.setup()
-    for i in range(calls):
-        uring.register(ring, 9999 - i % 2, None, 0)
-    os.close(ring)
+    caller.communicate("go\n", timeout=60)
     time.sleep(0.5)                   # the tracer is now stuck on the full pipe
     for sig in signals:
         p.send_signal(sig)
