@@ -140,7 +140,15 @@ static __always_inline __u64 fair__sig(struct uw_slot *s, __u64 data_len, const 
 		if (!sig_chunk(0, &x))
 			sig_chunk(1, &x);
 	} else if (loop) {
-		bpf_loop((data_len + SIG_CHUNK - 1) / SIG_CHUNK, sig_step, &x, 0);
+		/* kept whole: clang computed only the low 32 bits of the count
+		 * (the helper's argument is a u32), and the verifier's inlined
+		 * bpf_loop then saw a 64-bit count over its limit and returned
+		 * -E2BIG without one step, so no data byte was hashed */
+		__u64 steps = (data_len + SIG_CHUNK - 1) / SIG_CHUNK;
+
+		keep(steps);
+		if (bpf_loop(steps, sig_step, &x, 0) < 0)
+			return NO_SIG;
 	} else {
 		return NO_SIG;
 	}

@@ -214,3 +214,32 @@ def test_repeats_live_recorded_and_replayed_alike(tmp_path):
     assert stats["events"] == 4 and stats["coalesced_by_process"] == {key: 1498}
     assert stats["drops_by_process"][key]["coalesced"] == 1498
     assert "repeated 999x more" in replay()
+
+
+@needs_root
+@pytest.mark.parametrize("n", [1, 64], ids=["unrolled", "bpf_loop"])
+def test_only_identical_bytes_coalesce(n):
+    """A call is folded only when every captured byte matches: one element
+    changed in place (same address, same count), or the same fd number now
+    naming another file, makes it a call of its own. 64 fds put the data
+    past what is hashed unrolled (the bpf_loop path, where a count cut to 32
+    bits once hashed nothing)."""
+    ring = uring.setup()
+    assert uring.register(ring, 2, uring.ints(-1), 1) == 0     # later ones: EBUSY
+    arr = uring.ints(*([-1] * n))
+    fd = os.open("/etc/passwd", os.O_RDONLY)
+    with Tracer(Filters(pids=frozenset([os.getpid()]))) as t:
+        for value in (-1, -1, fd, fd, "reopen", fd):
+            if value == "reopen":
+                os.close(fd)
+                assert os.open("/etc/hostname", os.O_RDONLY) == fd
+                continue
+            arr[n - 1] = value
+            uring.register(ring, 2, arr, n)
+        events = drain(t, [])
+    os.close(fd)
+    os.close(ring)
+    got = [(e.payload.fds[-1], e.files[-1].path) if isinstance(e, Event) else e.count
+           for e in events]
+    assert got[0] == (-1, "[io_uring]") and got[1] == 1
+    assert got[2:] == [(fd, "/etc/passwd"), 1, (fd, "/etc/hostname")]
