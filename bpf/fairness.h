@@ -20,7 +20,9 @@
 #define URINGWATCH_FAIRNESS_H
 
 #define SIG_CHUNK 64            /* data bytes hashed per bpf_loop step */
-#define SIG_UNROLLED 128        /* most data bytes hashed without bpf_loop */
+/* Most data bytes hashed without bpf_loop: a call's own ring fd alone adds
+ * a 256-byte identity, so this covers it and a few hundred bytes more. */
+#define SIG_UNROLLED (10 * SIG_CHUNK)
 #define NO_SIG 0                /* never equal to a stored signature */
 _Static_assert(UW_ARR_A_MAX < 1 << 15 && UW_R_EXIT_FAULT < 1 << 5 && UW_QUERY_ENTRY < 1 << 11,
 	       "a region's len, flags and elem must fit their bits of the signature word");
@@ -137,8 +139,10 @@ static __always_inline __u64 fair__sig(struct uw_slot *s, __u64 data_len, const 
 				   r->elem);
 	}
 	if (data_len <= SIG_UNROLLED) {
-		if (!sig_chunk(0, &x))
-			sig_chunk(1, &x);
+#pragma unroll
+		for (i = 0; i < SIG_UNROLLED / SIG_CHUNK; i++)
+			if (sig_chunk(i, &x))
+				break;
 	} else if (loop) {
 		/* kept whole: clang computed only the low 32 bits of the count
 		 * (the helper's argument is a u32), and the verifier's inlined
