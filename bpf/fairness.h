@@ -20,9 +20,7 @@
 #define URINGWATCH_FAIRNESS_H
 
 #define SIG_CHUNK 64            /* data bytes hashed per bpf_loop step */
-/* Most data bytes hashed without bpf_loop: a call's own ring fd alone adds
- * a 256-byte identity, so this covers it and a few hundred bytes more. */
-#define SIG_UNROLLED (10 * SIG_CHUNK)
+#define SIG_UNROLLED 256        /* most bytes of a capture hashed without bpf_loop */
 #define NO_SIG 0                /* never equal to a stored signature */
 _Static_assert(UW_ARR_A_MAX < 1 << 15 && UW_R_EXIT_FAULT < 1 << 5 && UW_QUERY_ENTRY < 1 << 11,
 	       "a region's len, flags and elem must fit their bits of the signature word");
@@ -82,7 +80,7 @@ static __always_inline __u64 sig_final(__u64 h)
 
 struct sig_ctx {
 	struct uw_slot *s;
-	__u64 h, len;
+	__u64 h, base, len;   /* bytes [base, base + len) of data */
 };
 
 /* Mixes data bytes [k * SIG_CHUNK, +SIG_CHUNK) that lie below len;
@@ -95,10 +93,14 @@ static __always_inline long sig_chunk(__u64 k, struct sig_ctx *x)
 #pragma unroll
 	for (j = 0; j < SIG_CHUNK / 8; j++) {
 		at = k * SIG_CHUNK + j * 8;
-		if (at >= x->len || at > UW_DATA_MAX - 8)
+		if (at >= x->len)
+			return 1;
+		rem = x->len - at;
+		at += x->base;
+		keep(at);
+		if (at > UW_DATA_MAX - 8)
 			return 1;
 		keep(at);
-		rem = x->len - at;
 		w = *(__u64 *)&x->s->data[at];
 		if (rem < 8)
 			w &= (1ULL << (rem * 8)) - 1;
@@ -113,20 +115,122 @@ static long sig_step(__u64 k, struct sig_ctx *x)
 	return sig_chunk(k, x);
 }
 
+/* A 64-bit word at data[at], 0 past the slot. */
+static __always_inline __u64 sig_word(struct uw_slot *s, __u64 at)
+{
+	keep(at);       /* one register for the check and the load: the verifier
+			 * saw clang check a copy and load through another */
+	if (at > UW_DATA_MAX - 8)
+		return 0;
+	keep(at);
+	return *(__u64 *)&s->data[at];
+}
+
+/* Identities are mixed in by what tells them apart, not byte by byte
+ * (their paths alone are 176 bytes each: hashing them all cost +65% per
+ * REGISTER_FILES of 8 fds): a file's flags, mode, inode and device (a
+ * socket's inode is its own); a buffer's mapping and its file's. Their fds
+ * and addresses are in the arguments, hashed whole. */
+static __always_inline void sig_file(struct sig_ctx *x, __u64 i)
+{
+	__u64 at = x->base + i * sizeof(struct uw_file);
+
+	x->h = sig_mix(x->h, sig_word(x->s, at + 8));         /* flags, path_len, mode */
+	x->h = sig_mix(x->h, sig_word(x->s, at + 16));        /* ino */
+	x->h = sig_mix(x->h, sig_word(x->s, at + 24));        /* dev, magic */
+}
+
+static long sig_file_step(__u64 i, struct sig_ctx *x)
+{
+	sig_file(x, i);
+	return 0;
+}
+
+static long sig_mem_step(__u64 i, struct sig_ctx *x)
+{
+	__u64 at = x->base + i * sizeof(struct uw_mem);
+
+	x->h = sig_mix(x->h, sig_word(x->s, at + 16));        /* vm_start */
+	x->h = sig_mix(x->h, sig_word(x->s, at + 32));        /* vm_pgoff */
+	x->h = sig_mix(x->h, sig_word(x->s, at + 48));        /* flags */
+	x->h = sig_mix(x->h, sig_word(x->s, at + 56 + 16));   /* its file: ino */
+	x->h = sig_mix(x->h, sig_word(x->s, at + 56 + 24));   /* its file: dev */
+	return 0;
+}
+
+#define SIG_FILES_UNROLLED 4    /* most files hashed without bpf_loop */
+
+/* Mixes in the identities at data[base..]; false when that can't be done
+ * without bpf_loop (more than SIG_FILES_UNROLLED files, or any buffer). */
+static __always_inline bool sig_identities(struct sig_ctx *x, struct uw_call *c, __u64 base,
+					   const bool loop)
+{
+	__u64 n = c->ident.nfiles, m = c->ident.nmem;
+	int i;
+
+	x->base = base;
+	if (!loop) {
+		if (n > SIG_FILES_UNROLLED || m)
+			return false;
+#pragma unroll
+		for (i = 0; i < SIG_FILES_UNROLLED; i++)
+			if (i < n)
+				sig_file(x, i);
+		return true;
+	}
+	keep(n);
+	if (bpf_loop(n, sig_file_step, x, 0) < 0)
+		return false;
+	x->base = base + n * sizeof(struct uw_file);
+	keep(m);
+	return bpf_loop(m, sig_mem_step, x, 0) >= 0;
+}
+
+/* Mixes in data bytes [base, base + len): unrolled up to SIG_UNROLLED,
+ * else through bpf_loop; false when that can't be done (no bpf_loop). */
+static __always_inline bool sig_bytes(struct sig_ctx *x, __u64 base, __u64 len,
+				      const bool loop)
+{
+	__u64 steps;
+	int i;
+
+	x->base = base;
+	x->len = len;
+	if (len <= SIG_UNROLLED) {
+#pragma unroll
+		for (i = 0; i < SIG_UNROLLED / SIG_CHUNK; i++)
+			if (sig_chunk(i, x))
+				break;
+		return true;
+	}
+	if (!loop)
+		return false;
+	/* kept whole: clang computed only the low 32 bits of the count (the
+	 * helper's argument is a u32), and the verifier's inlined bpf_loop
+	 * then saw a 64-bit count over its limit and returned -E2BIG without
+	 * one step, so no data byte was hashed */
+	steps = (len + SIG_CHUNK - 1) / SIG_CHUNK;
+	keep(steps);
+	return bpf_loop(steps, sig_step, x, 0) >= 0;
+}
+
 /* The call's signature, NO_SIG when it can't be hashed (then it is never
- * coalesced). Data up to SIG_UNROLLED bytes is hashed unrolled, the most
- * common case and cheaper than a bpf_loop call; more needs bpf_loop, which
- * the _noloop twins lack. */
-static __always_inline __u64 fair__sig(struct uw_slot *s, __u64 data_len, const bool loop)
+ * coalesced): the arguments and every byte captured of what they point
+ * at, the identities by what tells them apart (sig_identities). Captures
+ * over SIG_UNROLLED bytes need bpf_loop, which the _noloop twins lack. */
+static __always_inline __u64 fair__sig(struct uw_slot *s, const bool loop)
 {
 	struct uw_call *c = &s->call;
-	struct sig_ctx x = { .s = s, .len = data_len, .h = cfg.fair_key };
+	struct sig_ctx x = { .s = s, .h = cfg.fair_key };
+	__u64 args = c->region[0].len + c->region[1].len + c->region[2].len;
+	__u64 idents = ident_bytes(c);
 	int i;
 
 	x.h = sig_mix(x.h, (__u64)c->opcode << 32 | (__u32)c->fd);
 	x.h = sig_mix(x.h, c->ret);
 	x.h = sig_mix(x.h, (__u64)c->nr_args << 32 | c->flags);
 	x.h = sig_mix(x.h, c->arg);
+	x.h = sig_mix(x.h, (__u64)c->ident.nfiles << 32 | c->ident.nmem << 16 | c->ident.flags);
 #pragma unroll
 	for (i = 0; i < UW_NREGION; i++) {
 		struct uw_region *r = &c->region[i];
@@ -138,24 +242,12 @@ static __always_inline __u64 fair__sig(struct uw_slot *s, __u64 data_len, const 
 		x.h = sig_mix(x.h, (__u64)r->count << 32 | r->len << 16 | r->flags << 11 |
 				   r->elem);
 	}
-	if (data_len <= SIG_UNROLLED) {
-#pragma unroll
-		for (i = 0; i < SIG_UNROLLED / SIG_CHUNK; i++)
-			if (sig_chunk(i, &x))
-				break;
-	} else if (loop) {
-		/* kept whole: clang computed only the low 32 bits of the count
-		 * (the helper's argument is a u32), and the verifier's inlined
-		 * bpf_loop then saw a 64-bit count over its limit and returned
-		 * -E2BIG without one step, so no data byte was hashed */
-		__u64 steps = (data_len + SIG_CHUNK - 1) / SIG_CHUNK;
-
-		keep(steps);
-		if (bpf_loop(steps, sig_step, &x, 0) < 0)
-			return NO_SIG;
-	} else {
+	if (!sig_bytes(&x, 0, args, loop))
 		return NO_SIG;
-	}
+	if (!sig_identities(&x, c, args, loop))
+		return NO_SIG;
+	if (!sig_bytes(&x, args + idents, c->region[3].len, loop))
+		return NO_SIG;
 	x.h = sig_final(x.h);
 	return x.h == NO_SIG ? NO_SIG + 1 : x.h;
 }
@@ -212,12 +304,12 @@ static __always_inline void fair__end_run(struct uw_proc *p)
 /* Whether the finished call in s goes to the ring: false when it is
  * coalesced into a run or over budget (both counted here). *sig gets its
  * signature, for fair__sent. */
-static __always_inline bool fair__admit(struct uw_proc *p, struct uw_slot *s,
-					__u64 data_len, __u64 *sig, const bool loop)
+static __always_inline bool fair__admit(struct uw_proc *p, struct uw_slot *s, __u64 *sig,
+					const bool loop)
 {
 	__u64 ts = s->call.ts_enter;
 
-	*sig = fair__sig(s, data_len, loop);
+	*sig = fair__sig(s, loop);
 	if (*sig != NO_SIG && *sig == p->sig) {
 		__sync_fetch_and_add(&p->coalesced, 1);
 		if (!p->run_first)

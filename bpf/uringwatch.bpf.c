@@ -184,7 +184,7 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 	keep(size);
 	s->call.hdr.size = size;
 	p = fair__proc(s->call.pid, s->call.ts_exit);
-	if (p && !fair__admit(p, s, size - sizeof(s->call), &sig, loop))
+	if (p && !fair__admit(p, s, &sig, loop))
 		goto out;
 	sent = emit(s, size);
 	if (p)

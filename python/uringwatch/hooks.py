@@ -267,7 +267,7 @@ def ring_report(tracefs: str) -> dict:
     }
 # Without bpf_loop a call's captured bytes are hashed unrolled, this many at
 # most (bpf/fairness.h SIG_UNROLLED); a larger call is never coalesced.
-SIG_UNROLLED = 640
+SIG_UNROLLED = 256
 
 
 def coalescing(has_loop: bool) -> str:
