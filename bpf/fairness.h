@@ -128,14 +128,13 @@ static __always_inline __u64 sig_word(struct uw_slot *s, __u64 at)
 
 /* Identities are mixed in by what tells them apart, not byte by byte
  * (their paths alone are 176 bytes each: hashing them all cost +65% per
- * REGISTER_FILES of 8 fds): a file's flags, mode, inode and device (a
- * socket's inode is its own); a buffer's mapping and its file's. Their fds
+ * REGISTER_FILES of 8 fds): a file's inode and device (a socket's inode
+ * is its own); a buffer's mapping and its file's. Their fds
  * and addresses are in the arguments, hashed whole. */
 static __always_inline void sig_file(struct sig_ctx *x, __u64 i)
 {
 	__u64 at = x->base + i * sizeof(struct uw_file);
 
-	x->h = sig_mix(x->h, sig_word(x->s, at + 8));         /* flags, path_len, mode */
 	x->h = sig_mix(x->h, sig_word(x->s, at + 16));        /* ino */
 	x->h = sig_mix(x->h, sig_word(x->s, at + 24));        /* dev, magic */
 }
