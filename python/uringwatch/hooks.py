@@ -265,15 +265,19 @@ def ring_report(tracefs: str) -> dict:
         "register_ring_id": RING_ID_PROGRAM in chosen,
         "operations": submit.removeprefix("tp_btf__") if submit else None,
     }
-# Without bpf_loop a call's captured bytes are hashed unrolled, this many at
-# most (bpf/fairness.h SIG_UNROLLED); a larger call is never coalesced.
-SIG_UNROLLED = 256
+
+
+# Without bpf_loop a call's signature is hashed unrolled, over this many
+# argument bytes and files at most (bpf/fairness.h SIG_UNROLLED,
+# SIG_FILES_UNROLLED); a larger call is never coalesced.
+SIG_UNROLLED, SIG_FILES_UNROLLED = 256, 4
 
 
 def coalescing(has_loop: bool) -> str:
     """Which repeats fairness can fold on this kernel (README, Fairness)."""
     return ("any call" if has_loop else
-            f"calls with at most {SIG_UNROLLED} captured bytes (no bpf_loop)")
+            f"calls with at most {SIG_UNROLLED} argument bytes, {SIG_FILES_UNROLLED} files "
+            f"and no buffers (no bpf_loop)")
 
 
 def report(tracefs: str | None) -> dict:
