@@ -206,7 +206,7 @@ def test_a_closed_fd_says_ebadf(tracer, ring):
 
 
 def test_a_registered_ring_index_is_not_an_fd(tracer, ring):
-    register(ring | 0, 2 | 1 << 31, uring.ints(0), 1)    # ring index `ring`, never registered
+    register(ring, 2 | 1 << 31, uring.ints(0), 1)    # ring index `ring`, never registered
     ev = one(tracer, opcode_name="REGISTER_FILES")
     assert ev.registered_ring and "ring" not in by_role(ev)
 
@@ -478,3 +478,25 @@ def test_buffers2_and_update_memory(tracer, ring):
     assert [(x.backing, x.offset) for x in e_reg.memory] == [("memfd", 0), ("memfd", 4096)]
     assert [(x.backing, x.offset) for x in e_upd.memory] == [("memfd", 0)]
     assert len(iov2) == 2
+
+
+@pytest.mark.parametrize("path", PATHS or ["none"])
+def test_cli_says_which_path_and_prints_identities(path, ring):
+    if path == "none":
+        pytest.skip("this kernel resolves identities in neither btf nor probe_read")
+    import json
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "uringwatch", "--json", "--count", "1",
+                          "--resolve", path, "-p", str(os.getpid()), "--opcode", "FILES"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    assert "tracing" in line and f"identities: {path}" in line, line
+    fd = os.open("/dev/null", os.O_RDONLY)
+    register(ring, 2, uring.ints(fd), 1)
+    os.close(fd)
+    out, err = p.communicate(timeout=20)
+    ev = json.loads(out)
+    assert ev["resolve"]["path"] == path
+    assert [(f["role"], f["path"]) for f in ev["files"]] == [("ring", "[io_uring]"),
+                                                             ("fds[0]", "/dev/null")]
