@@ -12,13 +12,19 @@
  *  - bpf_probe_read_kernel, where lockdown does not forbid it (5.10, 6.1).
  * `btf` is a constant per program: the *_btf programs carry the kfunc,
  * the others never reference it (older kernels refuse even a dead one).
+ * They are only in the object built with UW_KFUNC (uringwatch_btf.bpf.o):
+ * a kfunc extern makes libbpf load the kernel's own BTF for every program
+ * of its object, which a kernel without /sys/kernel/btf/vmlinux (run with
+ * --btf) does not have.
  *
  * Part of uringwatch.bpf.c's one translation unit; included there only.
  */
 #ifndef URINGWATCH_IDENTITY_H
 #define URINGWATCH_IDENTITY_H
 
+#ifdef UW_KFUNC
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#endif
 
 #define KOFF(type, field) ((__u64)bpf_core_field_offset(type, field))
 
@@ -36,10 +42,14 @@ static __always_inline __u64 kread(__u64 addr, const bool btf)
 	if (!addr)
 		return 0;
 	if (btf) {
+#ifdef UW_KFUNC
 		/* any struct whose first member is 8 bytes: a fault reads 0 */
 		struct timespec64 *p = bpf_rdonly_cast((void *)addr,
 						       bpf_core_type_id_kernel(struct timespec64));
 		return p->tv_sec;
+#else
+		return 0;       /* never called: no _btf programs in this object */
+#endif
 	}
 	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
 	return v;

@@ -207,34 +207,42 @@ out:
  * func_info doesn't match number of subprogs"), even in dead code, so
  * the reference must not be in the program at all. Likewise enter and
  * exit have _btf twins that read identities through the bpf_rdonly_cast
- * kfunc (6.2+), which older kernels refuse to see referenced. */
-#define ENTER(sec, name, ctx_t, guard)						\
+ * kfunc (6.2+), which older kernels refuse to see referenced; they are
+ * built into uringwatch_btf.bpf.o only (UW_KFUNC, see identity.h). */
+#define ENTER_ONE(sec, name, ctx_t, guard, btf)				\
 SEC(sec) int name(ctx_t *ctx)							\
 {										\
 	guard;									\
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], false); \
-}										\
-SEC(sec) int name##_btf(ctx_t *ctx)						\
-{										\
-	guard;									\
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], true); \
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], btf); \
 }
-#define EXIT(sec, name, ctx_t, guard)						\
-SEC(sec) int name(ctx_t *ctx) { guard; return on_exit(ctx->ret, true, false); }	\
-SEC(sec) int name##_noloop(ctx_t *ctx) { guard; return on_exit(ctx->ret, false, false); } \
-SEC(sec) int name##_btf(ctx_t *ctx) { guard; return on_exit(ctx->ret, true, true); }
+#define EXIT_ONE(sec, name, ctx_t, guard, loop, btf)				\
+SEC(sec) int name(ctx_t *ctx) { guard; return on_exit(ctx->ret, loop, btf); }
+
+#ifdef UW_KFUNC
+#define BTF_TWINS(sec_in, sec_out, name_in, name_out, in_t, out_t, guard)	\
+	ENTER_ONE(sec_in, name_in##_btf, in_t, guard, true)			\
+	EXIT_ONE(sec_out, name_out##_btf, out_t, guard, true, true)
+#else
+#define BTF_TWINS(sec_in, sec_out, name_in, name_out, in_t, out_t, guard)
+#endif
+
+#define HOOK(sec_in, sec_out, name_in, name_out, guard)				\
+	ENTER_ONE(sec_in, name_in, struct trace_event_raw_sys_enter, guard, false) \
+	EXIT_ONE(sec_out, name_out, struct trace_event_raw_sys_exit, guard, true, false) \
+	EXIT_ONE(sec_out, name_out##_noloop, struct trace_event_raw_sys_exit, guard, false, false) \
+	BTF_TWINS(sec_in, sec_out, name_in, name_out, struct trace_event_raw_sys_enter, \
+		  struct trace_event_raw_sys_exit, guard)
 
 #define NR_io_uring_register 427   /* the same on every architecture */
 #define ONLY_IO_URING_REGISTER if (ctx->id != NR_io_uring_register) return 0
 
-ENTER("tracepoint/syscalls/sys_enter_io_uring_register",
-      tracepoint__syscalls__sys_enter_io_uring_register, struct trace_event_raw_sys_enter, )
-EXIT("tracepoint/syscalls/sys_exit_io_uring_register",
-     tracepoint__syscalls__sys_exit_io_uring_register, struct trace_event_raw_sys_exit, )
-ENTER("tracepoint/raw_syscalls/sys_enter", tracepoint__raw_syscalls__sys_enter,
-      struct trace_event_raw_sys_enter, ONLY_IO_URING_REGISTER)
-EXIT("tracepoint/raw_syscalls/sys_exit", tracepoint__raw_syscalls__sys_exit,
-     struct trace_event_raw_sys_exit, ONLY_IO_URING_REGISTER)
+HOOK("tracepoint/syscalls/sys_enter_io_uring_register",
+     "tracepoint/syscalls/sys_exit_io_uring_register",
+     tracepoint__syscalls__sys_enter_io_uring_register,
+     tracepoint__syscalls__sys_exit_io_uring_register, )
+HOOK("tracepoint/raw_syscalls/sys_enter", "tracepoint/raw_syscalls/sys_exit",
+     tracepoint__raw_syscalls__sys_enter, tracepoint__raw_syscalls__sys_exit,
+     ONLY_IO_URING_REGISTER)
 
 SEC("ksyscall/io_uring_register")
 int BPF_KSYSCALL(ksyscall__io_uring_register, int fd, unsigned int opcode, void *arg,
@@ -243,12 +251,14 @@ int BPF_KSYSCALL(ksyscall__io_uring_register, int fd, unsigned int opcode, void 
 	return on_enter(fd, opcode, (__u64)arg, nr_args, false);
 }
 
+#ifdef UW_KFUNC
 SEC("ksyscall/io_uring_register")
 int BPF_KSYSCALL(ksyscall__io_uring_register_btf, int fd, unsigned int opcode, void *arg,
 		 unsigned int nr_args)
 {
 	return on_enter(fd, opcode, (__u64)arg, nr_args, true);
 }
+#endif
 
 SEC("kretsyscall/io_uring_register")
 int BPF_KRETPROBE(kretsyscall__io_uring_register, long ret)
@@ -262,11 +272,13 @@ int BPF_KRETPROBE(kretsyscall__io_uring_register_noloop, long ret)
 	return on_exit(ret, false, false);
 }
 
+#ifdef UW_KFUNC
 SEC("kretsyscall/io_uring_register")
 int BPF_KRETPROBE(kretsyscall__io_uring_register_btf, long ret)
 {
 	return on_exit(ret, true, true);
 }
+#endif
 
 /* With the kprobes hook, a call's exit is missed when more calls are in
  * flight than the kretprobe has instances for (its maxactive: 10 on two

@@ -114,3 +114,17 @@ def test_identity_limits_match_the_header():
         assert f"#define UW_{name} {getattr(layout, name)} " in header, name
     from uringwatch import hooks
     assert sorted(layout.RESOLVE_NAMES.values()) == sorted(hooks.RESOLVE)
+
+
+def test_only_the_btf_object_calls_a_kfunc():
+    """A kfunc extern makes libbpf need the kernel's own BTF for its whole
+    object: the plain object must have none, or --btf could not work."""
+    def names(obj):
+        with resources.as_file(resources.files("uringwatch").joinpath(obj)) as path:
+            out = subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(path)],
+                                 check=True, capture_output=True, text=True).stdout
+        return {t.get("name") for t in json.loads(out)["types"]}
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool is not installed")
+    assert "bpf_rdonly_cast" not in names("uringwatch.bpf.o")
+    assert "bpf_rdonly_cast" in names("uringwatch_btf.bpf.o")

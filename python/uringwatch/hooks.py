@@ -62,8 +62,7 @@ ALL_PROGRAMS += RING_ALL
 RING_ID_PROGRAM = "tracepoint__io_uring__io_uring_register"
 
 
-def ring_programs(tracefs: str, btf_path: str | None = None,
-                  lifecycle: bool = True) -> tuple[str, ...]:
+def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     """The ring programs this kernel can run: those whose tracepoint
     exists, and the operations' program where the tracepoint hands it the
     request as its first argument. Without `lifecycle`, only the one that
@@ -71,21 +70,22 @@ def ring_programs(tracefs: str, btf_path: str | None = None,
     wanted = RING_PROGRAMS if lifecycle else {RING_ID_PROGRAM: RING_PROGRAMS[RING_ID_PROGRAM]}
     chosen = tuple(p for p, event in wanted.items()
                    if os.path.exists(os.path.join(tracefs, event)))
-    submit = typed_submit_tracepoint(btf_path) if lifecycle else None
+    # a tp_btf program attaches through the kernel's own BTF: none without it
+    submit = typed_submit_tracepoint() if lifecycle and os.path.exists(BTF_VMLINUX) else None
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ())
 
 
 _BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_TYPEDEF, _BTF_KIND_FUNC_PROTO = 2, 4, 8, 13
 
 
-def typed_submit_tracepoint(btf_path: str | None = None) -> str | None:
+def typed_submit_tracepoint() -> str | None:
     """The name of the operations' tracepoint if its first argument (after
     the tracepoint's own data pointer) is `struct io_kiocb *`, read from the
     kernel's BTF: 6.0+ pass the request first; 5.x pass the ring first, and
     a program reading a request there would read the ring's memory."""
     from . import libbpf
     lib = libbpf.lib()
-    btf = lib.btf__parse(btf_path.encode(), None) if btf_path else lib.btf__load_vmlinux_btf()
+    btf = lib.btf__load_vmlinux_btf()
     if not btf:
         return None
     try:

@@ -100,7 +100,6 @@ _SIGNATURES = {
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
     "btf__load_vmlinux_btf": (BtfP, []),
-    "btf__parse": (BtfP, [c_char_p, c_void_p]),
     "btf__find_by_name_kind": (ctypes.c_int32, [BtfP, c_char_p, ctypes.c_uint32]),
     "btf__type_by_id": (c_void_p, [BtfP, c_uint32]),
     "btf__name_by_offset": (c_char_p, [BtfP, c_uint32]),

@@ -23,6 +23,10 @@ from .ringbuf import RingBuffer
 from .rings import Ledger, UseCounts
 
 OBJECT_NAME = "uringwatch.bpf.o"
+# The same object plus the programs that call the bpf_rdonly_cast kfunc
+# (resolve=btf): kept apart because a kfunc extern makes libbpf need the
+# kernel's own BTF for the whole object (bpf/identity.h).
+OBJECT_BTF_NAME = "uringwatch_btf.bpf.o"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 BATCH = 4096            # records decoded per poll
@@ -43,9 +47,9 @@ class PrivilegeError(TracerError):
     """The process lacks a privilege tracing needs."""
 
 
-def object_bytes() -> bytes:
-    """The precompiled BPF object shipped in the package."""
-    return resources.files("uringwatch").joinpath(OBJECT_NAME).read_bytes()
+def object_bytes(name: str = OBJECT_NAME) -> bytes:
+    """A precompiled BPF object shipped in the package."""
+    return resources.files("uringwatch").joinpath(name).read_bytes()
 
 
 def _capabilities() -> int:
@@ -156,10 +160,8 @@ class Tracer:
                               f"syscalls:sys_enter_io_uring_register, a kprobe on the "
                               f"syscall (kprobes and bpf_probe_read_kernel), raw_syscalls")
         lib = libbpf.lib()
-        data = object_bytes()
-        self.object_sha256 = hashlib.sha256(data).hexdigest()
         has_loop = hooks.has_helper(hooks.FUNC_LOOP)
-        resolve = self._load_resolving(data, hook, has_loop, tp)
+        resolve = self._load_resolving(hook, has_loop, tp)
         self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook, resolve=resolve,
                              hooks=[self._section(p) for p in self._programs
                                     if p not in hooks.RING_ALL],
@@ -180,7 +182,7 @@ class Tracer:
         self._ring = RingBuffer(lib.bpf_map__fd(events), lib.bpf_map__max_entries(events))
         return self
 
-    def _load_resolving(self, data: bytes, hook: str, has_loop: bool, tp: str) -> str:
+    def _load_resolving(self, hook: str, has_loop: bool, tp: str) -> str:
         """Loads with the best identity path this kernel offers (or the one
         asked for); a path the verifier refuses gives way to the next.
         Returns the path loaded."""
@@ -191,9 +193,11 @@ class Tracer:
                               f"(it offers: {', '.join(r for r in hooks.RESOLVE if have[r])})")
         tries = [wanted] if self.resolve != "auto" else \
             [r for r in hooks.RESOLVE[hooks.RESOLVE.index(wanted):] if have[r]]
-        ring_programs = hooks.ring_programs(tp, self.btf_path, self.rings)
+        ring_programs = hooks.ring_programs(tp, self.rings)
         for i, resolve in enumerate(tries):
             self._programs = hooks.programs(hook, has_loop, tp, resolve) + ring_programs
+            data = object_bytes(OBJECT_BTF_NAME if resolve == "btf" else OBJECT_NAME)
+            self.object_sha256 = hashlib.sha256(data).hexdigest()
             try:
                 self._load_task(data, resolve)
                 return resolve
@@ -227,7 +231,9 @@ class Tracer:
             "opening the BPF object")
         self._set_config(use_task_btf, resolve)
         for name in hooks.ALL_PROGRAMS:     # load only the chosen ones
-            lib.bpf_program__set_autoload(self._program(name), name in self._programs)
+            prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
+            if prog:                        # the _btf twins are in one object only
+                lib.bpf_program__set_autoload(prog, name in self._programs)
         o = self.options
         lib.bpf_map__set_max_entries(self._map("events"), o["ring_bytes"])
         for name in ("slots", "free_slots"):
