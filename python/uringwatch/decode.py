@@ -57,32 +57,50 @@ def errno_name(ret: int) -> str | None:
     return errno.errorcode.get(-ret, f"E{-ret}") if ret < 0 else None
 
 
+# The same fd, or ring, comes back call after call: its identity (frozen,
+# so shareable) is kept by its raw entry, and the resolve summary by its
+# values. Cleared when full, which is cheaper than tracking use.
+_FILES_SEEN: dict[bytes, identity.FileIdentity] = {}
+_SEEN_MAX = 4096
+_RESOLVES: dict[tuple, identity.Resolve] = {}
+_NIDENT = len(_IDENT_KEYS)
+
+
+def _file(raw: bytes) -> identity.FileIdentity:
+    f = _FILES_SEEN.get(raw)
+    if f is None:
+        if len(_FILES_SEEN) >= _SEEN_MAX:
+            _FILES_SEEN.clear()
+        f = _FILES_SEEN[raw] = identity.file_identity(layout.FILE.unpack(raw))
+    return f
+
+
 def _identities(v: tuple, at: int, buf, pos: int, end: int, pid: int, proc: bool):
     """(files, cred, memory, resolve, bytes used) from an ABI-2 record's
     uw_ident at v[at:] and the entries at buf[pos:end]."""
-    ident = dict(zip(_IDENT_KEYS, v[at:at + len(_IDENT_KEYS)]))
-    used = ident["nfiles"] * _FILE_SIZE + ident["nmem"] * _MEM_SIZE
+    nfiles, nmem, flags, path_code = v[at:at + 4]
+    used = nfiles * _FILE_SIZE + nmem * _MEM_SIZE
     if pos + used > end:
         raise RecordError("identities run past the record's end")
-    cred_vals = v[at + len(_IDENT_KEYS):at + len(_IDENT_KEYS) + len(_CRED_KEYS)]
-    path = layout.RESOLVE_NAMES.get(ident["path"], f"path{ident['path']}")
-    resolve = identity.Resolve(path, bool(ident["flags"] & layout.I_FILES_TRUNC),
-                               bool(ident["flags"] & layout.I_MEMS_TRUNC))
-    cred = identity.cred(dict(zip(_CRED_KEYS, cred_vals))) \
-        if ident["flags"] & layout.I_CRED else None
-    files = [identity.file_identity(f) for f in
-             layout.FILE.unpack_all(buf[pos:pos + ident["nfiles"] * _FILE_SIZE])]
-    mpos = pos + ident["nfiles"] * _FILE_SIZE
+    resolve = _RESOLVES.get((path_code, flags & 3))
+    if resolve is None:
+        resolve = _RESOLVES[(path_code, flags & 3)] = identity.Resolve(
+            layout.RESOLVE_NAMES.get(path_code, f"path{path_code}"),
+            bool(flags & layout.I_FILES_TRUNC), bool(flags & layout.I_MEMS_TRUNC))
+    cred = None
+    if flags & layout.I_CRED:
+        cred = identity.cred(dict(zip(_CRED_KEYS, v[at + _NIDENT:at + _NIDENT + len(_CRED_KEYS)])))
+    if resolve.path == "off":
+        return None, cred, None, resolve, used
+    files = [_file(bytes(buf[p:p + _FILE_SIZE])) for p in range(pos, pos + nfiles * _FILE_SIZE,
+                                                                 _FILE_SIZE)]
     memory = []
-    for i in range(ident["nmem"]):
-        at_m = mpos + i * _MEM_SIZE
+    for at_m in range(pos + nfiles * _FILE_SIZE, pos + used, _MEM_SIZE):
         memory.append(identity.memory_identity(layout.MEM.unpack(buf, at_m),
                                                layout.FILE.unpack(buf, at_m + _MEM_HEAD)))
     if proc:        # live: look up what the kernel left to user space
         files = [identity.proc_file(pid, f) if f.source == "proc" else f for f in files]
         memory = [identity.proc_memory(pid, m) if m.source == "proc" else m for m in memory]
-    if path == "off":
-        return None, cred, None, resolve, used
     return files, cred, memory or None, resolve, used
 
 
