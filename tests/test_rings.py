@@ -17,13 +17,17 @@ SYS_pidfd_open, SYS_pidfd_getfd = 434, 438
 
 def submit_tracepoint_has_request() -> bool:
     """Asked of tracefs, independently of uringwatch: whether the kernel's
-    submit tracepoint carries the request (6.0+), not only the ring (5.x)."""
+    submit tracepoint is the one that takes the request first (6.0+: it
+    prints `op_str`), not the ring (5.x, whose fields may still list a
+    request: Debian's 5.10 carries 5.15's io_uring)."""
     from uringwatch.tracer import tracefs
     root = tracefs()                     # mounted if it is not yet
     for name in ("io_uring_submit_req", "io_uring_submit_sqe"):
         fmt = os.path.join(root, "events/io_uring", name, "format")
         if os.path.exists(fmt):
-            return "field:void * req;" in open(fmt).read()
+            text = open(fmt).read()
+            return "field:void * req;" in text and (name == "io_uring_submit_req"
+                                                    or "op_str" in text)
     return False
 
 
