@@ -16,7 +16,7 @@ from .filters import Filters, from_args
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
-from .tracer import PrivilegeError, Tracer, TracerError, check_privileges, tracefs
+from .tracer import BATCH, PrivilegeError, Tracer, TracerError, check_privileges, tracefs
 
 EXAMPLES = """\
 commands:
@@ -211,13 +211,20 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
                 last_stats = time.monotonic()
             return bool(args.count) and seen >= args.count
 
+        def poll(timeout=None):
+            """Events to show, or for `record` the records copied (never decoded)."""
+            if show:
+                return tracer.poll(timeout)
+            limit = args.count - seen if args.count else BATCH
+            return range(tracer.poll_raw(recorder.write_ring, timeout, limit))
+
         try:
             done = False
             while not done and not stop.requested:
-                done = emit(tracer.poll())
+                done = emit(poll())
                 done = done or bool(deadline and time.monotonic() >= deadline)
             tracer.detach()        # no new records; write what is queued
-            while not done and (events := tracer.poll(0)):
+            while not done and (events := poll(0)):
                 done = emit(events)
         except KeyboardInterrupt:
             pass

@@ -10,10 +10,11 @@ import mmap
 import os
 from typing import Callable, Iterator
 
-from . import dump
+from . import dump, headers
 from .decode import RecordError, decode
 from .events import Event
 from .filters import Filters
+from .ringbuf import DISCARD, HDR as RING_HDR, record_step
 
 # record ABI version -> decoder; an ABI change adds an entry, keeping the old
 DECODERS: dict[int, Callable] = {1: decode}
@@ -34,9 +35,26 @@ class Reader:
 
     def events(self) -> Iterator[Event]:
         for path in self.paths:
-            yield from self._file(path)
+            for batch in self._file(path, stats=False):
+                yield from batch
 
-    def _file(self, path: str) -> Iterator[Event]:
+    def batches(self) -> Iterator[list[Event]]:
+        """The events in lists, one per stretch of the file (for writers)."""
+        for path in self.paths:
+            for batch in self._file(path, stats=False):
+                if batch:
+                    yield batch
+
+    def stats(self) -> dict:
+        """summary() of the events, counted on the records' fixed headers:
+        nothing is decoded but records of another kind or ABI."""
+        kept: list[tuple] = []
+        for path in self.paths:
+            for batch in self._file(path, stats=True):
+                kept += batch
+        return headers.summary(kept)
+
+    def _file(self, path: str, stats: bool) -> Iterator[list]:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
@@ -50,25 +68,33 @@ class Reader:
             self.problems.append(dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
                                                 f"record ABI {abi} is not known here"))
             return
-        yield from self._frames(path, data, start, meta, DECODERS[abi])
+        yield from self._frames(path, data, start, meta, DECODERS[abi], stats)
         self.done_bytes += size
 
-    def _frames(self, path, data, start, meta, decoder) -> Iterator[Event]:
+    def _frames(self, path, data, start, meta, decoder, stats) -> Iterator[list]:
+        """Per RECORD or RING frame, a list of its kept events, or with
+        stats of their header tuples. Headers are read in place (no copy),
+        filtered, and only kept records are decoded."""
         context: dict[int, tuple] = {}
         to_wall = int(meta.get("boot_to_wall_ns", 0))
         run = str(meta.get("run_id", path))
-        match = self.filters.matches if self.filters else None
+        keep = headers.keeper(self.filters, self.since_ns, self.until_ns, to_wall)
+
+        def decode_one(buf, off, size, frame):
+            """The event, or None with the problem noted."""
+            try:
+                return decoder(buf, off, size, to_wall, lambda cg: context.get(cg, (None, None)))
+            except RecordError as e:
+                self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED,
+                                                    str(e)))
+                return None
+
+        def kept(ev) -> bool:
+            return (self.filters is None or self.filters.matches(ev)) and self._in_time(ev)
+
         for frame in dump.frames(data, start, path, self.problems):
-            if frame.kind == dump.RECORD:
-                try:
-                    ev = decoder(frame.payload, 0, len(frame.payload), to_wall,
-                                 lambda cg: context.get(cg, (None, None)))
-                except RecordError as e:
-                    self.problems.append(dump.DumpError(path, frame.offset,
-                                                        dump.EXIT_DAMAGED, str(e)))
-                    continue
-                if (match is None or match(ev)) and self._in_time(ev):
-                    yield ev
+            if frame.kind in (dump.RECORD, dump.RING):
+                yield self._records(frame, path, keep, stats, decode_one, kept)
             elif frame.kind == dump.CONTEXT:
                 c = self._json(path, frame)
                 if c is not None:
@@ -82,9 +108,61 @@ class Reader:
                                                     dump.EXIT_UNKNOWN_FRAME,
                                                     f"unknown frame kind {frame.kind}"))
 
+    def _records(self, frame, path, keep, stats, decode_one, kept) -> list:
+        """The kept records of one frame: events, or with stats their header
+        tuples (ring-shaped: a length word first, as headers.RING reads)."""
+        buf, out = frame.payload, []
+
+        def careful(off, size):     # another kind or ABI, or damage: decode, then judge
+            ev = decode_one(buf, off, size, frame)
+            if ev is not None and kept(ev):
+                out.append(headers.header_of(ev) if stats else ev)
+
+        if frame.kind == dump.RECORD:
+            size = len(buf)
+            if size >= headers.RECORD.size:
+                h = (size, *headers.RECORD.unpack_from(buf))
+                if headers.valid(h, size):
+                    if keep is None or keep(h):
+                        out.append(h if stats else decode_one(buf, 0, size, frame))
+                    return out if stats else [ev for ev in out if ev is not None]
+            careful(0, size)
+        else:
+            self._ring(buf, frame, path, keep, stats, out, careful, decode_one)
+        return out if stats else [ev for ev in out if ev is not None]
+
+    def _ring(self, buf, frame, path, keep, stats, out, careful, decode_one) -> None:
+        """The fast loop over a RING frame: one unpack per record reads the
+        ring header's length word and the call header."""
+        unpack, need, valid = headers.RING.unpack_from, headers.RING.size, headers.valid
+        at, discard = RING_HDR.size, DISCARD
+        pos, n = 0, len(buf)
+        while pos < n:
+            if pos + need <= n:
+                h = unpack(buf, pos)
+            elif pos + at <= n:
+                h = RING_HDR.unpack_from(buf, pos)
+            else:
+                self._damaged(path, frame, "ring frame ends mid-header")
+                return
+            size, step = record_step(h[0])
+            if pos + at + size > n:
+                self._damaged(path, frame, "a record runs past its ring frame's end")
+                return
+            if not h[0] & discard:
+                if len(h) > 2 and valid(h, size):
+                    if keep is None or keep(h):
+                        out.append(h if stats else decode_one(buf, pos + at, size, frame))
+                else:
+                    careful(pos + at, size)
+            pos += step
+
+    def _damaged(self, path, frame, what) -> None:
+        self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED, what))
+
     def _json(self, path, frame):
         try:
-            obj = json.loads(frame.payload)
+            obj = json.loads(bytes(frame.payload))
         except ValueError:
             obj = None
         if not isinstance(obj, dict):

@@ -13,17 +13,20 @@ import uuid
 from importlib import resources
 from typing import AsyncIterator, Callable, Iterator
 
-from . import hooks, layout, libbpf
+from . import headers, hooks, layout, libbpf
 from .containers import CgroupResolver
 from .decode import RecordError, decode
 from .events import Event
 from .filters import Filters
-from .ringbuf import RingBuffer
+from .ringbuf import DISCARD as ringbuf_discard, RingBuffer
 
 OBJECT_NAME = "uringwatch.bpf.o"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 BATCH = 4096            # records decoded per poll
+# ring bytes handed to on_ring / poll_raw's sink at once: a dump's RING frame,
+# so also what one damaged frame can cost a replay
+RING_BYTES = 64 << 10
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 
 
@@ -108,6 +111,8 @@ class Tracer:
         self._boot_to_wall = 0
         self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
         self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
+        # sees each batch's ring bytes, the cgroups in it and its record count
+        self.on_ring: Callable[[memoryview, set, int], object] | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -293,12 +298,46 @@ class Tracer:
         with self._lock:        # close() must not unmap the ring mid-decode
             return self._drain() if self._ring is not None else []
 
+    def poll_raw(self, sink: Callable[[memoryview, set, int], object],
+                 timeout: float | None = None, limit: int = BATCH) -> int:
+        """Like poll(), for recording: nothing is decoded. sink gets the ring
+        bytes of up to `limit` records as they lie in the ring (each behind
+        its 8-byte ring header; a dump's RING frame), the cgroup ids of the
+        call records among them, and how many records there are (discarded
+        ones not counted). Returns that count."""
+        ring = self._ring
+        if ring is None:
+            raise TracerError("tracer is not open")
+        try:
+            if not ring.available():
+                ring.wait(self.flush_interval if timeout is None else timeout)
+        except (ValueError, OSError):   # closed by another thread meanwhile
+            return 0
+        with self._lock:
+            return self._drain_raw(sink, limit) if self._ring is not None else 0
+
+    def _drain_raw(self, sink, limit: int) -> int:
+        ring = self._ring
+        peeks = ring.peek(limit, RING_BYTES, headers.PEEK)
+        if not peeks:
+            return 0
+        kind, cg = headers.PEEK_AT["kind"], headers.PEEK_AT["cgroup_id"]
+        live = [p for p in peeks if not p[0] & ringbuf_discard]
+        view = ring.taken()
+        try:
+            sink(view, {p[cg] for p in live if p[kind] == layout.KIND_CALL}, len(live))
+        finally:        # a view left alive would keep the ring from unmapping
+            view.release()
+        ring.release()
+        return len(live)
+
     def _drain(self) -> list[Event]:
         """One batch: memory stays bounded when the caller is slow, and the
         ring backs up instead (the kernel then counts ring_full)."""
         ring = self._ring
         out = []
-        for off, size in ring.spans(BATCH):
+        spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
+        for off, size in spans:
             if self.on_raw:
                 view = ring.data[off:off + size]
                 try:
@@ -309,6 +348,12 @@ class Tracer:
                 out.append(decode(ring.data, off, size, self._boot_to_wall, self._context))
             except RecordError:
                 self.decode_errors += 1
+        if self.on_ring and spans:
+            view = ring.taken()
+            try:
+                self.on_ring(view, {getattr(ev, "cgroup_id", 0) for ev in out}, len(spans))
+            finally:
+                view.release()
         ring.release()
         return out
 

@@ -1,0 +1,150 @@
+"""Call records' fixed header fields, read where layout.py puts them, so
+replay can filter and count records without decoding them and a recorder
+can find the cgroup it must describe: one struct.unpack_from per record.
+
+Only records of the current kind and ABI are read this way; any other is
+left to the full decoder (replay then filters the decoded event)."""
+
+from __future__ import annotations
+
+import collections
+import struct
+from operator import itemgetter
+
+from . import layout
+from .decode import errno_name
+from .opcodes import USE_REGISTERED_RING, name as opcode_name
+from .ringbuf import HDR as RING_HDR
+
+_FORMATS = {**dict(layout.CALL.members), **dict(layout.REC_HDR.members)}
+_HDR_AT = layout.CALL.offsets["hdr"]
+
+
+def _where(field: str) -> tuple[int, str]:
+    """(offset in the record, struct format) of a call record field."""
+    if field.startswith("region_len"):
+        i = int(field[len("region_len"):])
+        return (layout.CALL.offsets["region"] + i * layout.REGION.size
+                + layout.REGION.offsets["len"], dict(layout.REGION.members)["len"])
+    if field in layout.REC_HDR.offsets:
+        return _HDR_AT + layout.REC_HDR.offsets[field], _FORMATS[field]
+    return layout.CALL.offsets[field], _FORMATS[field]
+
+
+def reader(fields: tuple[str, ...], before: str = "") -> struct.Struct:
+    """A Struct reading `fields` (in offset order) of a record that starts
+    after `before` (a struct format, e.g. the ring header), skipping gaps."""
+    fmt, at = "<" + before, struct.calcsize("<" + before)
+    base = at
+    for off, f in sorted(_where(n) for n in fields):
+        off += base
+        if off < at:
+            raise ValueError(f"overlapping header fields at {off}")
+        fmt += f"{off - at}x{f}"
+        at = off + struct.calcsize("<" + f)
+    return struct.Struct(fmt)
+
+
+def _ordered(fields) -> tuple[str, ...]:
+    return tuple(sorted(fields, key=lambda n: _where(n)[0]))
+
+
+# What replay needs: validity, filters and --stats. Header tuples are
+# "ring-shaped": the ring header's length word, then FIELDS; a record read
+# outside a ring gets its size put first instead.
+FIELDS = _ordered(("kind", "abi", "size", "ts_enter", "ret", "cgroup_id", "pid", "uid",
+                   "opcode", "flags", "comm",
+                   *(f"region_len{i}" for i in range(layout.NREGION))))
+AT = {name: i + 1 for i, name in enumerate(FIELDS)}
+RECORD = reader(FIELDS)                        # at a record's start
+RING = reader(FIELDS, "I4x")                   # at a ring header
+_LENS = itemgetter(*(AT[f"region_len{i}"] for i in range(layout.NREGION)))
+
+# what a recorder needs: ring length word, kind and cgroup
+PEEK_FIELDS = _ordered(("kind", "abi", "cgroup_id"))
+PEEK = reader(PEEK_FIELDS, "I4x")
+PEEK_AT = {name: i + 1 for i, name in enumerate(PEEK_FIELDS)}
+
+
+_KIND, _ABI, _SIZE = AT["kind"], AT["abi"], AT["size"]
+_CALL_SIZE = layout.CALL.size
+
+
+def valid(h: tuple, size: int) -> bool:
+    """Whether a header read at a record of `size` bytes is a call record
+    of this ABI that decode() would accept: sizes agree and the regions
+    fill the record exactly."""
+    return (h[_KIND] == layout.KIND_CALL and h[_ABI] == layout.ABI_VERSION
+            and h[_SIZE] == size and size >= _CALL_SIZE
+            and sum(_LENS(h)) == size - _CALL_SIZE)
+
+
+def keeper(filters, since_ns: int | None, until_ns: int | None, to_wall: int):
+    """A predicate on header tuples with the meaning of Filters.matches and
+    --since/--until, or None when everything is kept. Built from only the
+    active tests."""
+    f, at = filters, AT
+    tests, env = [], {"pids": None, "cgroups": None, "opcodes": None, "comm": None}
+    if f is not None and f.pids is not None:
+        tests.append(f"h[{at['pid']}] in pids")
+        env["pids"] = f.pids
+    if f is not None and f.uid is not None:
+        tests.append(f"h[{at['uid']}] == {int(f.uid)}")
+    if f is not None and f.cgroups is not None:
+        tests.append(f"h[{at['cgroup_id']}] in cgroups")
+        env["cgroups"] = f.cgroups
+    if f is not None and f.opcodes is not None:
+        tests.append(f"h[{at['opcode']}] & {~USE_REGISTERED_RING} in opcodes")
+        env["opcodes"] = f.opcodes
+    if f is not None and f.failed:
+        tests.append(f"h[{at['ret']}] < 0")
+    if f is not None and f.comm is not None:
+        tests.append(f"comm(h[{at['comm']}]) == want_comm")
+        env.update(comm=_comm, want_comm=f.comm)
+    if since_ns is not None:
+        tests.append(f"h[{at['ts_enter']}] >= {int(since_ns) - to_wall}")
+    if until_ns is not None:
+        tests.append(f"h[{at['ts_enter']}] <= {int(until_ns) - to_wall}")
+    if not tests:
+        return None
+    # only field indices and integers are written into the source; values
+    # from the command line stay in variables
+    return eval("lambda h: " + " and ".join(tests), env)
+
+
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def header_of(ev) -> tuple:
+    """A header tuple with an event's values where summary() looks, for
+    records that had to be decoded (other kinds or ABIs)."""
+    h = [0] * (len(FIELDS) + 1)
+    h[AT["opcode"]] = ev.opcode | (USE_REGISTERED_RING if ev.registered_ring else 0)
+    h[AT["pid"]] = ev.pid
+    h[AT["comm"]] = ev.comm.encode()
+    h[AT["flags"]] = layout.F_CHANGED if ev.toctou and ev.toctou.changed else 0
+    h[AT["ret"]] = ev.ret
+    return tuple(h)
+
+
+_STAT_KEY = itemgetter(AT["opcode"], AT["pid"], AT["comm"], AT["flags"], AT["ret"])
+
+
+def summary(headers: list[tuple]) -> dict:
+    """replay.summary() of the same records, from their header tuples:
+    counted in C over the distinct raw values, then named once each, in
+    first-seen order (so ties come out in the same order)."""
+    raw = collections.Counter(map(_STAT_KEY, headers))
+    by_op, by_proc, errors = (collections.Counter() for _ in range(3))
+    changed = 0
+    for (op, pid, comm, flags, ret), n in raw.items():
+        by_op[opcode_name(op)] += n
+        by_proc[f"{pid} {_comm(comm)}"] += n
+        if flags & layout.F_CHANGED:
+            changed += n
+        if ret < 0:
+            errors[errno_name(ret)] += n
+    return {"events": len(headers), "toctou_changed": changed,
+            "errors": dict(errors.most_common()), "by_opcode": dict(by_op.most_common()),
+            "by_process": dict(by_proc.most_common())}

@@ -1,0 +1,167 @@
+"""The fast paths print exactly what the plain ones did: replay's header
+filters and --stats, and recordings written without decoding, compared byte
+for byte with a reference built from decode() and the public output
+functions, on the committed golden dump and on fresh recordings."""
+
+import importlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import msgspec
+
+import uring
+from conftest import needs_root
+from uringwatch import dump, output
+from uringwatch.decode import decode
+
+replay_mod = importlib.import_module("uringwatch.replay")   # the module, not replay()
+
+UW = [sys.executable, "-m", "uringwatch"]
+DATA = pathlib.Path(__file__).parent / "data"
+GOLDEN = DATA / "golden-abi1.uwd"
+
+
+def run_replay(*args):
+    return subprocess.run(UW + ["replay", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, URINGWATCH_LIBBPF="/nonexistent"))
+
+
+def reference_events(path):
+    """Every record decoded one frame at a time, as replay did before the
+    header fast path (single-record frames and ring frames alike)."""
+    data = pathlib.Path(path).read_bytes()
+    meta, start = dump.read_header(data, str(path))
+    context, out = {}, []
+    to_wall = meta["boot_to_wall_ns"]
+    for f in dump.frames(data, start, str(path), []):
+        if f.kind == dump.CONTEXT:
+            c = json.loads(bytes(f.payload))
+            context[c["cgroup_id"]] = (c["path"], c["container_id"])
+        for buf, off, size in dump.records(f):
+            out.append(decode(buf, off, size, to_wall, lambda cg: context.get(cg, (None, None))))
+    return out
+
+
+def json_lines(events) -> str:
+    return "".join(msgspec.json.encode(ev).decode() + "\n" for ev in events)
+
+
+def table(events) -> str:
+    return output.HEADER + "\n" + "".join(output.row(ev) + "\n" for ev in events)
+
+
+def stats(events, drops) -> dict:
+    return {**replay_mod.summary(iter(events)), "drops": drops}
+
+
+FILTERS = [
+    ([], lambda ev: True),
+    (["--opcode", "FILES"], lambda ev: ev.opcode == 2),
+    (["--opcode", "FILES,EVENTFD", "--failed"], lambda ev: ev.opcode in (2, 4) and ev.ret < 0),
+    (["--failed"], lambda ev: ev.ret < 0),
+    (["-u", "0"], lambda ev: ev.uid == 0),
+    (["-u", "12345"], lambda ev: False),
+]
+
+
+def check_dump(path, expected_events, drops=None):
+    for args, keep in FILTERS:
+        kept = [ev for ev in expected_events if keep(ev)]
+        r = run_replay(path, "--json", *args)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == json_lines(kept), args
+        r = run_replay(path, *args)
+        assert r.stdout == table(kept), args
+        r = run_replay(path, "--stats", "--json", *args)
+        got = json.loads(r.stdout)
+        assert r.stdout.strip() == json.dumps(stats(kept, got["drops"])), args
+    pid = expected_events[0].pid
+    comm = expected_events[0].comm
+    mine = [ev for ev in expected_events if ev.pid == pid and ev.comm == comm]
+    assert run_replay(path, "--json", "-p", pid, "-c", comm).stdout == json_lines(mine)
+    cg = expected_events[0].cgroup_id
+    mine = [ev for ev in expected_events if ev.cgroup_id == cg]
+    assert run_replay(path, "--json", "--cgroup", cg).stdout == json_lines(mine)
+    t_s = expected_events[len(expected_events) // 2].ts // 10**9
+    late = [ev for ev in expected_events if ev.ts >= t_s * 10**9]
+    assert run_replay(path, "--json", "--since", t_s).stdout == json_lines(late)
+    early = [ev for ev in expected_events if ev.ts <= t_s * 10**9]
+    assert run_replay(path, "--json", "--until", t_s).stdout == json_lines(early)
+
+
+def test_golden_replay_is_byte_identical():
+    """The committed golden JSON is what the tracer printed live at ABI 1."""
+    expected = GOLDEN.with_suffix(".jsonl").read_text()
+    r = run_replay(GOLDEN, "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == expected
+    events = reference_events(GOLDEN)
+    assert json_lines(events) == expected
+    check_dump(GOLDEN, events)
+
+
+def test_golden_api_and_header_stats_agree():
+    events = list(replay_mod.replay(str(GOLDEN)))
+    reader = replay_mod.Reader([str(GOLDEN)])
+    assert reader.stats() == replay_mod.summary(iter(events))
+
+
+def flood_calls(n):
+    ring = uring.setup()
+    efd = os.eventfd(0)
+    for i in range(n):
+        uring.register(ring, 2, uring.ints(0, 1, -1), 3)      # FILES, fails: no files
+        uring.register(ring, 4, uring.ints(efd), 1)           # EVENTFD
+        uring.register(ring, 5, None, 0)                      # UNREGISTER_EVENTFD
+        uring.register(ring, 9999, None, 0)                   # unknown opcode
+    os.close(ring)
+    os.close(efd)
+
+
+def untimed(jsonl: str) -> list[dict]:
+    """The lines without what differs between two tracers of the same calls."""
+    out = []
+    for line in jsonl.splitlines():
+        ev = json.loads(line)
+        for k in ("ts", "duration_ns"):
+            ev.pop(k)
+        ev["toctou"].pop("window_ns")
+        out.append(ev)
+    return out
+
+
+@needs_root
+def test_fresh_recording_is_byte_identical(tmp_path):
+    """`--json -w` replays to what it printed, byte for byte; `record`
+    (raw, never decoding), run beside it, to the same events but for the
+    timing each tracer measures itself; both pass the filter and --stats
+    comparisons with the one-record-at-a-time decoder."""
+    n = 300
+    rec, both = tmp_path / "rec.uwd", tmp_path / "both.uwd"
+    pid = str(os.getpid())
+    procs = [subprocess.Popen(UW + argv + ["-p", pid, "--count", str(4 * n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for argv in (["record", "-w", str(rec)], ["--json", "-w", str(both)])]
+    for p in procs:
+        assert "tracing" in p.stderr.readline()
+    flood_calls(n)
+    outs = [p.communicate(timeout=60) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert "ring_full=0" in err, err
+    live = outs[1][0]
+    assert len(live.splitlines()) == 4 * n
+    assert f"{4 * n} events recorded" in outs[0][1]
+    r = run_replay(both, "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == live
+    r = run_replay(rec, "--json")
+    assert r.returncode == 0, r.stderr
+    assert untimed(r.stdout) == untimed(live)
+    for path in (rec, both):
+        events = reference_events(path)
+        assert len(events) == 4 * n
+        check_dump(path, events)
