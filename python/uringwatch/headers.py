@@ -49,16 +49,85 @@ def _ordered(fields) -> tuple[str, ...]:
     return tuple(sorted(fields, key=lambda n: _where(n)[0]))
 
 
-# What replay needs: validity, filters and --stats. Header tuples are
-# "ring-shaped": the ring header's length word, then FIELDS; a record read
-# outside a ring gets its size put first instead.
-FIELDS = _ordered(("kind", "abi", "size", "ts_enter", "ret", "cgroup_id", "pid", "uid",
-                   "opcode", "flags", "comm",
-                   *(f"region_len{i}" for i in range(layout.NREGION))))
-AT = {name: i + 1 for i, name in enumerate(FIELDS)}
-RECORD = reader(FIELDS)                        # at a record's start
-RING = reader(FIELDS, "I4x")                   # at a ring header
-_LENS = itemgetter(*(AT[f"region_len{i}"] for i in range(layout.NREGION)))
+VALIDITY = ("kind", "abi", "size")
+REGION_LENS = tuple(f"region_len{i}" for i in range(layout.NREGION))
+STAT_FIELDS = ("opcode", "pid", "comm", "flags", "ret")
+FILTER_FIELDS = {"pids": "pid", "uid": "uid", "cgroups": "cgroup_id", "comm": "comm",
+                 "opcodes": "opcode", "failed": "ret"}
+CALL_SIZE = layout.CALL.size
+
+
+class Scan:
+    """What one replay pass reads of each record: the fields its filters
+    and --stats need, and the validity fields, in one Struct (the fewer the
+    faster). Header tuples are "ring-shaped": the ring header's length word
+    first, then the fields; a record outside a ring gets its size first.
+
+    check_regions: also read the region lengths, so that a record decode()
+    would refuse is not counted (--stats counts without decoding; a filter
+    pass decodes what it keeps, and decode() checks then)."""
+
+    def __init__(self, filters=None, since_ns: int | None = None,
+                 until_ns: int | None = None, to_wall: int = 0, stats: bool = False):
+        want = set(VALIDITY)
+        if filters is not None:
+            want |= {field for attr, field in FILTER_FIELDS.items()
+                     if getattr(filters, attr) is not None
+                     and getattr(filters, attr) is not False}     # uid 0 is a filter
+        if since_ns is not None or until_ns is not None:
+            want.add("ts_enter")
+        if stats:
+            want |= {*STAT_FIELDS, *REGION_LENS}
+        self.fields = _ordered(want)
+        self.at = {name: i + 1 for i, name in enumerate(self.fields)}
+        self.ring = reader(self.fields, "I4x")      # at a ring header
+        self.record = reader(self.fields)           # at a record's start
+        # region lengths come last when read (regions follow the other fields)
+        self.lens = self.at[REGION_LENS[0]] if stats else None
+        if stats and self.fields[-len(REGION_LENS):] != REGION_LENS:
+            raise ImportError("headers.py expects the region lengths after the other fields")
+        self.keep = _keeper(self.at, filters, since_ns, until_ns, to_wall)
+
+    def valid(self, h: tuple, size: int) -> bool:
+        """Whether a header read at a record of `size` bytes is a call
+        record of this ABI whose sizes agree (and, with check_regions,
+        whose regions fill it exactly). Replay's loop has this inline."""
+        at = self.at
+        return (len(h) > 2 and h[at["kind"]] == layout.KIND_CALL
+                and h[at["abi"]] == layout.ABI_VERSION and h[at["size"]] == size >= CALL_SIZE
+                and (self.lens is None or sum(h[self.lens:]) == size - CALL_SIZE))
+
+    def header_of(self, ev) -> tuple:
+        """A header tuple with an event's values where summary() looks, for
+        records that had to be decoded (other kinds or ABIs)."""
+        h = [0] * (len(self.fields) + 1)
+        values = {"opcode": ev.opcode | (USE_REGISTERED_RING if ev.registered_ring else 0),
+                  "pid": ev.pid, "comm": ev.comm.encode(), "ret": ev.ret,
+                  "flags": layout.F_CHANGED if ev.toctou and ev.toctou.changed else 0}
+        for name, value in values.items():
+            if name in self.at:
+                h[self.at[name]] = value
+        return tuple(h)
+
+    def summary(self, headers: list[tuple]) -> dict:
+        """replay.summary() of the same records, from their header tuples:
+        counted in C over the distinct raw values, then named once each, in
+        first-seen order (so ties come out in the same order)."""
+        raw = collections.Counter(map(itemgetter(*(self.at[f] for f in STAT_FIELDS)),
+                                      headers))
+        by_op, by_proc, errors = (collections.Counter() for _ in range(3))
+        changed = 0
+        for (op, pid, comm, flags, ret), n in raw.items():
+            by_op[opcode_name(op)] += n
+            by_proc[f"{pid} {_comm(comm)}"] += n
+            if flags & layout.F_CHANGED:
+                changed += n
+            if ret < 0:
+                errors[errno_name(ret)] += n
+        return {"events": len(headers), "toctou_changed": changed,
+                "errors": dict(errors.most_common()), "by_opcode": dict(by_op.most_common()),
+                "by_process": dict(by_proc.most_common())}
+
 
 # what a recorder needs: ring length word, kind and cgroup
 PEEK_FIELDS = _ordered(("kind", "abi", "cgroup_id"))
@@ -66,24 +135,11 @@ PEEK = reader(PEEK_FIELDS, "I4x")
 PEEK_AT = {name: i + 1 for i, name in enumerate(PEEK_FIELDS)}
 
 
-_KIND, _ABI, _SIZE = AT["kind"], AT["abi"], AT["size"]
-_CALL_SIZE = layout.CALL.size
-
-
-def valid(h: tuple, size: int) -> bool:
-    """Whether a header read at a record of `size` bytes is a call record
-    of this ABI that decode() would accept: sizes agree and the regions
-    fill the record exactly."""
-    return (h[_KIND] == layout.KIND_CALL and h[_ABI] == layout.ABI_VERSION
-            and h[_SIZE] == size and size >= _CALL_SIZE
-            and sum(_LENS(h)) == size - _CALL_SIZE)
-
-
-def keeper(filters, since_ns: int | None, until_ns: int | None, to_wall: int):
+def _keeper(at: dict, filters, since_ns: int | None, until_ns: int | None, to_wall: int):
     """A predicate on header tuples with the meaning of Filters.matches and
     --since/--until, or None when everything is kept. Built from only the
     active tests."""
-    f, at = filters, AT
+    f = filters
     tests, env = [], {"pids": None, "cgroups": None, "opcodes": None, "comm": None}
     if f is not None and f.pids is not None:
         tests.append(f"h[{at['pid']}] in pids")
@@ -114,37 +170,3 @@ def keeper(filters, since_ns: int | None, until_ns: int | None, to_wall: int):
 
 def _comm(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
-
-
-def header_of(ev) -> tuple:
-    """A header tuple with an event's values where summary() looks, for
-    records that had to be decoded (other kinds or ABIs)."""
-    h = [0] * (len(FIELDS) + 1)
-    h[AT["opcode"]] = ev.opcode | (USE_REGISTERED_RING if ev.registered_ring else 0)
-    h[AT["pid"]] = ev.pid
-    h[AT["comm"]] = ev.comm.encode()
-    h[AT["flags"]] = layout.F_CHANGED if ev.toctou and ev.toctou.changed else 0
-    h[AT["ret"]] = ev.ret
-    return tuple(h)
-
-
-_STAT_KEY = itemgetter(AT["opcode"], AT["pid"], AT["comm"], AT["flags"], AT["ret"])
-
-
-def summary(headers: list[tuple]) -> dict:
-    """replay.summary() of the same records, from their header tuples:
-    counted in C over the distinct raw values, then named once each, in
-    first-seen order (so ties come out in the same order)."""
-    raw = collections.Counter(map(_STAT_KEY, headers))
-    by_op, by_proc, errors = (collections.Counter() for _ in range(3))
-    changed = 0
-    for (op, pid, comm, flags, ret), n in raw.items():
-        by_op[opcode_name(op)] += n
-        by_proc[f"{pid} {_comm(comm)}"] += n
-        if flags & layout.F_CHANGED:
-            changed += n
-        if ret < 0:
-            errors[errno_name(ret)] += n
-    return {"events": len(headers), "toctou_changed": changed,
-            "errors": dict(errors.most_common()), "by_opcode": dict(by_op.most_common()),
-            "by_process": dict(by_proc.most_common())}

@@ -10,11 +10,11 @@ import mmap
 import os
 from typing import Callable, Iterator
 
-from . import dump, headers
+from . import dump, headers, layout
 from .decode import RecordError, decode
 from .events import Event
 from .filters import Filters
-from .ringbuf import DISCARD, HDR as RING_HDR, record_step
+from .ringbuf import BUSY, DISCARD, HDR as RING_HDR
 
 # record ABI version -> decoder; an ABI change adds an entry, keeping the old
 DECODERS: dict[int, Callable] = {1: decode}
@@ -52,7 +52,7 @@ class Reader:
         for path in self.paths:
             for batch in self._file(path, stats=True):
                 kept += batch
-        return headers.summary(kept)
+        return headers.Scan(self.filters, self.since_ns, self.until_ns, 0, True).summary(kept)
 
     def _file(self, path: str, stats: bool) -> Iterator[list]:
         with open(path, "rb") as f:
@@ -78,7 +78,7 @@ class Reader:
         context: dict[int, tuple] = {}
         to_wall = int(meta.get("boot_to_wall_ns", 0))
         run = str(meta.get("run_id", path))
-        keep = headers.keeper(self.filters, self.since_ns, self.until_ns, to_wall)
+        scan = headers.Scan(self.filters, self.since_ns, self.until_ns, to_wall, stats)
 
         def decode_one(buf, off, size, frame):
             """The event, or None with the problem noted."""
@@ -94,7 +94,7 @@ class Reader:
 
         for frame in dump.frames(data, start, path, self.problems):
             if frame.kind in (dump.RECORD, dump.RING):
-                yield self._records(frame, path, keep, stats, decode_one, kept)
+                yield self._records(frame, path, scan, stats, decode_one, kept)
             elif frame.kind == dump.CONTEXT:
                 c = self._json(path, frame)
                 if c is not None:
@@ -108,54 +108,62 @@ class Reader:
                                                     dump.EXIT_UNKNOWN_FRAME,
                                                     f"unknown frame kind {frame.kind}"))
 
-    def _records(self, frame, path, keep, stats, decode_one, kept) -> list:
+    def _records(self, frame, path, scan, stats, decode_one, kept) -> list:
         """The kept records of one frame: events, or with stats their header
-        tuples (ring-shaped: a length word first, as headers.RING reads)."""
+        tuples (ring-shaped: a length word first, as scan.ring reads)."""
         buf, out = frame.payload, []
 
         def careful(off, size):     # another kind or ABI, or damage: decode, then judge
             ev = decode_one(buf, off, size, frame)
             if ev is not None and kept(ev):
-                out.append(headers.header_of(ev) if stats else ev)
+                out.append(scan.header_of(ev) if stats else ev)
 
         if frame.kind == dump.RECORD:
             size = len(buf)
-            if size >= headers.RECORD.size:
-                h = (size, *headers.RECORD.unpack_from(buf))
-                if headers.valid(h, size):
-                    if keep is None or keep(h):
-                        out.append(h if stats else decode_one(buf, 0, size, frame))
-                    return out if stats else [ev for ev in out if ev is not None]
-            careful(0, size)
+            h = (size, *scan.record.unpack_from(buf)) if size >= scan.record.size else ()
+            if scan.valid(h, size):
+                if scan.keep is None or scan.keep(h):
+                    out.append(h if stats else decode_one(buf, 0, size, frame))
+            else:
+                careful(0, size)
         else:
-            self._ring(buf, frame, path, keep, stats, out, careful, decode_one)
+            self._ring(buf, frame, path, scan, stats, out, careful, decode_one)
         return out if stats else [ev for ev in out if ev is not None]
 
-    def _ring(self, buf, frame, path, keep, stats, out, careful, decode_one) -> None:
+    def _ring(self, buf, frame, path, scan, stats, out, careful, decode_one) -> None:
         """The fast loop over a RING frame: one unpack per record reads the
-        ring header's length word and the call header."""
-        unpack, need, valid = headers.RING.unpack_from, headers.RING.size, headers.valid
-        at, discard = RING_HDR.size, DISCARD
+        ring header's length word and the header fields this pass needs;
+        scan.valid() is written out inline (a call per record costs as much
+        as the test)."""
+        unpack, need, keep, lens = scan.ring.unpack_from, scan.ring.size, scan.keep, scan.lens
+        kind, abi, call = layout.KIND_CALL, layout.ABI_VERSION, headers.CALL_SIZE
+        at_kind, at_abi, at_size = scan.at["kind"], scan.at["abi"], scan.at["size"]
+        at, discard, size_mask = RING_HDR.size, DISCARD, ~(BUSY | DISCARD)
         pos, n = 0, len(buf)
         while pos < n:
             if pos + need <= n:
                 h = unpack(buf, pos)
-            elif pos + at <= n:
+            elif pos + at <= n:         # a record shorter than the header, at the end
                 h = RING_HDR.unpack_from(buf, pos)
             else:
                 self._damaged(path, frame, "ring frame ends mid-header")
                 return
-            size, step = record_step(h[0])
-            if pos + at + size > n:
+            length = h[0]
+            size = length & size_mask
+            end = pos + at + size
+            if end > n:
                 self._damaged(path, frame, "a record runs past its ring frame's end")
                 return
-            if not h[0] & discard:
-                if len(h) > 2 and valid(h, size):
-                    if keep is None or keep(h):
-                        out.append(h if stats else decode_one(buf, pos + at, size, frame))
-                else:
-                    careful(pos + at, size)
-            pos += step
+            if length & discard:
+                pass
+            elif (len(h) > 2 and h[at_kind] == kind and h[at_abi] == abi
+                  and h[at_size] == size >= call
+                  and (lens is None or sum(h[lens:]) == size - call)):
+                if keep is None or keep(h):
+                    out.append(h if stats else decode_one(buf, pos + at, size, frame))
+            else:
+                careful(pos + at, size)
+            pos = (end + 7) & ~7
 
     def _damaged(self, path, frame, what) -> None:
         self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED, what))
