@@ -109,12 +109,14 @@ class Scan:
                 h[self.at[name]] = value
         return tuple(h)
 
-    def summary(self, headers: list[tuple]) -> dict:
-        """replay.summary() of the same records, from their header tuples:
-        counted in C over the distinct raw values, then named once each, in
-        first-seen order (so ties come out in the same order)."""
-        raw = collections.Counter(map(itemgetter(*(self.at[f] for f in STAT_FIELDS)),
-                                      headers))
+    def summary(self, headers: collections.Counter) -> dict:
+        """replay.summary() of the same records, from a Counter of their
+        header tuples (counted in C): each distinct value is named once, in
+        first-seen order, so ties come out in the same order."""
+        raw: collections.Counter = collections.Counter()
+        pick = itemgetter(*(self.at[f] for f in STAT_FIELDS))
+        for h, n in headers.items():
+            raw[pick(h)] += n
         by_op, by_proc, errors = (collections.Counter() for _ in range(3))
         changed = 0
         for (op, pid, comm, flags, ret), n in raw.items():
@@ -124,7 +126,7 @@ class Scan:
                 changed += n
             if ret < 0:
                 errors[errno_name(ret)] += n
-        return {"events": len(headers), "toctou_changed": changed,
+        return {"events": sum(headers.values()), "toctou_changed": changed,
                 "errors": dict(errors.most_common()), "by_opcode": dict(by_op.most_common()),
                 "by_process": dict(by_proc.most_common())}
 
