@@ -7,14 +7,18 @@ import importlib
 import json
 import os
 import pathlib
+import struct
 import subprocess
 import sys
+import zlib
 
 import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
 from conftest import needs_root
-from uringwatch import dump, output
+from uringwatch import dump, layout, output, ringbuf
 from uringwatch.decode import decode
 
 replay_mod = importlib.import_module("uringwatch.replay")   # the module, not replay()
@@ -165,3 +169,90 @@ def test_fresh_recording_is_byte_identical(tmp_path):
         events = reference_events(path)
         assert len(events) == 4 * n
         check_dump(path, events)
+
+
+def ring_dump(path, mutate=lambda i, rec: rec):
+    """The golden records in one RING frame, as `record` writes them; mutate
+    may change record i (the frame's crc is computed after)."""
+    data = GOLDEN.read_bytes()
+    meta, start = dump.read_header(data, str(GOLDEN))
+    frames = list(dump.frames(data, start, str(GOLDEN), []))
+    ring = bytearray()
+    for i, (buf, off, size) in enumerate(r for f in frames for r in dump.records(f)):
+        rec = mutate(i, bytes(buf[off:off + size]))
+        ring += ringbuf.HDR.pack(len(rec), 0) + rec + bytes(-len(rec) % 8)
+    with open(path, "wb") as f:
+        w = dump.Writer(f, meta)
+        for fr in frames:
+            if fr.kind == dump.CONTEXT:
+                w.write(dump.CONTEXT, bytes(fr.payload))
+        w.write_ring(memoryview(ring))
+
+
+def test_ring_frame_replays_like_single_records(tmp_path):
+    path = tmp_path / "ring.uwd"
+    ring_dump(path)
+    expected = GOLDEN.with_suffix(".jsonl").read_text()
+    assert run_replay(path, "--json").stdout == expected
+    check_dump(path, reference_events(GOLDEN))
+
+
+@pytest.mark.parametrize("field,value,what", [
+    ("region", 1 << 20, "runs past the record's end"),   # region 0's addr..len: len huge
+    ("kind", 9, "unknown record kind 9"),
+    ("size", 17, "header says 17"),
+])
+def test_bad_record_in_a_ring_frame_is_reported_alone(tmp_path, field, value, what):
+    """A record the decoder refuses, with an intact frame checksum: reported
+    with its frame's offset, in --stats too; the others are all kept."""
+    at = layout.CALL.offsets[field] if field != "kind" and field != "size" else \
+        layout.CALL.offsets["hdr"] + layout.REC_HDR.offsets[field]
+    if field == "region":
+        at += layout.REGION.offsets["len"]
+        value = struct.pack("<I", value)
+    else:
+        value = struct.pack("<H" if field == "kind" else "<I", value)
+
+    def spoil(i, rec):
+        return rec[:at] + value + rec[at + len(value):] if i == 2 else rec
+
+    path = tmp_path / "bad.uwd"
+    ring_dump(path, spoil)
+    lines = GOLDEN.with_suffix(".jsonl").read_text().splitlines(keepends=True)
+    r = run_replay(path, "--json")
+    assert r.returncode == dump.EXIT_DAMAGED, r.stderr
+    assert what in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == "".join(lines[:2] + lines[3:])
+    r = run_replay(path, "--json", "--stats")
+    assert r.returncode == dump.EXIT_DAMAGED and what in r.stderr
+    assert json.loads(r.stdout)["events"] == len(lines) - 1
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1,
+                max_size=6))
+def test_mutated_ring_frames_only_raise_dump_error(tmp_path, flips):
+    """Bytes changed after the checksum was made (so the fast paths see
+    them): only DumpError comes out, of events and of --stats alike."""
+    path = tmp_path / "fuzz.uwd"
+    ring_dump(path)
+    data = bytearray(path.read_bytes())
+    meta, start = dump.read_header(bytes(data), str(path))
+    (frame,) = [f for f in dump.frames(bytes(data), start, str(path), [])
+                if f.kind == dump.RING]
+    body = frame.offset + dump._FRAME.size
+    n = len(frame.payload)
+    for at, value in flips:
+        data[body + at % n] = value
+    head = bytes(data[frame.offset + 4:body])
+    struct.pack_into("<I", data, body + n, zlib.crc32(bytes(data[body:body + n]),
+                                                      zlib.crc32(head)))
+    path.write_bytes(bytes(data))
+    for run in (lambda r: list(r.events()), lambda r: r.stats()):
+        reader = replay_mod.Reader([str(path)])
+        run(reader)
+        try:
+            reader.raise_problems()
+        except dump.DumpError:
+            pass
