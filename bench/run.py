@@ -284,14 +284,13 @@ def flood_rows(plan: Plan, fl: dict, attach: list) -> list[tuple]:
                  (f"{t}, {label}: received + drops − calls", str(c["gap"]), "0",
                   verdict(c["gap"] == 0))]
     rec = fl["record"]
-    rows += [(f"{t}, uringwatch record -w /dev/null: calls made at full speed", str(rec["calls"]),
-              "", ""),
-             (f"{t}, uringwatch record -w /dev/null: records written", str(rec["received"]), "", ""),
-             (f"{t}, uringwatch record -w /dev/null: drops by cause",
-              ", ".join(f"{k}={rec.get(k, 0)}" for k in ("ring_full", "no_enter", "no_exit",
-                                                          "inflight_full")), "", ""),
-             (f"{t}, uringwatch record -w /dev/null: written + drops − calls", str(rec["gap"]), "0",
-              verdict(rec["gap"] == 0))]
+    w = f"{t}, uringwatch record -w /dev/null"
+    rec_causes = ", ".join(f"{k}={rec.get(k, 0)}"
+                           for k in ("ring_full", "no_enter", "no_exit", "inflight_full"))
+    rows += [(f"{w}: calls made at full speed", str(rec["calls"]), "", ""),
+             (f"{w}: records written", str(rec["received"]), "", ""),
+             (f"{w}: drops by cause", rec_causes, "", ""),
+             (f"{w}: written + drops − calls", str(rec["gap"]), "0", verdict(rec["gap"] == 0))]
     rec_rate = rec["received"] / rec["cpu_s"] if rec["cpu_s"] else 0
     lib_rate = lib["received"] / lib["cpu_s"] if lib["cpu_s"] else 0
     cli_rate = cli["received"] / cli["cpu_s"] if cli["cpu_s"] else 0

@@ -228,8 +228,8 @@ def test_bad_record_in_a_ring_frame_is_reported_alone(tmp_path, field, value, wh
     assert json.loads(r.stdout)["events"] == len(lines) - 1
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1,
                 max_size=6))
 def test_mutated_ring_frames_only_raise_dump_error(tmp_path, flips):
