@@ -171,15 +171,17 @@ def test_fresh_recording_is_byte_identical(tmp_path):
         check_dump(path, events)
 
 
-def ring_dump(path, mutate=lambda i, rec: rec):
-    """The golden records in one RING frame, as `record` writes them; mutate
-    may change record i (the frame's crc is computed after)."""
+def ring_dump(path, mutate=lambda i, rec: rec, order=None):
+    """The golden records in one RING frame, as `record` writes them (or
+    those at the indices in `order`); mutate may change record i (the
+    frame's crc is computed after)."""
     data = GOLDEN.read_bytes()
     meta, start = dump.read_header(data, str(GOLDEN))
     frames = list(dump.frames(data, start, str(GOLDEN), []))
+    golden = [bytes(buf[off:off + size]) for f in frames for buf, off, size in dump.records(f)]
     ring = bytearray()
-    for i, (buf, off, size) in enumerate(r for f in frames for r in dump.records(f)):
-        rec = mutate(i, bytes(buf[off:off + size]))
+    for i, j in enumerate(range(len(golden)) if order is None else order):
+        rec = mutate(i, golden[j])
         ring += ringbuf.HDR.pack(len(rec), 0) + rec + bytes(-len(rec) % 8)
     with open(path, "wb") as f:
         w = dump.Writer(f, meta)
@@ -256,3 +258,23 @@ def test_mutated_ring_frames_only_raise_dump_error(tmp_path, flips):
             reader.raise_problems()
         except dump.DumpError:
             pass
+
+
+@pytest.mark.parametrize("order", [
+    [4] * 50,                       # one length throughout: read with iter_unpack
+    [4] * 3 + [0] * 35 + [4] * 9,   # a multiple of the first's step, yet not uniform
+    [4, 5] * 20 + [4],
+])
+def test_stats_of_uniform_and_nearly_uniform_frames(tmp_path, order):
+    path = tmp_path / "u.uwd"
+    ring_dump(path, order=order)
+    events = reference_events(path)
+    assert len(events) == len(order)
+    for args in ([], ["--failed"], ["--opcode", "FILES"]):
+        r = run_replay(path, "--stats", "--json", *args)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        kept = [ev for ev in events
+                if (not args or (args[0] == "--failed" and ev.ret < 0)
+                    or (args[0] == "--opcode" and ev.opcode == 2))]
+        assert r.stdout.strip() == json.dumps(stats(kept, got["drops"])), args

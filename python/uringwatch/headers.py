@@ -87,6 +87,15 @@ class Scan:
         if stats and self.fields[-len(REGION_LENS):] != REGION_LENS:
             raise ImportError("headers.py expects the region lengths after the other fields")
         self.keep = _keeper(self.at, filters, since_ns, until_ns, to_wall)
+        self._stepped: dict[int, struct.Struct] = {}
+
+    def stepped(self, step: int) -> struct.Struct:
+        """self.ring padded to `step` bytes: for iter_unpack over ring
+        entries that all have the same length."""
+        if step not in self._stepped:
+            self._stepped[step] = struct.Struct(
+                self.ring.format + f"{step - self.ring.size}x")
+        return self._stepped[step]
 
     def valid(self, h: tuple, size: int) -> bool:
         """Whether a header read at a record of `size` bytes is a call

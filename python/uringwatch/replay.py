@@ -138,32 +138,52 @@ class Reader:
     @staticmethod
     def _ring_counts(buf, scan) -> collections.Counter | None:
         """--stats over a RING frame, fastest: every record's header tuple
-        counted, each distinct value judged once afterwards. None when any
-        needs care (a short tail, another kind, damage): the caller then
-        takes the record-by-record loop."""
-        unpack, need, keep = scan.ring.unpack_from, scan.ring.size, scan.keep
+        counted in C, then each distinct value judged (valid, kept) once.
+        None when any record needs care (a short tail, another kind, damage):
+        the caller then takes the record-by-record loop."""
+        size_mask = ~(BUSY | DISCARD)
+        counts = Reader._uniform_counts(buf, scan)
+        if counts is None:
+            rows = Reader._walk_rows(buf, scan)
+            if rows is None:
+                return None
+            counts = collections.Counter(rows)
+        if not all(scan.valid(h, h[0] & size_mask) for h in counts):
+            return None
+        if scan.keep is not None:
+            counts = collections.Counter({h: n for h, n in counts.items() if scan.keep(h)})
+        return counts
+
+    @staticmethod
+    def _uniform_counts(buf, scan) -> collections.Counter | None:
+        """When every entry of the frame has the first one's length word (a
+        flood of one kind of call), its header tuples read and counted in C:
+        iter_unpack at a fixed step. Every tuple having the first's length
+        word is what proves the fixed step was the true walk (by induction
+        from the first entry); None if not, or if the frame can't be uniform."""
+        at, n = RING_HDR.size, len(buf)
+        if n < at:
+            return None
+        first = RING_HDR.unpack_from(buf, 0)[0]
+        step = ((first & ~(BUSY | DISCARD)) + at + 7) & ~7
+        if first & DISCARD or n % step or step < scan.ring.size:
+            return None
+        counts = collections.Counter(scan.stepped(step).iter_unpack(buf))
+        return counts if all(h[0] == first for h in counts) else None
+
+    @staticmethod
+    def _walk_rows(buf, scan):
+        """The header tuples of a RING frame's entries, walked one by one;
+        None if the walk does not end exactly at the frame's end."""
+        unpack, need = scan.ring.unpack_from, scan.ring.size
         at, discard, size_mask = RING_HDR.size, DISCARD, ~(BUSY | DISCARD)
-        kind, abi, at_kind, at_abi = (layout.KIND_CALL, layout.ABI_VERSION,
-                                      scan.at["kind"], scan.at["abi"])
         pos, n, out = 0, len(buf), []
         while pos + need <= n:
             h = unpack(buf, pos)
-            end = pos + at + (h[0] & size_mask)
-            if h[0] & discard:
-                pass
-            elif keep is None:
+            if not h[0] & discard:
                 out.append(h)
-            elif h[at_kind] != kind or h[at_abi] != abi:
-                return None         # another kind: filtered as a decoded event
-            elif keep(h):
-                out.append(h)
-            pos = (end + 7) & ~7
-        if pos != n:
-            return None
-        counts = collections.Counter(out)
-        if all(scan.valid(h, h[0] & size_mask) for h in counts):
-            return counts
-        return None
+            pos = (pos + at + (h[0] & size_mask) + 7) & ~7
+        return out if pos == n else None
 
     def _ring(self, buf, frame, path, scan, stats, out, careful, decode_one) -> None:
         """The fast loop over a RING frame: one unpack per record reads the
