@@ -175,15 +175,16 @@ class Reader:
     def _walk_rows(buf, scan):
         """The header tuples of a RING frame's entries, walked one by one;
         None if the walk does not end exactly at the frame's end."""
-        unpack, need = scan.ring.unpack_from, scan.ring.size
-        at, discard, size_mask = RING_HDR.size, DISCARD, ~(BUSY | DISCARD)
-        pos, n, out = 0, len(buf), []
-        while pos + need <= n:
+        unpack, last, out = scan.ring.unpack_from, len(buf) - scan.ring.size, []
+        append, pad = out.append, RING_HDR.size + 7
+        pos = 0
+        # a discarded entry's DISCARD bit sends pos past the end: None, and
+        # the careful loop skips it
+        while pos <= last:
             h = unpack(buf, pos)
-            if not h[0] & discard:
-                out.append(h)
-            pos = (pos + at + (h[0] & size_mask) + 7) & ~7
-        return out if pos == n else None
+            append(h)
+            pos = (pos + h[0] + pad) & ~7
+        return out if pos == len(buf) else None
 
     def _ring(self, buf, frame, path, scan, stats, out, careful, decode_one) -> None:
         """The fast loop over a RING frame: one unpack per record reads the
