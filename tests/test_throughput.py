@@ -171,10 +171,11 @@ def test_fresh_recording_is_byte_identical(tmp_path):
         check_dump(path, events)
 
 
-def ring_dump(path, mutate=lambda i, rec: rec, order=None):
+def ring_dump(path, mutate=lambda i, rec: rec, order=None, discarded=()):
     """The golden records in one RING frame, as `record` writes them (or
     those at the indices in `order`); mutate may change record i (the
-    frame's crc is computed after)."""
+    frame's crc is computed after); entries at `discarded` get the ring's
+    DISCARD bit, as the BPF side would leave a record it gave up on."""
     data = GOLDEN.read_bytes()
     meta, start = dump.read_header(data, str(GOLDEN))
     frames = list(dump.frames(data, start, str(GOLDEN), []))
@@ -182,7 +183,8 @@ def ring_dump(path, mutate=lambda i, rec: rec, order=None):
     ring = bytearray()
     for i, j in enumerate(range(len(golden)) if order is None else order):
         rec = mutate(i, golden[j])
-        ring += ringbuf.HDR.pack(len(rec), 0) + rec + bytes(-len(rec) % 8)
+        flag = ringbuf.DISCARD if i in discarded else 0
+        ring += ringbuf.HDR.pack(len(rec) | flag, 0) + rec + bytes(-len(rec) % 8)
     with open(path, "wb") as f:
         w = dump.Writer(f, meta)
         for fr in frames:
@@ -278,3 +280,15 @@ def test_stats_of_uniform_and_nearly_uniform_frames(tmp_path, order):
                 if (not args or (args[0] == "--failed" and ev.ret < 0)
                     or (args[0] == "--opcode" and ev.opcode == 2))]
         assert r.stdout.strip() == json.dumps(stats(kept, got["drops"])), args
+
+
+def test_discarded_entries_are_skipped(tmp_path):
+    path = tmp_path / "d.uwd"
+    ring_dump(path, discarded={1, 4})
+    lines = GOLDEN.with_suffix(".jsonl").read_text().splitlines(keepends=True)
+    kept = [line for i, line in enumerate(lines) if i not in (1, 4)]
+    r = run_replay(path, "--json")
+    assert r.returncode == 0 and r.stdout == "".join(kept), r.stderr
+    events = [ev for i, ev in enumerate(reference_events(GOLDEN)) if i not in (1, 4)]
+    r = run_replay(path, "--json", "--stats")
+    assert r.stdout.strip() == json.dumps(stats(events, json.loads(r.stdout)["drops"]))
