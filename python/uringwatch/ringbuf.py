@@ -84,12 +84,12 @@ class RingBuffer:
         prod = _POS.unpack_from(self._prod, 0)[0]
         stop = min(prod, cons + max_bytes)
         start, out, mask, data = cons, [], self._mask, self.data
-        unpack = fields.unpack_from
+        unpack, pad = fields.unpack_from, HDR.size + 7
         while cons < prod and len(out) < limit:
             v = unpack(data, cons & mask)
             if v[0] & BUSY:
                 break
-            step = ((v[0] & ~DISCARD) + 15) & ~7
+            step = ((v[0] & ~DISCARD) + pad) & ~7     # record_step(), inline
             if cons + step > stop and cons > start:
                 break
             out.append(v)

@@ -13,12 +13,12 @@ import uuid
 from importlib import resources
 from typing import AsyncIterator, Callable, Iterator
 
-from . import headers, hooks, layout, libbpf
+from . import headers, hooks, layout, libbpf, ringbuf
 from .containers import CgroupResolver
 from .decode import RecordError, decode
 from .events import Event
 from .filters import Filters
-from .ringbuf import DISCARD as ringbuf_discard, RingBuffer
+from .ringbuf import RingBuffer
 
 OBJECT_NAME = "uringwatch.bpf.o"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -322,7 +322,7 @@ class Tracer:
         if not peeks:
             return 0
         kind, cg = headers.PEEK_AT["kind"], headers.PEEK_AT["cgroup_id"]
-        live = [p for p in peeks if not p[0] & ringbuf_discard]
+        live = [p for p in peeks if not p[0] & ringbuf.DISCARD]
         view = ring.taken()
         try:
             sink(view, {p[cg] for p in live if p[kind] == layout.KIND_CALL}, len(live))
