@@ -120,10 +120,16 @@ class TracerProcess:
             last = now
 
     def stop(self) -> tuple[str, str]:
-        """SIGINT, then its stdout and stderr."""
+        """SIGINT, then its stdout and stderr; killed if it has not exited
+        a minute later (bpftrace 0.17 sometimes ignores SIGINT on a loaded
+        machine), then what it said is all there is."""
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=60)
-        return out or "", err
+        try:
+            out, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=60)
+        return out or "", err or ""
 
 
 def bpf_prog_stats(pid: int) -> dict[str, tuple[int, int]]:

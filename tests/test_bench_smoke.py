@@ -50,12 +50,17 @@ def test_quick_run(build, tmp_path):
             assert any(k.startswith(f"{mode}: added by") and who in k for k in got), (mode, who)
     assert "getppid: added with uringwatch attached" in got
     for prefix in ("consumer: events decoded", "consumer: JSON Lines", "start to attached",
-                   "peak RSS", "replay: records/s into Structs", "replay: records/s to JSON"):
+                   "peak RSS", "record: records written per CPU-second",
+                   "replay: records per CPU-second into Structs",
+                   "replay: records per CPU-second to JSON",
+                   "replay: records per CPU-second, filtered",
+                   "replay: records per CPU-second, replay --stats"):
         assert any(k.startswith(prefix) for k in got), prefix
 
     accounting = {k: v for k, v in got.items()
-                  if k.endswith("received + coalesced + drops − calls")}
-    assert len(accounting) == 2, accounting          # CLI and library consumer
+                  if k.endswith(("received + coalesced + drops − calls",
+                                 "written + coalesced + drops − calls"))}
+    assert len(accounting) == 3, accounting          # CLI, library consumer, record
     for k, (measured, _target, result) in accounting.items():
         assert measured == "0" and result == "met", (k, measured)
     calls = [int(v[0]) for k, v in got.items() if k.endswith("calls made")]

@@ -17,7 +17,7 @@ from .filters import Filters, from_args
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
-from .tracer import (FAIR_BURST, FAIR_RATE, PrivilegeError, Tracer, TracerError,
+from .tracer import (BATCH, FAIR_BURST, FAIR_RATE, PrivilegeError, Tracer, TracerError,
                      check_privileges, tracefs)
 
 EXAMPLES = """\
@@ -257,7 +257,7 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
 
         def emit(events) -> bool:
             nonlocal recorded, last_stats
-            if metrics:
+            if metrics and show:        # record copies records, decoding none
                 metrics.observe(events)
             if args.count:
                 events = events[:args.count - seen()]
@@ -269,13 +269,20 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
                 last_stats = time.monotonic()
             return bool(args.count) and seen() >= args.count
 
+        def poll(timeout=None):
+            """Events to show, or for `record` the records copied (never decoded)."""
+            if show:
+                return tracer.poll(timeout)
+            limit = args.count - seen() if args.count else BATCH
+            return range(tracer.poll_raw(recorder.write_ring, timeout, limit))
+
         try:
             done = False
             while not done and not stop.requested:
-                done = emit(tracer.poll())
+                done = emit(poll())
                 done = done or bool(deadline and time.monotonic() >= deadline)
             tracer.detach()        # no new records; write what is queued
-            while not done and stop.signals < 2 and (events := tracer.poll(0)):
+            while not done and stop.signals < 2 and (events := poll(0)):
                 done = emit(events)
         except KeyboardInterrupt:
             pass

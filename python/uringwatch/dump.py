@@ -5,6 +5,9 @@ so damage stays local. Layout in docs/DUMP_FORMAT.md.
     frame:   u32 FRAME_MAGIC | u8 kind | u8 0 | u16 0 | u32 n | n bytes | u32 crc32
 
 The header's crc covers everything before it; a frame's covers kind..payload.
+A RING frame holds many records as the ring buffer laid them out (each
+behind its 8-byte ring header), so a recorder copies a batch of the ring in
+one frame and a reader checks one crc per batch, not per record.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import time
 import zlib
 from typing import IO, Iterator, NamedTuple
 
+from .ringbuf import DISCARD, HDR as RING_HDR, record_step
+
 MAGIC = b"UWDUMP\0\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                # 2: RING frames (a version-1 reader can't read them)
 FRAME_MAGIC = 0x52465755          # "UWFR" little-endian
 _HEAD = struct.Struct("<8sHHI")
 _FRAME = struct.Struct("<IBBHI")
@@ -30,6 +35,7 @@ RECORD = 1      # one raw ring-buffer record
 STATS = 2       # JSON: the tracer's counters so far
 CONTEXT = 3     # JSON: {"cgroup_id": id, "path": ..., "container_id": ...}
 END = 4         # JSON: final counters; a clean close
+RING = 5        # raw ring-buffer bytes: records, each behind its 8-byte ring header
 
 # exit codes of `uringwatch replay`, one per kind of problem (README)
 EXIT_NOT_A_DUMP = 3
@@ -50,7 +56,7 @@ class DumpError(ValueError):
 
 class Frame(NamedTuple):
     kind: int
-    payload: bytes
+    payload: memoryview    # a slice of the file's mapping: no copy
     offset: int
 
 
@@ -76,6 +82,18 @@ class Writer:
         data = _frame(kind, payload)
         self.out.write(data)
         self.size += len(data)
+        if time.monotonic() - self._flushed >= 1.0:
+            self.flush()
+
+    def write_ring(self, ring: memoryview) -> None:
+        """Ring-buffer bytes as they are, in one RING frame: no per-record
+        work and no copy of our own (the buffered file copies once)."""
+        head = _FRAME.pack(FRAME_MAGIC, RING, 0, 0, len(ring))
+        crc = _CRC.pack(zlib.crc32(ring, zlib.crc32(head[4:])))
+        self.out.write(head)
+        self.out.write(ring)
+        self.out.write(crc)
+        self.size += len(head) + len(ring) + len(crc)
         if time.monotonic() - self._flushed >= 1.0:
             self.flush()
 
@@ -138,6 +156,8 @@ def frames(data: bytes, start: int, path: str,
            problems: list[DumpError]) -> Iterator[Frame]:
     """Every intact frame from `start`. A damaged one is noted in `problems`
     and skipped by scanning for the next frame marker."""
+    find = data.find if hasattr(data, "find") else bytes(data).find
+    data = memoryview(data)
     pos, n = start, len(data)
     magic = _CRC.pack(FRAME_MAGIC)
     while pos < n:
@@ -159,10 +179,42 @@ def frames(data: bytes, start: int, path: str,
             bad = "frame checksum mismatch"
         if bad:
             problems.append(DumpError(path, pos, EXIT_DAMAGED, bad))
-            nxt = data.find(magic, pos + 1)
+            nxt = find(magic, pos + 1)
             if nxt < 0:
                 return
             pos = nxt
             continue
         yield Frame(kind, data[pos + _FRAME.size:end], pos)
         pos = end + 4
+
+
+def ring_records(payload: memoryview, offset: int, path: str,
+                 problems: list[DumpError]) -> Iterator[tuple[int, int]]:
+    """(offset, size) of each record in a RING frame's payload, skipping
+    discarded ones; a record running past the frame is noted in `problems`
+    (`offset` is the frame's, for the message) and ends the frame."""
+    pos, n = 0, len(payload)
+    while pos < n:
+        if n - pos < RING_HDR.size:
+            problems.append(DumpError(path, offset, EXIT_DAMAGED, "ring frame ends mid-header"))
+            return
+        length = RING_HDR.unpack_from(payload, pos)[0]
+        size, step = record_step(length)
+        if pos + RING_HDR.size + size > n:
+            problems.append(DumpError(path, offset, EXIT_DAMAGED,
+                                      "a record runs past its ring frame's end"))
+            return
+        if not length & DISCARD:
+            yield pos + RING_HDR.size, size
+        pos += step
+
+
+def records(frame: Frame, path: str = "",
+            problems: list[DumpError] | None = None) -> Iterator[tuple[memoryview, int, int]]:
+    """(buffer, offset, size) of each record in a RECORD or RING frame."""
+    if frame.kind == RECORD:
+        yield frame.payload, 0, len(frame.payload)
+    elif frame.kind == RING:
+        for off, size in ring_records(frame.payload, frame.offset, path,
+                                      [] if problems is None else problems):
+            yield frame.payload, off, size

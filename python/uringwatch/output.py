@@ -176,19 +176,16 @@ class Writer:
         self.lines = 0
         self._out = WholeWriter(out.fileno(), stop)
         self._enc = msgspec.json.Encoder()
-        self._buf = bytearray()
         if not json:
             self._out.write((HEADER + "\n").encode())
 
     def write(self, events: list[AnyEvent]) -> None:
-        buf = self._buf
-        buf.clear()
         if self.json:
-            for ev in events:
-                self._enc.encode_into(ev, buf, -1)
-                buf.extend(b"\n")
+            # the whole batch in one call and one buffer: 3x cheaper per line
+            # than encode_into per event
+            buf = self._enc.encode_lines(events)
         else:
-            buf.extend("".join(row(ev) + "\n" for ev in events).encode())
+            buf = "".join(row(ev) + "\n" for ev in events).encode()
         try:
             self._out.write(buf)
         except KeyboardInterrupt as e:

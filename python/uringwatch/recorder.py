@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import os
-import struct
 import sys
 
 from . import dump, layout
 from .output import WholeWriter
-
-_CGROUP = struct.Struct("<Q")
-_KIND = struct.Struct("<H")
-# where each record kind keeps its cgroup id
-_CGROUP_AT = {layout.KIND_CALL: layout.CALL.offsets["cgroup_id"],
-              layout.KIND_RING: layout.RING.offsets["cgroup_id"],
-              layout.KIND_OP: layout.OP.offsets["cgroup_id"]}
 
 
 class _Stdout:
@@ -40,12 +32,14 @@ class _Stdout:
 
 
 class Recorder:
-    """Attach to an open Tracer: `Recorder(path, tracer)`; every raw record
-    it reads is written, with the cgroup context replay needs to produce the
-    same events. `-` writes to stdout. With rotate_bytes, files roll over
-    like tcpdump -C (FILE, FILE.1, ...); with max_files, only the newest
-    that many are kept (-W). `stop` (cli._Stop) lets signals end a write
-    to a blocked stdout."""
+    """Attach to an open Tracer: `Recorder(path, tracer)`; every batch of
+    raw records it reads is copied as it lay in the ring (one RING frame),
+    with the cgroup context replay needs to produce the same events. Use
+    `tracer.poll_raw(recorder.write_ring)` to record without decoding;
+    `tracer.poll()` records too, and decodes. `-` writes to stdout. With
+    rotate_bytes, files roll over like tcpdump -C (FILE, FILE.1, ...); with
+    max_files, only the newest that many are kept (-W). `stop` (cli._Stop)
+    lets signals end a write to a blocked stdout."""
 
     def __init__(self, path: str, tracer, rotate_bytes: int = 0, max_files: int = 0,
                  stop=None):
@@ -56,7 +50,7 @@ class Recorder:
         self.index = 0
         self.records = 0
         self._open()
-        tracer.on_raw = self.record
+        tracer.on_ring = self.write_ring
 
     def _name(self, index: int) -> str:
         return self.path if index == 0 else f"{self.path}.{index}"
@@ -73,23 +67,22 @@ class Recorder:
         self._writer = dump.Writer(self._file, {**self.meta, "file_index": self.index})
         self._seen: set[int] = set()    # context is per file: each stands alone
 
-    def record(self, raw: memoryview) -> None:
-        # rotated when the next record comes, so no file is left without one
+    def write_ring(self, ring: memoryview, cgroups: set, records: int) -> None:
+        """A batch of ring bytes (records behind their ring headers), after
+        the context of any cgroup this file has not described yet. Files
+        roll over between batches, before one, so none is left empty."""
         if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
             self._writer.write_json(dump.STATS, self.tracer.stats())
             self._file.close()
             self.index += 1
             self._open()
-        at = _CGROUP_AT.get(_KIND.unpack_from(raw)[0]) if len(raw) >= 2 else None
-        if at is not None and len(raw) >= at + 8:
-            cg = _CGROUP.unpack_from(raw, at)[0]
-            if cg not in self._seen:
-                self._seen.add(cg)
-                path, cid = self.tracer.context(cg)
-                self._writer.write_json(dump.CONTEXT, {"cgroup_id": cg, "path": path,
-                                                       "container_id": cid})
-        self._writer.write(dump.RECORD, bytes(raw))
-        self.records += 1
+        for cg in sorted(cgroups - self._seen):
+            self._seen.add(cg)
+            path, cid = self.tracer.context(cg)
+            self._writer.write_json(dump.CONTEXT, {"cgroup_id": cg, "path": path,
+                                                   "container_id": cid})
+        self._writer.write_ring(ring)
+        self.records += records
 
     def write_stats(self) -> None:
         """The tracer's counters so far (the CLI does this every second)."""
@@ -103,4 +96,4 @@ class Recorder:
             pass
         if self.path != "-":
             self._file.close()
-        self.tracer.on_raw = None
+        self.tracer.on_ring = None

@@ -8,14 +8,14 @@ import collections
 import json
 import mmap
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
-from . import dump
+from . import dump, headers, layout
 from .decode import DECODERS, RecordError, Runs
 from .events import AnyEvent, Event, Op, Repeat
 from .filters import Filters
+from .ringbuf import BUSY, DISCARD, HDR as RING_HDR
 from .rings import Ledger
-
 
 
 class Reader:
@@ -28,16 +28,36 @@ class Reader:
         self.since_ns, self.until_ns = since_ns, until_ns
         self.problems: list[dump.DumpError] = []
         self.counters: dict[str, dict] = {}     # run_id -> last counters seen
-        self._runs: dict[str, Runs] = {}        # run_id -> repeat counting
-        self._ledgers: dict[str, Ledger] = {}   # run_id -> registrations seen
         self.done_bytes = 0
         self.total_bytes = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+        self._runs: dict[str, Runs] = {}        # run_id -> repeat counting
+        self._ledgers: dict[str, Ledger] = {}   # run_id -> registrations seen
+        self._others: list[AnyEvent] = []       # --stats: records not calls, decoded
 
     def events(self) -> Iterator[AnyEvent]:
         for path in self.paths:
-            yield from self._file(path)
+            for batch in self._file(path, stats=False):
+                yield from batch
 
-    def _file(self, path: str) -> Iterator[AnyEvent]:
+    def batches(self) -> Iterator[list[AnyEvent]]:
+        """The events in lists, one per stretch of the file (for writers)."""
+        for path in self.paths:
+            for batch in self._file(path, stats=False):
+                if batch:
+                    yield batch
+
+    def stats(self) -> dict:
+        """summary() of the events, counted on the records' fixed headers:
+        nothing is decoded but records of another kind or ABI."""
+        kept: collections.Counter = collections.Counter()
+        for path in self.paths:
+            for counts in self._file(path, stats=True):
+                kept.update(counts)
+        calls = headers.Scan(self.filters, self.since_ns, self.until_ns, 0, True).summary(kept)
+        others, self._others = summary(self._others), []
+        return merged(calls, others)
+
+    def _file(self, path: str, stats: bool) -> Iterator[list]:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
@@ -51,28 +71,37 @@ class Reader:
             self.problems.append(dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
                                                 f"record ABI {abi} is not known here"))
             return
-        yield from self._frames(path, data, start, meta, DECODERS[abi])
+        yield from self._frames(path, data, start, meta, DECODERS[abi], stats)
         self.done_bytes += size
 
-    def _frames(self, path, data, start, meta, decoder) -> Iterator[AnyEvent]:
+    def _frames(self, path, data, start, meta, decoder, stats) -> Iterator[list]:
+        """Per RECORD or RING frame, a list of its kept events, or with
+        stats of their header tuples. Headers are read in place (no copy),
+        filtered, and only kept records are decoded."""
         context: dict[int, tuple] = {}
         to_wall = int(meta.get("boot_to_wall_ns", 0))
         run = str(meta.get("run_id", path))
+        scan = headers.Scan(self.filters, self.since_ns, self.until_ns, to_wall, stats)
+
         runs = self._runs.setdefault(run, Runs())   # rotated files share a run
-        match = self.filters.matches if self.filters else None
         ledger = self._ledgers.setdefault(run, Ledger())   # joins ops to registrations
+
+        def decode_one(buf, off, size, frame):
+            """The event, or None: a repeat already counted, or a problem noted."""
+            try:
+                return ledger.feed(decoder(buf, off, size, to_wall,
+                                           lambda cg: context.get(cg, (None, None)), runs=runs))
+            except RecordError as e:
+                self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED,
+                                                    str(e)))
+                return None
+
+        def kept(ev) -> bool:
+            return (self.filters is None or self.filters.matches(ev)) and self._in_time(ev)
+
         for frame in dump.frames(data, start, path, self.problems):
-            if frame.kind == dump.RECORD:
-                try:
-                    ev = ledger.feed(decoder(frame.payload, 0, len(frame.payload), to_wall,
-                                             lambda cg: context.get(cg, (None, None)),
-                                             runs=runs))
-                except RecordError as e:
-                    self.problems.append(dump.DumpError(path, frame.offset,
-                                                        dump.EXIT_DAMAGED, str(e)))
-                    continue
-                if ev is not None and (match is None or match(ev)) and self._in_time(ev):
-                    yield ev
+            if frame.kind in (dump.RECORD, dump.RING):
+                yield self._records(frame, path, scan, stats, decode_one, kept)
             elif frame.kind == dump.CONTEXT:
                 c = self._json(path, frame)
                 if c is not None:
@@ -86,9 +115,129 @@ class Reader:
                                                     dump.EXIT_UNKNOWN_FRAME,
                                                     f"unknown frame kind {frame.kind}"))
 
+    def _records(self, frame, path, scan, stats, decode_one, kept):
+        """The kept records of one frame: a list of events, or with stats a
+        Counter of their header tuples (ring-shaped: a length word first, as
+        scan.ring reads)."""
+        buf, out = frame.payload, []
+        if stats and frame.kind == dump.RING:
+            counts = self._ring_counts(buf, scan)
+            if counts is not None:
+                return counts
+
+        def careful(off, size):     # another kind or ABI, or damage: decode, then judge
+            ev = decode_one(buf, off, size, frame)
+            if ev is None or not kept(ev):
+                return
+            if stats and not isinstance(ev, Event):
+                self._others.append(ev)     # summarised apart: merged()
+            else:
+                out.append(scan.header_of(ev) if stats else ev)
+
+        if frame.kind == dump.RECORD:
+            size = len(buf)
+            h = (size, *scan.record.unpack_from(buf)) if size >= scan.record.size else ()
+            if scan.valid(h, size):
+                if scan.keep is None or scan.keep(h):
+                    out.append(h if stats else decode_one(buf, 0, size, frame))
+            else:
+                careful(0, size)
+        else:
+            self._ring(buf, frame, path, scan, stats, out, careful, decode_one)
+        return collections.Counter(out) if stats else [ev for ev in out if ev is not None]
+
+    @staticmethod
+    def _ring_counts(buf, scan) -> collections.Counter | None:
+        """--stats over a RING frame, fastest: every record's header tuple
+        counted in C, then each distinct value judged (valid, kept) once.
+        None when any record needs care (a short tail, another kind, damage):
+        the caller then takes the record-by-record loop."""
+        size_mask = ~(BUSY | DISCARD)
+        counts = Reader._uniform_counts(buf, scan)
+        if counts is None:
+            rows = Reader._walk_rows(buf, scan)
+            if rows is None:
+                return None
+            counts = collections.Counter(rows)
+        if not all(scan.valid(h, h[0] & size_mask) for h in counts):
+            return None
+        if scan.keep is not None:
+            counts = collections.Counter({h: n for h, n in counts.items() if scan.keep(h)})
+        return counts
+
+    @staticmethod
+    def _uniform_counts(buf, scan) -> collections.Counter | None:
+        """When every entry of the frame has the first one's length word (a
+        flood of one kind of call), its header tuples read and counted in C:
+        iter_unpack at a fixed step. Every tuple having the first's length
+        word is what proves the fixed step was the true walk (by induction
+        from the first entry); None if not, or if the frame can't be uniform."""
+        at, n = RING_HDR.size, len(buf)
+        if n < at:
+            return None
+        first = RING_HDR.unpack_from(buf, 0)[0]
+        step = ((first & ~(BUSY | DISCARD)) + at + 7) & ~7
+        if first & DISCARD or n % step or step < scan.ring.size:
+            return None
+        counts = collections.Counter(scan.stepped(step).iter_unpack(buf))
+        return counts if all(h[0] == first for h in counts) else None
+
+    @staticmethod
+    def _walk_rows(buf, scan):
+        """The header tuples of a RING frame's entries, walked one by one;
+        None if the walk does not end exactly at the frame's end."""
+        unpack, last, out = scan.ring.unpack_from, len(buf) - scan.ring.size, []
+        append, pad = out.append, RING_HDR.size + 7
+        pos = 0
+        # a discarded entry's DISCARD bit sends pos past the end: None, and
+        # the careful loop skips it
+        while pos <= last:
+            h = unpack(buf, pos)
+            append(h)
+            pos = (pos + h[0] + pad) & ~7
+        return out if pos == len(buf) else None
+
+    def _ring(self, buf, frame, path, scan, stats, out, careful, decode_one) -> None:
+        """The fast loop over a RING frame: one unpack per record reads the
+        ring header's length word and the header fields this pass needs;
+        scan.valid() is written out inline (a call per record costs as much
+        as the test)."""
+        unpack, need, keep, lens = scan.ring.unpack_from, scan.ring.size, scan.keep, scan.lens
+        kind, abi, call = layout.KIND_CALL, layout.ABI_VERSION, headers.CALL_SIZE
+        at_kind, at_abi, at_size = scan.at["kind"], scan.at["abi"], scan.at["size"]
+        at, discard, size_mask = RING_HDR.size, DISCARD, ~(BUSY | DISCARD)
+        pos, n = 0, len(buf)
+        while pos < n:
+            if pos + need <= n:
+                h = unpack(buf, pos)
+            elif pos + at <= n:         # a record shorter than the header, at the end
+                h = RING_HDR.unpack_from(buf, pos)
+            else:
+                self._damaged(path, frame, "ring frame ends mid-header")
+                return
+            length = h[0]
+            size = length & size_mask
+            end = pos + at + size
+            if end > n:
+                self._damaged(path, frame, "a record runs past its ring frame's end")
+                return
+            if length & discard:
+                pass
+            elif (len(h) > 2 and h[at_kind] == kind and h[at_abi] == abi
+                  and h[at_size] == size >= call
+                  and (lens is None or headers.data_len(h, lens) == size - call)):
+                if keep is None or keep(h):
+                    out.append(h if stats else decode_one(buf, pos + at, size, frame))
+            else:
+                careful(pos + at, size)
+            pos = (end + 7) & ~7
+
+    def _damaged(self, path, frame, what) -> None:
+        self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED, what))
+
     def _json(self, path, frame):
         try:
-            obj = json.loads(frame.payload)
+            obj = json.loads(bytes(frame.payload))
         except ValueError:
             obj = None
         if not isinstance(obj, dict):
@@ -97,7 +246,7 @@ class Reader:
             return None
         return obj
 
-    def _in_time(self, ev: AnyEvent) -> bool:
+    def _in_time(self, ev: Event) -> bool:
         return ((self.since_ns is None or ev.ts >= self.since_ns)
                 and (self.until_ns is None or ev.ts <= self.until_ns))
 
@@ -162,3 +311,17 @@ def summary(events: Iterator[AnyEvent]) -> dict:
     return {"events": n, "toctou_changed": changed, "errors": dict(errors.most_common()),
             "by_opcode": dict(by_op.most_common()), "by_process": dict(by_proc.most_common()),
             "coalesced_by_process": dict(repeats.most_common())}
+
+
+def merged(calls: dict, others: dict) -> dict:
+    """The header-counted summary of calls and the decoded one of the
+    other records, as one --stats report."""
+    out = dict(calls)
+    out["events"] += others["events"]
+    out["toctou_changed"] += others["toctou_changed"]
+    for key in ("errors", "by_opcode", "by_process"):
+        both = collections.Counter(calls[key])
+        both.update(others[key])
+        out[key] = dict(both.most_common())
+    out["coalesced_by_process"] = others["coalesced_by_process"]
+    return out

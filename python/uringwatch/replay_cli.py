@@ -11,7 +11,7 @@ import time
 from .dump import DumpError
 from .filters import from_args
 from .output import Writer
-from .replay import Reader, summary
+from .replay import Reader
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 16 << 20
@@ -51,16 +51,16 @@ def _time_ns(text: str | None) -> int | None:
         return int(dt.timestamp() * 1e9)
 
 
-def _progress(reader: Reader, events):
-    """Pass events through, drawing a progress line on a terminal."""
+def _progress(reader: Reader, batches):
+    """Pass batches of events through, drawing a progress line on a terminal."""
     if not sys.stderr.isatty() or reader.total_bytes < PROGRESS_MIN_BYTES:
-        yield from events
+        yield from batches
         return
     last, n = 0.0, 0
-    for ev in events:
-        n += 1
-        yield ev
-        if n % 4096 == 0 and time.monotonic() - last > 0.25:
+    for batch in batches:
+        n += len(batch)
+        yield batch
+        if time.monotonic() - last > 0.25:
             last = time.monotonic()
             pct = 100 * reader.done_bytes // max(reader.total_bytes, 1)
             print(f"\ruringwatch: replay {pct:3d}%  {n} events", end="", file=sys.stderr)
@@ -77,21 +77,15 @@ def run(argv: list[str]) -> int:
         ap.print_usage(sys.stderr)
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_USAGE
-    events = _progress(reader, reader.events())
     try:
-        if args.stats:
-            report = {**summary(events), "drops": reader.drops(),
+        if args.stats:      # calls counted on the records' headers: nothing decoded
+            report = {**reader.stats(), "drops": reader.drops(),
                       "drops_by_process": reader.process_drops()}
             print(json.dumps(report) if args.json else _stats_text(report))
         else:
             writer = Writer(sys.stdout, args.json)
-            batch = []
-            for ev in events:
-                batch.append(ev)
-                if len(batch) == 4096:
-                    writer.write(batch)
-                    batch = []
-            writer.write(batch)
+            for batch in _progress(reader, reader.batches()):
+                writer.write(batch)
         reader.raise_problems()
     except DumpError as e:
         print(f"uringwatch: {e}", file=sys.stderr)

@@ -15,10 +15,16 @@ import mmap
 import select
 import struct
 
-_BUSY = 1 << 31
-_DISCARD = 1 << 30
-_HDR = struct.Struct("<II")
+BUSY = 1 << 31
+DISCARD = 1 << 30
+HDR = struct.Struct("<II")        # u32 length | flags, u32 page offset
 _POS = struct.Struct("<Q")
+
+
+def record_step(length: int) -> tuple[int, int]:
+    """(record size, bytes to the next ring header) from a header's length word."""
+    size = length & ~(BUSY | DISCARD)
+    return size, (size + HDR.size + 7) & ~7
 
 
 class RingBuffer:
@@ -33,7 +39,7 @@ class RingBuffer:
         self.size = size
         self._epoll = select.epoll()
         self._epoll.register(map_fd, select.EPOLLIN)
-        self._pending = -1
+        self._start = self._pending = -1
 
     def fileno(self) -> int:
         """An fd that polls readable while records are queued (for event loops)."""
@@ -47,24 +53,56 @@ class RingBuffer:
         """Bytes queued and not yet consumed."""
         return _POS.unpack_from(self._prod, 0)[0] - _POS.unpack_from(self._cons, 0)[0]
 
-    def spans(self, limit: int = 4096) -> list[tuple[int, int]]:
-        """(offset into self.data, length) of up to `limit` committed records.
+    def spans(self, limit: int = 4096, max_bytes: int = 0) -> list[tuple[int, int]]:
+        """(offset into self.data, length) of up to `limit` committed records
+        (and, with max_bytes, no more ring bytes than that past the first).
 
-        The memory stays valid until release() is called."""
+        The memory stays valid until release() is called; taken() is the
+        same records as one byte range."""
         cons = _POS.unpack_from(self._cons, 0)[0]
         prod = _POS.unpack_from(self._prod, 0)[0]
-        out = []
+        stop = min(prod, cons + max_bytes) if max_bytes else prod
+        start, out = cons, []
         while cons < prod and len(out) < limit:
             off = cons & self._mask
-            length, _ = _HDR.unpack_from(self.data, off)
-            if length & _BUSY:
+            length, _ = HDR.unpack_from(self.data, off)
+            if length & BUSY:
                 break  # still being written; its successors wait too
-            size = length & ~(_BUSY | _DISCARD)
-            if not length & _DISCARD:
+            size, step = record_step(length)
+            if cons + step > stop and cons > start:
+                break
+            if not length & DISCARD:
                 out.append((off + 8, size))
-            cons += (size + 8 + 7) & ~7
-        self._pending = cons
+            cons += step
+        self._start, self._pending = start, cons
         return out
+
+    def peek(self, limit: int, max_bytes: int, fields: struct.Struct) -> list[tuple]:
+        """Like spans(), for copying rather than decoding: `fields` unpacked
+        at each committed record's ring header (discarded ones included:
+        their length word has DISCARD set), in one pass."""
+        cons = _POS.unpack_from(self._cons, 0)[0]
+        prod = _POS.unpack_from(self._prod, 0)[0]
+        stop = min(prod, cons + max_bytes)
+        start, out, mask, data = cons, [], self._mask, self.data
+        unpack, pad = fields.unpack_from, HDR.size + 7
+        while cons < prod and len(out) < limit:
+            v = unpack(data, cons & mask)
+            if v[0] & BUSY:
+                break
+            step = ((v[0] & ~DISCARD) + pad) & ~7     # record_step(), inline
+            if cons + step > stop and cons > start:
+                break
+            out.append(v)
+            cons += step
+        self._start, self._pending = start, cons
+        return out
+
+    def taken(self) -> memoryview:
+        """The ring bytes of the last spans() or peek(), ring headers
+        included: contiguous, as the data pages are mapped twice."""
+        off = self._start & self._mask
+        return self.data[off:off + self._pending - self._start]
 
     def release(self) -> None:
         """Hand the space of the records from the last spans() back."""

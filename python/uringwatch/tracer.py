@@ -14,7 +14,7 @@ import uuid
 from importlib import resources
 from typing import AsyncIterator, Callable, Iterator
 
-from . import hooks, layout, libbpf
+from . import headers, hooks, layout, libbpf, ringbuf
 from .containers import CgroupResolver
 from .decode import RecordError, Runs, decode
 from .events import AnyEvent, Repeat
@@ -36,6 +36,9 @@ FAIR_RATE = 1000
 FAIR_BURST = 5000
 MAX_PROCS = 16384       # processes with fairness state; later ones go without
 PROCESSES_IN_STATS = 100  # stats() lists this many processes, most dropped first
+# ring bytes handed to on_ring / poll_raw's sink at once: a dump's RING frame,
+# so also what one damaged frame can cost a replay
+RING_BYTES = 64 << 10
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 
 
@@ -137,6 +140,8 @@ class Tracer:
         self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
         self._ledger = Ledger()
         self._uses: UseCounts | None = None
+        # sees each batch's ring bytes, the cgroups in it and its record count
+        self.on_ring: Callable[[memoryview, set, int], object] | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -371,12 +376,46 @@ class Tracer:
         with self._lock:        # close() must not unmap the ring mid-decode
             return self._drain() if self._ring is not None else []
 
+    def poll_raw(self, sink: Callable[[memoryview, set, int], object],
+                 timeout: float | None = None, limit: int = BATCH) -> int:
+        """Like poll(), for recording: nothing is decoded. sink gets the ring
+        bytes of up to `limit` records as they lie in the ring (each behind
+        its 8-byte ring header; a dump's RING frame), the cgroup ids of the
+        call records among them, and how many records there are (discarded
+        ones not counted). Returns that count."""
+        ring = self._ring
+        if ring is None:
+            raise TracerError("tracer is not open")
+        try:
+            if not ring.available():
+                ring.wait(self.flush_interval if timeout is None else timeout)
+        except (ValueError, OSError):   # closed by another thread meanwhile
+            return 0
+        with self._lock:
+            return self._drain_raw(sink, limit) if self._ring is not None else 0
+
+    def _drain_raw(self, sink, limit: int) -> int:
+        ring = self._ring
+        peeks = ring.peek(limit, RING_BYTES, headers.PEEK)
+        if not peeks:
+            return len(self._made_here(idle=True))
+        kind, cg = headers.PEEK_AT["kind"], headers.PEEK_AT["cgroup_id"]
+        live = [p for p in peeks if not p[0] & ringbuf.DISCARD]
+        view = ring.taken()
+        try:
+            sink(view, {p[cg] for p in live if p[kind] == layout.KIND_CALL}, len(live))
+        finally:        # a view left alive would keep the ring from unmapping
+            view.release()
+        ring.release()
+        return len(live) + len(self._made_here(idle=False))
+
     def _drain(self) -> list[AnyEvent]:
         """One batch: memory stays bounded when the caller is slow, and the
         ring backs up instead (the kernel then counts ring_full)."""
         ring = self._ring
         out = []
-        for off, size in ring.spans(BATCH):
+        spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
+        for off, size in spans:
             if self.on_raw:
                 view = ring.data[off:off + size]
                 try:
@@ -392,21 +431,42 @@ class Tracer:
             if ev is not None:
                 out.append(ev)
                 self.repeat_events += ev.__class__ is Repeat
+        if self.on_ring and spans:
+            view = ring.taken()
+            try:
+                self.on_ring(view, {ev.cgroup_id for ev in out if hasattr(ev, "cgroup_id")},
+                             len(spans))
+            finally:
+                view.release()
         ring.release()
-        if self._uses and self._uses.due(final=self._detached):
-            out.extend(self._counts())
-        if not out and self._detached and not self._runs_flushed:
+        return out + self._made_here(idle=not out)
+
+    def _made_here(self, idle: bool) -> list[AnyEvent]:
+        """Records made here, not by the kernel: the operations' counts when
+        due, and once detached with the ring empty (idle), the repeat runs
+        still pending in the kernel."""
+        out = self._counts() if self._uses and self._uses.due(final=self._detached) else []
+        if idle and self._detached and not self._runs_flushed:
             self._runs_flushed = True
-            out = self._pending_runs()
+            out += self._pending_runs()
         return out
+
+    def _made(self, raw: bytes) -> None:
+        """A record made here, not by the kernel (an operations count, a
+        repeat run read at stop): recorded as the ring's are, behind a ring
+        header of its own."""
+        if self.on_ring:
+            batch = ringbuf.HDR.pack(len(raw), 0) + raw + bytes(-len(raw) % 8)
+            self.on_ring(memoryview(batch), set(), 1)
+        elif self.on_raw:
+            self.on_raw(memoryview(raw))
 
     def _counts(self) -> list:
         """The operations' counts since the last, as records of their own:
         recorded and decoded like the kernel's."""
         out = []
         for raw in self._uses.records():
-            if self.on_raw:
-                self.on_raw(memoryview(raw))
+            self._made(raw)
             out.append(self._ledger.feed(
                 decode(raw, 0, len(raw), self._boot_to_wall, self._context)))
         return out
@@ -424,8 +484,7 @@ class Tracer:
                 layout.KIND_REPEAT, layout.ABI_VERSION, layout.REPEAT.size,
                 p["run_first"] or last, last, p["coalesced"], p["ret"], pid, p["tid"],
                 p["fd"], p["opcode"], p["comm"])
-            if self.on_raw:
-                self.on_raw(memoryview(raw))
+            self._made(raw)
             ev = decode(raw, 0, len(raw), self._boot_to_wall, None, runs=self._runs)
             if ev is not None:
                 out.append(ev)

@@ -1,0 +1,197 @@
+"""Call records' fixed header fields, read where layout.py puts them, so
+replay can filter and count records without decoding them and a recorder
+can find the cgroup it must describe: one struct.unpack_from per record.
+
+Only records of the current kind and ABI are read this way; any other is
+left to the full decoder (replay then filters the decoded event)."""
+
+from __future__ import annotations
+
+import collections
+import struct
+from operator import itemgetter
+
+from . import layout
+from .decode import errno_name
+from .opcodes import USE_REGISTERED_RING, name as opcode_name
+from .ringbuf import HDR as RING_HDR
+
+_FORMATS = {**dict(layout.CALL.members), **dict(layout.REC_HDR.members)}
+_HDR_AT = layout.CALL.offsets["hdr"]
+
+
+def _where(field: str) -> tuple[int, str]:
+    """(offset in the record, struct format) of a call record field."""
+    if field.startswith("region_len"):
+        i = int(field[len("region_len"):])
+        return (layout.CALL.offsets["region"] + i * layout.REGION.size
+                + layout.REGION.offsets["len"], dict(layout.REGION.members)["len"])
+    if field.startswith("ident_"):        # uw_ident's entry counts
+        sub = field[len("ident_"):]
+        return (layout.CALL.offsets["ident"] + layout.IDENT.offsets[sub],
+                dict(layout.IDENT.members)[sub])
+    if field in layout.REC_HDR.offsets:
+        return _HDR_AT + layout.REC_HDR.offsets[field], _FORMATS[field]
+    return layout.CALL.offsets[field], _FORMATS[field]
+
+
+def reader(fields: tuple[str, ...], before: str = "") -> struct.Struct:
+    """A Struct reading `fields` (in offset order) of a record that starts
+    after `before` (a struct format, e.g. the ring header), skipping gaps."""
+    fmt, at = "<" + before, struct.calcsize("<" + before)
+    base = at
+    for off, f in sorted(_where(n) for n in fields):
+        off += base
+        if off < at:
+            raise ValueError(f"overlapping header fields at {off}")
+        fmt += f"{off - at}x{f}"
+        at = off + struct.calcsize("<" + f)
+    return struct.Struct(fmt)
+
+
+def data_len(h: tuple, lens: int) -> int:
+    """The bytes after a call record's fixed part, from its header tuple:
+    the regions' lengths, then its identity entries."""
+    return (h[lens] + h[lens + 1] + h[lens + 2] + h[lens + 3]
+            + h[lens + 4] * FILE_SIZE + h[lens + 5] * MEM_SIZE)
+
+
+def _ordered(fields) -> tuple[str, ...]:
+    return tuple(sorted(fields, key=lambda n: _where(n)[0]))
+
+
+VALIDITY = ("kind", "abi", "size")
+# what a call record's data is made of: its regions, then its identities
+REGION_LENS = tuple(f"region_len{i}" for i in range(layout.NREGION)) + \
+    ("ident_nfiles", "ident_nmem")
+FILE_SIZE, MEM_SIZE = layout.FILE.size, layout.MEM.size
+STAT_FIELDS = ("opcode", "pid", "comm", "flags", "ret")
+FILTER_FIELDS = {"pids": "pid", "uid": "uid", "cgroups": "cgroup_id", "comm": "comm",
+                 "opcodes": "opcode", "failed": "ret"}
+CALL_SIZE = layout.CALL.size
+
+
+class Scan:
+    """What one replay pass reads of each record: the fields its filters
+    and --stats need, and the validity fields, in one Struct (the fewer the
+    faster). Header tuples are "ring-shaped": the ring header's length word
+    first, then the fields; a record outside a ring gets its size first.
+
+    check_regions: also read the region lengths, so that a record decode()
+    would refuse is not counted (--stats counts without decoding; a filter
+    pass decodes what it keeps, and decode() checks then)."""
+
+    def __init__(self, filters=None, since_ns: int | None = None,
+                 until_ns: int | None = None, to_wall: int = 0, stats: bool = False):
+        want = set(VALIDITY)
+        if filters is not None:
+            want |= {field for attr, field in FILTER_FIELDS.items()
+                     if getattr(filters, attr) is not None
+                     and getattr(filters, attr) is not False}     # uid 0 is a filter
+        if since_ns is not None or until_ns is not None:
+            want.add("ts_enter")
+        if stats:
+            want |= {*STAT_FIELDS, *REGION_LENS}
+        self.fields = _ordered(want)
+        self.at = {name: i + 1 for i, name in enumerate(self.fields)}
+        self.ring = reader(self.fields, "I4x")      # at a ring header
+        self.record = reader(self.fields)           # at a record's start
+        # region lengths come last when read (regions follow the other fields)
+        self.lens = self.at[REGION_LENS[0]] if stats else None
+        if stats and self.fields[-len(REGION_LENS):] != REGION_LENS:
+            raise ImportError("headers.py expects the region lengths after the other fields")
+        self.keep = _keeper(self.at, filters, since_ns, until_ns, to_wall)
+        self._stepped: dict[int, struct.Struct] = {}
+
+    def stepped(self, step: int) -> struct.Struct:
+        """self.ring padded to `step` bytes: for iter_unpack over ring
+        entries that all have the same length."""
+        if step not in self._stepped:
+            self._stepped[step] = struct.Struct(
+                self.ring.format + f"{step - self.ring.size}x")
+        return self._stepped[step]
+
+    def valid(self, h: tuple, size: int) -> bool:
+        """Whether a header read at a record of `size` bytes is a call
+        record of this ABI whose sizes agree (and, with check_regions,
+        whose regions fill it exactly). Replay's loop has this inline."""
+        at = self.at
+        return (len(h) > 2 and h[at["kind"]] == layout.KIND_CALL
+                and h[at["abi"]] == layout.ABI_VERSION and h[at["size"]] == size >= CALL_SIZE
+                and (self.lens is None or data_len(h, self.lens) == size - CALL_SIZE))
+
+    def header_of(self, ev) -> tuple:
+        """A header tuple with an event's values where summary() looks, for
+        records that had to be decoded (other kinds or ABIs)."""
+        h = [0] * (len(self.fields) + 1)
+        values = {"opcode": ev.opcode | (USE_REGISTERED_RING if ev.registered_ring else 0),
+                  "pid": ev.pid, "comm": ev.comm.encode(), "ret": ev.ret,
+                  "flags": layout.F_CHANGED if ev.toctou and ev.toctou.changed else 0}
+        for name, value in values.items():
+            if name in self.at:
+                h[self.at[name]] = value
+        return tuple(h)
+
+    def summary(self, headers: collections.Counter) -> dict:
+        """replay.summary() of the same records, from a Counter of their
+        header tuples (counted in C): each distinct value is named once, in
+        first-seen order, so ties come out in the same order."""
+        raw: collections.Counter = collections.Counter()
+        pick = itemgetter(*(self.at[f] for f in STAT_FIELDS))
+        for h, n in headers.items():
+            raw[pick(h)] += n
+        by_op, by_proc, errors = (collections.Counter() for _ in range(3))
+        changed = 0
+        for (op, pid, comm, flags, ret), n in raw.items():
+            by_op[opcode_name(op)] += n
+            by_proc[f"{pid} {_comm(comm)}"] += n
+            if flags & layout.F_CHANGED:
+                changed += n
+            if ret < 0:
+                errors[errno_name(ret)] += n
+        return {"events": sum(headers.values()), "toctou_changed": changed,
+                "errors": dict(errors.most_common()), "by_opcode": dict(by_op.most_common()),
+                "by_process": dict(by_proc.most_common())}
+
+
+# what a recorder needs: ring length word, kind and cgroup
+PEEK_FIELDS = _ordered(("kind", "abi", "cgroup_id"))
+PEEK = reader(PEEK_FIELDS, "I4x")
+PEEK_AT = {name: i + 1 for i, name in enumerate(PEEK_FIELDS)}
+
+
+def _keeper(at: dict, filters, since_ns: int | None, until_ns: int | None, to_wall: int):
+    """A predicate on header tuples with the meaning of Filters.matches and
+    --since/--until, or None when everything is kept. Built from only the
+    active tests."""
+    f = filters
+    tests, env = [], {"pids": None, "cgroups": None, "opcodes": None, "comm": None}
+    if f is not None and f.pids is not None:
+        tests.append(f"h[{at['pid']}] in pids")
+        env["pids"] = f.pids
+    if f is not None and f.uid is not None:
+        tests.append(f"h[{at['uid']}] == {int(f.uid)}")
+    if f is not None and f.cgroups is not None:
+        tests.append(f"h[{at['cgroup_id']}] in cgroups")
+        env["cgroups"] = f.cgroups
+    if f is not None and f.opcodes is not None:
+        tests.append(f"h[{at['opcode']}] & {~USE_REGISTERED_RING} in opcodes")
+        env["opcodes"] = f.opcodes
+    if f is not None and f.failed:
+        tests.append(f"h[{at['ret']}] < 0")
+    if f is not None and f.comm is not None:
+        tests.append(f"comm(h[{at['comm']}]) == want_comm")
+        env.update(comm=_comm, want_comm=f.comm)
+    if since_ns is not None:
+        tests.append(f"h[{at['ts_enter']}] >= {int(since_ns) - to_wall}")
+    if until_ns is not None:
+        tests.append(f"h[{at['ts_enter']}] <= {int(until_ns) - to_wall}")
+    if not tests:
+        return None
+    # only field indices and integers are written into the source; values
+    # from the command line stay in variables
+    return eval("lambda h: " + " and ".join(tests), env)
+
+
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
