@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, ROOT, meson
+from helpers import REPO, ROOT, meson
 pytestmark = pytest.mark.skipif(not ROOT, reason="the benchmark suite loads BPF: needs root")
 
 
