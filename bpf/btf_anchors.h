@@ -45,6 +45,7 @@ struct uw_enums {
 	enum uw_call_flags call_flags;
 	enum uw_region_flags region_flags;
 	enum uw_counter counter;
+	enum uw_limits limits;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

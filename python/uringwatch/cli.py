@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from . import hooks
+from . import hooks, layout
 from .hooks import HOOKS
 from .containers import CgroupResolver
 from .filters import Filters, from_args
@@ -71,10 +71,12 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
     ap.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
     ap.add_argument("--duration", type=float, default=0, metavar="SECONDS",
                     help="stop after this many seconds")
-    ap.add_argument("--cap", type=int, default=64, metavar="N",
-                    help="elements captured per array (1..1024, default 64)")
+    ap.add_argument("--cap", type=int, default=layout.DEFAULT_CAP, metavar="N",
+                    help=f"elements captured per array (1..{layout.CAP_MAX}, "
+                         f"default {layout.DEFAULT_CAP})")
     ap.add_argument("--generic", action="store_true",
-                    help="capture only the first 64 bytes at arg, undecoded (cheaper)")
+                    help=f"capture only the first {layout.DEFAULT_SNAP_BYTES} bytes at arg, "
+                         "undecoded (cheaper)")
     ap.add_argument("--hook", choices=("auto", *HOOKS), default="auto",
                     help="where to attach (default: the best this kernel has)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
