@@ -12,7 +12,9 @@ import time
 from . import hooks, layout
 from .hooks import HOOKS
 from .containers import CgroupResolver
+from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
 from .filters import Filters, from_args
+from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
@@ -39,9 +41,6 @@ examples:
   uringwatch replay cap.uwd --opcode FILES --stats
 """
 
-# exit codes
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PRIVILEGE = 0, 1, 2, 77
-
 
 def parser(record: bool = False) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -57,17 +56,7 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
                    help="start a new file (FILE.1, FILE.2, ...) past this size")
     w.add_argument("-W", dest="max_files", type=int, default=0, metavar="FILES",
                    help="with -C, keep only the newest FILES files")
-    f = ap.add_argument_group("filters (applied in the kernel)")
-    f.add_argument("-p", "--pid", action="append", metavar="PID[,PID]",
-                   help="only these processes (tgids)")
-    f.add_argument("-u", "--uid", type=int, help="only this user id")
-    f.add_argument("--cgroup", action="append", metavar="PATH|ID",
-                   help="only this cgroup v2 (path below the cgroup2 root, or id) and below")
-    f.add_argument("--container", metavar="ID", help="only this container (id or unique prefix)")
-    f.add_argument("-c", "--comm", help="only this command name (exact)")
-    f.add_argument("--opcode", action="append", metavar="NAME[,NAME]",
-                   help="only these opcodes (FILES, REGISTER_FILES, or numbers)")
-    f.add_argument("--failed", action="store_true", help="only calls that returned an error")
+    add_filter_options(ap, live=True)
     ap.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
     ap.add_argument("--duration", type=float, default=0, metavar="SECONDS",
                     help="stop after this many seconds")

@@ -17,6 +17,10 @@ import time
 import zlib
 from typing import IO, Iterator, NamedTuple
 
+# `uringwatch replay`'s exit code per kind of problem, still read here as dump.EXIT_*
+from .exitcodes import (EXIT_DAMAGED, EXIT_NEWER_FORMAT, EXIT_NOT_A_DUMP,  # noqa: F401
+                        EXIT_TRUNCATED, EXIT_UNKNOWN_ABI, EXIT_UNKNOWN_FRAME)
+
 MAGIC = b"UWDUMP\0\0"
 FORMAT_VERSION = 1
 FRAME_MAGIC = 0x52465755          # "UWFR" little-endian
@@ -30,14 +34,6 @@ RECORD = 1      # one raw ring-buffer record
 STATS = 2       # JSON: the tracer's counters so far
 CONTEXT = 3     # JSON: {"cgroup_id": id, "path": ..., "container_id": ...}
 END = 4         # JSON: final counters; a clean close
-
-# exit codes of `uringwatch replay`, one per kind of problem (README)
-EXIT_NOT_A_DUMP = 3
-EXIT_NEWER_FORMAT = 4
-EXIT_DAMAGED = 5
-EXIT_TRUNCATED = 6
-EXIT_UNKNOWN_FRAME = 7
-EXIT_UNKNOWN_ABI = 8
 
 
 class DumpError(ValueError):
