@@ -131,8 +131,9 @@ class Layout:
         for (member, fmt), n in zip(self.members, self._spans):
             v = values.get(member)
             if v is None:
-                v = struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt)))
-            flat.extend(v if n > 1 else (v,))
+                flat.extend(struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt))))
+            else:
+                flat.extend(v if n > 1 else (v,))
         return self.struct.pack(*flat)
 
     def rows(self, buf):
