@@ -4,11 +4,12 @@ run on one machine, generator and tracer pinned to separate CPUs.
 
 Build the native parts first, then run as root with the venv's python:
 
-    meson setup build-bench bench && ninja -C build-bench
-    .venv/bin/python bench/run.py            # full run, updates docs/BENCHMARKS.md
-    .venv/bin/python bench/run.py --quick    # tiny counts, docs untouched
+    .venv/bin/meson setup build-bench bench && ninja -C build-bench
+    .venv/bin/python bench/run.py            # full run, prints the table
+    .venv/bin/python bench/run.py --write    # and writes docs/benchmark-results.md
+    .venv/bin/python bench/run.py --quick    # tiny counts
 
-Prints one Markdown table. Timings are medians over rounds; each round
+Prints one Markdown table; only --write writes a file. Timings are medians over rounds; each round
 starts every tracer afresh and runs every mode once, so slow drift on a
 shared machine hits all tracers alike.
 """
@@ -31,7 +32,8 @@ import processes as P
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
-DOCS = os.path.join(REPO, "docs", "BENCHMARKS.md")
+RESULTS = os.path.join(REPO, "docs", "benchmark-results.md")
+BUILD_HINT = ".venv/bin/meson setup build-bench bench && ninja -C build-bench"
 SECTION = "## Benchmark suite (bench/run.py)"
 FAIR_SECTION = "## Fairness (bench/run.py --fairness)"
 # the record rows' file: the full writing path, without filling the disk
@@ -415,46 +417,38 @@ def section(table: str, plan: Plan, foreign: list[int]) -> str:
     how = (f"{plan.rounds} rounds, medians; each timing run "
            + (f"{plan.calls} calls" if plan.calls else f"{plan.seconds:g} s"))
     return (f"{SECTION}\n\n"
-            f"`.venv/bin/python bench/run.py` (root; build first: `meson setup build-bench "
-            f"bench && ninja -C build-bench`). Generator `bench/loadgen` pinned to CPU "
+            f"`.venv/bin/python bench/run.py` (root; build first: `{BUILD_HINT}`). Generator `bench/loadgen` pinned to CPU "
             f"{P.GEN_CPU}, tracer to CPU {P.TRACER_CPU}; {how}. \"Added\" is ns/call "
             f"traced minus untraced. Measured {date} on {machine()}.{others}\n\n{table}\n")
 
 
-def write_docs(path: str, text: str, heading: str = SECTION) -> None:
-    """Replace the section under heading, or insert it before the first
-    other section; the rest of the file is kept as it is."""
-    doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = doc.find(heading)
-    if start >= 0:
-        end = doc.find("\n## ", start + len(heading))
-        doc = doc[:start] + text + ("\n" + doc[end + 1:] if end >= 0 else "")
-    else:
-        first = doc.find("\n## ")
-        at = first + 1 if first >= 0 else len(doc)
-        doc = doc[:at] + text + "\n" + doc[at:]
+def write_results(path: str, text: str) -> None:
+    """The whole results file: generated, so a run never edits the
+    hand-written docs/BENCHMARKS.md that links to it."""
     with open(path, "w") as f:
-        f.write(doc)
+        f.write("# Benchmark results\n\nWritten by `bench/run.py --write` "
+                "(the analysis is in BENCHMARKS.md).\n\n" + text)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny counts; docs left alone")
+    ap.add_argument("--quick", action="store_true", help="tiny counts")
     ap.add_argument("--build", default=os.path.join(REPO, "build-bench"),
                     help="meson build directory of bench/ (default: build-bench)")
-    ap.add_argument("--docs", help="Markdown file to update (default: docs/BENCHMARKS.md, "
-                    "none with --quick)")
+    ap.add_argument("--write", nargs="?", const=RESULTS, metavar="FILE",
+                    help="also write the results as Markdown to FILE "
+                    "(default: docs/benchmark-results.md)")
     ap.add_argument("--fairness", action="store_true",
-                    help="only the fairness rows (its own section of the docs)")
+                    help="only the fairness rows")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run.py: needs root (loads BPF)", file=sys.stderr)
         return 77
     for exe in ("loadgen", "reftracer"):
         if not os.access(os.path.join(args.build, exe), os.X_OK):
-            print(f"run.py: no {exe} in {args.build}; build first: meson setup build-bench "
-                  f"bench && ninja -C build-bench", file=sys.stderr)
+            print(f"run.py: no {exe} in {args.build}; build first: {BUILD_HINT}",
+                  file=sys.stderr)
             return 1
     plan = QUICK if args.quick else FULL
     ensure_bpftrace()
@@ -475,9 +469,8 @@ def main() -> int:
     table = markdown(timing_rows(med) + bpf_rows(bpf) + fairness_rows(bpf)
                      + unrelated_rows(med) + flood_rows(plan, fl, attach))
     print(table)
-    docs = args.docs or (None if args.quick else DOCS)
-    if docs:
-        write_docs(docs, section(table, plan, foreign))
+    if args.write:
+        write_results(args.write, section(table, plan, foreign))
     return 0
 
 
@@ -499,19 +492,17 @@ def fairness_only(plan: Plan, args, starters: dict, foreign: list[int]) -> int:
          verdict(lib["victim_received"] == lib["victim_calls"]))]
     table = markdown(rows)
     print(table)
-    docs = args.docs or (None if args.quick else DOCS)
-    if docs:
+    if args.write:
         date = datetime.date.today().isoformat()
         others = (f" Other processes had BPF on `io_uring_register` during the run "
                   f"(pids {', '.join(map(str, foreign))})." if foreign else "")
-        write_docs(docs, f"{FAIR_SECTION}\n\n`.venv/bin/python bench/run.py --fairness` "
-                   f"(root; build first as above). Run time per call from bpf_stats over "
-                   f"{plan.stats_calls} calls per mode, the library consumer (bench/consume.py) "
-                   f"with fairness and no budget (`--rate 0`: every distinct call is still "
-                   f"sent) against `--no-fair`; then the {t} of invalid calls with "
-                   f"bench/victim.py making distinct registrations every 0.1 s, both traced, "
-                   f"default budget. Measured {date} on {machine()}.{others}\n\n{table}\n",
-                   FAIR_SECTION)
+        write_results(args.write, f"{FAIR_SECTION}\n\n`.venv/bin/python bench/run.py --fairness` "
+                      f"(root; build first as above). Run time per call from bpf_stats over "
+                      f"{plan.stats_calls} calls per mode, the library consumer (bench/consume.py) "
+                      f"with fairness and no budget (`--rate 0`: every distinct call is still "
+                      f"sent) against `--no-fair`; then the {t} of invalid calls with "
+                      f"bench/victim.py making distinct registrations every 0.1 s, both traced, "
+                      f"default budget. Measured {date} on {machine()}.{others}\n\n{table}\n")
     return 0
 
 

@@ -66,6 +66,7 @@ struct uw_enums {
 	enum uw_call_flags call_flags;
 	enum uw_region_flags region_flags;
 	enum uw_counter counter;
+	enum uw_limits limits;
 	enum uw_resolve resolve;
 	enum uw_role role;
 	enum uw_file_flags file_flags;

@@ -10,9 +10,9 @@
 /* Its own section, so the loader finds it as the whole of one map. */
 SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 	.abi = UW_ABI_VERSION,
-	.cap = 64,
-	.snap_bytes = 64,
-	.wakeup_bytes = 256 * 1024,
+	.cap = UW_DEFAULT_CAP,
+	.snap_bytes = UW_DEFAULT_SNAP_BYTES,
+	.wakeup_bytes = UW_DEFAULT_WAKEUP_BYTES,
 	.use_task_btf = 1,
 	.targ_uid = (__u32)-1,
 	.resolve = UW_RES_PROBE_READ,
@@ -30,27 +30,27 @@ struct uw_slot {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
+	__uint(max_entries, UW_DEFAULT_RING_BYTES);
 } events SEC(".maps");
 
 /* Slots are big, so they live in an array and a tid maps to a slot index
  * taken from a free queue: no per-call allocation or value copy. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 256);
+	__uint(max_entries, UW_DEFAULT_MAX_INFLIGHT);
 	__type(key, __u32);
 	__type(value, struct uw_slot);
 } slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_QUEUE);
-	__uint(max_entries, 256);
+	__uint(max_entries, UW_DEFAULT_MAX_INFLIGHT);
 	__type(value, __u32);
 } free_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, UW_DEFAULT_MAX_INFLIGHT);   /* the loader sets 2x: no-slot markers too */
 	__type(key, __u32);
 	__type(value, __u32);
 } inflight SEC(".maps");

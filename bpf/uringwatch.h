@@ -18,7 +18,6 @@
 #define UW_COMM_LEN 16
 #define UW_HOSTNAME_LEN 64    /* UTS nodename without its NUL (__NEW_UTS_LEN) */
 #define UW_NREGION 4          /* head, array A, array B, exit copy */
-#define UW_HEAD_MAX 128       /* largest struct read at arg (io_uring_params: 120) */
 #define UW_ARR_A_MAX 16384    /* 1024 x 16-byte elements */
 #define UW_ARR_B_MAX 8192     /* 1024 x 8-byte tags */
 #define UW_OUT_MAX 256        /* exit copy of a small in/out region */
@@ -27,8 +26,20 @@
 #define UW_PATH_MAX 176       /* path bytes per resolved file */
 #define UW_IDENT_MAX (UW_FILES_MAX * 256 + UW_MEMS_MAX * 312) /* sizes asserted below */
 #define UW_DATA_MAX (UW_HEAD_MAX + UW_ARR_A_MAX + UW_ARR_B_MAX + UW_IDENT_MAX + UW_OUT_MAX)
-#define UW_CAP_MAX 1024       /* largest settable element cap */
 #define UW_MAX_CHANGED 16     /* changed spots listed per record */
+
+/* Limits and the defaults user space starts from. An enum, not macros, so
+ * that they are in the object's BTF (btf_anchors.h), where tests/test_abi.py
+ * checks Python's copies (layout.py). */
+enum uw_limits {
+	UW_HEAD_MAX = 128,                  /* largest struct read at arg (io_uring_params: 120) */
+	UW_CAP_MAX = 1024,                  /* largest settable element cap */
+	UW_DEFAULT_CAP = 64,                /* elements captured per array region */
+	UW_DEFAULT_SNAP_BYTES = 64,         /* generic capture of unknown opcodes */
+	UW_DEFAULT_RING_BYTES = 8 << 20,    /* ring buffer */
+	UW_DEFAULT_MAX_INFLIGHT = 256,      /* calls in flight at once (slots) */
+	UW_DEFAULT_WAKEUP_BYTES = 256 << 10, /* wake the consumer once this much is queued */
+};
 
 enum uw_kind {
 	UW_KIND_CALL = 1,

@@ -1,44 +1,12 @@
+"""Fixtures only; the plain helpers they use are in helpers.py."""
+
 import os
-import shutil
-import sys
-import threading
-import time
+import pathlib
+import uuid
 
 import pytest
 
-import uring
-
-ROOT = os.geteuid() == 0
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-needs_root = pytest.mark.skipif(not ROOT, reason="loading BPF needs root")
-REGISTER_OPCODES = uring.register_opcodes()
-
-
-def meson() -> str:
-    beside = os.path.join(os.path.dirname(sys.executable), "meson")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("meson")
-    assert found, "meson is missing: ci/setup installs it into .venv"
-    return found
-
-
-def needs_opcodes(*opcodes: int):
-    """For tests that need the kernel to accept these register opcodes:
-    skipped, saying which, where the running kernel lacks them. Tests that
-    only check decoding of what was passed run on every kernel."""
-    from uringwatch import opcodes as names
-    missing = [names.name(op) for op in opcodes if op >= REGISTER_OPCODES]
-    return pytest.mark.skipif(
-        bool(missing), reason=f"this kernel accepts register opcodes 0..{REGISTER_OPCODES - 1}, "
-                              f"not {', '.join(missing)}")
-
-
-def kernel_btf_has(name: str) -> bool:
-    """Whether the running kernel's BTF names this type, member or enum
-    value (e.g. BPF_FUNC_loop): an answer independent of uringwatch's own
-    probing, and quick (reading /proc/kallsyms takes seconds under TCG)."""
-    with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        return b"\0" + name.encode() + b"\0" in f.read()
+from helpers import ROOT, Collector
 
 
 @pytest.fixture(scope="session")
@@ -70,29 +38,17 @@ def tracer(session_tracer):
     return session_tracer
 
 
-class Collector:
-    """Buffers events so each test can pick out the ones its thread made."""
-
-    def __init__(self, tracer):
-        self.tracer = tracer
-        self.events = []
-
-    def mine(self, n: int, tid: int | None = None, timeout: float = 5.0, **match):
-        """Wait for n call events of this thread (and matching fields)."""
-        from uringwatch import Event
-        tid = tid or threading.get_native_id()
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [e for e in self.events if isinstance(e, Event) and e.tid == tid and
-                     all(getattr(e, k) == v for k, v in match.items())]
-            if len(found) >= n or time.monotonic() > deadline:
-                for e in found[:n]:
-                    self.events.remove(e)
-                assert len(found) >= n, f"saw {len(found)} of {n} events for tid {tid}"
-                return found[:n]
-            self.events.extend(self.tracer.poll(0.05))
-
-    def drain(self):
-        while self.tracer.poll(0):      # a flood may have queued many batches
-            pass
-        self.events.clear()
+@pytest.fixture
+def cgroup():
+    """A fresh cgroup2 directory, removed with its children afterwards."""
+    from uringwatch.containers import cgroup2_root
+    root = cgroup2_root()
+    if not root:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    path = pathlib.Path(root) / f"uwtest-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    yield path
+    for child in sorted(path.rglob("*"), reverse=True):
+        if child.is_dir():
+            child.rmdir()
+    path.rmdir()

@@ -100,6 +100,13 @@ def test_sqe_op_names_match_btf(btf):
             if k != "IORING_OP_LAST"] == list(rings.SQE_OPS)
 
 
+def test_limits_and_defaults_match_btf(btf):
+    limits = enum_values(btf, "uw_limits")
+    assert limits == {"UW_" + name: getattr(layout, name) for name in (
+        "HEAD_MAX", "CAP_MAX", "DEFAULT_CAP", "DEFAULT_SNAP_BYTES", "DEFAULT_RING_BYTES",
+        "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES")}
+
+
 def test_config_is_the_whole_rodata_cfg_section(btf):
     sec = named(btf, "DATASEC", ".rodata.cfg")
     (var,) = sec["vars"]

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 
-from conftest import needs_root
-from test_agents import Workload, cgroup  # noqa: F401 (fixture)
+import uring
+from helpers import Workload, needs_root
 
 AGENT = pathlib.Path(__file__).parent.parent / "examples" / "agent.py"
 
@@ -35,9 +35,10 @@ def stop(agent):
 
 
 @needs_root
-def test_agent_forwards_only_its_cgroup(tmp_path, cgroup):  # noqa: F811
+def test_agent_forwards_only_its_cgroup(tmp_path, cgroup):
     agent, conn, server = start_agent(tmp_path, cgroup)
-    inside, outside = Workload(2, 9999, cgroup=cgroup), Workload(2)
+    inside, outside = Workload(uring.REGISTER_FILES, uring.NO_SUCH_OPCODE, cgroup=cgroup),\
+        Workload(uring.REGISTER_FILES)
     inside.go()
     outside.go()
     conn.settimeout(5)
@@ -55,11 +56,11 @@ def test_agent_forwards_only_its_cgroup(tmp_path, cgroup):  # noqa: F811
 
 
 @needs_root
-def test_agent_backpressure_drops_are_counted(tmp_path, cgroup):  # noqa: F811
+def test_agent_backpressure_drops_are_counted(tmp_path, cgroup):
     agent, conn, server = start_agent(tmp_path, cgroup, "--queue", "4")
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     # distinct calls, so none is coalesced; we never read: the socket fills
-    w = Workload(*([9999, 9998] * 1500), cgroup=cgroup)
+    w = Workload(*([uring.NO_SUCH_OPCODE, uring.NO_SUCH_OPCODE - 1] * 1500), cgroup=cgroup)
     w.go()
     time.sleep(0.5)
     rss_kb = int(next(line.split()[1] for line in open(f"/proc/{agent.pid}/status")

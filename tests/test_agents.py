@@ -12,30 +12,11 @@ import uuid
 import pytest
 
 import uring
-from conftest import needs_root
+from helpers import Workload, needs_root
 from uringwatch import Filters, Tracer
-from uringwatch.containers import CgroupResolver, cgroup2_root, container_of
+from uringwatch.containers import CgroupResolver, container_of
 
 HERE = pathlib.Path(__file__).parent
-WORKLOAD = [sys.executable, str(HERE / "workload.py")]
-
-
-class Workload:
-    """A workload process; `prefix` wraps it (unshare, setpriv, ...)."""
-
-    def __init__(self, *opcodes, prefix=(), cgroup=None):
-        cmd = list(prefix) + WORKLOAD + [str(o) for o in opcodes]
-        if cgroup:   # enter the cgroup before exec, so every child starts in it
-            cmd = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh"] + cmd
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
-        self.pid = int(self.p.stdout.readline())   # in its own pid namespace, if any
-
-    def go(self):
-        self.p.stdin.write("go\n")
-        self.p.stdin.flush()
-        assert self.p.stdout.readline().strip() == "done"
-        self.p.wait(10)
 
 
 def collect(tracer, pid, n, timeout=5.0):
@@ -47,30 +28,16 @@ def collect(tracer, pid, n, timeout=5.0):
     return out
 
 
-@pytest.fixture
-def cgroup():
-    root = cgroup2_root()
-    if not root:
-        pytest.skip("no cgroup2 hierarchy mounted")
-    path = pathlib.Path(root) / f"uwtest-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    yield path
-    for child in sorted(path.rglob("*"), reverse=True):
-        if child.is_dir():
-            child.rmdir()
-    path.rmdir()
-
-
 @needs_root
 def test_pid_set_in_kernel_and_changed_while_tracing():
-    a, b = Workload(9999), Workload(9999)
+    a, b = Workload(uring.NO_SUCH_OPCODE), Workload(uring.NO_SUCH_OPCODE)
     with Tracer(Filters(pids=frozenset([a.pid]))) as t:
         a.go()
         b.go()
         assert [e.pid for e in collect(t, a.pid, 1)] == [a.pid]
         assert collect(t, b.pid, 1, timeout=0.3) == []
         assert t.stats()["filtered"] >= 1
-        c = Workload(9999)
+        c = Workload(uring.NO_SUCH_OPCODE)
         t.add_pid(c.pid)
         c.go()
         assert [e.pid for e in collect(t, c.pid, 1)] == [c.pid]
@@ -78,8 +45,8 @@ def test_pid_set_in_kernel_and_changed_while_tracing():
 
 @needs_root
 def test_opcode_failed_and_comm_filters():
-    w = Workload(2, 9999, 2)
-    f = Filters(pids=frozenset([w.pid]), opcodes=frozenset([2]), failed=True,
+    w = Workload(uring.REGISTER_FILES, uring.NO_SUCH_OPCODE, uring.REGISTER_FILES)
+    f = Filters(pids=frozenset([w.pid]), opcodes=frozenset([uring.REGISTER_FILES]), failed=True,
                 comm=open("/proc/self/comm").read().strip())
     with Tracer(f) as t:
         w.go()
@@ -90,9 +57,9 @@ def test_opcode_failed_and_comm_filters():
 
 @needs_root
 def test_uid_filter():
-    other = Workload(9999, prefix=["setpriv", "--reuid=65534", "--regid=65534",
+    other = Workload(uring.NO_SUCH_OPCODE, prefix=["setpriv", "--reuid=65534", "--regid=65534",
                                    "--clear-groups"])
-    mine = Workload(9999)
+    mine = Workload(uring.NO_SUCH_OPCODE)
     with Tracer(Filters(uid=65534)) as t:
         mine.go()
         other.go()
@@ -106,10 +73,11 @@ def test_cgroup_filter_and_container_context(cgroup):
     cid = uuid.uuid4().hex + uuid.uuid4().hex
     scope = cgroup / f"docker-{cid}.scope"
     scope.mkdir()
-    w = Workload(2, prefix=["unshare", "--pid", "--mount", "--fork"], cgroup=scope)
+    w = Workload(uring.REGISTER_FILES, prefix=["unshare", "--pid", "--mount", "--fork"],
+                 cgroup=scope)
     assert w.pid == 1                                  # pid 1 of its namespace
     with Tracer(Filters(cgroups=frozenset(CgroupResolver().container_cgroups(cid[:12])))) as t:
-        outsider = Workload(2)
+        outsider = Workload(uring.REGISTER_FILES)
         outsider.go()
         w.go()
         events = [e for e in t.poll(0.5) + t.poll(0.2)]
@@ -144,17 +112,17 @@ def test_asyncio_events_and_callback_form():
         with Tracer(Filters(pids=frozenset([os.getpid()]))) as t:
             async def calls():
                 await asyncio.sleep(0.05)
-                uring.register(ring, 9999, None, 0)
+                uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
             task = asyncio.create_task(calls())
             async for ev in t.aevents():
                 await task
                 return ev
     ev = asyncio.run(asyncio.wait_for(main(), 5))
-    assert ev.opcode == 9999 and ev.pid == os.getpid()
+    assert ev.opcode == uring.NO_SUCH_OPCODE and ev.pid == os.getpid()
 
     seen = []
     with Tracer(Filters(pids=frozenset([os.getpid()]))) as t:
-        uring.register(ring, 9999, None, 0)
+        uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
         t.run(seen.append, duration=0.3)
     assert [e.opcode for e in seen] == [9999]
     os.close(ring)
@@ -191,7 +159,7 @@ def test_close_from_another_thread_stops_the_reader():
     th.start()
     ring = uring.setup()
     for _ in range(200):
-        uring.register(ring, 9999, None, 0)
+        uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
     t.close()
     assert done.wait(2), "the reading thread did not stop"
     th.join()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import uring
-from conftest import needs_root
+from helpers import needs_root
 
 UW = [sys.executable, "-m", "uringwatch"]
 
@@ -29,9 +29,9 @@ def test_json_count_three():
     p = start("--json", "--count", "3", "-p", str(os.getpid()))
     ring = uring.setup()
     fds = uring.ints(0, 1)
-    assert uring.register(ring, 2, fds, 2) == 0
-    assert uring.register(ring, 3, None, 0) == 0
-    assert uring.register(ring, 9999, None, 0) < 0
+    assert uring.register(ring, uring.REGISTER_FILES, fds, 2) == 0
+    assert uring.register(ring, uring.UNREGISTER_FILES, None, 0) == 0
+    assert uring.register(ring, uring.NO_SUCH_OPCODE, None, 0) < 0
     out, err = p.communicate(timeout=10)
     assert p.returncode == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
@@ -53,7 +53,7 @@ def test_json_count_three():
 def test_table_and_sigint_detach():
     p = start("-p", str(os.getpid()))
     ring = uring.setup()
-    uring.register(ring, 2, uring.ints(99999), 1)   # no such fd: EBADF
+    uring.register(ring, uring.REGISTER_FILES, uring.ints(99999), 1)   # no such fd: EBADF
     time.sleep(0.3)
     p.send_signal(2)
     out, err = p.communicate(timeout=10)
@@ -82,7 +82,7 @@ def test_no_compiler_at_run_time(tmp_path):
 def sees_one_invalid_call(p):
     """p traces --json --count 1 for this process: make the call, check it."""
     ring = uring.setup()
-    uring.register(ring, 9999, None, 0)
+    uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
     out, err = p.communicate(timeout=10)
     os.close(ring)
     assert p.returncode == 0, err
@@ -148,9 +148,9 @@ def test_cli_filters_in_kernel():
     p = start("--json", "--count", "1", "-p", str(os.getpid()), "--opcode", "FILES",
               "--failed", "-c", open("/proc/self/comm").read().strip())
     ring = uring.setup()
-    uring.register(ring, 2, uring.ints(0), 1)         # succeeds: filtered
-    uring.register(ring, 9999, None, 0)               # other opcode: filtered
-    uring.register(ring, 2, uring.ints(0), 1)         # EBUSY: shown
+    uring.register(ring, uring.REGISTER_FILES, uring.ints(0), 1)         # succeeds: filtered
+    uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)               # other opcode: filtered
+    uring.register(ring, uring.REGISTER_FILES, uring.ints(0), 1)         # EBUSY: shown
     out, err = p.communicate(timeout=10)
     ev = json.loads(out)
     assert (ev["opcode_name"], ev["error"]) == ("REGISTER_FILES", "EBUSY")

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import uring
-from conftest import needs_root
+from helpers import needs_root
 from uringwatch import Filters, Tracer
 
 UW = [sys.executable, "-m", "uringwatch"]
@@ -30,7 +30,7 @@ def bpf_ids(kind):
 
 def flood(calls_per_thread, threads):
     ring = uring.setup()
-    ts = [threading.Thread(target=lambda: [uring.register(ring, 9999, None, 0)
+    ts = [threading.Thread(target=lambda: [uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
                                            for _ in range(calls_per_thread)])
           for _ in range(threads)]
     for t in ts:
@@ -50,7 +50,7 @@ def test_flood_accounting_is_exact():
         calls = flood(5000, 4)
         received = 0
         while batch := t.poll(0.2):
-            received += sum(1 for e in batch if e.opcode == 9999)
+            received += sum(1 for e in batch if e.opcode == uring.NO_SUCH_OPCODE)
         s = t.stats()
     assert s["ring_full"] > 0
     assert received + s["ring_full"] + s["inflight_full"] == calls
@@ -80,9 +80,9 @@ def test_signals_leave_nothing_in_the_kernel(sig):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "tracing" in q.stderr.readline()
     ring = uring.setup()
-    uring.register(ring, 9999, None, 0)
+    uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
     out, _ = q.communicate(timeout=10)
-    assert json.loads(out)["opcode"] == 9999
+    assert json.loads(out)["opcode"] == uring.NO_SUCH_OPCODE
     os.close(ring)
 
 
@@ -116,14 +116,16 @@ def test_hostile_fds(tracer):
     closed = uring.setup()
     os.close(closed)                  # nothing opened after this reuses it
     ents = (uring.RsrcUpdate * 1)(uring.RsrcUpdate(offset=0xFFFFFFFF, data=ring))
-    assert uring.register(ring, 20, ents, 1) == 1
+    assert uring.register(ring, uring.REGISTER_RING_FDS, ents, 1) == 1
     index = ents[0].offset
-    cases = [(-1, 2, -errno.EINVAL), (closed, 2, -errno.EBADF),
-             (efd, 2, -errno.EOPNOTSUPP), (index, 2 | 1 << 31, 0), (15, 2 | 1 << 31, -errno.EBADF)]
+    files, by_index = uring.REGISTER_FILES, uring.REGISTER_FILES | uring.USE_REGISTERED_RING
+    cases = [(-1, files, -errno.EINVAL), (closed, files, -errno.EBADF),
+             (efd, files, -errno.EOPNOTSUPP), (index, by_index, 0), (15, by_index, -errno.EBADF)]
     for fd, op, want in cases:
         assert uring.register(fd, op, uring.ints(0), 1) == want, (fd, op)
         if want == 0:
-            assert uring.register(index, 3 | 1 << 31, None, 0) == 0
+            assert uring.register(index, uring.UNREGISTER_FILES | uring.USE_REGISTERED_RING,
+                                  None, 0) == 0
     tracer.mine(1)   # RING_FDS
     for fd, op, want in cases:
         (ev,) = tracer.mine(1, ret=want, fd=fd)
@@ -151,9 +153,9 @@ def test_array_unmapped_mid_call(tracer):
     th = threading.Timer(0.005, libc.munmap, args=(addr, mmap.PAGESIZE))
     ring = uring.setup()
     th.start()
-    ret = uring.register(ring, 0, addr, 2)
+    ret = uring.register(ring, uring.REGISTER_BUFFERS, addr, 2)
     th.join()
-    (ev,) = tracer.mine(1, opcode=0)
+    (ev,) = tracer.mine(1, opcode=uring.REGISTER_BUFFERS)
     assert ev.ret == ret == -errno.EFAULT
     assert ev.duration_ns > 5_000_000               # the unmap fell inside the call
     assert ev.payload.unreadable == [] and len(ev.payload.iovecs) == 2  # read at entry

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 import uring
-from conftest import REGISTER_OPCODES, kernel_btf_has, needs_root
+from helpers import REGISTER_OPCODES, kernel_btf_has, needs_root
 from uringwatch import Filters, Tracer, TracerError, hooks
 from uringwatch.tracer import tracefs
 
@@ -36,15 +36,16 @@ def test_fallback_hooks_trace_the_same_calls(hook, sections):
     with Tracer(Filters(pids=frozenset([os.getpid()])), hook=hook) as t:
         assert (t.features["hook"], t.features["hooks"]) == (hook, sections)
         os.getppid()                                  # other syscalls are skipped
-        assert uring.register(ring, 2, uring.ints(0, 1), 2) == 0
+        assert uring.register(ring, uring.REGISTER_FILES, uring.ints(0, 1), 2) == 0
         # ring index 0 was never registered: refused, but the call is traced
-        refused = uring.register(0, 0x80000000 | 3, None, 0)
+        refused = uring.register(0, uring.USE_REGISTERED_RING | uring.UNREGISTER_FILES,
+                                 None, 0)
         assert refused < 0
         events = t.poll(1.0)
     files, bad = events
     assert (files.opcode_name, files.ret, files.payload.fds) == ("REGISTER_FILES", 0, [0, 1])
     assert files.fd == ring and files.nr_args == 2
-    assert (bad.fd, bad.opcode, bad.registered_ring, bad.ret) == (0, 3, True, refused)
+    assert (bad.fd, bad.opcode, bad.registered_ring, bad.ret) == (0, uring.UNREGISTER_FILES, True, refused)
     assert files.toctou.checked == t.features["bpf_loop"]
     os.close(ring)
 
@@ -58,8 +59,8 @@ def pin_buffers(threads: int, rounds: int) -> int:
         buf = mmap.mmap(-1, 8 << 20)
         iov = uring.Iovec(ctypes.addressof(ctypes.c_char.from_buffer(buf)), 8 << 20)
         for _ in range(rounds):
-            assert uring.register(ring, 0, iov, 1) == 0
-            assert uring.register(ring, 1, None, 0) == 0
+            assert uring.register(ring, uring.REGISTER_BUFFERS, iov, 1) == 0
+            assert uring.register(ring, uring.UNREGISTER_BUFFERS, None, 0) == 0
         os.close(ring)
     ts = [threading.Thread(target=work) for _ in range(threads)]
     for t in ts:

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import uring
-from conftest import ROOT, Collector, needs_opcodes
+from helpers import ROOT, Collector, needs_opcodes
 from uring import register
 from uringwatch import Filters, Tracer, hooks, layout
 from uringwatch.output import summary
@@ -140,12 +140,12 @@ def check_zoo(files, zoo, roles):
     assert (f["memfd"].kind, f["memfd"].path) == ("memfd", "memfd:zoo-memfd")
 
 
-@needs_opcodes(2)
+@needs_opcodes(uring.REGISTER_FILES)
 def test_every_kind_of_fd_is_resolved_as_of_the_call(tracer, ring, tmp_path):
     zoo = Zoo(tmp_path)
     kinds = list(zoo.fds)
     fds = uring.ints(*[zoo.fds[k] for k in kinds[:4]], -1, *[zoo.fds[k] for k in kinds[4:]])
-    assert register(ring, 2, fds, len(fds)) == 0
+    assert register(ring, uring.REGISTER_FILES, fds, len(fds)) == 0
     zoo.close()                                 # the ring keeps its own references
     ev = one(tracer, opcode_name="REGISTER_FILES")
     assert ev.payload.fds == list(fds)          # the interface stays a list of ints
@@ -163,18 +163,18 @@ def test_every_kind_of_fd_is_resolved_as_of_the_call(tracer, ring, tmp_path):
            f"{zoo.udp_port},sparse," in text
 
 
-@needs_opcodes(2, 3)
+@needs_opcodes(uring.REGISTER_FILES, uring.UNREGISTER_FILES)
 def test_a_reused_fd_is_still_the_file_that_was_registered(tracer, ring, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_text("1")
     second.write_text("2")
     fd = os.open(first, os.O_RDONLY)
     ino = os.fstat(fd).st_ino
-    assert register(ring, 2, uring.ints(fd), 1) == 0
+    assert register(ring, uring.REGISTER_FILES, uring.ints(fd), 1) == 0
     os.close(fd)
     again = os.open(second, os.O_RDONLY)        # takes the lowest free number: fd's
     assert again == fd
-    assert register(ring, 3, None, 0) == 0
+    assert register(ring, uring.UNREGISTER_FILES, None, 0) == 0
     reg = tracer.mine(2)[0]
     f = by_role(reg)["fds[0]"]
     assert (f.fd, f.ino, f.path) == (fd, ino, str(first.resolve()))
@@ -182,16 +182,16 @@ def test_a_reused_fd_is_still_the_file_that_was_registered(tracer, ring, tmp_pat
     os.close(again)
 
 
-@needs_opcodes(4, 5, 7)
+@needs_opcodes(uring.REGISTER_EVENTFD, uring.UNREGISTER_EVENTFD, uring.REGISTER_EVENTFD_ASYNC)
 def test_eventfd_and_sync_cancel_fds(tracer, ring):
     efd = os.eventfd(0)
     ino = os.fstat(efd).st_ino
-    assert register(ring, 4, uring.ints(efd), 1) == 0
+    assert register(ring, uring.REGISTER_EVENTFD, uring.ints(efd), 1) == 0
     os.close(efd)
     ev = one(tracer, opcode_name="REGISTER_EVENTFD")
     f = by_role(ev)["eventfd"]
     assert (f.fd, f.kind, f.ino) == (efd, "eventfd", ino)
-    register(ring, 5, None, 0)
+    register(ring, uring.UNREGISTER_EVENTFD, None, 0)
     tracer.drain()
 
 
@@ -199,23 +199,25 @@ def test_a_closed_fd_says_ebadf(tracer, ring):
     r, w = os.pipe()
     os.close(r)
     os.close(w)
-    assert register(ring, 2, uring.ints(r), 1) == -9     # EBADF from the kernel too
+    # EBADF from the kernel too
+    assert register(ring, uring.REGISTER_FILES, uring.ints(r), 1) == -9
     f = by_role(one(tracer, opcode_name="REGISTER_FILES"))["fds[0]"]
     assert (f.fd, f.kind, f.dev) == (r, None, None)
     assert f.error.startswith("EBADF")
 
 
 def test_a_registered_ring_index_is_not_an_fd(tracer, ring):
-    register(ring, 2 | 1 << 31, uring.ints(0), 1)    # ring index `ring`, never registered
+    # ring index `ring`, never registered
+    register(ring | 0, uring.REGISTER_FILES | uring.USE_REGISTERED_RING, uring.ints(0), 1)
     ev = one(tracer, opcode_name="REGISTER_FILES")
     assert ev.registered_ring and "ring" not in by_role(ev)
 
 
-@needs_opcodes(2)
+@needs_opcodes(uring.REGISTER_FILES)
 def test_more_fds_than_resolved_say_truncated(tracer, ring):
     fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(layout.FILES_MAX + 6)]
     try:
-        register(ring, 2, uring.ints(*fds), len(fds))
+        register(ring, uring.REGISTER_FILES, uring.ints(*fds), len(fds))
     finally:
         for fd in fds:
             os.close(fd)
@@ -224,7 +226,7 @@ def test_more_fds_than_resolved_say_truncated(tracer, ring):
     assert all(f.kind == "device" and f.path == "/dev/null" for f in ev.files[1:])
 
 
-@needs_opcodes(9)
+@needs_opcodes(uring.REGISTER_PERSONALITY)
 def test_personality_reports_the_credentials_saved(tracer, ring):
     """A child changes its ids, registers a personality, then changes them
     again: the event has the ids at the call."""
@@ -238,7 +240,7 @@ def test_personality_reports_the_credentials_saved(tracer, ring):
             os.setgroups([7, 8, 9])
             os.setresgid(2000, 2001, 2002)
             os.setresuid(1000, 1001, 0)
-            ok = register(ring, 9, None, 0) >= 0
+            ok = register(ring, uring.REGISTER_PERSONALITY, None, 0) >= 0
             os.setresuid(1001, 1000, 1001)   # any of its ids, reshuffled
             code = 0 if ok else 2
         finally:
@@ -259,9 +261,9 @@ def test_personality_reports_the_credentials_saved(tracer, ring):
     assert (c.cap_effective, c.cap_permitted) == (0, caps)   # euid != 0 drops effective
 
 
-@needs_opcodes(10)
+@needs_opcodes(uring.UNREGISTER_PERSONALITY)
 def test_unregister_personality_has_no_cred(tracer, ring):
-    register(ring, 10, None, 1)
+    register(ring, uring.UNREGISTER_PERSONALITY, None, 1)
     assert one(tracer, opcode_name="UNREGISTER_PERSONALITY").cred is None
 
 
@@ -270,7 +272,7 @@ def _mapping(fd, length, flags, offset=0):
     return m, ctypes.addressof(ctypes.c_char.from_buffer(m))
 
 
-@needs_opcodes(0, 1)
+@needs_opcodes(uring.REGISTER_BUFFERS, uring.UNREGISTER_BUFFERS)
 def test_buffers_name_what_backs_them(tracer, ring, tmp_path):
     path = tmp_path / "backing"
     path.write_bytes(b"\0" * 3 * 4096)
@@ -285,13 +287,14 @@ def test_buffers_name_what_backs_them(tracer, ring, tmp_path):
     ino = os.stat(path).st_ino
     try:
         ok = (uring.Iovec * 2)(uring.Iovec(anon_addr, 4096), uring.Iovec(memfd_addr + 4096, 4096))
-        assert register(ring, 0, ok, 2) == 0
-        assert register(ring, 1, None, 0) == 0
+        assert register(ring, uring.REGISTER_BUFFERS, ok, 2) == 0
+        assert register(ring, uring.UNREGISTER_BUFFERS, None, 0) == 0
         one_file = (uring.Iovec * 1)(uring.Iovec(shared_addr, 4096))
-        register(ring, 0, one_file, 1)   # EFAULT here (no long-term pin of ext4 pages)
+        # EFAULT here (no long-term pin of ext4 pages)
+        register(ring, uring.REGISTER_BUFFERS, one_file, 1)
         reg, _, tried = tracer.mine(3)
     finally:
-        register(ring, 1, None, 0)
+        register(ring, uring.UNREGISTER_BUFFERS, None, 0)
         for m in (anon, memfd, shared):
             try:
                 m.close()
@@ -321,7 +324,7 @@ def test_proc_path_says_unverified_and_can_be_wrong(ring, tmp_path):
     with t:
         c = Collector(t)
         fd = os.open(first, os.O_RDONLY)
-        assert register(ring, 2, uring.ints(fd), 1) == 0
+        assert register(ring, uring.REGISTER_FILES, uring.ints(fd), 1) == 0
         os.close(fd)
         again = os.open(second, os.O_RDONLY)
         try:
@@ -335,7 +338,7 @@ def test_proc_path_says_unverified_and_can_be_wrong(ring, tmp_path):
 
 def test_off_resolves_nothing(ring):
     with _open("off") as t:
-        register(ring, 2, uring.ints(0), 1)
+        register(ring, uring.REGISTER_FILES, uring.ints(0), 1)
         ev = Collector(t).mine(1, opcode_name="REGISTER_FILES")[0]
     assert (ev.files, ev.memory, ev.cred, ev.resolve.path) == (None, None, None, "off")
 
@@ -349,7 +352,7 @@ def test_files_survive_record_and_replay(tracer, ring, tmp_path):
     try:
         fd = os.open("/etc/hostname" if os.path.exists("/etc/hostname") else "/dev/null",
                       os.O_RDONLY)
-        register(ring, 2, uring.ints(fd), 1)
+        register(ring, uring.REGISTER_FILES, uring.ints(fd), 1)
         os.close(fd)
         live = one(tracer, opcode_name="REGISTER_FILES")
     finally:
@@ -366,7 +369,7 @@ def test_threads_resolve_their_own_fd_tables(tracer, ring):
 
     def call():
         tids.append(threading.get_native_id())
-        register(ring, 2, uring.ints(fd), 1)
+        register(ring, uring.REGISTER_FILES, uring.ints(fd), 1)
 
     th = threading.Thread(target=call)
     th.start()
@@ -380,12 +383,12 @@ def ring_ino(fd):
     return os.fstat(fd).st_ino
 
 
-@needs_opcodes(2, 6)
+@needs_opcodes(uring.REGISTER_FILES, uring.REGISTER_FILES_UPDATE)
 def test_files_update_fds_and_skip(tracer, ring):
     efd = os.eventfd(0)
-    assert register(ring, 2, uring.ints(-1, -1, -1), 3) == 0
+    assert register(ring, uring.REGISTER_FILES, uring.ints(-1, -1, -1), 3) == 0
     upd = uring.RsrcUpdate(offset=1, data=uring.addr(fds := uring.ints(efd, -2)))
-    assert register(ring, 6, upd, 2) == 2
+    assert register(ring, uring.REGISTER_FILES_UPDATE, upd, 2) == 2
     os.close(efd)
     _, update = tracer.mine(2)
     files = by_role(update)
@@ -394,43 +397,43 @@ def test_files_update_fds_and_skip(tracer, ring):
     assert update.payload.fds == list(fds)
 
 
-@needs_opcodes(13, 14)
+@needs_opcodes(uring.REGISTER_FILES2, uring.REGISTER_FILES_UPDATE2)
 def test_files2_and_update2_fds(tracer, ring, tmp_path):
     (tmp_path / "a").write_text("a")
     fd = os.open(tmp_path / "a", os.O_RDONLY)
     arr = uring.ints(fd, -1)
     reg = uring.RsrcRegister(nr=2, data=uring.addr(arr), tags=0)
-    assert register(ring, 13, reg, ctypes.sizeof(reg)) == 0
+    assert register(ring, uring.REGISTER_FILES2, reg, ctypes.sizeof(reg)) == 0
     upd = uring.RsrcUpdate2(offset=1, data=uring.addr(one_fd := uring.ints(fd)), nr=1)
-    assert register(ring, 14, upd, ctypes.sizeof(upd)) == 1
+    assert register(ring, uring.REGISTER_FILES_UPDATE2, upd, ctypes.sizeof(upd)) == 1
     os.close(fd)
     for ev in tracer.mine(2):
         assert by_role(ev)["fds[0]"].path == str((tmp_path / "a").resolve()), ev.opcode_name
     assert list(one_fd) == [fd]
 
 
-@needs_opcodes(20, 21)
+@needs_opcodes(uring.REGISTER_RING_FDS, uring.UNREGISTER_RING_FDS)
 def test_ring_fds_entries_fds(tracer, ring):
     other = uring.setup()
     ents = (uring.RsrcUpdate * 1)(uring.RsrcUpdate(offset=0xFFFFFFFF, data=other))
-    assert register(ring, 20, ents, 1) == 1
+    assert register(ring, uring.REGISTER_RING_FDS, ents, 1) == 1
     ino = ring_ino(other)
     os.close(other)
     ents[0].data = 0
-    register(ring, 21, ents, 1)
+    register(ring, uring.UNREGISTER_RING_FDS, ents, 1)
     reg, unreg = tracer.mine(2)
     f = by_role(reg)["ring_fds[0]"]
     assert (f.fd, f.kind, f.ino) == (other, "io_uring", ino)
     assert set(by_role(unreg)) == {"ring"}      # unregister takes offsets, not fds
 
 
-@needs_opcodes(0, 30)
+@needs_opcodes(uring.REGISTER_BUFFERS, uring.REGISTER_CLONE_BUFFERS)
 def test_clone_buffers_src_fd(tracer, ring):
     buf = ctypes.create_string_buffer(4096)
     iov = (uring.Iovec * 1)(uring.Iovec(ctypes.addressof(buf), 4096))
-    assert register(ring, 0, iov, 1) == 0
+    assert register(ring, uring.REGISTER_BUFFERS, iov, 1) == 0
     dst = uring.setup()
-    register(dst, 30, uring.CloneBuffers(src_fd=ring, nr=1), 1)
+    register(dst, uring.REGISTER_CLONE_BUFFERS, uring.CloneBuffers(src_fd=ring, nr=1), 1)
     _, ev = tracer.mine(2)
     f = by_role(ev)
     assert (f["src_fd"].fd, f["src_fd"].kind, f["src_fd"].ino) == (ring, "io_uring", ring_ino(ring))
@@ -438,10 +441,10 @@ def test_clone_buffers_src_fd(tracer, ring):
     os.close(dst)
 
 
-@needs_opcodes(24)
+@needs_opcodes(uring.REGISTER_SYNC_CANCEL)
 def test_sync_cancel_fd(tracer, ring):
     r, w = os.pipe()
-    register(ring, 24, uring.SyncCancel(fd=r, tv_sec=0, tv_nsec=1000), 0)
+    register(ring, uring.REGISTER_SYNC_CANCEL, uring.SyncCancel(fd=r, tv_sec=0, tv_nsec=1000), 0)
     ino = os.fstat(r).st_ino
     os.close(r)
     os.close(w)
@@ -449,19 +452,20 @@ def test_sync_cancel_fd(tracer, ring):
     assert (f.fd, f.kind, f.ino) == (r, "pipe", ino)
 
 
-@needs_opcodes(22, 23)
+@needs_opcodes(uring.REGISTER_PBUF_RING, uring.UNREGISTER_PBUF_RING)
 def test_pbuf_ring_memory(tracer, ring):
     mem = mmap.mmap(-1, 4096)             # MAP_SHARED | MAP_ANONYMOUS: shmem
     addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
-    assert register(ring, 22, uring.BufReg(ring_addr=addr, ring_entries=8, bgid=4), 1) == 0
-    assert register(ring, 23, uring.BufReg(bgid=4), 1) == 0
+    buf_reg = uring.BufReg(ring_addr=addr, ring_entries=8, bgid=4)
+    assert register(ring, uring.REGISTER_PBUF_RING, buf_reg, 1) == 0
+    assert register(ring, uring.UNREGISTER_PBUF_RING, uring.BufReg(bgid=4), 1) == 0
     reg, unreg = tracer.mine(2)
     (m,) = reg.memory
     assert (m.addr, m.len, m.backing, m.shared) == (addr, 8 * 16, "shmem", True)
     assert unreg.memory is None
 
 
-@needs_opcodes(15, 16)
+@needs_opcodes(uring.REGISTER_BUFFERS2, uring.REGISTER_BUFFERS_UPDATE)
 def test_buffers2_and_update_memory(tracer, ring):
     mfd = os.memfd_create("zoo-b2")
     os.ftruncate(mfd, 8192)
@@ -470,11 +474,11 @@ def test_buffers2_and_update_memory(tracer, ring):
     iov = (uring.Iovec * 1)(uring.Iovec(addr, 4096))
     reg = uring.RsrcRegister(nr=2, data=uring.addr(iov2 := (uring.Iovec * 2)(
         uring.Iovec(addr, 4096), uring.Iovec(addr + 4096, 4096))), tags=0)
-    assert register(ring, 15, reg, ctypes.sizeof(reg)) == 0
+    assert register(ring, uring.REGISTER_BUFFERS2, reg, ctypes.sizeof(reg)) == 0
     upd = uring.RsrcUpdate2(offset=1, data=uring.addr(iov), nr=1)
-    assert register(ring, 16, upd, ctypes.sizeof(upd)) == 1
+    assert register(ring, uring.REGISTER_BUFFERS_UPDATE, upd, ctypes.sizeof(upd)) == 1
     e_reg, e_upd = tracer.mine(2)
-    register(ring, 1, None, 0)
+    register(ring, uring.UNREGISTER_BUFFERS, None, 0)
     assert [(x.backing, x.offset) for x in e_reg.memory] == [("memfd", 0), ("memfd", 4096)]
     assert [(x.backing, x.offset) for x in e_upd.memory] == [("memfd", 0)]
     assert len(iov2) == 2

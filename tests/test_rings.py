@@ -8,7 +8,7 @@ import time
 import pytest
 
 import uring
-from conftest import needs_root
+from helpers import needs_root
 
 pytestmark = needs_root
 
@@ -74,7 +74,7 @@ def kinds(events, kind):
 def test_ring_creation_and_its_register_calls_share_one_id(ring_tracer):
     r = uring.Ring(16)
     f = os.open("/etc/hostname", os.O_RDONLY)
-    assert uring.register(r.fd, 2, uring.ints(f), 1) == 0
+    assert uring.register(r.fd, uring.REGISTER_FILES, uring.ints(f), 1) == 0
     events = collect(ring_tracer, lambda ev: len(kinds(ev, "Event")) >= 1)
     (ring,) = [e for e in kinds(events, "Ring") if e.fd == r.fd]
     (call,) = [e for e in kinds(events, "Event") if e.fd == r.fd]
@@ -121,8 +121,9 @@ def test_another_process_drives_the_ring_with_its_registrations(ring_tracer, nee
     path = "/etc/hostname"
     f = os.open(path, os.O_RDONLY)
     buf = ctypes.create_string_buffer(4096)
-    assert uring.register(r.fd, 2, uring.ints(f), 1) == 0
-    assert uring.register(r.fd, 0, uring.Iovec(ctypes.addressof(buf), 4096), 1) == 0
+    assert uring.register(r.fd, uring.REGISTER_FILES, uring.ints(f), 1) == 0
+    iov = uring.Iovec(ctypes.addressof(buf), 4096)
+    assert uring.register(r.fd, uring.REGISTER_BUFFERS, iov, 1) == 0
     os.close(f)                          # the ring keeps its own reference
 
     def read_fixed(ring_fd):
@@ -179,7 +180,7 @@ def test_personality_used_after_dropping_privileges(ring_tracer, needs_ops):
     """Registered as root; a child drops to nobody and submits under it:
     reported, with both identities."""
     r = uring.Ring(8)
-    pers = uring.register(r.fd, 9, None, 0)
+    pers = uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0)
     assert pers > 0
     go_r, go_w = os.pipe()
 

@@ -23,9 +23,9 @@ def register_many(tracer, fds, tries):
     ring = uring.setup()
     events = []
     for _ in range(tries):
-        assert uring.register(ring, 2, fds, CALL) == 0
-        uring.register(ring, 3, None, 0)
-        events += [e for e in tracer.mine(2) if e.opcode == 2]
+        assert uring.register(ring, uring.REGISTER_FILES, fds, CALL) == 0
+        uring.register(ring, uring.UNREGISTER_FILES, None, 0)
+        events += [e for e in tracer.mine(2) if e.opcode == uring.REGISTER_FILES]
         if any(e.toctou.changed for e in events):
             break
     os.close(ring)

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO, ROOT, meson
+from helpers import REPO, ROOT, meson
 BUNDLED = ("libbpf.so.1", "libelf.so.1", "libz.so.1")
 SIZE_BUDGET = 3 << 20
 CHROOT_TIMEOUT = 600   # cold (debootstrap) took ~90 s here, warm ~10 s

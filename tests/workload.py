@@ -14,6 +14,6 @@ print(os.getpid(), flush=True)
 sys.stdin.readline()
 ring = uring.setup()
 for op in sys.argv[1:]:
-    uring.register(ring, int(op), uring.ints(0, 1) if int(op) == 2 else None,
-                   2 if int(op) == 2 else 0)
+    files = int(op) == uring.REGISTER_FILES
+    uring.register(ring, int(op), uring.ints(0, 1) if files else None, 2 if files else 0)
 print("done", flush=True)

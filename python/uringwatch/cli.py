@@ -10,10 +10,12 @@ import signal
 import sys
 import time
 
-from . import hooks
+from . import hooks, layout
 from .hooks import HOOKS
 from .containers import CgroupResolver
+from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
 from .filters import Filters, from_args
+from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
@@ -42,9 +44,6 @@ examples:
   uringwatch replay cap.uwd --opcode FILES --stats
 """
 
-# exit codes
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PRIVILEGE = 0, 1, 2, 77
-
 
 def parser(record: bool = False) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -60,17 +59,7 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
                    help="start a new file (FILE.1, FILE.2, ...) past this size")
     w.add_argument("-W", dest="max_files", type=int, default=0, metavar="FILES",
                    help="with -C, keep only the newest FILES files")
-    f = ap.add_argument_group("filters (applied in the kernel)")
-    f.add_argument("-p", "--pid", action="append", metavar="PID[,PID]",
-                   help="only these processes (tgids)")
-    f.add_argument("-u", "--uid", type=int, help="only this user id")
-    f.add_argument("--cgroup", action="append", metavar="PATH|ID",
-                   help="only this cgroup v2 (path below the cgroup2 root, or id) and below")
-    f.add_argument("--container", metavar="ID", help="only this container (id or unique prefix)")
-    f.add_argument("-c", "--comm", help="only this command name (exact)")
-    f.add_argument("--opcode", action="append", metavar="NAME[,NAME]",
-                   help="only these opcodes (FILES, REGISTER_FILES, or numbers)")
-    f.add_argument("--failed", action="store_true", help="only calls that returned an error")
+    add_filter_options(ap, live=True)
     fair = ap.add_argument_group("fairness (per process, in the kernel; README, Fairness)")
     fair.add_argument("--rate", type=int, default=FAIR_RATE, metavar="N",
                       help=f"records per second each process may send past the first "
@@ -82,10 +71,12 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
     ap.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
     ap.add_argument("--duration", type=float, default=0, metavar="SECONDS",
                     help="stop after this many seconds")
-    ap.add_argument("--cap", type=int, default=64, metavar="N",
-                    help="elements captured per array (1..1024, default 64)")
+    ap.add_argument("--cap", type=int, default=layout.DEFAULT_CAP, metavar="N",
+                    help=f"elements captured per array (1..{layout.CAP_MAX}, "
+                         f"default {layout.DEFAULT_CAP})")
     ap.add_argument("--generic", action="store_true",
-                    help="capture only the first 64 bytes at arg, undecoded (cheaper)")
+                    help=f"capture only the first {layout.DEFAULT_SNAP_BYTES} bytes at arg, "
+                         "undecoded (cheaper)")
     ap.add_argument("--rings", action="store_true",
                     help="also show rings being created and the operations they accept, "
                          "summarised: first use of each resource, then counts")

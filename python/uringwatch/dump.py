@@ -21,6 +21,9 @@ import zlib
 from typing import IO, Iterator, NamedTuple
 
 from .ringbuf import DISCARD, HDR as RING_HDR, record_step
+# `uringwatch replay`'s exit code per kind of problem, still read here as dump.EXIT_*
+from .exitcodes import (EXIT_DAMAGED, EXIT_NEWER_FORMAT, EXIT_NOT_A_DUMP,  # noqa: F401
+                        EXIT_TRUNCATED, EXIT_UNKNOWN_ABI, EXIT_UNKNOWN_FRAME)
 
 MAGIC = b"UWDUMP\0\0"
 FORMAT_VERSION = 2                # 2: RING frames (a version-1 reader can't read them)
@@ -36,14 +39,6 @@ STATS = 2       # JSON: the tracer's counters so far
 CONTEXT = 3     # JSON: {"cgroup_id": id, "path": ..., "container_id": ...}
 END = 4         # JSON: final counters; a clean close
 RING = 5        # raw ring-buffer bytes: records, each behind its 8-byte ring header
-
-# exit codes of `uringwatch replay`, one per kind of problem (README)
-EXIT_NOT_A_DUMP = 3
-EXIT_NEWER_FORMAT = 4
-EXIT_DAMAGED = 5
-EXIT_TRUNCATED = 6
-EXIT_UNKNOWN_FRAME = 7
-EXIT_UNKNOWN_ABI = 8
 
 
 class DumpError(ValueError):

@@ -3,6 +3,8 @@ decoded events when replaying, with the same meaning."""
 
 from __future__ import annotations
 
+import argparse
+
 import msgspec
 
 from .events import AnyEvent, Event, Repeat
@@ -52,6 +54,29 @@ class Filters(msgspec.Struct, frozen=True):
 def _split(values) -> list[str]:
     """"1,2" and repeated flags alike: -p 1,2 -p 3."""
     return [v for item in values or () for v in item.split(",") if v]
+
+
+def add_options(ap: argparse.ArgumentParser, live: bool) -> None:
+    """The filter options of `uringwatch` (live) and `uringwatch replay`,
+    which from_args() reads. Only live takes cgroup paths and --container:
+    a recording's paths are its host's."""
+    f = ap.add_argument_group("filters (applied in the kernel)") if live else ap
+    f.add_argument("-p", "--pid", action="append", metavar="PID[,PID]",
+                   help="only these processes (tgids)" if live else None)
+    f.add_argument("-u", "--uid", type=int, help="only this user id" if live else None)
+    if live:
+        f.add_argument("--cgroup", action="append", metavar="PATH|ID",
+                       help="only this cgroup v2 (path below the cgroup2 root, or id) and below")
+        f.add_argument("--container", metavar="ID",
+                       help="only this container (id or unique prefix)")
+    else:
+        f.add_argument("--cgroup", action="append", metavar="ID", type=int,
+                       help="cgroup v2 id (paths are the recording host's)")
+    f.add_argument("-c", "--comm", help="only this command name (exact)" if live else None)
+    f.add_argument("--opcode", action="append", metavar="NAME[,NAME]",
+                   help="only these opcodes (FILES, REGISTER_FILES, or numbers)" if live else None)
+    f.add_argument("--failed", action="store_true",
+                   help="only calls that returned an error" if live else None)
 
 
 def from_args(args, cgroups=None) -> Filters:

@@ -9,11 +9,11 @@ import sys
 import time
 
 from .dump import DumpError
-from .filters import from_args
+from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .filters import add_options as add_filter_options, from_args
 from .output import Writer
 from .replay import Reader
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 16 << 20
 
 
@@ -27,13 +27,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", action="store_true", help="print JSON Lines")
     ap.add_argument("--stats", action="store_true",
                     help="a summary instead of events (with --json: one object)")
-    ap.add_argument("-p", "--pid", action="append", metavar="PID[,PID]")
-    ap.add_argument("-u", "--uid", type=int)
-    ap.add_argument("--cgroup", action="append", metavar="ID", type=int,
-                    help="cgroup v2 id (paths are the recording host's)")
-    ap.add_argument("-c", "--comm")
-    ap.add_argument("--opcode", action="append", metavar="NAME[,NAME]")
-    ap.add_argument("--failed", action="store_true")
+    add_filter_options(ap, live=False)
     ap.add_argument("--since", metavar="TIME", help="epoch seconds or ISO 8601")
     ap.add_argument("--until", metavar="TIME", help="epoch seconds or ISO 8601")
     return ap

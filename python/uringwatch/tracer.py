@@ -93,9 +93,11 @@ def tracefs() -> str:
 class Tracer:
     """A live tracer. Use as a context manager; iterate for events."""
 
-    def __init__(self, filters: Filters | None = None, cap: int = 64, snap_bytes: int = 64,
-                 ring_bytes: int = 8 << 20, max_inflight: int = 256,
-                 wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
+    def __init__(self, filters: Filters | None = None, cap: int = layout.DEFAULT_CAP,
+                 snap_bytes: int = layout.DEFAULT_SNAP_BYTES,
+                 ring_bytes: int = layout.DEFAULT_RING_BYTES,
+                 max_inflight: int = layout.DEFAULT_MAX_INFLIGHT,
+                 wakeup_bytes: int = layout.DEFAULT_WAKEUP_BYTES, flush_interval: float = 0.05,
                  btf_path: str | None = None, generic: bool = False,
                  containers: bool = True, hook: str = "auto", resolve: str = "auto",
                  rings: bool = False, ops_all: bool = False, count_interval: float = 1.0,
