@@ -23,7 +23,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import REPO, ROOT
+from helpers import REPO, ROOT
 
 HERE = pathlib.Path(__file__).parent
 RUN_ID = uuid.uuid4().hex[:8]

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import uring
-from conftest import REPO, meson, needs_root
+from helpers import REPO, meson, needs_root
 from uringwatch import Event, Filters, Repeat, Tracer
 from uringwatch.layout import DROPS
 

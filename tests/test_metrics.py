@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 import uring
-from conftest import needs_root
+from helpers import needs_root
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402

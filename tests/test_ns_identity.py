@@ -10,8 +10,7 @@ import threading
 import pytest
 
 import uring
-from conftest import REPO, needs_root
-from test_agents import cgroup  # noqa: F401 (fixture)
+from helpers import REPO, needs_root
 from uringwatch import Filters, Tracer
 
 # In a new pid and UTS namespace: the main thread and a second thread each
@@ -39,7 +38,7 @@ def run_in_namespaces(cg, hostname):
 
 
 @needs_root
-def test_pid_tid_and_hostname_inside_a_namespace(cgroup):  # noqa: F811
+def test_pid_tid_and_hostname_inside_a_namespace(cgroup):
     # no fairness: the two threads' calls are identical, and would be coalesced
     with Tracer(Filters(cgroups=frozenset([cgroup.stat().st_ino])), fair=False) as t:
         if not t.features["task_btf"]:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
-from conftest import needs_root
+from helpers import needs_root
 from uringwatch import dump, layout, output, ringbuf
 from uringwatch.decode import decode
 
