@@ -106,6 +106,40 @@ def test_arm64_object_is_the_same_bytes_wherever_built(wheel, tmp_path):
     assert native != in_wheel
 
 
+def test_arm64_object_has_the_layouts_the_decoder_reads(wheel, tmp_path):
+    """Records made on arm64 are decoded by the same Python (replay on
+    x86_64 relies on it): every shared layout and uapi struct in the arm64
+    object's BTF is the one layout.py and uapi.py describe."""
+    import json
+
+    from test_abi import flat_members, named
+    from uringwatch import layout, uapi
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool is not installed")
+    (tmp_path / "o").write_bytes(zipfile.ZipFile(wheel).read("uringwatch/uringwatch.bpf.o"))
+    out = subprocess.run(["bpftool", "-j", "btf", "dump", "file", tmp_path / "o"],
+                         check=True, capture_output=True, text=True).stdout
+    btf = {t["id"]: t for t in json.loads(out)["types"]}
+    for lay in layout.ALL:
+        s = named(btf, "STRUCT", lay.name)
+        assert (s["size"], [m["name"] for m in s["members"]]) == \
+            (lay.size, [m for m, _ in lay.members]), lay.name
+        for m in s["members"]:
+            assert m["bits_offset"] // 8 == lay.offsets[m["name"]], (lay.name, m["name"])
+    # vmlinux/arm64/ is from 7.2, where some reserved fields got names and
+    # the rest moved up (io_uring_zcrx_ifq_reg: __resv2 is rx_buf_len,
+    # __resv[0] event_desc, __resv[2] at 80): a field starts there still
+    for lay in uapi.ALL:
+        s = named(btf, "STRUCT", lay.name)
+        members = flat_members(btf, s)
+        assert s["size"] == lay.size, lay.name
+        for name, _ in lay.members:
+            if name.startswith("__resv"):
+                assert lay.offsets[name] in members.values(), (lay.name, name)
+            else:
+                assert members.get(name) == lay.offsets[name], (lay.name, name)
+
+
 def test_another_arch_without_its_libraries_is_one_clear_error(tmp_path):
     r = subprocess.run([meson(), "setup", str(tmp_path / "out"), "-Darch=aarch64"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
