@@ -24,7 +24,8 @@ BUNDLED = ("libbpf.so.1", "libelf.so.1", "libz.so.1")
 DEBIAN = {"libbpf.so.1": "libbpf1", "libelf.so.1": "libelf1", "libz.so.1": "zlib1g"}
 SIZE_BUDGET = 3 << 20
 # warm (rootfs cached): 45 to 136 s here, with other work on the 2 cores;
-# cold adds debootstrap of the arm64 rootfs under qemu-user (186 s here)
+# cold adds debootstrap of the arm64 rootfs under qemu-user: 186 s quiet,
+# a whole cold run 615 s at load average 7-9
 PROOF_TIMEOUT = 900
 
 
