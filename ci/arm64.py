@@ -3,7 +3,7 @@
 
     ci/arm64.py rootfs                      make (or reuse) the cached rootfs
     ci/arm64.py libs                        arm64 libbpf, libelf, zlib for the wheel
-    ci/arm64.py run KERNEL -- CMD...        same as ci/kernels.py run KERNEL-arm64
+    ci/kernels.py run bookworm-arm64 -- CMD CMD in the guest (boot() below)
 
 The root file system is Debian 12 arm64 (debootstrap minbase + python3 +
 python3-venv), made once into .cache/arm64/ and packed as an initramfs: the
@@ -14,8 +14,8 @@ with none of its modules. Per run, a second archive is appended to it with
 debootstrap's second stage runs arm64 programs: for that one step a binfmt
 handler, named uringwatch-aarch64, sends them to qemu-aarch64-static (from
 Debian's qemu-user-static, unpacked into the cache, not installed), and is
-removed afterwards, whatever happens: the host's binfmt table is left as it
-was. The guest is qemu-system-aarch64 under TCG (-M virt), console on its
+removed afterwards, on failure too (after a SIGKILL, by the next run before
+it registers its own): the host's binfmt table is left as it was. The guest is qemu-system-aarch64 under TCG (-M virt), console on its
 serial port.
 
 Stdlib only, like ci/kernels.py.
@@ -27,7 +27,6 @@ import base64
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -169,7 +168,8 @@ def write_cpio(archive: Path, tree: Path, extra: dict[str, tuple[int, bytes]] | 
                ) -> None:
     """tree (files, directories, symlinks) and extra {name: (mode, data)}
     as one newc archive. Hard links become copies; devices are left out
-    (the guest mounts devtmpfs)."""
+    (the guest mounts devtmpfs); os.walk lists a symlink to a directory
+    among the directories without entering it."""
     tmp = archive.with_suffix(".tmp")
     ino = 1
     with open(tmp, "wb") as out:
@@ -187,8 +187,6 @@ def write_cpio(archive: Path, tree: Path, extra: dict[str, tuple[int, bytes]] | 
                     elif path.is_file():
                         _cpio_entry(out, rel, st.st_mode, path.read_bytes(), ino)
                     ino += 1
-                    if path.is_dir() and path.is_symlink():
-                        dirnames.remove(name)
         for name, (mode, data) in sorted((extra or {}).items()):
             _cpio_entry(out, name, mode, data, ino)
             ino += 1
@@ -286,12 +284,6 @@ def main(argv: list[str]) -> int:
         if argv[:1] == ["rootfs"]:
             print(rootfs())
             return 0
-        if argv[:1] == ["run"] and len(argv) >= 4 and argv[2] == "--":
-            name = argv[1] if argv[1].endswith("-arm64") else argv[1] + "-arm64"
-            cmd = argv[3:]
-            code, _ = boot(kernels.kernel_record(name),
-                           cmd[0] if len(cmd) == 1 else shlex.join(cmd))
-            return code
     except KernelError as e:
         log(f"error: {e}")
         return 1
