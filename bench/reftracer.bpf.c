@@ -8,6 +8,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 #include "reftracer.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -110,5 +111,37 @@ int ref_exit(struct trace_event_raw_sys_exit *ctx)
 	bump(REF_EMITTED);
 out:
 	bpf_map_delete_elem(&stashes, &tid);
+	return 0;
+}
+
+/* The yardstick for operations: a count per (thread, opcode, fixed file)
+ * from the same tracepoint uringwatch uses, and nothing else. */
+struct op_key {
+	__u32 tid;
+	__u32 opcode;
+	__u64 fixed;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct op_key);
+	__type(value, __u64);
+} op_counts SEC(".maps");
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(ref_submit, struct io_kiocb *req)
+{
+	struct op_key k = {
+		.tid = (__u32)bpf_get_current_pid_tgid(),
+		.opcode = req->opcode,
+		.fixed = req->flags & 1,
+	};
+	__u64 one = 1, *n = bpf_map_lookup_elem(&op_counts, &k);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&op_counts, &k, &one, BPF_NOEXIST);
 	return 0;
 }

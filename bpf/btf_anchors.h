@@ -39,12 +39,37 @@ struct uw_uapi_types {
 };
 struct uw_uapi_types *uw_uapi_anchor __attribute__((unused));
 
+/* Record structs that are only ever bytes in the ring buffer. */
+struct uw_record_types {
+	struct uw_file file;
+	struct uw_mem mem;
+	struct uw_ident ident;
+	struct uw_cred cred;
+};
+struct uw_record_types *uw_record_anchor __attribute__((unused));
+/* The records and map types only the ring buffer and user space see. */
+struct uw_records {
+	struct uw_ring ring;
+	struct uw_op op;
+	struct uw_use_key use_key;
+	struct uw_use use;
+};
+struct uw_records *uw_records_anchor __attribute__((unused));
+
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {
 	enum uw_kind kind;
 	enum uw_call_flags call_flags;
 	enum uw_region_flags region_flags;
 	enum uw_counter counter;
+	enum uw_resolve resolve;
+	enum uw_role role;
+	enum uw_file_flags file_flags;
+	enum uw_mem_flags mem_flags;
+	enum uw_ident_flags ident_flags;
+	enum uw_op_flags op_flags;
+	enum uw_op_reason op_reason;
+	enum io_uring_op sqe_op;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

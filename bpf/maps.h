@@ -15,6 +15,7 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 	.wakeup_bytes = 256 * 1024,
 	.use_task_btf = 1,
 	.targ_uid = (__u32)-1,
+	.resolve = UW_RES_PROBE_READ,
 };
 
 /* inflight value for a call that got no slot (inflight_full) */
@@ -24,6 +25,7 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 struct uw_slot {
 	struct uw_call call;
 	__u8 data[UW_DATA_MAX];
+	__u64 scratch;        /* a kernel pointer read back as a number (identity.h) */
 };
 
 struct {
@@ -82,6 +84,21 @@ static __always_inline void bump(enum uw_counter c)
 
 	if (cnt && c < UW_CNT_MAX)
 		cnt->n[c]++;
+}
+
+/* Sends one record. Wakes the consumer only when this record crosses the
+ * threshold: a consumer that lags stays above it, and waking it on every
+ * record cost ~4.5 us per call (bench/run.py). */
+static __always_inline void emit(void *rec, __u64 size)
+{
+	__u64 queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 flags = queued < cfg.wakeup_bytes && queued + size >= cfg.wakeup_bytes ?
+		      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&events, rec, size, flags))
+		bump(UW_CNT_RING_FULL);
+	else
+		bump(UW_CNT_EMITTED);
 }
 
 #endif

@@ -28,6 +28,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "filters.h"
 #include "capture.h"
 #include "toctou.h"
+#include "identity.h"
+#include "rings.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
@@ -60,7 +62,7 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 		} else if (!s->call.region[3].elem) {
 			struct uw_region *x = &s->call.region[3];
 			__u32 total = s->call.region[0].len + s->call.region[1].len +
-				      s->call.region[2].len;
+				      s->call.region[2].len + ident_bytes(&s->call);
 
 			x->addr = r->addr;
 			x->elem = r->elem;
@@ -77,7 +79,8 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 }
 
 /* Syscall entry: filter, take a slot, save the arguments and user memory. */
-static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_args)
+static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_args,
+				    const bool btf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, idx, *old;
@@ -115,6 +118,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	s->call.arg = arg;
 	s->call.nr_args = nr_args;
 	capture_args(s);
+	resolve_fds(s, idx, btf);
 	if (!reuse && bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY)) {
 		bpf_map_push_elem(&free_slots, &idx, 0);
 		bump(UW_CNT_INFLIGHT_FULL);
@@ -136,10 +140,10 @@ static __always_inline bool end_call(__u32 tid, __u32 *idx)
 }
 
 /* Syscall exit: add the result and context, re-read, send one record. */
-static __always_inline int on_exit(long ret, const bool loop)
+static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
-	__u64 uid_gid = bpf_get_current_uid_gid(), flags, size, queued;
+	__u64 uid_gid = bpf_get_current_uid_gid(), size;
 	struct uw_slot *s;
 
 	if (!end_call(tid, &idx)) {
@@ -165,24 +169,16 @@ static __always_inline int on_exit(long ret, const bool loop)
 	s->call.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(s->call.comm, sizeof(s->call.comm));
 	fill_task(&s->call);
+	resolve_mems(s, idx, btf, loop);
 	finish_args(s, loop);
 
 	size = sizeof(s->call) + s->call.region[0].len + s->call.region[1].len +
-	       s->call.region[2].len + s->call.region[3].len;
+	       s->call.region[2].len + ident_bytes(&s->call) + s->call.region[3].len;
 	if (size > sizeof(*s))
 		size = sizeof(*s);
 	keep(size);
 	s->call.hdr.size = size;
-	/* Wake the consumer only when this record crosses the threshold: a
-	 * consumer that lags stays above it, and waking it on every record
-	 * cost ~4.5 us per call (bench/run.py). */
-	queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	flags = queued < cfg.wakeup_bytes && queued + size >= cfg.wakeup_bytes ?
-		BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, s, size, flags))
-		bump(UW_CNT_RING_FULL);
-	else
-		bump(UW_CNT_EMITTED);
+	emit(s, size);
 out:
 	bpf_map_push_elem(&free_slots, &idx, 0);
 	return 0;
@@ -199,68 +195,67 @@ out:
  * bpf_loop is missing: kernels older than callbacks (5.10 here) reject a
  * program that so much as references a loop callback ("number of funcs in
  * func_info doesn't match number of subprogs"), even in dead code, so
- * the reference must not be in the program at all. */
-SEC("tracepoint/syscalls/sys_enter_io_uring_register")
-int tracepoint__syscalls__sys_enter_io_uring_register(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+ * the reference must not be in the program at all. Likewise enter and
+ * exit have _btf twins that read identities through the bpf_rdonly_cast
+ * kfunc (6.2+), which older kernels refuse to see referenced. */
+#define ENTER(sec, name, ctx_t, guard)						\
+SEC(sec) int name(ctx_t *ctx)							\
+{										\
+	guard;									\
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], false); \
+}										\
+SEC(sec) int name##_btf(ctx_t *ctx)						\
+{										\
+	guard;									\
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], true); \
 }
-
-SEC("tracepoint/syscalls/sys_exit_io_uring_register")
-int tracepoint__syscalls__sys_exit_io_uring_register(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx->ret, true);
-}
-
-SEC("tracepoint/syscalls/sys_exit_io_uring_register")
-int tracepoint__syscalls__sys_exit_io_uring_register_noloop(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx->ret, false);
-}
+#define EXIT(sec, name, ctx_t, guard)						\
+SEC(sec) int name(ctx_t *ctx) { guard; return on_exit(ctx->ret, true, false); }	\
+SEC(sec) int name##_noloop(ctx_t *ctx) { guard; return on_exit(ctx->ret, false, false); } \
+SEC(sec) int name##_btf(ctx_t *ctx) { guard; return on_exit(ctx->ret, true, true); }
 
 #define NR_io_uring_register 427   /* the same on every architecture */
+#define ONLY_IO_URING_REGISTER if (ctx->id != NR_io_uring_register) return 0
 
-SEC("tracepoint/raw_syscalls/sys_enter")
-int tracepoint__raw_syscalls__sys_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	if (ctx->id != NR_io_uring_register)
-		return 0;
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
-}
-
-SEC("tracepoint/raw_syscalls/sys_exit")
-int tracepoint__raw_syscalls__sys_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	if (ctx->id != NR_io_uring_register)
-		return 0;
-	return on_exit(ctx->ret, true);
-}
-
-SEC("tracepoint/raw_syscalls/sys_exit")
-int tracepoint__raw_syscalls__sys_exit_noloop(struct trace_event_raw_sys_exit *ctx)
-{
-	if (ctx->id != NR_io_uring_register)
-		return 0;
-	return on_exit(ctx->ret, false);
-}
+ENTER("tracepoint/syscalls/sys_enter_io_uring_register",
+      tracepoint__syscalls__sys_enter_io_uring_register, struct trace_event_raw_sys_enter, )
+EXIT("tracepoint/syscalls/sys_exit_io_uring_register",
+     tracepoint__syscalls__sys_exit_io_uring_register, struct trace_event_raw_sys_exit, )
+ENTER("tracepoint/raw_syscalls/sys_enter", tracepoint__raw_syscalls__sys_enter,
+      struct trace_event_raw_sys_enter, ONLY_IO_URING_REGISTER)
+EXIT("tracepoint/raw_syscalls/sys_exit", tracepoint__raw_syscalls__sys_exit,
+     struct trace_event_raw_sys_exit, ONLY_IO_URING_REGISTER)
 
 SEC("ksyscall/io_uring_register")
 int BPF_KSYSCALL(ksyscall__io_uring_register, int fd, unsigned int opcode, void *arg,
 		 unsigned int nr_args)
 {
-	return on_enter(fd, opcode, (__u64)arg, nr_args);
+	return on_enter(fd, opcode, (__u64)arg, nr_args, false);
+}
+
+SEC("ksyscall/io_uring_register")
+int BPF_KSYSCALL(ksyscall__io_uring_register_btf, int fd, unsigned int opcode, void *arg,
+		 unsigned int nr_args)
+{
+	return on_enter(fd, opcode, (__u64)arg, nr_args, true);
 }
 
 SEC("kretsyscall/io_uring_register")
 int BPF_KRETPROBE(kretsyscall__io_uring_register, long ret)
 {
-	return on_exit(ret, true);
+	return on_exit(ret, true, false);
 }
 
 SEC("kretsyscall/io_uring_register")
 int BPF_KRETPROBE(kretsyscall__io_uring_register_noloop, long ret)
 {
-	return on_exit(ret, false);
+	return on_exit(ret, false, false);
+}
+
+SEC("kretsyscall/io_uring_register")
+int BPF_KRETPROBE(kretsyscall__io_uring_register_btf, long ret)
+{
+	return on_exit(ret, true, true);
 }
 
 /* With the kprobes hook, a call's exit is missed when more calls are in
@@ -277,5 +272,60 @@ int tracepoint__sched__sched_process_exit(void *ctx)
 		return 0;
 	bump(UW_CNT_NO_EXIT);
 	bpf_map_push_elem(&free_slots, &idx, 0);
+	return 0;
+}
+
+/* A ring's life. io_uring_setup's tracepoints bracket the call, and
+ * io_uring_create fires inside it once the ring exists, with its address;
+ * io_uring_register fires inside a register call that found its ring. The
+ * operations' tracepoint has a typed request (`tp_btf`) from 6.0, named
+ * io_uring_submit_sqe until 6.4; the loader picks the one this kernel has
+ * and loads neither where the request is not its first argument. */
+SEC("tracepoint/syscalls/sys_enter_io_uring_setup")
+int tracepoint__syscalls__sys_enter_io_uring_setup(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_setup_enter(ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_setup")
+int tracepoint__syscalls__sys_exit_io_uring_setup(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_setup_exit(ctx->ret);
+}
+
+SEC("tracepoint/io_uring/io_uring_create")
+int tracepoint__io_uring__io_uring_create(struct trace_event_raw_io_uring_create *ctx)
+{
+	return on_ring_created((__u64)ctx->ctx);
+}
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(tp_btf__io_uring_submit_req, struct io_kiocb *req)
+{
+	return on_submit(req);
+}
+
+SEC("tp_btf/io_uring_submit_sqe")
+int BPF_PROG(tp_btf__io_uring_submit_sqe, struct io_kiocb *req)
+{
+	return on_submit(req);
+}
+
+/* Inside a register call that found its ring: which ring, and for a
+ * personality the credentials the kernel saves (the caller's). */
+SEC("tracepoint/io_uring/io_uring_register")
+int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_register *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *idx = bpf_map_lookup_elem(&inflight, &tid);
+	struct uw_slot *s;
+
+	if (!idx || *idx == NO_SLOT)
+		return 0;
+	s = bpf_map_lookup_elem(&slots, idx);
+	if (!s)
+		return 0;
+	s->call.ring.ring_id = id_of_addr((__u64)ctx->ctx);
+	if (ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf)
+		s->call.ring.cred_id = id_of_ptr(bpf_get_current_task_btf()->cred);
 	return 0;
 }

@@ -11,8 +11,9 @@
 #include <linux/types.h>
 #endif
 
-/* Bump when any record layout below changes. */
-#define UW_ABI_VERSION 1
+/* Bump when any record layout below changes. ABI 1 (before identities) is
+ * kept decodable by layout.CALL_ABI1 in python/uringwatch/layout.py. */
+#define UW_ABI_VERSION 2
 
 #define UW_COMM_LEN 16
 #define UW_NREGION 4          /* head, array A, array B, exit copy */
@@ -20,12 +21,18 @@
 #define UW_ARR_A_MAX 16384    /* 1024 x 16-byte elements */
 #define UW_ARR_B_MAX 8192     /* 1024 x 8-byte tags */
 #define UW_OUT_MAX 256        /* exit copy of a small in/out region */
-#define UW_DATA_MAX (UW_HEAD_MAX + UW_ARR_A_MAX + UW_ARR_B_MAX + UW_OUT_MAX)
+#define UW_FILES_MAX 64       /* fds resolved per call */
+#define UW_MEMS_MAX 16        /* buffers resolved per call */
+#define UW_PATH_MAX 176       /* path bytes per resolved file */
+#define UW_IDENT_MAX (UW_FILES_MAX * 256 + UW_MEMS_MAX * 312) /* sizes asserted below */
+#define UW_DATA_MAX (UW_HEAD_MAX + UW_ARR_A_MAX + UW_ARR_B_MAX + UW_IDENT_MAX + UW_OUT_MAX)
 #define UW_CAP_MAX 1024       /* largest settable element cap */
 #define UW_MAX_CHANGED 16     /* changed spots listed per record */
 
 enum uw_kind {
 	UW_KIND_CALL = 1,
+	UW_KIND_RING = 3,     /* a ring created: io_uring_setup */
+	UW_KIND_OP = 4,       /* an operation a ring accepted, or a count of them */
 };
 
 /* Common first bytes of every ring-buffer record. */
@@ -66,6 +73,121 @@ struct uw_region {
 	__u32 pad;
 };
 
+/* Identities: what the fds, credentials and buffers of a call referred to
+ * as of the call. Resolved in the kernel while the call is in flight
+ * (files and credentials at enter, buffers at exit), by one of enum
+ * uw_resolve's paths. In the record, nfiles uw_file then nmem uw_mem
+ * follow regions 0..2's data, before region 3's. */
+
+/* uw_config.resolve and uw_ident.path: how identities are read */
+enum uw_resolve {
+	UW_RES_OFF = 0,        /* not at all: no entries */
+	UW_RES_PROC = 1,       /* entries listed, left for user space (/proc) */
+	UW_RES_PROBE_READ = 2, /* bpf_probe_read_kernel */
+	UW_RES_BTF = 3,        /* BTF-typed loads through bpf_rdonly_cast */
+};
+
+/* uw_file.role: where in the call the fd came from */
+enum uw_role {
+	UW_ROLE_RING = 1,      /* the call's own ring fd */
+	UW_ROLE_FDS = 2,       /* fds[index] of a files array */
+	UW_ROLE_EVENTFD = 3,
+	UW_ROLE_SRC_FD = 4,    /* CLONE_BUFFERS' source ring */
+	UW_ROLE_FD = 5,        /* SYNC_CANCEL's fd */
+	UW_ROLE_RING_FDS = 6,  /* RING_FDS entry index's fd */
+	UW_ROLE_SQE_FD = 7,    /* SEND_MSG_RING's target ring */
+	UW_ROLE_MEM = 8,       /* the file behind a buffer (in uw_mem) */
+};
+
+/* uw_file.flags */
+enum uw_file_flags {
+	UW_FL_FOUND = 1 << 0,     /* the fd named an open file: fields below filled */
+	UW_FL_BADF = 1 << 1,      /* no open file at this fd */
+	UW_FL_UNRESOLVED = 1 << 2,/* not read in the kernel (resolve proc, or no path) */
+	UW_FL_ROOTED = 1 << 3,    /* path walked up to the root mount: absolute */
+	UW_FL_PSEUDO = 1 << 4,    /* no mount path: path is the pseudo file's name */
+	UW_FL_PATH_TRUNC = 1 << 5,/* path longer than UW_PATH_MAX or deeper than walked */
+	UW_FL_SOCK = 1 << 6,      /* socket fields filled */
+	UW_FL_FAULT = 1 << 7,     /* a kernel read failed on the way */
+};
+
+struct uw_file {
+	__s32 fd;
+	__u16 role;           /* enum uw_role */
+	__u16 index;          /* position in the array the fd came from */
+	__u16 flags;          /* enum uw_file_flags */
+	__u16 path_len;       /* bytes used in path */
+	__u32 mode;           /* inode i_mode */
+	__u64 ino;
+	__u32 dev;            /* superblock s_dev, kernel encoding (major << 20 | minor) */
+	__u32 magic;          /* superblock s_magic */
+	__u16 family;         /* sockets: sk_family, sock type, sk_protocol */
+	__u16 type;
+	__u16 protocol;
+	__u16 lport;          /* host order */
+	__u16 rport;          /* host order */
+	__u16 pad;
+	__u32 pad2;
+	__u8 laddr[16];       /* inet: 4 bytes, inet6: 16, network order */
+	__u8 raddr[16];
+	/* path components leaf first, each ending in NUL: "shadow\0etc\0" */
+	char path[UW_PATH_MAX];
+};
+
+/* uw_mem.flags */
+enum uw_mem_flags {
+	UW_M_FOUND = 1 << 0,      /* a mapping holds addr: vm_* filled */
+	UW_M_NOVMA = 1 << 1,      /* no mapping at addr */
+	UW_M_UNRESOLVED = 1 << 2, /* not looked up in the kernel (no bpf_find_vma, or proc) */
+	UW_M_FILE = 1 << 3,       /* file-backed: file filled */
+	UW_M_BUSY = 1 << 4,       /* the mm was locked: not looked up */
+};
+
+struct uw_mem {
+	__u64 addr;           /* the buffer as the caller gave it */
+	__u64 len;
+	__u64 vm_start;       /* the mapping holding addr */
+	__u64 vm_end;
+	__u64 vm_pgoff;       /* file offset of vm_start, in pages */
+	__u64 vm_flags;
+	__u32 flags;          /* enum uw_mem_flags */
+	__u32 pad;
+	struct uw_file file;  /* the mapping's file, role UW_ROLE_MEM */
+};
+
+/* uw_ident.flags */
+enum uw_ident_flags {
+	UW_I_FILES_TRUNC = 1 << 0, /* more fds than UW_FILES_MAX (or than captured) */
+	UW_I_MEMS_TRUNC = 1 << 1,  /* more buffers than UW_MEMS_MAX (or than captured) */
+	UW_I_CRED = 1 << 2,        /* cred filled (REGISTER_PERSONALITY) */
+};
+
+/* Credentials of the caller, as REGISTER_PERSONALITY saves them. */
+struct uw_cred {
+	__u32 uid, euid, suid, fsuid;
+	__u32 gid, egid, sgid, fsgid;
+	__u32 ngroups;
+	__u32 pad;
+	__u64 cap_effective;
+	__u64 cap_permitted;
+};
+
+struct uw_ident {
+	__u16 nfiles;         /* uw_file entries in the record */
+	__u16 nmem;           /* uw_mem entries in the record */
+	__u16 flags;          /* enum uw_ident_flags */
+	__u8 path;            /* enum uw_resolve used */
+	__u8 pad;
+	struct uw_cred cred;
+};
+
+/* The ring a register call acted on, and for REGISTER_PERSONALITY the
+ * credentials it saved (the caller's), as ids operations are joined by. */
+struct uw_ring_ref {
+	__u64 ring_id;        /* 0: the call found no ring */
+	__u64 cred_id;
+};
+
 /* Emitted at syscall exit, one per io_uring_register call. */
 struct uw_call {
 	struct uw_rec_hdr hdr;
@@ -89,6 +211,96 @@ struct uw_call {
 	char comm[UW_COMM_LEN];
 	struct uw_region region[UW_NREGION];
 	__u32 changed[UW_MAX_CHANGED]; /* region << 24 | byte offset in region */
+	struct uw_ident ident;         /* ABI 2 */
+	struct uw_ring_ref ring;
+};
+
+_Static_assert(sizeof(struct uw_file) == 256, "UW_IDENT_MAX assumes 256-byte uw_file");
+_Static_assert(sizeof(struct uw_mem) == 312, "UW_IDENT_MAX assumes 312-byte uw_mem");
+
+#define UW_PARAMS_LEN 120     /* struct io_uring_params */
+
+/* Emitted at io_uring_setup's exit. */
+struct uw_ring {
+	struct uw_rec_hdr hdr;
+	__u64 ts_enter;       /* CLOCK_BOOTTIME ns */
+	__u64 ts_exit;
+	__u64 ring_id;        /* keyed hash of the ring; 0: no ring was made */
+	__s64 ret;            /* the ring's fd, or -errno */
+	__u64 cgroup_id;
+	__u64 params_addr;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 entries;
+	__u32 flags;          /* enum uw_call_flags: PPID; EXIT_FAULT: params unreadable */
+	__u32 pad;
+	char comm[UW_COMM_LEN];
+	__u8 params[UW_PARAMS_LEN]; /* io_uring_params as the kernel left it */
+};
+
+/* uw_use_key.flags */
+enum uw_op_flags {
+	UW_OP_FIXED_FILE = 1 << 0,   /* file_slot: a registered-file index */
+	UW_OP_FIXED_BUF = 1 << 1,    /* buf: a registered-buffer index */
+	UW_OP_BUF_SELECT = 1 << 2,   /* buf: a provided-buffer group */
+	UW_OP_CREDS = 1 << 3,        /* ran under a registered personality */
+	UW_OP_CREDS_DIFFER = 1 << 4, /* ... whose credentials are not the submitter's */
+	UW_OP_SQ_THREAD = 1 << 5,    /* submitted by a kernel io thread (SQPOLL) */
+};
+
+/* uw_op.reason */
+enum uw_op_reason {
+	UW_OP_FIRST = 1,      /* first use of its key */
+	UW_OP_EACH = 2,       /* one operation (every operation reported) */
+	UW_OP_COUNT = 3,      /* uses of its key since the last count (user space) */
+};
+
+/* What an operation used, and who submitted it: the key of the in-kernel
+ * summary of uses. */
+struct uw_use_key {
+	__u64 ring_id;
+	__u64 cred_id;        /* keyed hash of the personality's creds; 0: none */
+	__s32 file_slot;      /* -1: none */
+	__s32 buf;            /* -1: none */
+	__u32 euid;           /* the submitter's */
+	__u32 pid;            /* the submitter's tgid */
+	__u8 opcode;          /* IORING_OP_* */
+	__u8 flags;           /* enum uw_op_flags */
+	__u16 pad;
+	__u32 uid;            /* the submitter's */
+};
+
+struct uw_use {
+	__u64 count;
+	__u64 first_ts;
+	__u64 last_ts;
+	__u64 cgroup_id;      /* first user's */
+	__u32 pid;            /* first user */
+	__u32 tid;
+	char comm[UW_COMM_LEN];
+};
+
+/* An operation's use of a ring: at first use of its key, for every
+ * operation with ops_all, or a count built by user space from the map. */
+struct uw_op {
+	struct uw_rec_hdr hdr;
+	struct uw_use_key key;
+	__u64 ts;             /* this use; for a count, the last one */
+	__u64 first_ts;
+	__u64 count;
+	__u64 cgroup_id;
+	__u64 cap_effective;  /* the submitter's */
+	__u64 cred_cap_effective; /* the personality's */
+	__u32 pid;
+	__u32 tid;
+	__u32 creator_pid;    /* the ring's creator; 0: made before tracing began */
+	__u32 cred_uid;       /* the personality's */
+	__u32 cred_euid;
+	__u32 reason;         /* enum uw_op_reason */
+	char comm[UW_COMM_LEN];
 };
 
 /* Drop and progress counters, one set per CPU. */
@@ -100,6 +312,7 @@ enum uw_counter {
 	UW_CNT_INFLIGHT_FULL, /* enter not saved: inflight map full */
 	UW_CNT_READ_FAULT,    /* user-memory reads that faulted */
 	UW_CNT_FILTERED,      /* calls skipped by filters */
+	UW_CNT_OPS_UNTRACKED, /* operations not counted by key: uses map full */
 	UW_CNT_MAX,
 };
 
@@ -120,9 +333,12 @@ struct uw_config {
 	__u32 targ_cgroups;   /* only cgroup ids in the cgroups map */
 	__u32 targ_uid;       /* (__u32)-1: any */
 	__u32 targ_failed;    /* only calls that return an error */
-	__u32 pad;
+	__u32 resolve;        /* enum uw_resolve */
 	__u64 targ_opcodes;   /* bit n: opcode n (n < 64); 0: any */
 	char targ_comm[UW_COMM_LEN]; /* empty: any */
+	__u64 id_key[2];      /* keys ring and credential ids, random per run */
+	__u32 ops_all;        /* a record for every operation, not first uses */
+	__u32 pad2;
 };
 
 #endif /* URINGWATCH_H */

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The end-to-end tests: each loads the object and makes real calls.
 TESTS = ["tests/test_foundation.py", "tests/test_opcodes.py", "tests/test_hooks.py",
-         "tests/test_toctou.py"]
+         "tests/test_toctou.py", "tests/test_identity.py", "tests/test_rings.py"]
 RESULT_MARK = "@@uringwatch-result "
 
 
@@ -53,6 +53,7 @@ def load() -> dict:
         with Tracer() as t:
             f = t.features
             return {"hook": f["hook"], "bpf_loop": f["bpf_loop"], "task_btf": f["task_btf"],
+                    "resolve": f["resolve"],
                     "object_sha256": t.object_sha256}
     except (TracerError, OSError) as e:     # LibbpfError is an OSError
         print(f"kernel_check: loading failed: {e}", file=sys.stderr)

@@ -2,13 +2,14 @@
 truth, and a layout that drifts from it fails here."""
 
 import json
+import pathlib
 import shutil
 import subprocess
 from importlib import resources
 
 import pytest
 
-from uringwatch import layout, uapi
+from uringwatch import layout, rings, uapi
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +76,38 @@ def test_enums_match_btf(btf):
     counters = enum_values(btf, "uw_counter")
     assert [k.removeprefix("UW_CNT_").lower() for k in counters][:-1] == list(layout.COUNTERS)
     for enum, prefix, module_prefix in (("uw_call_flags", "UW_F_", "F_"),
-                                        ("uw_region_flags", "UW_R_", "R_")):
+                                        ("uw_region_flags", "UW_R_", "R_"),
+                                        ("uw_resolve", "UW_RES_", "RES_"),
+                                        ("uw_role", "UW_ROLE_", "ROLE_"),
+                                        ("uw_file_flags", "UW_FL_", "FL_"),
+                                        ("uw_mem_flags", "UW_M_", "M_"),
+                                        ("uw_ident_flags", "UW_I_", "I_")):
         for k, v in enum_values(btf, enum).items():
             assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k
-    assert enum_values(btf, "uw_kind")["UW_KIND_CALL"] == layout.KIND_CALL
+    for k, v in enum_values(btf, "uw_kind").items():
+        assert getattr(layout, k.removeprefix("UW_")) == v, k
+    for enum in ("uw_op_flags", "uw_op_reason"):
+        for k, v in enum_values(btf, enum).items():
+            assert getattr(layout, k.removeprefix("UW_")) == v, k
+
+
+def test_sqe_op_names_match_btf(btf):
+    ops = enum_values(btf, "io_uring_op")
+    assert [k.removeprefix("IORING_OP_") for k, v in sorted(ops.items(), key=lambda kv: kv[1])
+            if k != "IORING_OP_LAST"] == list(rings.SQE_OPS)
 
 
 def test_config_is_the_whole_rodata_cfg_section(btf):
     sec = named(btf, "DATASEC", ".rodata.cfg")
     (var,) = sec["vars"]
     assert var["offset"] == 0 and var["size"] == layout.CONFIG.size
+
+
+def test_identity_limits_match_the_header():
+    """The record's identity area is sized from these: FILES_MAX entries,
+    MEMS_MAX buffers, PATH_MAX path bytes each."""
+    header = (pathlib.Path(__file__).parent.parent / "bpf" / "uringwatch.h").read_text()
+    for name in ("FILES_MAX", "MEMS_MAX", "PATH_MAX"):
+        assert f"#define UW_{name} {getattr(layout, name)} " in header, name
+    from uringwatch import hooks
+    assert sorted(layout.RESOLVE_NAMES.values()) == sorted(hooks.RESOLVE)

@@ -64,3 +64,16 @@ def test_quick_run(build, tmp_path):
     assert "## Benchmark suite (bench/run.py)" in text
     old_sections = re.findall(r"^## .*$", before, re.M)
     assert all(h in text for h in old_sections)
+
+
+def test_identity_cost_runs():
+    """bench/identity_cost.py: a row per size and path, every path loaded."""
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "identity_cost.py"),
+                        "--calls", "20", "--rounds", "1"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    table = [line for line in r.stdout.splitlines() if line.startswith("| 8 ") or
+             line.startswith("| 256 ")]
+    from uringwatch import hooks
+    paths = ["off"] + [p for p in ("proc", "probe_read", "btf") if hooks.resolve_paths()[p]]
+    assert [line.split("|")[2].strip() for line in table] == paths * 2

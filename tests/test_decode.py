@@ -7,21 +7,31 @@ import pytest
 from uringwatch import RecordError, decode, layout
 
 
-def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, **fields):
-    """A uw_call record: regions as (addr, count, elem, flags, pad, data)."""
-    data = b"".join(r[5] for r in regions)
-    size = layout.CALL.size + len(data)
+def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VERSION,
+                files=(), ident_flags=0, path=layout.RES_BTF, **fields):
+    """A uw_call record: regions as (addr, count, elem, flags, pad, data);
+    files as packed uw_file entries (ABI 2 on)."""
+    entries = b"".join(files)
+    data = b"".join(r[5] for r in regions[:3]) + entries + regions[3][5]
+    size = (layout.CALL if abi >= 2 else layout.CALL_ABI1).size + len(data)
     values = dict(ts_enter=1000, ts_exit=1500, arg=0x1000, ret=0, cgroup_id=7, pid=10,
                   tid=11, ppid=1, uid=0, gid=0, fd=3, opcode=opcode, nr_args=3,
                   pidns=5, mntns=6, flags=layout.F_PPID | layout.F_NS, nchanged=0,
                   comm=b"golden\0")
     values.update(fields)
-    head = struct.pack("<HHI", layout.KIND_CALL, layout.ABI_VERSION, size)
-    fixed = struct.pack("<QQQqQIIIIIiIIIIII16s", *(values[k] for k in (
-        "ts_enter", "ts_exit", "arg", "ret", "cgroup_id", "pid", "tid", "ppid", "uid",
-        "gid", "fd", "opcode", "nr_args", "pidns", "mntns", "flags", "nchanged", "comm")))
-    regs = b"".join(struct.pack("<QIIHHI", a, c, len(d), e, f, 0) for a, c, e, f, _, d in regions)
-    return head + fixed + regs + bytes(4 * layout.MAX_CHANGED) + data
+    lay = layout.CALL if abi >= 2 else layout.CALL_ABI1
+    fields = dict(values, hdr=(layout.KIND_CALL, abi, size),
+                  region=tuple(x for a, c, e, f, _, d in regions for x in (a, c, len(d), e, f, 0)))
+    if abi >= 2:
+        fields["ident"] = layout.IDENT.struct.unpack(
+            layout.IDENT.pack(nfiles=len(files), flags=ident_flags, path=path))
+    return lay.pack(**fields) + data
+
+
+def uw_file(fd=4, role=layout.ROLE_FDS, index=0, flags=layout.FL_FOUND | layout.FL_ROOTED,
+            path=b"shadow\0etc\0", mode=0o100640, ino=42, dev=(254 << 20) | 3, magic=0xEF53):
+    return layout.FILE.struct.pack(fd, role, index, flags, len(path), mode, ino, dev, magic,
+                                   0, 0, 0, 0, 0, 0, 0, bytes(16), bytes(16), path)
 
 
 FDS = struct.pack("<3i", 4, -1, -2)
@@ -72,3 +82,33 @@ def test_unknown_kind_and_abi_are_rejected():
     rec[0], rec[2] = layout.KIND_CALL, 99
     with pytest.raises(RecordError, match="ABI"):
         decode(bytes(rec), 0, len(rec), 0)
+
+
+def test_abi1_records_still_decode_without_identities():
+    rec = call_record(regions=FILES_REGIONS, abi=1)
+    ev = decode(rec, 0, len(rec), 0)
+    assert ev.payload.fds == [4, -1, -2]
+    assert (ev.files, ev.cred, ev.memory, ev.resolve) == (None, None, None, None)
+
+
+def test_a_file_entry_decodes_to_its_path_and_device():
+    rec = call_record(regions=FILES_REGIONS, files=[uw_file()])
+    (f,) = decode(rec, 0, len(rec), 0).files
+    assert (f.fd, f.role, f.kind, f.path, f.ino, f.mode) == \
+        (4, "fds[0]", "file", "/etc/shadow", 42, 0o100640)
+    assert f.dev == __import__("os").makedev(254, 3) and f.verified and f.source == "kernel"
+
+
+def test_a_truncated_path_keeps_its_leaf_end_and_says_so():
+    rec = call_record(regions=FILES_REGIONS,
+                      files=[uw_file(flags=layout.FL_FOUND | layout.FL_PATH_TRUNC)])
+    (f,) = decode(rec, 0, len(rec), 0).files
+    assert (f.path, f.path_truncated) == ("…/etc/shadow", True)
+
+
+def test_identities_past_the_end_are_rejected():
+    rec = bytearray(call_record(regions=FILES_REGIONS, files=[uw_file()]))
+    cut = len(rec) - 100
+    struct.pack_into("<I", rec, 4, cut)
+    with pytest.raises(RecordError, match="past the record"):
+        decode(bytes(rec[:cut]), 0, cut, 0)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
+import struct
 from ctypes import c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 
 SYS_io_uring_setup = 425
@@ -124,3 +126,92 @@ class Probe(ctypes.Structure):
 
 def ints(*values: int):
     return (c_int32 * len(values))(*values)
+
+
+SYS_io_uring_enter = 426
+SQE = struct.Struct("<BBHiQQIIQHHiQ8x")      # struct io_uring_sqe, 64 bytes
+_OFF_SQ_RING, _OFF_CQ_RING, _OFF_SQES = 0, 0x8000000, 0x10000000
+ENTER_GETEVENTS, ENTER_SQ_WAKEUP = 1, 2
+SETUP_SQPOLL = 1 << 1
+SQE_FIXED_FILE = 1 << 0
+OP_NOP, OP_READ_FIXED, OP_READ = 0, 4, 22
+
+
+class Ring:
+    """A ring that submits SQEs: io_uring_setup, its three mappings, and
+    io_uring_enter. Completions are waited for and dropped."""
+
+    def __init__(self, entries: int = 8, flags: int = 0, sq_thread_idle: int = 0):
+        p = (ctypes.c_uint32 * 30)()
+        p[2], p[4] = flags, sq_thread_idle
+        self.fd = syscall(SYS_io_uring_setup, c_uint32(entries), p)
+        assert self.fd >= 0, f"io_uring_setup failed: {os.strerror(-self.fd)}"
+        self._map(list(p), flags)
+
+    @classmethod
+    def attach(cls, fd: int, like: "Ring") -> "Ring":
+        """The ring behind fd (inherited, or taken with pidfd_getfd), mapped
+        anew; `like` is the Ring whose setup made it."""
+        ring = cls.__new__(cls)
+        ring.fd = fd
+        ring._map(like.params, like.params[2])
+        return ring
+
+    def _map(self, p: list[int], flags: int) -> None:
+        self.params = p
+        self.sq_entries, self.cq_entries = p[0], p[1]
+        sq_off, cq_off = p[10:20], p[20:30]       # u32 words; user_addr spans two
+        self._sq = mmap.mmap(self.fd, sq_off[6] + 4 * self.sq_entries,
+                             offset=_OFF_SQ_RING)
+        self._cq = mmap.mmap(self.fd, cq_off[5] + 16 * self.cq_entries,
+                             offset=_OFF_CQ_RING)
+        self._sqes = mmap.mmap(self.fd, 64 * self.sq_entries, offset=_OFF_SQES)
+        self._sq_tail, self._sq_mask, self._sq_flags = sq_off[1], sq_off[2], sq_off[4]
+        self._sq_array = sq_off[6]
+        self._cq_head, self._cq_tail = cq_off[0], cq_off[1]
+        self.sqpoll = bool(flags & SETUP_SQPOLL)
+        for i in range(self.sq_entries):
+            struct.pack_into("<I", self._sq, self._sq_array + 4 * i, i)
+
+    def _u32(self, m, off: int) -> int:
+        return struct.unpack_from("<I", m, off)[0]
+
+    def put(self, i: int, opcode: int, fd: int = 0, addr: int = 0, length: int = 0,
+            off: int = 0, flags: int = 0, buf_index: int = 0, personality: int = 0,
+            user_data: int = 0) -> None:
+        """Puts an SQE i places past the SQ tail (the next submit's i-th)."""
+        i = (self._u32(self._sq, self._sq_tail) + i) & (self.sq_entries - 1)
+        SQE.pack_into(self._sqes, 64 * i, opcode, flags, 0, fd, off, addr, length, 0,
+                      user_data, buf_index, personality, 0, 0)
+
+    def submit(self, n: int) -> int:
+        """Submits the n SQEs put at slots 0..n-1; waits for n completions.
+        Returns the first completion's result."""
+        tail = self._u32(self._sq, self._sq_tail)
+        cq_head = self._u32(self._cq, self._cq_head)
+        struct.pack_into("<I", self._sq, self._sq_tail, (tail + n) & 0xFFFFFFFF)
+        flags = ENTER_GETEVENTS
+        if self.sqpoll:
+            flags |= ENTER_SQ_WAKEUP
+            n_enter = 0
+        else:
+            n_enter = n
+        ret = syscall(SYS_io_uring_enter, c_uint32(self.fd), c_uint32(n_enter),
+                      c_uint32(n), c_uint32(flags), None, ctypes.c_size_t(0))
+        assert ret >= 0, f"io_uring_enter failed: {os.strerror(-ret)}"
+        while (self._u32(self._cq, self._cq_tail) - cq_head) & 0xFFFFFFFF < n:
+            syscall(SYS_io_uring_enter, c_uint32(self.fd), c_uint32(0), c_uint32(1),
+                    c_uint32(ENTER_GETEVENTS | (ENTER_SQ_WAKEUP if self.sqpoll else 0)),
+                    None, ctypes.c_size_t(0))
+        res = struct.unpack_from("<i", self._cq, self._cq_off_cqes(cq_head))[0]
+        struct.pack_into("<I", self._cq, self._cq_head, self._u32(self._cq, self._cq_tail))
+        return res
+
+    def _cq_off_cqes(self, head: int) -> int:
+        mask = self.cq_entries - 1
+        return self.params[25] + 16 * (head & mask) + 8
+
+    def close(self) -> None:
+        for m in (self._sq, self._cq, self._sqes):
+            m.close()
+        os.close(self.fd)

@@ -75,8 +75,17 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
                     help="elements captured per array (1..1024, default 64)")
     ap.add_argument("--generic", action="store_true",
                     help="capture only the first 64 bytes at arg, undecoded (cheaper)")
+    ap.add_argument("--rings", action="store_true",
+                    help="also show rings being created and the operations they accept, "
+                         "summarised: first use of each resource, then counts")
+    ap.add_argument("--ops", choices=("summary", "all"), default="summary",
+                    help="with --rings: one event per operation (all), not a summary")
     ap.add_argument("--hook", choices=("auto", *HOOKS), default="auto",
                     help="where to attach (default: the best this kernel has)")
+    ap.add_argument("--resolve", choices=("auto", *hooks.RESOLVE), default="auto",
+                    help="how fds, credentials and buffers are resolved: btf (BTF-typed "
+                    "reads, 6.2+), probe_read, proc (looked up later in /proc, "
+                    "unverified), off (default: the best this kernel has)")
     ap.add_argument("--btf", metavar="PATH", help="kernel BTF file, for kernels "
                     "without /sys/kernel/btf/vmlinux")
     ap.add_argument("-v", "--verbose", action="store_true", help="show libbpf's log")
@@ -126,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
-                        hook=args.hook)
+                        hook=args.hook, resolve=args.resolve,
+                        rings=args.rings or args.ops == "all", ops_all=args.ops == "all")
         return trace(tracer, args, show=not record)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
@@ -160,9 +170,10 @@ def probe(json_out: bool) -> int:
         print(json.dumps(rep))
         return EXIT_OK
     for key, value in rep.items():
-        if key == "hooks":
-            for hook, ok in value.items():
-                print(f"{'hook ' + hook:<26} {'yes' if ok else 'no'}")
+        if isinstance(value, dict):     # hooks, rings: one line each
+            for name, v in value.items():
+                v = {True: "yes", False: "no", None: "no"}.get(v, v)
+                print(f"{key.removesuffix('s') + ' ' + name:<26} {v}")
         else:
             print(f"{key:<26} {value}")
     return EXIT_OK
@@ -184,6 +195,10 @@ class _Stop:
         self.requested = True
 
 
+_IDENTITY_PATHS = {"btf": "btf (BTF-typed reads)", "probe_read": "probe_read",
+                   "proc": "proc (looked up later, unverified)", "off": "off"}
+
+
 def trace(tracer: Tracer, args, show: bool = True) -> int:
     stop = _Stop()
     seen = 0
@@ -196,8 +211,10 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
               f"ppid/namespaces: {'BTF task reads' if f['task_btf'] else 'unavailable'}; "
-              f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}",
-              file=sys.stderr)
+              f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}; "
+              f"identities: {_IDENTITY_PATHS[f['resolve']]}"
+              f"{'' if f['bpf_loop'] or f['resolve'] == 'off' else ' (buffers: /proc)'}; "
+              f"rings: {rings_line(tracer)}", file=sys.stderr)
 
         def emit(events) -> bool:
             nonlocal seen, last_stats
@@ -226,6 +243,20 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
                 recorder.close()
             print_stats(tracer.stats(), seen, "recorded" if not show else "shown")
     return EXIT_OK
+
+
+def rings_line(tracer: Tracer) -> str:
+    """Which parts of a ring's life this run shows, and through what."""
+    attached = tracer.features["rings"]
+    ids = "ring ids" if any(a.endswith("/io_uring_register") for a in attached) \
+        else "no ring ids (no io_uring_register tracepoint)"
+    if not tracer.rings:
+        return f"{ids} (--rings for creation and operations)"
+    ops = next((a for a in attached if a.startswith("tp_btf/")), None)
+    setup = "creation" if any(a.endswith("_io_uring_setup") for a in attached) else \
+        "no creation events"
+    return (f"{ids}, {setup}, operations "
+            f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}")
 
 
 def print_stats(stats: dict[str, int], shown: int, verb: str = "shown") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from .identity import Cred, FileIdentity, MemoryIdentity, Resolve
 from .payloads import Payload
 
 
@@ -46,3 +47,85 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="call")
     toctou: Toctou | None = None
     cgroup_path: str | None = None   # below the cgroup2 root, live only
     container_id: str | None = None  # from the cgroup path's runtime naming
+    files: list[FileIdentity] | None = None     # every fd the call carries, as of the call
+    cred: Cred | None = None                    # REGISTER_PERSONALITY: what it saves
+    memory: list[MemoryIdentity] | None = None  # what backs each registered buffer
+    resolve: Resolve | None = None              # how identities were read (None: ABI 1)
+    ring_id: str | None = None       # the ring acted on (None: no ring found)
+    cred_id: str | None = None       # REGISTER_PERSONALITY: the credentials saved
+
+
+class Ring(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring"):
+    """One io_uring_setup(2) call: a ring created (or refused)."""
+    ts: int
+    pid: int
+    tid: int
+    ppid: int | None
+    uid: int
+    gid: int
+    comm: str
+    cgroup_id: int
+    ring_id: str | None       # the same in every event about this ring; None: no ring
+    fd: int | None            # the ring's fd in the creator
+    ret: int
+    error: str | None
+    duration_ns: int
+    entries: int              # as asked
+    sq_entries: int | None    # as the kernel set them (None: params unreadable)
+    cq_entries: int | None
+    flags: int | None         # IORING_SETUP_*
+    flag_names: list[str]
+    sq_thread_cpu: int | None  # with SQPOLL (and SQ_AFF)
+    sq_thread_idle: int | None  # with SQPOLL, ms
+    features: int | None      # IORING_FEAT_* the kernel returned
+    feature_names: list[str]
+    cgroup_path: str | None = None
+    container_id: str | None = None
+
+
+class OpCred(msgspec.Struct, frozen=True, gc=False):
+    """Credentials an operation ran with; values None in counts, which carry
+    only what the kernel's summary keeps (the ids and the submitter's euid)."""
+    id: str | None            # the personality's: as in its register event's cred_id
+    uid: int | None
+    euid: int | None
+    cap_effective: int | None
+
+
+class Uses(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """What an operation used, joined to the registrations that made it."""
+    file: dict | None = None          # the registered file at the slot
+    buffer: dict | None = None        # the registered buffer at the index
+    buffer_group: dict | None = None  # the provided-buffer ring of the group
+    personality: int | None = None    # the id REGISTER_PERSONALITY returned
+
+
+class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
+    """Operations a ring accepted (io_uring_submit_req), summarised by what
+    they use: the first use of each (ring, opcode, resources, personality,
+    submitter) (`reason` first_use), every one with --ops all (`each`), and
+    counts since the last (`count`)."""
+    ts: int                   # this operation; for a count, the last one
+    first_ts: int
+    count: int
+    reason: str               # first_use, each, count
+    ring_id: str
+    opcode: int               # IORING_OP_*
+    opcode_name: str
+    pid: int                  # the submitter (its process for SQPOLL threads)
+    tid: int
+    comm: str
+    uid: int
+    euid: int
+    cgroup_id: int
+    creator_pid: int | None   # the ring's creator, if seen being made (None in counts)
+    sq_thread: bool           # submitted by the ring's SQPOLL thread
+    fixed_file: int | None    # registered-file slot
+    buffer_index: int | None  # registered-buffer index (READ_FIXED, WRITE_FIXED)
+    buffer_group: int | None  # provided-buffer group (IOSQE_BUFFER_SELECT)
+    personality_cred: OpCred | None  # the registered personality it ran under
+    task_cred: OpCred | None    # the submitter's, when a personality was used
+    creds_differ: bool        # the personality's credentials are not the submitter's
+    uses: Uses | None = None
+    cgroup_path: str | None = None
+    container_id: str | None = None

@@ -30,13 +30,17 @@ class Filters(msgspec.Struct, frozen=True):
     def active(self) -> bool:
         return self != Filters()
 
-    def matches(self, ev: Event) -> bool:
+    def matches(self, ev) -> bool:
+        """As the kernel applies them: to a call, or to a ring's creation
+        and operations, which no opcode filter or --failed keeps (they are
+        not register calls)."""
+        call = isinstance(ev, Event)
         return ((self.pids is None or ev.pid in self.pids)
                 and (self.uid is None or ev.uid == self.uid)
                 and (self.cgroups is None or ev.cgroup_id in self.cgroups)
                 and (self.comm is None or ev.comm == self.comm)
-                and (self.opcodes is None or ev.opcode in self.opcodes)
-                and (not self.failed or ev.ret < 0))
+                and (self.opcodes is None or (call and ev.opcode in self.opcodes))
+                and (not self.failed or (call and ev.ret < 0)))
 
     def opcode_mask(self) -> int:
         return sum(1 << op for op in self.opcodes) if self.opcodes else 0

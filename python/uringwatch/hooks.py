@@ -31,15 +31,112 @@ NO_LOOP = "_noloop"
 # only kretprobes miss exits (beyond their maxactive calls in flight).
 REAPER = "tracepoint__sched__sched_process_exit"
 REAPER_EVENT = "events/sched/sched_process_exit"
+# Enter and exit have twins that read identities through the bpf_rdonly_cast
+# kfunc: kernels without it refuse a program that references it.
+BTF = "_btf"
 ALL_PROGRAMS = tuple(p for _, (enter, exit_) in HOOKS.values()
-                     for p in (enter, exit_, exit_ + NO_LOOP)) + (REAPER,)
+                     for p in (enter, enter + BTF, exit_, exit_ + NO_LOOP, exit_ + BTF)) \
+    + (REAPER,)
+
+# How identities (files, credentials, buffers) are read, best first:
+# BTF-typed loads (allowed under lockdown), bpf_probe_read_kernel, or not in
+# the kernel at all (user space reads /proc later, unverified).
+RESOLVE = ("btf", "probe_read", "proc", "off")
 
 
-def programs(hook: str, has_loop: bool, tracefs: str) -> tuple[str, ...]:
+# A ring's life (bpf/rings.h): the setup syscall, the ring's creation and
+# its register calls (io_uring tracepoints), and the operations it accepts.
+RING_PROGRAMS = {
+    "tracepoint__syscalls__sys_enter_io_uring_setup": "events/syscalls/sys_enter_io_uring_setup",
+    "tracepoint__syscalls__sys_exit_io_uring_setup": "events/syscalls/sys_exit_io_uring_setup",
+    "tracepoint__io_uring__io_uring_create": "events/io_uring/io_uring_create",
+    "tracepoint__io_uring__io_uring_register": "events/io_uring/io_uring_register",
+}
+# The operations' tracepoint, by its name on this kernel (renamed in 6.4).
+SUBMIT_TRACEPOINTS = ("io_uring_submit_req", "io_uring_submit_sqe")
+SUBMIT_PROGRAM = "tp_btf__{}"
+RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS)
+ALL_PROGRAMS += RING_ALL
+
+
+RING_ID_PROGRAM = "tracepoint__io_uring__io_uring_register"
+
+
+def ring_programs(tracefs: str, btf_path: str | None = None,
+                  lifecycle: bool = True) -> tuple[str, ...]:
+    """The ring programs this kernel can run: those whose tracepoint
+    exists, and the operations' program where the tracepoint hands it the
+    request as its first argument. Without `lifecycle`, only the one that
+    gives register calls their ring id."""
+    wanted = RING_PROGRAMS if lifecycle else {RING_ID_PROGRAM: RING_PROGRAMS[RING_ID_PROGRAM]}
+    chosen = tuple(p for p, event in wanted.items()
+                   if os.path.exists(os.path.join(tracefs, event)))
+    submit = typed_submit_tracepoint(btf_path) if lifecycle else None
+    return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ())
+
+
+_BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_TYPEDEF, _BTF_KIND_FUNC_PROTO = 2, 4, 8, 13
+
+
+def typed_submit_tracepoint(btf_path: str | None = None) -> str | None:
+    """The name of the operations' tracepoint if its first argument (after
+    the tracepoint's own data pointer) is `struct io_kiocb *`, read from the
+    kernel's BTF: 6.0+ pass the request first; 5.x pass the ring first, and
+    a program reading a request there would read the ring's memory."""
+    from . import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__parse(btf_path.encode(), None) if btf_path else lib.btf__load_vmlinux_btf()
+    if not btf:
+        return None
+    try:
+        for name in SUBMIT_TRACEPOINTS:
+            tid = lib.btf__find_by_name_kind(btf, f"btf_trace_{name}".encode(),
+                                             _BTF_KIND_TYPEDEF)
+            proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
+            if proto and _kind(proto) == _BTF_KIND_FUNC_PROTO and _vlen(proto) >= 2:
+                arg = ctypes.c_uint32.from_address(proto + 12 + 8 + 4).value  # params[1].type
+                s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
+                if s and _kind(s) == _BTF_KIND_STRUCT and \
+                        lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb":
+                    return name
+        return None
+    finally:
+        lib.btf__free(btf)
+
+
+def _word(t: int, i: int) -> int:
+    return ctypes.c_uint32.from_address(t + 4 * i).value
+
+
+def _kind(t: int) -> int:
+    return _word(t, 1) >> 24 & 0x1F
+
+
+def _vlen(t: int) -> int:
+    return _word(t, 1) & 0xFFFF
+
+
+def _follow(lib, btf, tid: int, through: tuple[int, ...]) -> int | None:
+    """The btf_type at tid, after following the kinds in `through` in order."""
+    if tid <= 0:
+        return None
+    t = lib.btf__type_by_id(btf, tid)
+    for kind in through:
+        if not t or _kind(t) != kind:
+            return None
+        t = lib.btf__type_by_id(btf, _word(t, 2))
+    return t
+
+
+def programs(hook: str, has_loop: bool, tracefs: str,
+             resolve: str = "probe_read") -> tuple[str, ...]:
     """The programs to load for a hook: enter, exit, and for kprobes the
     reaper where its tracepoint exists."""
     enter, exit_ = HOOKS[hook][1]
-    chosen = (enter, exit_ if has_loop else exit_ + NO_LOOP)
+    if resolve == "btf":
+        chosen = (enter + BTF, exit_ + BTF)
+    else:
+        chosen = (enter, exit_ if has_loop else exit_ + NO_LOOP)
     if hook == "kprobes" and os.path.exists(os.path.join(tracefs, REAPER_EVENT)):
         chosen += (REAPER,)
     return chosen
@@ -65,6 +162,25 @@ def has_helper(func: int, prog_type: int = PROG_TYPE_TRACEPOINT) -> bool:
     """Whether this kernel lets a program of prog_type call BPF helper func."""
     from . import libbpf
     return libbpf.lib().libbpf_probe_bpf_helper(prog_type, func, None) == 1
+
+
+def has_kfunc(name: str) -> bool:
+    """Whether the kernel's BTF has kfunc `name` (bpf_rdonly_cast: 6.2+)."""
+    from . import libbpf
+    return libbpf.kernel_has_func(name)
+
+
+def resolve_paths() -> dict[str, bool]:
+    """Which identity paths this kernel offers."""
+    return {"btf": has_kfunc("bpf_rdonly_cast") and has_helper(FUNC_LOOP),
+            "probe_read": has_helper(FUNC_PROBE_READ_KERNEL),
+            "proc": True, "off": True}
+
+
+def pick_resolve(have: dict[str, bool], wanted: str = "auto") -> str | None:
+    if wanted != "auto":
+        return wanted if have.get(wanted) else None
+    return next(r for r in RESOLVE if have[r])
 
 
 def reads_kernel() -> bool:
@@ -140,6 +256,17 @@ def register_opcodes() -> int | None:
     return found
 
 
+def ring_report(tracefs: str) -> dict:
+    """Which parts of a ring's life this kernel shows."""
+    chosen = ring_programs(tracefs)
+    submit = next((p for p in chosen if p.startswith("tp_btf__")), None)
+    return {
+        "setup": all(p in chosen for p in list(RING_PROGRAMS)[:3]),
+        "register_ring_id": RING_ID_PROGRAM in chosen,
+        "operations": submit.removeprefix("tp_btf__") if submit else None,
+    }
+
+
 def report(tracefs: str | None) -> dict:
     """Everything `uringwatch probe` prints, without loading anything."""
     from . import libbpf
@@ -161,5 +288,8 @@ def report(tracefs: str | None) -> dict:
         "probe_read_kernel": reads_kernel(),
         "register_opcodes": register_opcodes(),
         "hooks": {**have, **extra},
+        "rings": ring_report(tracefs) if tracefs else None,
         "chosen": pick(have) if tracefs else None,
+        "resolve": (paths := resolve_paths()),
+        "resolve_chosen": pick_resolve(paths),
     }

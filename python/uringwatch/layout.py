@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import struct
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 COMM_LEN = 16
 NREGION = 4
 MAX_CHANGED = 16
 CAP_MAX = 1024
 HEAD_MAX = 128
+FILES_MAX = 64
+MEMS_MAX = 16
+PATH_MAX = 176
 
 KIND_CALL = 1
+KIND_RING = 3
+KIND_OP = 4
+PARAMS_LEN = 120
+
+# enum uw_op_flags
+OP_FIXED_FILE = 1 << 0
+OP_FIXED_BUF = 1 << 1
+OP_BUF_SELECT = 1 << 2
+OP_CREDS = 1 << 3
+OP_CREDS_DIFFER = 1 << 4
+OP_SQ_THREAD = 1 << 5
+
+# enum uw_op_reason
+OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
 
 # uw_call.flags
 F_PPID = 1 << 0
@@ -34,9 +51,39 @@ R_OUT = 1 << 2
 R_CHANGED = 1 << 3
 R_EXIT_FAULT = 1 << 4
 
+# enum uw_resolve
+RES_OFF, RES_PROC, RES_PROBE_READ, RES_BTF = 0, 1, 2, 3
+RESOLVE_NAMES = {RES_OFF: "off", RES_PROC: "proc", RES_PROBE_READ: "probe_read", RES_BTF: "btf"}
+
+# enum uw_role
+ROLE_RING, ROLE_FDS, ROLE_EVENTFD, ROLE_SRC_FD, ROLE_FD, ROLE_RING_FDS, ROLE_SQE_FD, \
+    ROLE_MEM = range(1, 9)
+
+# uw_file.flags
+FL_FOUND = 1 << 0
+FL_BADF = 1 << 1
+FL_UNRESOLVED = 1 << 2
+FL_ROOTED = 1 << 3
+FL_PSEUDO = 1 << 4
+FL_PATH_TRUNC = 1 << 5
+FL_SOCK = 1 << 6
+FL_FAULT = 1 << 7
+
+# uw_mem.flags
+M_FOUND = 1 << 0
+M_NOVMA = 1 << 1
+M_UNRESOLVED = 1 << 2
+M_FILE = 1 << 3
+M_BUSY = 1 << 4
+
+# uw_ident.flags
+I_FILES_TRUNC = 1 << 0
+I_MEMS_TRUNC = 1 << 1
+I_CRED = 1 << 2
+
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
-            "read_fault", "filtered")
+            "read_fault", "filtered", "ops_untracked")
 
 
 class Layout:
@@ -69,6 +116,17 @@ class Layout:
             i += n
         return out
 
+    def pack(self, **values) -> bytes:
+        """The struct's bytes from member values (tuples for members that
+        span several); members not given are zero."""
+        flat: list = []
+        for (member, fmt), n in zip(self.members, self._spans):
+            v = values.get(member)
+            if v is None:
+                v = struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt)))
+            flat.extend(v if n > 1 else (v,))
+        return self.struct.pack(*flat)
+
     def rows(self, buf):
         """The raw values of every whole element in buf, packed back to back."""
         return self.struct.iter_unpack(buf[:len(buf) - len(buf) % self.size])
@@ -89,7 +147,9 @@ REGION = Layout("uw_region", [
     ("flags", "H"), ("pad", "I"),
 ])
 
-CALL = Layout("uw_call", [
+# ABI 1 (frozen): uw_call before identities. Records of that ABI (older
+# dumps) are decoded with this layout; nothing else about them differs.
+CALL_ABI1 = Layout("uw_call", [
     ("hdr", "HHI"),
     ("ts_enter", "Q"), ("ts_exit", "Q"), ("arg", "Q"), ("ret", "q"),
     ("cgroup_id", "Q"), ("pid", "I"), ("tid", "I"), ("ppid", "I"),
@@ -100,13 +160,66 @@ CALL = Layout("uw_call", [
     ("changed", f"{MAX_CHANGED}I"),
 ])
 
+RING = Layout("uw_ring", [
+    ("hdr", "HHI"), ("ts_enter", "Q"), ("ts_exit", "Q"), ("ring_id", "Q"), ("ret", "q"),
+    ("cgroup_id", "Q"), ("params_addr", "Q"), ("pid", "I"), ("tid", "I"), ("ppid", "I"),
+    ("uid", "I"), ("gid", "I"), ("entries", "I"), ("flags", "I"), ("pad", "I"),
+    ("comm", f"{COMM_LEN}s"), ("params", f"{PARAMS_LEN}s"),
+])
+
+USE_KEY = Layout("uw_use_key", [
+    ("ring_id", "Q"), ("cred_id", "Q"), ("file_slot", "i"), ("buf", "i"), ("euid", "I"),
+    ("pid", "I"), ("opcode", "B"), ("flags", "B"), ("pad", "H"), ("uid", "I"),
+])
+
+USE = Layout("uw_use", [
+    ("count", "Q"), ("first_ts", "Q"), ("last_ts", "Q"), ("cgroup_id", "Q"),
+    ("pid", "I"), ("tid", "I"), ("comm", f"{COMM_LEN}s"),
+])
+
+OP = Layout("uw_op", [
+    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
+    ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
+    ("cred_cap_effective", "Q"), ("pid", "I"), ("tid", "I"), ("creator_pid", "I"),
+    ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"),
+    ("comm", f"{COMM_LEN}s"),
+])
+
+CRED = Layout("uw_cred", [
+    ("uid", "I"), ("euid", "I"), ("suid", "I"), ("fsuid", "I"),
+    ("gid", "I"), ("egid", "I"), ("sgid", "I"), ("fsgid", "I"),
+    ("ngroups", "I"), ("pad", "I"), ("cap_effective", "Q"), ("cap_permitted", "Q"),
+])
+
+IDENT = Layout("uw_ident", [
+    ("nfiles", "H"), ("nmem", "H"), ("flags", "H"), ("path", "B"), ("pad", "B"),
+    ("cred", CRED.format[1:]),
+])
+
+CALL = Layout("uw_call", CALL_ABI1.members + [("ident", IDENT.format[1:]), ("ring", "2Q")])
+
+FILE = Layout("uw_file", [
+    ("fd", "i"), ("role", "H"), ("index", "H"), ("flags", "H"), ("path_len", "H"),
+    ("mode", "I"), ("ino", "Q"), ("dev", "I"), ("magic", "I"),
+    ("family", "H"), ("type", "H"), ("protocol", "H"), ("lport", "H"), ("rport", "H"),
+    ("pad", "H"), ("pad2", "I"), ("laddr", "16s"), ("raddr", "16s"),
+    ("path", f"{PATH_MAX}s"),
+])
+
+MEM = Layout("uw_mem", [
+    ("addr", "Q"), ("len", "Q"), ("vm_start", "Q"), ("vm_end", "Q"), ("vm_pgoff", "Q"),
+    ("vm_flags", "Q"), ("flags", "I"), ("pad", "I"), ("file", FILE.format[1:]),
+])
+
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
 
 CONFIG = Layout("uw_config", [
     ("abi", "I"), ("cap", "I"), ("snap_bytes", "I"), ("use_task_btf", "I"),
     ("wakeup_bytes", "Q"), ("generic", "I"),
     ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
-    ("pad", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
+    ("resolve", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
+    ("id_key", "2Q"), ("ops_all", "I"), ("pad2", "I"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, COUNTERS_LAYOUT, CONFIG)
+ALL = (REC_HDR, REGION, CALL, RING, USE_KEY, USE, OP, COUNTERS_LAYOUT, CONFIG, CRED, IDENT,
+       FILE, MEM)

@@ -46,10 +46,16 @@ class _Link(Structure):
     pass
 
 
+class _Btf(Structure):
+    pass
+
+
 ObjectP = POINTER(_Object)
 ProgramP = POINTER(_Program)
 MapP = POINTER(_Map)
 LinkP = POINTER(_Link)
+BtfP = POINTER(_Btf)
+BTF_KIND_FUNC = 12
 
 
 class OpenOpts(Structure):
@@ -92,6 +98,13 @@ _SIGNATURES = {
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_update_elem": (c_int, [c_int, c_void_p, c_void_p, ctypes.c_uint64]),
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
+    "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
+    "btf__load_vmlinux_btf": (BtfP, []),
+    "btf__parse": (BtfP, [c_char_p, c_void_p]),
+    "btf__find_by_name_kind": (ctypes.c_int32, [BtfP, c_char_p, ctypes.c_uint32]),
+    "btf__type_by_id": (c_void_p, [BtfP, c_uint32]),
+    "btf__name_by_offset": (c_char_p, [BtfP, c_uint32]),
+    "btf__free": (None, [BtfP]),
 }
 
 LIBBPF_ENV = "URINGWATCH_LIBBPF"
@@ -155,6 +168,18 @@ def lib():
         handle.libbpf_set_print(_print)
         _lib = handle
     return _lib
+
+
+def kernel_has_func(name: str) -> bool:
+    """Whether the running kernel's BTF has function `name` (how kfuncs are
+    found); False when the kernel has no BTF."""
+    btf = lib().btf__load_vmlinux_btf()
+    if not btf:
+        return False
+    try:
+        return lib().btf__find_by_name_kind(btf, name.encode(), BTF_KIND_FUNC) > 0
+    finally:
+        lib().btf__free(btf)
 
 
 def take_log() -> list[str]:

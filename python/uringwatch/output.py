@@ -7,7 +7,8 @@ from typing import IO
 
 import msgspec
 
-from .events import Event
+from .events import Event, Op, Ring
+from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 
 HEADER = (f"{'TIME':<12} {'PID':>7} {'TID':>7} {'COMM':<16} {'FD':>5} "
@@ -27,24 +28,38 @@ def _item(v) -> str:
     return str(v)
 
 
-def summary(ev: Event, limit: int = 60) -> str:
-    """A short view of the payload for the table's last column."""
+def _memory(m: MemoryIdentity) -> str:
+    return f"{m.backing}:{m.path}" if m.path else (m.backing or "?")
+
+
+def summary(ev: Event, limit: int = 100) -> str:
+    """A short view of the payload for the table's last column, each fd
+    with what it was at the call (fds=[4:/etc/shadow,5:tcp 127.0.0.1:443])."""
     p = ev.payload
     if p is None:
         return ""
     fields = msgspec.structs.asdict(p)
+    names = {f.role: label(f) for f in ev.files or () if f.error is None}
     parts = []
     for k, v in fields.items():
         if k in ("truncated", "unreadable") or v is None or v == "":
             continue
         if k == "fds" and isinstance(v, list):
-            v = "[" + ",".join(_SPECIAL_FDS.get(fd, str(fd)) for fd in v[:8]) + \
-                (",…" if len(v) > 8 else "") + "]"
+            v = "[" + ",".join(_SPECIAL_FDS.get(fd, f"{fd}:{names[f'fds[{i}]']}"
+                                                if f"fds[{i}]" in names else str(fd))
+                               for i, fd in enumerate(v[:8])) + (",…" if len(v) > 8 else "") + "]"
+        elif k in ("eventfd", "src_fd", "fd") and k in names:
+            v = f"{v}:{names[k]}"
         elif isinstance(v, list) and len(v) > 4:
             v = f"[{len(v)} items]"
         elif isinstance(v, list):
             v = "[" + ",".join(_item(x) for x in v) + "]"
         parts.append(f"{k}={v}")
+    if ev.memory:
+        parts.append("mem=[" + ",".join(_memory(m) for m in ev.memory[:4]) +
+                     (",…" if len(ev.memory) > 4 else "") + "]")
+    if ev.cred:
+        parts.append(f"cred=uid:{ev.cred.uid},euid:{ev.cred.euid},caps:{ev.cred.cap_effective:#x}")
     if p.unreadable:
         parts.append("UNREADABLE:" + ",".join(p.unreadable))
     if ev.toctou and ev.toctou.changed:
@@ -53,9 +68,46 @@ def summary(ev: Event, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def row(ev: Event) -> str:
-    t = time.strftime("%H:%M:%S", time.localtime(ev.ts // 1_000_000_000))
-    t += f".{ev.ts // 1000 % 1_000_000:06d}"[:4]
+def _time(ts: int) -> str:
+    t = time.strftime("%H:%M:%S", time.localtime(ts // 1_000_000_000))
+    return t + f".{ts // 1000 % 1_000_000:06d}"[:4]
+
+
+def _ring_row(ev: Ring) -> str:
+    ret = ev.error if ev.error else str(ev.ret)
+    flags = ",".join(ev.flag_names) or "-"
+    sq = f" sq_thread_idle={ev.sq_thread_idle}" if ev.sq_thread_idle is not None else ""
+    return (f"{_time(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+            f"{'SETUP':<26} {ev.entries:>5} {ret:>8} {ev.duration_ns / 1000:>8.1f} "
+            f"ring={ev.ring_id} flags={flags}{sq}")
+
+
+def _op_row(ev: Op) -> str:
+    used = []
+    if ev.fixed_file is not None:
+        f = ev.uses.file if ev.uses and ev.uses.file else None
+        used.append(f"file[{ev.fixed_file}]" + (f"=fd{f['fd']}" if f else ""))
+    if ev.buffer_index is not None:
+        used.append(f"buf[{ev.buffer_index}]")
+    if ev.buffer_group is not None:
+        used.append(f"group={ev.buffer_group}")
+    if ev.personality_cred:
+        pid = ev.uses.personality if ev.uses else None
+        used.append(f"personality={pid if pid is not None else '?'}")
+    if ev.creds_differ:
+        used.append(f"CREDS:euid {ev.euid}->{ev.personality_cred.euid}")
+    who = " sqpoll" if ev.sq_thread else ""
+    return (f"{_time(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+            f"{'OP_' + ev.opcode_name:<26.26} {ev.count:>5} {ev.reason:>8} {'':>8} "
+            f"ring={ev.ring_id}{who} {' '.join(used)}")
+
+
+def row(ev) -> str:
+    if isinstance(ev, Ring):
+        return _ring_row(ev)
+    if isinstance(ev, Op):
+        return _op_row(ev)
+    t = _time(ev.ts)
     ret = ev.error if ev.error else str(ev.ret)
     return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {_fd(ev):>5} "
             f"{ev.opcode_name:<26.26} {ev.nr_args:>5} {ret:>8} "
@@ -88,5 +140,5 @@ class Writer:
 
 def schema_text() -> str:
     """The JSON Schema of one line of `--json` output."""
-    schema = msgspec.json.schema(Event)
+    schema = msgspec.json.schema(Event | Ring | Op)
     return msgspec.json.format(msgspec.json.encode(schema), indent=2).decode() + "\n"

@@ -9,7 +9,11 @@ import sys
 from . import dump, layout
 
 _CGROUP = struct.Struct("<Q")
-_CGROUP_AT = layout.CALL.offsets["cgroup_id"]
+_KIND = struct.Struct("<H")
+# where each record kind keeps its cgroup id
+_CGROUP_AT = {layout.KIND_CALL: layout.CALL.offsets["cgroup_id"],
+              layout.KIND_RING: layout.RING.offsets["cgroup_id"],
+              layout.KIND_OP: layout.OP.offsets["cgroup_id"]}
 
 
 class Recorder:
@@ -44,8 +48,15 @@ class Recorder:
         self._seen: set[int] = set()    # context is per file: each stands alone
 
     def record(self, raw: memoryview) -> None:
-        if len(raw) >= _CGROUP_AT + 8:
-            cg = _CGROUP.unpack_from(raw, _CGROUP_AT)[0]
+        # rotate before writing, not after: no file is left with no record
+        if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
+            self._writer.write_json(dump.STATS, self.tracer.stats())
+            self._file.close()
+            self.index += 1
+            self._open()
+        at = _CGROUP_AT.get(_KIND.unpack_from(raw)[0]) if len(raw) >= 2 else None
+        if at is not None and len(raw) >= at + 8:
+            cg = _CGROUP.unpack_from(raw, at)[0]
             if cg not in self._seen:
                 self._seen.add(cg)
                 path, cid = self.tracer.context(cg)
@@ -53,11 +64,6 @@ class Recorder:
                                                        "container_id": cid})
         self._writer.write(dump.RECORD, bytes(raw))
         self.records += 1
-        if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
-            self._writer.write_json(dump.STATS, self.tracer.stats())
-            self._file.close()
-            self.index += 1
-            self._open()
 
     def write_stats(self) -> None:
         """The tracer's counters so far (the CLI does this every second)."""

@@ -11,12 +11,11 @@ import os
 from typing import Callable, Iterator
 
 from . import dump
-from .decode import RecordError, decode
-from .events import Event
+from .decode import DECODERS, RecordError
+from .events import Event, Op
 from .filters import Filters
+from .rings import Ledger
 
-# record ABI version -> decoder; an ABI change adds an entry, keeping the old
-DECODERS: dict[int, Callable] = {1: decode}
 
 
 class Reader:
@@ -58,11 +57,12 @@ class Reader:
         to_wall = int(meta.get("boot_to_wall_ns", 0))
         run = str(meta.get("run_id", path))
         match = self.filters.matches if self.filters else None
+        ledger = Ledger()       # joins operations to registrations, as live
         for frame in dump.frames(data, start, path, self.problems):
             if frame.kind == dump.RECORD:
                 try:
-                    ev = decoder(frame.payload, 0, len(frame.payload), to_wall,
-                                 lambda cg: context.get(cg, (None, None)))
+                    ev = ledger.feed(decoder(frame.payload, 0, len(frame.payload), to_wall,
+                                             lambda cg: context.get(cg, (None, None))))
                 except RecordError as e:
                     self.problems.append(dump.DumpError(path, frame.offset,
                                                         dump.EXIT_DAMAGED, str(e)))
@@ -128,10 +128,13 @@ def summary(events: Iterator[Event]) -> dict:
     n = changed = 0
     for ev in events:
         n += 1
-        by_op[ev.opcode_name] += 1
+        if isinstance(ev, Op):      # operations counted once, by their counts
+            by_op[f"OP_{ev.opcode_name}"] += ev.count if ev.reason == "count" else 0
+        else:
+            by_op[ev.opcode_name if isinstance(ev, Event) else "SETUP"] += 1
         by_proc[f"{ev.pid} {ev.comm}"] += 1
-        changed += bool(ev.toctou and ev.toctou.changed)
-        if ev.error:
+        changed += bool(getattr(ev, "toctou", None) and ev.toctou.changed)
+        if getattr(ev, "error", None):
             errors[ev.error] += 1
     return {"events": n, "toctou_changed": changed, "errors": dict(errors.most_common()),
             "by_opcode": dict(by_op.most_common()), "by_process": dict(by_proc.most_common())}

@@ -19,6 +19,7 @@ from .decode import RecordError, decode
 from .events import Event
 from .filters import Filters
 from .ringbuf import RingBuffer
+from .rings import Ledger, UseCounts
 
 OBJECT_NAME = "uringwatch.bpf.o"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -82,7 +83,8 @@ class Tracer:
                  ring_bytes: int = 8 << 20, max_inflight: int = 256,
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
                  btf_path: str | None = None, generic: bool = False,
-                 containers: bool = True, hook: str = "auto"):
+                 containers: bool = True, hook: str = "auto", resolve: str = "auto",
+                 rings: bool = False, ops_all: bool = False, count_interval: float = 1.0):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
         if not 0 <= snap_bytes <= layout.HEAD_MAX:
@@ -91,11 +93,16 @@ class Tracer:
             raise TracerError("ring_bytes must be a power of two >= 4096")
         if hook not in ("auto", *hooks.HOOKS):
             raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
+        if resolve not in ("auto", *hooks.RESOLVE):
+            raise TracerError(f"resolve must be auto or one of {', '.join(hooks.RESOLVE)}")
         self.hook = hook
+        self.resolve = resolve
         self.filters = filters or Filters()
         self.options = dict(cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
-                            wakeup_bytes=wakeup_bytes, generic=generic)
+                            wakeup_bytes=wakeup_bytes, generic=generic, ops_all=ops_all)
+        self.rings = rings or ops_all    # ring creation and operation events
+        self.count_interval = count_interval     # operations' counts, seconds
         self.flush_interval = flush_interval
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
@@ -108,6 +115,8 @@ class Tracer:
         self._boot_to_wall = 0
         self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
         self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
+        self._ledger = Ledger()
+        self._uses: UseCounts | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -134,20 +143,14 @@ class Tracer:
         data = object_bytes()
         self.object_sha256 = hashlib.sha256(data).hexdigest()
         has_loop = hooks.has_helper(hooks.FUNC_LOOP)
-        self._programs = hooks.programs(hook, has_loop, tp)
-        # Without the helper (before 5.11) the first load is sure to fail,
-        # and a refused load costs a full verifier pass with its log.
-        task_btf = hooks.has_helper(hooks.FUNC_GET_CURRENT_TASK_BTF)
-        try:
-            self._load(data, use_task_btf=task_btf)
-        except libbpf.LibbpfError as e:
-            if not task_btf or e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
-                raise
-            # BTF-typed task pointers are refused on some kernels: do without
-            self._load(data, use_task_btf=False)
-        self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook,
-                             hooks=[lib.bpf_program__section_name(self._program(p)).decode()
-                                    for p in self._programs])
+        resolve = self._load_resolving(data, hook, has_loop, tp)
+        self.features.update(tracefs=tp, bpf_loop=has_loop, hook=hook, resolve=resolve,
+                             hooks=[self._section(p) for p in self._programs
+                                    if p not in hooks.RING_ALL],
+                             rings=[self._section(p) for p in self._programs
+                                    if p in hooks.RING_ALL])
+        if any(p.startswith("tp_btf__") for p in self._programs):
+            self._uses = UseCounts(lib.bpf_map__fd(self._map("uses")), self.count_interval)
         self._fill_free_slots()
         for pid in self.filters.pids or ():
             self.add_pid(pid)
@@ -161,7 +164,42 @@ class Tracer:
         self._ring = RingBuffer(lib.bpf_map__fd(events), lib.bpf_map__max_entries(events))
         return self
 
-    def _load(self, data: bytes, use_task_btf: bool) -> None:
+    def _load_resolving(self, data: bytes, hook: str, has_loop: bool, tp: str) -> str:
+        """Loads with the best identity path this kernel offers (or the one
+        asked for); a path the verifier refuses gives way to the next.
+        Returns the path loaded."""
+        have = hooks.resolve_paths()
+        wanted = hooks.pick_resolve(have, self.resolve)
+        if wanted is None:
+            raise TracerError(f"this kernel cannot resolve identities with {self.resolve} "
+                              f"(it offers: {', '.join(r for r in hooks.RESOLVE if have[r])})")
+        tries = [wanted] if self.resolve != "auto" else \
+            [r for r in hooks.RESOLVE[hooks.RESOLVE.index(wanted):] if have[r]]
+        ring_programs = hooks.ring_programs(tp, self.btf_path, self.rings)
+        for i, resolve in enumerate(tries):
+            self._programs = hooks.programs(hook, has_loop, tp, resolve) + ring_programs
+            try:
+                self._load_task(data, resolve)
+                return resolve
+            except libbpf.LibbpfError as e:
+                refused = e.errno in (errno.EACCES, errno.EINVAL, errno.EPERM)
+                if not refused or i == len(tries) - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _load_task(self, data: bytes, resolve: str) -> None:
+        # Without the helper (before 5.11) the first load is sure to fail,
+        # and a refused load costs a full verifier pass with its log.
+        task_btf = hooks.has_helper(hooks.FUNC_GET_CURRENT_TASK_BTF)
+        try:
+            self._load(data, use_task_btf=task_btf, resolve=resolve)
+        except libbpf.LibbpfError as e:
+            if not task_btf or e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
+                raise
+            # BTF-typed task pointers are refused on some kernels: do without
+            self._load(data, use_task_btf=False, resolve=resolve)
+
+    def _load(self, data: bytes, use_task_btf: bool, resolve: str = "probe_read") -> None:
         self._close_object()
         lib = libbpf.lib()
         opts = libbpf.OpenOpts(sz=ctypes.sizeof(libbpf.OpenOpts), object_name=b"uringwatch")
@@ -171,7 +209,7 @@ class Tracer:
         self._obj = libbpf.check_ptr(
             lib.bpf_object__open_mem(self._buf, len(data), ctypes.byref(opts)),
             "opening the BPF object")
-        self._set_config(use_task_btf)
+        self._set_config(use_task_btf, resolve)
         for name in hooks.ALL_PROGRAMS:     # load only the chosen ones
             lib.bpf_program__set_autoload(self._program(name), name in self._programs)
         o = self.options
@@ -183,6 +221,9 @@ class Tracer:
         libbpf.check(lib.bpf_object__load(self._obj), "loading the BPF object")
         self.features["task_btf"] = use_task_btf
 
+    def _section(self, name: str) -> str:
+        return libbpf.lib().bpf_program__section_name(self._program(name)).decode()
+
     def _program(self, name: str):
         return libbpf.check_ptr(
             libbpf.lib().bpf_object__find_program_by_name(self._obj, name.encode()),
@@ -193,7 +234,7 @@ class Tracer:
             libbpf.lib().bpf_object__find_map_by_name(self._obj, name.encode()),
             f"finding map {name}")
 
-    def _set_config(self, use_task_btf: bool) -> None:
+    def _set_config(self, use_task_btf: bool, resolve: str) -> None:
         size = ctypes.c_size_t()
         ptr = libbpf.lib().bpf_map__initial_value(self._map(".rodata.cfg"), ctypes.byref(size))
         if size.value != layout.CONFIG.size:
@@ -211,8 +252,12 @@ class Tracer:
                    targ_pids=int(f.pids is not None), targ_cgroups=int(f.cgroups is not None),
                    targ_uid=0xFFFFFFFF if f.uid is None else f.uid,
                    targ_failed=int(f.failed), targ_opcodes=f.opcode_mask(),
-                   targ_comm=(f.comm or "").encode())
-        view.raw = layout.CONFIG.struct.pack(*cfg.values())
+                   targ_comm=(f.comm or "").encode(),
+                   resolve={v: k for k, v in layout.RESOLVE_NAMES.items()}[resolve],
+                   id_key=tuple(int.from_bytes(os.urandom(8), "little") for _ in range(2)),
+                   ops_all=int(o["ops_all"]))
+        view.raw = layout.CONFIG.struct.pack(
+            *(x for v in cfg.values() for x in (v if isinstance(v, tuple) else (v,))))
 
     def _fill_free_slots(self) -> None:
         fd = libbpf.lib().bpf_map__fd(self._map("free_slots"))
@@ -306,10 +351,24 @@ class Tracer:
                 finally:        # a view left alive would keep the ring from unmapping
                     view.release()
             try:
-                out.append(decode(ring.data, off, size, self._boot_to_wall, self._context))
+                out.append(self._ledger.feed(decode(
+                    ring.data, off, size, self._boot_to_wall, self._context, proc=True)))
             except RecordError:
                 self.decode_errors += 1
         ring.release()
+        if self._uses and self._uses.due(final=not self._links):
+            out.extend(self._counts())
+        return out
+
+    def _counts(self) -> list:
+        """The operations' counts since the last, as records of their own:
+        recorded and decoded like the kernel's."""
+        out = []
+        for raw in self._uses.records():
+            if self.on_raw:
+                self.on_raw(memoryview(raw))
+            out.append(self._ledger.feed(
+                decode(raw, 0, len(raw), self._boot_to_wall, self._context)))
         return out
 
     def __iter__(self) -> Iterator[Event]:

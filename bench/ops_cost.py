@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""What tracing a ring's operations costs each operation.
+
+    .venv/bin/python bench/ops_cost.py [--build build-bench] [--ops N] [--rounds R]
+
+opsgen submits NOPs, and 64-byte READs through registered-file slot 0, in
+batches of 64 per io_uring_enter, pinned to one CPU: untraced, with the
+reference tracer (bench/reftracer: a count per thread, opcode and fixed
+flag from the same tp_btf tracepoint) and with `uringwatch --rings`. Prints
+a Markdown table: wall-clock ns per operation (median of the rounds) and
+the submit program's own run time per operation from bpf_stats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import processes as P
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+
+
+def opsgen(build: str, mode: str, ops: int, gate: bool = False) -> subprocess.Popen:
+    return subprocess.Popen(
+        [os.path.join(build, "opsgen"), "-n", str(ops), *(["-g"] if gate else []), mode],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {P.GEN_CPU}))
+
+
+def timed(build: str, mode: str, ops: int, attach=None) -> tuple[float, dict]:
+    """ns per op of one opsgen run, and the BPF run time per run of the
+    programs the tracer attached (when one is)."""
+    gen = opsgen(build, mode, ops, gate=True)
+    tracer = attach(gen.pid) if attach else None
+    try:
+        before = P.bpf_prog_stats(tracer.pid) if tracer else {}
+        out, _ = gen.communicate("go\n", timeout=600)
+        after = P.bpf_prog_stats(tracer.pid) if tracer else {}
+    finally:
+        if tracer:
+            tracer.stop()
+    return json.loads(out)["ns_per_op"], P.per_run_ns(before, after)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build-bench")
+    ap.add_argument("--ops", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    py = sys.executable
+    tracers = {
+        "untraced": None,
+        "reference": lambda pid: P.TracerProcess(
+            [os.path.join(args.build, "reftracer")], "reftracer: attached"),
+        "uringwatch --rings": lambda pid: P.TracerProcess(
+            [py, "-m", "uringwatch", "--rings", "--json", "-p", str(pid)],
+            "uringwatch: tracing via", stdout=subprocess.DEVNULL),
+    }
+    rows = []
+    with P.BpfStats():
+        for mode in ("nop", "read"):
+            base = None
+            for name, attach in tracers.items():
+                runs = [timed(args.build, mode, args.ops, attach) for _ in range(args.rounds)]
+                ns = statistics.median(r[0] for r in runs)
+                prog = [v for r in runs for k, v in r[1].items()
+                        if k.startswith(("tp_btf__io_uri", "ref_submit"))]
+                base = ns if base is None else base
+                rows.append((mode, name, f"{ns:.1f}", f"{ns - base:+.1f}",
+                             f"{statistics.median(prog):.0f}" if prog else "—"))
+    print("| operation | tracer | ns per op (median) | added ns | BPF ns per op |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * opsgen: io_uring operations for the benchmark suite, through raw
+ * syscalls (no liburing): batches of SQEs submitted with io_uring_enter,
+ * each batch waited for, timed with CLOCK_MONOTONIC around the loop only.
+ *
+ *   opsgen [-n OPS] [-b BATCH] [-g] nop|read
+ *
+ * nop: IORING_OP_NOP. read: a 64-byte IORING_OP_READ from /dev/zero
+ * through registered-file slot 0 (IOSQE_FIXED_FILE). -g waits for a byte
+ * on stdin first, so a tracer can be attached to this process. Prints one
+ * JSON line: operations timed and ns per operation.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NR_io_uring_setup 425
+#define NR_io_uring_enter 426
+#define NR_io_uring_register 427
+#define OFF_SQ_RING 0ULL
+#define OFF_CQ_RING 0x8000000ULL
+#define OFF_SQES 0x10000000ULL
+#define ENTER_GETEVENTS 1
+#define REGISTER_FILES 2
+#define OP_NOP 0
+#define OP_READ 22
+#define SQE_FIXED_FILE 1
+#define WARMUP 4096
+
+struct sqe {                  /* struct io_uring_sqe, the fields used */
+	uint8_t opcode, flags;
+	uint16_t ioprio;
+	int32_t fd;
+	uint64_t off, addr;
+	uint32_t len, rw_flags;
+	uint64_t user_data;
+	uint64_t pad[3];
+};
+
+struct params {               /* struct io_uring_params */
+	uint32_t sq_entries, cq_entries, flags, sq_thread_cpu, sq_thread_idle;
+	uint32_t features, wq_fd, resv[3];
+	uint32_t sq_off[10], cq_off[10];
+};
+
+static uint32_t *sq_tail, *sq_array, *cq_head, *cq_tail;
+static struct sqe *sqes;
+static int ring_fd;
+static char buf[64];
+
+static void die(const char *what)
+{
+	fprintf(stderr, "opsgen: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void *map(size_t len, uint64_t off)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+		       ring_fd, off);
+
+	if (p == MAP_FAILED)
+		die("mmap");
+	return p;
+}
+
+/* The ring, its mappings, and batch SQEs that never change. */
+static void setup(unsigned batch, int read)
+{
+	struct params p = { 0 };
+	char *sq, *cq;
+	unsigned i;
+
+	ring_fd = syscall(NR_io_uring_setup, batch, &p);
+	if (ring_fd < 0)
+		die("io_uring_setup");
+	sq = map(p.sq_off[6] + p.sq_entries * 4, OFF_SQ_RING);
+	cq = map(p.cq_off[5] + p.cq_entries * 16, OFF_CQ_RING);
+	sqes = map(p.sq_entries * sizeof(struct sqe), OFF_SQES);
+	sq_tail = (uint32_t *)(sq + p.sq_off[1]);
+	sq_array = (uint32_t *)(sq + p.sq_off[6]);
+	cq_head = (uint32_t *)(cq + p.cq_off[0]);
+	cq_tail = (uint32_t *)(cq + p.cq_off[1]);
+	if (read) {
+		int32_t fd = open("/dev/zero", O_RDONLY);
+
+		if (fd < 0 || syscall(NR_io_uring_register, ring_fd, REGISTER_FILES, &fd, 1))
+			die("registering /dev/zero");
+	}
+	for (i = 0; i < p.sq_entries; i++) {
+		sq_array[i] = i;
+		sqes[i] = (struct sqe){ .opcode = read ? OP_READ : OP_NOP,
+					.flags = read ? SQE_FIXED_FILE : 0,
+					.addr = (uintptr_t)buf, .len = read ? sizeof(buf) : 0 };
+	}
+}
+
+/* Submits `n` (<= the ring's entries) and waits for their completions. */
+static void submit(unsigned n)
+{
+	uint32_t tail = __atomic_load_n(sq_tail, __ATOMIC_RELAXED);
+
+	__atomic_store_n(sq_tail, tail + n, __ATOMIC_RELEASE);
+	if (syscall(NR_io_uring_enter, ring_fd, n, n, ENTER_GETEVENTS, NULL, 0) != (long)n)
+		die("io_uring_enter");
+	__atomic_store_n(cq_head, __atomic_load_n(cq_tail, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+}
+
+int main(int argc, char **argv)
+{
+	long ops = 1000000, done = 0;
+	unsigned batch = 64;
+	int c, gate = 0, read;
+	uint64_t t0, t1;
+
+	while ((c = getopt(argc, argv, "n:b:g")) != -1) {
+		switch (c) {
+		case 'n': ops = atol(optarg); break;
+		case 'b': batch = atoi(optarg); break;
+		case 'g': gate = 1; break;
+		default: goto usage;
+		}
+	}
+	if (optind >= argc || batch < 1 || batch > 4096 ||
+	    (strcmp(argv[optind], "nop") && strcmp(argv[optind], "read")))
+		goto usage;
+	read = !strcmp(argv[optind], "read");
+	setup(batch, read);
+	if (gate && syscall(SYS_read, 0, &(char){ 0 }, 1) != 1)
+		die("waiting for the go byte on stdin");
+	for (done = 0; done < WARMUP; done += batch)
+		submit(batch);
+	t0 = now_ns();
+	for (done = 0; done < ops; done += batch)
+		submit(ops - done < batch ? ops - done : batch);
+	t1 = now_ns();
+	printf("{\"mode\":\"%s\",\"batch\":%u,\"ops\":%ld,\"warmup_ops\":%d,"
+	       "\"elapsed_ns\":%llu,\"ns_per_op\":%.1f}\n", argv[optind], batch, done,
+	       WARMUP, (unsigned long long)(t1 - t0), (double)(t1 - t0) / done);
+	return 0;
+usage:
+	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read\n");
+	return 2;
+}

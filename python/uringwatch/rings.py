@@ -1,0 +1,227 @@
+"""Rings beyond registration: their creation, the operations they accept,
+and the join of each operation to the registrations it uses."""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import time
+
+import msgspec
+
+from . import layout, uapi
+from .events import Event, Op, OpCred, Ring, Uses
+
+# enum io_uring_op (checked against the object's BTF by tests/test_abi.py)
+SQE_OPS = (
+    "NOP", "READV", "WRITEV", "FSYNC", "READ_FIXED", "WRITE_FIXED", "POLL_ADD",
+    "POLL_REMOVE", "SYNC_FILE_RANGE", "SENDMSG", "RECVMSG", "TIMEOUT", "TIMEOUT_REMOVE",
+    "ACCEPT", "ASYNC_CANCEL", "LINK_TIMEOUT", "CONNECT", "FALLOCATE", "OPENAT", "CLOSE",
+    "FILES_UPDATE", "STATX", "READ", "WRITE", "FADVISE", "MADVISE", "SEND", "RECV",
+    "OPENAT2", "EPOLL_CTL", "SPLICE", "PROVIDE_BUFFERS", "REMOVE_BUFFERS", "TEE",
+    "SHUTDOWN", "RENAMEAT", "UNLINKAT", "MKDIRAT", "SYMLINKAT", "LINKAT", "MSG_RING",
+    "FSETXATTR", "SETXATTR", "FGETXATTR", "GETXATTR", "SOCKET", "URING_CMD", "SEND_ZC",
+    "SENDMSG_ZC", "READ_MULTISHOT", "WAITID", "FUTEX_WAIT", "FUTEX_WAKE", "FUTEX_WAITV",
+    "FIXED_FD_INSTALL", "FTRUNCATE", "BIND", "LISTEN", "RECV_ZC", "EPOLL_WAIT",
+    "READV_FIXED", "WRITEV_FIXED", "PIPE",
+)
+
+# IORING_SETUP_* and IORING_FEAT_* bits (include/uapi/linux/io_uring.h)
+SETUP_FLAGS = (
+    "IOPOLL", "SQPOLL", "SQ_AFF", "CQSIZE", "CLAMP", "ATTACH_WQ", "R_DISABLED",
+    "SUBMIT_ALL", "COOP_TASKRUN", "TASKRUN_FLAG", "SQE128", "CQE32", "SINGLE_ISSUER",
+    "DEFER_TASKRUN", "NO_MMAP", "REGISTERED_FD_ONLY", "NO_SQARRAY", "HYBRID_IOPOLL",
+    "CQE_MIXED", "SQE_MIXED",
+)
+FEATURES = (
+    "SINGLE_MMAP", "NODROP", "SUBMIT_STABLE", "RW_CUR_POS", "CUR_PERSONALITY",
+    "FAST_POLL", "POLL_32BITS", "SQPOLL_NONFIXED", "EXT_ARG", "NATIVE_WORKERS",
+    "RSRC_TAGS", "CQE_SKIP", "LINKED_FILE", "REG_REG_RING", "RECVSEND_BUNDLE",
+    "MIN_TIMEOUT", "RW_ATTR", "NO_IOWAIT",
+)
+SQPOLL = 1 << SETUP_FLAGS.index("SQPOLL")
+SQ_AFF = 1 << SETUP_FLAGS.index("SQ_AFF")
+REASONS = {layout.OP_FIRST: "first_use", layout.OP_EACH: "each", layout.OP_COUNT: "count"}
+
+
+def bit_names(value: int, names: tuple[str, ...]) -> list[str]:
+    out = [n for i, n in enumerate(names) if value >> i & 1]
+    rest = value & ~((1 << len(names)) - 1)
+    return out + ([f"{rest:#x}"] if rest else [])
+
+
+def sqe_op_name(op: int) -> str:
+    return SQE_OPS[op] if op < len(SQE_OPS) else f"OP_{op}"
+
+
+def ring_id(value: int) -> str | None:
+    return f"{value:016x}" if value else None
+
+
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def decode_ring(buf, off: int, boot_to_wall: int, errno_name, context) -> Ring:
+    v = layout.RING.unpack(buf, off)
+    ok = not v["flags"] & layout.F_EXIT_FAULT and v["ret"] >= 0
+    p = uapi.PARAMS.unpack(v["params"]) if ok else None
+    flags = p["flags"] if p else None
+    sqpoll = p is not None and flags & SQPOLL
+    return Ring(
+        v["ts_enter"] + boot_to_wall, v["pid"], v["tid"],
+        v["ppid"] if v["flags"] & layout.F_PPID else None, v["uid"], v["gid"],
+        _comm(v["comm"]), v["cgroup_id"], ring_id(v["ring_id"]),
+        v["ret"] if v["ret"] >= 0 else None, v["ret"], errno_name(v["ret"]),
+        v["ts_exit"] - v["ts_enter"], v["entries"],
+        p and p["sq_entries"], p and p["cq_entries"], flags,
+        bit_names(flags or 0, SETUP_FLAGS),
+        p["sq_thread_cpu"] if sqpoll and flags & SQ_AFF else None,
+        p["sq_thread_idle"] if sqpoll else None,
+        p and p["features"], bit_names(p["features"] if p else 0, FEATURES),
+        *(context(v["cgroup_id"]) if context else (None, None)))
+
+
+def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
+    v = layout.OP.unpack(buf, off)
+    (ring, cred_id, slot, buf_idx, euid, _pid, op, flags, _, uid) = v["key"]
+    creds = flags & layout.OP_CREDS
+    known = v["reason"] != layout.OP_COUNT     # counts carry the key alone
+    return Op(
+        v["ts"] + boot_to_wall, v["first_ts"] + boot_to_wall, v["count"],
+        REASONS.get(v["reason"], str(v["reason"])), ring_id(ring) or "", op,
+        sqe_op_name(op), v["pid"], v["tid"], _comm(v["comm"]), uid, euid,
+        v["cgroup_id"], v["creator_pid"] or None, bool(flags & layout.OP_SQ_THREAD),
+        slot if flags & layout.OP_FIXED_FILE else None,
+        buf_idx if flags & layout.OP_FIXED_BUF else None,
+        buf_idx if flags & layout.OP_BUF_SELECT else None,
+        (OpCred(ring_id(cred_id), v["cred_uid"], v["cred_euid"], v["cred_cap_effective"])
+         if known else OpCred(ring_id(cred_id), None, None, None)) if creds else None,
+        (OpCred(None, uid, euid, v["cap_effective"]) if known
+         else OpCred(None, uid, euid, None)) if creds else None,
+        bool(flags & layout.OP_CREDS_DIFFER), None,
+        *(context(v["cgroup_id"]) if context else (None, None)))
+
+
+class _Tables:
+    """What one ring has registered, by slot, index, group and cred id."""
+
+    def __init__(self):
+        self.files: dict[int, dict] = {}
+        self.buffers: dict[int, dict] = {}
+        self.groups: dict[int, dict] = {}
+        self.personalities: dict[str, int] = {}
+
+
+class Ledger:
+    """Joins operations to registrations: fed every event in order (live or
+    replayed), it keeps each ring's registered files, buffers, buffer groups
+    and personalities, and fills an operation's `uses` from them. A
+    registration made before tracing began is not known: its use shows the
+    slot or index alone."""
+
+    def __init__(self):
+        self._rings: dict[str, _Tables] = {}
+
+    def feed(self, ev):
+        if isinstance(ev, Event):
+            if ev.ring_id and ev.ret >= 0:
+                self._registered(self._rings.setdefault(ev.ring_id, _Tables()), ev)
+            return ev
+        if isinstance(ev, Op):
+            return self._join(ev)
+        return ev
+
+    def _registered(self, t: _Tables, ev: Event) -> None:
+        name, p = ev.opcode_name, ev.payload
+        fds, iovecs = getattr(p, "fds", None), getattr(p, "iovecs", None)
+        offset, bgid = getattr(p, "offset", None) or 0, getattr(p, "bgid", None)
+        if name in ("REGISTER_FILES", "REGISTER_FILES2") and fds is not None:
+            t.files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(fds) if fd >= 0}
+        elif name in ("REGISTER_FILES_UPDATE", "REGISTER_FILES_UPDATE2") and fds:
+            for i, fd in enumerate(fds[:ev.ret]):
+                if fd == -1:
+                    t.files.pop(offset + i, None)
+                elif fd >= 0:
+                    t.files[offset + i] = {"slot": offset + i, "fd": fd}
+        elif name == "UNREGISTER_FILES":
+            t.files.clear()
+        elif name in ("REGISTER_BUFFERS", "REGISTER_BUFFERS2") and iovecs is not None:
+            t.buffers = {i: {"index": i, "base": v.base, "len": v.len}
+                         for i, v in enumerate(iovecs)}
+        elif name == "REGISTER_BUFFERS_UPDATE" and iovecs:
+            for i, v in enumerate(iovecs):
+                t.buffers[offset + i] = {"index": offset + i, "base": v.base, "len": v.len}
+        elif name == "UNREGISTER_BUFFERS":
+            t.buffers.clear()
+        elif name == "REGISTER_PBUF_RING" and bgid is not None:
+            t.groups[bgid] = {"bgid": bgid, "ring_addr": p.ring_addr,
+                              "ring_entries": p.ring_entries}
+        elif name == "UNREGISTER_PBUF_RING" and bgid is not None:
+            t.groups.pop(bgid, None)
+        elif name == "REGISTER_PERSONALITY" and ev.cred_id:
+            t.personalities[ev.cred_id] = ev.ret
+
+    def _join(self, op: Op) -> Op:
+        t = self._rings.get(op.ring_id)
+        if t is None:
+            return op
+        uses = Uses(
+            file=t.files.get(op.fixed_file) if op.fixed_file is not None else None,
+            buffer=t.buffers.get(op.buffer_index) if op.buffer_index is not None else None,
+            buffer_group=t.groups.get(op.buffer_group)
+            if op.buffer_group is not None else None,
+            personality=t.personalities.get(op.personality_cred.id)
+            if op.personality_cred else None)
+        return msgspec.structs.replace(op, uses=uses if uses != Uses() else None)
+
+
+class UseCounts:
+    """Reads the kernel's summary of uses (the `uses` map) every interval,
+    and turns what each key gained since the last read into a count
+    record. Once the tracer is detached the last read is final: the counts
+    add up exactly to the operations the kernel saw (plus ops_untracked)."""
+
+    def __init__(self, map_fd: int, interval: float):
+        self.fd, self.interval = map_fd, interval
+        self._seen: dict[bytes, int] = {}
+        self._last = time.monotonic()
+        self._final = False
+
+    def due(self, final: bool) -> bool:
+        if self._final:
+            return False
+        if final:
+            self._final = True
+            return True
+        return time.monotonic() - self._last >= self.interval
+
+    def records(self) -> list[bytes]:
+        from . import libbpf
+        lib = libbpf.lib()
+        self._last = time.monotonic()
+        key = ctypes.create_string_buffer(layout.USE_KEY.size)
+        nxt = ctypes.create_string_buffer(layout.USE_KEY.size)
+        val = ctypes.create_string_buffer(layout.USE.size)
+        out, prev = [], None
+        while lib.bpf_map_get_next_key(self.fd, prev, nxt) == 0:
+            ctypes.memmove(key, nxt, len(nxt))
+            prev = key
+            if lib.bpf_map_lookup_elem(self.fd, key, val) != 0:
+                continue
+            count, first_ts, last_ts, cgroup_id, pid, tid, comm = \
+                layout.USE.struct.unpack(val.raw)
+            k = key.raw
+            delta = count - self._seen.get(k, 0)
+            if delta <= 0:
+                continue
+            self._seen[k] = count
+            out.append(_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, layout.OP.size)
+                       + k + _OP_TAIL.pack(last_ts, first_ts, delta, cgroup_id, 0, 0, pid,
+                                           tid, 0, 0, 0, layout.OP_COUNT, comm))
+        return out
+
+
+# uw_op around its key, for the count records built here
+_OP_HEAD = struct.Struct("<" + layout.OP.members[0][1])
+_OP_TAIL = struct.Struct("<" + "".join(fmt for _, fmt in layout.OP.members[2:]))

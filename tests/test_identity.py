@@ -1,0 +1,477 @@
+"""Identities: every fd, credential and buffer a call carries, resolved in
+the kernel as of the call. The fds are closed (and reused) right after
+each call, so only what the kernel saw at the call can be right."""
+
+import ctypes
+import mmap
+import os
+import socket
+import threading
+
+import pytest
+
+import uring
+from conftest import ROOT, Collector, needs_opcodes
+from uring import register
+from uringwatch import Filters, Tracer, hooks, layout
+from uringwatch.output import summary
+
+PATHS = [p for p, ok in hooks.resolve_paths().items() if ok and p in ("btf", "probe_read")] \
+    if ROOT else []
+# bpf_find_vma (a callback helper) arrived with bpf_loop (5.17): without it
+# buffers are left to user space, which says so
+KERNEL_BUFFERS = ROOT and hooks.has_helper(hooks.FUNC_LOOP)
+
+
+def _open(resolve):
+    if not ROOT:
+        pytest.skip("loading BPF needs root")
+    t = Tracer(Filters(pids=frozenset([os.getpid()])), cap=1024, resolve=resolve)
+    t.open()
+    assert t.features["resolve"] == resolve
+    return t
+
+
+@pytest.fixture(scope="module", params=PATHS or ["none"])
+def path_tracer(request):
+    if request.param == "none":
+        pytest.skip("this kernel resolves identities in neither btf nor probe_read")
+    t = _open(request.param)
+    with t:
+        yield Collector(t)
+
+
+@pytest.fixture
+def tracer(path_tracer):
+    """The path's tracer with what earlier tests left behind dropped."""
+    path_tracer.drain()
+    return path_tracer
+
+
+@pytest.fixture
+def ring():
+    fd = uring.setup()
+    yield fd
+    os.close(fd)
+
+
+def fs_type(path) -> str:
+    """The file system type of the mount holding path (/proc/self/mountinfo)."""
+    best, kind = "", ""
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        point, fstype = fields[4], fields[fields.index("-") + 1]
+        if (str(path) + "/").startswith(point.rstrip("/") + "/") and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind
+
+
+def one(tracer, **match):
+    return tracer.mine(1, **match)[0]
+
+
+def by_role(ev):
+    return {f.role: f for f in ev.files}
+
+
+class Zoo:
+    """One open fd of every kind, with what fstat says of each."""
+
+    def __init__(self, tmp_path):
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "regular.txt").write_text("x")
+        self.file_path = str((tmp_path / "d" / "regular.txt").resolve())
+        self.dir_path = str((tmp_path / "d").resolve())
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.connect(self.tcp.getsockname())      # a peer, for the peer field
+        self.unix, self.unix_peer = socket.socketpair()
+        self.pipe_r, self.pipe_w = os.pipe()
+        self.tcp_port = self.tcp.getsockname()[1]
+        self.udp_port = self.udp.getsockname()[1]
+        self.fds = {
+            "file": os.open(self.file_path, os.O_RDONLY),
+            "dir": os.open(self.dir_path, os.O_RDONLY | os.O_DIRECTORY),
+            "tcp": self.tcp.detach(),
+            "udp": self.udp.detach(),
+            "unix": self.unix.detach(),
+            "pipe": self.pipe_r,
+            "eventfd": os.eventfd(0),
+            "memfd": os.memfd_create("zoo-memfd"),
+        }
+        self.stat = {k: os.fstat(fd) for k, fd in self.fds.items()}
+
+    def close(self):
+        for fd in self.fds.values():
+            os.close(fd)
+        os.close(self.pipe_w)
+        self.unix_peer.close()
+
+
+def check_zoo(files, zoo, roles):
+    """files[role] must be what zoo's fd of that kind was at the call."""
+    # On overlayfs (/tmp in the test guests) the fd holds an overlay file,
+    # whose device is the overlay's; stat(2) reports the layer's instead.
+    overlay = fs_type(zoo.file_path) == "overlay"
+    for kind, role in roles.items():
+        f, st = files[role], zoo.stat[kind]
+        assert (f.fd, f.source, f.verified, f.error) == (zoo.fds[kind], "kernel", True, None), kind
+        assert (f.ino, f.mode) == (st.st_ino, st.st_mode), kind
+        assert f.dev == st.st_dev or (overlay and kind in ("file", "dir")), kind
+    f = {kind: files[role] for kind, role in roles.items()}
+    assert (f["file"].kind, f["file"].path) == ("file", zoo.file_path)
+    assert (f["dir"].kind, f["dir"].path) == ("dir", zoo.dir_path)
+    assert f["tcp"].kind == "socket" and f["tcp"].socket.family == "inet"
+    assert (f["tcp"].socket.type, f["tcp"].socket.protocol) == ("stream", 6)
+    assert f["tcp"].socket.local == f"127.0.0.1:{zoo.tcp_port}" and f["tcp"].socket.peer is None
+    assert (f["udp"].socket.type, f["udp"].socket.protocol) == ("dgram", 17)
+    assert f["udp"].socket.local == f"127.0.0.1:{zoo.udp_port}"
+    assert f["udp"].socket.peer == f"127.0.0.1:{zoo.tcp_port}"
+    assert (f["unix"].kind, f["unix"].socket.family, f["unix"].socket.local) == \
+        ("socket", "unix", None)
+    assert (f["pipe"].kind, f["pipe"].path) == ("pipe", f"pipe:[{zoo.stat['pipe'].st_ino}]")
+    assert (f["eventfd"].kind, f["eventfd"].path) == ("eventfd", "[eventfd]")
+    assert (f["memfd"].kind, f["memfd"].path) == ("memfd", "memfd:zoo-memfd")
+
+
+@needs_opcodes(2)
+def test_every_kind_of_fd_is_resolved_as_of_the_call(tracer, ring, tmp_path):
+    zoo = Zoo(tmp_path)
+    kinds = list(zoo.fds)
+    fds = uring.ints(*[zoo.fds[k] for k in kinds[:4]], -1, *[zoo.fds[k] for k in kinds[4:]])
+    assert register(ring, 2, fds, len(fds)) == 0
+    zoo.close()                                 # the ring keeps its own references
+    ev = one(tracer, opcode_name="REGISTER_FILES")
+    assert ev.payload.fds == list(fds)          # the interface stays a list of ints
+    files = by_role(ev)
+    assert "fds[4]" not in files                # sparse -1: no file
+    roles = {k: f"fds[{i if i < 4 else i + 1}]" for i, k in enumerate(kinds)}
+    check_zoo(files, zoo, roles)
+    assert (files["ring"].fd, files["ring"].kind, files["ring"].path) == \
+        (ring, "io_uring", "[io_uring]")
+    assert ev.resolve.path == tracer.tracer.features["resolve"]
+    assert not ev.resolve.files_truncated
+    text = summary(ev, limit=1000)              # the table's column
+    assert f"fds=[{zoo.fds['file']}:{zoo.file_path},{zoo.fds['dir']}:{zoo.dir_path}," \
+           f"{zoo.fds['tcp']}:tcp 127.0.0.1:{zoo.tcp_port},{zoo.fds['udp']}:udp 127.0.0.1:" \
+           f"{zoo.udp_port},sparse," in text
+
+
+@needs_opcodes(2, 3)
+def test_a_reused_fd_is_still_the_file_that_was_registered(tracer, ring, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("1")
+    second.write_text("2")
+    fd = os.open(first, os.O_RDONLY)
+    ino = os.fstat(fd).st_ino
+    assert register(ring, 2, uring.ints(fd), 1) == 0
+    os.close(fd)
+    again = os.open(second, os.O_RDONLY)        # takes the lowest free number: fd's
+    assert again == fd
+    assert register(ring, 3, None, 0) == 0
+    reg = tracer.mine(2)[0]
+    f = by_role(reg)["fds[0]"]
+    assert (f.fd, f.ino, f.path) == (fd, ino, str(first.resolve()))
+    assert os.fstat(again).st_ino != ino
+    os.close(again)
+
+
+@needs_opcodes(4, 5, 7)
+def test_eventfd_and_sync_cancel_fds(tracer, ring):
+    efd = os.eventfd(0)
+    ino = os.fstat(efd).st_ino
+    assert register(ring, 4, uring.ints(efd), 1) == 0
+    os.close(efd)
+    ev = one(tracer, opcode_name="REGISTER_EVENTFD")
+    f = by_role(ev)["eventfd"]
+    assert (f.fd, f.kind, f.ino) == (efd, "eventfd", ino)
+    register(ring, 5, None, 0)
+    tracer.drain()
+
+
+def test_a_closed_fd_says_ebadf(tracer, ring):
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    assert register(ring, 2, uring.ints(r), 1) == -9     # EBADF from the kernel too
+    f = by_role(one(tracer, opcode_name="REGISTER_FILES"))["fds[0]"]
+    assert (f.fd, f.kind, f.dev) == (r, None, None)
+    assert f.error.startswith("EBADF")
+
+
+def test_a_registered_ring_index_is_not_an_fd(tracer, ring):
+    register(ring | 0, 2 | 1 << 31, uring.ints(0), 1)    # ring index `ring`, never registered
+    ev = one(tracer, opcode_name="REGISTER_FILES")
+    assert ev.registered_ring and "ring" not in by_role(ev)
+
+
+@needs_opcodes(2)
+def test_more_fds_than_resolved_say_truncated(tracer, ring):
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(layout.FILES_MAX + 6)]
+    try:
+        register(ring, 2, uring.ints(*fds), len(fds))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    ev = one(tracer, opcode_name="REGISTER_FILES")
+    assert len(ev.files) == layout.FILES_MAX and ev.resolve.files_truncated
+    assert all(f.kind == "device" and f.path == "/dev/null" for f in ev.files[1:])
+
+
+@needs_opcodes(9)
+def test_personality_reports_the_credentials_saved(tracer, ring):
+    """A child changes its ids, registers a personality, then changes them
+    again: the event has the ids at the call."""
+    caps = int([x for x in open("/proc/self/status") if x.startswith("CapPrm")][0].split()[1], 16)
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:        # child: no pytest machinery past this point
+        code = 1
+        try:
+            os.read(go_r, 1)
+            os.setgroups([7, 8, 9])
+            os.setresgid(2000, 2001, 2002)
+            os.setresuid(1000, 1001, 0)
+            ok = register(ring, 9, None, 0) >= 0
+            os.setresuid(1001, 1000, 1001)   # any of its ids, reshuffled
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    try:
+        tracer.tracer.add_pid(pid)
+        os.write(go_w, b"x")
+        assert os.waitpid(pid, 0)[1] == 0
+        ev = tracer.mine(1, tid=pid, opcode_name="REGISTER_PERSONALITY")[0]
+    finally:
+        tracer.tracer.remove_pid(pid)
+        os.close(go_r)
+        os.close(go_w)
+    c = ev.cred
+    assert (c.uid, c.euid, c.suid, c.fsuid) == (1000, 1001, 0, 1001)
+    assert (c.gid, c.egid, c.sgid, c.fsgid) == (2000, 2001, 2002, 2001)
+    assert c.ngroups == 3
+    assert (c.cap_effective, c.cap_permitted) == (0, caps)   # euid != 0 drops effective
+
+
+@needs_opcodes(10)
+def test_unregister_personality_has_no_cred(tracer, ring):
+    register(ring, 10, None, 1)
+    assert one(tracer, opcode_name="UNREGISTER_PERSONALITY").cred is None
+
+
+def _mapping(fd, length, flags, offset=0):
+    m = mmap.mmap(fd, length, flags=flags, offset=offset)
+    return m, ctypes.addressof(ctypes.c_char.from_buffer(m))
+
+
+@needs_opcodes(0, 1)
+def test_buffers_name_what_backs_them(tracer, ring, tmp_path):
+    path = tmp_path / "backing"
+    path.write_bytes(b"\0" * 3 * 4096)
+    ffd = os.open(path, os.O_RDWR)
+    mfd = os.memfd_create("zoo-buffer")
+    os.ftruncate(mfd, 8192)
+    anon, anon_addr = _mapping(-1, 4096, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    memfd, memfd_addr = _mapping(mfd, 8192, mmap.MAP_SHARED)
+    shared, shared_addr = _mapping(ffd, 4096, mmap.MAP_SHARED, offset=8192)
+    os.close(ffd)
+    os.close(mfd)                               # the mappings keep the files
+    ino = os.stat(path).st_ino
+    try:
+        ok = (uring.Iovec * 2)(uring.Iovec(anon_addr, 4096), uring.Iovec(memfd_addr + 4096, 4096))
+        assert register(ring, 0, ok, 2) == 0
+        assert register(ring, 1, None, 0) == 0
+        one_file = (uring.Iovec * 1)(uring.Iovec(shared_addr, 4096))
+        register(ring, 0, one_file, 1)   # EFAULT here (no long-term pin of ext4 pages)
+        reg, _, tried = tracer.mine(3)
+    finally:
+        register(ring, 1, None, 0)
+        for m in (anon, memfd, shared):
+            try:
+                m.close()
+            except BufferError:
+                pass
+    a, m = reg.memory
+    source = "kernel" if KERNEL_BUFFERS else "proc"
+    assert (a.addr, a.len, a.backing, a.path, a.source) == (anon_addr, 4096, "anon", None, source)
+    assert (m.backing, m.offset, m.shared, m.source) == ("memfd", 4096, True, source)
+    (f,) = tried.memory
+    assert (f.backing, f.offset) == ("file", 8192)
+    if fs_type(path) != "overlay":    # overlayfs maps its layer's file, named there
+        assert (f.path, f.ino) == (str(path.resolve()), ino)
+    if KERNEL_BUFFERS:
+        assert m.path == "memfd:zoo-buffer" and f.verified
+    else:
+        assert m.path == "/memfd:zoo-buffer (deleted)" and not f.verified
+
+
+def test_proc_path_says_unverified_and_can_be_wrong(ring, tmp_path):
+    """resolve=proc looks fds up after the call: a reused fd then names the
+    wrong file, which is why such entries are never `verified`."""
+    t = _open("proc")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("1")
+    second.write_text("2")
+    with t:
+        c = Collector(t)
+        fd = os.open(first, os.O_RDONLY)
+        assert register(ring, 2, uring.ints(fd), 1) == 0
+        os.close(fd)
+        again = os.open(second, os.O_RDONLY)
+        try:
+            ev = c.mine(1, opcode_name="REGISTER_FILES")[0]
+        finally:
+            os.close(again)
+    f = by_role(ev)["fds[0]"]
+    assert (f.source, f.verified, ev.resolve.path) == ("proc", False, "proc")
+    assert f.path == str(second.resolve())      # what /proc said later, not the truth
+
+
+def test_off_resolves_nothing(ring):
+    with _open("off") as t:
+        register(ring, 2, uring.ints(0), 1)
+        ev = Collector(t).mine(1, opcode_name="REGISTER_FILES")[0]
+    assert (ev.files, ev.memory, ev.cred, ev.resolve.path) == (None, None, None, "off")
+
+
+def test_files_survive_record_and_replay(tracer, ring, tmp_path):
+    """The identities are in the record: a replay shows what live showed."""
+    from uringwatch import replay
+    from uringwatch.recorder import Recorder
+    out = tmp_path / "ids.uwd"
+    rec = Recorder(str(out), tracer.tracer)
+    try:
+        fd = os.open("/etc/hostname" if os.path.exists("/etc/hostname") else "/dev/null",
+                      os.O_RDONLY)
+        register(ring, 2, uring.ints(fd), 1)
+        os.close(fd)
+        live = one(tracer, opcode_name="REGISTER_FILES")
+    finally:
+        rec.close()
+    replayed = [e for e in replay(str(out)) if e.opcode_name == "REGISTER_FILES"]
+    assert replayed[-1].files == live.files and replayed[-1].resolve == live.resolve
+
+
+def test_threads_resolve_their_own_fd_tables(tracer, ring):
+    """A thread shares its process's fds: resolving from another thread's
+    call sees the same table."""
+    fd = os.open("/dev/null", os.O_RDONLY)
+    tids = []
+
+    def call():
+        tids.append(threading.get_native_id())
+        register(ring, 2, uring.ints(fd), 1)
+
+    th = threading.Thread(target=call)
+    th.start()
+    th.join()
+    os.close(fd)
+    ev = tracer.mine(1, tid=tids[0], opcode_name="REGISTER_FILES")[0]
+    assert by_role(ev)["fds[0]"].path == "/dev/null"
+
+
+def ring_ino(fd):
+    return os.fstat(fd).st_ino
+
+
+@needs_opcodes(2, 6)
+def test_files_update_fds_and_skip(tracer, ring):
+    efd = os.eventfd(0)
+    assert register(ring, 2, uring.ints(-1, -1, -1), 3) == 0
+    upd = uring.RsrcUpdate(offset=1, data=uring.addr(fds := uring.ints(efd, -2)))
+    assert register(ring, 6, upd, 2) == 2
+    os.close(efd)
+    _, update = tracer.mine(2)
+    files = by_role(update)
+    assert (files["fds[0]"].fd, files["fds[0]"].kind) == (efd, "eventfd")
+    assert "fds[1]" not in files                # -2: skip
+    assert update.payload.fds == list(fds)
+
+
+@needs_opcodes(13, 14)
+def test_files2_and_update2_fds(tracer, ring, tmp_path):
+    (tmp_path / "a").write_text("a")
+    fd = os.open(tmp_path / "a", os.O_RDONLY)
+    arr = uring.ints(fd, -1)
+    reg = uring.RsrcRegister(nr=2, data=uring.addr(arr), tags=0)
+    assert register(ring, 13, reg, ctypes.sizeof(reg)) == 0
+    upd = uring.RsrcUpdate2(offset=1, data=uring.addr(one_fd := uring.ints(fd)), nr=1)
+    assert register(ring, 14, upd, ctypes.sizeof(upd)) == 1
+    os.close(fd)
+    for ev in tracer.mine(2):
+        assert by_role(ev)["fds[0]"].path == str((tmp_path / "a").resolve()), ev.opcode_name
+    assert list(one_fd) == [fd]
+
+
+@needs_opcodes(20, 21)
+def test_ring_fds_entries_fds(tracer, ring):
+    other = uring.setup()
+    ents = (uring.RsrcUpdate * 1)(uring.RsrcUpdate(offset=0xFFFFFFFF, data=other))
+    assert register(ring, 20, ents, 1) == 1
+    ino = ring_ino(other)
+    os.close(other)
+    ents[0].data = 0
+    register(ring, 21, ents, 1)
+    reg, unreg = tracer.mine(2)
+    f = by_role(reg)["ring_fds[0]"]
+    assert (f.fd, f.kind, f.ino) == (other, "io_uring", ino)
+    assert set(by_role(unreg)) == {"ring"}      # unregister takes offsets, not fds
+
+
+@needs_opcodes(0, 30)
+def test_clone_buffers_src_fd(tracer, ring):
+    buf = ctypes.create_string_buffer(4096)
+    iov = (uring.Iovec * 1)(uring.Iovec(ctypes.addressof(buf), 4096))
+    assert register(ring, 0, iov, 1) == 0
+    dst = uring.setup()
+    register(dst, 30, uring.CloneBuffers(src_fd=ring, nr=1), 1)
+    _, ev = tracer.mine(2)
+    f = by_role(ev)
+    assert (f["src_fd"].fd, f["src_fd"].kind, f["src_fd"].ino) == (ring, "io_uring", ring_ino(ring))
+    assert (f["ring"].fd, f["ring"].ino) == (dst, ring_ino(dst))
+    os.close(dst)
+
+
+@needs_opcodes(24)
+def test_sync_cancel_fd(tracer, ring):
+    r, w = os.pipe()
+    register(ring, 24, uring.SyncCancel(fd=r, tv_sec=0, tv_nsec=1000), 0)
+    ino = os.fstat(r).st_ino
+    os.close(r)
+    os.close(w)
+    f = by_role(one(tracer, opcode_name="REGISTER_SYNC_CANCEL"))["fd"]
+    assert (f.fd, f.kind, f.ino) == (r, "pipe", ino)
+
+
+@needs_opcodes(22, 23)
+def test_pbuf_ring_memory(tracer, ring):
+    mem = mmap.mmap(-1, 4096)             # MAP_SHARED | MAP_ANONYMOUS: shmem
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    assert register(ring, 22, uring.BufReg(ring_addr=addr, ring_entries=8, bgid=4), 1) == 0
+    assert register(ring, 23, uring.BufReg(bgid=4), 1) == 0
+    reg, unreg = tracer.mine(2)
+    (m,) = reg.memory
+    assert (m.addr, m.len, m.backing, m.shared) == (addr, 8 * 16, "shmem", True)
+    assert unreg.memory is None
+
+
+@needs_opcodes(15, 16)
+def test_buffers2_and_update_memory(tracer, ring):
+    mfd = os.memfd_create("zoo-b2")
+    os.ftruncate(mfd, 8192)
+    m, addr = _mapping(mfd, 8192, mmap.MAP_SHARED)
+    os.close(mfd)
+    iov = (uring.Iovec * 1)(uring.Iovec(addr, 4096))
+    reg = uring.RsrcRegister(nr=2, data=uring.addr(iov2 := (uring.Iovec * 2)(
+        uring.Iovec(addr, 4096), uring.Iovec(addr + 4096, 4096))), tags=0)
+    assert register(ring, 15, reg, ctypes.sizeof(reg)) == 0
+    upd = uring.RsrcUpdate2(offset=1, data=uring.addr(iov), nr=1)
+    assert register(ring, 16, upd, ctypes.sizeof(upd)) == 1
+    e_reg, e_upd = tracer.mine(2)
+    register(ring, 1, None, 0)
+    assert [(x.backing, x.offset) for x in e_reg.memory] == [("memfd", 0), ("memfd", 4096)]
+    assert [(x.backing, x.offset) for x in e_upd.memory] == [("memfd", 0)]
+    assert len(iov2) == 2

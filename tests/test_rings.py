@@ -1,0 +1,249 @@
+"""A ring's whole life, end to end: its creation, every process that
+drives it, and its operations joined to what they use."""
+
+import ctypes
+import os
+import time
+
+import pytest
+
+import uring
+from conftest import needs_root
+
+pytestmark = needs_root
+
+SYS_pidfd_open, SYS_pidfd_getfd = 434, 438
+
+
+def submit_tracepoint_has_request() -> bool:
+    """Asked of tracefs, independently of uringwatch: whether the kernel's
+    submit tracepoint carries the request (6.0+), not only the ring (5.x)."""
+    from uringwatch.tracer import tracefs
+    root = tracefs()                     # mounted if it is not yet
+    for name in ("io_uring_submit_req", "io_uring_submit_sqe"):
+        fmt = os.path.join(root, "events/io_uring", name, "format")
+        if os.path.exists(fmt):
+            return "field:void * req;" in open(fmt).read()
+    return False
+
+
+@pytest.fixture
+def needs_ops():
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel's submit tracepoint has no request")
+
+
+def test_operations_are_traced_where_the_kernel_gives_the_request(ring_tracer):
+    """Where the kernel can't give operations, the tracer says so and the
+    rest of a ring's life is still traced."""
+    attached = ring_tracer.features["rings"]
+    has_ops = any(a.startswith("tp_btf/io_uring_submit_") for a in attached)
+    assert has_ops == submit_tracepoint_has_request()
+    assert "tracepoint/io_uring/io_uring_register" in attached
+    assert "tracepoint/io_uring/io_uring_create" in attached
+
+
+@pytest.fixture
+def ring_tracer():
+    """A tracer of this process and the ones a test adds."""
+    from uringwatch import Filters, Tracer
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True,
+                count_interval=0.2) as t:
+        yield t
+
+
+def collect(tracer, until, timeout=10.0):
+    """Events until until(events) holds; then detach and take the rest."""
+    events, deadline = [], time.monotonic() + timeout
+    while not until(events) and time.monotonic() < deadline:
+        events += tracer.poll(0.05)
+    tracer.detach()
+    while batch := tracer.poll(0):
+        events += batch
+    return events
+
+
+def kinds(events, kind):
+    return [e for e in events if type(e).__name__ == kind]
+
+
+def test_ring_creation_and_its_register_calls_share_one_id(ring_tracer):
+    r = uring.Ring(16)
+    f = os.open("/etc/hostname", os.O_RDONLY)
+    assert uring.register(r.fd, 2, uring.ints(f), 1) == 0
+    events = collect(ring_tracer, lambda ev: len(kinds(ev, "Event")) >= 1)
+    (ring,) = [e for e in kinds(events, "Ring") if e.fd == r.fd]
+    (call,) = [e for e in kinds(events, "Event") if e.fd == r.fd]
+    assert ring.ring_id and call.ring_id == ring.ring_id
+    assert ring.pid == os.getpid() and ring.entries == 16 and ring.sq_entries == 16
+    assert "SINGLE_MMAP" in ring.feature_names and ring.flag_names == []
+    assert len(ring.ring_id) == 16 and int(ring.ring_id, 16) != 0
+    r.close()
+    os.close(f)
+
+
+def test_refused_setup_is_reported_without_a_ring(ring_tracer):
+    bad = (ctypes.c_uint32 * 30)()
+    bad[2] = 1 << 31                      # an unknown setup flag
+    ret = uring.syscall(uring.SYS_io_uring_setup, ctypes.c_uint32(4), bad)
+    assert ret < 0
+    events = collect(ring_tracer, lambda ev: any(e.ret == ret for e in kinds(ev, "Ring")))
+    (ring,) = [e for e in kinds(events, "Ring") if e.ret == ret]
+    assert ring.ring_id is None and ring.fd is None and ring.error == "EINVAL"
+
+
+def _child(fn) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fn()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _wait(pid):
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_another_process_drives_the_ring_with_its_registrations(ring_tracer, needs_ops):
+    """Created here; a forked child and a process that took it with
+    pidfd_getfd use it: the same ring id everywhere, each operation joined
+    to the file slot and buffer registered here."""
+    r = uring.Ring(16)
+    path = "/etc/hostname"
+    f = os.open(path, os.O_RDONLY)
+    buf = ctypes.create_string_buffer(4096)
+    assert uring.register(r.fd, 2, uring.ints(f), 1) == 0
+    assert uring.register(r.fd, 0, uring.Iovec(ctypes.addressof(buf), 4096), 1) == 0
+    os.close(f)                          # the ring keeps its own reference
+
+    def read_fixed(ring_fd):
+        ring = uring.Ring.attach(ring_fd, r)
+        ring.put(0, uring.OP_READ_FIXED, fd=0, addr=ctypes.addressof(buf), length=64,
+                 flags=uring.SQE_FIXED_FILE, buf_index=0)
+        assert ring.submit(1) > 0
+
+    go_r, go_w = os.pipe()
+
+    def forked():
+        os.read(go_r, 1)
+        read_fixed(r.fd)
+
+    child = _child(forked)
+    ring_tracer.add_pid(child)
+    os.write(go_w, b"x")
+    _wait(child)
+
+    def taker():
+        os.read(go_r, 1)
+        pidfd = uring.syscall(SYS_pidfd_open, ctypes.c_int(os.getppid()), ctypes.c_uint(0))
+        assert pidfd >= 0
+        fd = uring.syscall(SYS_pidfd_getfd, ctypes.c_int(pidfd), ctypes.c_int(r.fd),
+                           ctypes.c_uint(0))
+        assert fd >= 0, os.strerror(-fd)
+        read_fixed(fd)
+
+    other = _child(taker)
+    ring_tracer.add_pid(other)
+    os.write(go_w, b"x")
+    _wait(other)
+    events = collect(ring_tracer, lambda ev: {e.pid for e in kinds(ev, "Op")} >= {child, other})
+    (made,) = [e for e in kinds(events, "Ring") if e.fd == r.fd]
+    uses = [e for e in kinds(events, "Op") if e.reason == "first_use"]
+    by_pid = {e.pid: e for e in uses}
+    for pid in (child, other):
+        op = by_pid[pid]
+        assert op.ring_id == made.ring_id
+        assert op.creator_pid == os.getpid() != op.pid
+        assert op.opcode_name == "READ_FIXED" and op.fixed_file == 0 and op.buffer_index == 0
+        assert op.uses.file["fd"] == uring_fd_of(events, made.ring_id)
+        assert op.uses.buffer == {"index": 0, "base": ctypes.addressof(buf), "len": 4096}
+    r.close()
+
+
+def uring_fd_of(events, ring_id):
+    (files,) = [e for e in kinds(events, "Event")
+                if e.ring_id == ring_id and e.opcode_name == "REGISTER_FILES"]
+    return files.payload.fds[0]
+
+
+def test_personality_used_after_dropping_privileges(ring_tracer, needs_ops):
+    """Registered as root; a child drops to nobody and submits under it:
+    reported, with both identities."""
+    r = uring.Ring(8)
+    pers = uring.register(r.fd, 9, None, 0)
+    assert pers > 0
+    go_r, go_w = os.pipe()
+
+    def dropped():
+        os.read(go_r, 1)
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        ring = uring.Ring.attach(r.fd, r)
+        ring.put(0, uring.OP_NOP, personality=pers)
+        assert ring.submit(1) == 0
+
+    child = _child(dropped)
+    ring_tracer.add_pid(child)
+    os.write(go_w, b"x")
+    _wait(child)
+    events = collect(ring_tracer, lambda ev: any(e.pid == child for e in kinds(ev, "Op")))
+    (reg,) = [e for e in kinds(events, "Event") if e.opcode_name == "REGISTER_PERSONALITY"]
+    (op,) = [e for e in kinds(events, "Op") if e.pid == child and e.reason == "first_use"]
+    assert op.creds_differ and op.uses.personality == pers
+    assert op.personality_cred.id == reg.cred_id and op.personality_cred.euid == 0
+    assert op.task_cred.euid == 65534 and op.task_cred.uid == 65534
+    assert op.personality_cred.cap_effective != 0 and op.task_cred.cap_effective == 0
+    r.close()
+
+
+def test_sqpoll_operations_are_attributed_to_the_creator(ring_tracer, needs_ops):
+    r = uring.Ring(8, flags=uring.SETUP_SQPOLL, sq_thread_idle=50)
+    for i in range(4):
+        r.put(i, uring.OP_NOP)
+    r.submit(4)
+    events = collect(ring_tracer, lambda ev: sum(e.count for e in kinds(ev, "Op")
+                                                 if e.reason == "count") >= 4)
+    (made,) = [e for e in kinds(events, "Ring") if e.fd == r.fd]
+    assert "SQPOLL" in made.flag_names and made.sq_thread_idle == 50
+    ops = [e for e in kinds(events, "Op") if e.ring_id == made.ring_id]
+    assert ops and all(e.sq_thread and e.pid == os.getpid() for e in ops)
+    assert [e.creator_pid for e in ops if e.reason == "first_use"] == [os.getpid()]
+    assert sum(e.count for e in ops if e.reason == "count") == 4
+    r.close()
+
+
+def test_a_million_nops_give_few_records_and_exact_counts(ring_tracer, needs_ops):
+    r = uring.Ring(4096)
+    for i in range(4096):
+        r.put(i, uring.OP_NOP)
+    total = 0
+    while total < 1_000_000:
+        n = min(4096, 1_000_000 - total)
+        r.submit(n)
+        total += n
+    events = collect(ring_tracer, lambda ev: False, timeout=0.5)
+    (made,) = [e for e in kinds(events, "Ring") if e.fd == r.fd]
+    ops = [e for e in kinds(events, "Op") if e.ring_id == made.ring_id]
+    assert sum(e.count for e in ops if e.reason == "count") == 1_000_000
+    assert len([e for e in ops if e.reason == "first_use"]) == 1
+    assert len(ops) < 100
+    assert ring_tracer.stats()["ops_untracked"] == 0
+    r.close()
+
+
+def test_ops_all_reports_every_operation(needs_ops):
+    from uringwatch import Filters, Tracer
+    with Tracer(Filters(pids=frozenset([os.getpid()])), ops_all=True) as t:
+        r = uring.Ring(64)
+        for i in range(50):
+            r.put(i, uring.OP_NOP, user_data=i)
+        r.submit(50)
+        events = collect(t, lambda ev: len(kinds(ev, "Op")) >= 50)
+    each = [e for e in kinds(events, "Op") if e.reason == "each"]
+    assert len(each) == 50
+    r.close()
