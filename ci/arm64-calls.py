@@ -184,6 +184,14 @@ def check(expected, events):
             sys.exit(f"arm64-calls: {want['opcode_name']}: toctou {got['toctou']}")
         print(f"arm64-calls: ok {want['opcode_name']} fd={want['fd']} ret={want['ret']}"
               f" payload={want.get('payload', '(not compared)')}")
+    # identities (record ABI 2): the ring's file, read through BTF on arm64
+    first = events[0]
+    if "files" in first:
+        ring = [f for f in first["files"] or [] if f["role"] == "ring"]
+        if not ring or ring[0]["kind"] != "io_uring":
+            sys.exit(f"arm64-calls: the ring's identity is not io_uring: {first['files']}")
+        print(f"arm64-calls: ok identities: ring fd {ring[0]['fd']} is {ring[0]['path']} "
+              f"(source {ring[0]['source']}), {len(first['files'])} files")
     racing = [e for e in events[len(expected):] if e["nr_args"] == CALL]
     hit = next((e for e in racing if flagged(e)), None)
     if hit is None or f"fds[{CAP - 1}]" not in hit["toctou"]["changes"]:

@@ -212,6 +212,7 @@ def test_arm64_guest_installs_offline_traces_and_replays_here(wheel):
     for name in ("REGISTER_FILES", "REGISTER_BUFFERS", "REGISTER_EVENTFD", "REGISTER_PROBE",
                  "UNKNOWN_200", "REGISTER_RING_FDS", "UNREGISTER_EVENTFD fd=0"):
         assert f"arm64-calls: ok {name}" in out, out[-6000:]
+    assert "arm64-calls: ok identities: ring fd" in out
     assert "arm64-calls: ok TOCTOU race flagged" in out
     assert "arm64-calls: ok replay of cap.uwd here prints the live JSON" in out
     assert "arm64-calls: ok --hook kprobes (ksyscall/io_uring_register" in out
