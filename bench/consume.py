@@ -2,11 +2,12 @@
 """uringwatch's library consumer alone: decode records to Event Structs and
 drop them, no output. For bench/run.py; run as root with the venv's python.
 
-    consume.py [--pid PID] [--wakeup-bytes N]
+    consume.py [--pid PID[,PID]] [--wakeup-bytes N] [--rate N] [--no-fair]
 
 Says "consume: attached" on stderr once attached; on SIGINT or SIGTERM it
-drains what is queued and prints one JSON line on stdout: events received,
-the tracer's counters, and the CPU seconds this process spent after attaching.
+drains what is queued and prints one JSON line on stdout: call events
+received (in all, and per pid), calls counted by repeat events, the
+tracer's counters, and the CPU seconds this process spent after attaching.
 """
 
 import argparse
@@ -15,7 +16,9 @@ import signal
 import sys
 import time
 
-from uringwatch import Filters, Tracer
+import collections
+
+from uringwatch import Event, Filters, Tracer
 
 stopping = False
 
@@ -28,25 +31,40 @@ def _stop(signum, frame):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pid", type=int, default=0)
+    ap.add_argument("--pid", default="", help="comma-separated tgids")
+    ap.add_argument("--rate", type=int, default=None, help="fairness budget (Tracer's default)")
+    ap.add_argument("--no-fair", dest="fair", action="store_false")
     ap.add_argument("--wakeup-bytes", type=int, default=256 << 10,
                     help="queued bytes past which each record wakes us (Tracer's default)")
     args = ap.parse_args()
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    received = 0
-    filters = Filters(pids=frozenset([args.pid])) if args.pid else None
-    with Tracer(filters, wakeup_bytes=args.wakeup_bytes) as tracer:
+    by_pid: collections.Counter = collections.Counter()
+    repeats = 0
+
+    def count(batch) -> None:
+        nonlocal repeats
+        for ev in batch:
+            if isinstance(ev, Event):
+                by_pid[ev.pid] += 1
+            else:
+                repeats += ev.count
+
+    pids = [int(p) for p in args.pid.split(",") if p]
+    filters = Filters(pids=frozenset(pids)) if pids else None
+    fair = {"fair": args.fair} | ({"rate": args.rate} if args.rate is not None else {})
+    with Tracer(filters, wakeup_bytes=args.wakeup_bytes, **fair) as tracer:
         print("consume: attached", file=sys.stderr, flush=True)
         cpu0 = time.process_time()
         while not stopping:
-            received += len(tracer.poll())
-        tracer.detach()            # nothing new: drain what is queued
+            count(tracer.poll())
+        tracer.detach()            # nothing new: drain what is queued, then pending repeats
         while batch := tracer.poll(0):
-            received += len(batch)
+            count(batch)
         cpu = time.process_time() - cpu0
         stats = tracer.stats()
-    print(json.dumps({"received": received, "cpu_s": cpu, **stats}), flush=True)
+    print(json.dumps({"received": sum(by_pid.values()), "by_pid": by_pid,
+                      "repeat_calls": repeats, "cpu_s": cpu, **stats}), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 GEN_CPU, TRACER_CPU = 1, 0
@@ -44,6 +45,19 @@ class Gated:
         if self.proc.wait(timeout=600):
             raise RuntimeError(f"loadgen failed ({self.proc.returncode})")
         return json.loads(out)
+
+
+class Victim:
+    """bench/victim.py, held before its first call like Gated."""
+
+    def __init__(self, seconds: float):
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(here, "victim.py"), str(seconds)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = int(self.proc.stdout.readline())
+
+    interrupt, go, result = Gated.interrupt, Gated.go, Gated.result
 
 
 class TracerProcess:

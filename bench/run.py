@@ -33,12 +33,16 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 DOCS = os.path.join(REPO, "docs", "BENCHMARKS.md")
 SECTION = "## Benchmark suite (bench/run.py)"
+FAIR_SECTION = "## Fairness (bench/run.py --fairness)"
 
 MODES = [("invalid",), ("files", "8"), ("files", "256"), ("buffers", "64")]
 TARGET_MODES = {"invalid", "files 8"}
 UNRELATED = ("getppid",)
 # in the bpf_stats rows only
 DIAGNOSTIC = ("uringwatch library, wakeups never forced (diagnostic)",)
+# the cost of fairness: every distinct call still sent (no budget), against
+# none of it; in the bpf_stats rows only
+FAIR_ON, FAIR_OFF = "uringwatch library, fairness with no budget", "uringwatch library, --no-fair"
 BPFTRACE_SCRIPT = """
 BEGIN { printf("bpftrace: attached\\n"); }
 tracepoint:syscalls:sys_enter_io_uring_register { @start[tid] = nsecs; }
@@ -68,28 +72,36 @@ def name(mode) -> str:
     return " ".join(mode)
 
 
+def _pids(flag: str, pids) -> list[str]:
+    return [flag, ",".join(map(str, pids))] if pids else []
+
+
 def tracers(build: str) -> dict:
-    """Tracer name -> how to start it (None: untraced). bpftrace only if
-    installed."""
+    """Tracer name -> how to start it, for these pids (none: all), None:
+    untraced. bpftrace only if installed."""
     py = sys.executable
+    consume = os.path.join(BENCH, "consume.py")
     out = {
         "untraced": None,
-        "reference": lambda pid=0: P.TracerProcess(
+        "reference": lambda *pids: P.TracerProcess(
             [os.path.join(build, "reftracer")], "reftracer: attached"),
-        "uringwatch": lambda pid=0: P.TracerProcess(
-            [py, "-m", "uringwatch", "--json"] + (["-p", str(pid)] if pid else []),
+        "uringwatch": lambda *pids: P.TracerProcess(
+            [py, "-m", "uringwatch", "--json"] + _pids("-p", pids),
             "uringwatch: tracing via", stdout=subprocess.DEVNULL),
-        "library": lambda pid=0: P.TracerProcess(
-            [py, os.path.join(BENCH, "consume.py")] + (["--pid", str(pid)] if pid else []),
-            "consume: attached"),
+        "library": lambda *pids: P.TracerProcess(
+            [py, consume] + _pids("--pid", pids), "consume: attached"),
+        FAIR_ON: lambda *pids: P.TracerProcess([py, consume, "--rate", "0"],
+                                               "consume: attached"),
+        FAIR_OFF: lambda *pids: P.TracerProcess([py, consume, "--no-fair"],
+                                                "consume: attached"),
     }
     # diagnostic: the threshold set past the ring's size, so no record
     # ever forces a wakeup and the consumer only drains every 50 ms
-    out[DIAGNOSTIC[0]] = lambda pid=0: P.TracerProcess(
+    out[DIAGNOSTIC[0]] = lambda *pids: P.TracerProcess(
         [py, os.path.join(BENCH, "consume.py"), "--wakeup-bytes", str(1 << 40)],
         "consume: attached")
     if shutil.which("bpftrace"):
-        out["bpftrace"] = lambda pid=0: P.TracerProcess(
+        out["bpftrace"] = lambda *pids: P.TracerProcess(
             ["bpftrace", "-e", BPFTRACE_SCRIPT], "bpftrace: attached", merged=True)
     return out
 
@@ -102,7 +114,8 @@ def one_run(plan: Plan, build: str, mode) -> float:
 def time_modes(plan: Plan, build: str, starters: dict) -> tuple[dict, list]:
     """Median ns/call per tracer and mode, and the uringwatch CLI's
     start-to-attached times."""
-    timed = {t: s for t, s in starters.items() if t not in DIAGNOSTIC}
+    timed = {t: s for t, s in starters.items()
+             if t not in DIAGNOSTIC + (FAIR_ON, FAIR_OFF)}
     runs = {t: {name(m): [] for m in MODES + [UNRELATED]} for t in timed}
     attach = []
     for _ in range(plan.rounds):
@@ -122,12 +135,13 @@ def time_modes(plan: Plan, build: str, starters: dict) -> tuple[dict, list]:
     return med, attach
 
 
-def bpf_run_time(plan: Plan, build: str, starters: dict) -> dict:
+def bpf_run_time(plan: Plan, build: str, starters: dict,
+                 names=("reference", "uringwatch", *DIAGNOSTIC, FAIR_ON, FAIR_OFF)) -> dict:
     """BPF program run time per traced call (enter + exit), from the kernel's
     own statistics: the kernel side without scheduling noise."""
     out = {}
     with P.BpfStats():
-        for tname in ("reference", "uringwatch", *DIAGNOSTIC):
+        for tname in names:
             tracer = starters[tname]()
             try:
                 for mode in (("invalid",), ("files", "8")):
@@ -149,8 +163,9 @@ def cli_counters(stdout: str, stderr: str) -> dict:
     m = STATS_RE.search(stderr)
     if not m:
         raise RuntimeError(f"no counters in uringwatch's stderr: {stderr[-500:]}")
-    out = {"received": int(m[1]), "emitted": int(m[2])}
+    out = {"emitted": int(m[2])}
     out.update((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", m[3]))
+    out["received"] = int(m[1]) - out.get("repeat_events", 0)     # call events
     return out
 
 
@@ -175,30 +190,44 @@ def watch_rss(gen: P.Gated, tracer: P.TracerProcess) -> float | None:
     return None
 
 
-def flood(plan: Plan, build: str, start, counters) -> dict:
+def flood(plan: Plan, build: str, start, counters, with_victim: bool) -> dict:
     """A flood of invalid calls from T threads, traced for this generator's
-    process only (other processes on a shared machine make calls too)."""
+    process only (other processes on a shared machine make calls too), and
+    with_victim for a victim process's too, which makes distinct calls
+    meanwhile (bench/victim.py)."""
     gen = P.Gated(build, ["flood", str(plan.flood_threads)], plan.flood_seconds)
+    victim = P.Victim(plan.flood_seconds) if with_victim else None
     try:
-        tracer = start(gen.pid)
+        tracer = start(gen.pid, *([victim.pid] if victim else []))
     except Exception:
         gen.proc.kill()
+        if victim:
+            victim.proc.kill()
         raise
     gen.go()
+    if victim:
+        victim.go()
     capped_at = watch_rss(gen, tracer)
+    if capped_at is not None and victim:
+        victim.interrupt()
     made = gen.result()
+    victim_made = victim.result()["register_calls"] if victim else 0
     tracer.wait_idle()   # a signal mid-batch could cut the batch short
     rss_kib = tracer.status_kib("VmHWM")
     cpu = tracer.cpu_seconds() - tracer.cpu_at_attach
     out, err = tracer.stop()
     c = counters(out, err)
-    c.update(calls=made["register_calls"], rss_kib=rss_kib, cpu_s=c.get("cpu_s", cpu),
-             attach_s=tracer.attach_s, capped_at=capped_at)
-    # every call ends once: received, or dropped for one cause (inflight_full
-    # calls are also counted as no_enter at their exit, so not added again)
-    c["drops"] = sum(c.get(k, 0) for k in ("ring_full", "no_enter", "no_exit",
+    c.update(calls=made["register_calls"] + victim_made, rss_kib=rss_kib,
+             cpu_s=c.get("cpu_s", cpu), attach_s=tracer.attach_s, capped_at=capped_at)
+    if victim:
+        c.update(victim_calls=victim_made,
+                 victim_received=int(c.get("by_pid", {}).get(str(victim.pid), 0)))
+    # every call ends once: received, coalesced into a repeat record, or
+    # dropped for one cause (inflight_full calls are also counted as
+    # no_enter at their exit, so not added again)
+    c["drops"] = sum(c.get(k, 0) for k in ("budget", "ring_full", "no_enter", "no_exit",
                                            "decode_errors"))
-    c["gap"] = c["received"] + c["drops"] - c["calls"]
+    c["gap"] = c["received"] + c.get("coalesced", 0) + c["drops"] - c["calls"]
     return c
 
 
@@ -235,6 +264,21 @@ def bpf_rows(bpf: dict) -> list[tuple]:
     return rows
 
 
+def fairness_rows(bpf: dict) -> list[tuple]:
+    """What fairness adds to a call that is still sent (no budget: every
+    distinct call goes to the ring), from the kernel's run-time stats. An
+    identical repeat ("invalid" makes only those) is coalesced instead."""
+    rows = []
+    for m in ("invalid", "files 8"):
+        on, off = (sum(bpf[(t, m)].values()) for t in (FAIR_ON, FAIR_OFF))
+        added = on - off
+        target = "≤ +10%" if m == "files 8" else ""
+        rows.append((f"{m}: **fairness added per call** (BPF run time, no budget vs --no-fair)",
+                     f"{added:+.0f} ns ({100 * added / off:+.1f}%: {on:.0f} vs {off:.0f} ns)",
+                     target, verdict(added <= 0.1 * off) if target else ""))
+    return rows
+
+
 def unrelated_rows(med: dict) -> list[tuple]:
     m = name(UNRELATED)
     base = med["untraced"][m]
@@ -250,18 +294,23 @@ def flood_rows(plan: Plan, fl: dict, attach: list) -> list[tuple]:
     cli, lib = fl["uringwatch"], fl["library"]
     t = f"flood {plan.flood_threads} threads × {plan.flood_seconds:g} s"
     rows = []
-    for label, c in (("uringwatch --json", cli), ("library consumer", lib)):
+    for label, c in (("uringwatch --json", cli), ("library consumer, with a victim", lib)):
         causes = ", ".join(f"{k}={c.get(k, 0)}" for k in
-                           ("ring_full", "no_enter", "no_exit", "decode_errors",
+                           ("budget", "ring_full", "no_enter", "no_exit", "decode_errors",
                             "inflight_full"))
         made = str(c["calls"])
         if c["capped_at"] is not None:
             made += f" (stopped {c['capped_at']:.1f} s in: RSS safety cap)"
         rows += [(f"{t}, {label}: calls made", made, "", ""),
-                 (f"{t}, {label}: events received", str(c["received"]), "", ""),
+                 (f"{t}, {label}: call events received", str(c["received"]), "", ""),
+                 (f"{t}, {label}: calls coalesced into repeat records",
+                  str(c.get("coalesced", 0)), "", ""),
                  (f"{t}, {label}: drops by cause", causes, "", ""),
-                 (f"{t}, {label}: received + drops − calls", str(c["gap"]), "0",
+                 (f"{t}, {label}: received + coalesced + drops − calls", str(c["gap"]), "0",
                   verdict(c["gap"] == 0))]
+    rows.append((f"{t}: victim's distinct calls reported / made (bench/victim.py)",
+                 f"{lib['victim_received']} / {lib['victim_calls']}", "all",
+                 verdict(lib["victim_received"] == lib["victim_calls"])))
     lib_rate = lib["received"] / lib["cpu_s"] if lib["cpu_s"] else 0
     cli_rate = cli["received"] / cli["cpu_s"] if cli["cpu_s"] else 0
     attach_med = statistics.median(attach)
@@ -322,14 +371,14 @@ def section(table: str, plan: Plan, foreign: list[int]) -> str:
             f"traced minus untraced. Measured {date} on {machine()}.{others}\n\n{table}\n")
 
 
-def write_docs(path: str, text: str) -> None:
-    """Replace this suite's section, or insert it before the first other
-    section; the rest of the file is kept as it is."""
+def write_docs(path: str, text: str, heading: str = SECTION) -> None:
+    """Replace the section under heading, or insert it before the first
+    other section; the rest of the file is kept as it is."""
     doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = doc.find(SECTION)
+    start = doc.find(heading)
     if start >= 0:
-        end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
+        end = doc.find("\n## ", start + len(heading))
+        doc = doc[:start] + text + ("\n" + doc[end + 1:] if end >= 0 else "")
     else:
         first = doc.find("\n## ")
         at = first + 1 if first >= 0 else len(doc)
@@ -346,6 +395,8 @@ def main() -> int:
                     help="meson build directory of bench/ (default: build-bench)")
     ap.add_argument("--docs", help="Markdown file to update (default: docs/BENCHMARKS.md, "
                     "none with --quick)")
+    ap.add_argument("--fairness", action="store_true",
+                    help="only the fairness rows (its own section of the docs)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run.py: needs root (loads BPF)", file=sys.stderr)
@@ -359,17 +410,53 @@ def main() -> int:
     os.sched_setaffinity(0, {P.TRACER_CPU})   # keep the generator's CPU to itself
     starters = tracers(args.build)
     foreign = P.foreign_uring_hooks({os.getpid()})
+    if args.fairness:
+        return fairness_only(plan, args, starters, foreign)
     med, attach = time_modes(plan, args.build, starters)
     bpf = bpf_run_time(plan, args.build, starters)
-    fl = {t: flood(plan, args.build, starters[t], counters)
+    fl = {t: flood(plan, args.build, starters[t], counters, t == "library")
           for t, counters in (("uringwatch", cli_counters), ("library", library_counters))}
     attach.append(fl["uringwatch"]["attach_s"])
-    table = markdown(timing_rows(med) + bpf_rows(bpf) + unrelated_rows(med)
-                     + flood_rows(plan, fl, attach))
+    table = markdown(timing_rows(med) + bpf_rows(bpf) + fairness_rows(bpf)
+                     + unrelated_rows(med) + flood_rows(plan, fl, attach))
     print(table)
     docs = args.docs or (None if args.quick else DOCS)
     if docs:
         write_docs(docs, section(table, plan, foreign))
+    return 0
+
+
+def fairness_only(plan: Plan, args, starters: dict, foreign: list[int]) -> int:
+    """--fairness: what fairness costs a call that is still sent, and what
+    a victim keeps under the library consumer's flood."""
+    bpf = bpf_run_time(plan, args.build, starters, (FAIR_ON, FAIR_OFF))
+    lib = flood(plan, args.build, starters["library"], library_counters, True)
+    t = f"flood {plan.flood_threads} threads × {plan.flood_seconds:g} s"
+    rows = bpf_rows(bpf) + fairness_rows(bpf) + [
+        (f"{t}: calls made (flooder + victim)", str(lib["calls"]), "", ""),
+        (f"{t}: call events received", str(lib["received"]), "", ""),
+        (f"{t}: calls coalesced into repeat records", str(lib.get("coalesced", 0)), "", ""),
+        (f"{t}: calls dropped over budget", str(lib.get("budget", 0)), "", ""),
+        (f"{t}: received + coalesced + drops − calls", str(lib["gap"]), "0",
+         verdict(lib["gap"] == 0)),
+        (f"{t}: victim's distinct calls reported / made (bench/victim.py)",
+         f"{lib['victim_received']} / {lib['victim_calls']}", "all",
+         verdict(lib["victim_received"] == lib["victim_calls"]))]
+    table = markdown(rows)
+    print(table)
+    docs = args.docs or (None if args.quick else DOCS)
+    if docs:
+        date = datetime.date.today().isoformat()
+        others = (f" Other processes had BPF on `io_uring_register` during the run "
+                  f"(pids {', '.join(map(str, foreign))})." if foreign else "")
+        write_docs(docs, f"{FAIR_SECTION}\n\n`.venv/bin/python bench/run.py --fairness` "
+                   f"(root; build first as above). Run time per call from bpf_stats over "
+                   f"{plan.stats_calls} calls per mode, the library consumer (bench/consume.py) "
+                   f"with fairness and no budget (`--rate 0`: every distinct call is still "
+                   f"sent) against `--no-fair`; then the {t} of invalid calls with "
+                   f"bench/victim.py making distinct registrations every 0.1 s, both traced, "
+                   f"default budget. Measured {date} on {machine()}.{others}\n\n{table}\n",
+                   FAIR_SECTION)
     return 0
 
 

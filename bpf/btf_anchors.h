@@ -55,6 +55,10 @@ struct uw_records {
 	struct uw_use use;
 };
 struct uw_records *uw_records_anchor __attribute__((unused));
+/* The repeat record travels only through the ring buffer, and the procs
+ * map's value type must be named here for user space to find it. */
+struct uw_repeat *uw_repeat_anchor __attribute__((unused));
+struct uw_proc *uw_proc_anchor __attribute__((unused));
 
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {
@@ -70,6 +74,7 @@ struct uw_enums {
 	enum uw_op_flags op_flags;
 	enum uw_op_reason op_reason;
 	enum io_uring_op sqe_op;
+	enum uw_drop drop;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

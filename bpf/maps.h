@@ -62,6 +62,16 @@ struct {
 	__type(value, struct uw_counters);
 } counters SEC(".maps");
 
+/* Fairness state per process (bpf/fairness.h), keyed by tgid. Not LRU:
+ * an eviction would lose a process's counts; when full, calls of new
+ * processes are sent plainly and counted (procs_full). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct uw_proc);
+} procs SEC(".maps");
+
 /* Filter sets user space can change while tracing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -86,19 +96,24 @@ static __always_inline void bump(enum uw_counter c)
 		cnt->n[c]++;
 }
 
-/* Sends one record. Wakes the consumer only when this record crosses the
- * threshold: a consumer that lags stays above it, and waking it on every
- * record cost ~4.5 us per call (bench/run.py). */
-static __always_inline void emit(void *rec, __u64 size)
+/* Wakes the consumer only when a record of `size` crosses the threshold: a
+ * consumer that lags stays above it, and waking it on every record cost
+ * ~4.5 us per call (bench/run.py). */
+static __always_inline __u64 wakeup_flag(__u64 size)
 {
 	__u64 queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 flags = queued < cfg.wakeup_bytes && queued + size >= cfg.wakeup_bytes ?
-		      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_output(&events, rec, size, flags))
-		bump(UW_CNT_RING_FULL);
-	else
-		bump(UW_CNT_EMITTED);
+	return queued < cfg.wakeup_bytes && queued + size >= cfg.wakeup_bytes ?
+	       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* Sends one record, counted as emitted or ring_full; true if sent. */
+static __always_inline bool emit(void *rec, __u64 size)
+{
+	bool sent = !bpf_ringbuf_output(&events, rec, size, wakeup_flag(size));
+
+	bump(sent ? UW_CNT_EMITTED : UW_CNT_RING_FULL);
+	return sent;
 }
 
 #endif

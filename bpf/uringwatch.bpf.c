@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "toctou.h"
 #include "identity.h"
 #include "rings.h"
+#include "fairness.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
@@ -101,7 +102,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 		/* counted once here; the marker tells exit not to count it again */
 		idx = NO_SLOT;
 		bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY);
-		bump(UW_CNT_INFLIGHT_FULL);
+		fair__lost_at_enter(id >> 32);
 		return 0;
 	}
 	s = bpf_map_lookup_elem(&slots, &idx);
@@ -121,7 +122,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	resolve_fds(s, idx, btf);
 	if (!reuse && bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY)) {
 		bpf_map_push_elem(&free_slots, &idx, 0);
-		bump(UW_CNT_INFLIGHT_FULL);
+		fair__lost_at_enter(id >> 32);
 	}
 	return 0;
 }
@@ -139,12 +140,15 @@ static __always_inline bool end_call(__u32 tid, __u32 *idx)
 	return !bpf_map_delete_elem(&inflight, &tid);
 }
 
-/* Syscall exit: add the result and context, re-read, send one record. */
+/* Syscall exit: add the result and context, re-read, send one record
+ * unless fairness coalesces or drops it (counted either way). */
 static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
-	__u64 uid_gid = bpf_get_current_uid_gid(), size;
+	__u64 uid_gid = bpf_get_current_uid_gid(), size, data_len, sig = 0;
+	struct uw_proc *p = 0;
 	struct uw_slot *s;
+	bool sent;
 
 	if (!end_call(tid, &idx)) {
 		/* With filters a miss is most likely a filtered call: only an
@@ -172,13 +176,19 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 	resolve_mems(s, idx, btf, loop);
 	finish_args(s, loop);
 
-	size = sizeof(s->call) + s->call.region[0].len + s->call.region[1].len +
-	       s->call.region[2].len + ident_bytes(&s->call) + s->call.region[3].len;
+	data_len = s->call.region[0].len + s->call.region[1].len +
+		   s->call.region[2].len + ident_bytes(&s->call) + s->call.region[3].len;
+	size = sizeof(s->call) + data_len;
 	if (size > sizeof(*s))
 		size = sizeof(*s);
 	keep(size);
 	s->call.hdr.size = size;
-	emit(s, size);
+	p = fair__proc(s->call.pid, s->call.ts_exit);
+	if (p && !fair__admit(p, s, size - sizeof(s->call), &sig, loop))
+		goto out;
+	sent = emit(s, size);
+	if (p)
+		fair__sent(p, s, sig, sent);
 out:
 	bpf_map_push_elem(&free_slots, &idx, 0);
 	return 0;

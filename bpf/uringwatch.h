@@ -31,6 +31,7 @@
 
 enum uw_kind {
 	UW_KIND_CALL = 1,
+	UW_KIND_REPEAT = 2,   /* a run of identical calls, coalesced (fairness.h) */
 	UW_KIND_RING = 3,     /* a ring created: io_uring_setup */
 	UW_KIND_OP = 4,       /* an operation a ring accepted, or a count of them */
 };
@@ -303,6 +304,51 @@ struct uw_op {
 	char comm[UW_COMM_LEN];
 };
 
+/* Sent before a process's next distinct call when identical repeats of its
+ * last sent call were coalesced (bpf/fairness.h). `coalesced` is the
+ * process's running total over all its runs, never reset: user space turns
+ * it into this run's count, so a summary lost to a full ring loses nothing
+ * (its count joins the next one, or is read from the map at stop). */
+struct uw_repeat {
+	struct uw_rec_hdr hdr;
+	__u64 first_ts;       /* CLOCK_BOOTTIME ns, enter of the first repeat */
+	__u64 last_ts;        /* enter of the last repeat */
+	__u64 coalesced;      /* the process's calls coalesced so far, all runs */
+	__s64 ret;            /* of the call repeated */
+	__u32 pid;            /* tgid */
+	__u32 tid;            /* the thread that made the call repeated */
+	__s32 fd;
+	__u32 opcode;
+	char comm[UW_COMM_LEN];
+};
+
+/* Per-process drop causes, uw_proc.drops[] */
+enum uw_drop {
+	UW_DROP_BUDGET,         /* over the process's record budget */
+	UW_DROP_RING_FULL,      /* ring buffer full */
+	UW_DROP_INFLIGHT_FULL,  /* no slot at enter */
+	UW_DROP_MAX,
+};
+
+/* One process's fairness state, the value of the procs map (keyed by
+ * tgid). Counts only grow; user space reads them at stop. */
+struct uw_proc {
+	__u64 sig;            /* signature of the last call sent; 0: none */
+	__u64 coalesced;      /* calls coalesced, all runs */
+	__u64 run_first;      /* current run of repeats: first enter; 0: none */
+	__u64 run_last;
+	__u64 credit;         /* budget: ns of refill banked, <= burst */
+	__u64 credit_ts;      /* when credit was last refilled */
+	__u64 opcodes;        /* bit n: opcode n sent (bit 63: 63 and above) */
+	__u64 drops[UW_DROP_MAX];
+	__s64 ret;            /* of the last call sent */
+	__u32 tid;
+	__s32 fd;
+	__u32 opcode;
+	__u32 pad;
+	char comm[UW_COMM_LEN];
+};
+
 /* Drop and progress counters, one set per CPU. */
 enum uw_counter {
 	UW_CNT_EMITTED,       /* records submitted to the ring */
@@ -312,6 +358,10 @@ enum uw_counter {
 	UW_CNT_INFLIGHT_FULL, /* enter not saved: inflight map full */
 	UW_CNT_READ_FAULT,    /* user-memory reads that faulted */
 	UW_CNT_FILTERED,      /* calls skipped by filters */
+	UW_CNT_COALESCED,     /* calls folded into a repeat run (not lost) */
+	UW_CNT_BUDGET,        /* calls dropped: over their process's budget */
+	UW_CNT_PROCS_FULL,    /* calls sent without fairness: procs map full */
+	UW_CNT_REPEATS,       /* repeat summary records sent */
 	UW_CNT_OPS_UNTRACKED, /* operations not counted by key: uses map full */
 	UW_CNT_MAX,
 };
@@ -337,8 +387,11 @@ struct uw_config {
 	__u64 targ_opcodes;   /* bit n: opcode n (n < 64); 0: any */
 	char targ_comm[UW_COMM_LEN]; /* empty: any */
 	__u64 id_key[2];      /* keys ring and credential ids, random per run */
+	__u64 fair_key;       /* random per run: keys the call signatures */
+	__u64 fair_cost_ns;   /* budget: ns of refill one record costs; 0: none */
+	__u64 fair_burst_ns;  /* budget: most refill a process can bank */
 	__u32 ops_all;        /* a record for every operation, not first uses */
-	__u32 pad2;
+	__u32 fair;           /* coalescing and budgets on */
 };
 
 #endif /* URINGWATCH_H */

@@ -89,6 +89,8 @@ def test_enums_match_btf(btf):
     for enum in ("uw_op_flags", "uw_op_reason"):
         for k, v in enum_values(btf, enum).items():
             assert getattr(layout, k.removeprefix("UW_")) == v, k
+    drops = enum_values(btf, "uw_drop")
+    assert [k.removeprefix("UW_DROP_").lower() for k in drops][:-1] == list(layout.DROPS)
 
 
 def test_sqe_op_names_match_btf(btf):

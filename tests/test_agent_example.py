@@ -58,16 +58,23 @@ def test_agent_forwards_only_its_cgroup(tmp_path, cgroup):  # noqa: F811
 def test_agent_backpressure_drops_are_counted(tmp_path, cgroup):  # noqa: F811
     agent, conn, server = start_agent(tmp_path, cgroup, "--queue", "4")
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    w = Workload(*([9999] * 3000), cgroup=cgroup)   # we never read: the socket fills
+    # distinct calls, so none is coalesced; we never read: the socket fills
+    w = Workload(*([9999, 9998] * 1500), cgroup=cgroup)
     w.go()
     time.sleep(0.5)
     rss_kb = int(next(line.split()[1] for line in open(f"/proc/{agent.pid}/status")
                       if line.startswith("VmRSS")))
     err = stop(agent)
-    sent = int(err.split("sent=")[1].split()[0])
-    dropped = int(err.split("dropped=")[1].split()[0])
-    assert dropped > 0 and sent + dropped <= 3000
+    n = {k: int(err.split(f" {k}=" if k != "sent" else "sent=")[1].split()[0])
+         for k in ("sent", "dropped", "unsent", "cut")}
+    assert n["dropped"] > 0 and n["sent"] + n["dropped"] + n["unsent"] + n["cut"] == 3000
     assert rss_kb < 200_000
+    got = b""                         # the collector catches up: lines are whole
+    while chunk := conn.recv(1 << 20):
+        got += chunk
+    *whole, tail = got.split(b"\n")
+    assert len(whole) == n["sent"] and bool(tail) == bool(n["cut"])
+    assert all(json.loads(line)["kind"] == "call" for line in whole)
     conn.close()
     server.close()
     assert os.path.exists(tmp_path / "collector.sock")

@@ -53,12 +53,16 @@ def test_quick_run(build, tmp_path):
                    "peak RSS", "replay: records/s into Structs", "replay: records/s to JSON"):
         assert any(k.startswith(prefix) for k in got), prefix
 
-    accounting = {k: v for k, v in got.items() if k.endswith("received + drops − calls")}
+    accounting = {k: v for k, v in got.items()
+                  if k.endswith("received + coalesced + drops − calls")}
     assert len(accounting) == 2, accounting          # CLI and library consumer
     for k, (measured, _target, result) in accounting.items():
         assert measured == "0" and result == "met", (k, measured)
     calls = [int(v[0]) for k, v in got.items() if k.endswith("calls made")]
     assert all(n > 0 for n in calls)
+    (victim,) = [v for k, v in got.items() if "victim's distinct calls reported" in k]
+    assert victim[2] == "met", victim
+    assert any("fairness added per call" in k for k in got)
 
     text = docs.read_text()
     assert "## Benchmark suite (bench/run.py)" in text

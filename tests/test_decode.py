@@ -112,3 +112,31 @@ def test_identities_past_the_end_are_rejected():
     struct.pack_into("<I", rec, 4, cut)
     with pytest.raises(RecordError, match="past the record"):
         decode(bytes(rec[:cut]), 0, cut, 0)
+def repeat_record(total, pid=10, opcode=9999, ret=-22):
+    return layout.REPEAT.struct.pack(layout.KIND_REPEAT, layout.ABI_VERSION,
+                                     layout.REPEAT.size, 1000, 2000, total, ret, pid, 11, 3,
+                                     opcode, b"flood\0")
+
+
+def test_repeat_counts_come_from_running_totals():
+    """A repeat record carries its process's running total: a lost or
+    reordered record moves its count to the next, never loses it."""
+    from uringwatch.decode import Runs
+    runs = Runs()
+    counts = []
+    for total in (5, 12, 9, 30):            # 9: read out of order, already counted
+        rec = repeat_record(total)
+        ev = decode(rec, 0, len(rec), 10**18, None, runs=runs)
+        counts.append(ev and ev.count)
+    assert counts == [5, 7, None, 18]
+    ev = decode(repeat_record(4, pid=20), 0, layout.REPEAT.size, 10**18, None, runs=runs)
+    assert (ev.pid, ev.count, ev.comm, ev.error, ev.opcode_name) == \
+        (20, 4, "flood", "EINVAL", "UNKNOWN_9999")
+    assert (ev.ts, ev.last_ts) == (10**18 + 1000, 10**18 + 2000)
+
+
+def test_repeat_record_of_the_wrong_size_is_rejected():
+    rec = repeat_record(1) + b"\0" * 8
+    rec = rec[:4] + struct.pack("<I", len(rec)) + rec[8:]
+    with pytest.raises(RecordError, match="repeat record"):
+        decode(rec, 0, len(rec), 0)

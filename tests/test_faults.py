@@ -6,6 +6,7 @@ import errno
 import json
 import mmap
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,8 +44,9 @@ def flood(calls_per_thread, threads):
 @needs_root
 def test_flood_accounting_is_exact():
     """A 16 KiB ring and a consumer that doesn't read during the flood: most
-    records are dropped, and every one is counted."""
-    with Tracer(Filters(pids=frozenset([os.getpid()])), ring_bytes=16384) as t:
+    records are dropped, and every one is counted. Fairness off: every call
+    goes to the ring (tests/test_fairness.py floods with it on)."""
+    with Tracer(Filters(pids=frozenset([os.getpid()])), ring_bytes=16384, fair=False) as t:
         calls = flood(5000, 4)
         received = 0
         while batch := t.poll(0.2):
@@ -86,8 +88,8 @@ def test_signals_leave_nothing_in_the_kernel(sig):
 
 @needs_root
 def test_stalled_stdout_drops_are_counted_and_it_recovers():
-    p = subprocess.Popen(UW + ["--json", "-p", str(os.getpid())], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+    p = subprocess.Popen(UW + ["--json", "--no-fair", "-p", str(os.getpid())],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert b"tracing" in p.stderr.readline()
     calls = flood(100000, 2)          # nobody reads stdout meanwhile: the pipe fills
     time.sleep(0.3)
@@ -157,3 +159,59 @@ def test_array_unmapped_mid_call(tracer):
     assert ev.payload.unreadable == [] and len(ev.payload.iovecs) == 2  # read at entry
     assert ev.toctou.exit_unreadable and not ev.toctou.changed
     os.close(ring)
+
+
+def blocked_tracer(args, signals, calls=3000):
+    """Starts `uringwatch ARGS -p <this process>`, makes `calls` calls, each
+    different from the one before (so none is coalesced), while nobody reads
+    its stdout: the pipe fills and the tracer blocks writing. Sends the
+    signals, then reads everything. (stdout bytes, stderr text)"""
+    p = subprocess.Popen(UW + args + ["-p", str(os.getpid())], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert b"tracing" in p.stderr.readline()
+    ring = uring.setup()
+    for i in range(calls):
+        uring.register(ring, 9999 - i % 2, None, 0)
+    os.close(ring)
+    time.sleep(0.5)                   # the tracer is now stuck on the full pipe
+    for sig in signals:
+        p.send_signal(sig)
+        time.sleep(0.2)
+    out = p.stdout.read()             # the reader catches up
+    err = p.stderr.read().decode()
+    p.wait(10)
+    return out, err
+
+
+def shown(err: str, verb: str = "shown") -> int:
+    return int(re.search(rf"(\d+) events {verb}", err)[1])
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_stop_on_a_full_pipe_writes_whole_batches(sig):
+    """The first signal lets the batch in progress, and what is queued, go
+    out whole: nothing lost, no line cut."""
+    out, err = blocked_tracer(["--json"], [sig])
+    lines = out.splitlines()
+    assert [json.loads(line)["opcode"] for line in lines] == [9999, 9998] * 1500
+    assert len(lines) == shown(err) == 3000
+
+
+@needs_root
+def test_second_signal_stops_at_a_line_end_and_counts_what_was_written():
+    out, err = blocked_tracer(["--json"], [signal.SIGINT, signal.SIGTERM])
+    lines = out.splitlines(keepends=True)
+    assert all(line.endswith(b"\n") and json.loads(line)["kind"] == "call" for line in lines)
+    assert len(lines) == shown(err) < 3000
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_recording_to_a_full_pipe_is_whole(sig, tmp_path):
+    from uringwatch import replay
+    out, err = blocked_tracer(["record", "-w", "-"], [sig])
+    dump = tmp_path / "piped.uwd"
+    dump.write_bytes(out)
+    assert [e.opcode for e in replay(str(dump))] == [9999, 9998] * 1500
+    assert shown(err, "recorded") == 3000

@@ -96,12 +96,15 @@ def test_stats_count_emitted(tracer):
 def test_generic_capture_is_raw_and_a_second_tracer_sees_it_too(tracer):
     from uringwatch import Filters, Tracer
     ring = uring.setup()
-    fds = (ctypes.c_int32 * 16)(*range(16))
+    opened = [os.open("/dev/null", os.O_RDONLY) for _ in range(16)]
+    fds = (ctypes.c_int32 * 16)(*opened)
     with Tracer(Filters(pids=frozenset([os.getpid()])), generic=True) as raw:
         assert register(ring, REGISTER_FILES, fds, 16) == 0
         events = [e for e in raw.poll(1.0) if e.tid == threading.get_native_id()]
     (ev,) = events
     assert ev.payload.hex == bytes(fds).hex()    # the first 64 bytes, undecoded
     (decoded,) = tracer.mine(1)                  # the session tracer saw it too
-    assert decoded.payload.fds == list(range(16))
+    assert decoded.payload.fds == opened
     os.close(ring)
+    for fd in opened:
+        os.close(fd)

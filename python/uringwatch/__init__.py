@@ -1,7 +1,7 @@
 """uringwatch: see what processes hand the kernel through io_uring_register(2)."""
 
 from .decode import RecordError, decode
-from .events import Event, Toctou
+from .events import AnyEvent, Event, Repeat, Toctou
 from .filters import Filters
 from .dump import DumpError
 from .libbpf import LibbpfError
@@ -9,6 +9,6 @@ from .recorder import Recorder
 from .replay import replay
 from .tracer import Tracer, TracerError
 
-__all__ = ["DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
-           "Toctou", "Tracer", "TracerError", "decode", "replay"]
+__all__ = ["AnyEvent", "DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
+           "Repeat", "Toctou", "Tracer", "TracerError", "decode", "replay"]
 __version__ = "0.1.0"

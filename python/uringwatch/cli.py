@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -16,7 +17,8 @@ from .filters import Filters, from_args
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
-from .tracer import PrivilegeError, Tracer, TracerError, check_privileges, tracefs
+from .tracer import (FAIR_BURST, FAIR_RATE, PrivilegeError, Tracer, TracerError,
+                     check_privileges, tracefs)
 
 EXAMPLES = """\
 commands:
@@ -35,6 +37,7 @@ examples:
   uringwatch --count 3           # stop after three events
   uringwatch --duration 10       # stop after ten seconds
   uringwatch --json -w cap.uwd   # print and record at once
+  uringwatch --rate 100 --burst 500   # tighter budget per process
   uringwatch record -w cap.uwd -C 100 -W 5   # 100 MB files, keep the newest 5
   uringwatch replay cap.uwd --opcode FILES --stats
 """
@@ -68,6 +71,14 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
     f.add_argument("--opcode", action="append", metavar="NAME[,NAME]",
                    help="only these opcodes (FILES, REGISTER_FILES, or numbers)")
     f.add_argument("--failed", action="store_true", help="only calls that returned an error")
+    fair = ap.add_argument_group("fairness (per process, in the kernel; README, Fairness)")
+    fair.add_argument("--rate", type=int, default=FAIR_RATE, metavar="N",
+                      help=f"records per second each process may send past the first "
+                           f"call of each opcode; 0: no budget (default {FAIR_RATE})")
+    fair.add_argument("--burst", type=int, default=FAIR_BURST, metavar="N",
+                      help=f"records a process may send at once (default {FAIR_BURST})")
+    fair.add_argument("--no-fair", dest="fair", action="store_false",
+                      help="send every call: no coalescing of repeats, no budgets")
     ap.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
     ap.add_argument("--duration", type=float, default=0, metavar="SECONDS",
                     help="stop after this many seconds")
@@ -136,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
                         hook=args.hook, resolve=args.resolve,
-                        rings=args.rings or args.ops == "all", ops_all=args.ops == "all")
+                        rings=args.rings or args.ops == "all", ops_all=args.ops == "all",
+                        fair=args.fair, rate=args.rate, burst=args.burst)
         return trace(tracer, args, show=not record)
     except TracerError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
@@ -181,18 +193,31 @@ def probe(json_out: bool) -> int:
 
 class _Stop:
     """SIGINT/SIGTERM ask for a stop, checked between batches, so a signal
-    never lands inside a batch whose records already left the ring. A second
-    signal stops at once (e.g. while stdout is blocked)."""
+    never lands inside a batch whose records already left the ring: the
+    batch is written whole, then what is queued, then the tracer stops. A
+    second signal ends the output at the next line's end, a third at once
+    (e.g. while stdout is blocked): output.Writer. The handler only counts;
+    the wakeup fd wakes a Writer waiting for room in a full pipe."""
 
     def __init__(self):
-        self.requested = False
+        self.signals = 0
+        self.wakeup_fd, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self)
 
+    @property
+    def requested(self) -> bool:
+        return self.signals > 0
+
     def __call__(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        self.signals += 1
+
+    def drain_wakeup(self) -> None:
+        try:
+            os.read(self.wakeup_fd, 512)
+        except BlockingIOError:
+            pass
 
 
 _IDENTITY_PATHS = {"btf": "btf (BTF-typed reads)", "probe_read": "probe_read",
@@ -201,12 +226,12 @@ _IDENTITY_PATHS = {"btf": "btf (BTF-typed reads)", "probe_read": "probe_read",
 
 def trace(tracer: Tracer, args, show: bool = True) -> int:
     stop = _Stop()
-    seen = 0
+    recorded = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     with tracer:
         recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6),
-                            args.max_files) if args.write else None
-        writer = Writer(sys.stdout, args.json) if show else None
+                            args.max_files, stop) if args.write else None
+        writer = Writer(sys.stdout, args.json, stop) if show else None
         last_stats = time.monotonic()
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
@@ -214,19 +239,23 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
               f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}; "
               f"identities: {_IDENTITY_PATHS[f['resolve']]}"
               f"{'' if f['bpf_loop'] or f['resolve'] == 'off' else ' (buffers: /proc)'}; "
-              f"rings: {rings_line(tracer)}", file=sys.stderr)
+              f"rings: {rings_line(tracer)}; "
+              f"fairness: {_fairness(tracer.options, f['bpf_loop'])}", file=sys.stderr)
+
+        def seen() -> int:
+            return writer.lines if writer else recorded
 
         def emit(events) -> bool:
-            nonlocal seen, last_stats
+            nonlocal recorded, last_stats
             if args.count:
-                events = events[:args.count - seen]
+                events = events[:args.count - seen()]
             if events and writer:
                 writer.write(events)
-            seen += len(events)
+            recorded += len(events)
             if recorder and time.monotonic() - last_stats >= 1.0:
                 recorder.write_stats()      # drops so far, in the file too
                 last_stats = time.monotonic()
-            return bool(args.count) and seen >= args.count
+            return bool(args.count) and seen() >= args.count
 
         try:
             done = False
@@ -234,14 +263,14 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
                 done = emit(tracer.poll())
                 done = done or bool(deadline and time.monotonic() >= deadline)
             tracer.detach()        # no new records; write what is queued
-            while not done and (events := tracer.poll(0)):
+            while not done and stop.signals < 2 and (events := tracer.poll(0)):
                 done = emit(events)
         except KeyboardInterrupt:
             pass
         finally:
             if recorder:
                 recorder.close()
-            print_stats(tracer.stats(), seen, "recorded" if not show else "shown")
+            print_stats(tracer.stats(), seen(), "recorded" if not show else "shown")
     return EXIT_OK
 
 
@@ -259,9 +288,24 @@ def rings_line(tracer: Tracer) -> str:
             f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}")
 
 
-def print_stats(stats: dict[str, int], shown: int, verb: str = "shown") -> None:
-    lost = ", ".join(f"{k}={v}" for k, v in stats.items() if k != "emitted")
+def _fairness(o: dict, has_loop: bool) -> str:
+    if not o["fair"]:
+        return "off"
+    budget = f"{o['rate']}/s, burst {o['burst']}" if o["rate"] else "no budget"
+    return f"repeats coalesced ({hooks.coalescing(has_loop)}), {budget} per process"
+
+
+TOP_DROPPERS = 5    # processes named in the summary at stop
+
+
+def print_stats(stats: dict, shown: int, verb: str = "shown") -> None:
+    """The summary at stop: the processes that lost most, then the counters
+    (last line, which scripts read)."""
+    for p in stats.get("processes", [])[:TOP_DROPPERS]:
+        causes = ", ".join(f"{k}={p[k]}" for k in ("budget", "ring_full", "inflight_full"))
+        print(f"uringwatch: pid {p['pid']} ({p['comm']}) coalesced={p['coalesced']}, "
+              f"dropped: {causes}", file=sys.stderr)
+    lost = ", ".join(f"{k}={v}" for k, v in stats.items()
+                     if k not in ("emitted", "processes"))
     print(f"uringwatch: {shown} events {verb}, {stats['emitted']} records emitted; "
           f"{lost}", file=sys.stderr)
-
-

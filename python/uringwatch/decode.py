@@ -6,7 +6,7 @@ import errno
 from typing import Callable
 
 from . import arguments, identity, layout, rings
-from .events import Event, Toctou
+from .events import AnyEvent, Event, Repeat, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .payloads import Region
 
@@ -17,6 +17,7 @@ class RecordError(ValueError):
 
 _HDR = layout.REC_HDR.struct
 _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
+_REPEAT = layout.REPEAT.struct
 
 
 class _CallShape:
@@ -88,21 +89,40 @@ _OTHER_KINDS = {
                        rings.decode_ring(buf, off, wall, errno_name, ctx)),
     layout.KIND_OP: (layout.OP, rings.decode_op),
 }
+class Runs:
+    """Turns the running totals repeat records carry into each record's
+    count, per process. One per tracer run (live, or a recording's run_id):
+    a record lost to a full ring or read out of order loses nothing, its
+    calls are counted by the next record of the process."""
+
+    def __init__(self):
+        self.seen: dict[int, int] = {}      # pid -> calls coalesced, counted so far
+
+    def count(self, pid: int, total: int) -> int:
+        last = self.seen.get(pid, 0)
+        if total <= last:
+            return 0
+        self.seen[pid] = total
+        return total - last
 
 
 def decode(buf, off: int, size: int, boot_to_wall: int,
            context: Callable[[int], tuple[str | None, str | None]] | None = None,
-           proc: bool = False) -> Event:
+           proc: bool = False, runs: Runs | None = None) -> AnyEvent | None:
     """The event in buf[off:off+size]; boot_to_wall turns the kernel's
     CLOCK_BOOTTIME stamps into wall-clock ns; context maps a cgroup id to
     (cgroup path, container id); proc (live only) looks up in /proc the
-    identities the kernel left unresolved."""
+    identities the kernel left unresolved; runs counts repeat records
+    (without it a repeat's count is the process's running total). None for
+    a repeat record whose calls an earlier one already counted."""
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
-    if kind in _OTHER_KINDS:
+    if kind in _OTHER_KINDS or kind == layout.KIND_REPEAT:
         if abi != layout.ABI_VERSION:
             raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
+        if kind == layout.KIND_REPEAT:
+            return _repeat(buf, off, size, rec_size, boot_to_wall, runs)
         lay, decoder = _OTHER_KINDS[kind]
         if rec_size != size or size != lay.size:
             raise RecordError(f"{lay.name} record of {size} bytes (header says "
@@ -110,6 +130,28 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
         return decoder(buf, off, boot_to_wall, context)
     if kind != layout.KIND_CALL:
         raise RecordError(f"unknown record kind {kind}")
+    return _call(buf, off, size, rec_size, abi, boot_to_wall, context, proc)
+
+
+def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
+            runs: Runs | None) -> Repeat | None:
+    if rec_size != size or size != _REPEAT.size:
+        raise RecordError(f"repeat record of {size} bytes (header says {rec_size}, "
+                          f"layout is {_REPEAT.size})")
+    (_, _, _, first, last, total, ret, pid, tid, fd, opcode,
+     comm) = _REPEAT.unpack_from(buf, off)
+    count = runs.count(pid, total) if runs is not None else total
+    if not count:
+        return None
+    return Repeat(first + boot_to_wall, last + boot_to_wall, pid, tid,
+                  comm.split(b"\0", 1)[0].decode(errors="replace"), fd,
+                  opcode & ~USE_REGISTERED_RING, opcode_name(opcode),
+                  bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret))
+
+
+def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
+          context: Callable[[int], tuple[str | None, str | None]] | None,
+          proc: bool) -> Event:
     shape = _SHAPES.get(abi)
     if shape is None:
         raise RecordError(f"record ABI {abi}, decoder knows {sorted(_SHAPES)}")

@@ -129,3 +129,27 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     uses: Uses | None = None
     cgroup_path: str | None = None
     container_id: str | None = None
+
+
+class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):
+    """`count` more calls of one process identical to its call just before
+    (same opcode, fd, result, arguments and argument bytes), folded into
+    one record instead of `count` events (README, Fairness)."""
+    ts: int                   # wall clock at entry of the first repeat, ns
+    last_ts: int              # wall clock at entry of the last repeat, ns
+    pid: int
+    tid: int                  # the thread of the call repeated
+    comm: str
+    fd: int
+    opcode: int               # bit 31 stripped
+    opcode_name: str
+    registered_ring: bool
+    ret: int
+    count: int                # calls folded into this record
+    error: str | None = None  # errno name when ret < 0
+    at_stop: bool = False     # read from the kernel at stop: no record came
+
+
+# What the tracer yields and `--json` prints, one per line, told apart by
+# "kind". `Event` stays the call, as it always was.
+AnyEvent = Event | Repeat | Ring | Op

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .events import Event
+from .events import AnyEvent, Event, Repeat
 
 COMM_LEN = 16
 
@@ -30,11 +30,14 @@ class Filters(msgspec.Struct, frozen=True):
     def active(self) -> bool:
         return self != Filters()
 
-    def matches(self, ev) -> bool:
-        """As the kernel applies them: to a call, or to a ring's creation
-        and operations, which no opcode filter or --failed keeps (they are
-        not register calls)."""
-        call = isinstance(ev, Event)
+    def matches(self, ev: AnyEvent) -> bool:
+        """As the kernel applies them. A repeat record carries no uid or
+        cgroup: with those filters it never matches (live, the kernel
+        filtered its calls already). A ring's creation and operations are
+        not register calls: no opcode filter or --failed keeps them."""
+        if isinstance(ev, Repeat) and (self.uid is not None or self.cgroups is not None):
+            return False
+        call = isinstance(ev, (Event, Repeat))
         return ((self.pids is None or ev.pid in self.pids)
                 and (self.uid is None or ev.uid == self.uid)
                 and (self.cgroups is None or ev.cgroup_id in self.cgroups)

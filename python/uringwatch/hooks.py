@@ -265,6 +265,15 @@ def ring_report(tracefs: str) -> dict:
         "register_ring_id": RING_ID_PROGRAM in chosen,
         "operations": submit.removeprefix("tp_btf__") if submit else None,
     }
+# Without bpf_loop a call's captured bytes are hashed unrolled, this many at
+# most (bpf/fairness.h SIG_UNROLLED); a larger call is never coalesced.
+SIG_UNROLLED = 128
+
+
+def coalescing(has_loop: bool) -> str:
+    """Which repeats fairness can fold on this kernel (README, Fairness)."""
+    return ("any call" if has_loop else
+            f"calls with at most {SIG_UNROLLED} captured bytes (no bpf_loop)")
 
 
 def report(tracefs: str | None) -> dict:
@@ -284,6 +293,7 @@ def report(tracefs: str | None) -> dict:
         "tracefs": tracefs,
         "ringbuf": lib.libbpf_probe_bpf_map_type(MAP_TYPE_RINGBUF, None) == 1,
         "bpf_loop": has_helper(FUNC_LOOP),
+        "coalesce": coalescing(has_helper(FUNC_LOOP)),
         "fentry_prog_type": lib.libbpf_probe_bpf_prog_type(PROG_TYPE_TRACING, None) == 1,
         "probe_read_kernel": reads_kernel(),
         "register_opcodes": register_opcodes(),

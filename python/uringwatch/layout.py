@@ -20,6 +20,7 @@ MEMS_MAX = 16
 PATH_MAX = 176
 
 KIND_CALL = 1
+KIND_REPEAT = 2
 KIND_RING = 3
 KIND_OP = 4
 PARAMS_LEN = 120
@@ -83,7 +84,11 @@ I_CRED = 1 << 2
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
-            "read_fault", "filtered", "ops_untracked")
+            "read_fault", "filtered", "coalesced", "budget", "procs_full", "repeats",
+            "ops_untracked")
+
+# enum uw_drop, in order: uw_proc.drops[]
+DROPS = ("budget", "ring_full", "inflight_full")
 
 
 class Layout:
@@ -123,8 +128,9 @@ class Layout:
         for (member, fmt), n in zip(self.members, self._spans):
             v = values.get(member)
             if v is None:
-                v = struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt)))
-            flat.extend(v if n > 1 else (v,))
+                flat.extend(struct.unpack("<" + fmt, bytes(struct.calcsize("<" + fmt))))
+            else:
+                flat.extend(v if n > 1 else (v,))
         return self.struct.pack(*flat)
 
     def rows(self, buf):
@@ -211,6 +217,19 @@ MEM = Layout("uw_mem", [
     ("vm_flags", "Q"), ("flags", "I"), ("pad", "I"), ("file", FILE.format[1:]),
 ])
 
+REPEAT = Layout("uw_repeat", [
+    ("hdr", "HHI"), ("first_ts", "Q"), ("last_ts", "Q"), ("coalesced", "Q"),
+    ("ret", "q"), ("pid", "I"), ("tid", "I"), ("fd", "i"), ("opcode", "I"),
+    ("comm", f"{COMM_LEN}s"),
+])
+
+PROC = Layout("uw_proc", [
+    ("sig", "Q"), ("coalesced", "Q"), ("run_first", "Q"), ("run_last", "Q"),
+    ("credit", "Q"), ("credit_ts", "Q"), ("opcodes", "Q"), ("drops", f"{len(DROPS)}Q"),
+    ("ret", "q"), ("tid", "I"), ("fd", "i"), ("opcode", "I"), ("pad", "I"),
+    ("comm", f"{COMM_LEN}s"),
+])
+
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
 
 CONFIG = Layout("uw_config", [
@@ -218,8 +237,9 @@ CONFIG = Layout("uw_config", [
     ("wakeup_bytes", "Q"), ("generic", "I"),
     ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
     ("resolve", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
-    ("id_key", "2Q"), ("ops_all", "I"), ("pad2", "I"),
+    ("id_key", "2Q"), ("fair_key", "Q"), ("fair_cost_ns", "Q"), ("fair_burst_ns", "Q"),
+    ("ops_all", "I"), ("fair", "I"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, RING, USE_KEY, USE, OP, COUNTERS_LAYOUT, CONFIG, CRED, IDENT,
-       FILE, MEM)
+ALL = (REC_HDR, REGION, CALL, REPEAT, PROC, RING, USE_KEY, USE, OP, COUNTERS_LAYOUT, CONFIG,
+       CRED, IDENT, FILE, MEM)

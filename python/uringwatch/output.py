@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import select
 import time
 from typing import IO
 
 import msgspec
 
-from .events import Event, Op, Ring
+from .events import AnyEvent, Event, Op, Repeat, Ring
 from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 
@@ -68,7 +70,7 @@ def summary(ev: Event, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _time(ts: int) -> str:
+def _clock(ts: int) -> str:
     t = time.strftime("%H:%M:%S", time.localtime(ts // 1_000_000_000))
     return t + f".{ts // 1000 % 1_000_000:06d}"[:4]
 
@@ -77,7 +79,7 @@ def _ring_row(ev: Ring) -> str:
     ret = ev.error if ev.error else str(ev.ret)
     flags = ",".join(ev.flag_names) or "-"
     sq = f" sq_thread_idle={ev.sq_thread_idle}" if ev.sq_thread_idle is not None else ""
-    return (f"{_time(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
             f"{'SETUP':<26} {ev.entries:>5} {ret:>8} {ev.duration_ns / 1000:>8.1f} "
             f"ring={ev.ring_id} flags={flags}{sq}")
 
@@ -97,48 +99,105 @@ def _op_row(ev: Op) -> str:
     if ev.creds_differ:
         used.append(f"CREDS:euid {ev.euid}->{ev.personality_cred.euid}")
     who = " sqpoll" if ev.sq_thread else ""
-    return (f"{_time(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
             f"{'OP_' + ev.opcode_name:<26.26} {ev.count:>5} {ev.reason:>8} {'':>8} "
             f"ring={ev.ring_id}{who} {' '.join(used)}")
 
 
-def row(ev) -> str:
+def row(ev: AnyEvent) -> str:
     if isinstance(ev, Ring):
         return _ring_row(ev)
     if isinstance(ev, Op):
         return _op_row(ev)
-    t = _time(ev.ts)
+    t = _clock(ev.ts)
     ret = ev.error if ev.error else str(ev.ret)
+    if isinstance(ev, Repeat):
+        return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {_fd(ev):>5} "
+                f"{ev.opcode_name:<26.26} {'':>5} {ret:>8} {'':>8} "
+                f"repeated {ev.count}x more, last at {_clock(ev.last_ts)}")
     return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {_fd(ev):>5} "
             f"{ev.opcode_name:<26.26} {ev.nr_args:>5} {ret:>8} "
             f"{ev.duration_ns / 1000:>8.1f} {summary(ev)}")
 
 
-class Writer:
-    """Writes events to a stream, as a table or JSON Lines, in batches."""
+class WholeWriter:
+    """Writes bytes to a file descriptor whole: a short write is continued.
+    With `stop` (cli._Stop) a first signal changes nothing here (the caller
+    stops after the batch); a second ends the write at the next `unit`
+    boundary (end of a line; without a unit, the end of the data); a third
+    at once, leaving a unit cut. Only the wait for room is interrupted,
+    never a write, so what was written is known exactly."""
 
-    def __init__(self, out: IO[str], json: bool):
-        self.out = out
+    def __init__(self, fd: int, stop=None):
+        self.fd = fd
+        self.stop = stop
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLOUT)
+        if stop is not None:
+            self._poll.register(stop.wakeup_fd, select.POLLIN)
+
+    def _limit(self, data, done: int, unit: bytes | None) -> int:
+        signals = self.stop.signals if self.stop is not None else 0
+        if signals < 2:
+            return len(data)
+        if signals >= 3 or done == 0 or (unit and data[done - 1] == unit[0]):
+            return done
+        return data.index(unit, done) + 1 if unit else len(data)
+
+    def write(self, data, unit: bytes | None = b"\n") -> int:
+        """Bytes written: all of data, unless signals stopped it, which then
+        raises KeyboardInterrupt with `.written` set."""
+        view, done = memoryview(data), 0
+        try:
+            while done < (limit := self._limit(data, done, unit)):
+                ready = dict(self._poll.poll())
+                if self.stop is not None and self.stop.wakeup_fd in ready:
+                    self.stop.drain_wakeup()
+                    continue
+                # room for at least one byte: this write can't block before
+                # it has written some, so a signal only makes it return short
+                done += os.write(self.fd, view[done:limit])
+        finally:
+            view.release()
+        if done < len(data):
+            stopped = KeyboardInterrupt("stopped by signals mid-write")
+            stopped.written = done
+            raise stopped
+        return done
+
+
+class Writer:
+    """Writes events to a stream, as a table or JSON Lines, in batches,
+    whole (WholeWriter), and counts the whole lines written: `lines`."""
+
+    def __init__(self, out: IO[str], json: bool, stop=None):
+        out.flush()
         self.json = json
+        self.lines = 0
+        self._out = WholeWriter(out.fileno(), stop)
         self._enc = msgspec.json.Encoder()
         self._buf = bytearray()
         if not json:
-            out.write(HEADER + "\n")
+            self._out.write((HEADER + "\n").encode())
 
-    def write(self, events: list[Event]) -> None:
+    def write(self, events: list[AnyEvent]) -> None:
+        buf = self._buf
+        buf.clear()
         if self.json:
-            self._buf.clear()
             for ev in events:
-                self._enc.encode_into(ev, self._buf, -1)
-                self._buf.extend(b"\n")
-            self.out.buffer.write(self._buf) if hasattr(self.out, "buffer") \
-                else self.out.write(self._buf.decode())
+                self._enc.encode_into(ev, buf, -1)
+                buf.extend(b"\n")
         else:
-            self.out.write("".join(row(ev) + "\n" for ev in events))
-        self.out.flush()
+            buf.extend("".join(row(ev) + "\n" for ev in events).encode())
+        try:
+            self._out.write(buf)
+        except KeyboardInterrupt as e:
+            self.lines += buf.count(b"\n", 0, e.written)
+            raise
+        self.lines += len(events)
 
 
 def schema_text() -> str:
     """The JSON Schema of one line of `--json` output."""
-    schema = msgspec.json.schema(Event | Ring | Op)
+    schema = msgspec.json.schema(AnyEvent)
     return msgspec.json.format(msgspec.json.encode(schema), indent=2).decode() + "\n"

@@ -7,6 +7,7 @@ import struct
 import sys
 
 from . import dump, layout
+from .output import WholeWriter
 
 _CGROUP = struct.Struct("<Q")
 _KIND = struct.Struct("<H")
@@ -16,14 +17,39 @@ _CGROUP_AT = {layout.KIND_CALL: layout.CALL.offsets["cgroup_id"],
               layout.KIND_OP: layout.OP.offsets["cgroup_id"]}
 
 
+class _Stdout:
+    """`-w -`: frames gathered into chunks, each written whole (a short
+    write continued; signals as output.WholeWriter says)."""
+    CHUNK = 64 << 10
+
+    def __init__(self, stop=None):
+        sys.stdout.flush()
+        self._out = WholeWriter(sys.stdout.fileno(), stop)
+        self._buf = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            self._out.write(self._buf, unit=None)
+        finally:
+            self._buf.clear()
+
+
 class Recorder:
     """Attach to an open Tracer: `Recorder(path, tracer)`; every raw record
     it reads is written, with the cgroup context replay needs to produce the
     same events. `-` writes to stdout. With rotate_bytes, files roll over
     like tcpdump -C (FILE, FILE.1, ...); with max_files, only the newest
-    that many are kept (-W)."""
+    that many are kept (-W). `stop` (cli._Stop) lets signals end a write
+    to a blocked stdout."""
 
-    def __init__(self, path: str, tracer, rotate_bytes: int = 0, max_files: int = 0):
+    def __init__(self, path: str, tracer, rotate_bytes: int = 0, max_files: int = 0,
+                 stop=None):
+        self.stop = stop
         self.path, self.tracer = path, tracer
         self.rotate_bytes, self.max_files = rotate_bytes, max_files
         self.meta = dump.metadata(tracer, tracer.object_sha256, layout.ABI_VERSION)
@@ -37,7 +63,7 @@ class Recorder:
 
     def _open(self) -> None:
         if self.path == "-":
-            self._file = sys.stdout.buffer
+            self._file = _Stdout(self.stop)
         else:
             self._file = open(self._name(self.index), "wb")
             if self.max_files and self.index >= self.max_files:
@@ -48,7 +74,7 @@ class Recorder:
         self._seen: set[int] = set()    # context is per file: each stands alone
 
     def record(self, raw: memoryview) -> None:
-        # rotate before writing, not after: no file is left with no record
+        # rotated when the next record comes, so no file is left without one
         if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
             self._writer.write_json(dump.STATS, self.tracer.stats())
             self._file.close()
@@ -70,8 +96,11 @@ class Recorder:
         self._writer.write_json(dump.STATS, self.tracer.stats())
 
     def close(self) -> None:
-        self._writer.write_json(dump.END, self.tracer.stats())
-        self._writer.flush()
+        try:
+            self._writer.write_json(dump.END, self.tracer.stats())
+            self._writer.flush()
+        except KeyboardInterrupt:       # signals stopped a blocked stdout
+            pass
         if self.path != "-":
             self._file.close()
         self.tracer.on_raw = None

@@ -11,8 +11,8 @@ import os
 from typing import Callable, Iterator
 
 from . import dump
-from .decode import DECODERS, RecordError
-from .events import Event, Op
+from .decode import DECODERS, RecordError, Runs
+from .events import AnyEvent, Event, Op, Repeat
 from .filters import Filters
 from .rings import Ledger
 
@@ -28,14 +28,16 @@ class Reader:
         self.since_ns, self.until_ns = since_ns, until_ns
         self.problems: list[dump.DumpError] = []
         self.counters: dict[str, dict] = {}     # run_id -> last counters seen
+        self._runs: dict[str, Runs] = {}        # run_id -> repeat counting
+        self._ledgers: dict[str, Ledger] = {}   # run_id -> registrations seen
         self.done_bytes = 0
         self.total_bytes = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
 
-    def events(self) -> Iterator[Event]:
+    def events(self) -> Iterator[AnyEvent]:
         for path in self.paths:
             yield from self._file(path)
 
-    def _file(self, path: str) -> Iterator[Event]:
+    def _file(self, path: str) -> Iterator[AnyEvent]:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
@@ -52,22 +54,24 @@ class Reader:
         yield from self._frames(path, data, start, meta, DECODERS[abi])
         self.done_bytes += size
 
-    def _frames(self, path, data, start, meta, decoder) -> Iterator[Event]:
+    def _frames(self, path, data, start, meta, decoder) -> Iterator[AnyEvent]:
         context: dict[int, tuple] = {}
         to_wall = int(meta.get("boot_to_wall_ns", 0))
         run = str(meta.get("run_id", path))
+        runs = self._runs.setdefault(run, Runs())   # rotated files share a run
         match = self.filters.matches if self.filters else None
-        ledger = Ledger()       # joins operations to registrations, as live
+        ledger = self._ledgers.setdefault(run, Ledger())   # joins ops to registrations
         for frame in dump.frames(data, start, path, self.problems):
             if frame.kind == dump.RECORD:
                 try:
                     ev = ledger.feed(decoder(frame.payload, 0, len(frame.payload), to_wall,
-                                             lambda cg: context.get(cg, (None, None))))
+                                             lambda cg: context.get(cg, (None, None)),
+                                             runs=runs))
                 except RecordError as e:
                     self.problems.append(dump.DumpError(path, frame.offset,
                                                         dump.EXIT_DAMAGED, str(e)))
                     continue
-                if (match is None or match(ev)) and self._in_time(ev):
+                if ev is not None and (match is None or match(ev)) and self._in_time(ev):
                     yield ev
             elif frame.kind == dump.CONTEXT:
                 c = self._json(path, frame)
@@ -93,7 +97,7 @@ class Reader:
             return None
         return obj
 
-    def _in_time(self, ev: Event) -> bool:
+    def _in_time(self, ev: AnyEvent) -> bool:
         return ((self.since_ns is None or ev.ts >= self.since_ns)
                 and (self.until_ns is None or ev.ts <= self.until_ns))
 
@@ -113,8 +117,23 @@ class Reader:
             total.update({k: v for k, v in c.items() if isinstance(v, int)})
         return dict(total)
 
+    def process_drops(self) -> dict[str, dict]:
+        """"pid comm" -> calls coalesced and dropped by cause, summed over
+        the recorded runs (each run's latest); most dropped first."""
+        total: dict[str, collections.Counter] = {}
+        for c in self.counters.values():
+            for p in c.get("processes", []) if isinstance(c.get("processes"), list) else []:
+                if isinstance(p, dict):
+                    key = f"{p.get('pid')} {p.get('comm')}"
+                    total.setdefault(key, collections.Counter()).update(
+                        {k: v for k, v in p.items() if k not in ("pid", "comm")
+                         and isinstance(v, int)})
+        ranked = sorted(total.items(), key=lambda kv: -sum(
+            v for k, v in kv[1].items() if k != "coalesced"))
+        return {k: dict(v) for k, v in ranked}
 
-def replay(*paths: str, filters: Filters | None = None) -> Iterator[Event]:
+
+def replay(*paths: str, filters: Filters | None = None) -> Iterator[AnyEvent]:
     """The events of dump files, in order; raises DumpError after the last
     one it could decode if any file is damaged."""
     r = Reader(list(paths), filters)
@@ -122,11 +141,15 @@ def replay(*paths: str, filters: Filters | None = None) -> Iterator[Event]:
     r.raise_problems()
 
 
-def summary(events: Iterator[Event]) -> dict:
-    """--stats: counts per opcode and process, TOCTOU changes, errors."""
-    by_op, by_proc, errors = (collections.Counter() for _ in range(3))
+def summary(events: Iterator[AnyEvent]) -> dict:
+    """--stats: counts per opcode and process, TOCTOU changes, errors;
+    calls coalesced into repeat records per process."""
+    by_op, by_proc, errors, repeats = (collections.Counter() for _ in range(4))
     n = changed = 0
     for ev in events:
+        if isinstance(ev, Repeat):
+            repeats[f"{ev.pid} {ev.comm}"] += ev.count
+            continue
         n += 1
         if isinstance(ev, Op):      # operations counted once, by their counts
             by_op[f"OP_{ev.opcode_name}"] += ev.count if ev.reason == "count" else 0
@@ -137,4 +160,5 @@ def summary(events: Iterator[Event]) -> dict:
         if getattr(ev, "error", None):
             errors[ev.error] += 1
     return {"events": n, "toctou_changed": changed, "errors": dict(errors.most_common()),
-            "by_opcode": dict(by_op.most_common()), "by_process": dict(by_proc.most_common())}
+            "by_opcode": dict(by_op.most_common()), "by_process": dict(by_proc.most_common()),
+            "coalesced_by_process": dict(repeats.most_common())}

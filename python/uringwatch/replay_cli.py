@@ -80,7 +80,8 @@ def run(argv: list[str]) -> int:
     events = _progress(reader, reader.events())
     try:
         if args.stats:
-            report = {**summary(events), "drops": reader.drops()}
+            report = {**summary(events), "drops": reader.drops(),
+                      "drops_by_process": reader.process_drops()}
             print(json.dumps(report) if args.json else _stats_text(report))
         else:
             writer = Writer(sys.stdout, args.json)
@@ -105,8 +106,14 @@ def _stats_text(r: dict) -> str:
     lines = [f"events {r['events']}, TOCTOU changes {r['toctou_changed']}, "
              f"errors {sum(r['errors'].values())}"]
     for title, key in (("by opcode", "by_opcode"), ("by process", "by_process"),
-                       ("errors", "errors"), ("drops (recorded counters)", "drops")):
+                       ("errors", "errors"),
+                       ("coalesced into repeat records, by process", "coalesced_by_process"),
+                       ("drops (recorded counters)", "drops")):
         if r[key]:
             lines.append(f"{title}:")
             lines += [f"  {v:>10}  {k}" for k, v in r[key].items()]
+    if r["drops_by_process"]:
+        lines.append("drops by process (recorded counters):")
+        lines += [f"  {k}: " + ", ".join(f"{c}={n}" for c, n in v.items())
+                  for k, v in r["drops_by_process"].items()]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -15,8 +16,8 @@ from typing import AsyncIterator, Callable, Iterator
 
 from . import hooks, layout, libbpf
 from .containers import CgroupResolver
-from .decode import RecordError, decode
-from .events import Event
+from .decode import RecordError, Runs, decode
+from .events import AnyEvent, Repeat
 from .filters import Filters
 from .ringbuf import RingBuffer
 from .rings import Ledger, UseCounts
@@ -25,6 +26,12 @@ OBJECT_NAME = "uringwatch.bpf.o"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 BATCH = 4096            # records decoded per poll
+# Fairness defaults (README, Fairness): records per second each process may
+# send past its first call of each opcode, and how many it may bank.
+FAIR_RATE = 1000
+FAIR_BURST = 5000
+MAX_PROCS = 16384       # processes with fairness state; later ones go without
+PROCESSES_IN_STATS = 100  # stats() lists this many processes, most dropped first
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 
 
@@ -84,13 +91,17 @@ class Tracer:
                  wakeup_bytes: int = 256 << 10, flush_interval: float = 0.05,
                  btf_path: str | None = None, generic: bool = False,
                  containers: bool = True, hook: str = "auto", resolve: str = "auto",
-                 rings: bool = False, ops_all: bool = False, count_interval: float = 1.0):
+                 rings: bool = False, ops_all: bool = False, count_interval: float = 1.0,
+                 fair: bool = True, rate: int = FAIR_RATE, burst: int = FAIR_BURST,
+                 max_procs: int = MAX_PROCS):
         if not 1 <= cap <= layout.CAP_MAX:
             raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {cap}")
         if not 0 <= snap_bytes <= layout.HEAD_MAX:
             raise TracerError(f"snap_bytes must be 0..{layout.HEAD_MAX}")
         if ring_bytes < 4096 or ring_bytes & (ring_bytes - 1):
             raise TracerError("ring_bytes must be a power of two >= 4096")
+        if rate < 0 or burst < 1 or max_procs < 1:
+            raise TracerError("rate must be >= 0 (0: no budget), burst and max_procs >= 1")
         if hook not in ("auto", *hooks.HOOKS):
             raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
         if resolve not in ("auto", *hooks.RESOLVE):
@@ -100,19 +111,24 @@ class Tracer:
         self.filters = filters or Filters()
         self.options = dict(cap=cap, snap_bytes=snap_bytes,
                             ring_bytes=ring_bytes, max_inflight=max_inflight,
-                            wakeup_bytes=wakeup_bytes, generic=generic, ops_all=ops_all)
+                            wakeup_bytes=wakeup_bytes, generic=generic, ops_all=ops_all,
+                            fair=fair, rate=rate, burst=burst, max_procs=max_procs)
         self.rings = rings or ops_all    # ring creation and operation events
         self.count_interval = count_interval     # operations' counts, seconds
         self.flush_interval = flush_interval
         self.btf_path = btf_path
         self.features: dict[str, object] = {}
         self.decode_errors = 0
+        self.repeat_events = 0          # Repeat events yielded, pending ones included
         self._lock = threading.Lock()
         self._context = CgroupResolver().context if containers else None
         self._obj = None
         self._links: list = []
         self._ring: RingBuffer | None = None
         self._boot_to_wall = 0
+        self._runs = Runs()             # repeat records' totals -> counts
+        self._detached = False
+        self._runs_flushed = False
         self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
         self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
         self._ledger = Ledger()
@@ -218,6 +234,7 @@ class Tracer:
             lib.bpf_map__set_max_entries(self._map(name), o["max_inflight"])
         # room for the calls in flight and for markers of calls that got no slot
         lib.bpf_map__set_max_entries(self._map("inflight"), 2 * o["max_inflight"])
+        lib.bpf_map__set_max_entries(self._map("procs"), o["max_procs"])
         libbpf.check(lib.bpf_object__load(self._obj), "loading the BPF object")
         self.features["task_btf"] = use_task_btf
 
@@ -255,9 +272,17 @@ class Tracer:
                    targ_comm=(f.comm or "").encode(),
                    resolve={v: k for k, v in layout.RESOLVE_NAMES.items()}[resolve],
                    id_key=tuple(int.from_bytes(os.urandom(8), "little") for _ in range(2)),
-                   ops_all=int(o["ops_all"]))
+                   ops_all=int(o["ops_all"]), **self._fair_config())
         view.raw = layout.CONFIG.struct.pack(
             *(x for v in cfg.values() for x in (v if isinstance(v, tuple) else (v,))))
+
+    def _fair_config(self) -> dict:
+        """Fairness knobs; the signature key is fresh each run so that
+        colliding calls can't be crafted ahead."""
+        o = self.options
+        cost = 1_000_000_000 // o["rate"] if o["rate"] else 0
+        return dict(fair=int(o["fair"]), fair_key=secrets.randbits(64),
+                    fair_cost_ns=cost, fair_burst_ns=cost * o["burst"])
 
     def _fill_free_slots(self) -> None:
         fd = libbpf.lib().bpf_map__fd(self._map("free_slots"))
@@ -304,6 +329,7 @@ class Tracer:
         """Stop tracing; what is queued can still be polled."""
         for link in self._links:
             libbpf.lib().bpf_link__destroy(link)
+            self._detached = True
         self._links.clear()
 
     def close(self) -> None:
@@ -324,9 +350,10 @@ class Tracer:
 
     # -- events ------------------------------------------------------------
 
-    def poll(self, timeout: float | None = None) -> list[Event]:
+    def poll(self, timeout: float | None = None) -> list[AnyEvent]:
         """Events available now, waiting up to `timeout` (default: the flush
-        interval) for the kernel to queue some."""
+        interval) for the kernel to queue some. After detach(): what is
+        queued, then once the repeat runs still pending in the kernel."""
         ring = self._ring
         if ring is None:
             raise TracerError("tracer is not open")
@@ -338,7 +365,7 @@ class Tracer:
         with self._lock:        # close() must not unmap the ring mid-decode
             return self._drain() if self._ring is not None else []
 
-    def _drain(self) -> list[Event]:
+    def _drain(self) -> list[AnyEvent]:
         """One batch: memory stays bounded when the caller is slow, and the
         ring backs up instead (the kernel then counts ring_full)."""
         ring = self._ring
@@ -351,13 +378,20 @@ class Tracer:
                 finally:        # a view left alive would keep the ring from unmapping
                     view.release()
             try:
-                out.append(self._ledger.feed(decode(
-                    ring.data, off, size, self._boot_to_wall, self._context, proc=True)))
+                ev = self._ledger.feed(decode(ring.data, off, size, self._boot_to_wall,
+                                              self._context, proc=True, runs=self._runs))
             except RecordError:
                 self.decode_errors += 1
+                continue
+            if ev is not None:
+                out.append(ev)
+                self.repeat_events += ev.__class__ is Repeat
         ring.release()
-        if self._uses and self._uses.due(final=not self._links):
+        if self._uses and self._uses.due(final=self._detached):
             out.extend(self._counts())
+        if not out and self._detached and not self._runs_flushed:
+            self._runs_flushed = True
+            out = self._pending_runs()
         return out
 
     def _counts(self) -> list:
@@ -371,7 +405,28 @@ class Tracer:
                 decode(raw, 0, len(raw), self._boot_to_wall, self._context)))
         return out
 
-    def __iter__(self) -> Iterator[Event]:
+    def _pending_runs(self) -> list[Repeat]:
+        """Repeat runs no record reported (the last run of each process, or
+        a summary lost to a full ring), read from the kernel's map once no
+        program runs: made into repeat records, so recordings get them too."""
+        out = []
+        for pid, p in self._procs():
+            if p["coalesced"] <= self._runs.seen.get(pid, 0):
+                continue
+            last = p["run_last"]
+            raw = layout.REPEAT.struct.pack(
+                layout.KIND_REPEAT, layout.ABI_VERSION, layout.REPEAT.size,
+                p["run_first"] or last, last, p["coalesced"], p["ret"], pid, p["tid"],
+                p["fd"], p["opcode"], p["comm"])
+            if self.on_raw:
+                self.on_raw(memoryview(raw))
+            ev = decode(raw, 0, len(raw), self._boot_to_wall, None, runs=self._runs)
+            if ev is not None:
+                out.append(ev)
+        self.repeat_events += len(out)
+        return out
+
+    def __iter__(self) -> Iterator[AnyEvent]:
         while self._ring is not None:
             try:
                 events = self.poll()
@@ -379,7 +434,8 @@ class Tracer:
                 return
             yield from events
 
-    def run(self, callback: Callable[[Event], object], duration: float | None = None) -> None:
+    def run(self, callback: Callable[[AnyEvent], object],
+            duration: float | None = None) -> None:
         """Calls callback for every event until close() or `duration` seconds.
         An exception from the callback stops the loop and propagates."""
         deadline = None if duration is None else time.monotonic() + duration
@@ -387,7 +443,7 @@ class Tracer:
             for ev in self.poll():
                 callback(ev)
 
-    async def aevents(self) -> AsyncIterator[Event]:
+    async def aevents(self) -> AsyncIterator[AnyEvent]:
         """Events on the running asyncio loop, woken by the ring buffer's
         epoll fd (batched wakeups) or the flush interval, whichever first."""
         loop = asyncio.get_running_loop()
@@ -417,8 +473,33 @@ class Tracer:
         """(cgroup path, container id), as events carry them."""
         return self._context(cgroup_id) if self._context else (None, None)
 
-    def stats(self) -> dict[str, int]:
-        """Counters summed over CPUs, plus records user space could not decode."""
+    def _procs(self) -> Iterator[tuple[int, dict]]:
+        """(tgid, uw_proc as a dict) for every process with fairness state."""
+        lib = libbpf.lib()
+        fd = lib.bpf_map__fd(self._map("procs"))
+        key, nxt = ctypes.c_uint32(), ctypes.c_uint32()
+        val = ctypes.create_string_buffer(layout.PROC.size)
+        prev = None
+        while lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
+            key.value = nxt.value
+            prev = ctypes.byref(key)
+            if lib.bpf_map_lookup_elem(fd, prev, val) == 0:
+                yield key.value, layout.PROC.unpack(val.raw)
+
+    def processes(self) -> list[dict]:
+        """Per process (tgid) with anything coalesced or dropped: pid, comm,
+        calls coalesced, and calls dropped by cause; most dropped first."""
+        out = []
+        for pid, p in self._procs():
+            drops = dict(zip(layout.DROPS, p["drops"]))
+            if p["coalesced"] or any(drops.values()):
+                out.append({"pid": pid, "comm": p["comm"].split(b"\0", 1)[0]
+                            .decode(errors="replace"), "coalesced": p["coalesced"], **drops})
+        return sorted(out, key=lambda r: (-sum(r[k] for k in layout.DROPS), -r["coalesced"]))
+
+    def stats(self) -> dict:
+        """Counters summed over CPUs, plus records user space could not
+        decode; "processes": processes() (the top PROCESSES_IN_STATS)."""
         lib = libbpf.lib()
         ncpu = lib.libbpf_num_possible_cpus()
         per = layout.COUNTERS_LAYOUT.size
@@ -430,6 +511,8 @@ class Tracer:
         for cpu in range(ncpu):
             for i, v in enumerate(layout.COUNTERS_LAYOUT.struct.unpack_from(buf, cpu * per)):
                 totals[i] += v
-        out = dict(zip(layout.COUNTERS, totals))
+        out: dict = dict(zip(layout.COUNTERS, totals))
         out["decode_errors"] = self.decode_errors
+        out["repeat_events"] = self.repeat_events
+        out["processes"] = self.processes()[:PROCESSES_IN_STATS]
         return out

@@ -1,0 +1,216 @@
+"""Fairness: floods of junk io_uring_register calls, from other processes or
+from the caller's own, hide nobody's distinct calls; every call ends exactly
+once, as an event, inside a repeat record's count, or as a drop counted for
+its process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import uring
+from conftest import REPO, meson, needs_root
+from uringwatch import Event, Filters, Repeat, Tracer
+from uringwatch.layout import DROPS
+
+FLOOD_SECONDS = 4
+VICTIM_REGISTRATIONS = 36
+
+# Registers FILES with a different array each time (so no call repeats the
+# one before), and unregisters, every 0.1 s; prints its calls made.
+VICTIM = f"""
+import os, sys, time
+sys.path.insert(0, {os.path.join(REPO, "tests")!r})
+import uring
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+ring = uring.setup()
+calls = 0
+for i in range({VICTIM_REGISTRATIONS}):
+    assert uring.register(ring, 2, uring.ints(*[0] * (i + 1)), i + 1) == 0
+    assert uring.register(ring, 3, None, 0) == 0
+    calls += 2
+    time.sleep(0.1)
+print(calls, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def loadgen(tmp_path_factory):
+    """bench/loadgen, the suite's C load generator: a flooder that counts
+    its own calls."""
+    out = tmp_path_factory.mktemp("loadgen") / "build"
+    subprocess.run([meson(), "setup", str(out), os.path.join(REPO, "bench")], check=True,
+                   capture_output=True, timeout=60)
+    subprocess.run(["ninja", "-C", str(out), "loadgen"], check=True, capture_output=True,
+                   timeout=120)
+    return str(out / "loadgen")
+
+
+def drain(tracer, procs) -> list:
+    """Every event until the processes end, then what is queued and the
+    repeat runs still pending in the kernel."""
+    events = []
+    while any(p.poll() is None for p in procs):
+        events += tracer.poll(0.05)
+    tracer.detach()
+    while batch := tracer.poll(0):
+        events += batch
+    return events
+
+
+def accounted(events, procs: dict, pid: int) -> int:
+    """Calls of pid that reached user space as events or repeat counts, plus
+    the calls the kernel counted as dropped for it."""
+    calls = sum(1 for e in events if isinstance(e, Event) and e.pid == pid)
+    repeats = sum(e.count for e in events if isinstance(e, Repeat) and e.pid == pid)
+    p = procs.get(pid, {})
+    assert repeats == p.get("coalesced", 0)
+    return calls + repeats + sum(p.get(k, 0) for k in DROPS)
+
+
+@needs_root
+@pytest.mark.parametrize("round_", range(5))
+def test_two_flooders_hide_no_distinct_call(loadgen, round_):
+    """Two processes flood junk at full speed while a third makes distinct
+    registrations over several seconds: all of the third's are reported,
+    and every flooder call is accounted for, exactly."""
+    flooders = [subprocess.Popen([loadgen, "-g", "-d", str(FLOOD_SECONDS), "flood", "1"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    victim = subprocess.Popen([sys.executable, "-c", VICTIM], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    victim_pid = int(victim.stdout.readline())
+    with Tracer(Filters(pids=frozenset())) as t:
+        for p in flooders:
+            t.add_pid(p.pid)
+        t.add_pid(victim_pid)
+        for p in flooders + [victim]:
+            p.stdin.write("go\n")
+            p.stdin.close()
+        events = drain(t, flooders + [victim])
+        procs = {p["pid"]: p for p in t.processes()}
+        stats = t.stats()
+    made = {p.pid: json.loads(p.stdout.read())["register_calls"] for p in flooders}
+    made[victim_pid] = int(victim.stdout.read())
+
+    mine = [e for e in events if e.pid == victim_pid]
+    assert [(e.opcode, e.nr_args) for e in mine] == \
+        [(op, n) for i in range(VICTIM_REGISTRATIONS) for op, n in ((2, i + 1), (3, 0))]
+    assert all(isinstance(e, Event) for e in mine)
+    assert victim_pid not in procs        # nothing of it coalesced or dropped
+    for pid, n in made.items():
+        assert accounted(events, procs, pid) == n, (pid, n, procs.get(pid))
+    for p in flooders:
+        assert procs[p.pid]["coalesced"] > made[p.pid] // 2     # junk: folded, not sent
+    print(f"flooders made {sorted(made.values())} calls in {FLOOD_SECONDS} s; "
+          f"coalesced={stats['coalesced']} budget={stats['budget']}")
+
+
+def flood_own(ring, calls: int, distinct: bool) -> int:
+    """Junk calls of this process: identical, or each different from the
+    one before (nr_args varies), which defeats coalescing but not budgets."""
+    for i in range(calls):
+        uring.register(ring, 9999, None, i % 7 if distinct else 0)
+    return calls
+
+
+@needs_root
+@pytest.mark.parametrize("distinct", [False, True], ids=["identical", "distinct"])
+@pytest.mark.parametrize("hidden", ["PERSONALITY", "FILES"])
+def test_registration_hidden_in_own_flood_is_reported(hidden, distinct, tmp_path):
+    """A flooder's one real registration among its own junk is reported."""
+    secret = os.open(tmp_path / "secret", os.O_RDONLY | os.O_CREAT)
+    ring = uring.setup()
+    with Tracer(Filters(pids=frozenset([os.getpid()]))) as t:
+        made = flood_own(ring, 100_000, distinct)
+        if hidden == "PERSONALITY":
+            want = uring.register(ring, 9, None, 0)
+            assert want > 0
+        else:
+            assert uring.register(ring, 2, uring.ints(secret), 1) == 0
+        made += 1 + flood_own(ring, 100_000, distinct)
+        events = drain(t, [])
+        procs = {p["pid"]: p for p in t.processes()}
+    os.close(ring)
+    os.close(secret)
+    if hidden == "PERSONALITY":
+        (ev,) = [e for e in events if isinstance(e, Event) and e.opcode == 9]
+        assert ev.ret == want
+    else:
+        (ev,) = [e for e in events if isinstance(e, Event) and e.opcode == 2]
+        assert ev.payload.fds == [secret]
+    assert accounted(events, procs, os.getpid()) == made
+    if distinct:
+        assert procs[os.getpid()]["budget"] > 0           # the budget held the junk back
+    else:
+        assert procs[os.getpid()]["coalesced"] >= made - 10
+
+
+@needs_root
+def test_repeat_count_survives_a_full_ring():
+    """Summaries lost to a full ring lose no count: it moves to the next
+    summary or is read from the kernel at stop."""
+    ring = uring.setup()
+    with Tracer(Filters(pids=frozenset([os.getpid()])), ring_bytes=4096, rate=0) as t:
+        made = 0
+        for i in range(300):               # runs of 50 identical calls, 300 runs
+            made += flood_own(ring, 50, False)
+            made += 1
+            uring.register(ring, 9998, None, i)
+        events = drain(t, [])
+        procs = {p["pid"]: p for p in t.processes()}
+        s = t.stats()
+    os.close(ring)
+    assert procs[os.getpid()]["ring_full"] > 0
+    assert s["ring_full"] == procs[os.getpid()]["ring_full"]
+    assert accounted(events, procs, os.getpid()) == made
+
+
+UW = [sys.executable, "-m", "uringwatch"]
+
+
+@needs_root
+def test_repeats_live_recorded_and_replayed_alike(tmp_path):
+    """The CLI prints repeat lines, names the process at stop, records them
+    (the pending run too), and replay prints and filters them the same."""
+    path = str(tmp_path / "flood.uwd")
+    p = subprocess.Popen(UW + ["--json", "-w", path, "-p", str(os.getpid())],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "fairness: repeats coalesced" in p.stderr.readline()
+    ring = uring.setup()
+    for n in (1000, 500):             # UNREGISTER_FILES with none: ENXIO each time
+        uring.register(ring, 9, None, 0)
+        for _ in range(n):
+            uring.register(ring, 3, None, 0)
+    os.close(ring)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    live = [json.loads(line) for line in out.splitlines()]
+    assert [(e["kind"], e["opcode"], e.get("count")) for e in live] == [
+        ("call", 9, None), ("call", 3, None), ("repeat", 3, 999), ("call", 9, None),
+        ("call", 3, None), ("repeat", 3, 499)]
+    comm = live[0]["comm"]
+    assert f"pid {os.getpid()} ({comm}) coalesced=1498, dropped: budget=0" in err
+
+    def replay(*args):
+        r = subprocess.run(UW + ["replay", path, *args], capture_output=True, text=True,
+                           check=True)
+        return r.stdout
+    assert [json.loads(line) for line in replay("--json").splitlines()] == live
+    assert [json.loads(line)["kind"] for line in replay(
+        "--json", "--opcode", "UNREGISTER_FILES", "-p", str(os.getpid())).splitlines()] == \
+        ["call", "repeat", "call", "repeat"]
+    assert [json.loads(line)["opcode"] for line in replay("--json", "--opcode", "PERSONALITY")
+            .splitlines()] == [9, 9]
+    assert replay("--json", "-c", "nobody") == ""
+    stats = json.loads(replay("--stats", "--json"))
+    key = f"{os.getpid()} {comm}"
+    assert stats["events"] == 4 and stats["coalesced_by_process"] == {key: 1498}
+    assert stats["drops_by_process"][key]["coalesced"] == 1498
+    assert "repeated 999x more" in replay()
