@@ -142,7 +142,10 @@ static __always_inline __u64 head_field(struct uw_slot *s, __u8 spec, int wide)
 {
 	__u32 off = spec & 0x7f;
 
-	if (off > UW_HEAD_MAX - 8 || (s->call.region[0].flags & UW_R_FAULT))
+	/* nothing read at arg (NULL, or a fault): the slot's bytes there are
+	 * an earlier call's, never this one's pointers or counts */
+	if (off > UW_HEAD_MAX - 8 || off + (wide ? 8 : 4) > s->call.region[0].len ||
+	    (s->call.region[0].flags & UW_R_FAULT))
 		return 0;
 	if (wide)
 		return *(__u64 *)&s->data[off];

@@ -11,6 +11,9 @@
 #define UW_REGISTER_ZCRX_CTRL 36
 #define UW_REGISTER_BPF_FILTER 37
 
+/* A vmlinux.h from such a kernel (vmlinux/arm64/) has these already:
+ * bpf/meson.build defines UW_VMLINUX_HAS_NEWER_UAPI when it does. */
+#ifndef UW_VMLINUX_HAS_NEWER_UAPI
 struct zcrx_ctrl {
 	__u32 zcrx_id;
 	__u32 op;           /* ZCRX_CTRL_FLUSH_RQ 0, ZCRX_CTRL_EXPORT 1 */
@@ -42,5 +45,6 @@ struct io_uring_bpf {
 	__u32 resv;
 	struct io_uring_bpf_filter filter;
 };
+#endif /* UW_VMLINUX_HAS_NEWER_UAPI */
 
 #endif /* URINGWATCH_UAPI_NEWER_H */

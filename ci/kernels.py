@@ -12,6 +12,11 @@ virtme-ng, which shares this machine's root file system read-only: the
 checkout, its .venv and the BPF object built there are the ones the guest
 runs. One CMD argument is a shell command line; several are an argv.
 
+KERNEL-arm64 (bookworm-arm64, 6.1-arm64, ...) is that suite's arm64 kernel,
+booted by qemu-system-aarch64 on the arm64 Debian root file system of
+ci/arm64.py (this machine's files are x86_64: the guest sees only its own);
+CMD runs there as root, in /.
+
 Stdlib only: it runs before any virtualenv exists.
 """
 
@@ -35,8 +40,11 @@ MIRROR = os.environ.get("URINGWATCH_DEBIAN_MIRROR", "http://deb.debian.org/debia
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 MODULES = Path("/usr/lib/modules")
 
-# suite -> the kernel series its linux-image-amd64 brings
+# suite -> the kernel series its linux-image-amd64 (and -arm64) brings
 SUITES = {"bullseye": "5.10", "bookworm": "6.1", "trixie": "6.12", "forky": "7.2"}
+HOST_ARCH = "amd64"
+# Debian architecture -> the suffix a kernel's name takes in this script
+ARCH_SUFFIX = {"amd64": "", "arm64": "-arm64"}
 APT_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "depmod": "kmod",
              "busybox": "busybox-static"}
 VNG_VERSION = "1.42"       # pinned: its command line and console output are parsed here
@@ -87,32 +95,54 @@ def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
 
 # -- fetch ----------------------------------------------------------------
 
-def apt_options(suite: str) -> list[str]:
-    """A private apt world for one suite: its own sources list, package
-    lists and cache, so the system's apt sources and state are untouched."""
-    d = CACHE / suite / "apt"
+def apt_options(suite: str, arch: str = HOST_ARCH) -> list[str]:
+    """A private apt world for one suite and architecture: its own sources
+    list, package lists and cache, so the system's apt sources, state and
+    architectures (dpkg --add-architecture) are untouched."""
+    d = CACHE / (suite + ARCH_SUFFIX[arch]) / "apt"
     (d / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (d / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     (d / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {suite} main\n")
-    return ["-o", f"Dir::Etc::sourcelist={d / 'sources.list'}",
+    opts = ["-o", f"Dir::Etc::sourcelist={d / 'sources.list'}",
             "-o", "Dir::Etc::sourceparts=-",
             "-o", f"Dir::State::Lists={d / 'lists'}",
             "-o", f"Dir::Cache={d / 'cache'}",
             "-o", "Acquire::Languages=none",
             "-o", "APT::Get::List-Cleanup=0"]
+    if arch != HOST_ARCH:
+        # another architecture's packages, resolved as if it were the native
+        # one; the empty status file keeps this machine's packages out of it
+        opts += ["-o", f"APT::Architecture={arch}", "-o", f"APT::Architectures={arch}",
+                 "-o", "Dir::State::status=/dev/null"]
+    return opts
 
 
-def resolve(suite: str, opts: list[str]) -> str:
-    """The versioned generic image package that linux-image-amd64 depends on
+def apt_update(suite: str, arch: str = HOST_ARCH) -> list[str]:
+    """apt-get update in the private world; its options once it has lists."""
+    opts = apt_options(suite, arch)
+    lists = CACHE / (suite + ARCH_SUFFIX[arch]) / "apt" / "lists"
+    log(f"{suite} {arch}: apt-get update (private lists)")
+    # apt-get update exits 0 when it could fetch nothing; say so plainly.
+    update = sh(["apt-get", *opts, "update"])
+    if not any(lists.glob("*_Packages*")):
+        raise KernelError(f"{suite}: could not fetch its package lists from {MIRROR} "
+                          f"(set URINGWATCH_DEBIAN_MIRROR for another archive):\n"
+                          f"{update.stdout[-1500:]}{update.stderr[-1500:]}")
+    return opts
+
+
+def resolve(suite: str, opts: list[str], arch: str = HOST_ARCH) -> str:
+    """The versioned generic image package that linux-image-<arch> depends on
     (e.g. linux-image-6.1.0-50-amd64), not the -cloud flavour."""
-    show = sh(["apt-cache", *opts, "show", "--no-all-versions", "linux-image-amd64"]).stdout
+    meta = f"linux-image-{arch}"
+    show = sh(["apt-cache", *opts, "show", "--no-all-versions", meta]).stdout
     for line in show.splitlines():
         if line.startswith("Depends:"):
             for dep in line.split(":", 1)[1].split(","):
                 name = dep.split()[0]
-                if re.fullmatch(r"linux-image-\S+-amd64", name) and "cloud" not in name:
+                if re.fullmatch(rf"linux-image-\S+-{arch}", name) and "cloud" not in name:
                     return name
-    raise KernelError(f"{suite}: linux-image-amd64 names no generic image:\n{show}")
+    raise KernelError(f"{suite}: {meta} names no generic image:\n{show}")
 
 
 def same_version_parts(package: str, version: str, opts: list[str]) -> list[str]:
@@ -126,26 +156,22 @@ def same_version_parts(package: str, version: str, opts: list[str]) -> list[str]
     return [n for n in names if re.fullmatch(rf"linux-[a-z]+-{re.escape(version)}", n)]
 
 
-def fetch(suite: str, refresh: bool = False) -> dict:
+def fetch(suite: str, refresh: bool = False, arch: str = HOST_ARCH) -> dict:
     """Downloads, unpacks and installs one suite's kernel; returns its record.
-    A complete cache entry is reused without touching the network."""
-    d = CACHE / suite
+    A complete cache entry is reused without touching the network. Another
+    architecture's kernel is only unpacked: its modules are never loaded
+    here, and its guest (ci/arm64.py) needs none."""
+    d = CACHE / (suite + ARCH_SUFFIX[arch])
     record_file = d / "kernel.json"
     if not refresh and record_file.exists():
         rec = json.loads(record_file.read_text())
         if Path(rec["vmlinuz"]).exists():
-            install_modules(rec)            # a fresh machine sharing the cache
+            if arch == HOST_ARCH:
+                install_modules(rec)        # a fresh machine sharing the cache
             return {**rec, "fetch_s": 0.0, "cached": True}
     start = time.monotonic()
-    opts = apt_options(suite)
-    log(f"{suite}: apt-get update (private lists)")
-    # apt-get update exits 0 when it could fetch nothing; say so plainly.
-    update = sh(["apt-get", *opts, "update"])
-    if not any((d / "apt" / "lists").glob("*_Packages*")):
-        raise KernelError(f"{suite}: could not fetch its package lists from {MIRROR} "
-                          f"(set URINGWATCH_DEBIAN_MIRROR for another archive):\n"
-                          f"{update.stdout[-1500:]}{update.stderr[-1500:]}")
-    package = resolve(suite, opts)
+    opts = apt_update(suite, arch)
+    package = resolve(suite, opts, arch)
     version = package.removeprefix("linux-image-")
     packages = [package, *same_version_parts(package, version, opts)]
     log(f"{suite}: downloading {' '.join(packages)}")
@@ -164,9 +190,10 @@ def fetch(suite: str, refresh: bool = False) -> dict:
                    None)
     if vmlinuz is None:
         raise KernelError(f"{suite}: {', '.join(packages)} hold no vmlinuz for {version}")
-    rec = {"suite": suite, "series": SUITES[suite], "version": version,
+    rec = {"suite": suite, "series": SUITES[suite], "arch": arch, "version": version,
            "packages": packages, "vmlinuz": str(vmlinuz), "tree": str(tree)}
-    install_modules(rec)
+    if arch == HOST_ARCH:
+        install_modules(rec)
     record_file.write_text(json.dumps(rec, indent=1) + "\n")
     return {**rec, "fetch_s": round(time.monotonic() - start, 1), "cached": False}
 
@@ -188,13 +215,23 @@ def install_modules(rec: dict) -> None:
     sh(["depmod", version])
 
 
-def kernel_record(name: str) -> dict:
-    """The record of a suite or series name, fetched if it is not cached."""
-    suite = name if name in SUITES else next((s for s, v in SUITES.items() if v == name), None)
+def parse_kernel(name: str) -> tuple[str, str]:
+    """(suite, Debian architecture) of a kernel name: bookworm, 6.1,
+    bookworm-arm64, 6.1-arm64."""
+    arch = next((a for a, sfx in ARCH_SUFFIX.items() if sfx and name.endswith(sfx)), HOST_ARCH)
+    base = name.removesuffix(ARCH_SUFFIX[arch])
+    suite = base if base in SUITES else next((s for s, v in SUITES.items() if v == base), None)
     if suite is None:
         raise KernelError(f"unknown kernel {name!r}: one of host, "
-                          f"{', '.join(SUITES)} or {', '.join(SUITES.values())}")
-    return fetch(suite)
+                          f"{', '.join(SUITES)} or {', '.join(SUITES.values())}, "
+                          f"each optionally with -arm64")
+    return suite, arch
+
+
+def kernel_record(name: str) -> dict:
+    """The record of a kernel name, fetched if it is not cached."""
+    suite, arch = parse_kernel(name)
+    return fetch(suite, arch=arch)
 
 
 # -- run ------------------------------------------------------------------
@@ -234,6 +271,9 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
         code, out, _ = stream(["sh", "-c", command], timeout, echo, cwd=cwd)
         return code, out
     rec = kernel_record(name)
+    if rec.get("arch", HOST_ARCH) != HOST_ARCH:
+        import arm64    # ci/arm64.py: its own root file system and qemu
+        return arm64.boot(rec, command, timeout=timeout, echo=echo)
     ensure_tools()
     # One host thread for all vCPUs: with multi-threaded TCG, a vCPU can
     # run a stale int3 while another patches a static key, and the guest
@@ -347,18 +387,21 @@ def main(argv: list[str] | None = None) -> int:
             if os.geteuid() != 0:
                 raise KernelError("fetch installs modules into /usr/lib/modules: run as root")
             ensure_tools()
-            for suite in args.suites:
-                if suite not in SUITES:
-                    raise KernelError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}")
-                rec = fetch(suite, args.refresh)
+            for name in args.suites:
+                suite, arch = parse_kernel(name)
+                if name not in (suite, suite + ARCH_SUFFIX[arch]):
+                    raise KernelError(f"unknown suite {name!r}: one of {', '.join(SUITES)}, "
+                                      f"each optionally with -arm64")
+                rec = fetch(suite, args.refresh, arch)
                 how = "cached" if rec["cached"] else f"fetched in {rec['fetch_s']} s"
-                print(f"{suite:<9} {rec['version']:<24} {how}")
+                print(f"{name:<15} {rec['version']:<24} {how}")
             return 0
         if args.cmd == "list":
-            for suite, series in SUITES.items():
-                f = CACHE / suite / "kernel.json"
-                state = json.loads(f.read_text())["version"] if f.exists() else "not fetched"
-                print(f"{suite:<9} {series:<5} {state}")
+            for arch, sfx in ARCH_SUFFIX.items():
+                for suite, series in SUITES.items():
+                    f = CACHE / (suite + sfx) / "kernel.json"
+                    state = json.loads(f.read_text())["version"] if f.exists() else "not fetched"
+                    print(f"{suite + sfx:<15} {series:<5} {state}")
             return 0
         if not cmd:
             ap.error("run needs a command after --")
