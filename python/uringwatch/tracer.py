@@ -363,10 +363,9 @@ class Tracer:
 
     # -- events ------------------------------------------------------------
 
-    def poll(self, timeout: float | None = None) -> list[AnyEvent]:
-        """Events available now, waiting up to `timeout` (default: the flush
-        interval) for the kernel to queue some. After detach(): what is
-        queued, then once the repeat runs still pending in the kernel."""
+    def _wait(self, timeout: float | None) -> bool:
+        """Waits up to `timeout` (default: the flush interval) for the kernel
+        to queue records; False if the tracer was closed meanwhile."""
         ring = self._ring
         if ring is None:
             raise TracerError("tracer is not open")
@@ -374,6 +373,14 @@ class Tracer:
             if not ring.available():
                 ring.wait(self.flush_interval if timeout is None else timeout)
         except (ValueError, OSError):   # closed by another thread meanwhile
+            return False
+        return True
+
+    def poll(self, timeout: float | None = None) -> list[AnyEvent]:
+        """Events available now, waiting up to `timeout` (default: the flush
+        interval) for the kernel to queue some. After detach(): what is
+        queued, then once the repeat runs still pending in the kernel."""
+        if not self._wait(timeout):
             return []
         with self._lock:        # close() must not unmap the ring mid-decode
             return self._drain() if self._ring is not None else []
@@ -385,13 +392,7 @@ class Tracer:
         its 8-byte ring header; a dump's RING frame), the cgroup ids of the
         call records among them, and how many records there are (discarded
         ones not counted). Returns that count."""
-        ring = self._ring
-        if ring is None:
-            raise TracerError("tracer is not open")
-        try:
-            if not ring.available():
-                ring.wait(self.flush_interval if timeout is None else timeout)
-        except (ValueError, OSError):   # closed by another thread meanwhile
+        if not self._wait(timeout):
             return 0
         with self._lock:
             return self._drain_raw(sink, limit) if self._ring is not None else 0
