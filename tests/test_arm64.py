@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO, ROOT, meson
+from helpers import REPO, ROOT, meson
 
 sys.path.insert(0, os.path.join(REPO, "ci"))
 import kernels  # noqa: E402
