@@ -152,3 +152,15 @@ def test_repeat_record_of_the_wrong_size_is_rejected():
     rec = rec[:4] + struct.pack("<I", len(rec)) + rec[8:]
     with pytest.raises(RecordError, match="repeat record"):
         decode(rec, 0, len(rec), 0)
+
+
+def test_each_payload_type_is_tagged_with_its_opcodes_name():
+    """An opcode is named once (opcodes.NAMES): its payload type's tag and
+    its decoder's key agree with it, and the union holds every type."""
+    from typing import get_args
+
+    from uringwatch import arguments, opcodes, payloads
+    typed = {op: spec.cls for op, spec in arguments.SPECS.items() if spec.cls is not None}
+    assert {op: cls.__struct_config__.tag for op, cls in typed.items()} == \
+        {op: opcodes.NAMES[op] for op in typed}
+    assert set(get_args(payloads.Payload)) == set(typed.values()) | {payloads.Raw}

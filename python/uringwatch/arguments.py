@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Callable, NamedTuple
 
-from . import layout, payloads as p, uapi
+from . import layout, opcodes, payloads as p, uapi
 from .layout import Layout
 from .opcodes import RESTRICTION_KINDS, name as opcode_name, sqe_flag_names, sqe_op_name
 from .payloads import Region
@@ -181,89 +181,95 @@ _RSRC_UPD_KEYS = ("offset", "nr", "data")
 _BUF_REG_KEYS = ("ring_addr", "ring_entries", "bgid", "flags", "min_left")
 _NAPI_KEYS = ("busy_poll_to", "prefer_busy_poll", "opcode", "op_param")
 
+def _op(name: str) -> int:
+    return opcodes.BY_NAME[name]
+
+
+# opcode -> how its payload is decoded; each payload type's tag is its
+# opcode's name (tests/test_decode.py checks)
 SPECS: dict[int, Spec] = {
-    0: Spec(p.Buffers, lambda c: dict(iovecs=_iovecs(c.regions[1])), None, ("iovecs", "")),
-    1: Spec(None),
-    2: Spec(p.Files, lambda c: dict(fds=_fds(c.regions[1])), None, ("fds", "")),
-    3: Spec(None),
-    4: Spec(p.Eventfd, lambda c: dict(eventfd=_first_int(c)), "eventfd"),
-    5: Spec(None),
-    6: Spec(p.FilesUpdate, _head_fields(uapi.RSRC_UPDATE, ("offset", "data"),
+    _op("REGISTER_BUFFERS"): Spec(p.Buffers, lambda c: dict(iovecs=_iovecs(c.regions[1])), None, ("iovecs", "")),
+    _op("UNREGISTER_BUFFERS"): Spec(None),
+    _op("REGISTER_FILES"): Spec(p.Files, lambda c: dict(fds=_fds(c.regions[1])), None, ("fds", "")),
+    _op("UNREGISTER_FILES"): Spec(None),
+    _op("REGISTER_EVENTFD"): Spec(p.Eventfd, lambda c: dict(eventfd=_first_int(c)), "eventfd"),
+    _op("UNREGISTER_EVENTFD"): Spec(None),
+    _op("REGISTER_FILES_UPDATE"): Spec(p.FilesUpdate, _head_fields(uapi.RSRC_UPDATE, ("offset", "data"),
                                         fds=lambda c, h: _fds(c.regions[1])),
             uapi.RSRC_UPDATE, ("fds", "")),
-    7: Spec(p.EventfdAsync, lambda c: dict(eventfd=_first_int(c)), "eventfd"),
-    8: Spec(p.Probe, _probe, uapi.PROBE, ("ops", "")),
-    9: Spec(p.Personality, lambda c: dict(id=c.ret if c.ret >= 0 else None)),
-    10: Spec(p.UnregisterPersonality, lambda c: dict(id=c.nr_args)),
-    11: Spec(p.Restrictions, lambda c: dict(restrictions=None if (
+    _op("REGISTER_EVENTFD_ASYNC"): Spec(p.EventfdAsync, lambda c: dict(eventfd=_first_int(c)), "eventfd"),
+    _op("REGISTER_PROBE"): Spec(p.Probe, _probe, uapi.PROBE, ("ops", "")),
+    _op("REGISTER_PERSONALITY"): Spec(p.Personality, lambda c: dict(id=c.ret if c.ret >= 0 else None)),
+    _op("UNREGISTER_PERSONALITY"): Spec(p.UnregisterPersonality, lambda c: dict(id=c.nr_args)),
+    _op("REGISTER_RESTRICTIONS"): Spec(p.Restrictions, lambda c: dict(restrictions=None if (
         rs := _structs(c.regions[1], uapi.RESTRICTION)) is None
         else [_restriction(d) for d in rs]), None, ("restrictions", "")),
-    12: Spec(None),
-    13: Spec(p.Files2, _rsrc(uapi.RSRC_REGISTER, _RSRC_REG_KEYS, "fds", _fds),
+    _op("REGISTER_ENABLE_RINGS"): Spec(None),
+    _op("REGISTER_FILES2"): Spec(p.Files2, _rsrc(uapi.RSRC_REGISTER, _RSRC_REG_KEYS, "fds", _fds),
              uapi.RSRC_REGISTER, ("fds", "tags")),
-    14: Spec(p.FilesUpdate2, _rsrc(uapi.RSRC_UPDATE2, _RSRC_UPD_KEYS, "fds", _fds),
+    _op("REGISTER_FILES_UPDATE2"): Spec(p.FilesUpdate2, _rsrc(uapi.RSRC_UPDATE2, _RSRC_UPD_KEYS, "fds", _fds),
              uapi.RSRC_UPDATE2, ("fds", "tags")),
-    15: Spec(p.Buffers2, _rsrc(uapi.RSRC_REGISTER, _RSRC_REG_KEYS, "iovecs", _iovecs),
+    _op("REGISTER_BUFFERS2"): Spec(p.Buffers2, _rsrc(uapi.RSRC_REGISTER, _RSRC_REG_KEYS, "iovecs", _iovecs),
              uapi.RSRC_REGISTER, ("iovecs", "tags")),
-    16: Spec(p.BuffersUpdate, _rsrc(uapi.RSRC_UPDATE2, _RSRC_UPD_KEYS, "iovecs", _iovecs),
+    _op("REGISTER_BUFFERS_UPDATE"): Spec(p.BuffersUpdate, _rsrc(uapi.RSRC_UPDATE2, _RSRC_UPD_KEYS, "iovecs", _iovecs),
              uapi.RSRC_UPDATE2, ("iovecs", "tags")),
-    17: Spec(p.IowqAff, lambda c: dict(cpus=_cpus(c.regions[1])), None, ("cpus", "")),
-    18: Spec(None),
-    19: Spec(p.IowqMaxWorkers, lambda c: dict(values=_values(c.regions[0], "I"),
+    _op("REGISTER_IOWQ_AFF"): Spec(p.IowqAff, lambda c: dict(cpus=_cpus(c.regions[1])), None, ("cpus", "")),
+    _op("UNREGISTER_IOWQ_AFF"): Spec(None),
+    _op("REGISTER_IOWQ_MAX_WORKERS"): Spec(p.IowqMaxWorkers, lambda c: dict(values=_values(c.regions[0], "I"),
                                               previous=_values(c.regions[3], "I")), "values"),
-    20: Spec(p.RingFds, lambda c: dict(
+    _op("REGISTER_RING_FDS"): Spec(p.RingFds, lambda c: dict(
         entries=_ring_fds(c.regions[1]),
         assigned=None if (e := _ring_fds(c.regions[3])) is None else [x.offset for x in e]),
         None, ("entries", "")),
-    21: Spec(p.UnregisterRingFds, lambda c: dict(entries=_ring_fds(c.regions[1])),
+    _op("UNREGISTER_RING_FDS"): Spec(p.UnregisterRingFds, lambda c: dict(entries=_ring_fds(c.regions[1])),
              None, ("entries", "")),
-    22: Spec(p.PbufRing, _head_fields(uapi.BUF_REG, _BUF_REG_KEYS), uapi.BUF_REG),
-    23: Spec(p.UnregisterPbufRing, _head_fields(uapi.BUF_REG, _BUF_REG_KEYS), uapi.BUF_REG),
-    24: Spec(p.SyncCancel, _head_fields(
+    _op("REGISTER_PBUF_RING"): Spec(p.PbufRing, _head_fields(uapi.BUF_REG, _BUF_REG_KEYS), uapi.BUF_REG),
+    _op("UNREGISTER_PBUF_RING"): Spec(p.UnregisterPbufRing, _head_fields(uapi.BUF_REG, _BUF_REG_KEYS), uapi.BUF_REG),
+    _op("REGISTER_SYNC_CANCEL"): Spec(p.SyncCancel, _head_fields(
         uapi.SYNC_CANCEL_REG, ("addr", "fd", "flags", "opcode"),
         timeout=lambda c, h: None if h is None else list(h["timeout"])),
         uapi.SYNC_CANCEL_REG),
-    25: Spec(p.FileAllocRange, _head_fields(uapi.FILE_INDEX_RANGE, ("off", "len")),
+    _op("REGISTER_FILE_ALLOC_RANGE"): Spec(p.FileAllocRange, _head_fields(uapi.FILE_INDEX_RANGE, ("off", "len")),
              uapi.FILE_INDEX_RANGE),
-    26: Spec(p.PbufStatus, _head_fields(
+    _op("REGISTER_PBUF_STATUS"): Spec(p.PbufStatus, _head_fields(
         uapi.BUF_STATUS, ("buf_group",),
         head=lambda c, h: _get(_exit(c, uapi.BUF_STATUS), "head")), uapi.BUF_STATUS),
-    27: Spec(p.Napi, _head_fields(uapi.NAPI, _NAPI_KEYS,
+    _op("REGISTER_NAPI"): Spec(p.Napi, _head_fields(uapi.NAPI, _NAPI_KEYS,
                                   previous=lambda c, h: _flat(_exit(c, uapi.NAPI))),
              uapi.NAPI),
-    28: Spec(p.UnregisterNapi, _head_fields(uapi.NAPI, _NAPI_KEYS), uapi.NAPI),
-    29: Spec(p.Clock, _head_fields(uapi.CLOCK_REGISTER, ("clockid",)), uapi.CLOCK_REGISTER),
-    30: Spec(p.CloneBuffers, _head_fields(
+    _op("UNREGISTER_NAPI"): Spec(p.UnregisterNapi, _head_fields(uapi.NAPI, _NAPI_KEYS), uapi.NAPI),
+    _op("REGISTER_CLOCK"): Spec(p.Clock, _head_fields(uapi.CLOCK_REGISTER, ("clockid",)), uapi.CLOCK_REGISTER),
+    _op("REGISTER_CLONE_BUFFERS"): Spec(p.CloneBuffers, _head_fields(
         uapi.CLONE_BUFFERS, ("src_fd", "flags", "src_off", "dst_off", "nr")),
         uapi.CLONE_BUFFERS),
-    31: Spec(p.SendMsgRing, lambda c: dict(sqe=_flat(_head(c.regions[0], uapi.SQE))),
+    _op("REGISTER_SEND_MSG_RING"): Spec(p.SendMsgRing, lambda c: dict(sqe=_flat(_head(c.regions[0], uapi.SQE))),
              uapi.SQE),
-    32: Spec(p.ZcrxIfq, lambda c: dict(
+    _op("REGISTER_ZCRX_IFQ"): Spec(p.ZcrxIfq, lambda c: dict(
         ifq=_flat(_head(c.regions[0], uapi.ZCRX_IFQ_REG), ("offsets", "zcrx_id")),
         area=_flat(_head(c.regions[1], uapi.ZCRX_AREA_REG)),
         region=_flat(_head(c.regions[2], uapi.REGION_DESC)),
         result=_flat(_pick(_exit(c, uapi.ZCRX_IFQ_REG), ("offsets", "zcrx_id")))),
         uapi.ZCRX_IFQ_REG, ("area", "region")),
-    33: Spec(p.ResizeRings, lambda c: dict(
+    _op("REGISTER_RESIZE_RINGS"): Spec(p.ResizeRings, lambda c: dict(
         params=_flat(_head(c.regions[0], uapi.PARAMS), ("sq_off", "cq_off")),
         result=_flat(_exit(c, uapi.PARAMS))), uapi.PARAMS),
-    34: Spec(p.MemRegion, _head_fields(
+    _op("REGISTER_MEM_REGION"): Spec(p.MemRegion, _head_fields(
         uapi.MEM_REGION_REG, ("region_uptr", "flags"),
         region=lambda c, h: _flat(_head(c.regions[1], uapi.REGION_DESC)),
         result=lambda c, h: _flat(_exit(c, uapi.REGION_DESC))),
         uapi.MEM_REGION_REG, ("region", "")),
-    35: Spec(p.Query, _head_fields(
+    _op("REGISTER_QUERY"): Spec(p.Query, _head_fields(
         uapi.QUERY_HDR, ("next_entry", "query_data", "query_op", "size"),
         result=lambda c, h: _get(_exit(c, uapi.QUERY_HDR), "result"),
         entries=lambda c, h: _query_chain(c.regions[1])),
         uapi.QUERY_HDR, ("entries", "")),
-    36: Spec(p.ZcrxCtrl, _head_fields(
+    _op("REGISTER_ZCRX_CTRL"): Spec(p.ZcrxCtrl, _head_fields(
         uapi.ZCRX_CTRL, ("zcrx_id", "op"),
         op_name=lambda c, h: None if h is None else _ZCRX_OPS.get(h["op"], f"UNKNOWN_{h['op']}"),
         zcrx_fd=lambda c, h: None if (x := _exit(c, uapi.ZCRX_CTRL)) is None
         or not h or h["op"] != 1 else x["zc_export"][0]),
         uapi.ZCRX_CTRL),
-    37: Spec(p.BpfFilter, _bpf_filter, uapi.BPF, ("insns", "")),
+    _op("REGISTER_BPF_FILTER"): Spec(p.BpfFilter, _bpf_filter, uapi.BPF, ("insns", "")),
 }
 
 _NO_SPEC = Spec(None)

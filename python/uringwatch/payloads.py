@@ -283,11 +283,12 @@ class BpfFilter(Base, tag="REGISTER_BPF_FILTER"):
     insns: list[SockFilter] | None  # the first instructions
 
 
-Payload = Union[
-    Raw, Files, Buffers, Eventfd, EventfdAsync, FilesUpdate, Probe,
-    Personality, UnregisterPersonality, Restrictions, Files2, Buffers2,
-    FilesUpdate2, BuffersUpdate, IowqAff, IowqMaxWorkers, RingFds,
-    UnregisterRingFds, PbufRing, UnregisterPbufRing, SyncCancel,
-    FileAllocRange, PbufStatus, Napi, UnregisterNapi, Clock, CloneBuffers,
-    SendMsgRing, ZcrxIfq, ResizeRings, MemRegion, Query, ZcrxCtrl, BpfFilter,
-]
+def _leaves(cls: type) -> list[type]:
+    """Every payload type below cls: the leaves (shared bases are not
+    payloads of their own)."""
+    subs = cls.__subclasses__()
+    return [leaf for sub in subs for leaf in _leaves(sub)] if subs else [cls]
+
+
+# the tagged union of every payload type
+Payload = Union[tuple(_leaves(Base))]
