@@ -113,12 +113,27 @@ def build_filters(args) -> Filters:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # the reader went away (`| head`): nothing is lost that it wanted;
+        # stdout now points nowhere, so the flush at exit can't fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["schema"]:
+        argparse.ArgumentParser(prog="uringwatch schema", description="Print the JSON "
+                                "Schema of one line of --json output.").parse_args(argv[1:])
         sys.stdout.write(schema_text())
         return EXIT_OK
     if argv[:1] == ["probe"]:
-        return probe(json_out="--json" in argv[1:])
+        ap = argparse.ArgumentParser(prog="uringwatch probe", description="What this "
+                                     "kernel offers and what uringwatch would use; "
+                                     "nothing is loaded.")
+        ap.add_argument("--json", action="store_true", help="one JSON object")
+        return probe(json_out=ap.parse_args(argv[1:]).json)
     if argv[:1] == ["replay"]:
         from .replay_cli import run as replay
         return replay(argv[1:])
