@@ -170,11 +170,26 @@ static __always_inline bool same_creds(const struct cred *a, const struct cred *
 	       cap_effective(a) == cap_effective(b);
 }
 
+/* The personality an operation runs under, or none. req->creds holds it
+ * only while REQ_F_CREDS is set: a recycled request keeps an old pointer
+ * (seen on 6.12). The flag's bit moves between releases, and its enum has
+ * no name CO-RE could find it by: user space reads it from the kernel's
+ * BTF into cfg.req_creds_bit (64 or more: unknown, no personality shown). */
+static __always_inline const struct cred *req_creds(struct io_kiocb *req)
+{
+	__u64 flags = req->flags;
+	__u32 bit = cfg.req_creds_bit;
+
+	if (bit >= 64 || !(flags >> bit & 1))
+		return 0;
+	return req->creds;
+}
+
 /* What an operation uses; the task's creds and the op's personality. */
 static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 				    struct task_struct *task)
 {
-	const struct cred *creds = req->creds, *cur = task->cred;
+	const struct cred *creds = req_creds(req), *cur = task->cred;
 	__u64 flags = req->flags;
 
 	k->ring_id = id_of_ptr(req->ctx);
@@ -208,7 +223,7 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
 				    struct task_struct *task, __u64 now, __u32 reason)
 {
-	const struct cred *creds = req->creds, *cur = task->cred;
+	const struct cred *creds = req_creds(req), *cur = task->cred;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 *creator = bpf_map_lookup_elem(&creators, &k->ring_id);
 	struct uw_op op = {};

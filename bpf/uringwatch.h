@@ -421,6 +421,8 @@ struct uw_config {
 	__u64 fair_burst_ns;  /* budget: most refill a process can bank */
 	__u32 ops_all;        /* a record for every operation, not first uses */
 	__u32 fair;           /* coalescing and budgets on */
+	__u32 req_creds_bit;  /* REQ_F_CREDS_BIT of this kernel; >= 64: unknown */
+	__u32 pad2;
 };
 
 #endif /* URINGWATCH_H */

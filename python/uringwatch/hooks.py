@@ -8,6 +8,7 @@ import ctypes
 import errno
 import os
 import platform
+import struct
 
 # hook name -> (tracefs file that must exist, the two BPF programs)
 HOOKS = {
@@ -102,6 +103,42 @@ def typed_submit_tracepoint() -> str | None:
         return None
     finally:
         lib.btf__free(btf)
+
+
+_BTF_HEADER = struct.Struct("<HBBIIIII")
+_BTF_TYPE = struct.Struct("<III")
+_BTF_ENUM = struct.Struct("<Ii")
+# bytes after a btf_type's 12, by kind, for vlen entries (include/uapi/linux/btf.h)
+_BTF_EXTRA = {1: lambda v: 4, 3: lambda v: 12, 4: lambda v: 12 * v, 5: lambda v: 12 * v,
+              6: lambda v: 8 * v, 13: lambda v: 8 * v, 14: lambda v: 4,
+              15: lambda v: 12 * v, 17: lambda v: 4, 19: lambda v: 12 * v}
+
+
+def btf_enum_value(name: str, path: str) -> int | None:
+    """The value of enumerator `name` in a raw BTF file, anonymous enums
+    included (which libbpf's lookups by type name cannot find); None if
+    it is not there or the file can't be read."""
+    try:
+        data = open(path, "rb").read()
+        _, _, _, hdr_len, type_off, type_len, str_off, str_len = _BTF_HEADER.unpack_from(data)
+    except (OSError, struct.error):
+        return None
+    strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
+    at = strings.find(b"\0" + name.encode() + b"\0")
+    if at < 0:
+        return None
+    pos, end = hdr_len + type_off, hdr_len + type_off + type_len
+    while pos + _BTF_TYPE.size <= end:
+        _, info, _ = _BTF_TYPE.unpack_from(data, pos)
+        kind, vlen = info >> 24 & 0x1F, info & 0xFFFF
+        if kind == 6:       # BTF_KIND_ENUM
+            for j in range(vlen):
+                name_off, value = _BTF_ENUM.unpack_from(data, pos + 12 + 8 * j)
+                if name_off == at + 1:
+                    return value
+        extra = _BTF_EXTRA.get(kind)
+        pos += 12 + (extra(vlen) if extra else 0)
+    return None
 
 
 def _word(t: int, i: int) -> int:

@@ -261,7 +261,7 @@ CONFIG = Layout("uw_config", [
     ("targ_pids", "I"), ("targ_cgroups", "I"), ("targ_uid", "I"), ("targ_failed", "I"),
     ("resolve", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
     ("id_key", "2Q"), ("fair_key", "Q"), ("fair_cost_ns", "Q"), ("fair_burst_ns", "Q"),
-    ("ops_all", "I"), ("fair", "I"),
+    ("ops_all", "I"), ("fair", "I"), ("req_creds_bit", "I"), ("pad2", "I"),
 ])
 
 ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, RING, USE_KEY, USE, OP,

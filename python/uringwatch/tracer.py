@@ -285,7 +285,8 @@ class Tracer:
                    targ_comm=(f.comm or "").encode(),
                    resolve={v: k for k, v in layout.RESOLVE_NAMES.items()}[resolve],
                    id_key=tuple(int.from_bytes(os.urandom(8), "little") for _ in range(2)),
-                   ops_all=int(o["ops_all"]), **self._fair_config())
+                   ops_all=int(o["ops_all"]), **self._fair_config(),
+                   req_creds_bit=self._req_creds_bit())
         view.raw = layout.CONFIG.struct.pack(
             *(x for v in cfg.values() for x in (v if isinstance(v, tuple) else (v,))))
 
@@ -296,6 +297,14 @@ class Tracer:
         cost = 1_000_000_000 // o["rate"] if o["rate"] else 0
         return dict(fair=int(o["fair"]), fair_key=secrets.randbits(64),
                     fair_cost_ns=cost, fair_burst_ns=cost * o["burst"])
+
+    def _req_creds_bit(self) -> int:
+        """REQ_F_CREDS_BIT of this kernel, read from its BTF, for ring
+        operations' personalities (bpf/rings.h); 64 where unknown."""
+        if not self.rings:
+            return 64
+        bit = hooks.btf_enum_value("REQ_F_CREDS_BIT", self.btf_path or hooks.BTF_VMLINUX)
+        return 64 if bit is None or not 0 <= bit < 64 else bit
 
     def _fill_free_slots(self) -> None:
         fd = libbpf.lib().bpf_map__fd(self._map("free_slots"))
