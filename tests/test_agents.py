@@ -90,6 +90,22 @@ def test_cgroup_filter_and_container_context(cgroup):
     assert ev.payload.fds == [0, 1]
 
 
+@needs_root
+def test_container_gone_before_its_event_is_read(cgroup):
+    """A container that exits right after its call is removed before the
+    tracer reads the event: a cgroup that lived when tracing began is named."""
+    cid = uuid.uuid4().hex + uuid.uuid4().hex
+    scope = cgroup / f"libpod-{cid}.scope"
+    scope.mkdir()
+    w = Workload(uring.NO_SUCH_OPCODE, cgroup=scope)
+    with Tracer(Filters(pids=frozenset([w.pid]))) as t:
+        w.go()
+        scope.rmdir()                   # the runtime's teardown, before the first read
+        events = collect(t, w.pid, 1)
+    assert [(e.container_id, e.cgroup_path) for e in events] == \
+        [(cid, f"/{cgroup.name}/libpod-{cid}.scope")]
+
+
 @pytest.mark.parametrize("path,expected", [
     ("/system.slice/docker-" + "a" * 64 + ".scope", ("docker", "a" * 64)),
     ("/docker/" + "b" * 64, ("docker", "b" * 64)),

@@ -4,6 +4,9 @@ The BPF side records the caller's cgroup v2 id, which is the inode number
 of its directory in the cgroup2 file system. Paths are found by walking
 that tree (cached, bounded, rescanned at most twice a second), and
 container ids are read off the path by the runtimes' naming conventions.
+The tree is walked once when tracing starts: a container that exits right
+after its call has its cgroup removed before the event is read, so only
+cgroups seen while they lived can be named.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class CgroupResolver:
         self._max = max_entries
         self._scanned = 0.0
 
-    def _scan(self) -> None:
+    def scan(self) -> None:
         """Refresh the cache from the tree, keeping it within its bound."""
         self._scanned = time.monotonic()
         if not self.root:
@@ -81,7 +84,7 @@ class CgroupResolver:
         """The cgroup's path below the cgroup2 root, None if unknown."""
         p = self._paths.get(cgroup_id)
         if p is None and time.monotonic() - self._scanned >= _RESCAN_EVERY:
-            self._scan()
+            self.scan()
             p = self._paths.get(cgroup_id)
         return p
 

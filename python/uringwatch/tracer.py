@@ -130,7 +130,11 @@ class Tracer:
         self.decode_errors = 0
         self.repeat_events = 0          # Repeat events yielded, pending ones included
         self._lock = threading.Lock()
-        self._context = CgroupResolver().context if containers else None
+        self._context = None
+        if containers:
+            cgroups = CgroupResolver()
+            cgroups.scan()      # before the first call: its cgroup may be gone when read
+            self._context = cgroups.context
         self._obj = None
         self._links: list = []
         self._ring: RingBuffer | None = None
