@@ -10,7 +10,7 @@ import time
 import pytest
 
 import uring
-from helpers import needs_root
+from helpers import REPO, needs_root
 
 UW = [sys.executable, "-m", "uringwatch"]
 
@@ -156,3 +156,22 @@ def test_cli_filters_in_kernel():
     assert (ev["opcode_name"], ev["error"]) == ("REGISTER_FILES", "EBUSY")
     assert "filtered=2" in err
     os.close(ring)
+
+
+def run(*args):
+    return subprocess.run(UW + list(args), capture_output=True, text=True, timeout=30)
+
+
+def test_replay_help_gives_each_exit_code_once():
+    from uringwatch.exitcodes import DUMP_PROBLEMS
+    text = " ".join(run("replay", "--help").stdout.split())
+    assert "Exit codes: " + ", ".join(f"{code} {what}" for code, what in
+                                      DUMP_PROBLEMS.items()) in text
+
+
+def test_dump_format_lists_the_exit_codes_replay_has():
+    from uringwatch.exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
+    doc = open(os.path.join(REPO, "docs", "DUMP_FORMAT.md")).read().split("## Errors")[1]
+    codes = [int(line.split("|")[1]) for line in doc.splitlines()
+             if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert codes == [EXIT_OK, EXIT_ERROR, EXIT_USAGE, *DUMP_PROBLEMS]

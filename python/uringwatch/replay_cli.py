@@ -9,7 +9,7 @@ import sys
 import time
 
 from .dump import DumpError
-from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .filters import add_options as add_filter_options, from_args
 from .output import Writer
 from .replay import Reader
@@ -18,11 +18,11 @@ PROGRESS_MIN_BYTES = 16 << 20
 
 
 def parser() -> argparse.ArgumentParser:
+    problems = ", ".join(f"{code} {what}" for code, what in DUMP_PROBLEMS.items())
     ap = argparse.ArgumentParser(
         prog="uringwatch replay",
-        description="Print recorded events as `uringwatch` does live. Exit codes: "
-                    "3 not a dump, 4 newer format, 5 damaged, 6 truncated, "
-                    "7 unknown frame kind, 8 unknown record ABI (see README).")
+        description=f"Print recorded events as `uringwatch` does live. Exit codes: "
+                    f"{problems} (see README).")
     ap.add_argument("files", nargs="+", metavar="FILE")
     ap.add_argument("--json", action="store_true", help="print JSON Lines")
     ap.add_argument("--stats", action="store_true",
