@@ -10,7 +10,7 @@ import time
 import pytest
 
 import uring
-from helpers import needs_root
+from helpers import REPO, needs_root
 
 UW = [sys.executable, "-m", "uringwatch"]
 
@@ -156,3 +156,68 @@ def test_cli_filters_in_kernel():
     assert (ev["opcode_name"], ev["error"]) == ("REGISTER_FILES", "EBUSY")
     assert "filtered=2" in err
     os.close(ring)
+
+
+def run(*args):
+    return subprocess.run(UW + list(args), capture_output=True, text=True, timeout=30)
+
+
+def test_help_lists_the_commands():
+    r = run("--help")
+    assert r.returncode == 0, r.stderr
+    commands = r.stdout.split("\ncommands:\n")[1].split("\n\n")[0]
+    assert [line.split()[0] for line in commands.splitlines()[1:]] == \
+        ["record", "replay", "probe", "schema"]
+
+
+@pytest.mark.parametrize("command", ["record", "replay", "probe", "schema"])
+def test_each_command_has_its_own_help(command):
+    r = run(command, "--help")
+    assert r.returncode == 0 and r.stdout.startswith(f"usage: uringwatch {command} [-h]")
+
+
+def test_record_help_has_the_trace_options_but_json():
+    r = run("record", "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: uringwatch record [-h] -w FILE ")
+    options = r.stdout.split("\nexamples:\n")[0]
+    assert "--rate N" in options and "--json" not in options
+
+
+@pytest.mark.parametrize("args,message", [
+    (["replay"], "uringwatch replay: error: the following arguments are required: FILE"),
+    (["record"], "uringwatch record: error: the following arguments are required: -w"),
+    (["-w", "-"], "uringwatch: error: -w - writes the recording to stdout: "
+                  "use `uringwatch record -w -`"),
+    (["-p", "1", "record", "-w", "x"], "uringwatch: error: the command goes first: "
+                                       "uringwatch record [OPTIONS]"),
+    (["frobnicate"], "uringwatch: error: argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_usage_errors(args, message):
+    r = run(*args)
+    assert r.returncode == 2 and message in r.stderr and r.stdout == "", r.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["record", "-w", "x"], ["replay", "x"], ["probe"],
+                                  ["schema"]])
+def test_unknown_options_are_told_by_their_command(args):
+    r = run(*args, "--bogus")
+    prog = " ".join(["uringwatch", *args[:1]])
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"usage: {prog} [-h]")
+    assert r.stderr.endswith(f"{prog}: error: unrecognized arguments: --bogus\n")
+
+
+def test_replay_help_gives_each_exit_code_once():
+    from uringwatch.exitcodes import DUMP_PROBLEMS
+    text = " ".join(run("replay", "--help").stdout.split())
+    assert "Exit codes: " + ", ".join(f"{code} {what}" for code, what in
+                                      DUMP_PROBLEMS.items()) in text
+
+
+def test_dump_format_lists_the_exit_codes_replay_has():
+    from uringwatch.exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
+    doc = open(os.path.join(REPO, "docs", "DUMP_FORMAT.md")).read().split("## Errors")[1]
+    codes = [int(line.split("|")[1]) for line in doc.splitlines()
+             if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert codes == [EXIT_OK, EXIT_ERROR, EXIT_USAGE, *DUMP_PROBLEMS]

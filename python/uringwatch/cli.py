@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from . import hooks, layout
+from . import hooks, layout, replay_cli
 from .hooks import HOOKS
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
@@ -23,13 +23,6 @@ from .tracer import (BATCH, FAIR_BURST, FAIR_RATE, PrivilegeError, Tracer, Trace
                      check_privileges, tracefs)
 
 EXAMPLES = """\
-commands:
-  uringwatch [OPTIONS]           trace live (this help)
-  uringwatch record -w FILE      record raw records to a dump file (same options)
-  uringwatch replay FILE...      print a recording; no root, BPF or libbpf needed
-  uringwatch schema              print the JSON Schema of the event stream
-  uringwatch probe [--json]      what this kernel offers and which hooks are used
-
 examples:
   uringwatch                     # trace every io_uring_register call, as a table
   uringwatch --json              # JSON Lines, one event per line
@@ -45,11 +38,40 @@ examples:
 """
 
 
-def parser(record: bool = False) -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """`uringwatch [OPTIONS]` traces live; a command first does something
+    else. Each parser's defaults name its handler (`run`) and itself
+    (`parser`, whose usage a handler prints with its errors)."""
     ap = argparse.ArgumentParser(
-        prog="uringwatch record" if record else "uringwatch", epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Trace io_uring_register(2) calls with their arguments decoded.")
+        prog="uringwatch", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Trace io_uring_register(2) calls with their arguments decoded.\n"
+                    "With no command, trace live. Each command has its own --help.")
+    add_trace_options(ap, record=False)
+    ap.set_defaults(run=run_trace, parser=ap)
+    commands = ap.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    record_ap = commands.add_parser(
+        "record", help="record raw records to a dump file (same options)",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Trace as `uringwatch` does, but record raw records to a dump file\n"
+                    "instead of printing them (`uringwatch replay` prints them).")
+    add_trace_options(record_ap, record=True)
+    record_ap.set_defaults(run=run_trace, parser=record_ap)
+    replay_cli.add_parser(commands)
+    probe_ap = commands.add_parser(
+        "probe", help="what this kernel offers and which hooks are used",
+        description="What this kernel offers and what uringwatch would use; nothing is loaded.")
+    probe_ap.add_argument("--json", action="store_true", help="one JSON object")
+    probe_ap.set_defaults(run=lambda args: probe(args.json), parser=probe_ap)
+    schema_ap = commands.add_parser(
+        "schema", help="print the JSON Schema of the event stream",
+        description="Print the JSON Schema of one line of --json output.")
+    schema_ap.set_defaults(run=print_schema, parser=schema_ap)
+    return ap
+
+
+def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
+    """The options of `uringwatch` and `uringwatch record` (which must
+    record, and prints nothing)."""
     if not record:
         ap.add_argument("--json", action="store_true", help="print JSON Lines")
     w = ap.add_argument_group("recording")
@@ -93,7 +115,6 @@ def parser(record: bool = False) -> argparse.ArgumentParser:
     ap.add_argument("--metrics", metavar="ADDR:PORT", help="serve Prometheus metrics "
                     "at http://ADDR:PORT/metrics (needs uringwatch[metrics])")
     ap.add_argument("-v", "--verbose", action="store_true", help="show libbpf's log")
-    return ap
 
 
 def build_filters(args) -> Filters:
@@ -123,33 +144,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if argv[:1] == ["schema"]:
-        argparse.ArgumentParser(prog="uringwatch schema", description="Print the JSON "
-                                "Schema of one line of --json output.").parse_args(argv[1:])
-        sys.stdout.write(schema_text())
-        return EXIT_OK
-    if argv[:1] == ["probe"]:
-        ap = argparse.ArgumentParser(prog="uringwatch probe", description="What this "
-                                     "kernel offers and what uringwatch would use; "
-                                     "nothing is loaded.")
-        ap.add_argument("--json", action="store_true", help="one JSON object")
-        return probe(json_out=ap.parse_args(argv[1:]).json)
-    if argv[:1] == ["replay"]:
-        from .replay_cli import run as replay
-        return replay(argv[1:])
-    record = argv[:1] == ["record"]
-    ap = parser(record)
-    args = ap.parse_args(argv[1:] if record else argv)
-    if record:
-        args.json = False
-    elif args.write == "-":
-        ap.error("-w - writes the recording to stdout: use `uringwatch record -w -`")
+    ap = parser()
+    args, unknown = ap.parse_known_args(argv)
+    # options before a command would be parsed, then silently replaced by
+    # the command's own defaults
+    if args.command and argv[0] != args.command:
+        ap.error(f"the command goes first: uringwatch {args.command} [OPTIONS]")
+    # argparse would report a command's unknown options with the top's usage
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args.run(args)
+
+
+def print_schema(args) -> int:
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+def run_trace(args) -> int:
+    """`uringwatch` and `uringwatch record`."""
+    record = args.command == "record"
+    if not record and args.write == "-":
+        args.parser.error("-w - writes the recording to stdout: use `uringwatch record -w -`")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
                         format="uringwatch: %(message)s")
     try:
         filters = build_filters(args)
     except (ValueError, OSError) as e:
-        ap.print_usage(sys.stderr)
+        args.parser.print_usage(sys.stderr)
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_USAGE
     if args.metrics:

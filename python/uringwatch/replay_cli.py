@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import sys
 import time
 
 from .dump import DumpError
-from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .filters import add_options as add_filter_options, from_args
 from .output import Writer
 from .replay import Reader
@@ -17,12 +16,13 @@ from .replay import Reader
 PROGRESS_MIN_BYTES = 16 << 20
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="uringwatch replay",
-        description="Print recorded events as `uringwatch` does live. Exit codes: "
-                    "3 not a dump, 4 newer format, 5 damaged, 6 truncated, "
-                    "7 unknown frame kind, 8 unknown record ABI (see README).")
+def add_parser(commands) -> None:
+    """`uringwatch replay`, a command of cli.parser()."""
+    problems = ", ".join(f"{code} {what}" for code, what in DUMP_PROBLEMS.items())
+    ap = commands.add_parser(
+        "replay", help="print a recording; no root, BPF or libbpf needed",
+        description=f"Print recorded events as `uringwatch` does live. Exit codes: "
+                    f"{problems} (see README).")
     ap.add_argument("files", nargs="+", metavar="FILE")
     ap.add_argument("--json", action="store_true", help="print JSON Lines")
     ap.add_argument("--stats", action="store_true",
@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     add_filter_options(ap, live=False)
     ap.add_argument("--since", metavar="TIME", help="epoch seconds or ISO 8601")
     ap.add_argument("--until", metavar="TIME", help="epoch seconds or ISO 8601")
-    return ap
+    ap.set_defaults(run=run, parser=ap)
 
 
 def _time_ns(text: str | None) -> int | None:
@@ -61,14 +61,12 @@ def _progress(reader: Reader, batches):
     print("\r\033[K", end="", file=sys.stderr)
 
 
-def run(argv: list[str]) -> int:
-    ap = parser()
-    args = ap.parse_args(argv)
+def run(args) -> int:
     try:
         reader = Reader(args.files, from_args(args, args.cgroup), _time_ns(args.since),
                         _time_ns(args.until))
     except (ValueError, OSError) as e:
-        ap.print_usage(sys.stderr)
+        args.parser.print_usage(sys.stderr)
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
