@@ -223,6 +223,15 @@ def _mutate(data: bytes, flips) -> bytes:
     return bytes(b)
 
 
+def test_replay_to_a_closed_pipe_exits_cleanly():
+    r, w = os.pipe()
+    os.close(r)                                        # the reader went away first
+    p = subprocess.run(UW + ["replay", str(DATA / "golden-abi1.uwd")], stdout=w, stderr=subprocess.PIPE,
+                       text=True, timeout=60)
+    os.close(w)
+    assert (p.returncode, p.stderr) == (0, "")
+
+
 @needs_root
 def test_record_to_a_closed_pipe_exits_cleanly():
     p = subprocess.Popen(UW + ["record", "-w", "-", "-p", str(os.getpid())],

@@ -82,6 +82,8 @@ def run(args) -> int:
     except DumpError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
         return e.code
+    except BrokenPipeError:
+        raise               # the reader went away: main() ends quietly
     except OSError as e:
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_ERROR
