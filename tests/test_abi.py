@@ -104,7 +104,8 @@ def test_limits_and_defaults_match_btf(btf):
     limits = enum_values(btf, "uw_limits")
     assert limits == {"UW_" + name: getattr(layout, name) for name in (
         "HEAD_MAX", "CAP_MAX", "DEFAULT_CAP", "DEFAULT_SNAP_BYTES", "DEFAULT_RING_BYTES",
-        "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES")}
+        "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES", "SIG_UNROLLED",
+        "SIG_FILES_UNROLLED")}
 
 
 def test_config_is_the_whole_rodata_cfg_section(btf):
