@@ -1,5 +1,5 @@
-"""Python's layouts against the BTF of the built object: the C header is the
-truth, and a layout that drifts from it fails here."""
+"""Python's layouts and opcodes against the BTF of the built object: the C
+side is the truth, and a copy that drifts from it fails here."""
 
 import json
 import pathlib
@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from uringwatch import layout, rings, uapi
+from uringwatch import layout, opcodes, rings, uapi
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,22 @@ def test_sqe_op_names_match_btf(btf):
     ops = enum_values(btf, "io_uring_op")
     assert [k.removeprefix("IORING_OP_") for k, v in sorted(ops.items(), key=lambda kv: kv[1])
             if k != "IORING_OP_LAST"] == list(rings.SQE_OPS)
+
+
+def test_register_opcode_names_match_btf(btf):
+    """opcodes.NAMES, name for name and number for number, is what the
+    object knows: the kernel's enum io_uring_register_op and, for opcodes
+    newer than vmlinux.h, bpf/uapi_newer.h's enum (both where a newer
+    vmlinux.h has them: then they must agree)."""
+    ops = enum_values(btf, "io_uring_register_op")
+    # bit 31 of a 32-bit enum: bpftool prints it sign-extended to 64 bits
+    assert ops.pop("IORING_REGISTER_USE_REGISTERED_RING") & 0xFFFFFFFF == \
+        opcodes.USE_REGISTERED_RING
+    del ops["IORING_REGISTER_LAST"]
+    known = {k.removeprefix("IORING_"): v for k, v in ops.items()}
+    for k, v in enum_values(btf, "uw_register_newer").items():
+        assert known.setdefault(k.removeprefix("UW_"), v) == v, k
+    assert known == {name: op for op, name in enumerate(opcodes.NAMES)}
 
 
 def test_limits_and_defaults_match_btf(btf):
