@@ -1,6 +1,7 @@
 """Python's layouts and opcodes against the BTF of the built object: the C
 side is the truth, and a copy that drifts from it fails here."""
 
+import ctypes
 import json
 import pathlib
 import shutil
@@ -9,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from uringwatch import layout, opcodes, rings, uapi
+from uringwatch import layout, libbpf, opcodes, rings, uapi
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,36 @@ def test_register_opcode_names_match_btf(btf):
     for k, v in enum_values(btf, "uw_register_newer").items():
         assert known.setdefault(k.removeprefix("UW_"), v) == v, k
     assert known == {name: op for op, name in enumerate(opcodes.NAMES)}
+
+
+def initial_bytes(section: str) -> bytes:
+    """A data section of the object as libbpf reads it, without loading."""
+    lib = libbpf.lib()
+    data = resources.files("uringwatch").joinpath("uringwatch.bpf.o").read_bytes()
+    opts = libbpf.OpenOpts(sz=ctypes.sizeof(libbpf.OpenOpts), object_name=b"uringwatch")
+    handle = libbpf.check_ptr(lib.bpf_object__open_mem(data, len(data), ctypes.byref(opts)),
+                              "opening the BPF object")
+    try:
+        size = ctypes.c_size_t()
+        ptr = lib.bpf_map__initial_value(
+            libbpf.check_ptr(lib.bpf_object__find_map_by_name(handle, section.encode()),
+                             f"finding {section}"), ctypes.byref(size))
+        return ctypes.string_at(ptr, size.value)
+    finally:
+        lib.bpf_object__close(handle)
+
+
+def test_every_opcode_has_a_capture_plan(btf):
+    """bpf/plans.h, read from the compiled object: a plan (known set) for
+    each opcode opcodes.NAMES names, and for no other."""
+    var = named(btf, "VAR", "plans")
+    (at,) = [v for v in named(btf, "DATASEC", ".rodata")["vars"] if v["type_id"] == var["id"]]
+    plan = named(btf, "STRUCT", "uw_plan")
+    known = flat_members(btf, plan)["known"]
+    table = initial_bytes(".rodata")[at["offset"]:at["offset"] + at["size"]]
+    planned = [opcodes.name(op) for op, off in enumerate(range(0, len(table), plan["size"]))
+               if table[off + known]]
+    assert planned == list(opcodes.NAMES)
 
 
 def test_limits_and_defaults_match_btf(btf):
