@@ -75,6 +75,8 @@ struct uw_enums {
 	enum uw_op_flags op_flags;
 	enum uw_op_reason op_reason;
 	enum io_uring_op sqe_op;
+	enum io_uring_register_op register_op;
+	enum uw_register_newer register_newer;
 	enum uw_drop drop;
 	enum uw_ns_flags ns_flags;
 };

@@ -20,7 +20,6 @@
 #define URINGWATCH_FAIRNESS_H
 
 #define SIG_CHUNK 64            /* data bytes hashed per bpf_loop step */
-#define SIG_UNROLLED 256        /* most bytes of a capture hashed without bpf_loop */
 #define NO_SIG 0                /* never equal to a stored signature */
 _Static_assert(UW_ARR_A_MAX < 1 << 15 && UW_R_EXIT_FAULT < 1 << 5 && UW_QUERY_ENTRY < 1 << 11,
 	       "a region's len, flags and elem must fit their bits of the signature word");
@@ -157,10 +156,8 @@ static long sig_mem_step(__u64 i, struct sig_ctx *x)
 	return 0;
 }
 
-#define SIG_FILES_UNROLLED 4    /* most files hashed without bpf_loop */
-
 /* Mixes in the identities at data[base..]; false when that can't be done
- * without bpf_loop (more than SIG_FILES_UNROLLED files, or any buffer). */
+ * without bpf_loop (more than UW_SIG_FILES_UNROLLED files, or any buffer). */
 static __always_inline bool sig_identities(struct sig_ctx *x, struct uw_call *c, __u64 base,
 					   const bool loop)
 {
@@ -169,10 +166,10 @@ static __always_inline bool sig_identities(struct sig_ctx *x, struct uw_call *c,
 
 	x->base = base;
 	if (!loop) {
-		if (n > SIG_FILES_UNROLLED || m)
+		if (n > UW_SIG_FILES_UNROLLED || m)
 			return false;
 #pragma unroll
-		for (i = 0; i < SIG_FILES_UNROLLED; i++)
+		for (i = 0; i < UW_SIG_FILES_UNROLLED; i++)
 			if (i < n)
 				sig_file(x, i);
 		return true;
@@ -185,7 +182,7 @@ static __always_inline bool sig_identities(struct sig_ctx *x, struct uw_call *c,
 	return bpf_loop(m, sig_mem_step, x, 0) >= 0;
 }
 
-/* Mixes in data bytes [base, base + len): unrolled up to SIG_UNROLLED,
+/* Mixes in data bytes [base, base + len): unrolled up to UW_SIG_UNROLLED,
  * else through bpf_loop; false when that can't be done (no bpf_loop). */
 static __always_inline bool sig_bytes(struct sig_ctx *x, __u64 base, __u64 len,
 				      const bool loop)
@@ -195,9 +192,9 @@ static __always_inline bool sig_bytes(struct sig_ctx *x, __u64 base, __u64 len,
 
 	x->base = base;
 	x->len = len;
-	if (len <= SIG_UNROLLED) {
+	if (len <= UW_SIG_UNROLLED) {
 #pragma unroll
-		for (i = 0; i < SIG_UNROLLED / SIG_CHUNK; i++)
+		for (i = 0; i < UW_SIG_UNROLLED / SIG_CHUNK; i++)
 			if (sig_chunk(i, x))
 				break;
 		return true;
@@ -216,7 +213,7 @@ static __always_inline bool sig_bytes(struct sig_ctx *x, __u64 base, __u64 len,
 /* The call's signature, NO_SIG when it can't be hashed (then it is never
  * coalesced): the arguments and every byte captured of what they point
  * at, the identities by what tells them apart (sig_identities). Captures
- * over SIG_UNROLLED bytes need bpf_loop, which the _noloop twins lack. */
+ * over UW_SIG_UNROLLED bytes need bpf_loop, which the _noloop twins lack. */
 static __always_inline __u64 fair__sig(struct uw_slot *s, const bool loop)
 {
 	struct uw_call *c = &s->call;

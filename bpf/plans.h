@@ -64,6 +64,8 @@ struct uw_plan {
 
 #define UW_NPLANS 40
 
+/* tests/test_abi.py reads this table from the object: a plan (.known) for
+ * each opcode in opcodes.NAMES, and for no other. */
 static const struct uw_plan plans[UW_NPLANS] = {
 	[IORING_REGISTER_BUFFERS] = { NOARG, .reg = {
 		ARR(P_ARG, C_NR_ARGS, sizeof(struct iovec), D_IN) } },

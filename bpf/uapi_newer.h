@@ -8,8 +8,21 @@
 #ifndef URINGWATCH_UAPI_NEWER_H
 #define URINGWATCH_UAPI_NEWER_H
 
-#define UW_REGISTER_ZCRX_CTRL 36
-#define UW_REGISTER_BPF_FILTER 37
+/* An enum, not defines, so that the object's BTF carries them beside the
+ * kernel's enum io_uring_register_op (btf_anchors.h), where
+ * tests/test_abi.py checks opcodes.NAMES against both. */
+enum uw_register_newer {
+	UW_REGISTER_ZCRX_CTRL = 36,
+	UW_REGISTER_BPF_FILTER = 37,
+};
+/* Their numbers are the kernel's: right after the vendored header's last
+ * opcode, or the same as a header that has them. */
+#ifdef UW_VMLINUX_HAS_NEWER_UAPI
+_Static_assert(UW_REGISTER_ZCRX_CTRL == IORING_REGISTER_ZCRX_CTRL &&
+	       UW_REGISTER_BPF_FILTER == IORING_REGISTER_BPF_FILTER, "newer opcode numbers");
+#else
+_Static_assert(UW_REGISTER_ZCRX_CTRL == IORING_REGISTER_LAST, "newer opcode numbers");
+#endif
 
 /* A vmlinux.h from such a kernel (vmlinux/arm64/) has these already:
  * bpf/meson.build defines UW_VMLINUX_HAS_NEWER_UAPI when it does. */

@@ -39,6 +39,10 @@ enum uw_limits {
 	UW_DEFAULT_RING_BYTES = 8 << 20,    /* ring buffer */
 	UW_DEFAULT_MAX_INFLIGHT = 256,      /* calls in flight at once (slots) */
 	UW_DEFAULT_WAKEUP_BYTES = 256 << 10, /* wake the consumer once this much is queued */
+	/* without bpf_loop, fairness hashes a call of at most this many
+	 * capture bytes and files (fairness.h); a larger one isn't coalesced */
+	UW_SIG_UNROLLED = 256,
+	UW_SIG_FILES_UNROLLED = 4,
 };
 
 enum uw_kind {

@@ -1,6 +1,7 @@
-"""Python's layouts against the BTF of the built object: the C header is the
-truth, and a layout that drifts from it fails here."""
+"""Python's layouts and opcodes against the BTF of the built object: the C
+side is the truth, and a copy that drifts from it fails here."""
 
+import ctypes
 import json
 import pathlib
 import shutil
@@ -9,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from uringwatch import layout, rings, uapi
+from uringwatch import layout, libbpf, opcodes, rings, uapi
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +101,58 @@ def test_sqe_op_names_match_btf(btf):
             if k != "IORING_OP_LAST"] == list(rings.SQE_OPS)
 
 
+def test_register_opcode_names_match_btf(btf):
+    """opcodes.NAMES, name for name and number for number, is what the
+    object knows: the kernel's enum io_uring_register_op and, for opcodes
+    newer than vmlinux.h, bpf/uapi_newer.h's enum (both where a newer
+    vmlinux.h has them: then they must agree)."""
+    ops = enum_values(btf, "io_uring_register_op")
+    # bit 31 of a 32-bit enum: bpftool prints it sign-extended to 64 bits
+    assert ops.pop("IORING_REGISTER_USE_REGISTERED_RING") & 0xFFFFFFFF == \
+        opcodes.USE_REGISTERED_RING
+    del ops["IORING_REGISTER_LAST"]
+    known = {k.removeprefix("IORING_"): v for k, v in ops.items()}
+    for k, v in enum_values(btf, "uw_register_newer").items():
+        assert known.setdefault(k.removeprefix("UW_"), v) == v, k
+    assert known == {name: op for op, name in enumerate(opcodes.NAMES)}
+
+
+def initial_bytes(section: str) -> bytes:
+    """A data section of the object as libbpf reads it, without loading."""
+    lib = libbpf.lib()
+    data = resources.files("uringwatch").joinpath("uringwatch.bpf.o").read_bytes()
+    opts = libbpf.OpenOpts(sz=ctypes.sizeof(libbpf.OpenOpts), object_name=b"uringwatch")
+    handle = libbpf.check_ptr(lib.bpf_object__open_mem(data, len(data), ctypes.byref(opts)),
+                              "opening the BPF object")
+    try:
+        size = ctypes.c_size_t()
+        ptr = lib.bpf_map__initial_value(
+            libbpf.check_ptr(lib.bpf_object__find_map_by_name(handle, section.encode()),
+                             f"finding {section}"), ctypes.byref(size))
+        return ctypes.string_at(ptr, size.value)
+    finally:
+        lib.bpf_object__close(handle)
+
+
+def test_every_opcode_has_a_capture_plan(btf):
+    """bpf/plans.h, read from the compiled object: a plan (known set) for
+    each opcode opcodes.NAMES names, and for no other."""
+    var = named(btf, "VAR", "plans")
+    (at,) = [v for v in named(btf, "DATASEC", ".rodata")["vars"] if v["type_id"] == var["id"]]
+    plan = named(btf, "STRUCT", "uw_plan")
+    known = flat_members(btf, plan)["known"]
+    table = initial_bytes(".rodata")[at["offset"]:at["offset"] + at["size"]]
+    planned = [opcodes.name(op) for op, off in enumerate(range(0, len(table), plan["size"]))
+               if table[off + known]]
+    assert planned == list(opcodes.NAMES)
+
+
 def test_limits_and_defaults_match_btf(btf):
     limits = enum_values(btf, "uw_limits")
     assert limits == {"UW_" + name: getattr(layout, name) for name in (
         "HEAD_MAX", "CAP_MAX", "DEFAULT_CAP", "DEFAULT_SNAP_BYTES", "DEFAULT_RING_BYTES",
-        "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES")}
+        "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES", "SIG_UNROLLED",
+        "SIG_FILES_UNROLLED")}
 
 
 def test_config_is_the_whole_rodata_cfg_section(btf):

@@ -1,5 +1,7 @@
 """The record decoder on bytes built from the C layout, without the kernel."""
 
+import pathlib
+import re
 import struct
 
 import pytest
@@ -164,3 +166,24 @@ def test_each_payload_type_is_tagged_with_its_opcodes_name():
     assert {op: cls.__struct_config__.tag for op, cls in typed.items()} == \
         {op: opcodes.NAMES[op] for op in typed}
     assert set(get_args(payloads.Payload)) == set(typed.values()) | {payloads.Raw}
+
+
+def test_every_named_opcode_has_a_decoder():
+    """One arguments.SPECS entry per opcode of opcodes.NAMES (even `Spec(None)`
+    for those without arguments): one left out would come out raw."""
+    from uringwatch import arguments, opcodes
+    assert sorted(arguments.SPECS) == list(range(len(opcodes.NAMES)))
+
+
+def test_readme_opcode_table_lists_every_opcode_once():
+    """README's "What each opcode decodes" names each opcode of
+    opcodes.NAMES once, by its number and name (REGISTER_ may be left off),
+    and no other."""
+    from uringwatch import opcodes
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## What each opcode decodes")[1].split("\n## ")[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("|")]
+    listed = [(int(n), name) for cell in first_cells
+              for n, name in re.findall(r"(\d+) `(\w+)`", cell)]
+    assert sorted(n for n, _ in listed) == list(range(len(opcodes.NAMES)))
+    assert [(n, name) for n, name in listed if opcodes.BY_NAME.get(name) != n] == []

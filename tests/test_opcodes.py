@@ -5,6 +5,8 @@ import ctypes
 import errno
 import mmap
 import os
+import pathlib
+import re
 
 import msgspec
 import pytest
@@ -34,6 +36,17 @@ def ring():
 
 def one(tracer, **match):
     return tracer.mine(1, **match)[0]
+
+
+def test_every_opcode_is_numbered_in_uring_py_and_called_by_a_test():
+    """tests/uring.py numbers each opcode of opcodes.NAMES as it does, and a
+    test here (or in test_foundation.py) names it."""
+    from uringwatch import opcodes
+    assert {name: getattr(uring, name, None) for name in opcodes.NAMES} == \
+        {name: op for op, name in enumerate(opcodes.NAMES)}
+    here = pathlib.Path(__file__).parent
+    tests = (here / "test_opcodes.py").read_text() + (here / "test_foundation.py").read_text()
+    assert [name for name in opcodes.NAMES if not re.search(rf"\b{name}\b", tests)] == []
 
 
 @needs_opcodes(uring.REGISTER_BUFFERS, uring.UNREGISTER_BUFFERS)

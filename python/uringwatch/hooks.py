@@ -10,6 +10,8 @@ import os
 import platform
 import struct
 
+from . import layout
+
 # hook name -> (tracefs file that must exist, the two BPF programs)
 HOOKS = {
     "syscalls": ("events/syscalls/sys_enter_io_uring_register",
@@ -304,17 +306,11 @@ def ring_report(tracefs: str) -> dict:
     }
 
 
-# Without bpf_loop a call's signature is hashed unrolled, over this many
-# argument bytes and files at most (bpf/fairness.h SIG_UNROLLED,
-# SIG_FILES_UNROLLED); a larger call is never coalesced.
-SIG_UNROLLED, SIG_FILES_UNROLLED = 256, 4
-
-
 def coalescing(has_loop: bool) -> str:
     """Which repeats fairness can fold on this kernel (README, Fairness)."""
     return ("any call" if has_loop else
-            f"calls with at most {SIG_UNROLLED} argument bytes, {SIG_FILES_UNROLLED} files "
-            f"and no buffers (no bpf_loop)")
+            f"calls with at most {layout.SIG_UNROLLED} argument bytes, "
+            f"{layout.SIG_FILES_UNROLLED} files and no buffers (no bpf_loop)")
 
 
 def report(tracefs: str | None) -> dict:

@@ -22,6 +22,9 @@ DEFAULT_SNAP_BYTES = 64
 DEFAULT_RING_BYTES = 8 << 20
 DEFAULT_MAX_INFLIGHT = 256
 DEFAULT_WAKEUP_BYTES = 256 << 10
+# without bpf_loop only calls this small are hashed, so can be coalesced
+SIG_UNROLLED = 256          # capture bytes
+SIG_FILES_UNROLLED = 4      # files
 
 FILES_MAX = 64
 MEMS_MAX = 16

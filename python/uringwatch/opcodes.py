@@ -1,4 +1,8 @@
-"""IORING_REGISTER_* opcode numbers and names (include/uapi/linux/io_uring.h)."""
+"""IORING_REGISTER_* opcode numbers and names (include/uapi/linux/io_uring.h).
+
+NAMES is checked, name and number, against the opcode enums in the BPF
+object's BTF (tests/test_abi.py); docs/ADDING_AN_OPCODE.md lists every
+place a new opcode goes."""
 
 USE_REGISTERED_RING = 1 << 31
 
