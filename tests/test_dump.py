@@ -11,6 +11,7 @@ import tempfile
 import time
 import zlib
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -72,14 +73,13 @@ def test_header_says_what_traced(recording):
     meta, _ = dump.read_header(path.read_bytes(), str(path))
     probe = json.loads(subprocess.run(UW + ["probe", "--json"], capture_output=True,
                                       text=True, check=True).stdout)
-    assert meta["features"]["hook"] == probe["chosen"]
-    assert len(meta["features"]["hooks"]) == 2      # the enter and exit programs
-    assert meta["kernel"] == os.uname().release and meta["features"]["tracefs"]
+    assert meta.features["hook"] == probe["chosen"]
+    assert len(meta.features["hooks"]) == 2      # the enter and exit programs
+    assert meta.kernel == os.uname().release and meta.features["tracefs"]
 
 
 def test_replay_api_yields_the_same_structs(recording):
     path, live = recording
-    import msgspec
     got = [msgspec.json.encode(ev).decode() for ev in replay(str(path))]
     assert got == live.splitlines()
 
@@ -187,7 +187,6 @@ def test_golden_dumps_still_decode():
     """Dumps made by the real tracer at each record ABI, with their JSON."""
     goldens = sorted(DATA.glob("golden-abi*.uwd"))
     assert goldens
-    import msgspec
     for g in goldens:
         expected = [json.loads(line) for line in g.with_suffix(".jsonl").read_text().splitlines()]
         # fields added after the golden's ABI are there, empty
