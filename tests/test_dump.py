@@ -1,6 +1,7 @@
 """Record and replay: real recordings, identical output, damage reported
 with a file and byte offset, never a traceback."""
 
+import io
 import json
 import os
 import pathlib
@@ -11,6 +12,7 @@ import tempfile
 import time
 import zlib
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -72,14 +74,14 @@ def test_header_says_what_traced(recording):
     meta, _ = dump.read_header(path.read_bytes(), str(path))
     probe = json.loads(subprocess.run(UW + ["probe", "--json"], capture_output=True,
                                       text=True, check=True).stdout)
-    assert meta["features"]["hook"] == probe["chosen"]
-    assert len(meta["features"]["hooks"]) == 2      # the enter and exit programs
-    assert meta["kernel"] == os.uname().release and meta["features"]["tracefs"]
+    assert meta.features["hook"] == probe["chosen"]
+    assert len(meta.features["hooks"]) == 2      # the enter and exit programs
+    assert meta.kernel == os.uname().release and meta.features["tracefs"]
+    assert meta.filters["pids"] == [os.getpid()] and meta.options["cap"] == 64
 
 
 def test_replay_api_yields_the_same_structs(recording):
     path, live = recording
-    import msgspec
     got = [msgspec.json.encode(ev).decode() for ev in replay(str(path))]
     assert got == live.splitlines()
 
@@ -187,7 +189,6 @@ def test_golden_dumps_still_decode():
     """Dumps made by the real tracer at each record ABI, with their JSON."""
     goldens = sorted(DATA.glob("golden-abi*.uwd"))
     assert goldens
-    import msgspec
     for g in goldens:
         expected = [json.loads(line) for line in g.with_suffix(".jsonl").read_text().splitlines()]
         # fields added after the golden's ABI are there, empty
@@ -197,6 +198,89 @@ def test_golden_dumps_still_decode():
 
 
 GOLDEN = (DATA / "golden-abi1.uwd").read_bytes() if (DATA / "golden-abi1.uwd").exists() else b""
+GOLDEN_START = dump.read_header(GOLDEN, "golden")[1] if GOLDEN else 0
+GOLDEN_META = GOLDEN[dump._HEAD.size:GOLDEN_START - 4]
+
+
+def with_header(body: bytes) -> bytes:
+    """The golden dump's frames behind a header holding `body`."""
+    head = dump._HEAD.pack(dump.MAGIC, dump.FORMAT_VERSION, 0, len(body)) + body
+    return head + struct.pack("<I", zlib.crc32(head)) + GOLDEN[GOLDEN_START:]
+
+
+def with_frame(kind: int, payload: bytes) -> bytes:
+    """The golden dump with one more frame at its end."""
+    return GOLDEN + dump._frame(kind, payload)
+
+
+def without_abi(meta: bytes) -> bytes:
+    return json.dumps({k: v for k, v in json.loads(meta).items() if k != "record_abi"}).encode()
+
+
+@pytest.mark.parametrize("data,code,where,what", [
+    (with_header(b"[]"), dump.EXIT_DAMAGED, dump._HEAD.size,
+     "header is malformed: Expected `object`, got `array`"),
+    (with_header(b"{"), dump.EXIT_DAMAGED, dump._HEAD.size, "header is not JSON"),
+    (with_header(without_abi(GOLDEN_META)), dump.EXIT_DAMAGED, dump._HEAD.size,
+     "header is malformed: Object missing required field `record_abi`"),
+    (with_header(GOLDEN_META.replace(b'"record_abi": 1', b'"record_abi": "1"')),
+     dump.EXIT_DAMAGED, dump._HEAD.size,
+     "header is malformed: Expected `int`, got `str` - at `$.record_abi`"),
+    (with_header(GOLDEN_META.replace(b'"options": {', b'"options": {"deep": ' + b"[" * 10000
+                                     + b"]" * 10000 + b", ")),
+     dump.EXIT_DAMAGED, dump._HEAD.size, "header nests too deeply"),
+    (with_header(GOLDEN_META.replace(b'"record_abi": 1', b'"record_abi": 99')),
+     dump.EXIT_UNKNOWN_ABI, 0, "record ABI 99 is not known here"),
+    (with_frame(dump.CONTEXT, b'{"cgroup_id": "1", "path": "/", "container_id": null}'),
+     dump.EXIT_DAMAGED, len(GOLDEN),
+     "CONTEXT frame is malformed: Expected `int`, got `str` - at `$.cgroup_id`"),
+    (with_frame(dump.CONTEXT, b'{"cgroup_id": 1'), dump.EXIT_DAMAGED, len(GOLDEN),
+     "CONTEXT frame is not JSON"),
+    (with_frame(dump.STATS, b"[]"), dump.EXIT_DAMAGED, len(GOLDEN),
+     "STATS frame is malformed: Expected `object`, got `array`"),
+    (with_frame(dump.END, b'{"emitted": 1.5}'), dump.EXIT_DAMAGED, len(GOLDEN),
+     "END frame is malformed: Expected `int`, got `float` - at `$.emitted`"),
+    (with_frame(dump.END, b'{"processes": [{"pid": 1}]}'), dump.EXIT_DAMAGED, len(GOLDEN),
+     "END frame is malformed: Object missing required field `comm` - at `$.processes[0]`"),
+])
+def test_json_of_the_wrong_shape_is_reported(tmp_path, data, code, where, what):
+    """A header or frame whose JSON is not what the writer writes: one line
+    with its byte offset and the exit code; a bad frame costs that frame only."""
+    bad = tmp_path / "shape.uwd"
+    bad.write_bytes(data)
+    r = run_replay(bad, "--json")
+    assert r.returncode == code, r.stderr
+    assert r.stderr == f"uringwatch: {bad}: byte {where}: {what}\n"
+    if where == len(GOLDEN):    # a frame: every event is still there
+        assert r.stdout == run_replay(DATA / "golden-abi1.uwd", "--json").stdout != ""
+    else:
+        assert r.stdout == ""
+
+
+def test_counters_an_old_dump_lacks_are_not_shown():
+    """The golden dump predates most counters: --stats shows the ones it
+    recorded, in name order, not the newer ones as zeros."""
+    r = run_replay(DATA / "golden-abi1.uwd", "--stats", "--json")
+    assert r.returncode == 0, r.stderr
+    assert list(json.loads(r.stdout)["drops"].items()) == [
+        ("decode_errors", 0), ("emitted", 6), ("filtered", 0), ("inflight_full", 0),
+        ("no_enter", 0), ("no_exit", 0), ("read_fault", 1), ("ring_full", 0)]
+
+
+def test_header_reads_back_as_written():
+    meta, _ = dump.read_header(GOLDEN, "golden")
+    out = io.BytesIO()
+    dump.Writer(out, meta)
+    assert dump.read_header(out.getvalue(), "copy")[0] == meta
+    assert json.loads(out.getvalue()[dump._HEAD.size:-4]) == json.loads(GOLDEN_META)
+
+
+def test_counters_frame_holds_every_stat(tracer):
+    """Every key of the tracer's stats() is a field of the STATS and END
+    frames' Struct: one it lacked would be left out of recordings."""
+    stats = tracer.tracer.stats()
+    assert set(stats) == set(dump.Counters.__struct_fields__)
+    assert msgspec.to_builtins(dump.counters(stats)) == stats
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -39,7 +39,7 @@ def reference_events(path):
     data = pathlib.Path(path).read_bytes()
     meta, start = dump.read_header(data, str(path))
     context, out = {}, []
-    to_wall = meta["boot_to_wall_ns"]
+    to_wall = meta.boot_to_wall_ns
     for f in dump.frames(data, start, str(path), []):
         if f.kind == dump.CONTEXT:
             c = json.loads(bytes(f.payload))

@@ -12,14 +12,17 @@ one frame and a reader checks one crc per batch, not per record.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
 import time
 import zlib
-from typing import IO, Iterator, NamedTuple
+from typing import IO, Any, Iterator, NamedTuple
 
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from . import layout
 from .ringbuf import DISCARD, HDR as RING_HDR, record_step
 # `uringwatch replay`'s exit code per kind of problem, still read here as dump.EXIT_*
 from .exitcodes import (EXIT_DAMAGED, EXIT_NEWER_FORMAT, EXIT_NOT_A_DUMP,  # noqa: F401
@@ -35,9 +38,9 @@ MAX_FRAME = 1 << 20               # far above the largest record (~25 KiB)
 
 # frame kinds
 RECORD = 1      # one raw ring-buffer record
-STATS = 2       # JSON: the tracer's counters so far
-CONTEXT = 3     # JSON: {"cgroup_id": id, "path": ..., "container_id": ...}
-END = 4         # JSON: final counters; a clean close
+STATS = 2       # JSON Counters: the tracer's counters so far
+CONTEXT = 3     # JSON Context: a cgroup's path and container id
+END = 4         # JSON Counters: the final ones; a clean close
 RING = 5        # raw ring-buffer bytes: records, each behind its 8-byte ring header
 
 
@@ -47,6 +50,78 @@ class DumpError(ValueError):
     def __init__(self, path: str, offset: int, code: int, what: str):
         self.path, self.offset, self.code = path, offset, code
         super().__init__(f"{path}: byte {offset}: {what}")
+
+
+# -- the JSON in a dump: the header's metadata and the frames that hold JSON
+
+class Meta(msgspec.Struct, frozen=True):
+    """The header: what a reader needs to make sense of the records, and
+    provenance. Every dump written so far has every field; file_index has a
+    default because metadata() knows nothing of rotation (the recorder sets
+    it per file)."""
+    record_abi: int
+    object_sha256: str
+    kernel: str
+    hostname: str
+    boot_to_wall_ns: int
+    options: dict[str, Any]
+    filters: dict[str, Any]
+    features: dict[str, Any]
+    run_id: str
+    created_ns: int
+    file_index: int = 0
+
+
+class Context(msgspec.Struct, frozen=True, gc=False):
+    """A CONTEXT frame: where a cgroup's records came from."""
+    cgroup_id: int
+    path: str | None
+    container_id: str | None
+
+
+def _counter_fields(names) -> list[tuple]:
+    # UNSET, not 0: older tracers counted fewer things, and a reader shows
+    # only the counters a file holds
+    return [(n, int | UnsetType, UNSET) for n in sorted(names)]
+
+
+# the counters by name, as the BPF side defines them (layout.py), plus the
+# tracer's own: tracer.stats() has these keys and "processes" (a test says so)
+PROCESS_COUNTS = ("coalesced", *layout.DROPS)
+COUNTS = (*layout.COUNTERS, "decode_errors", "repeat_events")
+ProcessDrops = msgspec.defstruct(
+    "ProcessDrops", [("pid", int), ("comm", str), *_counter_fields(PROCESS_COUNTS)],
+    module=__name__, frozen=True, gc=False)
+Counters = msgspec.defstruct(
+    "Counters", [*_counter_fields(COUNTS),
+                 ("processes", list[ProcessDrops] | UnsetType, UNSET)],
+    module=__name__, frozen=True)
+
+
+def counts(s, names) -> dict[str, int]:
+    """The counters among `names` that `s` (Counters, ProcessDrops) holds,
+    in name order (the order replay has always shown them in)."""
+    return {n: v for n in sorted(names) if (v := getattr(s, n)) is not UNSET}
+
+
+# sorted keys, as files have always had them
+_ENCODER = msgspec.json.Encoder(order="sorted")
+_META = msgspec.json.Decoder(Meta)
+_COUNTERS = msgspec.json.Decoder(Counters)
+JSON_FRAMES = {CONTEXT: ("CONTEXT", msgspec.json.Decoder(Context)),
+               STATS: ("STATS", _COUNTERS), END: ("END", _COUNTERS)}
+
+
+def _decoded(decoder, data, path: str, offset: int, what: str):
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as e:     # JSON, but not of this shape
+        problem = f"{what} is malformed: {e}"
+    except msgspec.DecodeError:
+        problem = f"{what} is not JSON"
+    except RecursionError:      # what msgspec raises past its depth limit
+        problem = f"{what} nests too deeply"
+    raise DumpError(path, offset, EXIT_DAMAGED, problem)
 
 
 class Frame(NamedTuple):
@@ -65,9 +140,9 @@ def _frame(kind: int, payload: bytes) -> bytes:
 class Writer:
     """Writes one dump file; flushes at least once a second."""
 
-    def __init__(self, out: IO[bytes], meta: dict):
+    def __init__(self, out: IO[bytes], meta: Meta):
         self.out = out
-        body = json.dumps(meta, sort_keys=True).encode()
+        body = _ENCODER.encode(meta)
         head = _HEAD.pack(MAGIC, FORMAT_VERSION, 0, len(body)) + body
         out.write(head + _CRC.pack(zlib.crc32(head)))
         self.size = len(head) + 4
@@ -92,38 +167,34 @@ class Writer:
         if time.monotonic() - self._flushed >= 1.0:
             self.flush()
 
-    def write_json(self, kind: int, obj) -> None:
-        self.write(kind, json.dumps(obj, sort_keys=True).encode())
+    def write_json(self, kind: int, obj: Context | Counters) -> None:
+        self.write(kind, _ENCODER.encode(obj))
 
     def flush(self) -> None:
         self.out.flush()
         self._flushed = time.monotonic()
 
 
-def metadata(tracer, object_sha256: str, record_abi: int) -> dict:
-    """What a reader needs to make sense of the records, and provenance."""
-    return {
-        "record_abi": record_abi,
-        "object_sha256": object_sha256,
-        "kernel": os.uname().release,
-        "hostname": socket.gethostname(),
-        "boot_to_wall_ns": tracer.boot_to_wall,
-        "options": tracer.options,
-        "filters": {k: sorted(v) if isinstance(v, frozenset) else v
-                    for k, v in _struct_items(tracer.filters)},
-        "features": tracer.features,
-        "run_id": tracer.run_id,
-        "created_ns": time.time_ns(),
-    }
+def metadata(tracer, object_sha256: str, record_abi: int) -> Meta:
+    """The header of a recording by this tracer."""
+    return Meta(record_abi=record_abi, object_sha256=object_sha256,
+                kernel=os.uname().release, hostname=socket.gethostname(),
+                boot_to_wall_ns=tracer.boot_to_wall,
+                options=msgspec.to_builtins(tracer.options),
+                # deterministic: filter sets as sorted lists
+                filters=msgspec.to_builtins(tracer.filters, order="deterministic"),
+                features=tracer.features, run_id=tracer.run_id, created_ns=time.time_ns())
 
 
-def _struct_items(s):
-    return ((f, getattr(s, f)) for f in s.__struct_fields__)
+def counters(stats) -> Counters:
+    """tracer.stats() as a STATS or END frame (from a dict or, with
+    from_attributes, any object with those attributes)."""
+    return msgspec.convert(stats, Counters, from_attributes=True)
 
 
 # -- reading -----------------------------------------------------------------
 
-def read_header(data: bytes, path: str) -> tuple[dict, int]:
+def read_header(data: bytes, path: str) -> tuple[Meta, int]:
     """(metadata, offset of the first frame)."""
     if len(data) < _HEAD.size or data[:8] != MAGIC:
         raise DumpError(path, 0, EXIT_NOT_A_DUMP, "not a uringwatch dump (bad magic)"
@@ -138,13 +209,13 @@ def read_header(data: bytes, path: str) -> tuple[dict, int]:
         raise DumpError(path, len(data), EXIT_TRUNCATED, "truncated in the header")
     if _CRC.unpack_from(data, end)[0] != zlib.crc32(data[:end]):
         raise DumpError(path, 0, EXIT_DAMAGED, "header checksum mismatch")
-    try:
-        meta = json.loads(data[_HEAD.size:end])
-    except ValueError:
-        raise DumpError(path, _HEAD.size, EXIT_DAMAGED, "header is not JSON") from None
-    if not isinstance(meta, dict):
-        raise DumpError(path, _HEAD.size, EXIT_DAMAGED, "header is not a JSON object")
-    return meta, end + 4
+    return _decoded(_META, data[_HEAD.size:end], path, _HEAD.size, "header"), end + 4
+
+
+def read_json(frame: Frame, path: str) -> Context | Counters:
+    """A CONTEXT, STATS or END frame's Struct (DumpError if it is not one)."""
+    name, decoder = JSON_FRAMES[frame.kind]
+    return _decoded(decoder, frame.payload, path, frame.offset, f"{name} frame")
 
 
 def frames(data: bytes, start: int, path: str,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+import msgspec
+
 from . import dump, layout
 from .output import WholeWriter
 
@@ -64,7 +66,8 @@ class Recorder:
                 old = self._name(self.index - self.max_files)
                 if os.path.exists(old):
                     os.unlink(old)
-        self._writer = dump.Writer(self._file, {**self.meta, "file_index": self.index})
+        self._writer = dump.Writer(self._file, msgspec.structs.replace(
+            self.meta, file_index=self.index))
         self._seen: set[int] = set()    # context is per file: each stands alone
 
     def write_ring(self, ring: memoryview, cgroups: set, records: int) -> None:
@@ -72,25 +75,24 @@ class Recorder:
         the context of any cgroup this file has not described yet. Files
         roll over between batches, before one, so none is left empty."""
         if self.rotate_bytes and self._writer.size >= self.rotate_bytes and self.path != "-":
-            self._writer.write_json(dump.STATS, self.tracer.stats())
+            self.write_stats()
             self._file.close()
             self.index += 1
             self._open()
         for cg in sorted(cgroups - self._seen):
             self._seen.add(cg)
             path, cid = self.tracer.context(cg)
-            self._writer.write_json(dump.CONTEXT, {"cgroup_id": cg, "path": path,
-                                                   "container_id": cid})
+            self._writer.write_json(dump.CONTEXT, dump.Context(cg, path, cid))
         self._writer.write_ring(ring)
         self.records += records
 
     def write_stats(self) -> None:
         """The tracer's counters so far (the CLI does this every second)."""
-        self._writer.write_json(dump.STATS, self.tracer.stats())
+        self._writer.write_json(dump.STATS, dump.counters(self.tracer.stats()))
 
     def close(self) -> None:
         try:
-            self._writer.write_json(dump.END, self.tracer.stats())
+            self._writer.write_json(dump.END, dump.counters(self.tracer.stats()))
             self._writer.flush()
         except KeyboardInterrupt:       # signals stopped a blocked stdout
             pass

@@ -5,7 +5,6 @@ Needs no root, no BPF and no libbpf: only Python and msgspec."""
 from __future__ import annotations
 
 import collections
-import json
 import mmap
 import os
 from typing import Callable, Iterator
@@ -27,7 +26,7 @@ class Reader:
         self.filters = filters if filters and filters.active else None
         self.since_ns, self.until_ns = since_ns, until_ns
         self.problems: list[dump.DumpError] = []
-        self.counters: dict[str, dict] = {}     # run_id -> last counters seen
+        self.counters: dict[str, dump.Counters] = {}    # run_id -> last counters seen
         self.done_bytes = 0
         self.total_bytes = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
         self._runs: dict[str, Runs] = {}        # run_id -> repeat counting
@@ -66,7 +65,7 @@ class Reader:
         except dump.DumpError as e:
             self.problems.append(e)
             return
-        abi = meta.get("record_abi")
+        abi = meta.record_abi
         if abi not in DECODERS:
             self.problems.append(dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
                                                 f"record ABI {abi} is not known here"))
@@ -79,8 +78,7 @@ class Reader:
         stats of their header tuples. Headers are read in place (no copy),
         filtered, and only kept records are decoded."""
         context: dict[int, tuple] = {}
-        to_wall = int(meta.get("boot_to_wall_ns", 0))
-        run = str(meta.get("run_id", path))
+        to_wall, run = meta.boot_to_wall_ns, meta.run_id
         scan = headers.Scan(self.filters, self.since_ns, self.until_ns, to_wall, stats)
 
         runs = self._runs.setdefault(run, Runs())   # rotated files share a run
@@ -105,7 +103,7 @@ class Reader:
             elif frame.kind == dump.CONTEXT:
                 c = self._json(path, frame)
                 if c is not None:
-                    context[c.get("cgroup_id")] = (c.get("path"), c.get("container_id"))
+                    context[c.cgroup_id] = (c.path, c.container_id)
             elif frame.kind in (dump.STATS, dump.END):
                 c = self._json(path, frame)
                 if c is not None:
@@ -236,15 +234,12 @@ class Reader:
         self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED, what))
 
     def _json(self, path, frame):
+        """The frame's Struct, or None with the problem noted."""
         try:
-            obj = json.loads(bytes(frame.payload))
-        except ValueError:
-            obj = None
-        if not isinstance(obj, dict):
-            self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED,
-                                                "frame is not a JSON object"))
+            return dump.read_json(frame, path)
+        except dump.DumpError as e:
+            self.problems.append(e)
             return None
-        return obj
 
     def _in_time(self, ev: Event) -> bool:
         return ((self.since_ns is None or ev.ts >= self.since_ns)
@@ -263,7 +258,7 @@ class Reader:
         """Counters summed over the recorded runs (each run's latest)."""
         total: collections.Counter = collections.Counter()
         for c in self.counters.values():
-            total.update({k: v for k, v in c.items() if isinstance(v, int)})
+            total.update(dump.counts(c, dump.COUNTS))
         return dict(total)
 
     def process_drops(self) -> dict[str, dict]:
@@ -271,12 +266,9 @@ class Reader:
         the recorded runs (each run's latest); most dropped first."""
         total: dict[str, collections.Counter] = {}
         for c in self.counters.values():
-            for p in c.get("processes", []) if isinstance(c.get("processes"), list) else []:
-                if isinstance(p, dict):
-                    key = f"{p.get('pid')} {p.get('comm')}"
-                    total.setdefault(key, collections.Counter()).update(
-                        {k: v for k, v in p.items() if k not in ("pid", "comm")
-                         and isinstance(v, int)})
+            for p in c.processes or ():     # UNSET in files from before fairness
+                total.setdefault(f"{p.pid} {p.comm}", collections.Counter()).update(
+                    dump.counts(p, dump.PROCESS_COUNTS))
         ranked = sorted(total.items(), key=lambda kv: -sum(
             v for k, v in kv[1].items() if k != "coalesced"))
         return {k: dict(v) for k, v in ranked}
