@@ -337,10 +337,10 @@ def rings_line(tracer: Tracer) -> str:
             f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}")
 
 
-def _fairness(o: dict, has_loop: bool) -> str:
-    if not o["fair"]:
+def _fairness(o, has_loop: bool) -> str:
+    if not o.fair:
         return "off"
-    budget = f"{o['rate']}/s, burst {o['burst']}" if o["rate"] else "no budget"
+    budget = f"{o.rate}/s, burst {o.burst}" if o.rate else "no budget"
     return f"repeats coalesced ({hooks.coalescing(has_loop)}), {budget} per process"
 
 

@@ -1,0 +1,85 @@
+"""One BPF object opened from bytes: its maps and programs by name, the
+programs chosen to load, and the links of those attached. close()
+releases all of it."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+
+from . import hooks, libbpf
+
+
+class BpfObject:
+    def __init__(self, data: bytes, btf_path: str | None = None):
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.programs: tuple[str, ...] = ()     # loaded, and attached by attach()
+        self._links: list = []
+        opts = libbpf.OpenOpts(sz=ctypes.sizeof(libbpf.OpenOpts), object_name=b"uringwatch")
+        if btf_path:
+            opts.btf_custom_path = btf_path.encode()
+        self._data = ctypes.create_string_buffer(data, len(data))
+        self._handle = libbpf.check_ptr(
+            libbpf.lib().bpf_object__open_mem(self._data, len(data), ctypes.byref(opts)),
+            "opening the BPF object")
+
+    def map(self, name: str):
+        return libbpf.check_ptr(
+            libbpf.lib().bpf_object__find_map_by_name(self._handle, name.encode()),
+            f"finding map {name}")
+
+    def map_fd(self, name: str) -> int:
+        return libbpf.lib().bpf_map__fd(self.map(name))
+
+    def max_entries(self, name: str) -> int:
+        return libbpf.lib().bpf_map__max_entries(self.map(name))
+
+    def set_max_entries(self, name: str, n: int) -> None:
+        libbpf.lib().bpf_map__set_max_entries(self.map(name), n)
+
+    def initial_value(self, name: str) -> ctypes.Array:
+        """A data section's bytes (.rodata.cfg), writable until load()."""
+        size = ctypes.c_size_t()
+        ptr = libbpf.check_ptr(
+            libbpf.lib().bpf_map__initial_value(self.map(name), ctypes.byref(size)),
+            f"reading {name}")
+        return (ctypes.c_char * size.value).from_address(ptr)
+
+    def program(self, name: str):
+        return libbpf.check_ptr(
+            libbpf.lib().bpf_object__find_program_by_name(self._handle, name.encode()),
+            f"finding program {name}")
+
+    def section(self, name: str) -> str:
+        return libbpf.lib().bpf_program__section_name(self.program(name)).decode()
+
+    def choose(self, programs: tuple[str, ...]) -> None:
+        """Of all the programs uringwatch has, load only these."""
+        lib = libbpf.lib()
+        self.programs = programs
+        for name in hooks.ALL_PROGRAMS:
+            prog = lib.bpf_object__find_program_by_name(self._handle, name.encode())
+            if prog:                        # the _btf twins are in one object only
+                lib.bpf_program__set_autoload(prog, name in programs)
+
+    def load(self) -> None:
+        libbpf.check(libbpf.lib().bpf_object__load(self._handle), "loading the BPF object")
+
+    def attach(self) -> None:
+        for name in self.programs:
+            self._links.append(libbpf.check_ptr(
+                libbpf.lib().bpf_program__attach(self.program(name)), f"attaching {name}"))
+
+    def detach(self) -> bool:
+        """Destroys the links; whether there were any."""
+        had = bool(self._links)
+        for link in self._links:
+            libbpf.lib().bpf_link__destroy(link)
+        self._links.clear()
+        return had
+
+    def close(self) -> None:
+        self.detach()
+        if self._handle:
+            libbpf.lib().bpf_object__close(self._handle)
+            self._handle = None

@@ -1,0 +1,57 @@
+"""Every option of a Tracer, with its default, checked in one place."""
+
+from __future__ import annotations
+
+import msgspec
+
+from . import hooks, layout
+from .errors import TracerError
+
+# Fairness defaults (README, Fairness): records per second each process may
+# send past its first call of each opcode, and how many it may bank.
+FAIR_RATE = 1000
+FAIR_BURST = 5000
+MAX_PROCS = 16384       # processes with fairness state; later ones go without
+
+
+class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What Tracer(filters, **options) takes; recordings keep it in their
+    header (msgspec.to_builtins)."""
+    cap: int = layout.DEFAULT_CAP                   # array elements captured per region
+    snap_bytes: int = layout.DEFAULT_SNAP_BYTES     # generic capture of unknown opcodes
+    ring_bytes: int = layout.DEFAULT_RING_BYTES
+    max_inflight: int = layout.DEFAULT_MAX_INFLIGHT     # calls between enter and exit
+    wakeup_bytes: int = layout.DEFAULT_WAKEUP_BYTES     # queued bytes that wake the reader
+    generic: bool = False           # snap_bytes at arg for every opcode, undecoded
+    ops_all: bool = False           # every ring operation, not the first of each kind
+    fair: bool = True
+    rate: int = FAIR_RATE
+    burst: int = FAIR_BURST
+    max_procs: int = MAX_PROCS
+    flush_interval: float = 0.05    # seconds a lone record may wait in the ring
+    btf_path: str | None = None     # the kernel's BTF, where it has none in sysfs
+    containers: bool = True         # cgroup paths and container ids on events
+    hook: str = "auto"
+    resolve: str = "auto"
+    rings: bool = False             # ring creation and operation events
+    count_interval: float = 1.0     # operations' counts, seconds
+
+    def __post_init__(self):
+        if not 1 <= self.cap <= layout.CAP_MAX:
+            raise TracerError(f"cap must be 1..{layout.CAP_MAX}, not {self.cap}")
+        if not 0 <= self.snap_bytes <= layout.HEAD_MAX:
+            raise TracerError(f"snap_bytes must be 0..{layout.HEAD_MAX}")
+        if self.ring_bytes < 4096 or self.ring_bytes & (self.ring_bytes - 1):
+            raise TracerError("ring_bytes must be a power of two >= 4096")
+        if self.rate < 0 or self.burst < 1 or self.max_procs < 1:
+            raise TracerError("rate must be >= 0 (0: no budget), burst and max_procs >= 1")
+        if self.hook not in ("auto", *hooks.HOOKS):
+            raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
+        if self.resolve not in ("auto", *hooks.RESOLVE):
+            raise TracerError(f"resolve must be auto or one of {', '.join(hooks.RESOLVE)}")
+
+    @property
+    def ring_events(self) -> bool:
+        """Whether rings' creation and operations are traced: every
+        operation implies them."""
+        return self.rings or self.ops_all
