@@ -114,17 +114,6 @@ static long sig_step(__u64 k, struct sig_ctx *x)
 	return sig_chunk(k, x);
 }
 
-/* A 64-bit word at data[at], 0 past the slot. */
-static __always_inline __u64 sig_word(struct uw_slot *s, __u64 at)
-{
-	keep(at);       /* one register for the check and the load: the verifier
-			 * saw clang check a copy and load through another */
-	if (at > UW_DATA_MAX - 8)
-		return 0;
-	keep(at);
-	return *(__u64 *)&s->data[at];
-}
-
 /* Identities are mixed in by what tells them apart, not byte by byte
  * (their paths alone are 176 bytes each: hashing them all cost +65% per
  * REGISTER_FILES of 8 fds): a file's inode and device (a socket's inode
@@ -134,8 +123,8 @@ static __always_inline void sig_file(struct sig_ctx *x, __u64 i)
 {
 	__u64 at = x->base + i * sizeof(struct uw_file);
 
-	x->h = sig_mix(x->h, sig_word(x->s, at + 16));        /* ino */
-	x->h = sig_mix(x->h, sig_word(x->s, at + 24));        /* dev, magic */
+	x->h = sig_mix(x->h, data_u64(x->s, at + 16));        /* ino */
+	x->h = sig_mix(x->h, data_u64(x->s, at + 24));        /* dev, magic */
 }
 
 static long sig_file_step(__u64 i, struct sig_ctx *x)
@@ -148,11 +137,11 @@ static long sig_mem_step(__u64 i, struct sig_ctx *x)
 {
 	__u64 at = x->base + i * sizeof(struct uw_mem);
 
-	x->h = sig_mix(x->h, sig_word(x->s, at + 16));        /* vm_start */
-	x->h = sig_mix(x->h, sig_word(x->s, at + 32));        /* vm_pgoff */
-	x->h = sig_mix(x->h, sig_word(x->s, at + 48));        /* flags */
-	x->h = sig_mix(x->h, sig_word(x->s, at + 56 + 16));   /* its file: ino */
-	x->h = sig_mix(x->h, sig_word(x->s, at + 56 + 24));   /* its file: dev */
+	x->h = sig_mix(x->h, data_u64(x->s, at + 16));        /* vm_start */
+	x->h = sig_mix(x->h, data_u64(x->s, at + 32));        /* vm_pgoff */
+	x->h = sig_mix(x->h, data_u64(x->s, at + 48));        /* flags */
+	x->h = sig_mix(x->h, data_u64(x->s, at + 56 + 16));   /* its file: ino */
+	x->h = sig_mix(x->h, data_u64(x->s, at + 56 + 24));   /* its file: dev */
 	return 0;
 }
 

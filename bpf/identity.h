@@ -324,25 +324,6 @@ __noinline int uw_add_fd_pr(__u32 idx, __u32 base, __s32 fd, __u32 role_index)
 	(btf ? uw_add_fd_btf(idx, base, fd, (role) << 16 | (index)) : \
 	       uw_add_fd_pr(idx, base, fd, (role) << 16 | (index)))
 
-/* A __s32 or __u32 at data[at], 0 past the captured bytes. */
-static __always_inline __s32 data_s32(struct uw_slot *s, __u64 at)
-{
-	keep(at);
-	if (at > UW_DATA_MAX - 4)
-		return 0;
-	keep(at);
-	return *(__s32 *)&s->data[at];
-}
-
-static __always_inline __u64 data_u64(struct uw_slot *s, __u64 at)
-{
-	keep(at);
-	if (at > UW_DATA_MAX - 8)
-		return 0;
-	keep(at);
-	return *(__u64 *)&s->data[at];
-}
-
 /* A head of at least `need` bytes was captured. */
 static __always_inline bool head_has(struct uw_slot *s, __u32 need)
 {

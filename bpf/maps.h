@@ -28,6 +28,27 @@ struct uw_slot {
 	__u64 scratch;        /* a kernel pointer read back as a number (identity.h) */
 };
 
+/* A __s32 or __u32 at data[at], 0 past the slot's data. keep(): one
+ * register for the check and the load (the verifier saw clang check a copy
+ * and load through another). */
+static __always_inline __s32 data_s32(struct uw_slot *s, __u64 at)
+{
+	keep(at);
+	if (at > UW_DATA_MAX - 4)
+		return 0;
+	keep(at);
+	return *(__s32 *)&s->data[at];
+}
+
+static __always_inline __u64 data_u64(struct uw_slot *s, __u64 at)
+{
+	keep(at);
+	if (at > UW_DATA_MAX - 8)
+		return 0;
+	keep(at);
+	return *(__u64 *)&s->data[at];
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, UW_DEFAULT_RING_BYTES);
