@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import msgspec
 
@@ -66,22 +66,39 @@ class _CallShape:
         self.last: dict[int, tuple[bytes, _Body]] = {}  # record size -> last body
 
 
-class _Body(NamedTuple):
+class _Body:
     """A call record decoded but for its timestamps and what is looked up
     per event (cgroup context, /proc). Records whose bytes past the
-    timestamps are the same (a process repeating a call) share it; all of
-    it is immutable, and each event gets its own payload and lists."""
-    head: tuple               # Event's pid .. ret
-    call: arguments.Call
-    payload: bytes | None     # msgpack of the payload: a fresh copy per event, cheaply
-    mid: tuple                # error, blind, pidns, mntns
-    toctou: tuple             # changed, changes (a tuple), more, exit_unreadable, checked
-    cgroup_id: int
-    files: tuple | None
-    cred: identity.Cred | None
-    memory: tuple | None
-    rest: tuple               # resolve, ring_id, cred_id, nspid, nstid, hostname
-    to_proc: bool             # entries a live tracer looks up in /proc
+    timestamps are the same (a process repeating a call) share it; what it
+    holds is immutable, and each event gets its own payload and lists."""
+    __slots__ = ("head", "call", "mid", "toctou", "cgroup_id", "files", "cred", "memory",
+                 "rest", "to_proc", "packed")
+
+    def __init__(self, head: tuple, call: arguments.Call, mid: tuple, toctou: tuple,
+                 cgroup_id: int, files: tuple | None, cred: identity.Cred | None,
+                 memory: tuple | None, rest: tuple, to_proc: bool):
+        self.head = head              # Event's pid .. ret
+        self.call = call
+        self.mid = mid                # error, blind, pidns, mntns
+        self.toctou = toctou          # changed, changes (a tuple), more, exit_unreadable, checked
+        self.cgroup_id = cgroup_id
+        self.files, self.cred, self.memory = files, cred, memory
+        self.rest = rest              # resolve, ring_id, cred_id, nspid, nstid, hostname
+        self.to_proc = to_proc        # entries a live tracer looks up in /proc
+        self.packed = _UNPACKED       # the payload's msgpack, made when the body comes back
+
+    def payload(self) -> Payload | None:
+        """A fresh copy of the payload, decoded from its msgpack: a third
+        of the cost of decoding it from the regions (REGISTER_FILES of 8:
+        5,700 instructions against 15,000), and nothing is shared."""
+        if self.packed is _UNPACKED:
+            self.packed = _packed(self.call)
+        if self.packed is None:
+            return arguments.payload(self.call)
+        return _PAYLOADS.decode(self.packed)
+
+
+_UNPACKED = object()
 
 
 # Record ABI -> its uw_call. ABI 1 (before identities) differs only in
@@ -261,12 +278,14 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
     # the last body of this size first: comparing is cheaper than hashing
     # (a REGISTER_FILES of 8 has a 2.7 KiB body)
     last, b = shape.last.get(size, _NONE)
+    payload = _UNPACKED
     if last != body:
         b = shape.seen.get(body)
         if b is None:
             # one copy of the record: slicing a memoryview (the ring, a dump's
             # mapping) costs as much as copying a whole record, slicing bytes little
             b = _body(shape, bytes(buf[off:off + size]))
+            payload = arguments.payload(b.call)     # the first: nothing to copy from
             if shape.seen_bytes > _SEEN_BYTES:
                 shape.seen.clear()
                 shape.seen_bytes = 0
@@ -285,7 +304,7 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
                   for m in memory or ()] or None
     return Event(
         ts_enter + boot_to_wall, *b.head, duration,
-        arguments.payload(b.call) if b.payload is None else _PAYLOADS.decode(b.payload), *b.mid,
+        b.payload() if payload is _UNPACKED else payload, *b.mid,
         Toctou(duration, changed, list(changes), more, exit_unreadable, checked),
         *(context(b.cgroup_id) if context else (None, None)),
         None if files is None else list(files), b.cred,
@@ -333,17 +352,13 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
     files, cred, memory, resolve, to_proc = ids
     b = _Body((pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, _text(comm),
                cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING), arg,
-               nr_args, ret), call, _packed(call),
+               nr_args, ret), call,
               (errno_name(ret), fd == -1, pidns if has_ns else None, mntns if has_ns else None),
               toctou, cgroup_id,
               files, cred, memory, (resolve, *rest), to_proc)
     return b
 
 
-# Decoding the payload's msgpack makes a copy of it (nothing mutable is
-# shared between events) in a third of the time the payload takes to
-# decode from the regions (a REGISTER_FILES of 8: 5,700 instructions
-# against 15,000).
 _PAYLOAD_ENC = msgspec.msgpack.Encoder()
 _PAYLOADS = msgspec.msgpack.Decoder(Optional[Payload])
 
