@@ -30,7 +30,7 @@ _STAMPS = struct.Struct("<QQ")
 if (_STAMPS_AT, _BODY_AT) != (layout.REC_HDR.size, layout.REC_HDR.size + _STAMPS.size):
     raise ImportError("decode.py expects uw_call's header, ts_enter, ts_exit, then the rest")
 _SEEN_BYTES = 2 << 20                   # bodies kept per ABI (each 408 bytes to ~25 KiB)
-_NONE = (None, None)
+_NO_LAST = (None, None)
 
 # What one unpack of a body reads ("x": skipped, no objects made): the
 # header and timestamps are read apart, region pads never; changed[] and
@@ -151,9 +151,12 @@ def _file(raw: bytes) -> identity.FileIdentity:
 
 
 def _resolve(path_code: int, flags: int) -> identity.Resolve:
-    resolve = _RESOLVES[path_code << 2 | flags & 3] = identity.Resolve(
-        layout.RESOLVE_NAMES.get(path_code, f"path{path_code}"),
-        bool(flags & layout.I_FILES_TRUNC), bool(flags & layout.I_MEMS_TRUNC))
+    key = path_code << 2 | flags & 3
+    resolve = _RESOLVES.get(key)
+    if resolve is None:
+        resolve = _RESOLVES[key] = identity.Resolve(
+            layout.RESOLVE_NAMES.get(path_code, f"path{path_code}"),
+            bool(flags & layout.I_FILES_TRUNC), bool(flags & layout.I_MEMS_TRUNC))
     return resolve
 
 
@@ -186,14 +189,13 @@ def _identities(rec: bytes, ident: tuple, shape: _CallShape, pos: int) -> tuple:
     used = nfiles * _FILE_SIZE + nmem * _MEM_SIZE
     if pos + used > len(rec):
         raise RecordError("identities run past the record's end")
-    resolve = _RESOLVES.get(path_code << 2 | flags & 3) or _resolve(path_code, flags)
+    resolve = _resolve(path_code, flags)
     cred = None
     if flags & layout.I_CRED:
         cred = identity.cred(layout.CRED.unpack(rec, shape.cred_at))
     if resolve.path == "off":
         return None, cred, None, resolve, False, used
-    files, memory, to_proc = _BLOCKS.get((nfiles, rec[pos:pos + used])) \
-        or _entries(rec, pos, nfiles, used)
+    files, memory, to_proc = _entries(rec, pos, nfiles, used)
     return files, cred, memory or None, resolve, to_proc, used
 
 
@@ -277,7 +279,7 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
     body = bytes(buf[off + _BODY_AT:off + size])
     # the last body of this size first: comparing is cheaper than hashing
     # (a REGISTER_FILES of 8 has a 2.7 KiB body)
-    last, b = shape.last.get(size, _NONE)
+    last, b = shape.last.get(size, _NO_LAST)
     payload = _UNPACKED
     if last != body:
         b = shape.seen.get(body)
@@ -350,13 +352,12 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
                 *((nspid, nstid) if ns_flags & layout.NS_IDS else (None, None)),
                 _text(hostname) if ns_flags & layout.NS_UTS else None)
     files, cred, memory, resolve, to_proc = ids
-    b = _Body((pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, _text(comm),
-               cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING), arg,
-               nr_args, ret), call,
-              (errno_name(ret), fd == -1, pidns if has_ns else None, mntns if has_ns else None),
-              toctou, cgroup_id,
-              files, cred, memory, (resolve, *rest), to_proc)
-    return b
+    return _Body((pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, _text(comm),
+                  cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING),
+                  arg, nr_args, ret), call,
+                 (errno_name(ret), fd == -1, pidns if has_ns else None,
+                  mntns if has_ns else None),
+                 toctou, cgroup_id, files, cred, memory, (resolve, *rest), to_proc)
 
 
 _PAYLOAD_ENC = msgspec.msgpack.Encoder()
