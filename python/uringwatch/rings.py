@@ -107,10 +107,23 @@ class _Tables:
     """What one ring has registered, by slot, index, group and cred id."""
 
     def __init__(self):
-        self.files: dict[int, dict] = {}
+        self._files: dict[int, dict] = {}
+        # a REGISTER_FILES' fds, made into `files` when first asked for: a
+        # flood of registrations is mostly unregistered before any use
+        self._fds: tuple[int, ...] = ()
         self.buffers: dict[int, dict] = {}
         self.groups: dict[int, dict] = {}
         self.personalities: dict[str, int] = {}
+
+    @property
+    def files(self) -> dict[int, dict]:
+        if self._fds:
+            self._files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(self._fds) if fd >= 0}
+            self._fds = ()
+        return self._files
+
+    def register_files(self, fds) -> None:
+        self._files, self._fds = {}, tuple(fds)
 
 
 class Ledger:
@@ -144,7 +157,7 @@ class Ledger:
     def _registered(self, t: _Tables, ev: Event) -> None:
         name, p = ev.opcode_name, ev.payload
         if name == "UNREGISTER_FILES":
-            t.files.clear()
+            t.register_files(())
             return
         if name == "UNREGISTER_BUFFERS":
             t.buffers.clear()
@@ -152,7 +165,7 @@ class Ledger:
         fds, iovecs = getattr(p, "fds", None), getattr(p, "iovecs", None)
         offset, bgid = getattr(p, "offset", None) or 0, getattr(p, "bgid", None)
         if name in ("REGISTER_FILES", "REGISTER_FILES2") and fds is not None:
-            t.files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(fds) if fd >= 0}
+            t.register_files(fds)
         elif name in ("REGISTER_FILES_UPDATE", "REGISTER_FILES_UPDATE2") and fds:
             for i, fd in enumerate(fds[:ev.ret]):
                 if fd == -1:
