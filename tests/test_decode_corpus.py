@@ -1,7 +1,8 @@
 """A recording of every opcode and of the benchmark's workloads decodes to
 the JSON Lines the decoder printed when it was made (tests/data/make_calls.py):
 a faster decoder must print the same bytes, through replay and through
-decode() record by record."""
+decode() record by record. Records that repeat a call are decoded once:
+their events must still own everything mutable."""
 
 import gzip
 import json
@@ -13,7 +14,8 @@ import sys
 import msgspec
 import pytest
 
-from uringwatch import dump
+from test_decode import FILES_REGIONS, call_record, uw_file
+from uringwatch import dump, layout
 from uringwatch.decode import Runs, decode
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -51,3 +53,20 @@ def test_each_record_decodes_to_the_same_json(corpus):
             if ev is not None:
                 got.append(msgspec.json.encode(ev) + b"\n")
     assert b"".join(got) == expected
+
+
+def test_a_repeated_call_gives_events_that_share_nothing_mutable():
+    first = call_record(regions=FILES_REGIONS, files=[uw_file()], nchanged=1,
+                        flags=layout.F_CHANGED, changed=(1 << 24,) + (0,) * 15)
+    again = call_record(regions=FILES_REGIONS, files=[uw_file()], nchanged=1,
+                        flags=layout.F_CHANGED, changed=(1 << 24,) + (0,) * 15,
+                        ts_enter=5000, ts_exit=5600)
+    a, b, c = (decode(r, 0, len(r), 0) for r in (first, again, again))
+    assert (b.ts, b.duration_ns, b.toctou.window_ns) == (5000, 600, 600)
+    assert msgspec.structs.replace(a, ts=5000, duration_ns=600,
+                                   toctou=b.toctou) == b == c
+    a.payload.fds.append(99)
+    a.toctou.changes.append("x")
+    a.files.clear()
+    assert (b.payload.fds, b.toctou.changes, len(b.files)) == ([4, -1, -2], ["fds[0]"], 1)
+    assert (c.payload.fds, c.toctou.changes, len(c.files)) == ([4, -1, -2], ["fds[0]"], 1)

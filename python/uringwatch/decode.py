@@ -29,6 +29,7 @@ _STAMPS_AT, _BODY_AT = layout.CALL.offsets["ts_enter"], layout.CALL.offsets["arg
 if (_STAMPS_AT, _BODY_AT) != (layout.REC_HDR.size, layout.REC_HDR.size + 16):
     raise ImportError("decode.py expects uw_call's header, ts_enter, ts_exit, then the rest")
 _SEEN_BYTES = 2 << 20                   # bodies kept per ABI (each 408 bytes to ~25 KiB)
+_SIZES_MAX = 256                        # record sizes with their last body, per ABI
 
 # What one unpack of a body reads ("x": skipped, no objects made): the
 # header and timestamps are read apart, region pads never; changed[] and
@@ -313,7 +314,7 @@ def _by_size(shape: _CallShape, size: int) -> list:
     then copying took 5,200 instructions, this 2,100), and the last body of
     that size is compared before the memo is hashed (a memcmp, where hashing
     a REGISTER_FILES of 8's 2.7 KiB body took ~8,000)."""
-    if len(shape.by_size) >= _SEEN_MAX:
+    if len(shape.by_size) >= _SIZES_MAX:
         shape.by_size.clear()
     entry = shape.by_size[size] = [
         struct.Struct(f"<{_STAMPS_AT}xQQ{size - _BODY_AT}s"), None, None]
