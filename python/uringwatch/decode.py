@@ -32,14 +32,20 @@ _SEEN_BYTES = 2 << 20                   # bodies kept per ABI (each 408 bytes to
 _SIZES_MAX = 256                        # record sizes with their last body, per ABI
 
 # What one unpack of a body reads ("x": skipped, no objects made): the
-# header and timestamps are read apart, region pads never; changed[] and
-# the saved credentials only by the few records that have them. A region
-# comes out as its raw bytes: most are unused, which one comparison tells.
-_FAST = {"hdr": "8x", "ts_enter": "8x", "ts_exit": "8x",
-         "region": f"{layout.REGION.size}s" * layout.NREGION,
-         "changed": f"{4 * layout.MAX_CHANGED}x",
-         "ident": f"HHHB{1 + layout.CRED.size}x", "ns": "III4x64s"}
-_HEAD_N = 16                            # arg .. comm
+# header and timestamps are read apart, pads never; changed[] and the saved
+# credentials only by the few records that have them. A region comes out
+# as its raw bytes: most are unused, which one comparison tells.
+_SKIPPED = {"hdr", "ts_enter", "ts_exit", "changed", "pad", "cred"}
+
+
+def _reading(members: list[tuple[str, str]]) -> str:
+    """The struct format of members, those in _SKIPPED skipped."""
+    return "".join(f"{struct.calcsize('<' + f)}x" if m in _SKIPPED else f for m, f in members)
+
+
+_READS = {"region": f"{layout.REGION.size}s" * layout.NREGION,
+          "ident": _reading(layout.IDENT.members), "ns": _reading(layout.NS_CTX.members)}
+_HEAD_N = [m for m, _ in layout.CALL.members].index("region") - 3   # arg .. comm
 _REGION_AT = range(_HEAD_N, _HEAD_N + layout.NREGION)
 _IDENT_AT = _REGION_AT.stop             # ABI 2 on: nfiles, nmem, flags, path; ring, cred; ns
 _REGION = layout.REGION.struct
@@ -53,7 +59,8 @@ class _CallShape:
 
     def __init__(self, lay: layout.Layout):
         self.size = lay.size
-        self.struct = struct.Struct("<" + "".join(_FAST.get(m, f) for m, f in lay.members))
+        self.struct = struct.Struct("<" + "".join(_READS.get(m) or _reading([(m, f)])
+                                                  for m, f in lay.members))
         if self.struct.size != lay.size:
             raise ImportError(f"decode.py reads {lay.name} as {self.struct.size} bytes, "
                               f"layout.py has {lay.size}")
