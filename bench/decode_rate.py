@@ -36,7 +36,7 @@ def load(path: str):
             c = json.loads(bytes(f.payload))
             context[c["cgroup_id"]] = (c["path"], c["container_id"])
         recs.extend(dump.records(f, path))
-    return int(meta.get("boot_to_wall_ns", 0)), context, recs
+    return meta.boot_to_wall_ns, context, recs
 
 
 def decode_all(to_wall, context, recs):

@@ -48,7 +48,7 @@ def test_each_record_decodes_to_the_same_json(corpus):
             c = json.loads(bytes(f.payload))
             context[c["cgroup_id"]] = (c["path"], c["container_id"])
         for buf, off, size in dump.records(f, str(path)):
-            ev = decode(buf, off, size, meta["boot_to_wall_ns"],
+            ev = decode(buf, off, size, meta.boot_to_wall_ns,
                         lambda cg: context.get(cg, (None, None)), runs=runs)
             if ev is not None:
                 got.append(msgspec.json.encode(ev) + b"\n")
