@@ -284,9 +284,10 @@ def payload(c: Call) -> p.Base | None:
     spec = None if c.raw else SPECS.get(c.opcode)
     if spec is None:
         r = c.regions[0]
-        return p.Raw(hex=r.data.hex() if r.readable else "",
+        fault = r.flags & layout.R_FAULT    # readable, when there is data
+        return p.Raw(hex="" if fault else r.data.hex(),
                      truncated=bool(r.flags & layout.R_TRUNC),
-                     unreadable=["arg"] if r.flags & layout.R_FAULT else [])
+                     unreadable=["arg"] if fault else [])
     if spec.cls is None:
         return None
     r0, r1, r2, _ = c.regions

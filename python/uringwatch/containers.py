@@ -12,6 +12,7 @@ cgroups seen while they lived can be named.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import re
 import time
@@ -43,6 +44,8 @@ def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> str | None:
     return None
 
 
+# every live event asks, seven regexes each time: the answer is kept per path
+@functools.lru_cache(maxsize=4096)
 def container_of(path: str) -> tuple[str, str] | None:
     """(runtime, container id) if the cgroup path follows a runtime's naming."""
     for pattern, runtime in _PATTERNS:

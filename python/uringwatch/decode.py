@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import errno
-from typing import Callable
+import struct
+from typing import Callable, Optional
+
+import msgspec
 
 from . import arguments, identity, layout, rings
 from .events import AnyEvent, Event, Repeat, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
-from .payloads import Region
+from .payloads import Payload, Region
 
 
 class RecordError(ValueError):
@@ -16,29 +19,98 @@ class RecordError(ValueError):
 
 
 _HDR = layout.REC_HDR.struct
-_RING_AT = layout.CALL.value_index("ring")   # ABI 2 on: uw_ring_ref
-_NS_AT = layout.CALL.value_index("ns")       # uw_ns_ctx: nspid, nstid, flags, pad, hostname
 _NO_REGION = Region(0, 0, 0, 0, b"")    # shared by every unused region
 _REPEAT = layout.REPEAT.struct
 
+# A record's body is everything after its timestamps: records with the
+# same body (a process repeating a call) are decoded once, and only the
+# timestamps are read per record.
+_STAMPS_AT, _BODY_AT = layout.CALL.offsets["ts_enter"], layout.CALL.offsets["arg"]
+if (_STAMPS_AT, _BODY_AT) != (layout.REC_HDR.size, layout.REC_HDR.size + 16):
+    raise ImportError("decode.py expects uw_call's header, ts_enter, ts_exit, then the rest")
+_SEEN_BYTES = 2 << 20                   # bodies kept per ABI (each 408 bytes to ~25 KiB)
+_SIZES_MAX = 256                        # record sizes with their last body, per ABI
+
+# What one unpack of a body reads ("x": skipped, no objects made): the
+# header and timestamps are read apart, pads never; changed[] and the saved
+# credentials only by the few records that have them. A region comes out
+# as its raw bytes: most are unused, which one comparison tells.
+_SKIPPED = {"hdr", "ts_enter", "ts_exit", "changed", "pad", "cred"}
+
+
+def _reading(members: list[tuple[str, str]]) -> str:
+    """The struct format of members, those in _SKIPPED skipped."""
+    return "".join(f"{struct.calcsize('<' + f)}x" if m in _SKIPPED else f for m, f in members)
+
+
+_READS = {"region": f"{layout.REGION.size}s" * layout.NREGION,
+          "ident": _reading(layout.IDENT.members), "ns": _reading(layout.NS_CTX.members)}
+_HEAD_N = [m for m, _ in layout.CALL.members].index("region") - 3   # arg .. comm
+_REGION_AT = range(_HEAD_N, _HEAD_N + layout.NREGION)
+_IDENT_AT = _REGION_AT.stop             # ABI 2 on: nfiles, nmem, flags, path; ring, cred; ns
+_REGION = layout.REGION.struct
+_UNUSED = bytes(layout.REGION.size)
+_CHANGED = struct.Struct(f"<{layout.MAX_CHANGED}I")
+_CRED_IN_IDENT = layout.IDENT.offsets["cred"]
+
 
 class _CallShape:
-    """Where things sit in one ABI's unpacked uw_call."""
+    """How one ABI's uw_call is read."""
 
     def __init__(self, lay: layout.Layout):
-        self.struct, self.size = lay.struct, lay.size
-        self.region_at = len(layout.CALL_ABI1.struct.unpack(bytes(layout.CALL_ABI1.size))) \
-            - 6 * layout.NREGION - layout.MAX_CHANGED
-        self.region_slots = range(self.region_at, self.region_at + 6 * layout.NREGION, 6)
-        self.changed_at = self.region_at + 6 * layout.NREGION
-        self.ident_at = self.changed_at + layout.MAX_CHANGED   # ABI 2 on
+        self.size = lay.size
+        self.struct = struct.Struct("<" + "".join(_READS.get(m) or _reading([(m, f)])
+                                                  for m, f in lay.members))
+        if self.struct.size != lay.size:
+            raise ImportError(f"decode.py reads {lay.name} as {self.struct.size} bytes, "
+                              f"layout.py has {lay.size}")
+        self.changed_at = lay.offsets["changed"]
+        self.idents = "ident" in lay.offsets
+        self.cred_at = lay.offsets["ident"] + _CRED_IN_IDENT if self.idents else 0
+        self.seen: dict[bytes, _Body] = {}     # record body -> decoded
+        self.seen_bytes = 0
+        # record size -> [its Struct, the last body of that size, decoded]
+        self.by_size: dict[int, list] = {}
+
+
+class _Body:
+    """A call record decoded but for its timestamps and what is looked up
+    per event (cgroup context, /proc). Records whose bytes past the
+    timestamps are the same (a process repeating a call) share it; what it
+    holds is immutable, and each event gets its own payload and lists."""
+    __slots__ = ("head", "call", "mid", "toctou", "cgroup_id", "files", "cred", "memory",
+                 "rest", "to_proc", "packed")
+
+    def __init__(self, head: tuple, call: arguments.Call, mid: tuple, toctou: tuple,
+                 cgroup_id: int, files: tuple | None, cred: identity.Cred | None,
+                 memory: tuple | None, rest: tuple, to_proc: bool):
+        self.head = head              # Event's pid .. ret
+        self.call = call
+        self.mid = mid                # error, blind, pidns, mntns
+        self.toctou = toctou          # changed, changes (a tuple), more, exit_unreadable, checked
+        self.cgroup_id = cgroup_id
+        self.files, self.cred, self.memory = files, cred, memory
+        self.rest = rest              # resolve, ring_id, cred_id, nspid, nstid, hostname
+        self.to_proc = to_proc        # entries a live tracer looks up in /proc
+        self.packed = _UNPACKED       # the payload's msgpack, made when the body comes back
+
+    def payload(self) -> Payload | None:
+        """A fresh copy of the payload, decoded from its msgpack: a third
+        of the cost of decoding it from the regions (REGISTER_FILES of 8:
+        5,700 instructions against 15,000), and nothing is shared."""
+        if self.packed is _UNPACKED:
+            self.packed = _packed(self.call)
+        if self.packed is None:
+            return arguments.payload(self.call)
+        return _PAYLOADS.decode(self.packed)
+
+
+_UNPACKED = object()
 
 
 # Record ABI -> its uw_call. ABI 1 (before identities) differs only in
 # having no uw_ident after changed[] and no identities before region 3.
 _SHAPES = {1: _CallShape(layout.CALL_ABI1), layout.ABI_VERSION: _CallShape(layout.CALL)}
-_IDENT_KEYS = [m for m, _ in layout.IDENT.members if m != "cred"]
-_CRED_KEYS = [m for m, _ in layout.CRED.members]
 _FILE_SIZE, _MEM_SIZE = layout.FILE.size, layout.MEM.size
 _MEM_HEAD = layout.MEM.offsets["file"]
 
@@ -52,18 +124,28 @@ _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", 
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
 
+_ERRNO_NAMES = {-code: name for code, name in errno.errorcode.items()}
+
 
 def errno_name(ret: int) -> str | None:
-    return errno.errorcode.get(-ret, f"E{-ret}") if ret < 0 else None
+    if ret >= 0:
+        return None
+    return _ERRNO_NAMES.get(ret) or f"E{-ret}"
 
 
-# The same fd, or ring, comes back call after call: its identity (frozen,
-# so shareable) is kept by its raw entry, and the resolve summary by its
-# values. Cleared when full, which is cheaper than tracking use.
-_FILES_SEEN: dict[bytes, identity.FileIdentity] = {}
+# An fd's identity comes back call after call, in bodies that differ
+# otherwise: its frozen FileIdentity is kept by its raw entry, and a
+# record's entries together by their bytes. Cleared when full, which is
+# cheaper than tracking use.
 _SEEN_MAX = 4096
-_RESOLVES: dict[tuple, identity.Resolve] = {}
-_NIDENT = len(_IDENT_KEYS)
+_FILES_SEEN: dict[bytes, identity.FileIdentity] = {}
+_BLOCKS: dict[tuple[int, bytes], tuple] = {}  # (nfiles, all entries) -> decoded
+_BLOCKS_MAX = 256                             # up to ~21 KiB each
+_RESOLVES: dict[int, identity.Resolve] = {}
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
 def _file(raw: bytes) -> identity.FileIdentity:
@@ -75,33 +157,53 @@ def _file(raw: bytes) -> identity.FileIdentity:
     return f
 
 
-def _identities(v: tuple, at: int, buf, pos: int, end: int, pid: int, proc: bool):
-    """(files, cred, memory, resolve, bytes used) from an ABI-2 record's
-    uw_ident at v[at:] and the entries at buf[pos:end]."""
-    nfiles, nmem, flags, path_code = v[at:at + 4]
-    used = nfiles * _FILE_SIZE + nmem * _MEM_SIZE
-    if pos + used > end:
-        raise RecordError("identities run past the record's end")
-    resolve = _RESOLVES.get((path_code, flags & 3))
+def _resolve(path_code: int, flags: int) -> identity.Resolve:
+    key = path_code << 2 | flags & 3
+    resolve = _RESOLVES.get(key)
     if resolve is None:
-        resolve = _RESOLVES[(path_code, flags & 3)] = identity.Resolve(
+        resolve = _RESOLVES[key] = identity.Resolve(
             layout.RESOLVE_NAMES.get(path_code, f"path{path_code}"),
             bool(flags & layout.I_FILES_TRUNC), bool(flags & layout.I_MEMS_TRUNC))
+    return resolve
+
+
+def _entries(rec: bytes, pos: int, nfiles: int, used: int) -> tuple:
+    """(files, memory, whether any is left to /proc) of the uw_file and
+    uw_mem entries at rec[pos:pos+used]; the same entries as a record
+    before are not decoded again."""
+    key = (nfiles, rec[pos:pos + used])
+    got = _BLOCKS.get(key)
+    if got is not None:
+        return got
+    raw = key[1]
+    mid = nfiles * _FILE_SIZE
+    files = tuple(_file(raw[p:p + _FILE_SIZE]) for p in range(0, mid, _FILE_SIZE))
+    memory = tuple(identity.memory_identity(layout.MEM.unpack(raw, at),
+                                            layout.FILE.unpack(raw, at + _MEM_HEAD))
+                   for at in range(mid, used, _MEM_SIZE))
+    to_proc = any(e.source == "proc" for e in files + memory)
+    if len(_BLOCKS) >= _BLOCKS_MAX:
+        _BLOCKS.clear()
+    got = _BLOCKS[key] = (files, memory, to_proc)
+    return got
+
+
+def _identities(rec: bytes, ident: tuple, shape: _CallShape, pos: int) -> tuple:
+    """(files, cred, memory, resolve, whether any entry is left to /proc,
+    bytes used) from an ABI-2 record's uw_ident (its first values,
+    unpacked) and the entries at rec[pos:]."""
+    nfiles, nmem, flags, path_code = ident
+    used = nfiles * _FILE_SIZE + nmem * _MEM_SIZE
+    if pos + used > len(rec):
+        raise RecordError("identities run past the record's end")
+    resolve = _resolve(path_code, flags)
     cred = None
     if flags & layout.I_CRED:
-        cred = identity.cred(dict(zip(_CRED_KEYS, v[at + _NIDENT:at + _NIDENT + len(_CRED_KEYS)])))
+        cred = identity.cred(layout.CRED.unpack(rec, shape.cred_at))
     if resolve.path == "off":
-        return None, cred, None, resolve, used
-    files = [_file(bytes(buf[p:p + _FILE_SIZE])) for p in range(pos, pos + nfiles * _FILE_SIZE,
-                                                                 _FILE_SIZE)]
-    memory = []
-    for at_m in range(pos + nfiles * _FILE_SIZE, pos + used, _MEM_SIZE):
-        memory.append(identity.memory_identity(layout.MEM.unpack(buf, at_m),
-                                               layout.FILE.unpack(buf, at_m + _MEM_HEAD)))
-    if proc:        # live: look up what the kernel left to user space
-        files = [identity.proc_file(pid, f) if f.source == "proc" else f for f in files]
-        memory = [identity.proc_memory(pid, m) if m.source == "proc" else m for m in memory]
-    return files, cred, memory or None, resolve, used
+        return None, cred, None, resolve, False, used
+    files, memory, to_proc = _entries(rec, pos, nfiles, used)
+    return files, cred, memory or None, resolve, to_proc, used
 
 
 _OTHER_KINDS = {
@@ -109,6 +211,8 @@ _OTHER_KINDS = {
                        rings.decode_ring(buf, off, wall, errno_name, ctx)),
     layout.KIND_OP: (layout.OP, rings.decode_op),
 }
+
+
 class Runs:
     """Turns the running totals repeat records carry into each record's
     count, per process. One per tracer run (live, or a recording's run_id):
@@ -138,6 +242,8 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
+    if kind == layout.KIND_CALL:            # nearly every record
+        return _call(buf, off, size, rec_size, abi, boot_to_wall, context, proc)
     if kind in _OTHER_KINDS or kind == layout.KIND_REPEAT:
         if abi != layout.ABI_VERSION:
             raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
@@ -148,9 +254,7 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
             raise RecordError(f"{lay.name} record of {size} bytes (header says "
                               f"{rec_size}, layout is {lay.size})")
         return decoder(buf, off, boot_to_wall, context)
-    if kind != layout.KIND_CALL:
-        raise RecordError(f"unknown record kind {kind}")
-    return _call(buf, off, size, rec_size, abi, boot_to_wall, context, proc)
+    raise RecordError(f"unknown record kind {kind}")
 
 
 def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
@@ -178,56 +282,118 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
     if rec_size != size or size < shape.size:
         raise RecordError(f"call record of {size} bytes (header says {rec_size}, "
                           f"fixed part is {shape.size})")
-    v = shape.struct.unpack_from(buf, off)
-    (_, _, _, ts_enter, ts_exit, arg, ret, cgroup_id, pid, tid, ppid, uid, gid,
-     fd, opcode, nr_args, pidns, mntns, flags, nchanged, comm) = v[:shape.region_at]
-    ring, cred = v[_RING_AT:_RING_AT + 2] if abi >= 2 else (0, 0)
-    regions, pos, end = [], off + shape.size, off + size
-    ids = (None, None, None, None)
-    for i in shape.region_slots:
-        if i == shape.region_slots[3] and abi >= 2:   # identities sit before region 3
-            if pos > end:
+    by_size = shape.by_size.get(size) or _by_size(shape, size)
+    read, last, b = by_size
+    ts_enter, ts_exit, body = read.unpack_from(buf, off)
+    payload = _UNPACKED
+    if last != body:
+        b = shape.seen.get(body)
+        if b is None:
+            # the record as bytes: slicing bytes is cheap, a memoryview not
+            b = _body(shape, bytes(buf[off:off + size]))
+            payload = arguments.payload(b.call)     # the first: nothing to copy from
+            if shape.seen_bytes > _SEEN_BYTES:
+                shape.seen.clear()
+                shape.seen_bytes = 0
+            shape.seen[body] = b
+            shape.seen_bytes += size
+        by_size[1:] = body, b
+    duration = ts_exit - ts_enter
+    changed, changes, more, exit_unreadable, checked = b.toctou
+    files, memory = b.files, b.memory
+    if proc and b.to_proc:      # live: look up what the kernel left to user space
+        pid = b.head[0]
+        files = [identity.proc_file(pid, f) if f.source == "proc" else f for f in files]
+        memory = [identity.proc_memory(pid, m) if m.source == "proc" else m
+                  for m in memory or ()] or None
+    return Event(
+        ts_enter + boot_to_wall, *b.head, duration,
+        b.payload() if payload is _UNPACKED else payload, *b.mid,
+        Toctou(duration, changed, list(changes), more, exit_unreadable, checked),
+        *(context(b.cgroup_id) if context else (None, None)),
+        None if files is None else list(files), b.cred,
+        None if memory is None else list(memory), *b.rest)
+
+
+def _by_size(shape: _CallShape, size: int) -> list:
+    """A record size's entry: its Struct reads the timestamps and copies the
+    body in one call (slicing a memoryview, the ring or a dump's mapping,
+    then copying took 5,200 instructions, this 2,100), and the last body of
+    that size is compared before the memo is hashed (a memcmp, where hashing
+    a REGISTER_FILES of 8's 2.7 KiB body took ~8,000)."""
+    if len(shape.by_size) >= _SIZES_MAX:
+        shape.by_size.clear()
+    entry = shape.by_size[size] = [
+        struct.Struct(f"<{_STAMPS_AT}xQQ{size - _BODY_AT}s"), None, None]
+    return entry
+
+
+def _body(shape: _CallShape, rec: bytes) -> _Body:
+    """What follows the timestamps, decoded."""
+    size = len(rec)
+    v = shape.struct.unpack_from(rec)
+    (arg, ret, cgroup_id, pid, tid, ppid, uid, gid, fd, opcode,
+     nr_args, pidns, mntns, flags, nchanged, comm) = v[:_HEAD_N]
+    regions, pos = [], shape.size
+    ids = (None, None, None, None, False)
+    for i in _REGION_AT:
+        if i == _REGION_AT[3] and shape.idents:     # identities sit before region 3
+            if pos > size:
                 raise RecordError("regions run past the record's end")
-            *ids, used = _identities(v, shape.ident_at, buf, pos, end, pid, proc)
+            *ids, used = _identities(rec, v[_IDENT_AT:_IDENT_AT + 4], shape, pos)
             pos += used
-        addr, count, length, elem, rflags, _ = v[i:i + 6]
-        if not (addr or count or length or elem or rflags):
+        raw = v[i]
+        if raw == _UNUSED:
             regions.append(_NO_REGION)
             continue
-        if pos + length > end:
-            raise RecordError(f"region {(i - shape.region_at) // 6} runs past the record's end")
-        regions.append(Region(addr, count, elem, rflags, bytes(buf[pos:pos + length])))
+        addr, count, length, elem, rflags, _ = _REGION.unpack(raw)
+        if pos + length > size:
+            raise RecordError(f"region {i - _HEAD_N} runs past the record's end")
+        regions.append(Region(addr, count, elem, rflags, rec[pos:pos + length]))
         pos += length
-    if pos != end:
-        raise RecordError(f"{end - pos} stray bytes after the regions")
-    call = arguments.Call(opcode & ~USE_REGISTERED_RING, nr_args, ret, tuple(regions),
-                          bool(flags & layout.F_RAW))
-    changes = list(dict.fromkeys(
-        arguments.change_name(call, spot)
-        for spot in v[shape.changed_at:shape.changed_at + min(nchanged, layout.MAX_CHANGED)])) \
-        if nchanged else []
+    if pos != size:
+        raise RecordError(f"{size - pos} stray bytes after the regions")
+    op = opcode & ~USE_REGISTERED_RING
+    call = arguments.Call(op, nr_args, ret, tuple(regions), bool(flags & layout.F_RAW))
+    toctou = (bool(flags & layout.F_CHANGED),
+              _changes(call, rec, shape.changed_at, nchanged) if nchanged else (),
+              bool(flags & layout.F_CHANGED_MORE), bool(flags & layout.F_EXIT_FAULT),
+              not flags & layout.F_UNCOMPARED)
     has_ns = flags & layout.F_NS
-    duration = ts_exit - ts_enter
-    return Event(
-        ts_enter + boot_to_wall, pid, tid, ppid if flags & layout.F_PPID else None, uid, gid,
-        comm.split(b"\0", 1)[0].decode(errors="replace"), cgroup_id, fd, call.opcode,
-        opcode_name(opcode), bool(opcode & USE_REGISTERED_RING), arg, nr_args, ret,
-        duration, arguments.payload(call), errno_name(ret), fd == -1,
-        pidns if has_ns else None, mntns if has_ns else None,
-        Toctou(window_ns=duration, changed=bool(flags & layout.F_CHANGED), changes=changes,
-               more=bool(flags & layout.F_CHANGED_MORE),
-               exit_unreadable=bool(flags & layout.F_EXIT_FAULT),
-               checked=not flags & layout.F_UNCOMPARED),
-        *(context(cgroup_id) if context else (None, None)), *ids, rings.ring_id(ring),
-        rings.ring_id(cred), *(_ns_ctx(v) if abi >= 2 else (None, None, None)))
+    rest = (None, None, None, None, None)
+    if shape.idents:
+        ring, cred_id, nspid, nstid, ns_flags, hostname = v[_IDENT_AT + 4:_IDENT_AT + 10]
+        rest = (rings.ring_id(ring), rings.ring_id(cred_id),
+                *((nspid, nstid) if ns_flags & layout.NS_IDS else (None, None)),
+                _text(hostname) if ns_flags & layout.NS_UTS else None)
+    files, cred, memory, resolve, to_proc = ids
+    return _Body((pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, _text(comm),
+                  cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING),
+                  arg, nr_args, ret), call,
+                 (errno_name(ret), fd == -1, pidns if has_ns else None,
+                  mntns if has_ns else None),
+                 toctou, cgroup_id, files, cred, memory, (resolve, *rest), to_proc)
 
 
-def _ns_ctx(v: tuple) -> tuple:
-    """(nspid, nstid, hostname), None where the kernel could not read them."""
-    nspid, nstid, flags, _, hostname = v[_NS_AT:_NS_AT + 5]
-    ids = (nspid, nstid) if flags & layout.NS_IDS else (None, None)
-    return (*ids, hostname.split(b"\0", 1)[0].decode(errors="replace")
-            if flags & layout.NS_UTS else None)
+_PAYLOAD_ENC = msgspec.msgpack.Encoder()
+_PAYLOADS = msgspec.msgpack.Decoder(Optional[Payload])
+
+
+def _packed(call: arguments.Call) -> bytes | None:
+    """The payload's msgpack, if it decodes back to an equal payload
+    (otherwise each event's payload is decoded from the regions)."""
+    payload = arguments.payload(call)
+    packed = _PAYLOAD_ENC.encode(payload)
+    try:
+        return packed if _PAYLOADS.decode(packed) == payload else None
+    except msgspec.ValidationError:
+        return None
+
+
+def _changes(call, rec: bytes, at: int, nchanged: int) -> tuple[str, ...]:
+    """The changed fields named, in order, once each."""
+    spots = _CHANGED.unpack_from(rec, at)[:min(nchanged, layout.MAX_CHANGED)]
+    return tuple(dict.fromkeys(arguments.change_name(call, spot) for spot in spots))
 
 
 # Record ABI -> decoder, for dumps. decode() reads every ABI in _SHAPES

@@ -62,13 +62,15 @@ class RingBuffer:
         cons = _POS.unpack_from(self._cons, 0)[0]
         prod = _POS.unpack_from(self._prod, 0)[0]
         stop = min(prod, cons + max_bytes) if max_bytes else prod
-        start, out = cons, []
+        start, out, mask, data = cons, [], self._mask, self.data
+        unpack, pad = HDR.unpack_from, HDR.size + 7     # locals: this runs per record
         while cons < prod and len(out) < limit:
-            off = cons & self._mask
-            length, _ = HDR.unpack_from(self.data, off)
+            off = cons & mask
+            length, _ = unpack(data, off)
             if length & BUSY:
                 break  # still being written; its successors wait too
-            size, step = record_step(length)
+            size = length & ~DISCARD
+            step = (size + pad) & ~7                    # record_step(), inline
             if cons + step > stop and cons > start:
                 break
             if not length & DISCARD:

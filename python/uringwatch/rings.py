@@ -107,10 +107,23 @@ class _Tables:
     """What one ring has registered, by slot, index, group and cred id."""
 
     def __init__(self):
-        self.files: dict[int, dict] = {}
+        self._files: dict[int, dict] = {}
+        # a REGISTER_FILES' fds, made into `files` when first asked for: a
+        # flood of registrations is mostly unregistered before any use
+        self._fds: tuple[int, ...] = ()
         self.buffers: dict[int, dict] = {}
         self.groups: dict[int, dict] = {}
         self.personalities: dict[str, int] = {}
+
+    @property
+    def files(self) -> dict[int, dict]:
+        if self._fds:
+            self._files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(self._fds) if fd >= 0}
+            self._fds = ()
+        return self._files
+
+    def register_files(self, fds) -> None:
+        self._files, self._fds = {}, tuple(fds)
 
 
 class Ledger:
@@ -123,10 +136,19 @@ class Ledger:
     def __init__(self):
         self._rings: dict[str, _Tables] = {}
 
+    # the opcodes _registered() follows: other calls (most) skip it
+    FOLLOWED = frozenset({"REGISTER_FILES", "REGISTER_FILES2", "REGISTER_FILES_UPDATE",
+                          "REGISTER_FILES_UPDATE2", "UNREGISTER_FILES", "REGISTER_BUFFERS",
+                          "REGISTER_BUFFERS2", "REGISTER_BUFFERS_UPDATE", "UNREGISTER_BUFFERS",
+                          "REGISTER_PBUF_RING", "UNREGISTER_PBUF_RING", "REGISTER_PERSONALITY"})
+
     def feed(self, ev):
         if isinstance(ev, Event):
-            if ev.ring_id and ev.ret >= 0:
-                self._registered(self._rings.setdefault(ev.ring_id, _Tables()), ev)
+            if ev.ret >= 0 and ev.ring_id and ev.opcode_name in self.FOLLOWED:
+                t = self._rings.get(ev.ring_id)
+                if t is None:
+                    t = self._rings[ev.ring_id] = _Tables()
+                self._registered(t, ev)
             return ev
         if isinstance(ev, Op):
             return self._join(ev)
@@ -134,26 +156,28 @@ class Ledger:
 
     def _registered(self, t: _Tables, ev: Event) -> None:
         name, p = ev.opcode_name, ev.payload
+        if name == "UNREGISTER_FILES":
+            t.register_files(())
+            return
+        if name == "UNREGISTER_BUFFERS":
+            t.buffers.clear()
+            return
         fds, iovecs = getattr(p, "fds", None), getattr(p, "iovecs", None)
         offset, bgid = getattr(p, "offset", None) or 0, getattr(p, "bgid", None)
         if name in ("REGISTER_FILES", "REGISTER_FILES2") and fds is not None:
-            t.files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(fds) if fd >= 0}
+            t.register_files(fds)
         elif name in ("REGISTER_FILES_UPDATE", "REGISTER_FILES_UPDATE2") and fds:
             for i, fd in enumerate(fds[:ev.ret]):
                 if fd == -1:
                     t.files.pop(offset + i, None)
                 elif fd >= 0:
                     t.files[offset + i] = {"slot": offset + i, "fd": fd}
-        elif name == "UNREGISTER_FILES":
-            t.files.clear()
         elif name in ("REGISTER_BUFFERS", "REGISTER_BUFFERS2") and iovecs is not None:
             t.buffers = {i: {"index": i, "base": v.base, "len": v.len}
                          for i, v in enumerate(iovecs)}
         elif name == "REGISTER_BUFFERS_UPDATE" and iovecs:
             for i, v in enumerate(iovecs):
                 t.buffers[offset + i] = {"index": offset + i, "base": v.base, "len": v.len}
-        elif name == "UNREGISTER_BUFFERS":
-            t.buffers.clear()
         elif name == "REGISTER_PBUF_RING" and bgid is not None:
             t.groups[bgid] = {"bgid": bgid, "ring_addr": p.ring_addr,
                               "ring_entries": p.ring_entries}

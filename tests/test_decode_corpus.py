@@ -1,0 +1,72 @@
+"""A recording of every opcode and of the benchmark's workloads decodes to
+the JSON Lines the decoder printed when it was made (tests/data/make_calls.py):
+a faster decoder must print the same bytes, through replay and through
+decode() record by record. Records that repeat a call are decoded once:
+their events must still own everything mutable."""
+
+import gzip
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import msgspec
+import pytest
+
+from test_decode import FILES_REGIONS, call_record, uw_file
+from uringwatch import dump, layout
+from uringwatch.decode import Runs, decode
+
+DATA = pathlib.Path(__file__).parent / "data"
+CORPUS = DATA / "calls-abi2.uwd.gz"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[pathlib.Path, bytes]:
+    path = tmp_path_factory.mktemp("corpus") / "calls.uwd"
+    path.write_bytes(gzip.decompress(CORPUS.read_bytes()))
+    return path, gzip.decompress(CORPUS.with_name("calls-abi2.jsonl.gz").read_bytes())
+
+
+def test_replay_prints_the_same_json_lines(corpus):
+    path, expected = corpus
+    r = subprocess.run([sys.executable, "-m", "uringwatch", "replay", "--json", str(path)],
+                       capture_output=True, timeout=120,
+                       env=dict(os.environ, URINGWATCH_LIBBPF="/nonexistent"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == expected
+
+
+def test_each_record_decodes_to_the_same_json(corpus):
+    path, expected = corpus
+    data = path.read_bytes()
+    meta, start = dump.read_header(data, str(path))
+    context, runs, got = {}, Runs(), []
+    for f in dump.frames(data, start, str(path), []):
+        if f.kind == dump.CONTEXT:
+            c = json.loads(bytes(f.payload))
+            context[c["cgroup_id"]] = (c["path"], c["container_id"])
+        for buf, off, size in dump.records(f, str(path)):
+            ev = decode(buf, off, size, meta.boot_to_wall_ns,
+                        lambda cg: context.get(cg, (None, None)), runs=runs)
+            if ev is not None:
+                got.append(msgspec.json.encode(ev) + b"\n")
+    assert b"".join(got) == expected
+
+
+def test_a_repeated_call_gives_events_that_share_nothing_mutable():
+    first = call_record(regions=FILES_REGIONS, files=[uw_file()], nchanged=1,
+                        flags=layout.F_CHANGED, changed=(1 << 24,) + (0,) * 15)
+    again = call_record(regions=FILES_REGIONS, files=[uw_file()], nchanged=1,
+                        flags=layout.F_CHANGED, changed=(1 << 24,) + (0,) * 15,
+                        ts_enter=5000, ts_exit=5600)
+    a, b, c = (decode(r, 0, len(r), 0) for r in (first, again, again))
+    assert (b.ts, b.duration_ns, b.toctou.window_ns) == (5000, 600, 600)
+    assert msgspec.structs.replace(a, ts=5000, duration_ns=600,
+                                   toctou=b.toctou) == b == c
+    a.payload.fds.append(99)
+    a.toctou.changes.append("x")
+    a.files.clear()
+    assert (b.payload.fds, b.toctou.changes, len(b.files)) == ([4, -1, -2], ["fds[0]"], 1)
+    assert (c.payload.fds, c.toctou.changes, len(c.files)) == ([4, -1, -2], ["fds[0]"], 1)
