@@ -18,11 +18,8 @@
 #define C_FIELD(off) (0x80 | (off)) /* __u32 at `off` in the head */
 #define C_CHAIN 2                /* QUERY's header chain, walked at exit */
 
-/* A QUERY chain entry as captured: the header, then up to 48 bytes of its
- * data (the kernel's largest query result). */
-#define UW_QUERY_DATA 48
+/* A QUERY chain entry as captured: the header, then UW_QUERY_DATA bytes. */
 #define UW_QUERY_ENTRY (sizeof(struct io_uring_query_hdr) + UW_QUERY_DATA)
-#define UW_QUERY_MAX 8
 
 /* direction: IN is compared at exit for TOCTOU; OUT is captured at exit
  * only; INOUT keeps the enter copy and adds an exit copy. */

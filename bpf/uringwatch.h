@@ -43,6 +43,10 @@ enum uw_limits {
 	 * capture bytes and files (fairness.h); a larger one isn't coalesced */
 	UW_SIG_UNROLLED = 256,
 	UW_SIG_FILES_UNROLLED = 4,
+	/* a QUERY chain as captured: up to this many entries, each the
+	 * header and this many bytes of its data (the largest result) */
+	UW_QUERY_MAX = 8,
+	UW_QUERY_DATA = 48,
 };
 
 enum uw_kind {

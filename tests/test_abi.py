@@ -152,7 +152,7 @@ def test_limits_and_defaults_match_btf(btf):
     assert limits == {"UW_" + name: getattr(layout, name) for name in (
         "HEAD_MAX", "CAP_MAX", "DEFAULT_CAP", "DEFAULT_SNAP_BYTES", "DEFAULT_RING_BYTES",
         "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES", "SIG_UNROLLED",
-        "SIG_FILES_UNROLLED")}
+        "SIG_FILES_UNROLLED", "QUERY_MAX", "QUERY_DATA")}
 
 
 def test_config_is_the_whole_rodata_cfg_section(btf):

@@ -132,7 +132,7 @@ def _first_int(c: Call) -> int | None:
 
 
 _ZCRX_OPS = {0: "FLUSH_RQ", 1: "EXPORT"}
-_QUERY_ENTRY = uapi.QUERY_HDR.size + 48      # UW_QUERY_ENTRY in bpf/plans.h
+_QUERY_ENTRY = uapi.QUERY_HDR.size + layout.QUERY_DATA      # UW_QUERY_ENTRY in bpf/plans.h
 
 
 def _query_chain(r: Region) -> list[p.QueryEntry] | None:

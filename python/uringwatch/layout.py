@@ -25,6 +25,8 @@ DEFAULT_WAKEUP_BYTES = 256 << 10
 # without bpf_loop only calls this small are hashed, so can be coalesced
 SIG_UNROLLED = 256          # capture bytes
 SIG_FILES_UNROLLED = 4      # files
+QUERY_MAX = 8               # QUERY chain entries captured
+QUERY_DATA = 48             # bytes of each entry's data, after its header
 
 FILES_MAX = 64
 MEMS_MAX = 16
@@ -182,7 +184,7 @@ CALL_ABI1 = Layout("uw_call", [
     ("uid", "I"), ("gid", "I"), ("fd", "i"), ("opcode", "I"),
     ("nr_args", "I"), ("pidns", "I"), ("mntns", "I"), ("flags", "I"),
     ("nchanged", "I"), ("comm", f"{COMM_LEN}s"),
-    ("region", "QIIHHI" * NREGION),
+    ("region", REGION.format[1:] * NREGION),
     ("changed", f"{MAX_CHANGED}I"),
 ])
 
