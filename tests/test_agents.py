@@ -106,6 +106,22 @@ def test_container_gone_before_its_event_is_read(cgroup):
         [(cid, f"/{cgroup.name}/libpod-{cid}.scope")]
 
 
+@needs_root
+def test_container_made_and_gone_while_tracing(cgroup):
+    """A container started after the tracer, removed as soon as its call
+    is made: its cgroup is learned when made, so its event is named."""
+    cid = uuid.uuid4().hex + uuid.uuid4().hex
+    scope = cgroup / f"libpod-{cid}.scope"
+    with Tracer() as t:
+        scope.mkdir()
+        w = Workload(uring.NO_SUCH_OPCODE, cgroup=scope)
+        w.go()
+        scope.rmdir()
+        events = collect(t, w.pid, 1)
+    assert [(e.container_id, e.cgroup_path) for e in events] == \
+        [(cid, f"/{cgroup.name}/libpod-{cid}.scope")]
+
+
 @pytest.mark.parametrize("path,expected", [
     ("/system.slice/docker-" + "a" * 64 + ".scope", ("docker", "a" * 64)),
     ("/docker/" + "b" * 64, ("docker", "b" * 64)),

@@ -4,17 +4,23 @@ The BPF side records the caller's cgroup v2 id, which is the inode number
 of its directory in the cgroup2 file system. Paths are found by walking
 that tree (cached, bounded, rescanned at most twice a second), and
 container ids are read off the path by the runtimes' naming conventions.
-The tree is walked once when tracing starts: a container that exits right
-after its call has its cgroup removed before the event is read, so only
-cgroups seen while they lived can be named.
+A container that exits right after its call has its cgroup removed before
+the event is read, so a cgroup must be seen while it lives: the tree is
+walked when tracing starts, and a live tracer watches it (inotify on every
+cgroup directory) to learn each new cgroup as it is made.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import functools
+import logging
 import os
 import re
+import select
+import struct
+import threading
 import time
 
 # Runtime naming conventions, systemd and cgroupfs drivers alike.
@@ -28,6 +34,7 @@ _PATTERNS = [
     (re.compile(r"/kubepods[^ ]*/(?:pod[^/]+)/([0-9a-f]{64})$"), "cri"),
 ]
 _RESCAN_EVERY = 0.5
+log = logging.getLogger(__name__)
 
 
 def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> str | None:
@@ -61,27 +68,44 @@ class CgroupResolver:
         self._paths: collections.OrderedDict[int, str] = collections.OrderedDict()
         self._max = max_entries
         self._scanned = 0.0
+        self._lock = threading.Lock()       # the watch's thread adds paths too
+        self._watch: _Watch | None = None
 
     def scan(self) -> None:
         """Refresh the cache from the tree, keeping it within its bound."""
         self._scanned = time.monotonic()
-        if not self.root:
-            return
-        for top, dirs, _ in os.walk(self.root):
-            for d in dirs:
-                full = os.path.join(top, d)
-                try:
-                    ino = os.stat(full).st_ino
-                except OSError:
-                    continue  # removed while we walked
-                self._remember(ino, "/" + os.path.relpath(full, self.root))
-        self._remember(os.stat(self.root).st_ino, "/")
+        if self.root:
+            for top, _, _ in os.walk(self.root):
+                self._learn(top)
 
     def _remember(self, cgroup_id: int, path: str) -> None:
-        self._paths[cgroup_id] = path
-        self._paths.move_to_end(cgroup_id)
-        while len(self._paths) > self._max:
-            self._paths.popitem(last=False)
+        with self._lock:
+            self._paths[cgroup_id] = path
+            self._paths.move_to_end(cgroup_id)
+            while len(self._paths) > self._max:
+                self._paths.popitem(last=False)
+
+    def _learn(self, full: str) -> None:
+        """A cgroup directory found by a scan or the watch (its thread)."""
+        rel = os.path.relpath(full, self.root)
+        try:
+            self._remember(os.stat(full).st_ino, "/" if rel == "." else "/" + rel)
+        except OSError:
+            pass        # removed already
+
+    def watch(self) -> None:
+        """Learn cgroups as they are made, until close(). Without inotify
+        (or past its watch limit) the rescans remain."""
+        if self.root and self._watch is None:
+            try:
+                self._watch = _Watch(self.root, self._learn, self.scan)
+            except OSError as e:
+                log.warning("new cgroups are found by rescans only: inotify: %s", e)
+
+    def close(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch:
+            watch.close()
 
     def path(self, cgroup_id: int) -> str | None:
         """The cgroup's path below the cgroup2 root, None if unknown."""
@@ -121,3 +145,78 @@ class CgroupResolver:
         if len(set(found.values())) > 1:
             raise ValueError(f"container id {container_id!r} is ambiguous")
         return set().union(*(self.ids(p) for p in found)) if found else set()
+
+
+_IN_CREATE, _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ISDIR = 0x100, 0x4000, 0x8000, 0x40000000
+_IN_EVENT = struct.Struct("iIII")       # struct inotify_event: wd, mask, cookie, len
+
+
+class _Watch:
+    """inotify on every directory of the cgroup tree, read by a thread of
+    its own: a cgroup is learned when made, however soon it is removed.
+    A new directory is watched, then walked for what was made in it before
+    the watch was in place."""
+
+    def __init__(self, root: str, learn, rescan):
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._learn, self._rescan = learn, rescan
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        self._dirs: dict[int, str] = {}     # watch descriptor -> directory
+        self._full = False                  # the watch limit was reached
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._add_tree(root)
+        self._thread = threading.Thread(target=self._run, name="uringwatch-cgroups",
+                                        daemon=True)
+        self._thread.start()
+
+    def _add_tree(self, top: str) -> None:
+        for path, dirs, _ in os.walk(top):
+            if not self._add(path):
+                dirs.clear()
+            self._learn(path)
+
+    def _add(self, path: str) -> bool:
+        if self._full:
+            return False
+        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(path), _IN_CREATE)
+        if wd < 0:
+            err = ctypes.get_errno()
+            if err == 28:       # ENOSPC: past fs.inotify.max_user_watches
+                self._full = True
+                log.warning("inotify watch limit reached: newer cgroups are found by "
+                            "rescans only")
+            return False
+        self._dirs[wd] = path
+        return True
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        while all(fd != self._stop_r for fd, _ in poller.poll()):
+            try:
+                data = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            self._events(data)
+
+    def _events(self, data: bytes) -> None:
+        pos = 0
+        while pos + _IN_EVENT.size <= len(data):
+            wd, mask, _, n = _IN_EVENT.unpack_from(data, pos)
+            name = data[pos + _IN_EVENT.size:pos + _IN_EVENT.size + n].split(b"\0", 1)[0]
+            pos += _IN_EVENT.size + n
+            if mask & _IN_Q_OVERFLOW:       # events were lost: walk it all
+                self._rescan()
+            elif mask & _IN_IGNORED:        # the directory is gone
+                self._dirs.pop(wd, None)
+            elif mask & _IN_CREATE and mask & _IN_ISDIR and wd in self._dirs:
+                self._add_tree(os.path.join(self._dirs[wd], os.fsdecode(name)))
+
+    def close(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join()
+        for fd in (self._fd, self._stop_r, self._stop_w):
+            os.close(fd)

@@ -53,10 +53,12 @@ class Tracer:
         self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
         self.object_sha256: str | None = None
         self._context = None
+        self._cgroups: CgroupResolver | None = None
         if self.options.containers:
-            cgroups = CgroupResolver()
-            cgroups.scan()      # before the first call: its cgroup may be gone when read
-            self._context = cgroups.context
+            # before the first call: its cgroup may be gone when it is read
+            self._cgroups = CgroupResolver()
+            self._cgroups.scan()
+            self._context = self._cgroups.context
         self._reader = EventReader(self.options.flush_interval, self._context)
         self._obj: BpfObject | None = None
         self._sets: FilterSets | None = None
@@ -82,6 +84,8 @@ class Tracer:
         self._sets = FilterSets(obj, self.filters)
         self._counters = Counters(obj)
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        if self._cgroups:
+            self._cgroups.watch()
         obj.attach()
         self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
                            boot_to_wall, uses, self._counters.procs)
@@ -97,6 +101,8 @@ class Tracer:
         than the one reading events (that one then stops)."""
         self.detach()
         self._reader.close()
+        if self._cgroups:
+            self._cgroups.close()
         obj, self._obj, self._sets, self._counters = self._obj, None, None, None
         if obj:
             obj.close()
