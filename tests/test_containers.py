@@ -189,9 +189,11 @@ def test_containers_calls_are_attributed(image, tmp_path):
                           entrypoint_args=("--comm", COMM, "--metrics", "127.0.0.1:9464"))
     try:
         assert "metrics at" in tracer.stderr.readline()
-        for w in (a, b, host):
+        # started after the tracer, removed as soon as its call is made
+        late = Workload("late", image, "unconfined")
+        for w in (a, b, host, late):
             w.go()
-        events = {e["pid"]: e for e in map(json.loads, read_lines(tracer.stdout, 3))}
+        events = {e["pid"]: e for e in map(json.loads, read_lines(tracer.stdout, 4))}
         # the metrics port in the tracer's own network namespace, as a node agent scrapes it
         scraped = podman("exec", f"uwtest-{RUN_ID}-tracer", "/opt/uringwatch/bin/python", "-c",
                          "import urllib.request; print(urllib.request.urlopen("
@@ -200,8 +202,8 @@ def test_containers_calls_are_attributed(image, tmp_path):
         tracer.send_signal(signal.SIGTERM)      # podman passes it on
         err = tracer.communicate(timeout=TIMEOUT)[1]
     assert tracer.returncode == 0, err
-    assert set(events) == {a.pid, b.pid, host.pid}, events
-    for w in (a, b):
+    assert set(events) == {a.pid, b.pid, host.pid, late.pid}, events
+    for w in (a, b, late):
         ev = events[w.pid]
         assert ev["container_id"] == w.id and len(w.id) == 64
         assert ev["cgroup_path"] == w.cgroup == f"/libpod_parent/libpod-{w.id}"
@@ -211,7 +213,7 @@ def test_containers_calls_are_attributed(image, tmp_path):
     ev = events[host.pid]
     assert ev["container_id"] is None and ev["cgroup_path"] == host.cgroup
     assert (ev["nspid"], ev["hostname"]) == (host.pid, socket.gethostname())
-    assert 'uringwatch_events_total{opcode="UNKNOWN",result="EINVAL"} 3.0' in scraped
+    assert 'uringwatch_events_total{opcode="UNKNOWN",result="EINVAL"} 4.0' in scraped
 
 
 def without(cap: str) -> list[str]:
