@@ -84,11 +84,13 @@ class Reader:
         runs = self._runs.setdefault(run, Runs())   # rotated files share a run
         ledger = self._ledgers.setdefault(run, Ledger())   # joins ops to registrations
 
+        def context_of(cgroup_id: int) -> tuple:
+            return context.get(cgroup_id, (None, None))
+
         def decode_one(buf, off, size, frame):
             """The event, or None: a repeat already counted, or a problem noted."""
             try:
-                return ledger.feed(decoder(buf, off, size, to_wall,
-                                           lambda cg: context.get(cg, (None, None)), runs=runs))
+                return ledger.feed(decoder(buf, off, size, to_wall, context_of, runs=runs))
             except RecordError as e:
                 self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED,
                                                     str(e)))
