@@ -113,6 +113,7 @@ def test_container_made_and_gone_while_tracing(cgroup):
     cid = uuid.uuid4().hex + uuid.uuid4().hex
     scope = cgroup / f"libpod-{cid}.scope"
     with Tracer() as t:
+        assert t.features["cgroups"] == "inotify"
         scope.mkdir()
         w = Workload(uring.NO_SUCH_OPCODE, cgroup=scope)
         w.go()

@@ -276,7 +276,7 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
               f"TOCTOU re-read: {'bpf_loop' if f['bpf_loop'] else 'unavailable'}; "
               f"identities: {_IDENTITY_PATHS[f['resolve']]}"
               f"{'' if f['bpf_loop'] or f['resolve'] == 'off' else ' (buffers: /proc)'}; "
-              f"rings: {rings_line(tracer)}; "
+              f"rings: {rings_line(tracer)}; new cgroups: {f['cgroups']}; "
               f"fairness: {_fairness(tracer.options, f['bpf_loop'])}", file=sys.stderr)
         metrics = serve_metrics(tracer, args.metrics) if args.metrics else None
 

@@ -70,6 +70,7 @@ class CgroupResolver:
         self._scanned = 0.0
         self._lock = threading.Lock()       # the watch's thread adds paths too
         self._watch: _Watch | None = None
+        self.found_by = "walks"             # how new cgroups are found; watch() says
 
     def scan(self) -> None:
         """Refresh the cache from the tree, keeping it within its bound."""
@@ -99,8 +100,9 @@ class CgroupResolver:
         if self.root and self._watch is None:
             try:
                 self._watch = _Watch(self.root, self._learn, self.scan)
+                self.found_by = "inotify"
             except OSError as e:
-                log.warning("new cgroups are found by rescans only: inotify: %s", e)
+                self.found_by = f"walks (inotify: {e.strerror})"
 
     def close(self) -> None:
         watch, self._watch = self._watch, None

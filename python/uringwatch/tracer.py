@@ -86,6 +86,7 @@ class Tracer:
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         if self._cgroups:
             self._cgroups.watch()
+        self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
         obj.attach()
         self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
                            boot_to_wall, uses, self._counters.procs)
