@@ -68,7 +68,7 @@ def main() -> int:
                 for path in paths:
                     ns.setdefault((path, n), []).append(run(path, fds, ring, args.calls))
     med = {k: statistics.median(v) for k, v in ns.items()}
-    print(f"| REGISTER_FILES of | path | BPF ns per call (enter + exit) | added by resolution |")
+    print("| REGISTER_FILES of | path | BPF ns per call (enter + exit) | added by resolution |")
     print("| ---: | --- | ---: | ---: |")
     for n in SIZES:
         for path in paths:

@@ -16,7 +16,7 @@ import struct
 import tempfile
 import time
 
-from uringwatch import Filters, dump, layout, ringbuf, tracer
+from uringwatch import Filters, dump, layout, reader, ringbuf
 from uringwatch.output import Writer
 from uringwatch.replay import Reader
 
@@ -52,7 +52,7 @@ def build(path: pathlib.Path, n: int) -> None:
             rec = (marked if i % KEEP_EVERY == 0 else records)[i % len(records)]
             batch += ringbuf.HDR.pack(len(rec), 0) + rec
             batch += bytes(-len(batch) % 8)
-            if len(batch) >= tracer.RING_BYTES:
+            if len(batch) >= reader.RING_BYTES:
                 w.write_ring(memoryview(batch))
                 batch = bytearray()
         if batch:

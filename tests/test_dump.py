@@ -134,7 +134,7 @@ def test_damaged_files(recording, tmp_path, damage, code, where):
 
 def test_flipped_byte_is_local(recording, tmp_path):
     """A flipped byte in one frame loses that frame's records only (one
-    RING frame holds one batch of the ring, at most tracer.RING_BYTES)."""
+    RING frame holds one batch of the ring, at most reader.RING_BYTES)."""
     path, live = recording
     data = bytearray(path.read_bytes())
     _, start = dump.read_header(bytes(data), str(path))

@@ -15,7 +15,7 @@ import pytest
 import uring
 from helpers import REGISTER_OPCODES, kernel_btf_has, needs_root
 from uringwatch import Filters, Tracer, TracerError, hooks
-from uringwatch.tracer import tracefs
+from uringwatch.host import tracefs
 
 TRACEFS = tracefs() if os.geteuid() == 0 else "/sys/kernel/tracing"
 # Kprobes need CONFIG_KPROBES; the kprobe hook also reads kernel memory,

@@ -20,7 +20,7 @@ def submit_tracepoint_has_request() -> bool:
     submit tracepoint is the one that takes the request first (6.0+: it
     prints `op_str`), not the ring (5.x, whose fields may still list a
     request: Debian's 5.10 carries 5.15's io_uring)."""
-    from uringwatch.tracer import tracefs
+    from uringwatch.host import tracefs
     root = tracefs()                     # mounted if it is not yet
     for name in ("io_uring_submit_req", "io_uring_submit_sqe"):
         fmt = os.path.join(root, "events/io_uring", name, "format")

@@ -7,7 +7,8 @@ from .dump import DumpError
 from .libbpf import LibbpfError
 from .recorder import Recorder
 from .replay import replay
-from .tracer import Tracer, TracerError
+from .errors import TracerError
+from .tracer import Tracer
 
 __all__ = ["AnyEvent", "DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
            "Repeat", "Toctou", "Tracer", "TracerError", "decode", "replay"]

@@ -19,8 +19,11 @@ from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
-from .tracer import (BATCH, FAIR_BURST, FAIR_RATE, PrivilegeError, Tracer, TracerError,
-                     check_privileges, tracefs)
+from .errors import PrivilegeError, TracerError
+from .host import check_privileges, tracefs
+from .options import FAIR_BURST, FAIR_RATE
+from .reader import BATCH
+from .tracer import Tracer
 
 EXAMPLES = """\
 examples:

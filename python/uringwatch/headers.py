@@ -14,7 +14,6 @@ from operator import itemgetter
 from . import layout
 from .decode import errno_name
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
-from .ringbuf import HDR as RING_HDR
 
 _FORMATS = {**dict(layout.CALL.members), **dict(layout.REC_HDR.members)}
 _HDR_AT = layout.CALL.offsets["hdr"]

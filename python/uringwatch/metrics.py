@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 from . import opcodes
 from .events import AnyEvent, Op, Repeat, Ring
 from .libbpf import LibbpfError
-from .tracer import TracerError
+from .errors import TracerError
 
 # Tracer.stats() keys that count records lost, as uringwatch_dropped_total{cause}
 DROP_CAUSES = ("ring_full", "no_exit", "no_enter", "inflight_full", "budget")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 import mmap
 import os
-from typing import Callable, Iterator
+from typing import Iterator
 
 from . import dump, headers, layout
 from .decode import DECODERS, RecordError, Runs

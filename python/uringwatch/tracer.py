@@ -19,14 +19,7 @@ from .options import TracerOptions
 from .reader import BATCH, EventReader
 from .ringbuf import RingBuffer
 from .rings import UseCounts
-
-# Read here as tracer.X by the CLI, tests and benchmarks.
-from .counters import PROCESSES_IN_STATS  # noqa: F401
-from .errors import PrivilegeError, TracerError  # noqa: F401
-from .host import TRACEFS, check_privileges, tracefs  # noqa: F401
-from .loader import OBJECT_BTF_NAME, OBJECT_NAME, object_bytes  # noqa: F401
-from .options import FAIR_BURST, FAIR_RATE, MAX_PROCS  # noqa: F401
-from .reader import RING_BYTES  # noqa: F401
+from .errors import TracerError
 
 
 def _option(name: str) -> property:
