@@ -13,7 +13,7 @@ import pytest
 import uring
 from helpers import ROOT, Collector, needs_opcodes
 from uring import register
-from uringwatch import Filters, Tracer, hooks, layout
+from uringwatch import Filters, Tracer, hooks, identity, layout
 from uringwatch.output import summary
 
 PATHS = [p for p, ok in hooks.resolve_paths().items() if ok and p in ("btf", "probe_read")] \
@@ -301,17 +301,52 @@ def test_buffers_name_what_backs_them(tracer, ring, tmp_path):
             except BufferError:
                 pass
     a, m = reg.memory
-    source = "kernel" if KERNEL_BUFFERS else "proc"
-    assert (a.addr, a.len, a.backing, a.path, a.source) == (anon_addr, 4096, "anon", None, source)
-    assert (m.backing, m.offset, m.shared, m.source) == ("memfd", 4096, True, source)
     (f,) = tried.memory
+    assert (a.addr, a.len, a.backing, a.path, a.source) == \
+        (anon_addr, 4096, "anon", None, source_of(a))
+    assert (m.backing, m.offset, m.shared, m.source) == ("memfd", 4096, True, source_of(m))
     assert (f.backing, f.offset) == ("file", 8192)
     if fs_type(path) != "overlay":    # overlayfs maps its layer's file, named there
         assert (f.path, f.ino) == (str(path.resolve()), ino)
-    if KERNEL_BUFFERS:
-        assert m.path == "memfd:zoo-buffer" and f.verified
-    else:
-        assert m.path == "/memfd:zoo-buffer (deleted)" and not f.verified
+    assert m.path == ("memfd:zoo-buffer" if source_of(m) == "kernel"
+                      else "/memfd:zoo-buffer (deleted)")
+    assert f.verified == (source_of(f) == "kernel")
+
+
+def source_of(m: identity.MemoryIdentity) -> str:
+    """Where a buffer's backing should come from: the kernel where it
+    resolves buffers, unless the address space was locked at the call
+    (test_a_locked_address_space_is_looked_up_in_proc)."""
+    return "kernel" if KERNEL_BUFFERS and m.error != identity.LOCKED else "proc"
+
+
+@pytest.mark.skipif(not KERNEL_BUFFERS, reason="buffers are not resolved in the kernel here")
+def test_a_locked_address_space_is_looked_up_in_proc(tracer, ring):
+    """bpf_find_vma only try-locks the caller's address space: a thread
+    mapping and unmapping meanwhile makes some lookups fail. Those are
+    looked up in /proc instead, marked unverified and why; none is lost."""
+    mem, addr = _mapping(-1, 4096, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            mmap.mmap(-1, 1 << 16).close()
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(300):
+            buf_reg = uring.BufReg(ring_addr=addr, ring_entries=8, bgid=4)
+            assert register(ring, uring.REGISTER_PBUF_RING, buf_reg, 1) == 0
+            assert register(ring, uring.UNREGISTER_PBUF_RING, uring.BufReg(bgid=4), 1) == 0
+    finally:
+        stop.set()
+        thread.join()
+    got = [e.memory[0] for e in tracer.mine(600) if e.opcode == uring.REGISTER_PBUF_RING]
+    ways = {(m.source, m.verified, m.error) for m in got}
+    assert ways <= {("kernel", True, None), ("proc", False, identity.LOCKED)}, ways
+    assert {(m.addr, m.backing, m.shared) for m in got} == {(addr, "shmem", True)}
+    assert sum(m.source == "kernel" for m in got) > len(got) // 2
 
 
 def test_proc_path_says_unverified_and_can_be_wrong(ring, tmp_path):

@@ -176,14 +176,19 @@ def file_identity(f: dict) -> FileIdentity:
                         error="path: a kernel read failed" if flags & layout.FL_FAULT else None)
 
 
+# a buffer's address space was write-locked at the call (bpf_find_vma only
+# try-locks it): looked up in /proc instead, live, and this note kept
+LOCKED = "the address space was locked at the call"
+
+
 def memory_identity(m: dict, f: dict) -> MemoryIdentity:
     """A uw_mem, unpacked (its uw_file apart), as a MemoryIdentity."""
     addr, length, flags = m["addr"], m["len"], m["flags"]
     if flags & layout.M_UNRESOLVED:
         return MemoryIdentity(addr, length, source="proc", verified=False,
                               error="not resolved in the kernel (no bpf_find_vma, or resolve=proc)")
-    if flags & layout.M_BUSY:
-        return MemoryIdentity(addr, length, error="the address space was locked at the call")
+    if flags & layout.M_BUSY:       # bpf_find_vma only try-locks: /proc, live
+        return MemoryIdentity(addr, length, source="proc", verified=False, error=LOCKED)
     if not flags & layout.M_FOUND:
         return MemoryIdentity(addr, length, error="no mapping at this address")
     shared = bool(m["vm_flags"] & VM_SHARED)
@@ -269,6 +274,7 @@ def proc_memory(pid: int, entry: MemoryIdentity) -> MemoryIdentity:
             backing = "file"
         return msgspec.structs.replace(entry, backing=backing, path=path,
                                        offset=int(fields[2], 16) + entry.addr - start,
-                                       ino=int(fields[4]) or None, shared=shared, error=None)
+                                       ino=int(fields[4]) or None, shared=shared,
+                                       error=LOCKED if entry.error == LOCKED else None)
     return msgspec.structs.replace(entry, error="not resolved in the kernel; no mapping in "
                                    f"/proc/{pid}/maps now")
