@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+import uring
 from helpers import ROOT, Collector
 
 
@@ -36,6 +37,14 @@ def tracer(session_tracer):
     """The session's tracer with what earlier tests left behind dropped."""
     session_tracer.drain()
     return session_tracer
+
+
+@pytest.fixture
+def ring():
+    """A fresh io_uring, closed afterwards."""
+    fd = uring.setup()
+    yield fd
+    os.close(fd)
 
 
 @pytest.fixture

@@ -68,6 +68,10 @@ class Collector:
                 return found[:n]
             self.events.extend(self.tracer.poll(0.05))
 
+    def one(self, **match):
+        """The next call event of this thread (and matching fields)."""
+        return self.mine(1, **match)[0]
+
     def drain(self):
         while self.tracer.poll(0):      # a flood may have queued many batches
             pass

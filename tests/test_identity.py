@@ -51,13 +51,6 @@ def tracer(path_tracer):
     return path_tracer
 
 
-@pytest.fixture
-def ring():
-    fd = uring.setup()
-    yield fd
-    os.close(fd)
-
-
 def fs_type(path) -> str:
     """The file system type of the mount holding path (/proc/self/mountinfo)."""
     best, kind = "", ""
@@ -67,10 +60,6 @@ def fs_type(path) -> str:
         if (str(path) + "/").startswith(point.rstrip("/") + "/") and len(point) >= len(best):
             best, kind = point, fstype
     return kind
-
-
-def one(tracer, **match):
-    return tracer.mine(1, **match)[0]
 
 
 def by_role(ev):
@@ -147,7 +136,7 @@ def test_every_kind_of_fd_is_resolved_as_of_the_call(tracer, ring, tmp_path):
     fds = uring.ints(*[zoo.fds[k] for k in kinds[:4]], -1, *[zoo.fds[k] for k in kinds[4:]])
     assert register(ring, uring.REGISTER_FILES, fds, len(fds)) == 0
     zoo.close()                                 # the ring keeps its own references
-    ev = one(tracer, opcode_name="REGISTER_FILES")
+    ev = tracer.one(opcode_name="REGISTER_FILES")
     assert ev.payload.fds == list(fds)          # the interface stays a list of ints
     files = by_role(ev)
     assert "fds[4]" not in files                # sparse -1: no file
@@ -188,7 +177,7 @@ def test_eventfd_and_sync_cancel_fds(tracer, ring):
     ino = os.fstat(efd).st_ino
     assert register(ring, uring.REGISTER_EVENTFD, uring.ints(efd), 1) == 0
     os.close(efd)
-    ev = one(tracer, opcode_name="REGISTER_EVENTFD")
+    ev = tracer.one(opcode_name="REGISTER_EVENTFD")
     f = by_role(ev)["eventfd"]
     assert (f.fd, f.kind, f.ino) == (efd, "eventfd", ino)
     register(ring, uring.UNREGISTER_EVENTFD, None, 0)
@@ -201,7 +190,7 @@ def test_a_closed_fd_says_ebadf(tracer, ring):
     os.close(w)
     # EBADF from the kernel too
     assert register(ring, uring.REGISTER_FILES, uring.ints(r), 1) == -9
-    f = by_role(one(tracer, opcode_name="REGISTER_FILES"))["fds[0]"]
+    f = by_role(tracer.one(opcode_name="REGISTER_FILES"))["fds[0]"]
     assert (f.fd, f.kind, f.dev) == (r, None, None)
     assert f.error.startswith("EBADF")
 
@@ -209,7 +198,7 @@ def test_a_closed_fd_says_ebadf(tracer, ring):
 def test_a_registered_ring_index_is_not_an_fd(tracer, ring):
     # ring index `ring`, never registered
     register(ring | 0, uring.REGISTER_FILES | uring.USE_REGISTERED_RING, uring.ints(0), 1)
-    ev = one(tracer, opcode_name="REGISTER_FILES")
+    ev = tracer.one(opcode_name="REGISTER_FILES")
     assert ev.registered_ring and "ring" not in by_role(ev)
 
 
@@ -221,7 +210,7 @@ def test_more_fds_than_resolved_say_truncated(tracer, ring):
     finally:
         for fd in fds:
             os.close(fd)
-    ev = one(tracer, opcode_name="REGISTER_FILES")
+    ev = tracer.one(opcode_name="REGISTER_FILES")
     assert len(ev.files) == layout.FILES_MAX and ev.resolve.files_truncated
     assert all(f.kind == "device" and f.path == "/dev/null" for f in ev.files[1:])
 
@@ -264,7 +253,7 @@ def test_personality_reports_the_credentials_saved(tracer, ring):
 @needs_opcodes(uring.UNREGISTER_PERSONALITY)
 def test_unregister_personality_has_no_cred(tracer, ring):
     register(ring, uring.UNREGISTER_PERSONALITY, None, 1)
-    assert one(tracer, opcode_name="UNREGISTER_PERSONALITY").cred is None
+    assert tracer.one(opcode_name="UNREGISTER_PERSONALITY").cred is None
 
 
 def _mapping(fd, length, flags, offset=0):
@@ -389,7 +378,7 @@ def test_files_survive_record_and_replay(tracer, ring, tmp_path):
                       os.O_RDONLY)
         register(ring, uring.REGISTER_FILES, uring.ints(fd), 1)
         os.close(fd)
-        live = one(tracer, opcode_name="REGISTER_FILES")
+        live = tracer.one(opcode_name="REGISTER_FILES")
     finally:
         rec.close()
     replayed = [e for e in replay(str(out)) if e.opcode_name == "REGISTER_FILES"]
@@ -483,7 +472,7 @@ def test_sync_cancel_fd(tracer, ring):
     ino = os.fstat(r).st_ino
     os.close(r)
     os.close(w)
-    f = by_role(one(tracer, opcode_name="REGISTER_SYNC_CANCEL"))["fd"]
+    f = by_role(tracer.one(opcode_name="REGISTER_SYNC_CANCEL"))["fd"]
     assert (f.fd, f.kind, f.ino) == (r, "pipe", ino)
 
 

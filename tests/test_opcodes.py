@@ -27,17 +27,6 @@ def setup_flags(flags: int) -> int:
     return fd
 
 
-@pytest.fixture
-def ring():
-    fd = uring.setup()
-    yield fd
-    os.close(fd)
-
-
-def one(tracer, **match):
-    return tracer.mine(1, **match)[0]
-
-
 def test_every_opcode_is_numbered_in_uring_py_and_called_by_a_test():
     """tests/uring.py numbers each opcode of opcodes.NAMES as it does, and a
     test here (or in test_foundation.py) names it."""
@@ -92,7 +81,7 @@ def test_files_update_shows_sparse_and_skip(tracer, ring):
 def test_probe_reports_supported_ops(tracer, ring):
     probe = uring.Probe()
     assert register(ring, uring.REGISTER_PROBE, probe, 64) == 0
-    p = one(tracer).payload
+    p = tracer.one().payload
     assert p.last_op == probe.last_op and p.ops_len == probe.ops_len
     assert len(p.ops) == 64
     assert p.supported == [op for op in range(64) if probe.ops[op] >> 16 & 1]
@@ -221,7 +210,7 @@ def test_pbuf_ring_status_and_unregister(tracer, ring):
 def test_sync_cancel(tracer, ring):
     sc = uring.SyncCancel(addr=0x1234, fd=-1, tv_sec=-1, tv_nsec=-1)
     ret = register(ring, uring.REGISTER_SYNC_CANCEL, sc, 0)
-    ev = one(tracer)
+    ev = tracer.one()
     p = ev.payload
     assert (p.addr, p.fd, p.flags, p.timeout, p.opcode) == (0x1234, -1, 0, [-1, -1], 0)
     assert ev.ret == ret < 0
@@ -254,7 +243,7 @@ def test_napi(tracer, ring):
 def test_clock(tracer, ring):
     clock = uring.ClockRegister(clockid=7)                       # CLOCK_BOOTTIME
     assert register(ring, uring.REGISTER_CLOCK, clock, 0) == 0
-    assert one(tracer).payload.clockid == 7
+    assert tracer.one().payload.clockid == 7
 
 
 def test_clone_buffers(tracer, ring):
@@ -277,7 +266,7 @@ def test_send_msg_ring_is_blind(tracer, ring):
     ctypes.c_int32.from_buffer(sqe, 4).value = ring    # target ring fd
     ctypes.c_uint64.from_buffer(sqe, 8).value = 0xABCD  # off: the CQE's user_data
     ret = register(-1, uring.REGISTER_SEND_MSG_RING, sqe, 1)
-    ev = one(tracer)
+    ev = tracer.one()
     assert ev.blind and ev.fd == -1 and ev.ret == ret
     assert (ev.payload.sqe["opcode"], ev.payload.sqe["fd"], ev.payload.sqe["off"]) == \
         (40, ring, 0xABCD)
@@ -299,7 +288,7 @@ def test_query_chain_is_blind_and_walked(tracer):
     first = query_hdr(data1, next_entry=uring.addr(second))
     ret = register(-1, uring.REGISTER_QUERY, first, 0)
     assert ret == 0
-    ev = one(tracer)
+    ev = tracer.one()
     assert ev.blind and ev.fd == -1 and ev.opcode_name == "REGISTER_QUERY"
     p = ev.payload
     assert (p.query_data, p.query_op, p.size, p.next_entry) == \
@@ -352,7 +341,7 @@ def test_rejected_opcodes_still_decode(tracer, ring, opcode, size):
     if opcode == uring.REGISTER_MEM_REGION:
         arg[0] = arg[1] = 0           # region_uptr = NULL
     ret = register(ring, opcode, arg, 1)
-    ev = one(tracer)
+    ev = tracer.one()
     assert ev.ret == ret and ev.payload is not None
     if opcode == uring.REGISTER_ZCRX_IFQ:
         assert (ev.payload.ifq["if_idx"], ev.payload.ifq["if_rxq"]) == (1, 2)
@@ -365,5 +354,5 @@ def test_rejected_opcodes_still_decode(tracer, ring, opcode, size):
 def test_unknown_opcode_is_raw_hex(tracer, ring):
     blob = (ctypes.c_uint8 * 8)(*b"uringwat")
     assert register(ring, uring.NO_SUCH_OPCODE, blob, 1) == -errno.EINVAL
-    ev = one(tracer)
+    ev = tracer.one()
     assert ev.payload.hex.startswith(b"uringwat".hex())
