@@ -95,14 +95,15 @@ class CgroupResolver:
             pass        # removed already
 
     def watch(self) -> None:
-        """Learn cgroups as they are made, until close(). Without inotify
-        (or past its watch limit) the rescans remain."""
+        """Learn the cgroups there are, and those made until close().
+        Without inotify (or past its watch limit) the rescans remain."""
         if self.root and self._watch is None:
             try:
-                self._watch = _Watch(self.root, self._learn, self.scan)
+                self._watch = _Watch(self.root, self._learn, self.scan)   # walks the tree
                 self.found_by = "inotify"
             except OSError as e:
                 self.found_by = f"walks (inotify: {e.strerror})"
+                self.scan()
 
     def close(self) -> None:
         watch, self._watch = self._watch, None

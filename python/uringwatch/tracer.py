@@ -48,9 +48,7 @@ class Tracer:
         self._context = None
         self._cgroups: CgroupResolver | None = None
         if self.options.containers:
-            # before the first call: its cgroup may be gone when it is read
             self._cgroups = CgroupResolver()
-            self._cgroups.scan()
             self._context = self._cgroups.context
         self._reader = EventReader(self.options.flush_interval, self._context)
         self._obj: BpfObject | None = None
@@ -77,7 +75,7 @@ class Tracer:
         self._sets = FilterSets(obj, self.filters)
         self._counters = Counters(obj)
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        if self._cgroups:
+        if self._cgroups:     # before the first call: its cgroup may be gone when read
             self._cgroups.watch()
         self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
         obj.attach()
