@@ -1,13 +1,16 @@
 """Plain helpers the tests share (conftest.py holds only fixtures): skip
-markers that ask the kernel, where meson is, and the event collector."""
+markers that ask the kernel, where meson is, what a built wheel is, and
+the event collector."""
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 
 import pytest
 
@@ -25,6 +28,35 @@ def meson() -> str:
     found = beside if os.access(beside, os.X_OK) else shutil.which("meson")
     assert found, "meson is missing: ci/setup installs it into .venv"
     return found
+
+
+def assert_tagged_with_glibc_floor(wheel, into, libs, arch: str) -> None:
+    """The wheel's manylinux tag is its bundled libraries' glibc floor, read
+    from their version needs (`readelf -V`), what the dynamic loader checks."""
+    zipfile.ZipFile(wheel).extractall(into)
+    floor = (0, 0)
+    for lib in libs:
+        out = subprocess.run(["readelf", "-V", into / "uringwatch" / "_lib" / lib],
+                             capture_output=True, text=True, check=True).stdout
+        assert "GLIBC_PRIVATE" not in out
+        for v in re.findall(r"Name: GLIBC_([0-9.]+)", out):
+            floor = max(floor, tuple(int(x) for x in v.split(".")))
+    tag = f"py3-none-manylinux_{floor[0]}_{floor[1]}_{arch}"
+    assert wheel.name == f"uringwatch-0.1.0-{tag}.whl"
+    meta = zipfile.ZipFile(wheel).read("uringwatch-0.1.0.dist-info/WHEEL").decode()
+    assert f"Tag: {tag}" in meta.splitlines()
+
+
+def copy_of_sources(dest: pathlib.Path) -> pathlib.Path:
+    """The checkout's files (tracked, and untracked but not ignored) copied
+    to dest, to build elsewhere."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, listed.split("\0")):
+        if os.path.isfile(os.path.join(REPO, name)):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(REPO, name), dest / name)
+    return dest
 
 
 def needs_opcodes(*opcodes: int):

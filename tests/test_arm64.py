@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from helpers import REPO, ROOT, meson
+from helpers import REPO, ROOT, assert_tagged_with_glibc_floor, copy_of_sources, meson
 
 sys.path.insert(0, os.path.join(REPO, "ci"))
 import kernels  # noqa: E402
@@ -70,18 +70,7 @@ def test_size_budget(wheel):
 
 
 def test_tag_is_the_arm64_libraries_glibc_floor(wheel, tmp_path):
-    zipfile.ZipFile(wheel).extractall(tmp_path)
-    floor = (0, 0)
-    for lib in BUNDLED:
-        out = subprocess.run(["readelf", "-V", tmp_path / "uringwatch" / "_lib" / lib],
-                             capture_output=True, text=True, check=True).stdout
-        assert "GLIBC_PRIVATE" not in out
-        for v in re.findall(r"Name: GLIBC_([0-9.]+)", out):
-            floor = max(floor, tuple(int(x) for x in v.split(".")))
-    tag = f"py3-none-manylinux_{floor[0]}_{floor[1]}_aarch64"
-    assert wheel.name == f"uringwatch-0.1.0-{tag}.whl"
-    meta = zipfile.ZipFile(wheel).read("uringwatch-0.1.0.dist-info/WHEEL").decode()
-    assert f"Tag: {tag}" in meta.splitlines()
+    assert_tagged_with_glibc_floor(wheel, tmp_path, BUNDLED, "aarch64")
 
 
 def test_arm64_object_is_the_same_bytes_wherever_built(wheel, tmp_path):
@@ -89,13 +78,7 @@ def test_arm64_object_is_the_same_bytes_wherever_built(wheel, tmp_path):
     the wheel's object, and not the x86_64 one (other vmlinux.h, other
     pt_regs)."""
     in_wheel = zipfile.ZipFile(wheel).read("uringwatch/uringwatch.bpf.o")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout
-    src = tmp_path / "elsewhere"
-    for name in filter(None, listed.split("\0")):
-        if os.path.isfile(os.path.join(REPO, name)):
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(os.path.join(REPO, name), src / name)
+    src = copy_of_sources(tmp_path / "elsewhere")
     # the libraries are not built for the object: any libs_root will do
     subprocess.run([meson(), "setup", "out", "-Darch=aarch64", f"-Dlibs_root={tmp_path}"],
                    cwd=src, check=True, capture_output=True, timeout=60)

@@ -6,7 +6,6 @@ with no libbpf, compiler or kernel headers, it traces."""
 import importlib.resources
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import zipfile
 
 import pytest
 
-from helpers import REPO, ROOT, meson
+from helpers import REPO, ROOT, assert_tagged_with_glibc_floor, copy_of_sources, meson
 BUNDLED = ("libbpf.so.1", "libelf.so.1", "libz.so.1")
 SIZE_BUDGET = 3 << 20
 CHROOT_TIMEOUT = 600   # cold (debootstrap) took ~90 s here, warm ~10 s
@@ -50,18 +49,7 @@ def test_size_budget(wheel):
 def test_tag_is_the_bundled_libraries_glibc_floor(wheel, tmp_path):
     """Checked here from the version-needs section (`readelf -V`), what the
     dynamic loader itself checks; ci/wheel-tag reads the imported symbols."""
-    zipfile.ZipFile(wheel).extractall(tmp_path)
-    floor = (0, 0)
-    for lib in BUNDLED:
-        out = subprocess.run(["readelf", "-V", tmp_path / "uringwatch" / "_lib" / lib],
-                             capture_output=True, text=True, check=True).stdout
-        assert "GLIBC_PRIVATE" not in out
-        for v in re.findall(r"Name: GLIBC_([0-9.]+)", out):
-            floor = max(floor, tuple(int(x) for x in v.split(".")))
-    tag = f"py3-none-manylinux_{floor[0]}_{floor[1]}_x86_64"
-    assert wheel.name == f"uringwatch-0.1.0-{tag}.whl"
-    meta = zipfile.ZipFile(wheel).read("uringwatch-0.1.0.dist-info/WHEEL").decode()
-    assert f"Tag: {tag}" in meta.splitlines()
+    assert_tagged_with_glibc_floor(wheel, tmp_path, BUNDLED, "x86_64")
 
 
 def test_object_is_the_same_bytes_wherever_built(wheel, tmp_path):
@@ -69,13 +57,7 @@ def test_object_is_the_same_bytes_wherever_built(wheel, tmp_path):
     mapped out of those names (bpf/meson.build), a copy of the sources built
     elsewhere gives the wheel's object, and so does the installed package."""
     in_wheel = zipfile.ZipFile(wheel).read("uringwatch/uringwatch.bpf.o")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout
-    src = tmp_path / "elsewhere"
-    for name in filter(None, listed.split("\0")):
-        if os.path.isfile(os.path.join(REPO, name)):
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(os.path.join(REPO, name), src / name)
+    src = copy_of_sources(tmp_path / "elsewhere")
     subprocess.run([meson(), "setup", "out"], cwd=src, check=True, capture_output=True, timeout=60)
     subprocess.run(["ninja", "-C", "out", "bpf/uringwatch.bpf.o"], cwd=src, check=True,
                    capture_output=True, timeout=120)
