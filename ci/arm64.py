@@ -247,13 +247,7 @@ def boot(rec: dict, command: str, timeout: float = 600, echo: bool = True,
         code, out, klog = kernels.stream(argv, timeout, echo, cwd=kernels.ROOT,
                                          filter_klog=True,
                                          boot_timeout=min(timeout, kernels.BOOT_TIMEOUT))
-    m = re.search(rf"{re.escape(EXIT_MARK)}(\d+)", out)
-    if not m:
-        raise KernelError(f"arm64 {rec['version']}: no exit marker from the guest "
-                          f"(qemu exit {code}): it did not boot or the command was cut "
-                          f"off; last kernel lines:\n{''.join(klog[-25:])}"
-                          f"last output:\n{out[-3000:]}")
-    return int(m.group(1)), out[:m.start()]
+    return kernels.guest_result(f"arm64 {rec['version']}", f"qemu exit {code}", out, klog)
 
 
 def send_file(path: str) -> str:

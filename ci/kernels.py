@@ -287,14 +287,18 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
     env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}
     code, out, klog = stream(argv, timeout, echo, cwd=cwd, env=env, filter_klog=True,
                              boot_timeout=min(timeout, BOOT_TIMEOUT))
+    return guest_result(f"{rec['suite']} ({rec['version']})", f"vng exit {code}", out, klog)
+
+
+def guest_result(guest: str, runner: str, out: str, klog: list[str]) -> tuple[int, str]:
+    """(the command's exit code, its output) from a guest's output, which
+    ends with EXIT_MARK and the code; KernelError if the mark never came."""
     m = re.search(rf"{re.escape(EXIT_MARK)}(\d+)", out)
     if not m:
-        raise KernelError(f"{rec['suite']} ({rec['version']}): no exit marker from the "
-                          f"guest (vng exit {code}): it did not boot or the command "
-                          f"was cut off; last kernel lines:\n{''.join(klog[-25:])}"
-                          f"last output:\n{out[-3000:]}")
-    body = out[:m.start()]
-    return int(m.group(1)), body
+        raise KernelError(f"{guest}: no exit marker from the guest ({runner}): it did not "
+                          f"boot or the command was cut off; last kernel lines:\n"
+                          f"{''.join(klog[-25:])}last output:\n{out[-3000:]}")
+    return int(m.group(1)), out[:m.start()]
 
 
 def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | None = None,
