@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Replay throughput, records per CPU-second on one core: into Event
 Structs, to JSON Lines, a filtered pass that keeps 1 record in 1000, and
-`--stats`. The dump is made as `uringwatch record` writes one (RING frames
-of the ring's bytes) from the committed golden file's records (real tracer
-output), repeated; every 1000th copy gets another pid, for the filter.
+`--stats`. Each dump is made as `uringwatch record` writes one (RING frames
+of the ring's bytes) from call records of the committed corpus (real tracer
+output at the current record ABI), repeated; every 1000th copy gets another
+pid, for the filter. Two dumps: "mix", all 502 call records (every opcode,
+identities, 16384-fd raced calls; 2.5 KB a record on average), and
+"flood", one invalid-opcode call's record (688 bytes), what a recording of
+a process flooding the tracer holds.
 
     .venv/bin/python bench/replay_bench.py [--records N] [--repeat R]
 """
 
 import argparse
+import gzip
 import os
 import pathlib
 import statistics
@@ -20,24 +25,38 @@ from uringwatch import Filters, dump, layout, reader, ringbuf
 from uringwatch.output import Writer
 from uringwatch.replay import Reader
 
-GOLDEN = pathlib.Path(__file__).parent.parent / "tests" / "data" / "golden-abi1.uwd"
+CORPUS = pathlib.Path(__file__).parent.parent / "tests" / "data" / "calls-abi2.uwd.gz"
 KEEP_EVERY = 1000
+FLOOD_OPCODE = 9999            # the corpus's invalid calls (tests/data/make_calls.py)
 MARK_PID = 0x7FFFFFF0          # the pid of the records the filtered pass keeps
 _PID = struct.Struct("<I")
+DUMPS = ("mix", "flood")
 
 
-def golden_records() -> tuple[dict, list[bytes], list]:
-    data = GOLDEN.read_bytes()
-    meta, start = dump.read_header(data, str(GOLDEN))
-    frames = list(dump.frames(data, start, str(GOLDEN), []))
+def corpus_records() -> tuple[dict, list[bytes], list]:
+    """The corpus's header, call records and CONTEXT payloads."""
+    data = gzip.decompress(CORPUS.read_bytes())
+    meta, start = dump.read_header(data, str(CORPUS))
+    frames = list(dump.frames(data, start, str(CORPUS), []))
     records = [bytes(buf[off:off + size]) for f in frames
-               for buf, off, size in dump.records(f)]
+               for buf, off, size in dump.records(f)
+               if layout.REC_HDR.struct.unpack_from(buf, off)[0] == layout.KIND_CALL]
     context = [bytes(f.payload) for f in frames if f.kind == dump.CONTEXT]
     return meta, records, context
 
 
-def build(path: pathlib.Path, n: int) -> None:
-    meta, records, context = golden_records()
+def flood_only(records: list[bytes]) -> list[bytes]:
+    """The first invalid-opcode call's record: a flood recorded with
+    --no-fair is one call's record again and again, only its timestamps
+    differ."""
+    at = layout.CALL.offsets["opcode"]
+    return [next(r for r in records if struct.unpack_from("<I", r, at)[0] == FLOOD_OPCODE)]
+
+
+def build(path: pathlib.Path, n: int, which: str = "mix") -> None:
+    meta, records, context = corpus_records()
+    if which == "flood":
+        records = flood_only(records)
     marked = []
     for r in records:
         m = bytearray(r)
@@ -70,12 +89,12 @@ def cpu_rate(n: int, run, repeat: int) -> float:
     return statistics.median(rates)
 
 
-def measure(records: int, repeat: int = 3) -> dict:
-    """Records per CPU-second for each pass, on one core."""
+def measure(records: int, repeat: int = 3, which: str = "mix") -> dict:
+    """Records per CPU-second for each pass over dump `which`, on one core."""
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     with tempfile.TemporaryDirectory() as d:
         path = str(pathlib.Path(d) / "bench.uwd")
-        build(pathlib.Path(path), records)
+        build(pathlib.Path(path), records, which)
 
         def structs():
             return sum(len(b) for b in Reader([path]).batches())
@@ -107,12 +126,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=300_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dump", choices=DUMPS, action="append",
+                    help="which dump (default: both)")
     args = ap.parse_args()
-    r = measure(args.records, args.repeat)
-    print(f"{r['records']} records (golden mix), per CPU-second: "
-          f"{r['structs']:,.0f} into Structs, {r['jsonl']:,.0f} to JSON Lines, "
-          f"{r['filtered']:,.0f} filtered (1 in {KEEP_EVERY} kept), "
-          f"{r['stats']:,.0f} --stats")
+    for which in args.dump or DUMPS:
+        r = measure(args.records, args.repeat, which)
+        print(f"{which}: {r['records']} records, per CPU-second: "
+              f"{r['structs']:,.0f} into Structs, {r['jsonl']:,.0f} to JSON Lines, "
+              f"{r['filtered']:,.0f} filtered (1 in {KEEP_EVERY} kept), "
+              f"{r['stats']:,.0f} --stats")
 
 
 if __name__ == "__main__":

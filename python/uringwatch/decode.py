@@ -29,7 +29,7 @@ _STAMPS_AT, _BODY_AT = layout.CALL.offsets["ts_enter"], layout.CALL.offsets["arg
 if (_STAMPS_AT, _BODY_AT) != (layout.REC_HDR.size, layout.REC_HDR.size + 16):
     raise ImportError("decode.py expects uw_call's header, ts_enter, ts_exit, then the rest")
 _SEEN_BYTES = 2 << 20                   # bodies kept per ABI (each 408 bytes to ~25 KiB)
-_SIZES_MAX = 256                        # record sizes with their last body, per ABI
+_SIZES_MAX = 256                        # record sizes with their last body
 
 # What one unpack of a body reads ("x": skipped, no objects made): the
 # header and timestamps are read apart, pads never; changed[] and the saved
@@ -69,8 +69,9 @@ class _CallShape:
         self.cred_at = lay.offsets["ident"] + _CRED_IN_IDENT if self.idents else 0
         self.seen: dict[bytes, _Body] = {}     # record body -> decoded
         self.seen_bytes = 0
-        # record size -> [its Struct, the last body of that size, decoded]
-        self.by_size: dict[int, list] = {}
+
+
+_UNPACKED = object()
 
 
 class _Body:
@@ -78,21 +79,42 @@ class _Body:
     per event (cgroup context, /proc). Records whose bytes past the
     timestamps are the same (a process repeating a call) share it; what it
     holds is immutable, and each event gets its own payload and lists."""
-    __slots__ = ("head", "call", "mid", "toctou", "cgroup_id", "files", "cred", "memory",
-                 "rest", "to_proc", "packed")
+    __slots__ = ("args", "call", "toctou", "cgroup_id", "pid", "files", "memory",
+                 "to_proc", "packed")
 
-    def __init__(self, head: tuple, call: arguments.Call, mid: tuple, toctou: tuple,
-                 cgroup_id: int, files: tuple | None, cred: identity.Cred | None,
-                 memory: tuple | None, rest: tuple, to_proc: bool):
-        self.head = head              # Event's pid .. ret
+    def __init__(self, args: list, call: arguments.Call, toctou: tuple, files: tuple | None,
+                 memory: tuple | None, to_proc: bool):
+        self.args = args              # Event's fields, those set per event left None
         self.call = call
-        self.mid = mid                # error, blind, pidns, mntns
         self.toctou = toctou          # changed, changes (a tuple), more, exit_unreadable, checked
-        self.cgroup_id = cgroup_id
-        self.files, self.cred, self.memory = files, cred, memory
-        self.rest = rest              # resolve, ring_id, cred_id, nspid, nstid, hostname
+        self.cgroup_id, self.pid = args[_AT_CGROUP_ID], args[_AT_PID]
+        self.files, self.memory = files, memory
         self.to_proc = to_proc        # entries a live tracer looks up in /proc
         self.packed = _UNPACKED       # the payload's msgpack, made when the body comes back
+
+    def event(self, ts_enter: int, ts_exit: int, boot_to_wall: int, context, proc: bool,
+              payload=_UNPACKED) -> Event:
+        """The Event of a record with this body and these timestamps."""
+        a = self.args.copy()
+        duration = a[_AT_DURATION] = ts_exit - ts_enter
+        a[_AT_TS] = ts_enter + boot_to_wall
+        a[_AT_PAYLOAD] = self.payload() if payload is _UNPACKED else payload
+        changed, changes, more, exit_unreadable, checked = self.toctou
+        a[_AT_TOCTOU] = Toctou(duration, changed, list(changes), more, exit_unreadable,
+                               checked)
+        if context is not None:
+            a[_AT_CONTEXT], a[_AT_CONTEXT + 1] = context(self.cgroup_id)
+        files, memory = self.files, self.memory
+        if proc and self.to_proc:   # live: look up what the kernel left to user space
+            pid = self.pid
+            files = [identity.proc_file(pid, f) if f.source == "proc" else f for f in files]
+            memory = [identity.proc_memory(pid, m) if m.source == "proc" else m
+                      for m in memory or ()] or None
+        if files is not None:
+            a[_AT_FILES] = list(files)
+        if memory is not None:
+            a[_AT_MEMORY] = list(memory)
+        return Event(*a)
 
     def payload(self) -> Payload | None:
         """A fresh copy of the payload, decoded from its msgpack: a third
@@ -104,8 +126,6 @@ class _Body:
             return arguments.payload(self.call)
         return _PAYLOADS.decode(self.packed)
 
-
-_UNPACKED = object()
 
 
 # Record ABI -> its uw_call. ABI 1 (before identities) differs only in
@@ -123,6 +143,10 @@ _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", 
                  "ring_id", "cred_id", "nspid", "nstid", "hostname")
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
+(_AT_TS, _AT_PID, _AT_CGROUP_ID, _AT_DURATION, _AT_PAYLOAD, _AT_TOCTOU, _AT_CONTEXT,
+ _AT_FILES, _AT_MEMORY) = (_EVENT_FIELDS.index(f) for f in (
+    "ts", "pid", "cgroup_id", "duration_ns", "payload", "toctou", "cgroup_path", "files",
+    "memory"))
 
 _ERRNO_NAMES = {-code: name for code, name in errno.errorcode.items()}
 
@@ -239,6 +263,12 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
     identities the kernel left unresolved; runs counts repeat records
     (without it a repeat's count is the process's running total). None for
     a repeat record whose calls an earlier one already counted."""
+    last = _LAST.get(size)
+    if last is not None:        # most records: the call before of this size again
+        read, hdr, body, b = last
+        h, ts_enter, ts_exit, bd = read.unpack_from(buf, off)
+        if bd == body and h == hdr:
+            return b.event(ts_enter, ts_exit, boot_to_wall, context, proc)
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
@@ -282,50 +312,44 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
     if rec_size != size or size < shape.size:
         raise RecordError(f"call record of {size} bytes (header says {rec_size}, "
                           f"fixed part is {shape.size})")
-    by_size = shape.by_size.get(size) or _by_size(shape, size)
-    read, last, b = by_size
-    ts_enter, ts_exit, body = read.unpack_from(buf, off)
+    read = _reader(size)
+    hdr, ts_enter, ts_exit, body = read.unpack_from(buf, off)
     payload = _UNPACKED
-    if last != body:
-        b = shape.seen.get(body)
-        if b is None:
-            # the record as bytes: slicing bytes is cheap, a memoryview not
-            b = _body(shape, bytes(buf[off:off + size]))
-            payload = arguments.payload(b.call)     # the first: nothing to copy from
-            if shape.seen_bytes > _SEEN_BYTES:
-                shape.seen.clear()
-                shape.seen_bytes = 0
-            shape.seen[body] = b
-            shape.seen_bytes += size
-        by_size[1:] = body, b
-    duration = ts_exit - ts_enter
-    changed, changes, more, exit_unreadable, checked = b.toctou
-    files, memory = b.files, b.memory
-    if proc and b.to_proc:      # live: look up what the kernel left to user space
-        pid = b.head[0]
-        files = [identity.proc_file(pid, f) if f.source == "proc" else f for f in files]
-        memory = [identity.proc_memory(pid, m) if m.source == "proc" else m
-                  for m in memory or ()] or None
-    return Event(
-        ts_enter + boot_to_wall, *b.head, duration,
-        b.payload() if payload is _UNPACKED else payload, *b.mid,
-        Toctou(duration, changed, list(changes), more, exit_unreadable, checked),
-        *(context(b.cgroup_id) if context else (None, None)),
-        None if files is None else list(files), b.cred,
-        None if memory is None else list(memory), *b.rest)
+    b = shape.seen.get(body)
+    if b is None:
+        # the record as bytes: slicing bytes is cheap, a memoryview not
+        b = _body(shape, bytes(buf[off:off + size]))
+        payload = arguments.payload(b.call)     # the first: nothing to copy from
+        if shape.seen_bytes > _SEEN_BYTES:
+            shape.seen.clear()
+            shape.seen_bytes = 0
+        shape.seen[body] = b
+        shape.seen_bytes += size
+    if len(_LAST) >= _SIZES_MAX:
+        _LAST.clear()
+    _LAST[size] = [read, hdr, body, b]
+    return b.event(ts_enter, ts_exit, boot_to_wall, context, proc, payload)
 
 
-def _by_size(shape: _CallShape, size: int) -> list:
-    """A record size's entry: its Struct reads the timestamps and copies the
-    body in one call (slicing a memoryview, the ring or a dump's mapping,
-    then copying took 5,200 instructions, this 2,100), and the last body of
-    that size is compared before the memo is hashed (a memcmp, where hashing
-    a REGISTER_FILES of 8's 2.7 KiB body took ~8,000)."""
-    if len(shape.by_size) >= _SIZES_MAX:
-        shape.by_size.clear()
-    entry = shape.by_size[size] = [
-        struct.Struct(f"<{_STAMPS_AT}xQQ{size - _BODY_AT}s"), None, None]
-    return entry
+# record size -> [its reader, the header and body of the last call record
+# of that size, that body decoded]: one unpack reads a record's header, its
+# timestamps and a copy of its body (slicing a memoryview, the ring or a
+# dump's mapping, then copying took 5,200 instructions, this 2,100), and
+# two compares (a memcmp, where hashing a REGISTER_FILES of 8's 2.7 KiB
+# body took ~8,000) find the record before again without a dict lookup.
+_LAST: dict[int, list] = {}
+_READERS: dict[int, struct.Struct] = {}
+
+
+def _reader(size: int) -> struct.Struct:
+    """A record of `size` bytes as (header bytes, ts_enter, ts_exit, body)."""
+    read = _READERS.get(size)
+    if read is None:
+        if len(_READERS) >= _SIZES_MAX:
+            _READERS.clear()
+        read = _READERS[size] = struct.Struct(
+            f"<{_STAMPS_AT}sQQ{size - _BODY_AT}s")
+    return read
 
 
 def _body(shape: _CallShape, rec: bytes) -> _Body:
@@ -367,12 +391,12 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
                 *((nspid, nstid) if ns_flags & layout.NS_IDS else (None, None)),
                 _text(hostname) if ns_flags & layout.NS_UTS else None)
     files, cred, memory, resolve, to_proc = ids
-    return _Body((pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, _text(comm),
-                  cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING),
-                  arg, nr_args, ret), call,
-                 (errno_name(ret), fd == -1, pidns if has_ns else None,
-                  mntns if has_ns else None),
-                 toctou, cgroup_id, files, cred, memory, (resolve, *rest), to_proc)
+    args = [None, pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, _text(comm),
+            cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING),
+            arg, nr_args, ret, None, None, errno_name(ret), fd == -1,
+            pidns if has_ns else None, mntns if has_ns else None, None, None, None,
+            None, cred, None, resolve, *rest]
+    return _Body(args, call, toctou, files, memory, to_proc)
 
 
 _PAYLOAD_ENC = msgspec.msgpack.Encoder()

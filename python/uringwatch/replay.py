@@ -17,6 +17,14 @@ from .ringbuf import BUSY, DISCARD, HDR as RING_HDR
 from .rings import Ledger
 
 
+class _Contexts(dict):
+    """cgroup id -> (path, container id) from a dump's CONTEXT frames, and
+    (None, None) for an id it does not describe; looked up in C."""
+
+    def __missing__(self, cgroup_id: int) -> tuple:
+        return None, None
+
+
 class Reader:
     """Events from one or more dump files, with what else they hold."""
 
@@ -77,16 +85,14 @@ class Reader:
         """Per RECORD or RING frame, a list of its kept events, or with
         stats of their header tuples. Headers are read in place (no copy),
         filtered, and only kept records are decoded."""
-        context: dict[int, tuple] = {}
+        context = _Contexts()
         to_wall, run = meta.boot_to_wall_ns, meta.run_id
         scan = headers.Scan(self.filters, self.since_ns, self.until_ns, to_wall, stats)
 
         runs = self._runs.setdefault(run, Runs())   # rotated files share a run
         ledger = self._ledgers.setdefault(run, Ledger())   # joins ops to registrations
 
-        def context_of(cgroup_id: int) -> tuple:
-            return context.get(cgroup_id, (None, None))
-
+        context_of = context.__getitem__
         def decode_one(buf, off, size, frame):
             """The event, or None: a repeat already counted, or a problem noted."""
             try:
@@ -159,7 +165,7 @@ class Reader:
             if rows is None:
                 return None
             counts = collections.Counter(rows)
-        if not all(scan.valid(h, h[0] & size_mask) for h in counts):
+        if not scan.all_valid(counts, size_mask):
             return None
         if scan.keep is not None:
             counts = collections.Counter({h: n for h, n in counts.items() if scan.keep(h)})
