@@ -71,6 +71,8 @@ class CgroupResolver:
         self._lock = threading.Lock()       # the watch's thread adds paths too
         self._watch: _Watch | None = None
         self.found_by = "walks"             # how new cgroups are found; watch() says
+        # context(), per event: a known cgroup's answer is one lookup in C
+        self.context = _Answers(self._context, max_entries).__getitem__
 
     def scan(self) -> None:
         """Refresh the cache from the tree, keeping it within its bound."""
@@ -118,7 +120,7 @@ class CgroupResolver:
             p = self._paths.get(cgroup_id)
         return p
 
-    def context(self, cgroup_id: int) -> tuple[str | None, str | None]:
+    def _context(self, cgroup_id: int) -> tuple[str | None, str | None]:
         """(cgroup path, container id) for an event."""
         p = self.path(cgroup_id)
         c = container_of(p) if p else None
@@ -148,6 +150,23 @@ class CgroupResolver:
         if len(set(found.values())) > 1:
             raise ValueError(f"container id {container_id!r} is ambiguous")
         return set().union(*(self.ids(p) for p in found)) if found else set()
+
+
+class _Answers(dict):
+    """cgroup id -> context()'s answer, kept once the path is known (a
+    cgroup id is not reused); an unknown id is asked again each time."""
+
+    def __init__(self, answer, max_entries: int):
+        super().__init__()
+        self._answer, self._max = answer, max_entries
+
+    def __missing__(self, cgroup_id: int) -> tuple[str | None, str | None]:
+        got = self._answer(cgroup_id)
+        if got[0] is not None:
+            if len(self) >= self._max:
+                self.clear()
+            self[cgroup_id] = got
+        return got
 
 
 _IN_CREATE, _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ISDIR = 0x100, 0x4000, 0x8000, 0x40000000

@@ -98,7 +98,12 @@ class _Body:
         a = self.args.copy()
         duration = a[_AT_DURATION] = ts_exit - ts_enter
         a[_AT_TS] = ts_enter + boot_to_wall
-        a[_AT_PAYLOAD] = self.payload() if payload is _UNPACKED else payload
+        if payload is not _UNPACKED:
+            a[_AT_PAYLOAD] = payload
+        elif self.packed.__class__ is bytes:        # payload(), its usual case inline
+            a[_AT_PAYLOAD] = _PAYLOADS.decode(self.packed)
+        else:
+            a[_AT_PAYLOAD] = self.payload()
         changed, changes, more, exit_unreadable, checked = self.toctou
         a[_AT_TOCTOU] = Toctou(duration, changed, list(changes), more, exit_unreadable,
                                checked)
@@ -245,12 +250,14 @@ class Runs:
 
     def __init__(self):
         self.seen: dict[int, int] = {}      # pid -> calls coalesced, counted so far
+        self.events = 0                     # records that counted calls (Repeat events)
 
     def count(self, pid: int, total: int) -> int:
         last = self.seen.get(pid, 0)
         if total <= last:
             return 0
         self.seen[pid] = total
+        self.events += 1
         return total - last
 
 
@@ -285,6 +292,32 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
                               f"{rec_size}, layout is {lay.size})")
         return decoder(buf, off, boot_to_wall, context)
     raise RecordError(f"unknown record kind {kind}")
+
+
+def decode_many(buf, spans, boot_to_wall: int,
+                context: Callable[[int], tuple[str | None, str | None]] | None = None,
+                proc: bool = False, runs: Runs | None = None) -> tuple[list, list]:
+    """decode() of each (offset, size) in spans, in order: (the events,
+    the RecordErrors of the records that could not be decoded). decode()'s
+    first test is written out here: one call per record less, for the
+    batches live tracing and replay decode."""
+    out, errors, last_of = [], [], _LAST.get
+    for off, size in spans:
+        last = last_of(size)
+        if last is not None:
+            read, hdr, body, b = last
+            h, ts_enter, ts_exit, bd = read.unpack_from(buf, off)
+            if bd == body and h == hdr:
+                out.append(b.event(ts_enter, ts_exit, boot_to_wall, context, proc))
+                continue
+        try:
+            ev = decode(buf, off, size, boot_to_wall, context, proc, runs)
+        except RecordError as e:
+            errors.append(e)
+            continue
+        if ev is not None:
+            out.append(ev)
+    return out, errors
 
 
 def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,

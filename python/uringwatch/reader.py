@@ -12,7 +12,7 @@ import time
 from typing import AsyncIterator, Callable, Iterator
 
 from . import headers, layout, ringbuf
-from .decode import RecordError, Runs, decode
+from .decode import Runs, decode, decode_many
 from .errors import TracerError
 from .events import AnyEvent, Repeat
 from .ringbuf import RingBuffer
@@ -31,7 +31,6 @@ class EventReader:
     def __init__(self, flush_interval: float, context: Callable | None):
         self.flush_interval = flush_interval
         self.decode_errors = 0
-        self.repeat_events = 0          # Repeat events yielded, pending ones included
         self.boot_to_wall = 0
         self.detached = False           # no program runs: the ring holds all there is
         self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
@@ -113,24 +112,18 @@ class EventReader:
         """One batch: memory stays bounded when the caller is slow, and the
         ring backs up instead (the kernel then counts ring_full)."""
         ring = self._ring
-        out = []
         spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
-        for off, size in spans:
-            if self.on_raw:
+        if self.on_raw:
+            for off, size in spans:
                 view = ring.data[off:off + size]
                 try:
                     self.on_raw(view)
                 finally:        # a view left alive would keep the ring from unmapping
                     view.release()
-            try:
-                ev = self._ledger.feed(decode(ring.data, off, size, self.boot_to_wall,
-                                              self._context, proc=True, runs=self._runs))
-            except RecordError:
-                self.decode_errors += 1
-                continue
-            if ev is not None:
-                out.append(ev)
-                self.repeat_events += ev.__class__ is Repeat
+        out, errors = decode_many(ring.data, spans, self.boot_to_wall, self._context,
+                                  proc=True, runs=self._runs)
+        self.decode_errors += len(errors)
+        self._ledger.feed_all(out)
         if self.on_ring and spans:
             view = ring.taken()
             try:
@@ -140,6 +133,11 @@ class EventReader:
                 view.release()
         ring.release()
         return out + self._made_here(idle=not out)
+
+    @property
+    def repeat_events(self) -> int:
+        """Repeat events yielded, pending ones included."""
+        return self._runs.events
 
     def _made_here(self, idle: bool) -> list[AnyEvent]:
         """Records made here, not by the kernel: the operations' counts when
@@ -188,7 +186,6 @@ class EventReader:
             ev = decode(raw, 0, len(raw), self.boot_to_wall, None, runs=self._runs)
             if ev is not None:
                 out.append(ev)
-        self.repeat_events += len(out)
         return out
 
     def __iter__(self) -> Iterator[AnyEvent]:

@@ -10,7 +10,7 @@ import os
 from typing import Iterator
 
 from . import dump, headers, layout
-from .decode import DECODERS, RecordError, Runs
+from .decode import DECODERS, Runs, decode_many
 from .events import AnyEvent, Event, Op, Repeat
 from .filters import Filters
 from .ringbuf import BUSY, DISCARD, HDR as RING_HDR
@@ -78,10 +78,10 @@ class Reader:
             self.problems.append(dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
                                                 f"record ABI {abi} is not known here"))
             return
-        yield from self._frames(path, data, start, meta, DECODERS[abi], stats)
+        yield from self._frames(path, data, start, meta, stats)
         self.done_bytes += size
 
-    def _frames(self, path, data, start, meta, decoder, stats) -> Iterator[list]:
+    def _frames(self, path, data, start, meta, stats) -> Iterator[list]:
         """Per RECORD or RING frame, a list of its kept events, or with
         stats of their header tuples. Headers are read in place (no copy),
         filtered, and only kept records are decoded."""
@@ -93,21 +93,23 @@ class Reader:
         ledger = self._ledgers.setdefault(run, Ledger())   # joins ops to registrations
 
         context_of = context.__getitem__
-        def decode_one(buf, off, size, frame):
-            """The event, or None: a repeat already counted, or a problem noted."""
-            try:
-                return ledger.feed(decoder(buf, off, size, to_wall, context_of, runs=runs))
-            except RecordError as e:
+
+        def decode_spans(buf, spans, frame) -> list:
+            """The events of the records at spans, in order, without the
+            repeats already counted; each record that can't be decoded is
+            a problem noted."""
+            events, errors = decode_many(buf, spans, to_wall, context_of, runs=runs)
+            for e in errors:
                 self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED,
                                                     str(e)))
-                return None
+            return ledger.feed_all(events)
 
         def kept(ev) -> bool:
             return (self.filters is None or self.filters.matches(ev)) and self._in_time(ev)
 
         for frame in dump.frames(data, start, path, self.problems):
             if frame.kind in (dump.RECORD, dump.RING):
-                yield self._records(frame, path, scan, stats, decode_one, kept)
+                yield self._records(frame, path, scan, stats, decode_spans, kept)
             elif frame.kind == dump.CONTEXT:
                 c = self._json(path, frame)
                 if c is not None:
@@ -121,7 +123,7 @@ class Reader:
                                                     dump.EXIT_UNKNOWN_FRAME,
                                                     f"unknown frame kind {frame.kind}"))
 
-    def _records(self, frame, path, scan, stats, decode_one, kept):
+    def _records(self, frame, path, scan, stats, decode_spans, kept):
         """The kept records of one frame: a list of events, or with stats a
         Counter of their header tuples (ring-shaped: a length word first, as
         scan.ring reads)."""
@@ -132,7 +134,7 @@ class Reader:
                 return counts
 
         def careful(off, size):     # another kind or ABI, or damage: decode, then judge
-            ev = decode_one(buf, off, size, frame)
+            ev = next(iter(decode_spans(buf, [(off, size)], frame)), None)
             if ev is None or not kept(ev):
                 return
             if stats and not isinstance(ev, Event):
@@ -145,12 +147,12 @@ class Reader:
             h = (size, *scan.record.unpack_from(buf)) if size >= scan.record.size else ()
             if scan.valid(h, size):
                 if scan.keep is None or scan.keep(h):
-                    out.append(h if stats else decode_one(buf, 0, size, frame))
+                    out += [h] if stats else decode_spans(buf, [(0, size)], frame)
             else:
                 careful(0, size)
         else:
-            self._ring(buf, frame, path, scan, stats, out, careful, decode_one)
-        return collections.Counter(out) if stats else [ev for ev in out if ev is not None]
+            self._ring(buf, frame, path, scan, stats, out, careful, decode_spans)
+        return collections.Counter(out) if stats else out
 
     @staticmethod
     def _ring_counts(buf, scan) -> collections.Counter | None:
@@ -203,16 +205,17 @@ class Reader:
             pos = (pos + h[0] + pad) & ~7
         return out if pos == len(buf) else None
 
-    def _ring(self, buf, frame, path, scan, stats, out, careful, decode_one) -> None:
+    def _ring(self, buf, frame, path, scan, stats, out, careful, decode_spans) -> None:
         """The fast loop over a RING frame: one unpack per record reads the
         ring header's length word and the header fields this pass needs;
         scan.valid() is written out inline (a call per record costs as much
-        as the test)."""
+        as the test). Kept records are decoded in runs, in order: up to the
+        next record that needs care, or the frame's end."""
         unpack, need, keep, lens = scan.ring.unpack_from, scan.ring.size, scan.keep, scan.lens
         kind, abi, call = layout.KIND_CALL, layout.ABI_VERSION, headers.CALL_SIZE
         at_kind, at_abi, at_size = scan.at["kind"], scan.at["abi"], scan.at["size"]
         at, discard, size_mask = RING_HDR.size, DISCARD, ~(BUSY | DISCARD)
-        pos, n = 0, len(buf)
+        pos, n, spans = 0, len(buf), []     # spans: kept records not decoded yet
         while pos < n:
             if pos + need <= n:
                 h = unpack(buf, pos)
@@ -220,23 +223,31 @@ class Reader:
                 h = RING_HDR.unpack_from(buf, pos)
             else:
                 self._damaged(path, frame, "ring frame ends mid-header")
-                return
+                break
             length = h[0]
             size = length & size_mask
             end = pos + at + size
             if end > n:
                 self._damaged(path, frame, "a record runs past its ring frame's end")
-                return
+                break
             if length & discard:
                 pass
             elif (len(h) > 2 and h[at_kind] == kind and h[at_abi] == abi
                   and h[at_size] == size >= call
                   and (lens is None or headers.data_len(h, lens) == size - call)):
                 if keep is None or keep(h):
-                    out.append(h if stats else decode_one(buf, pos + at, size, frame))
+                    if stats:
+                        out.append(h)
+                    else:
+                        spans.append((pos + at, size))
             else:
+                if spans:
+                    out += decode_spans(buf, spans, frame)
+                    spans = []
                 careful(pos + at, size)
             pos = (end + 7) & ~7
+        if spans:
+            out += decode_spans(buf, spans, frame)
 
     def _damaged(self, path, frame, what) -> None:
         self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED, what))
