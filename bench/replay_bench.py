@@ -102,7 +102,7 @@ def measure(records: int, repeat: int = 3, which: str = "mix") -> dict:
         def jsonl():
             with open(os.devnull, "w") as out:
                 w = Writer(out, True)
-                for batch in Reader([path]).batches():
+                for batch in Reader([path]).json_batches():     # as `replay --json`
                     w.write(batch)
             return True
 

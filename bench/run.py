@@ -48,6 +48,8 @@ DIAGNOSTIC = ("uringwatch library, wakeups never forced (diagnostic)",)
 # the cost of fairness: every distinct call still sent (no budget), against
 # none of it; in the bpf_stats rows only
 FAIR_ON, FAIR_OFF = "uringwatch library, fairness with no budget", "uringwatch library, --no-fair"
+# the CLI without identity resolution: the capture alone, like the reference's work
+NO_IDS = "uringwatch --resolve off"
 BPFTRACE_SCRIPT = """
 BEGIN { printf("bpftrace: attached\\n"); }
 tracepoint:syscalls:sys_enter_io_uring_register { @start[tid] = nsecs; }
@@ -113,6 +115,9 @@ def tracers(build: str) -> dict:
             "uringwatch: tracing via", stdout=subprocess.DEVNULL),
         "library": lambda *pids: P.TracerProcess(
             [py, consume] + _pids("--pid", pids), "consume: attached"),
+        NO_IDS: lambda *pids: P.TracerProcess(
+            [py, "-m", "uringwatch", "--json", "--resolve", "off"] + _pids("-p", pids),
+            "uringwatch: tracing via", stdout=subprocess.DEVNULL),
         FAIR_ON: lambda *pids: P.TracerProcess([py, consume, "--rate", "0"],
                                                "consume: attached"),
         FAIR_OFF: lambda *pids: P.TracerProcess([py, consume, "--no-fair"],
@@ -127,6 +132,29 @@ def tracers(build: str) -> dict:
         out["bpftrace"] = lambda *pids: P.TracerProcess(
             ["bpftrace", "-e", BPFTRACE_SCRIPT], "bpftrace: attached", merged=True)
     return out
+
+
+def flood_tracers(starters: dict) -> dict:
+    """The floods' tracers and how to read their counters: the throughput
+    floods with fairness off (folded, a flood of one call would cost
+    nothing to read), then the library consumer with fairness on and a
+    victim beside the flood."""
+    py = sys.executable
+    no_fair = {
+        "uringwatch": lambda *pids: P.TracerProcess(
+            [py, "-m", "uringwatch", "--json", "--no-fair"] + _pids("-p", pids),
+            "uringwatch: tracing via", stdout=subprocess.DEVNULL),
+        "library": lambda *pids: P.TracerProcess(
+            [py, os.path.join(BENCH, "consume.py"), "--no-fair"] + _pids("--pid", pids),
+            "consume: attached"),
+        "record": lambda *pids: P.TracerProcess(
+            [py, "-m", "uringwatch", "record", "--no-fair", "-w", RECORD_FILE]
+            + _pids("-p", pids), "uringwatch: tracing via"),
+    }
+    return {"uringwatch": (no_fair["uringwatch"], cli_counters),
+            "library": (no_fair["library"], library_counters),
+            "record": (no_fair["record"], record_counters),
+            "fair": (starters["library"], library_counters)}
 
 
 def one_run(plan: Plan, build: str, mode) -> float:
@@ -159,7 +187,8 @@ def time_modes(plan: Plan, build: str, starters: dict) -> tuple[dict, list]:
 
 
 def bpf_run_time(plan: Plan, build: str, starters: dict,
-                 names=("reference", "uringwatch", *DIAGNOSTIC, FAIR_ON, FAIR_OFF)) -> dict:
+                 names=("reference", "uringwatch", NO_IDS, *DIAGNOSTIC, FAIR_ON,
+                        FAIR_OFF)) -> dict:
     """BPF program run time per traced call (enter + exit), from the kernel's
     own statistics: the kernel side without scheduling noise."""
     out = {}
@@ -275,14 +304,16 @@ def timing_rows(med: dict) -> list[tuple]:
         added = {t: med[t][m] - base[m] for t in med if t != "untraced"}
         for t, label in (("reference", "reference tracer (C, libbpf)"),
                          ("uringwatch", "uringwatch --json > /dev/null"),
+                         (NO_IDS, "uringwatch --json --resolve off > /dev/null"),
                          ("library", "uringwatch library consumer (decode only)"),
                          ("bpftrace", "bpftrace (count only)")):
             value = f"{added[t]:+.0f} ns" if t in added else "not measured: bpftrace not installed"
             rows.append((f"{m}: added by {label}", value, "", ""))
-        ratio = added["uringwatch"] / added["reference"] if added["reference"] > 0 else float("inf")
         target = "≤ 1.2×" if m in TARGET_MODES else ""
-        rows.append((f"{m}: **uringwatch ÷ reference added cost**", f"{ratio:.2f}×", target,
-                     verdict(ratio <= 1.2) if target else ""))
+        for t, label in (("uringwatch", "uringwatch"), (NO_IDS, "uringwatch --resolve off")):
+            ratio = added[t] / added["reference"] if added["reference"] > 0 else float("inf")
+            rows.append((f"{m}: **{label} ÷ reference added cost**", f"{ratio:.2f}×", target,
+                         verdict(ratio <= 1.2) if target else ""))
     return rows
 
 
@@ -322,10 +353,11 @@ def unrelated_rows(med: dict) -> list[tuple]:
 
 
 def flood_rows(plan: Plan, fl: dict, attach: list) -> list[tuple]:
-    cli, lib = fl["uringwatch"], fl["library"]
+    cli, lib, fair = fl["uringwatch"], fl["library"], fl["fair"]
     t = f"flood {plan.flood_threads} threads × {plan.flood_seconds:g} s"
     rows = []
-    for label, c in (("uringwatch --json", cli), ("library consumer, with a victim", lib)):
+    for label, c in (("uringwatch --json --no-fair", cli), ("library consumer, --no-fair", lib),
+                     ("library consumer, fairness on, with a victim", fair)):
         causes = ", ".join(f"{k}={c.get(k, 0)}" for k in
                            ("budget", "ring_full", "no_enter", "no_exit", "decode_errors",
                             "inflight_full"))
@@ -340,10 +372,10 @@ def flood_rows(plan: Plan, fl: dict, attach: list) -> list[tuple]:
                  (f"{t}, {label}: received + coalesced + drops − calls", str(c["gap"]), "0",
                   verdict(c["gap"] == 0))]
     rows.append((f"{t}: victim's distinct calls reported / made (bench/victim.py)",
-                 f"{lib['victim_received']} / {lib['victim_calls']}", "all",
-                 verdict(lib["victim_received"] == lib["victim_calls"])))
+                 f"{fair['victim_received']} / {fair['victim_calls']}", "all",
+                 verdict(fair["victim_received"] == fair["victim_calls"])))
     rec = fl["record"]
-    w = f"{t}, uringwatch record -w /dev/null"
+    w = f"{t}, uringwatch record --no-fair -w /dev/null"
     rec_causes = ", ".join(f"{k}={rec.get(k, 0)}"
                            for k in ("ring_full", "no_enter", "no_exit", "inflight_full"))
     rows += [(f"{w}: calls made at full speed", str(rec["calls"]), "", ""),
@@ -360,15 +392,17 @@ def flood_rows(plan: Plan, fl: dict, attach: list) -> list[tuple]:
         rss = (f"≥ {rss_mb:.0f} MB (flood stopped {cli['capped_at']:.1f} s in, when RSS "
                f"passed the {RSS_CAP_KIB >> 20} GiB safety cap; it grew on while draining)")
     return rows + [
-        ("record: records written per CPU-second (uringwatch record -w, never decodes)",
+        ("record: records written per CPU-second (uringwatch record --no-fair -w, never decodes)",
          f"{rec_rate:,.0f}", "≥ 1,000,000", short_of(rec_rate, 1e6)),
-        ("consumer: events decoded per CPU-second (library)", f"{lib_rate:,.0f}", "≥ 1,000,000",
+        ("consumer: events decoded per CPU-second (library, --no-fair)", f"{lib_rate:,.0f}",
+         "≥ 1,000,000",
          short_of(lib_rate, 1e6)),
-        ("consumer: JSON Lines written per CPU-second (uringwatch --json)", f"{cli_rate:,.0f}",
+        ("consumer: JSON Lines written per CPU-second (uringwatch --json --no-fair)",
+         f"{cli_rate:,.0f}",
          "≥ 500,000", short_of(cli_rate, 5e5)),
         (f"start to attached, uringwatch (median of {len(attach)}, max {max(attach):.2f} s)",
          f"{attach_med:.2f} s", "≤ 0.3 s", verdict(attach_med <= 0.3)),
-        (f"peak RSS of uringwatch --json during the {t} (VmHWM)", rss, "≤ 60 MB",
+        (f"peak RSS of uringwatch --json --no-fair during the {t} (VmHWM)", rss, "≤ 60 MB",
          verdict(rss_mb <= 60)),
     ] + replay_rows(plan)
 
@@ -463,12 +497,8 @@ def main() -> int:
         return fairness_only(plan, args, starters, foreign)
     med, attach = time_modes(plan, args.build, starters)
     bpf = bpf_run_time(plan, args.build, starters)
-    starters["record"] = lambda pid=0: P.TracerProcess(
-        [sys.executable, "-m", "uringwatch", "record", "-w", RECORD_FILE]
-        + (["-p", str(pid)] if pid else []), "uringwatch: tracing via")
-    fl = {t: flood(plan, args.build, starters[t], counters, t == "library")
-          for t, counters in (("uringwatch", cli_counters), ("library", library_counters),
-                              ("record", record_counters))}
+    fl = {t: flood(plan, args.build, start, counters, t == "fair")
+          for t, (start, counters) in flood_tracers(starters).items()}
     attach.append(fl["uringwatch"]["attach_s"])
     table = markdown(timing_rows(med) + bpf_rows(bpf) + fairness_rows(bpf)
                      + unrelated_rows(med) + flood_rows(plan, fl, attach))

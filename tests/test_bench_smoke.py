@@ -42,6 +42,7 @@ def test_quick_run(build, tmp_path):
     for mode in ("invalid", "files 8", "files 256", "buffers 64"):
         assert f"{mode}: untraced ns/call" in got
         assert f"{mode}: **uringwatch ÷ reference added cost**" in got
+        assert f"{mode}: **uringwatch --resolve off ÷ reference added cost**" in got
         for who in ("reference tracer", "uringwatch --json", "library consumer", "bpftrace"):
             assert any(k.startswith(f"{mode}: added by") and who in k for k in got), (mode, who)
     assert "getppid: added with uringwatch attached" in got
@@ -56,7 +57,8 @@ def test_quick_run(build, tmp_path):
     accounting = {k: v for k, v in got.items()
                   if k.endswith(("received + coalesced + drops − calls",
                                  "written + coalesced + drops − calls"))}
-    assert len(accounting) == 3, accounting          # CLI, library consumer, record
+    # CLI, library consumer, record (fairness off), library consumer (fairness on)
+    assert len(accounting) == 4, accounting
     for k, (measured, _target, result) in accounting.items():
         assert measured == "0" and result == "met", (k, measured)
     calls = [int(v[0]) for k, v in got.items() if k.endswith("calls made")]

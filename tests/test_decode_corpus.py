@@ -5,6 +5,7 @@ decode() record by record. Records that repeat a call are decoded once:
 their events must still own everything mutable."""
 
 import gzip
+import importlib
 import json
 import os
 import pathlib
@@ -16,7 +17,10 @@ import pytest
 
 from test_decode import FILES_REGIONS, call_record, uw_file
 from uringwatch import dump, layout
-from uringwatch.decode import Runs, decode
+from uringwatch.decode import Runs, decode, decode_many
+from uringwatch.output import Writer
+
+decode_mod = importlib.import_module("uringwatch.decode")   # the package exports decode()
 
 DATA = pathlib.Path(__file__).parent / "data"
 CORPUS = DATA / "calls-abi2.uwd.gz"
@@ -70,3 +74,32 @@ def test_a_repeated_call_gives_events_that_share_nothing_mutable():
     a.files.clear()
     assert (b.payload.fds, b.toctou.changes, len(b.files)) == ([4, -1, -2], ["fds[0]"], 1)
     assert (c.payload.fds, c.toctou.changes, len(c.files)) == ([4, -1, -2], ["fds[0]"], 1)
+
+
+@pytest.mark.parametrize("arg", [0x1000, decode_mod._TS_MARK, decode_mod._DURATION_MARK],
+                         ids=["plain", "arg-is-the-ts-stand-in", "arg-is-the-duration-stand-in"])
+def test_lines_from_templates_are_the_events_json(arg):
+    """decode_many(lines=True) writes a repeated call's JSON line from its
+    first event's template: the same bytes the encoder writes for each
+    event, whatever the context, and also when the record's own numbers
+    are the template's stand-ins (its events are then encoded)."""
+    stamps = [(1000, 1500), (5000, 5600), (9000, 9000), (2**62, 2**62 + 123456789)]
+    recs = [call_record(opcode=9999, arg=arg, ts_enter=t0, ts_exit=t1) for t0, t1 in stamps]
+    recs.append(call_record(regions=FILES_REGIONS, files=[uw_file()], arg=arg))
+    buf = b"".join(recs)
+    spans, off = [], 0
+    for r in recs:
+        spans.append((off, len(r)))
+        off += len(r)
+    for context in (None, lambda cg: ("/a.slice", None), lambda cg: ("/b", "c" * 64)):
+        events, _ = decode_many(buf, spans, 77, context)
+        items, errors = decode_many(buf, spans, 77, context, lines=True)
+        assert not errors and len(items) == len(events) == len(recs)
+        lines = [i for i in items if isinstance(i, bytes)]
+        if arg == 0x1000:
+            assert len(lines) >= 3
+        else:
+            assert not lines
+        with open(os.devnull, "w") as out:
+            got = Writer(out, True)._json_lines(items)
+        assert got == msgspec.json.Encoder().encode_lines(events)

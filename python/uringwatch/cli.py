@@ -300,8 +300,13 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
                 last_stats = time.monotonic()
             return bool(args.count) and seen() >= args.count
 
+        # --json alone: lines made from templates where they can be
+        lines = show and args.json and not metrics and not recorder
+
         def poll(timeout=None):
             """Events to show, or for `record` the records copied (never decoded)."""
+            if lines:
+                return tracer.poll_lines(timeout)
             if show:
                 return tracer.poll(timeout)
             limit = args.count - seen() if args.count else BATCH

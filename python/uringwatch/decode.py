@@ -80,7 +80,7 @@ class _Body:
     timestamps are the same (a process repeating a call) share it; what it
     holds is immutable, and each event gets its own payload and lists."""
     __slots__ = ("args", "call", "toctou", "cgroup_id", "pid", "files", "memory",
-                 "to_proc", "packed")
+                 "to_proc", "packed", "lines", "followed")
 
     def __init__(self, args: list, call: arguments.Call, toctou: tuple, files: tuple | None,
                  memory: tuple | None, to_proc: bool):
@@ -91,6 +91,10 @@ class _Body:
         self.files, self.memory = files, memory
         self.to_proc = to_proc        # entries a live tracer looks up in /proc
         self.packed = _UNPACKED       # the payload's msgpack, made when the body comes back
+        # its JSON line's template (context answer, parts, the event it was
+        # made from), None until made, False where each event is looked up
+        self.lines = False if to_proc else None
+        self.followed = args[_AT_NAME] in rings.Ledger.FOLLOWED   # registrations
 
     def event(self, ts_enter: int, ts_exit: int, boot_to_wall: int, context, proc: bool,
               payload=_UNPACKED) -> Event:
@@ -121,6 +125,21 @@ class _Body:
             a[_AT_MEMORY] = list(memory)
         return Event(*a)
 
+    def line_template(self, answer: tuple) -> tuple | None:
+        """(answer, the parts of this body's JSON line around ts and
+        duration_ns, twice, the event encoded) for events with that context
+        answer; None (and no more tries) if the stand-in numbers show up
+        elsewhere."""
+        ev = self.event(_TS_MARK, _TS_MARK + _DURATION_MARK, 0, lambda _: answer, False)
+        line = _JSON.encode(ev) + b"\n"
+        ts, duration = b"%d" % _TS_MARK, b"%d" % _DURATION_MARK
+        if line.count(ts) != 1 or line.count(duration) != 2:
+            self.lines = False
+            return None
+        head, rest = line.split(ts)
+        self.lines = answer, (head, *rest.split(duration)), ev
+        return self.lines
+
     def payload(self) -> Payload | None:
         """A fresh copy of the payload, decoded from its msgpack: a third
         of the cost of decoding it from the regions (REGISTER_FILES of 8:
@@ -148,10 +167,20 @@ _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", 
                  "ring_id", "cred_id", "nspid", "nstid", "hostname")
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
-(_AT_TS, _AT_PID, _AT_CGROUP_ID, _AT_DURATION, _AT_PAYLOAD, _AT_TOCTOU, _AT_CONTEXT,
- _AT_FILES, _AT_MEMORY) = (_EVENT_FIELDS.index(f) for f in (
-    "ts", "pid", "cgroup_id", "duration_ns", "payload", "toctou", "cgroup_path", "files",
-    "memory"))
+(_AT_TS, _AT_PID, _AT_CGROUP_ID, _AT_NAME, _AT_DURATION, _AT_PAYLOAD, _AT_TOCTOU,
+ _AT_CONTEXT, _AT_FILES, _AT_MEMORY) = (_EVENT_FIELDS.index(f) for f in (
+    "ts", "pid", "cgroup_id", "opcode_name", "duration_ns", "payload", "toctou",
+    "cgroup_path", "files", "memory"))
+if Toctou.__struct_fields__[0] != "window_ns":
+    raise ImportError("decode.py expects Toctou's window_ns (the duration) first")
+
+# JSON Lines without Events: a body's event is encoded once, with stand-in
+# numbers for ts and duration_ns (which toctou.window_ns repeats), and each
+# later event of that body is those parts with its numbers put in, the
+# bytes the encoder would write (the CLI's and replay's --json).
+_JSON = msgspec.json.Encoder()
+_TS_MARK, _DURATION_MARK = 7355608132950312117, 5839201774603918427
+_NO_CONTEXT = (None, None)
 
 _ERRNO_NAMES = {-code: name for code, name in errno.errorcode.items()}
 
@@ -270,17 +299,84 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
     identities the kernel left unresolved; runs counts repeat records
     (without it a repeat's count is the process's running total). None for
     a repeat record whose calls an earlier one already counted."""
+    got = _record(buf, off, size, boot_to_wall, context, runs)
+    if got.__class__ is tuple:
+        b, ts_enter, ts_exit, payload = got
+        return b.event(ts_enter, ts_exit, boot_to_wall, context, proc, payload)
+    return got
+
+
+def decode_many(buf, spans, boot_to_wall: int,
+                context: Callable[[int], tuple[str | None, str | None]] | None = None,
+                proc: bool = False, runs: Runs | None = None, lines: bool = False,
+                follow: Callable[[AnyEvent], AnyEvent] | None = None) -> tuple[list, list]:
+    """decode() of each (offset, size) in spans, in order: (the events,
+    the RecordErrors of the records that could not be decoded).
+
+    lines: an event of a body seen before whose JSON line can be made from
+    the body's template comes as that line (bytes, newline included);
+    output.Writer takes both. follow (a rings.Ledger's feed): called in
+    order with each event it follows (registrations and operations; for a
+    line, its template's event), and what it returns is kept.
+
+    The test for the record before of the same size is written out here
+    (_record() makes it too): most records pass it, with no call made."""
+    out, errors, last_of = [], [], _LAST.get
+    for off, size in spans:
+        last = last_of(size)
+        if last is not None:
+            read, hdr, body, b = last
+            h, ts_enter, ts_exit, bd = read.unpack_from(buf, off)
+            if bd != body or h != hdr:
+                last = None
+        if last is None:
+            try:
+                got = _record(buf, off, size, boot_to_wall, context, runs)
+            except RecordError as e:
+                errors.append(e)
+                continue
+            if got.__class__ is not tuple:      # another kind: its event, or None
+                if got is not None:
+                    out.append(got if follow is None else follow(got))
+                continue
+            b, ts_enter, ts_exit, payload = got
+            if payload is not _UNPACKED:        # a body's first record
+                ev = b.event(ts_enter, ts_exit, boot_to_wall, context, proc, payload)
+                out.append(follow(ev) if follow is not None and b.followed else ev)
+                continue
+        if lines and b.lines is not False:
+            answer = _NO_CONTEXT if context is None else context(b.cgroup_id)
+            t = b.lines
+            if t is None or t[0] != answer:
+                t = b.line_template(answer)
+            if t is not None:
+                head, mid, window, tail = t[1]
+                duration = ts_exit - ts_enter
+                out.append(b"%b%d%b%d%b%d%b" % (head, ts_enter + boot_to_wall, mid, duration,
+                                                window, duration, tail))
+                if follow is not None and b.followed:
+                    follow(t[2])
+                continue
+        ev = b.event(ts_enter, ts_exit, boot_to_wall, context, proc)
+        out.append(follow(ev) if follow is not None and b.followed else ev)
+    return out, errors
+
+
+def _record(buf, off: int, size: int, boot_to_wall: int, context, runs: Runs | None):
+    """A call record as (its body decoded, ts_enter, ts_exit, its payload
+    if this is the body's first record, else _UNPACKED); any other record
+    as its event (None for a repeat already counted)."""
     last = _LAST.get(size)
     if last is not None:        # most records: the call before of this size again
         read, hdr, body, b = last
         h, ts_enter, ts_exit, bd = read.unpack_from(buf, off)
         if bd == body and h == hdr:
-            return b.event(ts_enter, ts_exit, boot_to_wall, context, proc)
+            return b, ts_enter, ts_exit, _UNPACKED
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
     if kind == layout.KIND_CALL:            # nearly every record
-        return _call(buf, off, size, rec_size, abi, boot_to_wall, context, proc)
+        return _call(buf, off, size, rec_size, abi)
     if kind in _OTHER_KINDS or kind == layout.KIND_REPEAT:
         if abi != layout.ABI_VERSION:
             raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
@@ -292,32 +388,6 @@ def decode(buf, off: int, size: int, boot_to_wall: int,
                               f"{rec_size}, layout is {lay.size})")
         return decoder(buf, off, boot_to_wall, context)
     raise RecordError(f"unknown record kind {kind}")
-
-
-def decode_many(buf, spans, boot_to_wall: int,
-                context: Callable[[int], tuple[str | None, str | None]] | None = None,
-                proc: bool = False, runs: Runs | None = None) -> tuple[list, list]:
-    """decode() of each (offset, size) in spans, in order: (the events,
-    the RecordErrors of the records that could not be decoded). decode()'s
-    first test is written out here: one call per record less, for the
-    batches live tracing and replay decode."""
-    out, errors, last_of = [], [], _LAST.get
-    for off, size in spans:
-        last = last_of(size)
-        if last is not None:
-            read, hdr, body, b = last
-            h, ts_enter, ts_exit, bd = read.unpack_from(buf, off)
-            if bd == body and h == hdr:
-                out.append(b.event(ts_enter, ts_exit, boot_to_wall, context, proc))
-                continue
-        try:
-            ev = decode(buf, off, size, boot_to_wall, context, proc, runs)
-        except RecordError as e:
-            errors.append(e)
-            continue
-        if ev is not None:
-            out.append(ev)
-    return out, errors
 
 
 def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
@@ -336,9 +406,8 @@ def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
                   bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret))
 
 
-def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
-          context: Callable[[int], tuple[str | None, str | None]] | None,
-          proc: bool) -> Event:
+def _call(buf, off: int, size: int, rec_size: int, abi: int) -> tuple:
+    """_record() of a call record: its body found, or decoded if new."""
     shape = _SHAPES.get(abi)
     if shape is None:
         raise RecordError(f"record ABI {abi}, decoder knows {sorted(_SHAPES)}")
@@ -361,7 +430,7 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int, boot_to_wall: int,
     if len(_LAST) >= _SIZES_MAX:
         _LAST.clear()
     _LAST[size] = [read, hdr, body, b]
-    return b.event(ts_enter, ts_exit, boot_to_wall, context, proc, payload)
+    return b, ts_enter, ts_exit, payload
 
 
 # record size -> [its reader, the header and body of the last call record

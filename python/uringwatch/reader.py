@@ -78,12 +78,13 @@ class EventReader:
             return False
         return True
 
-    def poll(self, timeout: float | None = None) -> list[AnyEvent]:
-        """Tracer.poll(): one batch of events, decoded."""
+    def poll(self, timeout: float | None = None, lines: bool = False) -> list:
+        """Tracer.poll(): one batch of events, decoded; with lines, events
+        that can come as their JSON line do (decode_many)."""
         if not self._wait(timeout):
             return []
         with self._lock:        # close() must not unmap the ring mid-decode
-            return self._drain() if self._ring is not None else []
+            return self._drain(lines) if self._ring is not None else []
 
     def poll_raw(self, sink: Callable[[memoryview, set, int], object],
                  timeout: float | None = None, limit: int = BATCH) -> int:
@@ -108,9 +109,10 @@ class EventReader:
         ring.release()
         return len(live) + len(self._made_here(idle=False))
 
-    def _drain(self) -> list[AnyEvent]:
+    def _drain(self, lines: bool = False) -> list:
         """One batch: memory stays bounded when the caller is slow, and the
-        ring backs up instead (the kernel then counts ring_full)."""
+        ring backs up instead (the kernel then counts ring_full). Lines
+        only where nothing needs the batch's events (on_raw, on_ring)."""
         ring = self._ring
         spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
         if self.on_raw:
@@ -121,9 +123,10 @@ class EventReader:
                 finally:        # a view left alive would keep the ring from unmapping
                     view.release()
         out, errors = decode_many(ring.data, spans, self.boot_to_wall, self._context,
-                                  proc=True, runs=self._runs)
+                                  proc=True, runs=self._runs,
+                                  lines=lines and not (self.on_raw or self.on_ring),
+                                  follow=self._ledger.feed)
         self.decode_errors += len(errors)
-        self._ledger.feed_all(out)
         if self.on_ring and spans:
             view = ring.taken()
             try:

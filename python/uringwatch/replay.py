@@ -53,6 +53,15 @@ class Reader:
                 if batch:
                     yield batch
 
+    def json_batches(self) -> Iterator[list]:
+        """Like batches(), for a JSON Lines writer: an event whose line can
+        be written from its record's template comes as that line (bytes,
+        as decode_many(lines=True) makes them)."""
+        for path in self.paths:
+            for batch in self._file(path, stats=False, lines=True):
+                if batch:
+                    yield batch
+
     def stats(self) -> dict:
         """summary() of the events, counted on the records' fixed headers:
         nothing is decoded but records of another kind or ABI."""
@@ -64,7 +73,7 @@ class Reader:
         others, self._others = summary(self._others), []
         return merged(calls, others)
 
-    def _file(self, path: str, stats: bool) -> Iterator[list]:
+    def _file(self, path: str, stats: bool, lines: bool = False) -> Iterator[list]:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
@@ -78,10 +87,10 @@ class Reader:
             self.problems.append(dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
                                                 f"record ABI {abi} is not known here"))
             return
-        yield from self._frames(path, data, start, meta, stats)
+        yield from self._frames(path, data, start, meta, stats, lines)
         self.done_bytes += size
 
-    def _frames(self, path, data, start, meta, stats) -> Iterator[list]:
+    def _frames(self, path, data, start, meta, stats, lines) -> Iterator[list]:
         """Per RECORD or RING frame, a list of its kept events, or with
         stats of their header tuples. Headers are read in place (no copy),
         filtered, and only kept records are decoded."""
@@ -94,15 +103,16 @@ class Reader:
 
         context_of = context.__getitem__
 
-        def decode_spans(buf, spans, frame) -> list:
+        def decode_spans(buf, spans, frame, as_lines=lines) -> list:
             """The events of the records at spans, in order, without the
-            repeats already counted; each record that can't be decoded is
-            a problem noted."""
-            events, errors = decode_many(buf, spans, to_wall, context_of, runs=runs)
+            repeats already counted (as_lines: some as their JSON lines);
+            each record that can't be decoded is a problem noted."""
+            events, errors = decode_many(buf, spans, to_wall, context_of, runs=runs,
+                                         lines=as_lines, follow=ledger.feed)
             for e in errors:
                 self.problems.append(dump.DumpError(path, frame.offset, dump.EXIT_DAMAGED,
                                                     str(e)))
-            return ledger.feed_all(events)
+            return events
 
         def kept(ev) -> bool:
             return (self.filters is None or self.filters.matches(ev)) and self._in_time(ev)
@@ -134,7 +144,7 @@ class Reader:
                 return counts
 
         def careful(off, size):     # another kind or ABI, or damage: decode, then judge
-            ev = next(iter(decode_spans(buf, [(off, size)], frame)), None)
+            ev = next(iter(decode_spans(buf, [(off, size)], frame, as_lines=False)), None)
             if ev is None or not kept(ev):
                 return
             if stats and not isinstance(ev, Event):

@@ -76,7 +76,8 @@ def run(args) -> int:
             print(json.dumps(report) if args.json else _stats_text(report))
         else:
             writer = Writer(sys.stdout, args.json)
-            for batch in _progress(reader, reader.batches()):
+            batches = reader.json_batches() if args.json else reader.batches()
+            for batch in _progress(reader, batches):
                 writer.write(batch)
         reader.raise_problems()
     except DumpError as e:

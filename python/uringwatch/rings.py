@@ -154,14 +154,6 @@ class Ledger:
             return self._join(ev)
         return ev
 
-    def feed_all(self, events: list) -> list:
-        """feed() of each, in order, in place: Ops joined."""
-        followed = self.FOLLOWED
-        for i, ev in enumerate(events):
-            if ev.__class__ is not Event or ev.opcode_name in followed:
-                events[i] = self.feed(ev)
-        return events
-
     def _registered(self, t: _Tables, ev: Event) -> None:
         name, p = ev.opcode_name, ev.payload
         if name == "UNREGISTER_FILES":

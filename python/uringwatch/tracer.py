@@ -132,6 +132,14 @@ class Tracer:
         queued, then once the repeat runs still pending in the kernel."""
         return self._reader.poll(timeout)
 
+    def poll_lines(self, timeout: float | None = None) -> list:
+        """Like poll(), for JSON Lines output: an event whose line can be
+        written from its record's template (a call repeated with only its
+        timestamps changed) comes as that line, bytes with its newline;
+        output.Writer(json=True) writes both, the same bytes as for the
+        events. With on_raw or on_ring set, events only."""
+        return self._reader.poll(timeout, lines=True)
+
     def poll_raw(self, sink: Callable[[memoryview, set, int], object],
                  timeout: float | None = None, limit: int = BATCH) -> int:
         """Like poll(), for recording: nothing is decoded. sink gets the ring
