@@ -151,7 +151,6 @@ class _Body:
         return _PAYLOADS.decode(self.packed)
 
 
-
 # Record ABI -> its uw_call. ABI 1 (before identities) differs only in
 # having no uw_ident after changed[] and no identities before region 3.
 _SHAPES = {1: _CallShape(layout.CALL_ABI1), layout.ABI_VERSION: _CallShape(layout.CALL)}
