@@ -11,6 +11,7 @@ bits, u32 page offset; records are 8-byte aligned.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import select
 import struct
@@ -19,6 +20,8 @@ BUSY = 1 << 31
 DISCARD = 1 << 30
 HDR = struct.Struct("<II")        # u32 length | flags, u32 page offset
 _POS = struct.Struct("<Q")
+_WORD = struct.Struct("<I")
+_RUN_MIN = 64           # records of one length, fewer not worth a batch of their own
 
 
 def record_step(length: int) -> tuple[int, int]:
@@ -62,7 +65,10 @@ class RingBuffer:
         cons = _POS.unpack_from(self._cons, 0)[0]
         prod = _POS.unpack_from(self._prod, 0)[0]
         stop = min(prod, cons + max_bytes) if max_bytes else prod
-        start, out, mask, data = cons, [], self._mask, self.data
+        out = self._same_length(cons, stop, limit)
+        if out:
+            return out
+        start, mask, data = cons, self._mask, self.data
         unpack, pad = HDR.unpack_from, HDR.size + 7     # locals: this runs per record
         while cons < prod and len(out) < limit:
             off = cons & mask
@@ -78,6 +84,39 @@ class RingBuffer:
             cons += step
         self._start, self._pending = start, cons
         return out
+
+    def _same_length(self, cons: int, stop: int, limit: int) -> list[tuple[int, int]]:
+        """spans() of the records from cons that have the first one's
+        length word (a flood of one call), found in C: the length words
+        read at that step and compared with the first's, repeated. Stops
+        before the first record that differs (busy, discarded, or of
+        another length), which spans()'s loop takes next; [] where records
+        of several lengths alternate, which the loop takes now."""
+        off = cons & self._mask
+        if stop - cons < HDR.size:
+            return []
+        first = HDR.unpack_from(self.data, off)[0]
+        step = ((first & ~DISCARD) + HDR.size + 7) & ~7
+        n = min(limit, (stop - cons) // step)
+        if first & (BUSY | DISCARD) or n < 2:
+            return []
+        with self.data[off:off + n * step] as run, run.cast("I") as words:
+            got = words[::step // 4].tobytes()
+        want = _WORD.pack(first) * n
+        if got != want:     # the run ends before n: find where, halving
+            lo, hi = 1, n - 1
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if got[:4 * mid] == want[:4 * mid]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            n = lo
+            if n < _RUN_MIN:    # mixed lengths: the loop takes the batch
+                return []
+        self._start, self._pending = cons, cons + n * step
+        return list(zip(range(off + HDR.size, off + HDR.size + n * step, step),
+                        itertools.repeat(first, n)))
 
     def peek(self, limit: int, max_bytes: int, fields: struct.Struct) -> list[tuple]:
         """Like spans(), for copying rather than decoding: `fields` unpacked

@@ -1,0 +1,83 @@
+"""RingBuffer.spans() over ring states a live kernel makes only now and
+then: records still being written (BUSY) or discarded in the middle of a
+run of one length, lengths alternating, a run wrapping past the ring's
+end, limits. The ring's data pages can't be written from user space, so
+the same bytes are laid out as the kernel lays them (positions, 8-byte
+headers, the data mapped twice) in plain memory, and spans() must walk
+them as the one-record-at-a-time walk does."""
+
+import mmap
+import struct
+
+import pytest
+
+from uringwatch import ringbuf
+
+SIZE = 1 << 16
+
+
+def ring_of(cons: int, lengths: list[int], flags: dict[int, int]) -> ringbuf.RingBuffer:
+    """A RingBuffer whose consumer is at cons and whose records (lengths,
+    flags by index) follow it; the producer after the last."""
+    ring, pos = bytearray(SIZE), cons
+    for i, n in enumerate(lengths):
+        entry = ringbuf.HDR.pack(n | flags.get(i, 0), 0) + bytes([i % 251]) * n
+        entry += bytes(-len(entry) % 8)
+        for j, b in enumerate(entry):
+            ring[(pos + j) % SIZE] = b
+        pos += len(entry)
+    rb = ringbuf.RingBuffer.__new__(ringbuf.RingBuffer)
+    rb._cons = bytearray(struct.pack("<Q", cons) + bytes(mmap.PAGESIZE - 8))
+    rb._prod = bytearray(struct.pack("<Q", pos) + bytes(mmap.PAGESIZE - 8)) + ring + ring
+    rb.data = memoryview(rb._prod)[mmap.PAGESIZE:]
+    rb._mask, rb.size, rb._start, rb._pending = SIZE - 1, SIZE, -1, -1
+    return rb
+
+
+def walked(rb, limit: int, max_bytes: int) -> list[list[tuple[int, int]]]:
+    """Every batch spans() gives until it gives none, released in turn."""
+    batches = []
+    while batch := rb.spans(limit, max_bytes):
+        batches.append(batch)
+        rb.release()
+    return batches
+
+
+def expected(cons: int, lengths: list[int], flags: dict[int, int]) -> list[tuple[int, int]]:
+    """The committed records' spans, up to the first busy one."""
+    out = []
+    for i, n in enumerate(lengths):
+        if flags.get(i, 0) & ringbuf.BUSY:
+            break
+        if not flags.get(i, 0) & ringbuf.DISCARD:
+            out.append(((cons & (SIZE - 1)) + 8, n))
+        cons += (n + 15) & ~7
+    return out
+
+
+CASES = {
+    "one length": ([688] * 80, {}),
+    "busy inside the run": ([688] * 80, {70: ringbuf.BUSY}),
+    "discarded inside the run": ([688] * 80, {30: ringbuf.DISCARD}),
+    "busy first": ([688] * 80, {0: ringbuf.BUSY}),
+    "alternating lengths": ([2704, 688] * 10, {}),
+    "a run, then another length": ([688] * 70 + [2704] * 5, {}),
+    "a short run, then another": ([688] * 3 + [96] * 90, {}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("cons", [0, SIZE - 3000], ids=["start", "wrapping"])
+@pytest.mark.parametrize("limit,max_bytes", [(4096, 0), (64, 0), (4096, 8192)])
+def test_spans_walk_every_committed_record_once_in_order(case, cons, limit, max_bytes):
+    lengths, flags = CASES[case]
+    rb = ring_of(cons, lengths, flags)
+    batches = walked(rb, limit, max_bytes)
+    for off, n in (s for b in batches for s in b):     # each record's own bytes
+        assert rb.data[off:off + n] == bytes([rb.data[off]]) * n
+    # offsets past the ring's end read the second mapping of the same pages
+    got = [(off % SIZE, n) for b in batches for off, n in b]
+    assert got == expected(cons, lengths, flags)
+    assert all(len(b) <= limit for b in batches)
+    if max_bytes:       # no batch spans more ring bytes than asked, past its first record
+        assert all(b[-1][0] - b[0][0] <= max_bytes for b in batches)
