@@ -149,7 +149,7 @@ class Reader:
             counts = self._ring_counts(buf, scan)
             if counts is not None:
                 return counts
-        elif scan.keep is not None and frame.kind == dump.RING:
+        elif frame.kind == dump.RING:
             spans = self._uniform_kept(buf, scan)
             if spans is not None:
                 return decode_spans(buf, spans, frame) if spans else []
@@ -222,8 +222,8 @@ class Reader:
 
     @staticmethod
     def _uniform_kept(buf, scan) -> list | None:
-        """A filtered pass over a uniform frame: the (offset, size) of each
-        kept record, each distinct header tuple judged (valid, kept) once.
+        """A pass over a uniform frame: the (offset, size) of each kept
+        record, each distinct header tuple judged (valid, kept) once.
         None when the frame is not uniform or a record needs care."""
         uniform = Reader._uniform(buf, scan)
         if uniform is None:
@@ -234,10 +234,12 @@ class Reader:
         if (any(h[0] != first for h in distinct)
                 or not scan.all_valid(distinct, ~(BUSY | DISCARD))):
             return None
-        keep = {h: scan.keep(h) for h in distinct}
         size = first & ~(BUSY | DISCARD)
-        return [(pos + RING_HDR.size, size) for pos in
-                itertools.compress(range(0, len(buf), step), map(keep.__getitem__, rows))]
+        at = range(RING_HDR.size, len(buf), step)
+        if scan.keep is None:
+            return list(zip(at, itertools.repeat(size, len(at))))
+        keep = {h: scan.keep(h) for h in distinct}
+        return [(pos, size) for pos in itertools.compress(at, map(keep.__getitem__, rows))]
 
     @staticmethod
     def _walk_rows(buf, scan):
