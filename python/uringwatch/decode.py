@@ -319,7 +319,8 @@ def decode_many(buf, spans, boot_to_wall: int,
     line, its template's event), and what it returns is kept.
 
     The test for the record before of the same size is written out here
-    (_record() makes it too): most records pass it, with no call made."""
+    (_record() makes it for decode()): most records pass it, with no call
+    made."""
     out, errors, last_of = [], [], _LAST.get
     for off, size in spans:
         last = last_of(size)
@@ -330,7 +331,7 @@ def decode_many(buf, spans, boot_to_wall: int,
                 last = None
         if last is None:
             try:
-                got = _record(buf, off, size, boot_to_wall, context, runs)
+                got = _unlike_last(buf, off, size, boot_to_wall, context, runs)
             except RecordError as e:
                 errors.append(e)
                 continue
@@ -371,6 +372,11 @@ def _record(buf, off: int, size: int, boot_to_wall: int, context, runs: Runs | N
         h, ts_enter, ts_exit, bd = read.unpack_from(buf, off)
         if bd == body and h == hdr:
             return b, ts_enter, ts_exit, _UNPACKED
+    return _unlike_last(buf, off, size, boot_to_wall, context, runs)
+
+
+def _unlike_last(buf, off: int, size: int, boot_to_wall: int, context, runs: Runs | None):
+    """_record() of a record that is not the last call record of its size."""
     if size < _HDR.size:
         raise RecordError(f"record of {size} bytes is shorter than its header")
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
