@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import select
 import time
@@ -213,5 +214,17 @@ class Writer:
 
 def schema_text() -> str:
     """The JSON Schema of one line of `--json` output."""
-    schema = msgspec.json.schema(AnyEvent)
+    schema = _cleaned(msgspec.json.schema(AnyEvent))
     return msgspec.json.format(msgspec.json.encode(schema), indent=2).decode() + "\n"
+
+
+def _cleaned(node):
+    """The schema with each description as inspect.cleandoc leaves it:
+    msgspec 0.23 cleans the docstrings it copies, earlier versions keep
+    their indentation, and the text must not depend on which is installed."""
+    if isinstance(node, dict):
+        return {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str)
+                else _cleaned(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_cleaned(v) for v in node]
+    return node
