@@ -33,7 +33,7 @@ USE_REGISTERED_RING = 1 << 31
 NO_SUCH_OPCODE = 200
 CAP = 1024            # elements captured and compared (uringwatch --cap)
 CALL = 16384          # fds the racing call registers: a long copy
-RACE_TRIES = 200
+RACE_TRIES = 500
 TIMEOUT = 300         # seconds for anything to happen: TCG is slow
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -144,14 +144,20 @@ def race(live):
         for tries in range(1, RACE_TRIES + 1):
             assert register(ring, REGISTER_FILES, byref(fds), CALL) == 0
             register(ring, UNREGISTER_FILES, None, 0)
-            deadline = time.monotonic() + 2 * (tries == RACE_TRIES)
+            # the tracer prints a batch every 50 ms, slower under TCG: the
+            # last try waits for what is still to come
+            deadline = time.monotonic() + 10 * (tries == RACE_TRIES)
             while True:
                 if any(flagged(e) for e in read_events(live)):
                     return
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.1)
-        sys.exit(f"arm64-calls: no TOCTOU change flagged in {RACE_TRIES} racing calls")
+        events = read_events(live)
+        racing = [e for e in events if e.get("nr_args") == CALL]
+        sys.exit(f"arm64-calls: no TOCTOU change flagged in {RACE_TRIES} racing calls "
+                 f"({len(events)} events printed, {len(racing)} of them racing calls; "
+                 f"the last: {racing[-1]['toctou'] if racing else None})")
     finally:
         stop.set()
         t.join()
