@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import select
 import time
@@ -195,21 +196,15 @@ class Writer:
         self.lines += len(events)
 
     def _json_lines(self, items: list) -> bytes:
-        """One buffer: lines as they are, events between them encoded a
-        run at a time (encode_lines on a batch is 3x cheaper per line than
-        encode_into per event)."""
-        out, run = [], []
-        for it in items:
-            if it.__class__ is bytes:
-                if run:
-                    out.append(self._enc.encode_lines(run))
-                    run = []
-                out.append(it)
-            else:
-                run.append(it)
-        if run:
-            out.append(self._enc.encode_lines(run))
-        return b"".join(out)
+        """One buffer: lines as they are, each run of events between them
+        encoded at once (encode_lines on a batch is 3x cheaper per line
+        than encode_into per event)."""
+        return b"".join(b"".join(run) if lines else self._enc.encode_lines(list(run))
+                        for lines, run in itertools.groupby(items, _is_line))
+
+
+def _is_line(item) -> bool:
+    return item.__class__ is bytes
 
 
 def schema_text() -> str:

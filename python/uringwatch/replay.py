@@ -14,7 +14,7 @@ from . import dump, headers, layout
 from .decode import DECODERS, Runs, decode_many
 from .events import AnyEvent, Event, Op, Repeat
 from .filters import Filters
-from .ringbuf import BUSY, DISCARD, HDR as RING_HDR
+from .ringbuf import BUSY, DISCARD, HDR as RING_HDR, record_step
 from .rings import Ledger
 
 
@@ -205,7 +205,7 @@ class Reader:
         if n < at:
             return None
         first = RING_HDR.unpack_from(buf, 0)[0]
-        step = ((first & ~(BUSY | DISCARD)) + at + 7) & ~7
+        _, step = record_step(first)
         if first & DISCARD or n % step or step < scan.ring.size:
             return None
         return step, first, scan.stepped(step).iter_unpack(buf)
@@ -234,7 +234,7 @@ class Reader:
         if (any(h[0] != first for h in distinct)
                 or not scan.all_valid(distinct, ~(BUSY | DISCARD))):
             return None
-        size = first & ~(BUSY | DISCARD)
+        size, _ = record_step(first)
         at = range(RING_HDR.size, len(buf), step)
         if scan.keep is None:
             return list(zip(at, itertools.repeat(size, len(at))))

@@ -96,7 +96,7 @@ class RingBuffer:
         if stop - cons < HDR.size:
             return []
         first = HDR.unpack_from(self.data, off)[0]
-        step = ((first & ~DISCARD) + HDR.size + 7) & ~7
+        _, step = record_step(first)
         n = min(limit, (stop - cons) // step)
         if first & (BUSY | DISCARD) or n < 2:
             return []
