@@ -101,33 +101,37 @@ def ensure_bpftrace() -> None:
               file=sys.stderr)
 
 
+def cli(*args: str, stdout=subprocess.DEVNULL):
+    """How to start `uringwatch ARGS` for these pids (none: all)."""
+    return lambda *pids: P.TracerProcess(
+        [sys.executable, "-m", "uringwatch", *args] + _pids("-p", pids),
+        "uringwatch: tracing via", stdout=stdout)
+
+
+def consumer(*args: str):
+    """How to start the library consumer (bench/consume.py ARGS) for these
+    pids (none: all)."""
+    return lambda *pids: P.TracerProcess(
+        [sys.executable, os.path.join(BENCH, "consume.py"), *args] + _pids("--pid", pids),
+        "consume: attached")
+
+
 def tracers(build: str) -> dict:
     """Tracer name -> how to start it, for these pids (none: all), None:
     untraced. bpftrace only if installed."""
-    py = sys.executable
-    consume = os.path.join(BENCH, "consume.py")
     out = {
         "untraced": None,
         "reference": lambda *pids: P.TracerProcess(
             [os.path.join(build, "reftracer")], "reftracer: attached"),
-        "uringwatch": lambda *pids: P.TracerProcess(
-            [py, "-m", "uringwatch", "--json"] + _pids("-p", pids),
-            "uringwatch: tracing via", stdout=subprocess.DEVNULL),
-        "library": lambda *pids: P.TracerProcess(
-            [py, consume] + _pids("--pid", pids), "consume: attached"),
-        NO_IDS: lambda *pids: P.TracerProcess(
-            [py, "-m", "uringwatch", "--json", "--resolve", "off"] + _pids("-p", pids),
-            "uringwatch: tracing via", stdout=subprocess.DEVNULL),
-        FAIR_ON: lambda *pids: P.TracerProcess([py, consume, "--rate", "0"],
-                                               "consume: attached"),
-        FAIR_OFF: lambda *pids: P.TracerProcess([py, consume, "--no-fair"],
-                                                "consume: attached"),
+        "uringwatch": cli("--json"),
+        "library": consumer(),
+        NO_IDS: cli("--json", "--resolve", "off"),
+        FAIR_ON: consumer("--rate", "0"),
+        FAIR_OFF: consumer("--no-fair"),
+        # diagnostic: the threshold set past the ring's size, so no record
+        # ever forces a wakeup and the consumer only drains every 50 ms
+        DIAGNOSTIC[0]: consumer("--wakeup-bytes", str(1 << 40)),
     }
-    # diagnostic: the threshold set past the ring's size, so no record
-    # ever forces a wakeup and the consumer only drains every 50 ms
-    out[DIAGNOSTIC[0]] = lambda *pids: P.TracerProcess(
-        [py, os.path.join(BENCH, "consume.py"), "--wakeup-bytes", str(1 << 40)],
-        "consume: attached")
     if shutil.which("bpftrace"):
         out["bpftrace"] = lambda *pids: P.TracerProcess(
             ["bpftrace", "-e", BPFTRACE_SCRIPT], "bpftrace: attached", merged=True)
@@ -139,21 +143,10 @@ def flood_tracers(starters: dict) -> dict:
     floods with fairness off (folded, a flood of one call would cost
     nothing to read), then the library consumer with fairness on and a
     victim beside the flood."""
-    py = sys.executable
-    no_fair = {
-        "uringwatch": lambda *pids: P.TracerProcess(
-            [py, "-m", "uringwatch", "--json", "--no-fair"] + _pids("-p", pids),
-            "uringwatch: tracing via", stdout=subprocess.DEVNULL),
-        "library": lambda *pids: P.TracerProcess(
-            [py, os.path.join(BENCH, "consume.py"), "--no-fair"] + _pids("--pid", pids),
-            "consume: attached"),
-        "record": lambda *pids: P.TracerProcess(
-            [py, "-m", "uringwatch", "record", "--no-fair", "-w", RECORD_FILE]
-            + _pids("-p", pids), "uringwatch: tracing via"),
-    }
-    return {"uringwatch": (no_fair["uringwatch"], cli_counters),
-            "library": (no_fair["library"], library_counters),
-            "record": (no_fair["record"], record_counters),
+    return {"uringwatch": (cli("--json", "--no-fair"), cli_counters),
+            "library": (consumer("--no-fair"), library_counters),
+            "record": (cli("record", "--no-fair", "-w", RECORD_FILE, stdout=subprocess.PIPE),
+                       record_counters),
             "fair": (starters["library"], library_counters)}
 
 
