@@ -6,7 +6,7 @@
     ci/kernels.py run bookworm-arm64 -- CMD CMD in the guest (boot() below)
 
 The root file system is Debian 12 arm64 (debootstrap minbase + python3 +
-python3-venv), made once into .cache/arm64/ and packed as an initramfs: the
+python3-venv), made once into /var/cache/uringwatch/arm64/ and packed as an initramfs: the
 guest runs from RAM with no block or 9p driver, so Debian's kernel boots it
 with none of its modules. Per run, a second archive is appended to it with
 /init and the run's files (the wheels, the scripts).
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kernels  # noqa: E402
 from kernels import KernelError, log, sh  # noqa: E402
 
-CACHE = Path(os.environ.get("URINGWATCH_ARM64_CACHE", kernels.ROOT / ".cache" / "arm64"))
+CACHE = Path(os.environ.get("URINGWATCH_ARM64_CACHE", kernels.CACHE_ROOT / "arm64"))
 SUITE = "bookworm"
 PACKAGES = "python3,python3-venv"
 RECIPE = f"debootstrap --arch=arm64 --variant=minbase --include={PACKAGES} {SUITE} (trimmed)"
@@ -70,8 +70,12 @@ def libs_root() -> Path:
     PACKAGES.json: each package's version and files."""
     root = CACHE / "libs"
     manifest = root / "PACKAGES.json"
-    if manifest.exists() and sorted(json.loads(manifest.read_text())) == sorted(LIBS):
-        return root
+    if manifest.exists():
+        packages = json.loads(manifest.read_text())
+        if sorted(packages) == sorted(LIBS) and all(
+                (root / f.lstrip("/")).exists() or (root / f.lstrip("/")).is_symlink()
+                for p in packages.values() for f in p["files"]):
+            return root
     opts = kernels.apt_update(SUITE, "arm64")
     shutil.rmtree(root, ignore_errors=True)
     debs = CACHE / "libs-debs"
@@ -134,7 +138,9 @@ def rootfs() -> Path:
     """The cached root file system as a newc cpio archive; made from
     nothing when absent or when its recipe changed."""
     archive, recipe = CACHE / "rootfs.cpio", CACHE / "rootfs.recipe"
-    if archive.exists() and recipe.exists() and recipe.read_text() == RECIPE:
+    # the recipe's line, then the archive's sha256: both must match
+    if archive.exists() and recipe.exists() and \
+            recipe.read_text() == f"{RECIPE}\n{kernels.sha256(archive)}\n":
         return archive
     start = time.monotonic()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -146,7 +152,7 @@ def rootfs() -> Path:
         shutil.rmtree(tree / rel, ignore_errors=True)
     write_cpio(archive, tree)
     shutil.rmtree(tree)
-    recipe.write_text(RECIPE)
+    recipe.write_text(f"{RECIPE}\n{kernels.sha256(archive)}\n")
     log(f"arm64: rootfs made in {time.monotonic() - start:.0f} s, "
         f"{archive.stat().st_size >> 20} MiB")
     return archive

@@ -35,7 +35,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("URINGWATCH_KERNEL_CACHE", ROOT / ".cache" / "kernels"))
+# Outside the clone, so that every clone on this machine shares what was
+# downloaded and built; each entry is checked before use and made again
+# when absent or wrong.
+CACHE_ROOT = Path(os.environ.get("URINGWATCH_CACHE", "/var/cache/uringwatch"))
+CACHE = Path(os.environ.get("URINGWATCH_KERNEL_CACHE", CACHE_ROOT / "kernels"))
 MIRROR = os.environ.get("URINGWATCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 MODULES = Path("/usr/lib/modules")
@@ -165,10 +169,11 @@ def fetch(suite: str, refresh: bool = False, arch: str = HOST_ARCH) -> dict:
     record_file = d / "kernel.json"
     if not refresh and record_file.exists():
         rec = json.loads(record_file.read_text())
-        if Path(rec["vmlinuz"]).exists():
+        if cached_intact(rec):
             if arch == HOST_ARCH:
                 install_modules(rec)        # a fresh machine sharing the cache
             return {**rec, "fetch_s": 0.0, "cached": True}
+        log(f"{suite}: the cached kernel is missing or changed: fetching it again")
     start = time.monotonic()
     opts = apt_update(suite, arch)
     package = resolve(suite, opts, arch)
@@ -191,11 +196,24 @@ def fetch(suite: str, refresh: bool = False, arch: str = HOST_ARCH) -> dict:
     if vmlinuz is None:
         raise KernelError(f"{suite}: {', '.join(packages)} hold no vmlinuz for {version}")
     rec = {"suite": suite, "series": SUITES[suite], "arch": arch, "version": version,
-           "packages": packages, "vmlinuz": str(vmlinuz), "tree": str(tree)}
+           "packages": packages, "vmlinuz": str(vmlinuz), "tree": str(tree),
+           "vmlinuz_sha256": sha256(vmlinuz)}
     if arch == HOST_ARCH:
         install_modules(rec)
     record_file.write_text(json.dumps(rec, indent=1) + "\n")
     return {**rec, "fetch_s": round(time.monotonic() - start, 1), "cached": False}
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def cached_intact(rec: dict) -> bool:
+    """Whether a cached kernel is the one its record was written for."""
+    vmlinuz = Path(rec["vmlinuz"])
+    return vmlinuz.exists() and rec.get("vmlinuz_sha256") == sha256(vmlinuz)
 
 
 def install_modules(rec: dict) -> None:

@@ -6,6 +6,7 @@ import os
 import pathlib
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -78,6 +79,43 @@ def kernel_btf_has(name: str) -> bool:
         return b"\0" + name.encode() + b"\0" in f.read()
 
 
+def wait_for(condition, what: str, timeout: float = 60.0, step: float = 0.02):
+    """Polls condition() until it returns something true, which is returned;
+    fails naming `what` after timeout seconds (sized for the slowest machine:
+    waiting costs only when something is wrong)."""
+    deadline = time.monotonic() + timeout
+    while not (got := condition()):
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(step)
+    return got
+
+
+def unread_bytes(f) -> int:
+    """Bytes written to a pipe or stream socket and not yet read, from its
+    read end (FIONREAD)."""
+    import fcntl
+    import termios
+    return struct.unpack("i", fcntl.ioctl(f.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
+def pipe_full(f) -> bool:
+    """Whether a pipe's read end holds so much that a writer of a batch
+    blocks (within a page of its capacity)."""
+    import fcntl
+    return unread_bytes(f) >= fcntl.fcntl(f.fileno(), fcntl.F_GETPIPE_SZ) - 4096
+
+
+def read_lines(f, n: int, timeout: float = 60.0) -> list:
+    """The next n lines of a pipe, or a failure after timeout seconds."""
+    lines: list = []
+    reader = threading.Thread(target=lambda: lines.extend(f.readline() for _ in range(n)),
+                              daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), f"waited {timeout} s for {n} lines, saw {len(lines)}"
+    return lines
+
+
 class Collector:
     """Buffers events so each test can pick out the ones its thread made."""
 
@@ -85,7 +123,7 @@ class Collector:
         self.tracer = tracer
         self.events = []
 
-    def mine(self, n: int, tid: int | None = None, timeout: float = 5.0, **match):
+    def mine(self, n: int, tid: int | None = None, timeout: float = 30.0, **match):
         """Wait for n call events of this thread (and matching fields)."""
         from uringwatch import Event
         tid = tid or threading.get_native_id()

@@ -8,10 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import uring
-from helpers import Workload, needs_root
+from helpers import Workload, needs_root, unread_bytes, wait_for
 
 AGENT = pathlib.Path(__file__).parent.parent / "examples" / "agent.py"
 
@@ -31,7 +30,7 @@ def start_agent(tmp_path, cg, *extra):
 
 def stop(agent):
     agent.send_signal(signal.SIGTERM)
-    return agent.communicate(timeout=10)[1]
+    return agent.communicate(timeout=60)[1]
 
 
 @needs_root
@@ -41,7 +40,7 @@ def test_agent_forwards_only_its_cgroup(tmp_path, cgroup):
         Workload(uring.REGISTER_FILES)
     inside.go()
     outside.go()
-    conn.settimeout(5)
+    conn.settimeout(60)
     lines = b""
     while lines.count(b"\n") < 2:
         lines += conn.recv(65536)
@@ -62,7 +61,7 @@ def test_agent_backpressure_drops_are_counted(tmp_path, cgroup):
     # distinct calls, so none is coalesced; we never read: the socket fills
     w = Workload(*([uring.NO_SUCH_OPCODE, uring.NO_SUCH_OPCODE - 1] * 1500), cgroup=cgroup)
     w.go()
-    time.sleep(0.5)
+    wait_for(lambda: unread_bytes(conn), "the agent to start sending")
     rss_kb = int(next(line.split()[1] for line in open(f"/proc/{agent.pid}/status")
                       if line.startswith("VmRSS")))
     err = stop(agent)

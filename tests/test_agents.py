@@ -19,7 +19,7 @@ from uringwatch.containers import CgroupResolver, container_of
 HERE = pathlib.Path(__file__).parent
 
 
-def collect(tracer, pid, n, timeout=5.0):
+def collect(tracer, pid, n, timeout=30.0):
     out = []
     import time
     deadline = time.monotonic() + timeout
@@ -150,7 +150,7 @@ def test_asyncio_events_and_callback_form():
             async for ev in t.aevents():
                 await task
                 return ev
-    ev = asyncio.run(asyncio.wait_for(main(), 5))
+    ev = asyncio.run(asyncio.wait_for(main(), 60))
     assert ev.opcode == uring.NO_SUCH_OPCODE and ev.pid == os.getpid()
 
     seen = []

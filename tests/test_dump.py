@@ -42,7 +42,7 @@ def trace_and_record(path, *extra):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "tracing" in p.stderr.readline()
     make_calls()
-    out, err = p.communicate(timeout=20)
+    out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     return out
 
@@ -177,7 +177,7 @@ def test_rotation_keeps_the_newest_files(tmp_path):
         uring.register(ring, uring.UNREGISTER_FILES, None, 0)
         if i % 5 == 4:      # files rotate between batches: make several
             time.sleep(0.1)
-    p.communicate(timeout=20)
+    p.communicate(timeout=60)
     os.close(ring)
     files = sorted(tmp_path.glob("rot.uwd*"))
     assert 1 <= len(files) <= 2 and not path.exists()   # the first was rotated away
@@ -323,6 +323,6 @@ def test_record_to_a_closed_pipe_exits_cleanly():
     assert "tracing" in p.stderr.readline()
     p.stdout.close()                                   # the reader goes away
     make_calls()
-    err = p.communicate(timeout=20)[1]
+    err = p.communicate(timeout=60)[1]
     # a reader that goes away ends the recording, as it ends `uringwatch | head`
     assert p.returncode == 0 and "Traceback" not in err and "Exception" not in err, err

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import uring
-from helpers import REPO, meson, needs_root
+from helpers import REPO, meson, needs_root, read_lines
 from uringwatch import Event, Filters, Repeat, Tracer
 from uringwatch.layout import DROPS
 
@@ -188,10 +188,10 @@ def test_repeats_live_recorded_and_replayed_alike(tmp_path):
         for _ in range(n):
             uring.register(ring, 3, None, 0)
     os.close(ring)
-    time.sleep(0.3)
+    shown = read_lines(p.stdout, 5)       # the last run is pending until the stop
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=10)
-    live = [json.loads(line) for line in out.splitlines()]
+    out, err = p.communicate(timeout=30)
+    live = [json.loads(line) for line in shown + out.splitlines()]
     assert [(e["kind"], e["opcode"], e.get("count")) for e in live] == [
         ("call", 9, None), ("call", 3, None), ("repeat", 3, 999), ("call", 9, None),
         ("call", 3, None), ("repeat", 3, 499)]

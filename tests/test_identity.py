@@ -313,7 +313,10 @@ def source_of(m: identity.MemoryIdentity) -> str:
 def test_a_locked_address_space_is_looked_up_in_proc(tracer, ring):
     """bpf_find_vma only try-locks the caller's address space: a thread
     mapping and unmapping meanwhile makes some lookups fail. Those are
-    looked up in /proc instead, marked unverified and why; none is lost."""
+    looked up in /proc instead, marked unverified and why; none is lost.
+    How many take each way depends on the machine (on one with slow
+    syscalls most found the lock taken), so only the ways are asserted;
+    the tests without churn exercise the kernel way."""
     mem, addr = _mapping(-1, 4096, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
     stop = threading.Event()
 
@@ -335,7 +338,7 @@ def test_a_locked_address_space_is_looked_up_in_proc(tracer, ring):
     ways = {(m.source, m.verified, m.error) for m in got}
     assert ways <= {("kernel", True, None), ("proc", False, identity.LOCKED)}, ways
     assert {(m.addr, m.backing, m.shared) for m in got} == {(addr, "shmem", True)}
-    assert sum(m.source == "kernel" for m in got) > len(got) // 2
+    assert len(got) == 300      # how often the lock was free is the scheduler's business
 
 
 def test_proc_path_says_unverified_and_can_be_wrong(ring, tmp_path):
@@ -523,7 +526,7 @@ def test_cli_says_which_path_and_prints_identities(path, ring):
     fd = os.open("/dev/null", os.O_RDONLY)
     register(ring, 2, uring.ints(fd), 1)
     os.close(fd)
-    out, err = p.communicate(timeout=20)
+    out, err = p.communicate(timeout=60)
     ev = json.loads(out)
     assert ev["resolve"]["path"] == path
     assert [(f["role"], f["path"]) for f in ev["files"]] == [("ring", "[io_uring]"),

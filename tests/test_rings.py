@@ -56,7 +56,7 @@ def ring_tracer():
         yield t
 
 
-def collect(tracer, until, timeout=10.0):
+def collect(tracer, until, timeout=30.0):
     """Events until until(events) holds; then detach and take the rest."""
     events, deadline = [], time.monotonic() + timeout
     while not until(events) and time.monotonic() < deadline:
