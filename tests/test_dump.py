@@ -1,10 +1,13 @@
 """Record and replay: real recordings, identical output, damage reported
 with a file and byte offset, never a traceback."""
 
+import grp
 import io
 import json
 import os
 import pathlib
+import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -18,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import DumpError, dump, replay
+from uringwatch import DumpError, dump, recorder, replay
 from uringwatch.events import Event
 
 UW = [sys.executable, "-m", "uringwatch"]
@@ -183,6 +186,70 @@ def test_rotation_keeps_the_newest_files(tmp_path):
     assert 1 <= len(files) <= 2 and not path.exists()   # the first was rotated away
     for f in files:
         assert list(replay(str(f)))                          # each stands alone
+
+
+def record_until_rotated(path, files: int, *extra, umask: int):
+    """`record -w path` with a rotation at every batch (every call sent), under `umask`,
+    making calls until `files` files exist; the tracer is then stopped."""
+    p = subprocess.Popen(UW + ["record", "-w", str(path), "-C", "1e-6", "--no-fair", "-p", str(os.getpid()),
+                               *extra], stderr=subprocess.PIPE, text=True, umask=umask)
+    assert "tracing" in p.stderr.readline()
+    ring = uring.setup()
+    deadline = time.monotonic() + 60
+    while len(list(path.parent.glob(path.name + "*"))) < files:
+        assert time.monotonic() < deadline, "the recording did not rotate"
+        uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
+        time.sleep(0.05)        # a batch each, or a few: files roll over between them
+    os.close(ring)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == 0, err
+
+
+def modes(path) -> dict:
+    return {f.name: (stat.S_IMODE(f.stat().st_mode), f.stat().st_gid)
+            for f in sorted(path.parent.glob(path.name + "*"))}
+
+
+@needs_root
+def test_recordings_are_owner_only_whatever_the_umask(tmp_path):
+    path = tmp_path / "cap.uwd"
+    record_until_rotated(path, 3, umask=0)
+    found = modes(path)
+    assert len(found) >= 3 and set(found.values()) == {(0o600, 0)}, found
+
+
+@needs_root
+def test_file_mode_and_group_and_existing_files_never_loosened(tmp_path):
+    group = next(g for g in grp.getgrall() if g.gr_gid != 0)
+    path = tmp_path / "cap.uwd"
+    for name, mode in (("cap.uwd", 0o600), ("cap.uwd.1", 0o644)):  # from an earlier run
+        (tmp_path / name).touch(mode)
+        os.chmod(tmp_path / name, mode)
+    record_until_rotated(path, 3, "--file-mode", "0640", "--group", group.gr_name, umask=0o077)
+    found = modes(path)
+    assert found.pop("cap.uwd") == (0o600, 0)        # tighter already: kept
+    assert found.pop("cap.uwd.1") == (0o640, 0)      # looser: narrowed, its group kept
+    assert found and set(found.values()) == {(0o640, group.gr_gid)}, found
+
+
+@needs_root
+def test_files_other_than_regular_are_left_as_they_are(tmp_path):
+    node = tmp_path / "null"
+    os.mknod(node, stat.S_IFCHR, os.makedev(1, 3))     # as `-w /dev/null`
+    os.chmod(node, 0o666)
+    os.close(recorder.create(str(node)))
+    assert stat.S_IMODE(node.stat().st_mode) == 0o666
+
+
+def test_file_mode_and_group_need_a_file():
+    for extra in (["--file-mode", "0640"], ["--group", "0"]):
+        p = subprocess.run(UW + ["record", "-w", "-", *extra], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 2 and "apply to the files of -w FILE" in p.stderr, p.stderr
+    p = subprocess.run(UW + ["record", "-w", "x", "--file-mode", "0999"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "not an octal mode" in p.stderr, p.stderr
 
 
 def test_golden_dumps_still_decode():

@@ -18,7 +18,7 @@ from .filters import Filters, from_args
 from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
-from .recorder import Recorder
+from .recorder import Recorder, file_mode, group_id
 from .errors import PrivilegeError, TracerError
 from .host import check_privileges, tracefs
 from .options import FAIR_BURST, FAIR_RATE
@@ -84,6 +84,10 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
                    help="start a new file (FILE.1, FILE.2, ...) past this size")
     w.add_argument("-W", dest="max_files", type=int, default=0, metavar="FILES",
                    help="with -C, keep only the newest FILES files")
+    w.add_argument("--file-mode", type=file_mode, metavar="MODE",
+                   help="permissions of files made (octal; default 0600, 0640 with --group)")
+    w.add_argument("--group", type=group_id, metavar="NAME|GID",
+                   help="group of files made")
     add_filter_options(ap, live=True)
     fair = ap.add_argument_group("fairness (per process, in the kernel; README, Fairness)")
     fair.add_argument("--rate", type=int, default=FAIR_RATE, metavar="N",
@@ -169,6 +173,8 @@ def run_trace(args) -> int:
     record = args.command == "record"
     if not record and args.write == "-":
         args.parser.error("-w - writes the recording to stdout: use `uringwatch record -w -`")
+    if (args.file_mode is not None or args.group is not None) and args.write in (None, "-"):
+        args.parser.error("--file-mode and --group apply to the files of -w FILE")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
                         format="uringwatch: %(message)s")
     try:
@@ -269,8 +275,8 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
     recorded = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     with tracer:
-        recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6),
-                            args.max_files, stop) if args.write else None
+        recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6), args.max_files,
+                            stop, args.file_mode, args.group) if args.write else None
         writer = Writer(sys.stdout, args.json, stop) if show else None
         last_stats = time.monotonic()
         f = tracer.features
