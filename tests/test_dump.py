@@ -23,6 +23,7 @@ import uring
 from helpers import needs_root
 from uringwatch import DumpError, dump, recorder, replay
 from uringwatch.events import Event
+from uringwatch.exitcodes import EXIT_ERROR
 
 UW = [sys.executable, "-m", "uringwatch"]
 DATA = pathlib.Path(__file__).parent / "data"
@@ -242,14 +243,13 @@ def test_files_other_than_regular_are_left_as_they_are(tmp_path):
     assert stat.S_IMODE(node.stat().st_mode) == 0o666
 
 
-def test_file_mode_and_group_need_a_file():
-    for extra in (["--file-mode", "0640"], ["--group", "0"]):
-        p = subprocess.run(UW + ["record", "-w", "-", *extra], capture_output=True, text=True,
-                           timeout=60)
-        assert p.returncode == 2 and "apply to the files of -w FILE" in p.stderr, p.stderr
-    p = subprocess.run(UW + ["record", "-w", "x", "--file-mode", "0999"], capture_output=True,
+@needs_root
+def test_a_file_record_cannot_make_is_named(tmp_path):
+    path = tmp_path / "no-such-dir" / "cap.uwd"
+    r = subprocess.run(UW + ["record", "-w", str(path), "--count", "1"], capture_output=True,
                        text=True, timeout=60)
-    assert p.returncode == 2 and "not an octal mode" in p.stderr, p.stderr
+    assert r.returncode == EXIT_ERROR
+    assert r.stderr == f"uringwatch: {path}: No such file or directory\n"
 
 
 def test_golden_dumps_still_decode():
@@ -372,6 +372,44 @@ def _mutate(data: bytes, flips) -> bytes:
         if b:
             b[at % len(b)] = value
     return bytes(b)
+
+
+@pytest.mark.parametrize("name,data,code,what", [
+    ("missing.uwd", None, EXIT_ERROR, "No such file or directory"),
+    ("", None, EXIT_ERROR, "Is a directory"),
+    ("empty.uwd", b"", dump.EXIT_NOT_A_DUMP, "byte 0: empty file"),
+    ("text.uwd", b"GARBAGE!" * 8, dump.EXIT_NOT_A_DUMP, "byte 0: not a uringwatch dump"),
+])
+@pytest.mark.parametrize("mode", [[], ["--stats"]])
+def test_a_file_that_cannot_be_replayed_is_one_line_before_any_output(
+        tmp_path, name, data, code, what, mode):
+    path = tmp_path / name
+    if data is not None:
+        path.write_bytes(data)
+    r = run_replay(*mode, path)
+    assert (r.returncode, r.stdout) == (code, "")
+    assert r.stderr.startswith(f"uringwatch: {path}: {what}") and r.stderr.count("\n") == 1
+
+
+def test_good_files_are_replayed_before_a_bad_ones_problem(tmp_path):
+    empty = tmp_path / "cap.uwd.1"      # a crash just after a rotation
+    empty.write_bytes(b"")
+    r = run_replay(DATA / "golden-abi1.uwd", empty)
+    assert r.returncode == dump.EXIT_NOT_A_DUMP and r.stdout.startswith("TIME ")
+    assert r.stdout.count("\n") > 1 and r.stderr == f"uringwatch: {empty}: byte 0: empty file\n"
+
+
+@needs_root
+def test_an_unreadable_file_is_named(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    path = tmp_path / "private.uwd"
+    path.write_bytes((DATA / "golden-abi1.uwd").read_bytes())
+    os.chmod(path, 0o600)
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "--inh-caps=-all"] + UW + ["replay", str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (EXIT_ERROR, "")
+    assert r.stderr == f"uringwatch: {path}: Permission denied\n"
 
 
 def test_replay_to_a_closed_pipe_exits_cleanly():

@@ -19,7 +19,7 @@ from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder, file_mode, group_id
-from .errors import PrivilegeError, TracerError
+from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
 from .options import FAIR_BURST, FAIR_RATE
 from .reader import BATCH
@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
         prog="uringwatch", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Trace io_uring_register(2) calls with their arguments decoded.\n"
                     "With no command, trace live. Each command has its own --help.")
+    ap.add_argument("--version", nargs=0, action=_Version, help="print the version and exit")
     add_trace_options(ap, record=False)
     ap.set_defaults(run=run_trace, parser=ap)
     commands = ap.add_subparsers(title="commands", dest="command", metavar="COMMAND")
@@ -70,6 +71,15 @@ def parser() -> argparse.ArgumentParser:
         description="Print the JSON Schema of one line of --json output.")
     schema_ap.set_defaults(run=print_schema, parser=schema_ap)
     return ap
+
+
+class _Version(argparse.Action):
+    """--version, its metadata read only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        print(f"uringwatch {__version__}")
+        parser.exit()
 
 
 def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
@@ -207,7 +217,7 @@ def run_trace(args) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except OSError as e:          # the recording's file
-        print(f"uringwatch: {e}", file=sys.stderr)
+        print(f"uringwatch: {os_message(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 
