@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import msgspec
 
 from . import arguments, identity, layout, rings
+from .ringbuf import is_made
 from .events import AnyEvent, Event, Repeat, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .payloads import Payload, Region
@@ -157,8 +158,9 @@ _SHAPES = {1: _CallShape(layout.CALL_ABI1), layout.ABI_VERSION: _CallShape(layou
 _FILE_SIZE, _MEM_SIZE = layout.FILE.size, layout.MEM.size
 _MEM_HEAD = layout.MEM.offsets["file"]
 
-# decode() builds Events positionally: with 28 fields that is ten times
-# cheaper than keywords in msgspec. The order is checked here, once.
+# decode() builds Events positionally: ten times cheaper than keywords in
+# msgspec (measured when Event had 28 fields; it has more now). The order is
+# checked here, once.
 _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "fd",
                  "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
                  "duration_ns", "payload", "error", "blind", "pidns", "mntns", "toctou",
@@ -408,7 +410,8 @@ def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
     return Repeat(first + boot_to_wall, last + boot_to_wall, pid, tid,
                   comm.split(b"\0", 1)[0].decode(errors="replace"), fd,
                   opcode & ~USE_REGISTERED_RING, opcode_name(opcode),
-                  bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret))
+                  bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret),
+                  is_made(buf, off, size))     # made of the kernel's map at stop
 
 
 def _call(buf, off: int, size: int, rec_size: int, abi: int) -> tuple:

@@ -152,15 +152,16 @@ class EventReader:
             out += self._pending_runs()
         return out
 
-    def _made(self, raw: bytes) -> None:
+    def _made(self, raw: bytes) -> bytes:
         """A record made here, not by the kernel (an operations count, a
         repeat run read at stop): recorded as the ring's are, behind a ring
-        header of its own."""
+        header of its own (ringbuf.made_entry), which it returns."""
+        entry = ringbuf.made_entry(raw)
         if self.on_ring:
-            batch = ringbuf.HDR.pack(len(raw), 0) + raw + bytes(-len(raw) % 8)
-            self.on_ring(memoryview(batch), set(), 1)
+            self.on_ring(memoryview(entry), set(), 1)
         elif self.on_raw:
             self.on_raw(memoryview(raw))
+        return entry
 
     def _counts(self) -> list:
         """The operations' counts since the last, as records of their own:
@@ -185,8 +186,10 @@ class EventReader:
                 layout.KIND_REPEAT, layout.ABI_VERSION, layout.REPEAT.size,
                 p["run_first"] or last, last, p["coalesced"], p["ret"], pid, p["tid"],
                 p["fd"], p["opcode"], p["comm"])
-            self._made(raw)
-            ev = decode(raw, 0, len(raw), self.boot_to_wall, None, runs=self._runs)
+            # decoded behind its header, as replay meets it: at_stop is set
+            entry = self._made(raw)
+            ev = decode(entry, ringbuf.HDR.size, len(raw), self.boot_to_wall, None,
+                        runs=self._runs)
             if ev is not None:
                 out.append(ev)
         return out
