@@ -130,10 +130,6 @@ class Layout:
         self._flat = all(n == 1 for n in self._spans)
         self._names = tuple(m for m, _ in members)
 
-    def value_index(self, member: str) -> int:
-        """Where member's values start in the struct's flat unpacked tuple."""
-        return sum(self._spans[:self._names.index(member)])
-
     def unpack(self, buf, off: int = 0) -> dict:
         """Member name -> value, a tuple for members that span several."""
         values = self.struct.unpack_from(buf, off)

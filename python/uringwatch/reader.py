@@ -33,7 +33,6 @@ class EventReader:
         self.decode_errors = 0
         self.boot_to_wall = 0
         self.detached = False           # no program runs: the ring holds all there is
-        self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
         # sees each batch's ring bytes, the cgroups in it and its record count
         self.on_ring: Callable[[memoryview, set, int], object] | None = None
         self._context = context         # cgroup id -> (path, container id)
@@ -112,19 +111,12 @@ class EventReader:
     def _drain(self, lines: bool = False) -> list:
         """One batch: memory stays bounded when the caller is slow, and the
         ring backs up instead (the kernel then counts ring_full). Lines
-        only where nothing needs the batch's events (on_raw, on_ring)."""
+        only where nothing needs the batch's events (on_ring)."""
         ring = self._ring
         spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
-        if self.on_raw:
-            for off, size in spans:
-                view = ring.data[off:off + size]
-                try:
-                    self.on_raw(view)
-                finally:        # a view left alive would keep the ring from unmapping
-                    view.release()
         out, errors = decode_many(ring.data, spans, self.boot_to_wall, self._context,
                                   proc=True, runs=self._runs,
-                                  lines=lines and not (self.on_raw or self.on_ring),
+                                  lines=lines and not self.on_ring,
                                   follow=self._ledger.feed)
         self.decode_errors += len(errors)
         if self.on_ring and spans:
@@ -159,8 +151,6 @@ class EventReader:
         entry = ringbuf.made_entry(raw)
         if self.on_ring:
             self.on_ring(memoryview(entry), set(), 1)
-        elif self.on_raw:
-            self.on_raw(memoryview(raw))
         return entry
 
     def _counts(self) -> list:
