@@ -109,6 +109,12 @@ COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
 DROPS = ("budget", "ring_full", "inflight_full")
 
 
+def cstr(raw: bytes) -> str:
+    """A char array the kernel filled (comm, hostname): the bytes before its
+    first NUL, as text; bytes that are not UTF-8 become U+FFFD."""
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
 class Layout:
     """A C struct as (member, struct-format) pairs, little-endian, packed
     exactly as the C compiler lays it out (the header pads explicitly)."""
