@@ -16,6 +16,7 @@ import zipfile
 import pytest
 
 import uring
+import uringwatch
 
 ROOT = os.geteuid() == 0
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,8 +44,9 @@ def assert_tagged_with_glibc_floor(wheel, into, libs, arch: str) -> None:
         for v in re.findall(r"Name: GLIBC_([0-9.]+)", out):
             floor = max(floor, tuple(int(x) for x in v.split(".")))
     tag = f"py3-none-manylinux_{floor[0]}_{floor[1]}_{arch}"
-    assert wheel.name == f"uringwatch-0.1.0-{tag}.whl"
-    meta = zipfile.ZipFile(wheel).read("uringwatch-0.1.0.dist-info/WHEEL").decode()
+    version = uringwatch.__version__
+    assert wheel.name == f"uringwatch-{version}-{tag}.whl"
+    meta = zipfile.ZipFile(wheel).read(f"uringwatch-{version}.dist-info/WHEEL").decode()
     assert f"Tag: {tag}" in meta.splitlines()
 
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -190,6 +192,13 @@ def test_record_help_has_the_trace_options_but_json():
     (["-p", "1", "record", "-w", "x"], "uringwatch: error: the command goes first: "
                                        "uringwatch record [OPTIONS]"),
     (["frobnicate"], "uringwatch: error: argument COMMAND: invalid choice: 'frobnicate'"),
+    (["record", "-w", "-", "--file-mode", "0640"], "uringwatch record: error: --file-mode "
+                                                   "and --group apply to the files of -w FILE"),
+    (["--group", "0"], "uringwatch: error: --file-mode and --group apply to the files of -w FILE"),
+    (["record", "-w", "x", "--file-mode", "0999"],
+     "argument --file-mode: '0999' is not an octal mode from 0 to 0777"),
+    (["record", "-w", "x", "--group", "no-such-group"],
+     "argument --group: no group named 'no-such-group'"),
 ])
 def test_usage_errors(args, message):
     r = run(*args)
@@ -204,6 +213,12 @@ def test_unknown_options_are_told_by_their_command(args):
     assert r.returncode == 2
     assert r.stderr.startswith(f"usage: {prog} [-h]")
     assert r.stderr.endswith(f"{prog}: error: unrecognized arguments: --bogus\n")
+
+
+def test_version_is_the_one_in_meson_build():
+    r = run("--version")
+    version = re.search(r"version: '([^']+)'", (pathlib.Path(REPO) / "meson.build").read_text())
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"uringwatch {version[1]}\n", "")
 
 
 def test_replay_help_gives_each_exit_code_once():

@@ -1,10 +1,13 @@
 """Record and replay: real recordings, identical output, damage reported
 with a file and byte offset, never a traceback."""
 
+import grp
 import io
 import json
 import os
 import pathlib
+import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -18,8 +21,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import DumpError, dump, replay
+from uringwatch import DumpError, dump, recorder, replay
 from uringwatch.events import Event
+from uringwatch.exitcodes import EXIT_ERROR
 
 UW = [sys.executable, "-m", "uringwatch"]
 DATA = pathlib.Path(__file__).parent / "data"
@@ -185,6 +189,69 @@ def test_rotation_keeps_the_newest_files(tmp_path):
         assert list(replay(str(f)))                          # each stands alone
 
 
+def record_until_rotated(path, files: int, *extra, umask: int):
+    """`record -w path` with a rotation at every batch (every call sent), under `umask`,
+    making calls until `files` files exist; the tracer is then stopped."""
+    p = subprocess.Popen(UW + ["record", "-w", str(path), "-C", "1e-6", "--no-fair", "-p", str(os.getpid()),
+                               *extra], stderr=subprocess.PIPE, text=True, umask=umask)
+    assert "tracing" in p.stderr.readline()
+    ring = uring.setup()
+    deadline = time.monotonic() + 60
+    while len(list(path.parent.glob(path.name + "*"))) < files:
+        assert time.monotonic() < deadline, "the recording did not rotate"
+        uring.register(ring, uring.NO_SUCH_OPCODE, None, 0)
+        time.sleep(0.05)        # a batch each, or a few: files roll over between them
+    os.close(ring)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == 0, err
+
+
+def modes(path) -> dict:
+    return {f.name: (stat.S_IMODE(f.stat().st_mode), f.stat().st_gid)
+            for f in sorted(path.parent.glob(path.name + "*"))}
+
+
+@needs_root
+def test_recordings_are_owner_only_whatever_the_umask(tmp_path):
+    path = tmp_path / "cap.uwd"
+    record_until_rotated(path, 3, umask=0)
+    found = modes(path)
+    assert len(found) >= 3 and set(found.values()) == {(0o600, 0)}, found
+
+
+@needs_root
+def test_file_mode_and_group_and_existing_files_never_loosened(tmp_path):
+    group = next(g for g in grp.getgrall() if g.gr_gid != 0)
+    path = tmp_path / "cap.uwd"
+    for name, mode in (("cap.uwd", 0o600), ("cap.uwd.1", 0o644)):  # from an earlier run
+        (tmp_path / name).touch(mode)
+        os.chmod(tmp_path / name, mode)
+    record_until_rotated(path, 3, "--file-mode", "0640", "--group", group.gr_name, umask=0o077)
+    found = modes(path)
+    assert found.pop("cap.uwd") == (0o600, 0)        # tighter already: kept
+    assert found.pop("cap.uwd.1") == (0o640, 0)      # looser: narrowed, its group kept
+    assert found and set(found.values()) == {(0o640, group.gr_gid)}, found
+
+
+@needs_root
+def test_files_other_than_regular_are_left_as_they_are(tmp_path):
+    node = tmp_path / "null"
+    os.mknod(node, stat.S_IFCHR, os.makedev(1, 3))     # as `-w /dev/null`
+    os.chmod(node, 0o666)
+    os.close(recorder.create(str(node)))
+    assert stat.S_IMODE(node.stat().st_mode) == 0o666
+
+
+@needs_root
+def test_a_file_record_cannot_make_is_named(tmp_path):
+    path = tmp_path / "no-such-dir" / "cap.uwd"
+    r = subprocess.run(UW + ["record", "-w", str(path), "--count", "1"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == EXIT_ERROR
+    assert r.stderr == f"uringwatch: {path}: No such file or directory\n"
+
+
 def test_golden_dumps_still_decode():
     """Dumps made by the real tracer at each record ABI, with their JSON."""
     goldens = sorted(DATA.glob("golden-abi*.uwd"))
@@ -305,6 +372,44 @@ def _mutate(data: bytes, flips) -> bytes:
         if b:
             b[at % len(b)] = value
     return bytes(b)
+
+
+@pytest.mark.parametrize("name,data,code,what", [
+    ("missing.uwd", None, EXIT_ERROR, "No such file or directory"),
+    ("", None, EXIT_ERROR, "Is a directory"),
+    ("empty.uwd", b"", dump.EXIT_NOT_A_DUMP, "byte 0: empty file"),
+    ("text.uwd", b"GARBAGE!" * 8, dump.EXIT_NOT_A_DUMP, "byte 0: not a uringwatch dump"),
+])
+@pytest.mark.parametrize("mode", [[], ["--stats"]])
+def test_a_file_that_cannot_be_replayed_is_one_line_before_any_output(
+        tmp_path, name, data, code, what, mode):
+    path = tmp_path / name
+    if data is not None:
+        path.write_bytes(data)
+    r = run_replay(*mode, path)
+    assert (r.returncode, r.stdout) == (code, "")
+    assert r.stderr.startswith(f"uringwatch: {path}: {what}") and r.stderr.count("\n") == 1
+
+
+def test_good_files_are_replayed_before_a_bad_ones_problem(tmp_path):
+    empty = tmp_path / "cap.uwd.1"      # a crash just after a rotation
+    empty.write_bytes(b"")
+    r = run_replay(DATA / "golden-abi1.uwd", empty)
+    assert r.returncode == dump.EXIT_NOT_A_DUMP and r.stdout.startswith("TIME ")
+    assert r.stdout.count("\n") > 1 and r.stderr == f"uringwatch: {empty}: byte 0: empty file\n"
+
+
+@needs_root
+def test_an_unreadable_file_is_named(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    path = tmp_path / "private.uwd"
+    path.write_bytes((DATA / "golden-abi1.uwd").read_bytes())
+    os.chmod(path, 0o600)
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "--inh-caps=-all"] + UW + ["replay", str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (EXIT_ERROR, "")
+    assert r.stderr == f"uringwatch: {path}: Permission denied\n"
 
 
 def test_replay_to_a_closed_pipe_exits_cleanly():

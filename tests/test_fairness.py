@@ -195,6 +195,8 @@ def test_repeats_live_recorded_and_replayed_alike(tmp_path):
     assert [(e["kind"], e["opcode"], e.get("count")) for e in live] == [
         ("call", 9, None), ("call", 3, None), ("repeat", 3, 999), ("call", 9, None),
         ("call", 3, None), ("repeat", 3, 499)]
+    # the first run's record came when the call changed; the last was read at stop
+    assert [e["at_stop"] for e in live if e["kind"] == "repeat"] == [False, True]
     comm = live[0]["comm"]
     assert f"pid {os.getpid()} ({comm}) coalesced=1498, dropped: budget=0" in err
 

@@ -12,4 +12,12 @@ from .tracer import Tracer
 
 __all__ = ["AnyEvent", "DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
            "Repeat", "Toctou", "Tracer", "TracerError", "decode", "replay"]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """__version__ from the package's metadata (meson.build's project()),
+    read when asked: importlib.metadata costs startup time every run."""
+    if name == "__version__":
+        from importlib.metadata import version
+        return version("uringwatch")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

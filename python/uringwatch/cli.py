@@ -18,8 +18,8 @@ from .filters import Filters, from_args
 from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
-from .recorder import Recorder
-from .errors import PrivilegeError, TracerError
+from .recorder import Recorder, file_mode, group_id
+from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
 from .options import FAIR_BURST, FAIR_RATE
 from .reader import BATCH
@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
         prog="uringwatch", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Trace io_uring_register(2) calls with their arguments decoded.\n"
                     "With no command, trace live. Each command has its own --help.")
+    ap.add_argument("--version", nargs=0, action=_Version, help="print the version and exit")
     add_trace_options(ap, record=False)
     ap.set_defaults(run=run_trace, parser=ap)
     commands = ap.add_subparsers(title="commands", dest="command", metavar="COMMAND")
@@ -72,6 +73,15 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _Version(argparse.Action):
+    """--version, its metadata read only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        print(f"uringwatch {__version__}")
+        parser.exit()
+
+
 def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
     """The options of `uringwatch` and `uringwatch record` (which must
     record, and prints nothing)."""
@@ -84,6 +94,10 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
                    help="start a new file (FILE.1, FILE.2, ...) past this size")
     w.add_argument("-W", dest="max_files", type=int, default=0, metavar="FILES",
                    help="with -C, keep only the newest FILES files")
+    w.add_argument("--file-mode", type=file_mode, metavar="MODE",
+                   help="permissions of files made (octal; default 0600, 0640 with --group)")
+    w.add_argument("--group", type=group_id, metavar="NAME|GID",
+                   help="group of files made")
     add_filter_options(ap, live=True)
     fair = ap.add_argument_group("fairness (per process, in the kernel; README, Fairness)")
     fair.add_argument("--rate", type=int, default=FAIR_RATE, metavar="N",
@@ -169,6 +183,8 @@ def run_trace(args) -> int:
     record = args.command == "record"
     if not record and args.write == "-":
         args.parser.error("-w - writes the recording to stdout: use `uringwatch record -w -`")
+    if (args.file_mode is not None or args.group is not None) and args.write in (None, "-"):
+        args.parser.error("--file-mode and --group apply to the files of -w FILE")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,
                         format="uringwatch: %(message)s")
     try:
@@ -201,7 +217,7 @@ def run_trace(args) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except OSError as e:          # the recording's file
-        print(f"uringwatch: {e}", file=sys.stderr)
+        print(f"uringwatch: {os_message(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -269,8 +285,8 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
     recorded = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     with tracer:
-        recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6),
-                            args.max_files, stop) if args.write else None
+        recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6), args.max_files,
+                            stop, args.file_mode, args.group) if args.write else None
         writer = Writer(sys.stdout, args.json, stop) if show else None
         last_stats = time.monotonic()
         f = tracer.features

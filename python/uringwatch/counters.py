@@ -51,8 +51,8 @@ class Counters:
         for pid, p in self.procs():
             drops = dict(zip(layout.DROPS, p["drops"]))
             if p["coalesced"] or any(drops.values()):
-                out.append({"pid": pid, "comm": p["comm"].split(b"\0", 1)[0]
-                            .decode(errors="replace"), "coalesced": p["coalesced"], **drops})
+                out.append({"pid": pid, "comm": layout.cstr(p["comm"]),
+                            "coalesced": p["coalesced"], **drops})
         return sorted(out, key=lambda r: (-sum(r[k] for k in layout.DROPS), -r["coalesced"]))
 
     def stats(self, **user_space: int) -> dict:

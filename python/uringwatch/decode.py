@@ -9,6 +9,8 @@ from typing import Callable, Optional
 import msgspec
 
 from . import arguments, identity, layout, rings
+from .layout import cstr
+from .ringbuf import is_made
 from .events import AnyEvent, Event, Repeat, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .payloads import Payload, Region
@@ -157,8 +159,9 @@ _SHAPES = {1: _CallShape(layout.CALL_ABI1), layout.ABI_VERSION: _CallShape(layou
 _FILE_SIZE, _MEM_SIZE = layout.FILE.size, layout.MEM.size
 _MEM_HEAD = layout.MEM.offsets["file"]
 
-# decode() builds Events positionally: with 28 fields that is ten times
-# cheaper than keywords in msgspec. The order is checked here, once.
+# decode() builds Events positionally: ten times cheaper than keywords in
+# msgspec (measured when Event had 28 fields; it has more now). The order is
+# checked here, once.
 _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", "fd",
                  "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
                  "duration_ns", "payload", "error", "blind", "pidns", "mntns", "toctou",
@@ -199,10 +202,6 @@ _FILES_SEEN: dict[bytes, identity.FileIdentity] = {}
 _BLOCKS: dict[tuple[int, bytes], tuple] = {}  # (nfiles, all entries) -> decoded
 _BLOCKS_MAX = 256                             # up to ~21 KiB each
 _RESOLVES: dict[int, identity.Resolve] = {}
-
-
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
 def _file(raw: bytes) -> identity.FileIdentity:
@@ -406,9 +405,10 @@ def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
     if not count:
         return None
     return Repeat(first + boot_to_wall, last + boot_to_wall, pid, tid,
-                  comm.split(b"\0", 1)[0].decode(errors="replace"), fd,
+                  cstr(comm), fd,
                   opcode & ~USE_REGISTERED_RING, opcode_name(opcode),
-                  bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret))
+                  bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret),
+                  is_made(buf, off, size))     # made of the kernel's map at stop
 
 
 def _call(buf, off: int, size: int, rec_size: int, abi: int) -> tuple:
@@ -496,9 +496,9 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
         ring, cred_id, nspid, nstid, ns_flags, hostname = v[_IDENT_AT + 4:_IDENT_AT + 10]
         rest = (rings.ring_id(ring), rings.ring_id(cred_id),
                 *((nspid, nstid) if ns_flags & layout.NS_IDS else (None, None)),
-                _text(hostname) if ns_flags & layout.NS_UTS else None)
+                cstr(hostname) if ns_flags & layout.NS_UTS else None)
     files, cred, memory, resolve, to_proc = ids
-    args = [None, pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, _text(comm),
+    args = [None, pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, cstr(comm),
             cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING),
             arg, nr_args, ret, None, None, errno_name(ret), fd == -1,
             pidns if has_ns else None, mntns if has_ns else None, None, None, None,

@@ -7,3 +7,8 @@ class TracerError(Exception):
 
 class PrivilegeError(TracerError):
     """The process lacks a privilege tracing needs."""
+
+
+def os_message(e: OSError) -> str:
+    """"FILE: reason" for a failure about a file, without Python's [Errno N]."""
+    return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)

@@ -150,7 +150,7 @@ class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repea
     ret: int
     count: int                # calls folded into this record
     error: str | None = None  # errno name when ret < 0
-    at_stop: bool = False     # read from the kernel at stop: no record came
+    at_stop: bool = False     # read from the kernel's map at stop: no record came
 
 
 # What the tracer yields and `--json` prints, one per line, told apart by

@@ -12,6 +12,7 @@ import struct
 from operator import itemgetter
 
 from . import layout
+from .layout import cstr
 from .decode import errno_name
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 
@@ -160,7 +161,7 @@ class Scan:
         changed = 0
         for (op, pid, comm, flags, ret), n in raw.items():
             by_op[opcode_name(op)] += n
-            by_proc[f"{pid} {_comm(comm)}"] += n
+            by_proc[f"{pid} {cstr(comm)}"] += n
             if flags & layout.F_CHANGED:
                 changed += n
             if ret < 0:
@@ -197,7 +198,7 @@ def _keeper(at: dict, filters, since_ns: int | None, until_ns: int | None, to_wa
         tests.append(f"h[{at['ret']}] < 0")
     if f is not None and f.comm is not None:
         tests.append(f"comm(h[{at['comm']}]) == want_comm")
-        env.update(comm=_comm, want_comm=f.comm)
+        env.update(comm=cstr, want_comm=f.comm)
     if since_ns is not None:
         tests.append(f"h[{at['ts_enter']}] >= {int(since_ns) - to_wall}")
     if until_ns is not None:
@@ -207,7 +208,3 @@ def _keeper(at: dict, filters, since_ns: int | None, until_ns: int | None, to_wa
     # only field indices and integers are written into the source; values
     # from the command line stay in variables
     return eval("lambda h: " + " and ".join(tests), env)
-
-
-def _comm(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode(errors="replace")

@@ -23,7 +23,6 @@ VM_SHARED, VM_HUGETLB = 0x8, 0x400000
 # superblock magics (include/uapi/linux/magic.h)
 ANON_INODE_FS_MAGIC = 0x09041934
 TMPFS_MAGIC = 0x01021994
-HUGETLBFS_MAGIC = 0x958458F6
 
 ROLES = {layout.ROLE_RING: "ring", layout.ROLE_EVENTFD: "eventfd",
          layout.ROLE_SRC_FD: "src_fd", layout.ROLE_FD: "fd",

@@ -109,6 +109,12 @@ COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
 DROPS = ("budget", "ring_full", "inflight_full")
 
 
+def cstr(raw: bytes) -> str:
+    """A char array the kernel filled (comm, hostname): the bytes before its
+    first NUL, as text; bytes that are not UTF-8 become U+FFFD."""
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
 class Layout:
     """A C struct as (member, struct-format) pairs, little-endian, packed
     exactly as the C compiler lays it out (the header pads explicitly)."""
@@ -129,10 +135,6 @@ class Layout:
                        for _, fmt in members]
         self._flat = all(n == 1 for n in self._spans)
         self._names = tuple(m for m, _ in members)
-
-    def value_index(self, member: str) -> int:
-        """Where member's values start in the struct's flat unpacked tuple."""
-        return sum(self._spans[:self._names.index(member)])
 
     def unpack(self, buf, off: int = 0) -> dict:
         """Member name -> value, a tuple for members that span several."""

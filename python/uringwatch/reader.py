@@ -33,7 +33,6 @@ class EventReader:
         self.decode_errors = 0
         self.boot_to_wall = 0
         self.detached = False           # no program runs: the ring holds all there is
-        self.on_raw: Callable[[memoryview], object] | None = None  # sees each raw record
         # sees each batch's ring bytes, the cgroups in it and its record count
         self.on_ring: Callable[[memoryview, set, int], object] | None = None
         self._context = context         # cgroup id -> (path, container id)
@@ -112,19 +111,12 @@ class EventReader:
     def _drain(self, lines: bool = False) -> list:
         """One batch: memory stays bounded when the caller is slow, and the
         ring backs up instead (the kernel then counts ring_full). Lines
-        only where nothing needs the batch's events (on_raw, on_ring)."""
+        only where nothing needs the batch's events (on_ring)."""
         ring = self._ring
         spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
-        if self.on_raw:
-            for off, size in spans:
-                view = ring.data[off:off + size]
-                try:
-                    self.on_raw(view)
-                finally:        # a view left alive would keep the ring from unmapping
-                    view.release()
         out, errors = decode_many(ring.data, spans, self.boot_to_wall, self._context,
                                   proc=True, runs=self._runs,
-                                  lines=lines and not (self.on_raw or self.on_ring),
+                                  lines=lines and not self.on_ring,
                                   follow=self._ledger.feed)
         self.decode_errors += len(errors)
         if self.on_ring and spans:
@@ -152,15 +144,14 @@ class EventReader:
             out += self._pending_runs()
         return out
 
-    def _made(self, raw: bytes) -> None:
+    def _made(self, raw: bytes) -> bytes:
         """A record made here, not by the kernel (an operations count, a
         repeat run read at stop): recorded as the ring's are, behind a ring
-        header of its own."""
+        header of its own (ringbuf.made_entry), which it returns."""
+        entry = ringbuf.made_entry(raw)
         if self.on_ring:
-            batch = ringbuf.HDR.pack(len(raw), 0) + raw + bytes(-len(raw) % 8)
-            self.on_ring(memoryview(batch), set(), 1)
-        elif self.on_raw:
-            self.on_raw(memoryview(raw))
+            self.on_ring(memoryview(entry), set(), 1)
+        return entry
 
     def _counts(self) -> list:
         """The operations' counts since the last, as records of their own:
@@ -185,8 +176,10 @@ class EventReader:
                 layout.KIND_REPEAT, layout.ABI_VERSION, layout.REPEAT.size,
                 p["run_first"] or last, last, p["coalesced"], p["ret"], pid, p["tid"],
                 p["fd"], p["opcode"], p["comm"])
-            self._made(raw)
-            ev = decode(raw, 0, len(raw), self.boot_to_wall, None, runs=self._runs)
+            # decoded behind its header, as replay meets it: at_stop is set
+            entry = self._made(raw)
+            ev = decode(entry, ringbuf.HDR.size, len(raw), self.boot_to_wall, None,
+                        runs=self._runs)
             if ev is not None:
                 out.append(ev)
         return out

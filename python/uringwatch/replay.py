@@ -29,6 +29,23 @@ class _Contexts(dict):
         return None, None
 
 
+def _mapped(path: str, populate: bool):
+    """The file's bytes, mapped (b"" if empty); OSError names the file."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+        return mmap.mmap(f.fileno(), 0, flags, mmap.PROT_READ) if size else b""
+
+
+def _header(path: str, data) -> tuple[dump.Meta, int]:
+    """dump.read_header(), and DumpError for a record ABI with no decoder."""
+    meta, start = dump.read_header(data, path)
+    if meta.record_abi not in DECODERS:
+        raise dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
+                             f"record ABI {meta.record_abi} is not known here")
+    return meta, start
+
+
 class Reader:
     """Events from one or more dump files, with what else they hold."""
 
@@ -77,25 +94,30 @@ class Reader:
         others, self._others = summary(self._others), []
         return merged(calls, others)
 
+    def check(self) -> None:
+        """Before anything is printed: OSError for the first file that can't
+        be read, and when no file's header reads, that DumpError too (a
+        file with a good header is replayed, then the problems reported)."""
+        problems = []
+        for path in self.paths:
+            try:
+                _header(path, _mapped(path, populate=False))
+            except dump.DumpError as e:
+                problems.append(e)
+        if problems and len(problems) == len(self.paths):
+            raise problems[0]
+
     def _file(self, path: str, stats: bool, lines: bool = False) -> Iterator[list]:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            # mapped in one go (MAP_POPULATE): a fault per page costs a third
-            # of a replay's time
-            data = mmap.mmap(f.fileno(), 0, mmap.MAP_SHARED | _POPULATE,
-                             mmap.PROT_READ) if size else b""
+        # mapped in one go (MAP_POPULATE): a fault per page costs a third of
+        # a replay's time
+        data = _mapped(path, populate=True)
         try:
-            meta, start = dump.read_header(data, path)
+            meta, start = _header(path, data)
         except dump.DumpError as e:
             self.problems.append(e)
             return
-        abi = meta.record_abi
-        if abi not in DECODERS:
-            self.problems.append(dump.DumpError(path, 0, dump.EXIT_UNKNOWN_ABI,
-                                                f"record ABI {abi} is not known here"))
-            return
         yield from self._frames(path, data, start, meta, stats, lines)
-        self.done_bytes += size
+        self.done_bytes += len(data)
 
     def _frames(self, path, data, start, meta, stats, lines) -> Iterator[list]:
         """Per RECORD or RING frame, a list of its kept events, or with

@@ -8,6 +8,7 @@ import sys
 import time
 
 from .dump import DumpError
+from .errors import os_message
 from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .filters import add_options as add_filter_options, from_args
 from .output import Writer
@@ -70,6 +71,7 @@ def run(args) -> int:
         print(f"uringwatch: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        reader.check()      # a file that can't be replayed at all: said before any output
         if args.stats:      # calls counted on the records' headers: nothing decoded
             report = {**reader.stats(), "drops": reader.drops(),
                       "drops_by_process": reader.process_drops()}
@@ -86,7 +88,7 @@ def run(args) -> int:
     except BrokenPipeError:
         raise               # the reader went away: main() ends quietly
     except OSError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+        print(f"uringwatch: {os_message(e)}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 

@@ -10,6 +10,7 @@ import time
 import msgspec
 
 from . import layout, uapi
+from .layout import cstr
 from .events import Event, Op, OpCred, Ring, Uses
 
 # enum io_uring_op (checked against the object's BTF by tests/test_abi.py)
@@ -58,10 +59,6 @@ def ring_id(value: int) -> str | None:
     return f"{value:016x}" if value else None
 
 
-def _comm(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode(errors="replace")
-
-
 def decode_ring(buf, off: int, boot_to_wall: int, errno_name, context) -> Ring:
     v = layout.RING.unpack(buf, off)
     ok = not v["flags"] & layout.F_EXIT_FAULT and v["ret"] >= 0
@@ -71,7 +68,7 @@ def decode_ring(buf, off: int, boot_to_wall: int, errno_name, context) -> Ring:
     return Ring(
         v["ts_enter"] + boot_to_wall, v["pid"], v["tid"],
         v["ppid"] if v["flags"] & layout.F_PPID else None, v["uid"], v["gid"],
-        _comm(v["comm"]), v["cgroup_id"], ring_id(v["ring_id"]),
+        cstr(v["comm"]), v["cgroup_id"], ring_id(v["ring_id"]),
         v["ret"] if v["ret"] >= 0 else None, v["ret"], errno_name(v["ret"]),
         v["ts_exit"] - v["ts_enter"], v["entries"],
         p and p["sq_entries"], p and p["cq_entries"], flags,
@@ -90,7 +87,7 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
     return Op(
         v["ts"] + boot_to_wall, v["first_ts"] + boot_to_wall, v["count"],
         REASONS.get(v["reason"], str(v["reason"])), ring_id(ring) or "", op,
-        sqe_op_name(op), v["pid"], v["tid"], _comm(v["comm"]), uid, euid,
+        sqe_op_name(op), v["pid"], v["tid"], cstr(v["comm"]), uid, euid,
         v["cgroup_id"], v["creator_pid"] or None, bool(flags & layout.OP_SQ_THREAD),
         slot if flags & layout.OP_FIXED_FILE else None,
         buf_idx if flags & layout.OP_FIXED_BUF else None,

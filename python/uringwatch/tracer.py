@@ -137,7 +137,7 @@ class Tracer:
         written from its record's template (a call repeated with only its
         timestamps changed) comes as that line, bytes with its newline;
         output.Writer(json=True) writes both, the same bytes as for the
-        events. With on_raw or on_ring set, events only."""
+        events. With on_ring set, events only."""
         return self._reader.poll(timeout, lines=True)
 
     def poll_raw(self, sink: Callable[[memoryview, set, int], object],
@@ -164,15 +164,6 @@ class Tracer:
         return self._reader.aevents()
 
     @property
-    def on_raw(self) -> Callable[[memoryview], object] | None:
-        """Sees each raw record as it is read."""
-        return self._reader.on_raw
-
-    @on_raw.setter
-    def on_raw(self, fn: Callable[[memoryview], object] | None) -> None:
-        self._reader.on_raw = fn
-
-    @property
     def on_ring(self) -> Callable[[memoryview, set, int], object] | None:
         """Sees each batch's ring bytes, the cgroups in it and its record count."""
         return self._reader.on_ring
@@ -193,16 +184,6 @@ class Tracer:
         """Add to the kernel's CLOCK_BOOTTIME stamps for wall-clock ns."""
         return self._reader.boot_to_wall
 
-    @property
-    def decode_errors(self) -> int:
-        """Records user space could not decode."""
-        return self._reader.decode_errors
-
-    @property
-    def repeat_events(self) -> int:
-        """Repeat events yielded, pending ones included."""
-        return self._reader.repeat_events
-
     def context(self, cgroup_id: int) -> tuple[str | None, str | None]:
         """(cgroup path, container id), as events carry them."""
         return self._context(cgroup_id) if self._context else (None, None)
@@ -219,5 +200,5 @@ class Tracer:
     def stats(self) -> dict:
         """Counters summed over CPUs, plus records user space could not
         decode; "processes": processes() (the top PROCESSES_IN_STATS)."""
-        return self._opened(self._counters).stats(decode_errors=self.decode_errors,
-                                                  repeat_events=self.repeat_events)
+        return self._opened(self._counters).stats(decode_errors=self._reader.decode_errors,
+                                                  repeat_events=self._reader.repeat_events)
