@@ -320,12 +320,13 @@ def guest_result(guest: str, runner: str, out: str, klog: list[str]) -> tuple[in
 
 
 def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | None = None,
-           filter_klog: bool = False, boot_timeout: float | None = None
-           ) -> tuple[int, str, list[str]]:
+           filter_klog: bool = False, boot_timeout: float | None = None,
+           any_line_boots: bool = False) -> tuple[int, str, list[str]]:
     """Runs argv in its own process group, echoing and collecting its
     output line by line; kills the group at the timeout, or at boot_timeout
-    if no kernel line came by then. Returns the exit code, the output, and
-    the kernel log lines filtered out of it."""
+    if no kernel line (with any_line_boots, no line at all: a quiet kernel
+    whose console only the guest writes) came by then. Returns the exit
+    code, the output, and the kernel log lines filtered out of it."""
     start = time.monotonic()
     deadline = start + timeout
     p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -342,6 +343,8 @@ def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | N
                 klog.append(line)
                 continue
             out.append(line)
+            if boot and any_line_boots:
+                boot.cancel()
             if echo:
                 sys.stdout.write(line)
                 sys.stdout.flush()
