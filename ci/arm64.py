@@ -7,9 +7,8 @@
 
 The root file system is Debian 12 arm64 (debootstrap minbase + python3 +
 python3-venv), made once into /var/cache/uringwatch/arm64/ and packed as an
-initramfs: the
-guest runs from RAM with no block or 9p driver, so Debian's kernel boots it
-with none of its modules. Per run, a second archive is appended to it with
+initramfs: the guest runs from RAM with no block or 9p driver, so Debian's
+kernel boots it with none of its modules. Per run, a second archive is appended to it with
 /init and the run's files (the wheels, the scripts).
 
 debootstrap runs its first stage only (download and unpack, nothing of
