@@ -19,6 +19,7 @@ from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder
+from .screen import escape
 from .errors import PrivilegeError, TracerError
 from .host import check_privileges, tracefs
 from .options import FAIR_BURST, FAIR_RATE
@@ -225,10 +226,16 @@ def probe(json_out: bool) -> int:
         if isinstance(value, dict):     # hooks, rings: one line each
             for name, v in value.items():
                 v = {True: "yes", False: "no", None: "no"}.get(v, v)
-                print(f"{key.removesuffix('s') + ' ' + name:<26} {v}")
+                print(f"{key.removesuffix('s') + ' ' + name:<26} {_value(v)}")
         else:
-            print(f"{key:<26} {value}")
+            print(f"{key:<26} {_value(value)}")
     return EXIT_OK
+
+
+def _value(v) -> str:
+    """A probe value, the rest of its line: the kernel's text (release,
+    lockdown mode) escaped."""
+    return escape(v, field=False) if isinstance(v, str) else str(v)
 
 
 class _Stop:
@@ -367,7 +374,7 @@ def print_stats(stats: dict, shown: int, verb: str = "shown") -> None:
     (last line, which scripts read)."""
     for p in stats.get("processes", [])[:TOP_DROPPERS]:
         causes = ", ".join(f"{k}={p[k]}" for k in ("budget", "ring_full", "inflight_full"))
-        print(f"uringwatch: pid {p['pid']} ({p['comm']}) coalesced={p['coalesced']}, "
+        print(f"uringwatch: pid {p['pid']} ({escape(p['comm'])}) coalesced={p['coalesced']}, "
               f"dropped: {causes}", file=sys.stderr)
     lost = ", ".join(f"{k}={v}" for k, v in stats.items()
                      if k not in ("emitted", "processes"))

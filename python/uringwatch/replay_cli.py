@@ -12,6 +12,7 @@ from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .filters import add_options as add_filter_options, from_args
 from .output import Writer
 from .replay import Reader
+from .screen import escape
 
 PROGRESS_MIN_BYTES = 16 << 20
 
@@ -100,9 +101,16 @@ def _stats_text(r: dict) -> str:
                        ("drops (recorded counters)", "drops")):
         if r[key]:
             lines.append(f"{title}:")
-            lines += [f"  {v:>10}  {k}" for k, v in r[key].items()]
+            show = _process if key.endswith("by_process") else str
+            lines += [f"  {v:>10}  {show(k)}" for k, v in r[key].items()]
     if r["drops_by_process"]:
         lines.append("drops by process (recorded counters):")
-        lines += [f"  {k}: " + ", ".join(f"{c}={n}" for c, n in v.items())
+        lines += [f"  {_process(k)}: " + ", ".join(f"{c}={n}" for c, n in v.items())
                   for k, v in r["drops_by_process"].items()]
     return "\n".join(lines)
+
+
+def _process(key: str) -> str:
+    """A "pid comm" key with the comm escaped (screen.py)."""
+    pid, _, comm = key.partition(" ")
+    return f"{pid} {escape(comm)}"
