@@ -4,7 +4,7 @@ for a terminal and for the table.
 A traced process picks its comm and its files' names: raw, an escape
 sequence would recolour or clear the operator's terminal, a newline would
 forge a line, a space or comma would forge a column or a list entry. So
-every such string is shown escaped, as strace does: non-printable
+every such string is shown escaped, as `strace -x` does: non-printable
 characters (C0 and C1 controls, DEL, escape, line and paragraph separators,
 format characters such as bidi overrides, spaces other than ' ') as
 `\\n`, `\\t`, `\\r`, `\\xHH`, `\\uHHHH` or `\\UHHHHHHHH`, the backslash as
@@ -14,7 +14,8 @@ format characters such as bidi overrides, spaces other than ' ') as
 table's own spaces and commas are the only ones on a line. The table's
 other marks (`=`, `[`, `]`, `:`) need no escape: a field's key is always
 the table's, an fd is a number before the first `:`, and a list ends at
-the `]` followed by a space or the line's end, which a field cannot hold.
+its first `]` followed by a space or the line's end (a field holds no
+space, and the table's `,` or `]` follows it).
 JSON carries the strings exactly; nothing here touches it.
 """
 
@@ -43,6 +44,9 @@ _FIELD = str.maketrans({c: _code(c) for c in _LATIN + [" ", ","]})
 def escape(text: str, field: bool = True) -> str:
     """text as the table shows it: every character printable, a backslash
     only as the start of an escape; with field, no ' ' and no ','."""
+    if text.isprintable() and "\\" not in text and not (field and (" " in text or
+                                                                 "," in text)):
+        return text         # the usual case: a tenth of translate()'s time
     out = text.translate(_FIELD if field else _LINE)
     if out.isprintable():
         return out
