@@ -124,8 +124,8 @@ def test_hostile_names_are_shown_escaped(tmp_path):
     live_json, _ = js.communicate(timeout=30)
     assert js.returncode == 0
 
-    paths = {fd: os.path.realpath(f) for fd, f in zip(json.loads(live_json.splitlines()[0])["payload"]["fds"],
-                                                     files)}
+    first = json.loads(live_json.splitlines()[0])
+    paths = dict(zip(first["payload"]["fds"], map(os.path.realpath, files)))
     for text in (live_json, uw("replay", "--json", rec)):           # JSON: exact
         calls = [json.loads(line) for line in text.splitlines()]
         assert {e["comm"] for e in calls} == {COMM}
@@ -152,3 +152,12 @@ def test_probe_escapes_the_kernels_text(monkeypatch, capsys):
     assert one_line_each(out) == ["kernel                     6.1\\x1b[2J\\nfake yes",
                                   "coalesce                   any call",
                                   "hook x                     a\\rb"]
+
+
+def test_errors_are_one_escaped_line(tmp_path):
+    bad = tmp_path / "not\x1b[2Ja dump\n"
+    bad.write_bytes(b"junk" * 8)
+    r = subprocess.run([UW, "replay", str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert one_line_each(r.stderr) == [f"uringwatch: {tmp_path}/not\\x1b[2Ja dump\\n: "
+                                       "byte 0: not a uringwatch dump (bad magic)"]

@@ -7,12 +7,12 @@ import json
 import sys
 import time
 
+from . import screen
 from .dump import DumpError
 from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .filters import add_options as add_filter_options, from_args
 from .output import Writer
 from .replay import Reader
-from .screen import escape
 
 PROGRESS_MIN_BYTES = 16 << 20
 
@@ -68,7 +68,7 @@ def run(args) -> int:
                         _time_ns(args.until))
     except (ValueError, OSError) as e:
         args.parser.print_usage(sys.stderr)
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return EXIT_USAGE
     try:
         if args.stats:      # calls counted on the records' headers: nothing decoded
@@ -82,12 +82,12 @@ def run(args) -> int:
                 writer.write(batch)
         reader.raise_problems()
     except DumpError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return e.code
     except BrokenPipeError:
         raise               # the reader went away: main() ends quietly
     except OSError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return EXIT_ERROR
     return EXIT_OK
 
@@ -113,4 +113,4 @@ def _stats_text(r: dict) -> str:
 def _process(key: str) -> str:
     """A "pid comm" key with the comm escaped (screen.py)."""
     pid, _, comm = key.partition(" ")
-    return f"{pid} {escape(comm)}"
+    return f"{pid} {screen.escape(comm)}"

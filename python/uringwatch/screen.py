@@ -22,6 +22,7 @@ JSON carries the strings exactly; nothing here touches it.
 from __future__ import annotations
 
 import re
+import sys
 
 _SHORT = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
@@ -60,3 +61,9 @@ _UNSHORT = {v: k for k, v in _SHORT.items()}
 def unescape(text: str) -> str:
     """The string escape() was given."""
     return _ESCAPE.sub(lambda m: _UNSHORT.get(m[0]) or chr(int(m[0][2:], 16)), text)
+
+
+def error(problem) -> None:
+    """A problem as one line on stderr, escaped: a recording's JSON (a
+    malformed key) or a path can hold anything."""
+    print(f"uringwatch: {escape(str(problem), field=False)}", file=sys.stderr)
