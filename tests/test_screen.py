@@ -14,10 +14,11 @@ from hypothesis import given, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import cli, hooks
+from uringwatch import cli, hooks, replay
 from uringwatch.screen import escape, unescape
 
 UW = str(pathlib.Path(sys.executable).parent / "uringwatch")
+TIMEOUT = 300       # a hang's limit only: a replay took over 60 s in a loaded TCG guest
 TESTS = pathlib.Path(__file__).parent
 COMM = "ev\x1b[31mil\nX"
 NAMES = ["uw-evil-\x1b[2J\x1b[31mRED\nFAKE 0 REGISTER_PERSONALITY,8:shadow",
@@ -71,7 +72,7 @@ def start(*args):
 
 
 def uw(*args):
-    r = subprocess.run([UW, *args], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([UW, *args], capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -117,19 +118,21 @@ def test_hostile_names_are_shown_escaped(tmp_path):
     child.stdin.write("go\n")
     child.stdin.flush()
     assert child.stdout.readline() == "done\n"
-    child.wait(10)
+    child.wait(TIMEOUT)
     table.send_signal(signal.SIGINT)        # the kernel has every record: all are shown
-    out, err = table.communicate(timeout=30)
+    out, err = table.communicate(timeout=TIMEOUT)
     assert table.returncode == 0, err
-    live_json, _ = js.communicate(timeout=30)
+    live_json, _ = js.communicate(timeout=TIMEOUT)
     assert js.returncode == 0
 
     first = json.loads(live_json.splitlines()[0])
     paths = dict(zip(first["payload"]["fds"], map(os.path.realpath, files)))
-    for text in (live_json, uw("replay", "--json", rec)):           # JSON: exact
-        calls = [json.loads(line) for line in text.splitlines()]
-        assert {e["comm"] for e in calls} == {COMM}
-        assert {f["fd"]: f["path"] for f in calls[0]["files"] if f["role"] != "ring"} == paths
+    calls = [json.loads(line) for line in live_json.splitlines()]     # JSON: exact
+    assert {e["comm"] for e in calls} == {COMM}
+    assert {f["fd"]: f["path"] for f in calls[0]["files"] if f["role"] != "ring"} == paths
+    recorded = list(replay(str(rec)))
+    assert {e.comm for e in recorded} == {COMM}
+    assert {f.fd: f.path for f in recorded[0].files if f.role != "ring"} == paths
 
     check_table(out, pid, paths)
     assert uw("replay", rec) == out                     # replay's table: the same lines
@@ -157,7 +160,8 @@ def test_probe_escapes_the_kernels_text(monkeypatch, capsys):
 def test_errors_are_one_escaped_line(tmp_path):
     bad = tmp_path / "not\x1b[2Ja dump\n"
     bad.write_bytes(b"junk" * 8)
-    r = subprocess.run([UW, "replay", str(bad)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([UW, "replay", str(bad)], capture_output=True, text=True,
+                       timeout=TIMEOUT)
     assert r.returncode != 0
     assert one_line_each(r.stderr) == [f"uringwatch: {tmp_path}/not\\x1b[2Ja dump\\n: "
                                        "byte 0: not a uringwatch dump (bad magic)"]
