@@ -109,7 +109,8 @@ def test_hostile_names_are_shown_escaped(tmp_path):
     for f in files:
         f.parent.mkdir(exist_ok=True)
         f.write_text("")
-    child = subprocess.Popen([sys.executable, "-c", HOSTILE, str(TESTS), COMM, *map(str, files)],
+    child = subprocess.Popen([sys.executable, "-c", HOSTILE, str(TESTS), COMM,
+                              *map(str, files)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pid = int(child.stdout.readline())
     rec = tmp_path / "rec.uwd"
@@ -125,9 +126,8 @@ def test_hostile_names_are_shown_escaped(tmp_path):
     live_json, _ = js.communicate(timeout=TIMEOUT)
     assert js.returncode == 0
 
-    first = json.loads(live_json.splitlines()[0])
-    paths = dict(zip(first["payload"]["fds"], map(os.path.realpath, files)))
     calls = [json.loads(line) for line in live_json.splitlines()]     # JSON: exact
+    paths = dict(zip(calls[0]["payload"]["fds"], map(os.path.realpath, files)))
     assert {e["comm"] for e in calls} == {COMM}
     assert {f["fd"]: f["path"] for f in calls[0]["files"] if f["role"] != "ring"} == paths
     recorded = list(replay(str(rec)))
