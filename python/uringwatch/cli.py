@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from . import hooks, layout, replay_cli
+from . import hooks, layout, replay_cli, screen
 from .hooks import HOOKS
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
@@ -191,14 +191,14 @@ def run_trace(args) -> int:
         filters = build_filters(args)
     except (ValueError, OSError) as e:
         args.parser.print_usage(sys.stderr)
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return EXIT_USAGE
     if args.metrics:
         from .metrics import MetricsError, parse_address
         try:
             parse_address(args.metrics)
         except MetricsError as e:
-            print(f"uringwatch: {e}", file=sys.stderr)
+            screen.error(e)
             return EXIT_USAGE
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
@@ -207,17 +207,17 @@ def run_trace(args) -> int:
                         fair=args.fair, rate=args.rate, burst=args.burst)
         return trace(tracer, args, show=not record)
     except TracerError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return EXIT_PRIVILEGE if isinstance(e, PrivilegeError) else EXIT_ERROR
     except LibbpfError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         for line in e.log_lines[-5:]:
             print(f"uringwatch:   libbpf: {line}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK
     except OSError as e:          # the recording's file
-        print(f"uringwatch: {os_message(e)}", file=sys.stderr)
+        screen.error(os_message(e))
         return EXIT_ERROR
 
 
@@ -228,11 +228,11 @@ def probe(json_out: bool) -> int:
         tp = tracefs()
     except TracerError as e:
         tp = None
-        print(f"uringwatch: {e} (hooks not probed)", file=sys.stderr)
+        screen.error(f"{e} (hooks not probed)")
     try:
         rep = hooks.report(tp)
     except LibbpfError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return EXIT_ERROR
     if json_out:
         print(json.dumps(rep))
@@ -241,10 +241,16 @@ def probe(json_out: bool) -> int:
         if isinstance(value, dict):     # hooks, rings: one line each
             for name, v in value.items():
                 v = {True: "yes", False: "no", None: "no"}.get(v, v)
-                print(f"{key.removesuffix('s') + ' ' + name:<26} {v}")
+                print(f"{key.removesuffix('s') + ' ' + name:<26} {_value(v)}")
         else:
-            print(f"{key:<26} {value}")
+            print(f"{key:<26} {_value(value)}")
     return EXIT_OK
+
+
+def _value(v) -> str:
+    """A probe value, the rest of its line: the kernel's text (release,
+    lockdown mode) escaped."""
+    return screen.escape(v, field=False) if isinstance(v, str) else str(v)
 
 
 class _Stop:
@@ -383,8 +389,8 @@ def print_stats(stats: dict, shown: int, verb: str = "shown") -> None:
     (last line, which scripts read)."""
     for p in stats.get("processes", [])[:TOP_DROPPERS]:
         causes = ", ".join(f"{k}={p[k]}" for k in ("budget", "ring_full", "inflight_full"))
-        print(f"uringwatch: pid {p['pid']} ({p['comm']}) coalesced={p['coalesced']}, "
-              f"dropped: {causes}", file=sys.stderr)
+        print(f"uringwatch: pid {p['pid']} ({screen.escape(p['comm'])}) "
+              f"coalesced={p['coalesced']}, dropped: {causes}", file=sys.stderr)
     lost = ", ".join(f"{k}={v}" for k, v in stats.items()
                      if k not in ("emitted", "processes"))
     print(f"uringwatch: {shown} events {verb}, {stats['emitted']} records emitted; "

@@ -16,6 +16,7 @@ import stat
 import msgspec
 
 from . import layout
+from .screen import escape
 
 PAGE_SIZE = 4096            # x86_64, the one architecture built for
 VM_SHARED, VM_HUGETLB = 0x8, 0x400000
@@ -213,13 +214,14 @@ def cred(c: dict) -> Cred:
 
 
 def label(f: FileIdentity) -> str:
-    """A short name for the table: a path, "tcp 127.0.0.1:443", a kind."""
+    """A short name for the table: a path (escaped: the traced process
+    names its files), "tcp 127.0.0.1:443", a kind."""
     s = f.socket
     if s is not None:
         proto = {6: "tcp", 17: "udp"}.get(s.protocol) if s.family in ("inet", "inet6") else None
         name = proto or f"{s.family}/{s.type}"
         return f"{name} {s.local}" if s.local else name
-    return f.path or f.kind or "?"
+    return escape(f.path) if f.path else f.kind or "?"
 
 
 # -- looked up later from user space: never verified -----------------------

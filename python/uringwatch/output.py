@@ -14,6 +14,7 @@ import msgspec
 from .events import AnyEvent, Event, Op, Repeat, Ring
 from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
+from .screen import escape
 
 HEADER = (f"{'TIME':<12} {'PID':>7} {'TID':>7} {'COMM':<16} {'FD':>5} "
           f"{'OPCODE':<26} {'NR':>5} {'RET':>8} {'DUR(us)':>8} ARG")
@@ -33,12 +34,15 @@ def _item(v) -> str:
 
 
 def _memory(m: MemoryIdentity) -> str:
-    return f"{m.backing}:{m.path}" if m.path else (m.backing or "?")
+    return f"{m.backing}:{escape(m.path)}" if m.path else (m.backing or "?")
 
 
-def summary(ev: Event, limit: int = 100) -> str:
+def summary(ev: Event, limit: int | None = None) -> str:
     """A short view of the payload for the table's last column, each fd
-    with what it was at the call (fds=[4:/etc/shadow,5:tcp 127.0.0.1:443])."""
+    with what it was at the call (fds=[4:/etc/shadow,5:tcp 127.0.0.1:443]).
+    Lists show their first 8 (memory 4) items, each name whole and escaped
+    (screen.py): a cut at a fixed width would hide a long path's leaf and
+    could split an escape. limit cuts the text anyway, marked with "…"."""
     p = ev.payload
     if p is None:
         return ""
@@ -69,7 +73,7 @@ def summary(ev: Event, limit: int = 100) -> str:
     if ev.toctou and ev.toctou.changed:
         parts.append("TOCTOU:" + ",".join(ev.toctou.changes))
     text = " ".join(parts)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _clock(ts: int) -> str:
@@ -81,7 +85,7 @@ def _ring_row(ev: Ring) -> str:
     ret = ev.error if ev.error else str(ev.ret)
     flags = ",".join(ev.flag_names) or "-"
     sq = f" sq_thread_idle={ev.sq_thread_idle}" if ev.sq_thread_idle is not None else ""
-    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {'':>5} "
             f"{'SETUP':<26} {ev.entries:>5} {ret:>8} {ev.duration_ns / 1000:>8.1f} "
             f"ring={ev.ring_id} flags={flags}{sq}")
 
@@ -101,7 +105,7 @@ def _op_row(ev: Op) -> str:
     if ev.creds_differ:
         used.append(f"CREDS:euid {ev.euid}->{ev.personality_cred.euid}")
     who = " sqpoll" if ev.sq_thread else ""
-    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {'':>5} "
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {'':>5} "
             f"{'OP_' + ev.opcode_name:<26.26} {ev.count:>5} {ev.reason:>8} {'':>8} "
             f"ring={ev.ring_id}{who} {' '.join(used)}")
 
@@ -114,10 +118,10 @@ def row(ev: AnyEvent) -> str:
     t = _clock(ev.ts)
     ret = ev.error if ev.error else str(ev.ret)
     if isinstance(ev, Repeat):
-        return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {_fd(ev):>5} "
+        return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {_fd(ev):>5} "
                 f"{ev.opcode_name:<26.26} {'':>5} {ret:>8} {'':>8} "
                 f"repeated {ev.count}x more, last at {_clock(ev.last_ts)}")
-    return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {ev.comm:<16.16} {_fd(ev):>5} "
+    return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {_fd(ev):>5} "
             f"{ev.opcode_name:<26.26} {ev.nr_args:>5} {ret:>8} "
             f"{ev.duration_ns / 1000:>8.1f} {summary(ev)}")
 

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from . import screen
 from .dump import DumpError
 from .errors import os_message
 from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
@@ -68,7 +69,7 @@ def run(args) -> int:
                         _time_ns(args.until))
     except (ValueError, OSError) as e:
         args.parser.print_usage(sys.stderr)
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return EXIT_USAGE
     try:
         reader.check()      # a file that can't be replayed at all: said before any output
@@ -83,12 +84,12 @@ def run(args) -> int:
                 writer.write(batch)
         reader.raise_problems()
     except DumpError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+        screen.error(e)
         return e.code
     except BrokenPipeError:
         raise               # the reader went away: main() ends quietly
     except OSError as e:
-        print(f"uringwatch: {os_message(e)}", file=sys.stderr)
+        screen.error(os_message(e))
         return EXIT_ERROR
     return EXIT_OK
 
@@ -102,9 +103,16 @@ def _stats_text(r: dict) -> str:
                        ("drops (recorded counters)", "drops")):
         if r[key]:
             lines.append(f"{title}:")
-            lines += [f"  {v:>10}  {k}" for k, v in r[key].items()]
+            show = _process if key.endswith("by_process") else str
+            lines += [f"  {v:>10}  {show(k)}" for k, v in r[key].items()]
     if r["drops_by_process"]:
         lines.append("drops by process (recorded counters):")
-        lines += [f"  {k}: " + ", ".join(f"{c}={n}" for c, n in v.items())
+        lines += [f"  {_process(k)}: " + ", ".join(f"{c}={n}" for c, n in v.items())
                   for k, v in r["drops_by_process"].items()]
     return "\n".join(lines)
+
+
+def _process(key: str) -> str:
+    """A "pid comm" key with the comm escaped (screen.py)."""
+    pid, _, comm = key.partition(" ")
+    return f"{pid} {screen.escape(comm)}"
