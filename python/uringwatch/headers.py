@@ -147,26 +147,18 @@ class Scan:
                 h[self.at[name]] = value
         return tuple(h)
 
-    def summary(self, headers: collections.Counter) -> dict:
-        """replay.summary() of the same records, from a Counter of their
-        header tuples (counted in C): each distinct value is named once, in
+    def counted(self, headers: collections.Counter):
+        """What replay's Tally counts of the calls of a Counter of header
+        tuples (counted in C): (opcode name, process, TOCTOU changed, error
+        or None, how many). Each distinct value is named once, in
         first-seen order, so ties come out in the same order."""
         raw: collections.Counter = collections.Counter()
         pick = itemgetter(*(self.at[f] for f in STAT_FIELDS))
         for h, n in headers.items():
             raw[pick(h)] += n
-        by_op, by_proc, errors = (collections.Counter() for _ in range(3))
-        changed = 0
         for (op, pid, comm, flags, ret), n in raw.items():
-            by_op[opcode_name(op)] += n
-            by_proc[f"{pid} {cstr(comm)}"] += n
-            if flags & layout.F_CHANGED:
-                changed += n
-            if ret < 0:
-                errors[errno_name(ret)] += n
-        return {"events": sum(headers.values()), "toctou_changed": changed,
-                "errors": dict(errors.most_common()), "by_opcode": dict(by_op.most_common()),
-                "by_process": dict(by_proc.most_common())}
+            yield (opcode_name(op), f"{pid} {cstr(comm)}", bool(flags & layout.F_CHANGED),
+                   errno_name(ret), n)
 
 
 # what a recorder needs: ring length word, kind and cgroup
