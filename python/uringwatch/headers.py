@@ -14,6 +14,7 @@ from operator import itemgetter
 from . import layout
 from .layout import cstr
 from .decode import errno_name
+from .filters import header_test
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 
 _FORMATS = {**dict(layout.CALL.members), **dict(layout.REC_HDR.members)}
@@ -66,10 +67,9 @@ REGION_LENS = tuple(f"region_len{i}" for i in range(layout.NREGION)) + \
     ("ident_nfiles", "ident_nmem")
 FILE_SIZE, MEM_SIZE = layout.FILE.size, layout.MEM.size
 STAT_FIELDS = ("opcode", "pid", "comm", "flags", "ret")
-FILTER_FIELDS = {"pids": "pid", "uid": "uid", "cgroups": "cgroup_id", "comm": "comm",
-                 "opcodes": "opcode", "failed": "ret"}
 CALL_SIZE = layout.CALL.size
 _VERDICTS_MAX = 1 << 16
+_TS_END = 1 << 64              # beyond any boot time in ns
 
 
 class Scan:
@@ -86,9 +86,7 @@ class Scan:
                  until_ns: int | None = None, to_wall: int = 0, stats: bool = False):
         want = set(VALIDITY)
         if filters is not None:
-            want |= {field for attr, field in FILTER_FIELDS.items()
-                     if getattr(filters, attr) is not None
-                     and getattr(filters, attr) is not False}     # uid 0 is a filter
+            want |= filters.record_fields()
         if since_ns is not None or until_ns is not None:
             want.add("ts_enter")
         if stats:
@@ -149,26 +147,18 @@ class Scan:
                 h[self.at[name]] = value
         return tuple(h)
 
-    def summary(self, headers: collections.Counter) -> dict:
-        """replay.summary() of the same records, from a Counter of their
-        header tuples (counted in C): each distinct value is named once, in
+    def counted(self, headers: collections.Counter):
+        """What replay's Tally counts of the calls of a Counter of header
+        tuples (counted in C): (opcode name, process, TOCTOU changed, error
+        or None, how many). Each distinct value is named once, in
         first-seen order, so ties come out in the same order."""
         raw: collections.Counter = collections.Counter()
         pick = itemgetter(*(self.at[f] for f in STAT_FIELDS))
         for h, n in headers.items():
             raw[pick(h)] += n
-        by_op, by_proc, errors = (collections.Counter() for _ in range(3))
-        changed = 0
         for (op, pid, comm, flags, ret), n in raw.items():
-            by_op[opcode_name(op)] += n
-            by_proc[f"{pid} {cstr(comm)}"] += n
-            if flags & layout.F_CHANGED:
-                changed += n
-            if ret < 0:
-                errors[errno_name(ret)] += n
-        return {"events": sum(headers.values()), "toctou_changed": changed,
-                "errors": dict(errors.most_common()), "by_opcode": dict(by_op.most_common()),
-                "by_process": dict(by_proc.most_common())}
+            yield (opcode_name(op), f"{pid} {cstr(comm)}", bool(flags & layout.F_CHANGED),
+                   errno_name(ret), n)
 
 
 # what a recorder needs: ring length word, kind and cgroup
@@ -179,32 +169,10 @@ PEEK_AT = {name: i + 1 for i, name in enumerate(PEEK_FIELDS)}
 
 def _keeper(at: dict, filters, since_ns: int | None, until_ns: int | None, to_wall: int):
     """A predicate on header tuples with the meaning of Filters.matches and
-    --since/--until, or None when everything is kept. Built from only the
-    active tests."""
-    f = filters
-    tests, env = [], {"pids": None, "cgroups": None, "opcodes": None, "comm": None}
-    if f is not None and f.pids is not None:
-        tests.append(f"h[{at['pid']}] in pids")
-        env["pids"] = f.pids
-    if f is not None and f.uid is not None:
-        tests.append(f"h[{at['uid']}] == {int(f.uid)}")
-    if f is not None and f.cgroups is not None:
-        tests.append(f"h[{at['cgroup_id']}] in cgroups")
-        env["cgroups"] = f.cgroups
-    if f is not None and f.opcodes is not None:
-        tests.append(f"h[{at['opcode']}] & {~USE_REGISTERED_RING} in opcodes")
-        env["opcodes"] = f.opcodes
-    if f is not None and f.failed:
-        tests.append(f"h[{at['ret']}] < 0")
-    if f is not None and f.comm is not None:
-        tests.append(f"comm(h[{at['comm']}]) == want_comm")
-        env.update(comm=cstr, want_comm=f.comm)
-    if since_ns is not None:
-        tests.append(f"h[{at['ts_enter']}] >= {int(since_ns) - to_wall}")
-    if until_ns is not None:
-        tests.append(f"h[{at['ts_enter']}] <= {int(until_ns) - to_wall}")
-    if not tests:
-        return None
-    # only field indices and integers are written into the source; values
-    # from the command line stay in variables
-    return eval("lambda h: " + " and ".join(tests), env)
+    --since/--until, or None when everything is kept."""
+    tests = [] if filters is None else filters.header_tests(at)
+    if since_ns is not None or until_ns is not None:
+        first = -_TS_END if since_ns is None else since_ns - to_wall
+        last = _TS_END if until_ns is None else until_ns - to_wall
+        tests.append((at["ts_enter"], range(first, last + 1)))
+    return header_test(tests)

@@ -128,11 +128,7 @@ class Loader:
         o, f = self.options, self.filters
         cfg.update(cap=o.cap, snap_bytes=o.snap_bytes,
                    wakeup_bytes=o.wakeup_bytes, use_task_btf=int(use_task_btf),
-                   generic=int(o.generic),
-                   targ_pids=int(f.pids is not None), targ_cgroups=int(f.cgroups is not None),
-                   targ_uid=0xFFFFFFFF if f.uid is None else f.uid,
-                   targ_failed=int(f.failed), targ_opcodes=f.opcode_mask(),
-                   targ_comm=(f.comm or "").encode(),
+                   generic=int(o.generic), **f.knobs(),
                    resolve={v: k for k, v in layout.RESOLVE_NAMES.items()}[resolve],
                    id_key=tuple(int.from_bytes(os.urandom(8), "little") for _ in range(2)),
                    ops_all=int(o.ops_all), **self._fair_config(),

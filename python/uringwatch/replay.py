@@ -90,9 +90,14 @@ class Reader:
         for path in self.paths:
             for counts in self._file(path, stats=True):
                 kept.update(counts)
-        calls = headers.Scan(self.filters, self.since_ns, self.until_ns, 0, True).summary(kept)
-        others, self._others = summary(self._others), []
-        return merged(calls, others)
+        scan = headers.Scan(self.filters, self.since_ns, self.until_ns, 0, True)
+        calls, others = Tally(), Tally()
+        for row in scan.counted(kept):
+            calls.add(*row)
+        for ev in self._others:
+            others.add_event(ev)
+        self._others = []
+        return calls.merge(others).report()
 
     def check(self) -> None:
         """Before anything is printed: OSError for the first file that can't
@@ -181,7 +186,7 @@ class Reader:
             if ev is None or not kept(ev):
                 return
             if stats and not isinstance(ev, Event):
-                self._others.append(ev)     # summarised apart: merged()
+                self._others.append(ev)     # summarised apart: Tally.merge()
             else:
                 out.append(scan.header_of(ev) if stats else ev)
 
@@ -377,35 +382,61 @@ def replay(*paths: str, filters: Filters | None = None) -> Iterator[AnyEvent]:
 def summary(events: Iterator[AnyEvent]) -> dict:
     """--stats: counts per opcode and process, TOCTOU changes, errors;
     calls coalesced into repeat records per process."""
-    by_op, by_proc, errors, repeats = (collections.Counter() for _ in range(4))
-    n = changed = 0
+    tally = Tally()
     for ev in events:
+        tally.add_event(ev)
+    return tally.report()
+
+
+class Tally:
+    """--stats of events, or of calls counted on their records' headers
+    (Reader.stats()): what summary() reports."""
+
+    def __init__(self):
+        self.events = self.changed = 0
+        self.by_op, self.by_proc, self.errors, self.repeats = (
+            collections.Counter() for _ in range(4))
+
+    def add(self, op: str, process: str, changed: bool, error: str | None, n: int = 1,
+            op_n: int | None = None) -> None:
+        """n events of one opcode name ("SETUP", "OP_..." for rings and
+        operations) and process ("pid comm"); op_n: counted by opcode
+        instead of n."""
+        self.events += n
+        self.by_op[op] += n if op_n is None else op_n
+        self.by_proc[process] += n
+        self.changed += n if changed else 0
+        if error:
+            self.errors[error] += n
+
+    def add_event(self, ev: AnyEvent) -> None:
         if isinstance(ev, Repeat):
-            repeats[f"{ev.pid} {ev.comm}"] += ev.count
-            continue
-        n += 1
+            self.repeats[f"{ev.pid} {ev.comm}"] += ev.count
+            return
+        op, op_n = ev.opcode_name if isinstance(ev, Event) else "SETUP", None
         if isinstance(ev, Op):      # operations counted once, by their counts
-            by_op[f"OP_{ev.opcode_name}"] += ev.count if ev.reason == "count" else 0
-        else:
-            by_op[ev.opcode_name if isinstance(ev, Event) else "SETUP"] += 1
-        by_proc[f"{ev.pid} {ev.comm}"] += 1
-        changed += bool(getattr(ev, "toctou", None) and ev.toctou.changed)
-        if getattr(ev, "error", None):
-            errors[ev.error] += 1
-    return {"events": n, "toctou_changed": changed, "errors": dict(errors.most_common()),
-            "by_opcode": dict(by_op.most_common()), "by_process": dict(by_proc.most_common()),
-            "coalesced_by_process": dict(repeats.most_common())}
+            op, op_n = f"OP_{ev.opcode_name}", ev.count if ev.reason == "count" else 0
+        toctou = getattr(ev, "toctou", None)
+        self.add(op, f"{ev.pid} {ev.comm}", bool(toctou and toctou.changed),
+                 getattr(ev, "error", None), op_n=op_n)
 
+    def merge(self, other: Tally) -> Tally:
+        """This tally and another; where counts tie, this one's names come
+        first, by rank (as replay has always printed them)."""
+        self.events += other.events
+        self.changed += other.changed
+        for mine, theirs in ((self.by_op, other.by_op), (self.by_proc, other.by_proc),
+                             (self.errors, other.errors), (self.repeats, other.repeats)):
+            ranked = mine.most_common()
+            mine.clear()
+            mine.update(dict(ranked))
+            mine.update(theirs)
+        return self
 
-def merged(calls: dict, others: dict) -> dict:
-    """The header-counted summary of calls and the decoded one of the
-    other records, as one --stats report."""
-    out = dict(calls)
-    out["events"] += others["events"]
-    out["toctou_changed"] += others["toctou_changed"]
-    for key in ("errors", "by_opcode", "by_process"):
-        both = collections.Counter(calls[key])
-        both.update(others[key])
-        out[key] = dict(both.most_common())
-    out["coalesced_by_process"] = others["coalesced_by_process"]
-    return out
+    def report(self) -> dict:
+        def ranked(c):
+            return dict(c.most_common())
+        return {"events": self.events, "toctou_changed": self.changed,
+                "errors": ranked(self.errors), "by_opcode": ranked(self.by_op),
+                "by_process": ranked(self.by_proc),
+                "coalesced_by_process": ranked(self.repeats)}
