@@ -29,21 +29,23 @@
 #define FFS_BITS 7ULL   /* flag bits below a registered file's pointer */
 #define UW_FILE_INDEX_ALLOC 0xffffffffU  /* IORING_FILE_INDEX_ALLOC (uapi macro) */
 
-/* Layouts of other kernels (CO-RE flavours): 6.0 to 6.12 kept registered
- * files in an array of io_fixed_file, counted by nr_user_files; 5.10 had
- * the eventfd in the ring itself. */
-struct io_file_table___v61 {
-	struct io_fixed_file___v61 *files;
-	unsigned long *bitmap;
+/* Layouts of other kernels (CO-RE flavours). From 5.15 to 6.12 (and in
+ * 5.10 from 5.10.162, which took 5.15's io_uring) registered files were
+ * an array of io_fixed_file, counted by nr_user_files; 5.13 and 5.14 had
+ * a two-level table under the same names, told apart by a type that came
+ * with 5.15 (io_mkdir, IORING_OP_MKDIRAT). 5.10 keeps the eventfd in the
+ * ring itself. */
+struct io_file_table___v515 {
+	struct io_fixed_file___v515 *files;
 } __attribute__((preserve_access_index));
 
-struct io_fixed_file___v61 {
+struct io_fixed_file___v515 {
 	unsigned long file_ptr;
 } __attribute__((preserve_access_index));
 
-struct io_ring_ctx___v61 {
+struct io_ring_ctx___v515 {
 	unsigned int nr_user_files;
-	struct io_file_table___v61 file_table;
+	struct io_file_table___v515 file_table;
 } __attribute__((preserve_access_index));
 
 struct io_ring_ctx___v510 {
@@ -63,11 +65,12 @@ static __always_inline __u64 table_file(__u64 ctx, __u64 slot, const bool btf)
 		p = kread(kread(t + KOFF(struct io_file_table, data.nodes), btf) + slot * 8, btf);
 		if (p)
 			p = kread(p + KOFF(struct io_rsrc_node, file_ptr), btf);
-	} else if (bpf_core_field_exists(struct io_file_table___v61, bitmap)) {  /* 6.0-6.12 */
-		if (slot >= (__u32)kread(ctx + KOFF(struct io_ring_ctx___v61, nr_user_files), btf))
+	} else if (bpf_core_field_exists(struct io_file_table___v515, files) &&
+		   bpf_core_type_exists(struct io_mkdir)) {                     /* 5.15-6.12 */
+		if (slot >= (__u32)kread(ctx + KOFF(struct io_ring_ctx___v515, nr_user_files), btf))
 			return K_NONE;
-		t = ctx + KOFF(struct io_ring_ctx___v61, file_table);
-		p = kread(kread(t + KOFF(struct io_file_table___v61, files), btf) + slot * 8, btf);
+		t = ctx + KOFF(struct io_ring_ctx___v515, file_table);
+		p = kread(kread(t + KOFF(struct io_file_table___v515, files), btf) + slot * 8, btf);
 	}
 	p &= ~FFS_BITS;
 	return p ? p : K_NONE;
