@@ -130,7 +130,7 @@ enum uw_file_flags {
 	UW_FL_PATH_TRUNC = 1 << 5,/* path longer than UW_PATH_MAX or deeper than walked */
 	UW_FL_SOCK = 1 << 6,      /* socket fields filled */
 	UW_FL_FAULT = 1 << 7,     /* a kernel read failed on the way */
-	/* compared at exit (identity.h, check_files): exactly one of these */
+	/* the check at exit (identity_check.h): one of the first three per fd */
 	UW_FL_SAME_AT_EXIT = 1 << 8, /* the fd named this same open file at exit */
 	UW_FL_KERNEL = 1 << 9,    /* the ring holds this file after the call (table, eventfd, ring) */
 	UW_FL_RACED = 1 << 10,    /* the fd named another file at exit, or the ring holds another */
