@@ -206,18 +206,15 @@ static __always_inline __u64 fd_file(__s32 fd, const bool btf)
 	return kread(kread(fdt + KOFF(struct fdtable, fd), btf) + (__u64)fd * 8, btf);
 }
 
-/* Fills the uw_file at data[off] of slot idx from `file`, or from what
- * fd names when file is 0. */
-static __always_inline int resolve_file(__u32 idx, __u32 off, __s32 fd, __u64 file,
-					const bool btf)
+/* Fills the uw_file at data[off] of slot idx from `file` (0: the fd
+ * named no open file). */
+static __always_inline int resolve_file(__u32 idx, __u32 off, __u64 file, const bool btf)
 {
 	struct uw_file *f = file_at(idx, off);
 	__u64 inode, sb, dentry, vfsmnt;
 
 	if (!f)
 		return 0;
-	if (!file)
-		file = fd_file(fd, btf);
 	if (!file) {
 		f->flags |= UW_FL_BADF;
 		return 0;
@@ -241,14 +238,14 @@ static __always_inline int resolve_file(__u32 idx, __u32 off, __s32 fd, __u64 fi
 	return 0;
 }
 
-__noinline int uw_file_btf(__u32 idx, __u32 off, __s32 fd, __u64 file)
+__noinline int uw_file_btf(__u32 idx, __u32 off, __u64 file)
 {
-	return resolve_file(idx, off, fd, file, true);
+	return resolve_file(idx, off, file, true);
 }
 
-__noinline int uw_file_pr(__u32 idx, __u32 off, __s32 fd, __u64 file)
+__noinline int uw_file_pr(__u32 idx, __u32 off, __u64 file)
 {
-	return resolve_file(idx, off, fd, file, false);
+	return resolve_file(idx, off, file, false);
 }
 
 /* The caller's credentials, which REGISTER_PERSONALITY saves. */
@@ -281,8 +278,8 @@ static __always_inline int add_fd(__u32 idx, __u32 base, __s32 fd, __u32 role_in
 				  const bool btf)
 {
 	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	__u64 off, file, at;
 	struct uw_file *f;
-	__u64 off;
 	__u32 n;
 
 	if (!s)
@@ -307,7 +304,15 @@ static __always_inline int add_fd(__u32 idx, __u32 base, __s32 fd, __u32 role_in
 		f->flags = UW_FL_UNRESOLVED;
 		return 0;
 	}
-	return resolve_file(idx, off, fd, 0, btf);
+	/* kept for the check at exit (check_files); never in the record */
+	file = fd_file(fd, btf);
+	at = n;
+	keep(at);
+	if (at >= UW_FILES_MAX)
+		return 0;
+	keep(at);
+	s->enter_file[at] = file;
+	return resolve_file(idx, off, file, btf);
 }
 
 __noinline int uw_add_fd_btf(__u32 idx, __u32 base, __s32 fd, __u32 role_index)
@@ -341,6 +346,7 @@ static __always_inline void resolve_fds(struct uw_slot *s, __u32 idx, const bool
 	__u32 base = c->region[0].len + c->region[1].len + c->region[2].len;
 	__u16 role = UW_ROLE_FDS;
 
+	s->ring_ctx = 0;        /* set by the io_uring_register tracepoint */
 	c->ident.path = cfg.resolve;
 	if (cfg.resolve == UW_RES_OFF)
 		return;
@@ -464,9 +470,9 @@ static __always_inline void add_mem(struct uw_slot *s, __u32 idx, __u32 base, __
 	m->file.role = UW_ROLE_MEM;
 	m->file.fd = -1;
 	if (btf)
-		uw_file_btf(idx, off + OFF(uw_mem, file), -1, s->scratch);
+		uw_file_btf(idx, off + OFF(uw_mem, file), s->scratch);
 	else
-		uw_file_pr(idx, off + OFF(uw_mem, file), -1, s->scratch);
+		uw_file_pr(idx, off + OFF(uw_mem, file), s->scratch);
 }
 
 /* At exit: the memory behind every buffer the call registers, placed

@@ -29,6 +29,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "capture.h"
 #include "toctou.h"
 #include "identity.h"
+#include "identity_check.h"
 #include "rings.h"
 #include "fairness.h"
 
@@ -173,6 +174,7 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 	s->call.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(s->call.comm, sizeof(s->call.comm));
 	fill_task(&s->call);
+	check_files(s, idx, btf);
 	resolve_mems(s, idx, btf, loop);
 	finish_args(s, loop);
 
@@ -347,6 +349,7 @@ int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_regi
 	if (!s)
 		return 0;
 	s->call.ring.ring_id = id_of_addr((__u64)ctx->ctx);
+	s->ring_ctx = (__u64)ctx->ctx;     /* identity_check.h reads its tables */
 	if (ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf)
 		s->call.ring.cred_id = id_of_ptr(bpf_get_current_task_btf()->cred);
 	return 0;

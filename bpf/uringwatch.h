@@ -130,6 +130,12 @@ enum uw_file_flags {
 	UW_FL_PATH_TRUNC = 1 << 5,/* path longer than UW_PATH_MAX or deeper than walked */
 	UW_FL_SOCK = 1 << 6,      /* socket fields filled */
 	UW_FL_FAULT = 1 << 7,     /* a kernel read failed on the way */
+	/* the check at exit (identity_check.h): one of the first three per fd */
+	UW_FL_SAME_AT_EXIT = 1 << 8, /* the fd named this same open file at exit */
+	UW_FL_KERNEL = 1 << 9,    /* the ring holds this file after the call (table, eventfd, ring) */
+	UW_FL_RACED = 1 << 10,    /* the fd named another file at exit, or the ring holds another */
+	UW_FL_AT_EXIT = 1 << 11,  /* not an fd of the call: the other identity of the raced entry
+				   * with its role and index (KERNEL: the ring's; else the fd's at exit) */
 };
 
 struct uw_file {
@@ -181,6 +187,7 @@ enum uw_ident_flags {
 	UW_I_FILES_TRUNC = 1 << 0, /* more fds than UW_FILES_MAX (or than captured) */
 	UW_I_MEMS_TRUNC = 1 << 1,  /* more buffers than UW_MEMS_MAX (or than captured) */
 	UW_I_CRED = 1 << 2,        /* cred filled (REGISTER_PERSONALITY) */
+	UW_I_CHECKED = 1 << 3,     /* files compared at exit (older records: never) */
 };
 
 /* Credentials of the caller, as REGISTER_PERSONALITY saves them. */

@@ -187,3 +187,34 @@ def test_readme_opcode_table_lists_every_opcode_once():
               for n, name in re.findall(r"(\d+) `(\w+)`", cell)]
     assert sorted(n for n, _ in listed) == list(range(len(opcodes.NAMES)))
     assert [(n, name) for n, name in listed if opcodes.BY_NAME.get(name) != n] == []
+
+
+def test_a_raced_fd_carries_the_file_the_kernel_holds():
+    """An fd that named another file in the ring's table after the call
+    than at enter: not verified, the ring's file beside it, and the TOCTOU
+    flag names the fd; the ring's own entry checked against the kernel."""
+    rec = call_record(regions=FILES_REGIONS, ident_flags=layout.I_CHECKED, files=[
+        uw_file(fd=3, role=layout.ROLE_RING, flags=layout.FL_FOUND | layout.FL_PSEUDO |
+                layout.FL_KERNEL, path=b"[io_uring]\0"),
+        uw_file(flags=layout.FL_FOUND | layout.FL_ROOTED | layout.FL_RACED,
+                path=b"hostname\0etc\0"),
+        uw_file(flags=layout.FL_FOUND | layout.FL_ROOTED | layout.FL_AT_EXIT | layout.FL_KERNEL,
+                path=b"shadow\0etc\0")])
+    ev = decode(rec, 0, len(rec), 0)
+    ring, f = ev.files
+    assert (ring.verified, ring.check, ring.reason) == (True, "kernel", None)
+    assert (f.path, f.verified, f.check, f.reason) == ("/etc/hostname", False, None, "raced")
+    assert (f.at_exit.path, f.at_exit.verified, f.at_exit.check) == ("/etc/shadow", True, "kernel")
+    assert ev.toctou.changed and ev.toctou.changes == ["fd 4 (fds[0])"]
+
+
+@pytest.mark.parametrize("flags, ident_flags, want", [
+    (layout.FL_SAME_AT_EXIT, layout.I_CHECKED, (True, "exit", None)),
+    (0, layout.I_CHECKED, (False, None, "unchecked")),
+    (0, 0, (True, None, None)),             # a record from before the check
+], ids=["same-at-exit", "unchecked", "older-record"])
+def test_what_verified_rests_on(flags, ident_flags, want):
+    rec = call_record(regions=FILES_REGIONS, ident_flags=ident_flags,
+                      files=[uw_file(flags=layout.FL_FOUND | layout.FL_ROOTED | flags)])
+    (f,) = decode(rec, 0, len(rec), 0).files
+    assert (f.verified, f.check, f.reason, f.at_exit) == (*want, None)

@@ -198,19 +198,22 @@ def errno_name(ret: int) -> str | None:
 # record's entries together by their bytes. Cleared when full, which is
 # cheaper than tracking use.
 _SEEN_MAX = 4096
-_FILES_SEEN: dict[bytes, identity.FileIdentity] = {}
-_BLOCKS: dict[tuple[int, bytes], tuple] = {}  # (nfiles, all entries) -> decoded
+_FILES_SEEN: dict[tuple[bytes, bool], tuple[int, identity.FileIdentity]] = {}
+_BLOCKS: dict[tuple[int, bool, bytes], tuple] = {}  # (nfiles, checked, entries) -> decoded
 _BLOCKS_MAX = 256                             # up to ~21 KiB each
 _RESOLVES: dict[int, identity.Resolve] = {}
 
 
-def _file(raw: bytes) -> identity.FileIdentity:
-    f = _FILES_SEEN.get(raw)
-    if f is None:
+def _file(raw: bytes, checked: bool) -> tuple[int, identity.FileIdentity]:
+    """(uw_file.flags, the FileIdentity) of a raw entry."""
+    key = (raw, checked)
+    got = _FILES_SEEN.get(key)
+    if got is None:
         if len(_FILES_SEEN) >= _SEEN_MAX:
             _FILES_SEEN.clear()
-        f = _FILES_SEEN[raw] = identity.file_identity(layout.FILE.unpack(raw))
-    return f
+        f = layout.FILE.unpack(raw)
+        got = _FILES_SEEN[key] = (f["flags"], identity.file_identity(f, checked))
+    return got
 
 
 def _resolve(path_code: int, flags: int) -> identity.Resolve:
@@ -223,17 +226,18 @@ def _resolve(path_code: int, flags: int) -> identity.Resolve:
     return resolve
 
 
-def _entries(rec: bytes, pos: int, nfiles: int, used: int) -> tuple:
+def _entries(rec: bytes, pos: int, nfiles: int, used: int, checked: bool) -> tuple:
     """(files, memory, whether any is left to /proc) of the uw_file and
     uw_mem entries at rec[pos:pos+used]; the same entries as a record
     before are not decoded again."""
-    key = (nfiles, rec[pos:pos + used])
+    key = (nfiles, checked, rec[pos:pos + used])
     got = _BLOCKS.get(key)
     if got is not None:
         return got
-    raw = key[1]
+    raw = key[2]
     mid = nfiles * _FILE_SIZE
-    files = tuple(_file(raw[p:p + _FILE_SIZE]) for p in range(0, mid, _FILE_SIZE))
+    files = identity.pair_raced([_file(raw[p:p + _FILE_SIZE], checked)
+                                 for p in range(0, mid, _FILE_SIZE)])
     memory = tuple(identity.memory_identity(layout.MEM.unpack(raw, at),
                                             layout.FILE.unpack(raw, at + _MEM_HEAD))
                    for at in range(mid, used, _MEM_SIZE))
@@ -258,7 +262,7 @@ def _identities(rec: bytes, ident: tuple, shape: _CallShape, pos: int) -> tuple:
         cred = identity.cred(layout.CRED.unpack(rec, shape.cred_at))
     if resolve.path == "off":
         return None, cred, None, resolve, False, used
-    files, memory, to_proc = _entries(rec, pos, nfiles, used)
+    files, memory, to_proc = _entries(rec, pos, nfiles, used, bool(flags & layout.I_CHECKED))
     return files, cred, memory or None, resolve, to_proc, used
 
 
@@ -486,8 +490,11 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
         raise RecordError(f"{size - pos} stray bytes after the regions")
     op = opcode & ~USE_REGISTERED_RING
     call = arguments.Call(op, nr_args, ret, tuple(regions), bool(flags & layout.F_RAW))
-    toctou = (bool(flags & layout.F_CHANGED),
-              _changes(call, rec, shape.changed_at, nchanged) if nchanged else (),
+    files, cred, memory, resolve, to_proc = ids
+    # an fd that named another file at exit than at enter is a change too
+    raced = tuple(f"fd {f.fd} ({f.role})" for f in files or () if f.reason == "raced")
+    toctou = (bool(flags & layout.F_CHANGED) or bool(raced),
+              (_changes(call, rec, shape.changed_at, nchanged) if nchanged else ()) + raced,
               bool(flags & layout.F_CHANGED_MORE), bool(flags & layout.F_EXIT_FAULT),
               not flags & layout.F_UNCOMPARED)
     has_ns = flags & layout.F_NS
@@ -497,7 +504,6 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
         rest = (rings.ring_id(ring), rings.ring_id(cred_id),
                 *((nspid, nstid) if ns_flags & layout.NS_IDS else (None, None)),
                 cstr(hostname) if ns_flags & layout.NS_UTS else None)
-    files, cred, memory, resolve, to_proc = ids
     args = [None, pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, cstr(comm),
             cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING),
             arg, nr_args, ret, None, None, errno_name(ret), fd == -1,

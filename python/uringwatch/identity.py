@@ -4,7 +4,10 @@ The kernel side (bpf/identity.h) fills uw_file, uw_mem and uw_cred while
 the call is in flight; this turns them into Structs. Entries the kernel
 left unresolved (resolve=proc, or no bpf_find_vma for buffers) can be
 looked up in /proc by a live tracer: those say `"source": "proc"` and are
-never `verified`, since by then the fd may name another file.
+never `verified`, since by then the fd may name another file. Entries read
+in the kernel are checked at exit (bpf/identity_check.h): `verified` says
+whether that check held, `check` against what, and a raced entry carries
+the other identity in `at_exit`.
 """
 
 from __future__ import annotations
@@ -53,8 +56,11 @@ class FileIdentity(msgspec.Struct, frozen=True, gc=False):
     path_truncated: bool = False  # only the leaf end of a longer path is kept
     socket: Socket | None = None
     source: str = "kernel"    # "kernel": read at the call; "proc": looked up later
-    verified: bool = True     # matches what the kernel saw at the call
+    verified: bool = True     # checked against the kernel or the fd at exit: see `check`
     error: str | None = None  # why the fields are null
+    check: str | None = None  # what `verified` rests on: "kernel", "exit"; None: nothing
+    reason: str | None = None  # why not verified: "raced", "proc", "unchecked"
+    at_exit: FileIdentity | None = None  # raced: the other identity (the ring's, or the fd's)
 
 
 class Cred(msgspec.Struct, frozen=True, gc=False):
@@ -154,17 +160,40 @@ def role_name(role: int, index: int) -> str:
     return ROLES.get(role, f"role{role}")
 
 
-def file_identity(f: dict) -> FileIdentity:
-    """A uw_file, unpacked, as a FileIdentity."""
+# What an fd entry's check at exit found (bpf/identity_check.h):
+# (verified, check, reason)
+_KERNEL = (True, "kernel", None)      # the ring holds this very file after the call
+_EXIT = (True, "exit", None)          # the fd named this file at enter and at exit
+_RACED = (False, None, "raced")       # it named another at exit, or the ring holds another
+_UNCHECKED = (False, None, "unchecked")
+_BEFORE_CHECKS = (True, None, None)   # a record from before the check: as it said then
+
+
+def _verdict(flags: int, checked: bool) -> tuple:
+    if flags & layout.FL_KERNEL:
+        return _KERNEL
+    if flags & layout.FL_SAME_AT_EXIT:
+        return _EXIT
+    if flags & (layout.FL_RACED | layout.FL_AT_EXIT):
+        return _RACED
+    return _UNCHECKED if checked else _BEFORE_CHECKS
+
+
+def file_identity(f: dict, checked: bool = False) -> FileIdentity:
+    """A uw_file, unpacked, as a FileIdentity; `checked`: its record's
+    fd entries were checked at exit (uw_ident.flags UW_I_CHECKED)."""
     fd, role = f["fd"], role_name(f["role"], f["index"])
     flags = f["flags"]
     if flags & layout.FL_UNRESOLVED:
         return FileIdentity(fd, role, source="proc", verified=False,
-                            error="not resolved in the kernel (resolve=proc)")
+                            error="not resolved in the kernel (resolve=proc)", reason="proc")
+    verified, check, reason = _verdict(flags, checked)
     if flags & layout.FL_BADF:
-        return FileIdentity(fd, role, error="EBADF: no open file at this fd at the call")
+        return FileIdentity(fd, role, verified=verified, check=check, reason=reason,
+                            error="EBADF: no open file at this fd at the call")
     if not flags & layout.FL_FOUND:
-        return FileIdentity(fd, role, error="a kernel read failed")
+        return FileIdentity(fd, role, verified=verified, check=check, reason=reason,
+                            error="a kernel read failed")
     name = None
     if flags & layout.FL_PSEUDO:
         parts = _components(f["path"], f["path_len"])
@@ -172,8 +201,19 @@ def file_identity(f: dict) -> FileIdentity:
     kind = _kind(f["mode"], f["magic"], name)
     path, cut = _path(f, kind)
     return FileIdentity(fd, role, kind, _dev(f["dev"]), f["ino"], f["mode"], path, cut,
-                        _socket(f) if flags & layout.FL_SOCK else None,
-                        error="path: a kernel read failed" if flags & layout.FL_FAULT else None)
+                        _socket(f) if flags & layout.FL_SOCK else None, "kernel", verified,
+                        "path: a kernel read failed" if flags & layout.FL_FAULT else None,
+                        check, reason)
+
+
+def pair_raced(entries: list[tuple[int, FileIdentity]]) -> tuple[FileIdentity, ...]:
+    """The fd entries of a record, each raced one with its other identity
+    (an UW_FL_AT_EXIT entry of the same fd, role and index) as at_exit.
+    entries: (uw_file.flags, its FileIdentity) in record order."""
+    others = {(f.fd, f.role): f for fl, f in entries if fl & layout.FL_AT_EXIT}
+    return tuple(msgspec.structs.replace(f, at_exit=others.get((f.fd, f.role)))
+                 if fl & layout.FL_RACED else f
+                 for fl, f in entries if not fl & layout.FL_AT_EXIT)
 
 
 # a buffer's address space was write-locked at the call (bpf_find_vma only

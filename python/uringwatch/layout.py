@@ -87,6 +87,10 @@ FL_PSEUDO = 1 << 4
 FL_PATH_TRUNC = 1 << 5
 FL_SOCK = 1 << 6
 FL_FAULT = 1 << 7
+FL_SAME_AT_EXIT = 1 << 8
+FL_KERNEL = 1 << 9
+FL_RACED = 1 << 10
+FL_AT_EXIT = 1 << 11
 
 # uw_mem.flags
 M_FOUND = 1 << 0
@@ -99,6 +103,7 @@ M_BUSY = 1 << 4
 I_FILES_TRUNC = 1 << 0
 I_MEMS_TRUNC = 1 << 1
 I_CRED = 1 << 2
+I_CHECKED = 1 << 3
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
