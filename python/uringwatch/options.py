@@ -12,6 +12,15 @@ from .errors import TracerError
 FAIR_RATE = 1000
 FAIR_BURST = 5000
 MAX_PROCS = 16384       # processes with fairness state; later ones go without
+# An aggregate (uid and cgroup) may send AGG_SHARE times a process's rate,
+# and a process's burst (which must stay under the ring's reserve line):
+# every process under it spends its budget too, so forking does not
+# multiply it.
+AGG_SHARE = 4
+# A light sender's allowance, past spent budgets and the ring's reserve line
+# (half the ring): records per second, and at most (banked from its start).
+LIGHT_RATE = 32
+LIGHT_BURST = 32
 
 
 class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
