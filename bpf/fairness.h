@@ -374,10 +374,11 @@ static __always_inline bool fair__pass(struct uw_proc *p, struct uw_slot *s, __u
 {
 	struct uw_agg_key k = { .cgroup_id = s->call.cgroup_id, .uid = s->call.uid };
 	__u64 now = s->call.ts_exit;
-	bool full = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.fair_reserve_bytes;
+	bool full;
 
 	if (!cfg.fair_cost_ns)
 		return true;
+	full = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.fair_reserve_bytes;
 	if (p)
 		k = p->agg;
 	if (!full && ((p && !(p->opcodes & op_bit(s->call.opcode))) || fair__budget(p, &k, now)))

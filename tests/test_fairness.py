@@ -45,10 +45,11 @@ def bench_build(tmp_path_factory):
     """bench/'s C load generators built: loadgen (a flooder that counts its
     own calls) and swarm (floods from many processes, threads or uids)."""
     out = tmp_path_factory.mktemp("bench") / "build"
+    # generous: a kernel guest under TCG (ci/kernels.py) takes minutes
     subprocess.run([meson(), "setup", str(out), os.path.join(REPO, "bench")], check=True,
-                   capture_output=True, timeout=60)
+                   capture_output=True, timeout=600)
     subprocess.run(["ninja", "-C", str(out), "loadgen", "swarm"], check=True,
-                   capture_output=True, timeout=120)
+                   capture_output=True, timeout=600)
     return out
 
 
