@@ -12,8 +12,10 @@
  *   process passes free (headroom), and a light sender (a process whose
  *   own small allowance, banked from its start, is not spent) passes when
  *   the budgets say no;
- * - past the ring's reserve line only light senders pass: budgets of many
- *   aggregates (a root swarm across uids) can't fill the room they need;
+ * - past half the ring (the budgets' line) budgets let nothing pass, past
+ *   three quarters (the reserve line) first calls neither: budgets of many
+ *   aggregates (a root swarm across uids), or first calls of a swarm's
+ *   processes, can't fill the room light senders need;
  * - every drop is counted for its process, or its aggregate, by cause;
  * - when a process ends, its pending run is summarised, its counts added
  *   to its aggregate's and its state freed, so the map can't be filled by
@@ -366,29 +368,33 @@ static __always_inline bool fair__budget(struct uw_proc *p, struct uw_agg_key *k
 	return false;
 }
 
-/* Whether a distinct call may be sent; else *cause says why not. Below the
- * ring's reserve line: the first call of each opcode of a process with
- * state, or within both budgets; else, and past the line, only a light
- * sender (its own allowance not spent). */
+/* Whether a distinct call may be sent; else *cause says why not. By the
+ * ring's fill: below the budgets' line, the first call of each opcode of a
+ * process with state, or a call within both budgets; below the reserve
+ * line, that first call only; past it, none. At any fill, a light sender
+ * (its own allowance not spent). */
 static __always_inline bool fair__pass(struct uw_proc *p, struct uw_slot *s, __u32 *cause)
 {
 	struct uw_agg_key k = { .cgroup_id = s->call.cgroup_id, .uid = s->call.uid };
-	__u64 now = s->call.ts_exit;
-	bool full;
+	__u64 now = s->call.ts_exit, fill;
+	bool first;
 
 	if (!cfg.fair_cost_ns)
 		return true;
-	full = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.fair_reserve_bytes;
+	fill = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	first = p && !(p->opcodes & op_bit(s->call.opcode));
 	if (p)
 		k = p->agg;
-	if (!full && ((p && !(p->opcodes & op_bit(s->call.opcode))) || fair__budget(p, &k, now)))
+	if (first && fill < cfg.fair_reserve_bytes)
+		return true;
+	if (fill < cfg.fair_budget_bytes && fair__budget(p, &k, now))
 		return true;
 	if (p && bucket_take(&p->light.credit, &p->light.ts, now, cfg.fair_light_cost_ns,
 			     cfg.fair_light_burst_ns)) {
 		bump(UW_CNT_LIGHT);
 		return true;
 	}
-	*cause = full ? UW_DROP_RESERVE : UW_DROP_BUDGET;
+	*cause = fill < cfg.fair_budget_bytes ? UW_DROP_BUDGET : UW_DROP_RESERVE;
 	return false;
 }
 

@@ -369,7 +369,7 @@ enum uw_drop {
 	UW_DROP_BUDGET,         /* over the process's record budget */
 	UW_DROP_RING_FULL,      /* ring buffer full */
 	UW_DROP_INFLIGHT_FULL,  /* no slot at enter */
-	UW_DROP_RESERVE,        /* ring past its reserve line, and not a light sender */
+	UW_DROP_RESERVE,        /* ring past the budgets' line, and not let pass */
 	UW_DROP_MAX,
 };
 
@@ -433,7 +433,7 @@ enum uw_counter {
 	UW_CNT_PROCS_FULL,    /* calls sent without fairness: procs map full */
 	UW_CNT_REPEATS,       /* repeat summary records sent */
 	UW_CNT_OPS_UNTRACKED, /* operations not counted by key: uses map full */
-	UW_CNT_RESERVE,       /* calls dropped: ring past its reserve line, sender not light */
+	UW_CNT_RESERVE,       /* calls dropped: ring past the budgets' line, not let pass */
 	UW_CNT_LIGHT,         /* calls sent past a spent budget by a light sender */
 	UW_CNT_AGGS_FULL,     /* calls held to the shared overflow aggregate: aggs map full */
 	UW_CNT_PROCS_ENDED,   /* processes whose state was freed as they ended */
@@ -472,7 +472,8 @@ struct uw_config {
 	__u64 fair_agg_burst_ns;
 	__u64 fair_light_cost_ns;  /* a process's light allowance, as above */
 	__u64 fair_light_burst_ns;
-	__u64 fair_reserve_bytes;  /* ring fill past which only light senders pass */
+	__u64 fair_budget_bytes;   /* ring fill past which budgets let nothing pass */
+	__u64 fair_reserve_bytes;  /* ... and past which only light senders pass */
 };
 
 #endif /* URINGWATCH_H */

@@ -280,7 +280,7 @@ CONFIG = Layout("uw_config", [
     ("id_key", "2Q"), ("fair_key", "Q"), ("fair_cost_ns", "Q"), ("fair_burst_ns", "Q"),
     ("ops_all", "I"), ("fair", "I"), ("req_creds_bit", "I"), ("pad2", "I"),
     ("fair_agg_cost_ns", "Q"), ("fair_agg_burst_ns", "Q"), ("fair_light_cost_ns", "Q"),
-    ("fair_light_burst_ns", "Q"), ("fair_reserve_bytes", "Q"),
+    ("fair_light_burst_ns", "Q"), ("fair_budget_bytes", "Q"), ("fair_reserve_bytes", "Q"),
 ])
 
 ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,

@@ -156,7 +156,8 @@ class Loader:
                     fair_agg_cost_ns=cost // AGG_SHARE,
                     fair_agg_burst_ns=cost // AGG_SHARE * o.burst,
                     fair_light_cost_ns=light, fair_light_burst_ns=light * LIGHT_BURST,
-                    fair_reserve_bytes=o.ring_bytes // 2)
+                    fair_budget_bytes=o.ring_bytes // 2,
+                    fair_reserve_bytes=o.ring_bytes // 4 * 3)
 
     def _req_creds_bit(self) -> int:
         """REQ_F_CREDS_BIT of this kernel, read from its BTF, for ring
