@@ -85,7 +85,8 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
     w.add_argument("-W", dest="max_files", type=int, default=0, metavar="FILES",
                    help="with -C, keep only the newest FILES files")
     add_filter_options(ap, live=True)
-    fair = ap.add_argument_group("fairness (per process, in the kernel; README, Fairness)")
+    fair = ap.add_argument_group("fairness (per process, and per uid and cgroup, in the kernel; "
+                                 "README, Fairness)")
     fair.add_argument("--rate", type=int, default=FAIR_RATE, metavar="N",
                       help=f"records per second each process may send past the first "
                            f"call of each opcode; 0: no budget (default {FAIR_RATE})")
