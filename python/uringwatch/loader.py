@@ -176,6 +176,7 @@ class Loader:
         # room for the calls in flight and for markers of calls that got no slot
         obj.set_max_entries("inflight", 2 * o.max_inflight)
         obj.set_max_entries("procs", o.max_procs)
+        obj.set_max_entries("aggs", o.max_aggs)
 
     @staticmethod
     def _make_overflow_agg(obj: BpfObject) -> None:
