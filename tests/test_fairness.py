@@ -175,7 +175,9 @@ def test_registration_hidden_in_own_flood_is_reported(hidden, distinct, tmp_path
         assert ev.payload.fds == [secret]
     assert accounted(events, procs, os.getpid()) == made
     if distinct:
-        assert procs[os.getpid()]["budget"] > 0           # the budget held the junk back
+        # the budget held the junk back; past half the ring (nobody reads
+        # meanwhile, and a slow machine refills the budget for longer) as `reserve`
+        assert procs[os.getpid()]["budget"] + procs[os.getpid()]["reserve"] > 0
     else:
         assert procs[os.getpid()]["coalesced"] >= made - 10
 
