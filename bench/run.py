@@ -278,8 +278,8 @@ def flood(plan: Plan, build: str, start, counters, with_victim: bool) -> dict:
     # every call ends once: received, coalesced into a repeat record, or
     # dropped for one cause (inflight_full calls are also counted as
     # no_enter at their exit, so not added again)
-    c["drops"] = sum(c.get(k, 0) for k in ("budget", "ring_full", "no_enter", "no_exit",
-                                           "decode_errors"))
+    c["drops"] = sum(c.get(k, 0) for k in ("budget", "reserve", "ring_full", "no_enter",
+                                           "no_exit", "decode_errors"))
     c["gap"] = c["received"] + c.get("coalesced", 0) + c["drops"] - c["calls"]
     return c
 

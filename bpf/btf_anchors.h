@@ -59,6 +59,8 @@ struct uw_records *uw_records_anchor __attribute__((unused));
  * map's value type must be named here for user space to find it. */
 struct uw_repeat *uw_repeat_anchor __attribute__((unused));
 struct uw_proc *uw_proc_anchor __attribute__((unused));
+struct uw_agg *uw_agg_anchor __attribute__((unused));
+struct uw_agg_key *uw_agg_key_anchor __attribute__((unused));
 
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {

@@ -1,15 +1,26 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Fairness: no process can flood the ring and hide others' calls, or its
- * own distinct ones. Per process (tgid):
+ * Fairness: no process, nor a swarm of them, can flood the ring and hide
+ * others' calls, or its own distinct ones. Per process (tgid):
  * - a call identical to the last one it sent (same keyed signature over
  *   opcode, fd, ret, nr_args, arg, flags, regions and their bytes) is not
  *   sent but counted into a run; the run is summarised by one uw_repeat
  *   record before the process's next call that is sent;
- * - distinct calls spend a token-bucket budget, refilled over time; a call
- *   over budget is dropped and counted for its process, except the first
- *   call of each opcode, which is always sent (headroom);
- * - every drop is counted for its process by cause.
+ * - distinct calls spend two token buckets: the process's and its
+ *   aggregate's (uid and cgroup), which every process under it spends, so
+ *   forking does not multiply budgets; the first call of each opcode of a
+ *   process passes free (headroom), and a light sender (a process whose
+ *   own small allowance, banked from its start, is not spent) passes when
+ *   the budgets say no;
+ * - past half the ring (the budgets' line) budgets let nothing pass, past
+ *   three quarters (the reserve line) first calls neither: budgets of many
+ *   aggregates (a root swarm across uids), or first calls of a swarm's
+ *   processes, can't fill the room light senders need;
+ * - every drop is counted for its process, or its aggregate, by cause;
+ * - when a process ends, its pending run is summarised, its counts added
+ *   to its aggregate's and its state freed, so the map can't be filled by
+ *   processes that come and go; a process that finds the map full anyway
+ *   is held to its aggregate's budget alone, with no headroom.
  * Every call ends exactly once: sent, coalesced, or dropped and counted.
  * Threads of a process race on its state without locks (tracing programs
  * can't take bpf_spin_lock): counts are atomic adds, so they stay exact;
@@ -24,9 +35,81 @@
 _Static_assert(UW_ARR_A_MAX < 1 << 15 && UW_R_EXIT_FAULT < 1 << 5 && UW_QUERY_ENTRY < 1 << 11,
 	       "a region's len, flags and elem must fit their bits of the signature word");
 
-/* The process's state, made on its first call; NULL when the map is full
- * (counted: the call goes out without fairness). */
-static __always_inline struct uw_proc *fair__proc(__u32 tgid, __u64 now)
+/* Takes one record's cost from a bucket refilled at 1 ns of credit per ns
+ * up to burst; false when it holds less. Another thread may have refilled
+ * it at a later time already: time never runs back. */
+static __always_inline bool bucket_take(__u64 *credit, __u64 *ts, __u64 now, __u64 cost,
+					__u64 burst)
+{
+	__u64 c = *credit, last = *ts;
+
+	if (now > last) {
+		c += now - last;
+		*ts = now;
+	}
+	if (c > burst)
+		c = burst;
+	if (c < cost) {
+		*credit = c;
+		return false;
+	}
+	*credit = c - cost;
+	return true;
+}
+
+/* The current process's age in ns (from its leader's start), 0 if unread. */
+static __always_inline __u64 fair__age(__u64 now)
+{
+	__u64 start, leader;
+
+	if (cfg.use_task_btf) {
+		start = bpf_get_current_task_btf()->group_leader->start_boottime;
+	} else {
+		leader = kread(bpf_get_current_task() + KOFF(struct task_struct, group_leader),
+			       false);
+		start = kread(leader + KOFF(struct task_struct, start_boottime), false);
+	}
+	return start && now > start ? now - start : 0;
+}
+
+/* Whether the current task is the last of its process to end (read in
+ * sched_process_exit, after do_exit counted it out of signal->live); an
+ * unreadable count says yes, which frees the state early: its counts are
+ * folded into the aggregate all the same. */
+static __always_inline bool fair__group_dead(void)
+{
+	__u64 sig;
+
+	if (cfg.use_task_btf)
+		return !bpf_get_current_task_btf()->signal->live.counter;
+	sig = kread(bpf_get_current_task() + KOFF(struct task_struct, signal), false);
+	return !(__u32)kread(sig + KOFF(struct signal_struct, live), false);
+}
+
+/* The aggregate's state, made on its first call; the overflow aggregate's
+ * when the map is full (counted). NULL only if user space made none. */
+static __always_inline struct uw_agg *fair__agg(struct uw_agg_key *k, __u64 now)
+{
+	struct uw_agg_key over = { .uid = UW_AGG_OVERFLOW_UID };
+	struct uw_agg *a = bpf_map_lookup_elem(&aggs, k), fresh = {};
+
+	if (a)
+		return a;
+	fresh.budget.credit = cfg.fair_agg_burst_ns;
+	fresh.budget.ts = now;
+	bpf_map_update_elem(&aggs, k, &fresh, BPF_NOEXIST);
+	a = bpf_map_lookup_elem(&aggs, k);
+	if (a)
+		return a;
+	bump(UW_CNT_AGGS_FULL);
+	return bpf_map_lookup_elem(&aggs, &over);
+}
+
+/* The process's state, made on its first call with a full budget and a
+ * light allowance banked since it started; NULL when the map is full
+ * (counted: its calls are held to the aggregate's budget alone). */
+static __always_inline struct uw_proc *fair__proc(__u32 tgid, __u64 now, __u32 uid,
+						  __u64 cgroup_id)
 {
 	struct uw_proc *p = bpf_map_lookup_elem(&procs, &tgid), fresh = {};
 
@@ -34,6 +117,10 @@ static __always_inline struct uw_proc *fair__proc(__u32 tgid, __u64 now)
 		return p;
 	fresh.credit = cfg.fair_burst_ns;
 	fresh.credit_ts = now;
+	fresh.light.credit = fair__age(now);
+	fresh.light.ts = now;
+	fresh.agg.uid = uid;
+	fresh.agg.cgroup_id = cgroup_id;
 	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 	/* NOEXIST: another thread may have made it meanwhile; keep theirs */
 	bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST);
@@ -43,17 +130,35 @@ static __always_inline struct uw_proc *fair__proc(__u32 tgid, __u64 now)
 	return p;
 }
 
+/* Counts a drop for its process, or without state for its aggregate. */
+static __always_inline void fair__drop(struct uw_proc *p, __u32 uid, __u64 cgroup_id,
+				       __u32 cause)
+{
+	struct uw_agg_key k = { .cgroup_id = cgroup_id, .uid = uid };
+	struct uw_agg *a;
+
+	if (cause >= UW_DROP_MAX)
+		return;
+	if (p) {
+		__sync_fetch_and_add(&p->drops[cause], 1);
+		return;
+	}
+	a = fair__agg(&k, bpf_ktime_get_boot_ns());
+	if (a)
+		__sync_fetch_and_add(&a->drops[cause], 1);
+}
+
 /* Counts a call lost at enter (no slot) for its process too. */
 static __always_inline void fair__lost_at_enter(__u32 tgid)
 {
-	struct uw_proc *p;
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+	__u64 cg = bpf_get_current_cgroup_id();
 
 	bump(UW_CNT_INFLIGHT_FULL);
 	if (!cfg.fair)
 		return;
-	p = fair__proc(tgid, bpf_ktime_get_boot_ns());
-	if (p)
-		__sync_fetch_and_add(&p->drops[UW_DROP_INFLIGHT_FULL], 1);
+	fair__drop(fair__proc(tgid, bpf_ktime_get_boot_ns(), uid, cg), uid, cg,
+		   UW_DROP_INFLIGHT_FULL);
 }
 
 /* One step of a keyed multiply-rotate hash; fair__sig finishes it with
@@ -237,41 +342,72 @@ static __always_inline __u64 fair__sig(struct uw_slot *s, const bool loop)
 	return x.h == NO_SIG ? NO_SIG + 1 : x.h;
 }
 
-/* Spends one record of the budget; false when the process has none left.
- * The first call of each opcode is free and always passes. */
-static __always_inline bool fair__budget(struct uw_proc *p, __u32 opcode, __u64 now)
+static __always_inline __u64 op_bit(__u32 opcode)
 {
 	__u32 op = opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
-	__u64 credit = p->credit, last = p->credit_ts;
 
-	if (!cfg.fair_cost_ns || !(p->opcodes & (1ULL << (op < 63 ? op : 63))))
-		return true;
-	/* another thread may have refilled at a later time already */
-	if (now > last) {
-		credit += now - last;
-		p->credit_ts = now;
-	}
-	if (credit > cfg.fair_burst_ns)
-		credit = cfg.fair_burst_ns;
-	if (credit < cfg.fair_cost_ns) {
-		p->credit = credit;
-		return false;
-	}
-	p->credit = credit - cfg.fair_cost_ns;
-	return true;
+	return 1ULL << (op < 63 ? op : 63);
 }
 
-/* Sends the summary of the process's pending run, if any. When the ring
- * is full the run stays pending: the next summary carries its count. */
-static __always_inline void fair__end_run(struct uw_proc *p)
+/* Spends one record of the process's budget and of its aggregate's (the
+ * overflow's, without state); false, spending neither, when either has
+ * none left. */
+static __always_inline bool fair__budget(struct uw_proc *p, struct uw_agg_key *k, __u64 now)
+{
+	struct uw_agg *a;
+
+	if (p && !bucket_take(&p->credit, &p->credit_ts, now, cfg.fair_cost_ns,
+			      cfg.fair_burst_ns))
+		return false;
+	a = fair__agg(k, now);
+	if (!a || bucket_take(&a->budget.credit, &a->budget.ts, now, cfg.fair_agg_cost_ns,
+			      cfg.fair_agg_burst_ns))
+		return true;
+	if (p)
+		p->credit += cfg.fair_cost_ns;  /* given back: not sent */
+	return false;
+}
+
+/* Whether a distinct call may be sent; else *cause says why not. By the
+ * ring's fill: below the budgets' line, the first call of each opcode of a
+ * process with state, or a call within both budgets; below the reserve
+ * line, that first call only; past it, none. At any fill, a light sender
+ * (its own allowance not spent). */
+static __always_inline bool fair__pass(struct uw_proc *p, struct uw_slot *s, __u32 *cause)
+{
+	struct uw_agg_key k = { .cgroup_id = s->call.cgroup_id, .uid = s->call.uid };
+	__u64 now = s->call.ts_exit, fill;
+	bool first;
+
+	if (!cfg.fair_cost_ns)
+		return true;
+	fill = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	first = p && !(p->opcodes & op_bit(s->call.opcode));
+	if (p)
+		k = p->agg;
+	if (first && fill < cfg.fair_reserve_bytes)
+		return true;
+	if (fill < cfg.fair_budget_bytes && fair__budget(p, &k, now))
+		return true;
+	if (p && bucket_take(&p->light.credit, &p->light.ts, now, cfg.fair_light_cost_ns,
+			     cfg.fair_light_burst_ns)) {
+		bump(UW_CNT_LIGHT);
+		return true;
+	}
+	*cause = fill < cfg.fair_budget_bytes ? UW_DROP_BUDGET : UW_DROP_RESERVE;
+	return false;
+}
+
+/* Sends the summary of the process's pending run: a `kind` record, with
+ * the process's running total; false when the ring is full (the run then
+ * stays pending: the next summary carries its count). */
+static __always_inline bool fair__summary(struct uw_proc *p, __u16 kind)
 {
 	struct uw_repeat r = {
-		.hdr = { .kind = UW_KIND_REPEAT, .abi = UW_ABI_VERSION, .size = sizeof(r) },
+		.hdr = { .kind = kind, .abi = UW_ABI_VERSION, .size = sizeof(r) },
 	};
 
-	if (!p->run_first)
-		return;
-	r.first_ts = p->run_first;
+	r.first_ts = p->run_first ? p->run_first : p->run_last;
 	r.last_ts = p->run_last;
 	r.coalesced = p->coalesced;
 	r.ret = p->ret;
@@ -281,34 +417,45 @@ static __always_inline void fair__end_run(struct uw_proc *p)
 	r.opcode = p->opcode;
 	__builtin_memcpy(r.comm, p->comm, sizeof(r.comm));
 	if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag(sizeof(r))))
-		return;
+		return false;
 	p->run_first = 0;
 	bump(UW_CNT_REPEATS);
+	return true;
+}
+
+static __always_inline void fair__end_run(struct uw_proc *p)
+{
+	if (p->run_first)
+		fair__summary(p, UW_KIND_REPEAT);
 }
 
 /* Whether the finished call in s goes to the ring: false when it is
- * coalesced into a run or over budget (both counted here). *sig gets its
- * signature, for fair__sent. */
+ * coalesced into a run or not let pass (both counted here). p is NULL for
+ * a process without state. *sig gets its signature, for fair__sent. */
 static __always_inline bool fair__admit(struct uw_proc *p, struct uw_slot *s, __u64 *sig,
 					const bool loop)
 {
 	__u64 ts = s->call.ts_enter;
+	__u32 cause = UW_DROP_BUDGET;
 
-	*sig = fair__sig(s, loop);
-	if (*sig != NO_SIG && *sig == p->sig) {
-		__sync_fetch_and_add(&p->coalesced, 1);
-		if (!p->run_first)
-			p->run_first = ts;
-		p->run_last = ts;
-		bump(UW_CNT_COALESCED);
+	if (p) {
+		*sig = fair__sig(s, loop);
+		if (*sig != NO_SIG && *sig == p->sig) {
+			__sync_fetch_and_add(&p->coalesced, 1);
+			if (!p->run_first)
+				p->run_first = ts;
+			p->run_last = ts;
+			bump(UW_CNT_COALESCED);
+			return false;
+		}
+	}
+	if (!fair__pass(p, s, &cause)) {
+		fair__drop(p, s->call.uid, s->call.cgroup_id, cause);
+		bump(cause == UW_DROP_RESERVE ? UW_CNT_RESERVE : UW_CNT_BUDGET);
 		return false;
 	}
-	if (!fair__budget(p, s->call.opcode, s->call.ts_exit)) {
-		__sync_fetch_and_add(&p->drops[UW_DROP_BUDGET], 1);
-		bump(UW_CNT_BUDGET);
-		return false;
-	}
-	fair__end_run(p);
+	if (p)
+		fair__end_run(p);
 	return true;
 }
 
@@ -316,19 +463,46 @@ static __always_inline bool fair__admit(struct uw_proc *p, struct uw_slot *s, __
 static __always_inline void fair__sent(struct uw_proc *p, struct uw_slot *s, __u64 sig,
 				       bool sent)
 {
-	__u32 op = s->call.opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
-
 	if (!sent) {
-		__sync_fetch_and_add(&p->drops[UW_DROP_RING_FULL], 1);
+		fair__drop(p, s->call.uid, s->call.cgroup_id, UW_DROP_RING_FULL);
 		return;
 	}
+	if (!p)
+		return;
 	p->sig = sig;
 	p->ret = s->call.ret;
 	p->tid = s->call.tid;
 	p->fd = s->call.fd;
 	p->opcode = s->call.opcode;
-	p->opcodes |= 1ULL << (op < 63 ? op : 63);
+	p->opcodes |= op_bit(s->call.opcode);
 	__builtin_memcpy(p->comm, s->call.comm, sizeof(p->comm));
+}
+
+/* The process tgid ended (its last thread is in do_exit): its pending run
+ * summarised by a REPEAT_END record, which tells user space its running
+ * total restarts, its counts added to its aggregate's, its state freed.
+ * While the ring is full the state stays, so nothing is lost: a process
+ * that reuses the pid carries its totals on. */
+static __always_inline void fair__ended(__u32 tgid)
+{
+	struct uw_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct uw_agg *a;
+	int i;
+
+	if (!p || !fair__group_dead())
+		return;
+	if (p->coalesced && !fair__summary(p, UW_KIND_REPEAT_END))
+		return;
+	a = fair__agg(&p->agg, bpf_ktime_get_boot_ns());
+	if (!a)
+		return;
+	__sync_fetch_and_add(&a->coalesced, p->coalesced);
+#pragma unroll
+	for (i = 0; i < UW_DROP_MAX; i++)
+		__sync_fetch_and_add(&a->drops[i], p->drops[i]);
+	__sync_fetch_and_add(&a->ended, 1);
+	bpf_map_delete_elem(&procs, &tgid);
+	bump(UW_CNT_PROCS_ENDED);
 }
 
 #endif

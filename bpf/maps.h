@@ -85,15 +85,26 @@ struct {
 	__type(value, struct uw_counters);
 } counters SEC(".maps");
 
-/* Fairness state per process (bpf/fairness.h), keyed by tgid. Not LRU:
- * an eviction would lose a process's counts; when full, calls of new
- * processes are sent plainly and counted (procs_full). */
+/* Fairness state per process (bpf/fairness.h), keyed by tgid, freed as
+ * the process ends. Not LRU: an eviction would lose a process's counts;
+ * when full, calls of new processes are held to their aggregate's budget
+ * alone and counted (procs_full). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct uw_proc);
 } procs SEC(".maps");
+
+/* Per aggregate (uid, cgroup): the budget its processes also spend, and
+ * the counts of those that ended. Never freed; when full, new aggregates
+ * share the overflow one, which user space makes before attaching. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, UW_DEFAULT_MAX_AGGS);
+	__type(key, struct uw_agg_key);
+	__type(value, struct uw_agg);
+} aggs SEC(".maps");
 
 /* Filter sets user space can change while tracing. */
 struct {

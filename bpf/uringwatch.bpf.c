@@ -185,11 +185,11 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 		size = sizeof(*s);
 	keep(size);
 	s->call.hdr.size = size;
-	p = fair__proc(s->call.pid, s->call.ts_exit);
-	if (p && !fair__admit(p, s, &sig, loop))
+	p = fair__proc(s->call.pid, s->call.ts_exit, s->call.uid, s->call.cgroup_id);
+	if (cfg.fair && !fair__admit(p, s, &sig, loop))
 		goto out;
 	sent = emit(s, size);
-	if (p)
+	if (cfg.fair)
 		fair__sent(p, s, sig, sent);
 out:
 	bpf_map_push_elem(&free_slots, &idx, 0);
@@ -282,17 +282,22 @@ int BPF_KRETPROBE(kretsyscall__io_uring_register_btf, long ret)
 }
 #endif
 
-/* With the kprobes hook, a call's exit is missed when more calls are in
- * flight than the kretprobe has instances for (its maxactive: 10 on two
- * CPUs). The thread's next call frees its slot and counts no_exit; this
- * does the same when the thread ends first, so the slot is not lost and
- * the call not left uncounted. Loaded with the kprobes hook only. */
+/* A thread ends. With the kprobes hook, a call's exit is missed when more
+ * calls are in flight than the kretprobe has instances for (its
+ * maxactive: 10 on two CPUs). The thread's next call frees its slot and
+ * counts no_exit; this does the same when the thread ends first, so the
+ * slot is not lost and the call not left uncounted. With fairness, the
+ * last thread of a process frees the process's state (fair__ended).
+ * Loaded with the kprobes hook or fairness. */
 SEC("tracepoint/sched/sched_process_exit")
 int tracepoint__sched__sched_process_exit(void *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
 	__u32 idx;
 
-	if (!end_call((__u32)bpf_get_current_pid_tgid(), &idx) || idx == NO_SLOT)
+	if (cfg.fair)
+		fair__ended(id >> 32);
+	if (!end_call((__u32)id, &idx) || idx == NO_SLOT)
 		return 0;
 	bump(UW_CNT_NO_EXIT);
 	bpf_map_push_elem(&free_slots, &idx, 0);

@@ -27,6 +27,7 @@
 #define UW_IDENT_MAX (UW_FILES_MAX * 256 + UW_MEMS_MAX * 312) /* sizes asserted below */
 #define UW_DATA_MAX (UW_HEAD_MAX + UW_ARR_A_MAX + UW_ARR_B_MAX + UW_IDENT_MAX + UW_OUT_MAX)
 #define UW_MAX_CHANGED 16     /* changed spots listed per record */
+#define UW_AGG_OVERFLOW_UID 0xffffffff /* key (this uid, cgroup 0): the overflow aggregate */
 
 /* Limits and the defaults user space starts from. An enum, not macros, so
  * that they are in the object's BTF (btf_anchors.h), where tests/test_abi.py
@@ -47,6 +48,9 @@ enum uw_limits {
 	 * header and this many bytes of its data (the largest result) */
 	UW_QUERY_MAX = 8,
 	UW_QUERY_DATA = 48,
+	/* aggregates with fairness state; past it, new ones share the
+	 * overflow aggregate (UW_AGG_OVERFLOW_UID) */
+	UW_DEFAULT_MAX_AGGS = 4096,
 };
 
 enum uw_kind {
@@ -54,6 +58,7 @@ enum uw_kind {
 	UW_KIND_REPEAT = 2,   /* a run of identical calls, coalesced (fairness.h) */
 	UW_KIND_RING = 3,     /* a ring created: io_uring_setup */
 	UW_KIND_OP = 4,       /* an operation a ring accepted, or a count of them */
+	UW_KIND_REPEAT_END = 5, /* a uw_repeat sent as its process ended: its total restarts */
 };
 
 /* Common first bytes of every ring-buffer record. */
@@ -371,11 +376,27 @@ enum uw_drop {
 	UW_DROP_BUDGET,         /* over the process's record budget */
 	UW_DROP_RING_FULL,      /* ring buffer full */
 	UW_DROP_INFLIGHT_FULL,  /* no slot at enter */
+	UW_DROP_RESERVE,        /* ring past the budgets' line, and not let pass */
 	UW_DROP_MAX,
 };
 
+/* What processes share a budget by: their uid and cgroup (bpf/fairness.h),
+ * the key of the aggs map. */
+struct uw_agg_key {
+	__u64 cgroup_id;
+	__u32 uid;
+	__u32 pad;
+};
+
+/* A token bucket: ns of refill banked, and when it was last refilled. */
+struct uw_bucket {
+	__u64 credit;
+	__u64 ts;
+};
+
 /* One process's fairness state, the value of the procs map (keyed by
- * tgid). Counts only grow; user space reads them at stop. */
+ * tgid); freed when the process ends, its counts added to its aggregate's.
+ * Counts only grow; user space reads them at stop. */
 struct uw_proc {
 	__u64 sig;            /* signature of the last call sent; 0: none */
 	__u64 coalesced;      /* calls coalesced, all runs */
@@ -383,6 +404,8 @@ struct uw_proc {
 	__u64 run_last;
 	__u64 credit;         /* budget: ns of refill banked, <= burst */
 	__u64 credit_ts;      /* when credit was last refilled */
+	struct uw_bucket light; /* the light sender's allowance (fairness.h) */
+	struct uw_agg_key agg;  /* its aggregate, as of its first call */
 	__u64 opcodes;        /* bit n: opcode n sent (bit 63: 63 and above) */
 	__u64 drops[UW_DROP_MAX];
 	__s64 ret;            /* of the last call sent */
@@ -391,6 +414,16 @@ struct uw_proc {
 	__u32 opcode;
 	__u32 pad;
 	char comm[UW_COMM_LEN];
+};
+
+/* One aggregate's state, the value of the aggs map: its budget, which
+ * every process under it spends too, and the counts of its processes that
+ * ended or had no state of their own (procs map full). */
+struct uw_agg {
+	struct uw_bucket budget;
+	__u64 coalesced;      /* of its ended processes, all reported */
+	__u64 drops[UW_DROP_MAX];
+	__u64 ended;          /* processes whose state was folded in here */
 };
 
 /* Drop and progress counters, one set per CPU. */
@@ -407,6 +440,10 @@ enum uw_counter {
 	UW_CNT_PROCS_FULL,    /* calls sent without fairness: procs map full */
 	UW_CNT_REPEATS,       /* repeat summary records sent */
 	UW_CNT_OPS_UNTRACKED, /* operations not counted by key: uses map full */
+	UW_CNT_RESERVE,       /* calls dropped: ring past the budgets' line, not let pass */
+	UW_CNT_LIGHT,         /* calls sent past a spent budget by a light sender */
+	UW_CNT_AGGS_FULL,     /* calls held to the shared overflow aggregate: aggs map full */
+	UW_CNT_PROCS_ENDED,   /* processes whose state was freed as they ended */
 	UW_CNT_MAX,
 };
 
@@ -438,6 +475,12 @@ struct uw_config {
 	__u32 fair;           /* coalescing and budgets on */
 	__u32 req_creds_bit;  /* REQ_F_CREDS_BIT of this kernel; >= 64: unknown */
 	__u32 pad2;
+	__u64 fair_agg_cost_ns;    /* an aggregate's budget, as the process's above */
+	__u64 fair_agg_burst_ns;
+	__u64 fair_light_cost_ns;  /* a process's light allowance, as above */
+	__u64 fair_light_burst_ns;
+	__u64 fair_budget_bytes;   /* ring fill past which budgets let nothing pass */
+	__u64 fair_reserve_bytes;  /* ... and past which only light senders pass */
 };
 
 #endif /* URINGWATCH_H */

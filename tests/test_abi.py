@@ -152,7 +152,7 @@ def test_limits_and_defaults_match_btf(btf):
     assert limits == {"UW_" + name: getattr(layout, name) for name in (
         "HEAD_MAX", "CAP_MAX", "DEFAULT_CAP", "DEFAULT_SNAP_BYTES", "DEFAULT_RING_BYTES",
         "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES", "SIG_UNROLLED",
-        "SIG_FILES_UNROLLED", "QUERY_MAX", "QUERY_DATA")}
+        "SIG_FILES_UNROLLED", "QUERY_MAX", "QUERY_DATA", "DEFAULT_MAX_AGGS")}
 
 
 def test_config_is_the_whole_rodata_cfg_section(btf):
@@ -169,6 +169,12 @@ def test_identity_limits_match_the_header():
         assert f"#define UW_{name} {getattr(layout, name)} " in header, name
     from uringwatch import hooks
     assert sorted(layout.RESOLVE_NAMES.values()) == sorted(hooks.RESOLVE)
+
+
+def test_overflow_aggregate_key_matches_the_header():
+    """User space makes the aggregate the kernel falls back to by this key."""
+    header = (pathlib.Path(__file__).parent.parent / "bpf" / "uringwatch.h").read_text()
+    assert f"#define UW_AGG_OVERFLOW_UID {layout.AGG_OVERFLOW_UID:#x} " in header
 
 
 def test_only_the_btf_object_calls_a_kfunc():

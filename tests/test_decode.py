@@ -126,8 +126,8 @@ def test_identities_past_the_end_are_rejected():
     struct.pack_into("<I", rec, 4, cut)
     with pytest.raises(RecordError, match="past the record"):
         decode(bytes(rec[:cut]), 0, cut, 0)
-def repeat_record(total, pid=10, opcode=9999, ret=-22):
-    return layout.REPEAT.struct.pack(layout.KIND_REPEAT, layout.ABI_VERSION,
+def repeat_record(total, pid=10, opcode=9999, ret=-22, kind=layout.KIND_REPEAT):
+    return layout.REPEAT.struct.pack(kind, layout.ABI_VERSION,
                                      layout.REPEAT.size, 1000, 2000, total, ret, pid, 11, 3,
                                      opcode, b"flood\0")
 
@@ -147,6 +147,22 @@ def test_repeat_counts_come_from_running_totals():
     assert (ev.pid, ev.count, ev.comm, ev.error, ev.opcode_name) == \
         (20, 4, "flood", "EINVAL", "UNKNOWN_9999")
     assert (ev.ts, ev.last_ts) == (10**18 + 1000, 10**18 + 2000)
+
+
+def test_a_process_s_last_repeat_record_restarts_its_total():
+    """The record sent as a process ends counts like any, then its pid's
+    total restarts: a process that reuses the pid counts from 0."""
+    from uringwatch.decode import Runs
+    runs = Runs()
+    counts = []
+    for total, kind in ((5, layout.KIND_REPEAT), (8, layout.KIND_REPEAT_END),
+                        (3, layout.KIND_REPEAT), (8, layout.KIND_REPEAT_END),
+                        (2, layout.KIND_REPEAT_END)):
+        rec = repeat_record(total, kind=kind)
+        ev = decode(rec, 0, len(rec), 10**18, None, runs=runs)
+        counts.append(ev and ev.count)
+    assert counts == [5, 3, 3, 5, 2]
+    assert runs.seen == {}
 
 
 def test_repeat_record_of_the_wrong_size_is_rejected():

@@ -99,7 +99,8 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
     w.add_argument("--group", type=group_id, metavar="NAME|GID",
                    help="group of files made")
     add_filter_options(ap, live=True)
-    fair = ap.add_argument_group("fairness (per process, in the kernel; README, Fairness)")
+    fair = ap.add_argument_group("fairness (per process, and per uid and cgroup, in the kernel; "
+                                 "README, Fairness)")
     fair.add_argument("--rate", type=int, default=FAIR_RATE, metavar="N",
                       help=f"records per second each process may send past the first "
                            f"call of each opcode; 0: no budget (default {FAIR_RATE})")
@@ -384,14 +385,20 @@ def serve_metrics(tracer: Tracer, address: str):
     return metrics
 
 
+def _causes(counts: dict) -> str:
+    return ", ".join(f"{k}={counts[k]}" for k in layout.DROPS)
+
+
 def print_stats(stats: dict, shown: int, verb: str = "shown") -> None:
     """The summary at stop: the processes that lost most, then the counters
     (last line, which scripts read)."""
     for p in stats.get("processes", [])[:TOP_DROPPERS]:
-        causes = ", ".join(f"{k}={p[k]}" for k in ("budget", "ring_full", "inflight_full"))
-        print(f"uringwatch: pid {p['pid']} ({screen.escape(p['comm'])}) "
-              f"coalesced={p['coalesced']}, dropped: {causes}", file=sys.stderr)
+        print(f"uringwatch: pid {p['pid']} ({screen.escape(p['comm'])}) coalesced={p['coalesced']}, "
+              f"dropped: {_causes(p)}", file=sys.stderr)
+    for a in stats.get("aggregates", [])[:TOP_DROPPERS]:
+        print(f"uringwatch: uid {a['uid']} cgroup {a['cgroup_id']} ({a['ended']} processes "
+              f"ended) coalesced={a['coalesced']}, dropped: {_causes(a)}", file=sys.stderr)
     lost = ", ".join(f"{k}={v}" for k, v in stats.items()
-                     if k not in ("emitted", "processes"))
+                     if k not in ("emitted", "processes", "aggregates"))
     print(f"uringwatch: {shown} events {verb}, {stats['emitted']} records emitted; "
           f"{lost}", file=sys.stderr)

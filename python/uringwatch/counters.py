@@ -1,5 +1,6 @@
 """What the kernel counted, read from its maps: records lost by cause
-(per-CPU counters, summed) and, per process, its fairness state."""
+(per-CPU counters, summed) and the fairness state of each process and of
+each aggregate (uid and cgroup)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from . import layout, libbpf
 from .bpfobject import BpfObject
 
 PROCESSES_IN_STATS = 100  # stats() lists this many processes, most dropped first
+AGGREGATES_IN_STATS = 100  # and this many aggregates
+COUNTS = ("coalesced", *layout.DROPS)     # what each lists, per process or aggregate
+
+
+def _dropped_first(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (-sum(r[k] for k in layout.DROPS), -r["coalesced"]))
 
 
 class Counters:
@@ -33,16 +40,20 @@ class Counters:
 
     def procs(self) -> Iterator[tuple[int, dict]]:
         """(tgid, uw_proc as a dict) for every process with fairness state."""
+        for key, val in self._entries("procs", 4, layout.PROC.size):
+            yield int.from_bytes(key, "little"), layout.PROC.unpack(val)
+
+    def _entries(self, name: str, key_size: int, value_size: int) -> Iterator[tuple[bytes, bytes]]:
         lib = libbpf.lib()
-        fd = self._obj.map_fd("procs")
-        key, nxt = ctypes.c_uint32(), ctypes.c_uint32()
-        val = ctypes.create_string_buffer(layout.PROC.size)
+        fd = self._obj.map_fd(name)
+        key, nxt = ctypes.create_string_buffer(key_size), ctypes.create_string_buffer(key_size)
+        val = ctypes.create_string_buffer(value_size)
         prev = None
-        while lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
-            key.value = nxt.value
-            prev = ctypes.byref(key)
-            if lib.bpf_map_lookup_elem(fd, prev, val) == 0:
-                yield key.value, layout.PROC.unpack(val.raw)
+        while lib.bpf_map_get_next_key(fd, prev, nxt) == 0:
+            ctypes.memmove(key, nxt, key_size)
+            prev = key
+            if lib.bpf_map_lookup_elem(fd, key, val) == 0:
+                yield key.raw, val.raw
 
     def processes(self) -> list[dict]:
         """Per process (tgid) with anything coalesced or dropped: pid, comm,
@@ -53,10 +64,33 @@ class Counters:
             if p["coalesced"] or any(drops.values()):
                 out.append({"pid": pid, "comm": layout.cstr(p["comm"]),
                             "coalesced": p["coalesced"], **drops})
-        return sorted(out, key=lambda r: (-sum(r[k] for k in layout.DROPS), -r["coalesced"]))
+        return _dropped_first(out)
+
+    def aggregates(self) -> list[dict]:
+        """Per aggregate (uid, cgroup id) with anything coalesced or
+        dropped: its processes' counts, those still running and those that
+        ended (`ended` of them) or had no state of their own; most dropped
+        first. uid AGG_OVERFLOW_UID: the aggregates past the map's size."""
+        total: dict[tuple[int, int], dict] = {}
+        for key, val in self._entries("aggs", layout.AGG_KEY.size, layout.AGG.size):
+            k, a = layout.AGG_KEY.unpack(key), layout.AGG.unpack(val)
+            total[k["uid"], k["cgroup_id"]] = {
+                "ended": a["ended"], "coalesced": a["coalesced"],
+                **dict(zip(layout.DROPS, a["drops"]))}
+        for _, p in self.procs():
+            t = total.setdefault((p["agg"][1], p["agg"][0]),
+                                 dict.fromkeys(("ended", *COUNTS), 0))
+            t["coalesced"] += p["coalesced"]
+            for k, n in zip(layout.DROPS, p["drops"]):
+                t[k] += n
+        return _dropped_first([{"uid": uid, "cgroup_id": cg, **t}
+                               for (uid, cg), t in total.items()
+                               if any(t[k] for k in COUNTS)])
 
     def stats(self, **user_space: int) -> dict:
         """totals(), then user space's own counts, then "processes": the
-        top PROCESSES_IN_STATS of processes()."""
+        top PROCESSES_IN_STATS of processes(), and "aggregates": the top
+        AGGREGATES_IN_STATS of aggregates()."""
         return {**self.totals(), **user_space,
-                "processes": self.processes()[:PROCESSES_IN_STATS]}
+                "processes": self.processes()[:PROCESSES_IN_STATS],
+                "aggregates": self.aggregates()[:AGGREGATES_IN_STATS]}

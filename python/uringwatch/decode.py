@@ -277,7 +277,9 @@ class Runs:
     """Turns the running totals repeat records carry into each record's
     count, per process. One per tracer run (live, or a recording's run_id):
     a record lost to a full ring or read out of order loses nothing, its
-    calls are counted by the next record of the process."""
+    calls are counted by the next record of the process. A process's last
+    record (KIND_REPEAT_END, sent as it ended) ends its total: a process
+    that reuses the pid starts from 0."""
 
     def __init__(self):
         self.seen: dict[int, int] = {}      # pid -> calls coalesced, counted so far
@@ -290,6 +292,12 @@ class Runs:
         self.seen[pid] = total
         self.events += 1
         return total - last
+
+    def end(self, pid: int, total: int) -> int:
+        """count() of a process's last record; its total restarts."""
+        n = self.count(pid, total)
+        self.seen.pop(pid, None)
+        return n
 
 
 def decode(buf, off: int, size: int, boot_to_wall: int,
@@ -385,11 +393,12 @@ def _unlike_last(buf, off: int, size: int, boot_to_wall: int, context, runs: Run
     kind, abi, rec_size = _HDR.unpack_from(buf, off)
     if kind == layout.KIND_CALL:            # nearly every record
         return _call(buf, off, size, rec_size, abi)
-    if kind in _OTHER_KINDS or kind == layout.KIND_REPEAT:
+    if kind in _OTHER_KINDS or kind in _REPEAT_KINDS:
         if abi != layout.ABI_VERSION:
             raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
-        if kind == layout.KIND_REPEAT:
-            return _repeat(buf, off, size, rec_size, boot_to_wall, runs)
+        if kind in _REPEAT_KINDS:
+            return _repeat(buf, off, size, rec_size, boot_to_wall, runs,
+                           kind == layout.KIND_REPEAT_END)
         lay, decoder = _OTHER_KINDS[kind]
         if rec_size != size or size != lay.size:
             raise RecordError(f"{lay.name} record of {size} bytes (header says "
@@ -398,17 +407,21 @@ def _unlike_last(buf, off: int, size: int, boot_to_wall: int, context, runs: Run
     raise RecordError(f"unknown record kind {kind}")
 
 
+_REPEAT_KINDS = (layout.KIND_REPEAT, layout.KIND_REPEAT_END)
+
+
 def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,
-            runs: Runs | None) -> Repeat | None:
+            runs: Runs | None, last: bool = False) -> Repeat | None:
     if rec_size != size or size != _REPEAT.size:
         raise RecordError(f"repeat record of {size} bytes (header says {rec_size}, "
                           f"layout is {_REPEAT.size})")
-    (_, _, _, first, last, total, ret, pid, tid, fd, opcode,
+    (_, _, _, first, last_ts, total, ret, pid, tid, fd, opcode,
      comm) = _REPEAT.unpack_from(buf, off)
-    count = runs.count(pid, total) if runs is not None else total
+    count = total if runs is None else runs.end(pid, total) if last else \
+        runs.count(pid, total)
     if not count:
         return None
-    return Repeat(first + boot_to_wall, last + boot_to_wall, pid, tid,
+    return Repeat(first + boot_to_wall, last_ts + boot_to_wall, pid, tid,
                   cstr(comm), fd,
                   opcode & ~USE_REGISTERED_RING, opcode_name(opcode),
                   bool(opcode & USE_REGISTERED_RING), ret, count, errno_name(ret),

@@ -86,15 +86,21 @@ def _counter_fields(names) -> list[tuple]:
 
 
 # the counters by name, as the BPF side defines them (layout.py), plus the
-# tracer's own: tracer.stats() has these keys and "processes" (a test says so)
+# tracer's own: tracer.stats() has these keys, "processes" and "aggregates"
+# (a test says so)
 PROCESS_COUNTS = ("coalesced", *layout.DROPS)
 COUNTS = (*layout.COUNTERS, "decode_errors", "repeat_events")
 ProcessDrops = msgspec.defstruct(
     "ProcessDrops", [("pid", int), ("comm", str), *_counter_fields(PROCESS_COUNTS)],
     module=__name__, frozen=True, gc=False)
+AggregateDrops = msgspec.defstruct(
+    "AggregateDrops", [("uid", int), ("cgroup_id", int),
+                       *_counter_fields(("ended", *PROCESS_COUNTS))],
+    module=__name__, frozen=True, gc=False)
 Counters = msgspec.defstruct(
     "Counters", [*_counter_fields(COUNTS),
-                 ("processes", list[ProcessDrops] | UnsetType, UNSET)],
+                 ("processes", list[ProcessDrops] | UnsetType, UNSET),
+                 ("aggregates", list[AggregateDrops] | UnsetType, UNSET)],
     module=__name__, frozen=True)
 
 

@@ -30,8 +30,9 @@ ORDER = ("syscalls", "kprobes", "raw_syscalls")
 # Each exit program has a twin without the bpf_loop TOCTOU re-read, for
 # kernels without bpf_loop: they refuse even a dead reference to a callback.
 NO_LOOP = "_noloop"
-# Frees the slot of a thread that ends with a call whose exit was missed:
-# only kretprobes miss exits (beyond their maxactive calls in flight).
+# Frees the slot of a thread that ends with a call whose exit was missed
+# (only kretprobes miss exits, beyond their maxactive calls in flight), and
+# with fairness a process's state as its last thread ends.
 REAPER = "tracepoint__sched__sched_process_exit"
 REAPER_EVENT = "events/sched/sched_process_exit"
 # Enter and exit have twins that read identities through the bpf_rdonly_cast

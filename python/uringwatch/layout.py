@@ -27,6 +27,8 @@ SIG_UNROLLED = 256          # capture bytes
 SIG_FILES_UNROLLED = 4      # files
 QUERY_MAX = 8               # QUERY chain entries captured
 QUERY_DATA = 48             # bytes of each entry's data, after its header
+DEFAULT_MAX_AGGS = 4096     # aggregates (uid, cgroup) with fairness state
+AGG_OVERFLOW_UID = 0xFFFFFFFF   # (this uid, cgroup 0): where aggregates go past it
 
 FILES_MAX = 64
 MEMS_MAX = 16
@@ -37,6 +39,7 @@ KIND_CALL = 1
 KIND_REPEAT = 2
 KIND_RING = 3
 KIND_OP = 4
+KIND_REPEAT_END = 5         # a repeat record sent as its process ended
 PARAMS_LEN = 120
 
 # enum uw_op_flags
@@ -108,10 +111,10 @@ I_CHECKED = 1 << 3
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
             "read_fault", "filtered", "coalesced", "budget", "procs_full", "repeats",
-            "ops_untracked")
+            "ops_untracked", "reserve", "light", "aggs_full", "procs_ended")
 
 # enum uw_drop, in order: uw_proc.drops[]
-DROPS = ("budget", "ring_full", "inflight_full")
+DROPS = ("budget", "ring_full", "inflight_full", "reserve")
 
 
 def cstr(raw: bytes) -> str:
@@ -258,11 +261,20 @@ REPEAT = Layout("uw_repeat", [
     ("comm", f"{COMM_LEN}s"),
 ])
 
+AGG_KEY = Layout("uw_agg_key", [("cgroup_id", "Q"), ("uid", "I"), ("pad", "I")])
+BUCKET = Layout("uw_bucket", [("credit", "Q"), ("ts", "Q")])
+
 PROC = Layout("uw_proc", [
     ("sig", "Q"), ("coalesced", "Q"), ("run_first", "Q"), ("run_last", "Q"),
-    ("credit", "Q"), ("credit_ts", "Q"), ("opcodes", "Q"), ("drops", f"{len(DROPS)}Q"),
+    ("credit", "Q"), ("credit_ts", "Q"), ("light", BUCKET.format[1:]),
+    ("agg", AGG_KEY.format[1:]), ("opcodes", "Q"), ("drops", f"{len(DROPS)}Q"),
     ("ret", "q"), ("tid", "I"), ("fd", "i"), ("opcode", "I"), ("pad", "I"),
     ("comm", f"{COMM_LEN}s"),
+])
+
+AGG = Layout("uw_agg", [
+    ("budget", BUCKET.format[1:]), ("coalesced", "Q"), ("drops", f"{len(DROPS)}Q"),
+    ("ended", "Q"),
 ])
 
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
@@ -274,7 +286,9 @@ CONFIG = Layout("uw_config", [
     ("resolve", "I"), ("targ_opcodes", "Q"), ("targ_comm", f"{COMM_LEN}s"),
     ("id_key", "2Q"), ("fair_key", "Q"), ("fair_cost_ns", "Q"), ("fair_burst_ns", "Q"),
     ("ops_all", "I"), ("fair", "I"), ("req_creds_bit", "I"), ("pad2", "I"),
+    ("fair_agg_cost_ns", "Q"), ("fair_agg_burst_ns", "Q"), ("fair_light_cost_ns", "Q"),
+    ("fair_light_burst_ns", "Q"), ("fair_budget_bytes", "Q"), ("fair_reserve_bytes", "Q"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, RING, USE_KEY, USE, OP,
+ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM)

@@ -15,7 +15,7 @@ from .bpfobject import BpfObject
 from .errors import TracerError
 from .filters import Filters
 from .host import check_privileges, tracefs
-from .options import TracerOptions
+from .options import AGG_SHARE, LIGHT_BURST, LIGHT_RATE, TracerOptions
 
 OBJECT_NAME = "uringwatch.bpf.o"
 # The same object plus the programs that call the bpf_rdonly_cast kfunc
@@ -51,11 +51,13 @@ class Loader:
                               f"syscall (kprobes and bpf_probe_read_kernel), raw_syscalls")
         has_loop = hooks.has_helper(hooks.FUNC_LOOP)
         obj, resolve, task_btf = self._load_resolving(hook, has_loop, tp)
+        hook_programs = hooks.programs(hook, has_loop, tp, resolve)
         try:
             self._fill_free_slots(obj)
+            self._make_overflow_agg(obj)
             return obj, dict(
                 task_btf=task_btf, tracefs=tp, bpf_loop=has_loop, hook=hook, resolve=resolve,
-                hooks=[obj.section(p) for p in obj.programs if p not in hooks.RING_ALL],
+                hooks=[obj.section(p) for p in obj.programs if p in hook_programs],
                 rings=[obj.section(p) for p in obj.programs if p in hooks.RING_ALL])
         except BaseException:
             obj.close()
@@ -77,7 +79,11 @@ class Loader:
             [r for r in hooks.RESOLVE[hooks.RESOLVE.index(wanted):] if have[r]]
         ring_programs = hooks.ring_programs(tp, self.options.ring_events)
         for i, resolve in enumerate(tries):
-            programs = hooks.programs(hook, has_loop, tp, resolve) + ring_programs
+            programs = hooks.programs(hook, has_loop, tp, resolve)
+            if self.options.fair and hooks.REAPER not in programs and \
+                    os.path.exists(os.path.join(tp, hooks.REAPER_EVENT)):
+                programs += (hooks.REAPER,)     # frees a process's state as it ends
+            programs += ring_programs
             data = object_bytes(OBJECT_BTF_NAME if resolve == "btf" else OBJECT_NAME)
             try:
                 obj, task_btf = self._load_task(data, programs, resolve)
@@ -136,12 +142,18 @@ class Loader:
         view.raw = layout.CONFIG.pack(**cfg)
 
     def _fair_config(self) -> dict:
-        """Fairness knobs; the signature key is fresh each run so that
-        colliding calls can't be crafted ahead."""
+        """Fairness knobs (README, Fairness); the signature key is fresh
+        each run so that colliding calls can't be crafted ahead."""
         o = self.options
         cost = 1_000_000_000 // o.rate if o.rate else 0
+        light = 1_000_000_000 // LIGHT_RATE
         return dict(fair=int(o.fair), fair_key=secrets.randbits(64),
-                    fair_cost_ns=cost, fair_burst_ns=cost * o.burst)
+                    fair_cost_ns=cost, fair_burst_ns=cost * o.burst,
+                    fair_agg_cost_ns=cost // AGG_SHARE,
+                    fair_agg_burst_ns=cost // AGG_SHARE * o.burst,
+                    fair_light_cost_ns=light, fair_light_burst_ns=light * LIGHT_BURST,
+                    fair_budget_bytes=o.ring_bytes // 2,
+                    fair_reserve_bytes=o.ring_bytes // 4 * 3)
 
     def _req_creds_bit(self) -> int:
         """REQ_F_CREDS_BIT of this kernel, read from its BTF, for ring
@@ -160,6 +172,16 @@ class Loader:
         # room for the calls in flight and for markers of calls that got no slot
         obj.set_max_entries("inflight", 2 * o.max_inflight)
         obj.set_max_entries("procs", o.max_procs)
+        obj.set_max_entries("aggs", o.max_aggs)
+
+    @staticmethod
+    def _make_overflow_agg(obj: BpfObject) -> None:
+        """The aggregate new ones share once the map is full (bpf/fairness.h):
+        made before any program runs, so it always has room."""
+        key = layout.AGG_KEY.pack(uid=layout.AGG_OVERFLOW_UID)
+        val = layout.AGG.pack()
+        libbpf.check(libbpf.lib().bpf_map_update_elem(obj.map_fd("aggs"), key, val, 0),
+                     "making the overflow aggregate")
 
     def _fill_free_slots(self, obj: BpfObject) -> None:
         fd = obj.map_fd("free_slots")

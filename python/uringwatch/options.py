@@ -12,6 +12,15 @@ from .errors import TracerError
 FAIR_RATE = 1000
 FAIR_BURST = 5000
 MAX_PROCS = 16384       # processes with fairness state; later ones go without
+# An aggregate (uid and cgroup) may send AGG_SHARE times a process's rate,
+# and a process's burst (which must stay under the ring's reserve line):
+# every process under it spends its budget too, so forking does not
+# multiply it.
+AGG_SHARE = 4
+# A light sender's allowance, past spent budgets and the ring's reserve line
+# (half the ring): records per second, and at most (banked from its start).
+LIGHT_RATE = 32
+LIGHT_BURST = 32
 
 
 class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -28,6 +37,7 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     rate: int = FAIR_RATE
     burst: int = FAIR_BURST
     max_procs: int = MAX_PROCS
+    max_aggs: int = layout.DEFAULT_MAX_AGGS     # aggregates, the overflow one included
     flush_interval: float = 0.05    # seconds a lone record may wait in the ring
     btf_path: str | None = None     # the kernel's BTF, where it has none in sysfs
     containers: bool = True         # cgroup paths and container ids on events
@@ -45,6 +55,8 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             raise TracerError("ring_bytes must be a power of two >= 4096")
         if self.rate < 0 or self.burst < 1 or self.max_procs < 1:
             raise TracerError("rate must be >= 0 (0: no budget), burst and max_procs >= 1")
+        if self.max_aggs < 2:
+            raise TracerError("max_aggs must be >= 2 (one is the overflow aggregate)")
         if self.hook not in ("auto", *hooks.HOOKS):
             raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
         if self.resolve not in ("auto", *hooks.RESOLVE):

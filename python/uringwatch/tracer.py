@@ -197,8 +197,14 @@ class Tracer:
         calls coalesced, and calls dropped by cause; most dropped first."""
         return self._opened(self._counters).processes()
 
+    def aggregates(self) -> list[dict]:
+        """Per aggregate (uid, cgroup_id) with anything coalesced or
+        dropped: the counts of all its processes, running or `ended`."""
+        return self._opened(self._counters).aggregates()
+
     def stats(self) -> dict:
         """Counters summed over CPUs, plus records user space could not
-        decode; "processes": processes() (the top PROCESSES_IN_STATS)."""
+        decode; "processes": processes() (the top PROCESSES_IN_STATS),
+        "aggregates": aggregates() (the top AGGREGATES_IN_STATS)."""
         return self._opened(self._counters).stats(decode_errors=self._reader.decode_errors,
                                                   repeat_events=self._reader.repeat_events)
