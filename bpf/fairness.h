@@ -91,13 +91,18 @@ static __always_inline bool fair__group_dead(void)
 static __always_inline struct uw_agg *fair__agg(struct uw_agg_key *k, __u64 now)
 {
 	struct uw_agg_key over = { .uid = UW_AGG_OVERFLOW_UID };
-	struct uw_agg *a = bpf_map_lookup_elem(&aggs, k), fresh = {};
+	struct uw_agg *a = bpf_map_lookup_elem(&aggs, k), *fresh;
+	__u32 zero = 0;
 
 	if (a)
 		return a;
-	fresh.budget.credit = cfg.fair_agg_burst_ns;
-	fresh.budget.ts = now;
-	bpf_map_update_elem(&aggs, k, &fresh, BPF_NOEXIST);
+	fresh = bpf_map_lookup_elem(&fresh_state, &zero);
+	if (fresh) {
+		__builtin_memset(fresh, 0, sizeof(*fresh));
+		fresh->budget.credit = cfg.fair_agg_burst_ns;
+		fresh->budget.ts = now;
+		bpf_map_update_elem(&aggs, k, fresh, BPF_NOEXIST);
+	}
 	a = bpf_map_lookup_elem(&aggs, k);
 	if (a)
 		return a;
@@ -111,19 +116,24 @@ static __always_inline struct uw_agg *fair__agg(struct uw_agg_key *k, __u64 now)
 static __always_inline struct uw_proc *fair__proc(__u32 tgid, __u64 now, __u32 uid,
 						  __u64 cgroup_id)
 {
-	struct uw_proc *p = bpf_map_lookup_elem(&procs, &tgid), fresh = {};
+	struct uw_proc *p = bpf_map_lookup_elem(&procs, &tgid), *fresh;
+	__u32 zero = 0;
 
 	if (p || !cfg.fair)
 		return p;
-	fresh.credit = cfg.fair_burst_ns;
-	fresh.credit_ts = now;
-	fresh.light.credit = fair__age(now);
-	fresh.light.ts = now;
-	fresh.agg.uid = uid;
-	fresh.agg.cgroup_id = cgroup_id;
-	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	fresh = bpf_map_lookup_elem(&fresh_state, &zero);
+	if (!fresh)
+		return 0;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
+	fresh->credit = cfg.fair_burst_ns;
+	fresh->credit_ts = now;
+	fresh->light.credit = fair__age(now);
+	fresh->light.ts = now;
+	fresh->agg.uid = uid;
+	fresh->agg.cgroup_id = cgroup_id;
+	bpf_get_current_comm(fresh->comm, sizeof(fresh->comm));
 	/* NOEXIST: another thread may have made it meanwhile; keep theirs */
-	bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST);
+	bpf_map_update_elem(&procs, &tgid, fresh, BPF_NOEXIST);
 	p = bpf_map_lookup_elem(&procs, &tgid);
 	if (!p)
 		bump(UW_CNT_PROCS_FULL);
@@ -403,21 +413,25 @@ static __always_inline bool fair__pass(struct uw_proc *p, struct uw_slot *s, __u
  * stays pending: the next summary carries its count). */
 static __always_inline bool fair__summary(struct uw_proc *p, __u16 kind)
 {
-	struct uw_repeat r = {
-		.hdr = { .kind = kind, .abi = UW_ABI_VERSION, .size = sizeof(r) },
-	};
+	/* made in the ring, not on the stack (see fresh_state) */
+	struct uw_repeat *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 
-	r.first_ts = p->run_first ? p->run_first : p->run_last;
-	r.last_ts = p->run_last;
-	r.coalesced = p->coalesced;
-	r.ret = p->ret;
-	r.pid = bpf_get_current_pid_tgid() >> 32;
-	r.tid = p->tid;
-	r.fd = p->fd;
-	r.opcode = p->opcode;
-	__builtin_memcpy(r.comm, p->comm, sizeof(r.comm));
-	if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag(sizeof(r))))
+	if (!r)
 		return false;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->hdr.kind = kind;
+	r->hdr.abi = UW_ABI_VERSION;
+	r->hdr.size = sizeof(*r);
+	r->first_ts = p->run_first ? p->run_first : p->run_last;
+	r->last_ts = p->run_last;
+	r->coalesced = p->coalesced;
+	r->ret = p->ret;
+	r->pid = bpf_get_current_pid_tgid() >> 32;
+	r->tid = p->tid;
+	r->fd = p->fd;
+	r->opcode = p->opcode;
+	__builtin_memcpy(r->comm, p->comm, sizeof(r->comm));
+	bpf_ringbuf_submit(r, wakeup_flag(sizeof(*r)));
 	p->run_first = 0;
 	bump(UW_CNT_REPEATS);
 	return true;

@@ -85,6 +85,21 @@ struct {
 	__type(value, struct uw_counters);
 } counters SEC(".maps");
 
+/* A new process's or aggregate's fairness state is built here, not on the
+ * stack: the exit program's stack, with the identity checks' calls below
+ * it, is at the verifier's 512-byte limit. */
+union uw_fresh {
+	struct uw_proc proc;
+	struct uw_agg agg;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, union uw_fresh);
+} fresh_state SEC(".maps");
+
 /* Fairness state per process (bpf/fairness.h), keyed by tgid, freed as
  * the process ends. Not LRU: an eviction would lose a process's counts;
  * when full, calls of new processes are held to their aggregate's budget
