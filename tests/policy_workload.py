@@ -1,0 +1,42 @@
+"""A small io_uring workload for tests/test_policy.py: registers a file,
+then a NOP and a fixed-file READ; `extra` adds an OPENAT. Names itself
+(comm) as argv[1], prints each operation's result as JSON."""
+
+import ctypes
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import uring  # noqa: E402
+
+PR_SET_NAME = 15
+OP_OPENAT = 18
+AT_FDCWD = -100
+
+
+def main(comm: str, extra: bool) -> dict:
+    ctypes.CDLL(None).prctl(PR_SET_NAME, comm.encode(), 0, 0, 0)
+    ring = uring.Ring(8)
+    zero = os.open("/dev/zero", os.O_RDONLY)
+    fds = uring.ints(zero)
+    assert uring.register(ring.fd, uring.REGISTER_FILES, fds, 1) == 0
+    buf = ctypes.create_string_buffer(64)
+    results = {}
+    ring.put(0, uring.OP_NOP)
+    results["NOP"] = ring.submit(1)
+    ring.put(0, uring.OP_READ, fd=0, addr=ctypes.addressof(buf), length=64,
+             flags=uring.SQE_FIXED_FILE)
+    results["READ"] = ring.submit(1)
+    if extra:
+        path = ctypes.create_string_buffer(b"/dev/null")
+        ring.put(0, OP_OPENAT, fd=AT_FDCWD, addr=ctypes.addressof(path))
+        results["OPENAT"] = ring.submit(1)
+        if results["OPENAT"] >= 0:
+            os.close(results["OPENAT"])
+    ring.close()
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], "extra" in sys.argv[2:])))
