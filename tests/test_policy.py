@@ -38,6 +38,21 @@ def uw(*args, **kw) -> subprocess.CompletedProcess:
                           timeout=120, **kw)
 
 
+class Ran:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def policy_cmd(capsys, *args) -> Ran:
+    """`uringwatch policy ARGS` in this process (a Python start costs
+    seconds under TCG, in the guests)."""
+    from uringwatch.cli import main
+    capsys.readouterr()
+    rc = main(["policy", *map(str, args)])
+    out = capsys.readouterr()
+    return Ran(rc, out.out, out.err)
+
+
 def workload(comm: str, *extra: str, confine: pathlib.Path | None = None) -> dict:
     cmd = [sys.executable, WORKLOAD, comm, *extra]
     if confine:
@@ -75,9 +90,10 @@ def recording(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def policy(recording, tmp_path_factory):
+    from uringwatch.cli import main
     path = tmp_path_factory.mktemp("policy") / "policy.json"
-    out = uw("policy", "generate", recording.path, "-c", recording.base, "-o", path)
-    assert out.returncode == 0, out.stderr
+    assert main(["policy", "generate", str(recording.path), "-c", recording.base,
+                 "-o", str(path)]) == 0
     return path
 
 
@@ -94,14 +110,14 @@ def test_generated_policy_allows_exactly_what_was_recorded(recording, policy):
     assert {u["uid"] for u in doc["sysctl"]["users"]} == {os.getuid()}
 
 
-def test_check_passes_the_recorded_workload(recording, policy):
-    out = uw("policy", "check", policy, recording.path)
+def test_check_passes_the_recorded_workload(recording, policy, capsys):
+    out = policy_cmd(capsys, "check", policy, recording.path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout == ""
 
 
-def test_check_predicts_the_extra_operation_denied(recording, policy):
-    out = uw("policy", "check", policy, recording.path, "-c", recording.extra)
+def test_check_predicts_the_extra_operation_denied(recording, policy, capsys):
+    out = policy_cmd(capsys, "check", policy, recording.path, "-c", recording.extra)
     assert out.returncode == 1, out.stderr
     denied = out.stdout.splitlines()
     assert denied and all(line.split()[:3] == ["DENY", "bpf_filter", "OPENAT"]
@@ -109,10 +125,10 @@ def test_check_predicts_the_extra_operation_denied(recording, policy):
     assert "1 would be denied" in out.stderr
 
 
-def test_policy_with_unknown_fields_is_refused(tmp_path):
+def test_policy_with_unknown_fields_is_refused(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"kind": "uringwatch-policy", "version": 1, "surprise": 1}))
-    out = uw("policy", "check", bad, bad)
+    out = policy_cmd(capsys, "check", bad, bad)
     assert out.returncode == 2 and "bad.json" in out.stderr
 
 
@@ -146,14 +162,14 @@ def test_confined_extra_operation_gets_eacces_alone(recording, policy):
 
 
 @needs_filters
-def test_sqe_flag_constraint_denies_the_fixed_file_read(recording, policy, tmp_path):
+def test_sqe_flag_constraint_denies_the_fixed_file_read(recording, policy, tmp_path, capsys):
     """A hand-tightened rule: READ without SQE flags. check predicts the
     fixed-file READ denied, and the kernel denies it."""
     doc = json.loads(policy.read_text())
     doc["sqe_ops"][1]["constraints"] = {"sqe_flags_allowed": []}
     tight = tmp_path / "tight.json"
     tight.write_text(json.dumps(doc))
-    out = uw("policy", "check", tight, recording.path)
+    out = policy_cmd(capsys, "check", tight, recording.path)
     assert out.returncode == 1
     assert {tuple(line.split()[:3]) for line in out.stdout.splitlines()} == {
         ("DENY", "bpf_filter", "READ")}
@@ -212,7 +228,7 @@ def test_compiled_rules_allow_and_deny_as_written():
     assert cbpf.pack(socks)[:8] == struct.pack("=HBBI", 0x20, 0, 0, 16)
 
 
-def test_show_bpf_prints_the_disassembly(tmp_path):
+def test_show_bpf_prints_the_disassembly(tmp_path, capsys):
     doc = {"kind": "uringwatch-policy", "version": 1, "generated": "", "recordings": [],
            "scope": {}, "register_ops": [],
            "sqe_ops": [{"op": "NOP", "reason": "r"},
@@ -223,7 +239,7 @@ def test_show_bpf_prints_the_disassembly(tmp_path):
            "seccomp": {"containers": [], "syscalls": [], "reason": ""}}
     path = tmp_path / "p.json"
     path.write_text(json.dumps(doc))
-    out = uw("policy", "show", "--bpf", path)
+    out = policy_cmd(capsys, "show", "--bpf", path)
     assert out.returncode == 0, out.stderr
     lines = [line.split(";")[0].split() for line in out.stdout.splitlines()]
     assert lines == [

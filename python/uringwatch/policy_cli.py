@@ -10,12 +10,10 @@ import sys
 
 from . import cbpf, opcodes
 from .dump import DumpError
-from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
+from .exitcodes import (EXIT_DENIED, EXIT_ERROR, EXIT_EXEC_FAILED, EXIT_OK, EXIT_UNSUPPORTED,
+                        EXIT_USAGE)
 from .policy import Policy, PolicyError, Scope, check, dumps, generate, load
 from .replay import Reader
-
-EXIT_DENIED = EXIT_ERROR        # `policy check`: something would be denied
-EXIT_EXEC_FAILED = 127          # `confine`: the command could not be run, as shells do
 
 
 def add_parsers(commands) -> None:
@@ -50,7 +48,7 @@ def add_parsers(commands) -> None:
         "confine", help="run a command under a policy's io_uring filters (Linux 7.0+)",
         description="Set no_new_privs, register the policy's io_uring BPF filters on this "
                     "task (inherited by the command and its children), exec the command. "
-                    f"Exit {EXIT_PRIVILEGE} when the kernel has no such filters.")
+                    f"Exit {EXIT_UNSUPPORTED} when the kernel has no such filters.")
     conf.add_argument("--policy", required=True, metavar="POLICY")
     conf.add_argument("--restrictions-only", action="store_true",
                       help="without BPF filters: print the restrictions the application "
@@ -174,7 +172,7 @@ def run_confine(args) -> int:
             print("uringwatch: this kernel has no io_uring BPF filters "
                   "(IORING_REGISTER_BPF_FILTER: EINVAL; Linux 7.0+): not running "
                   f"{cmd[0]} unconfined", file=sys.stderr)
-            return EXIT_PRIVILEGE
+            return EXIT_UNSUPPORTED
         r = policy.restrictions
         print("uringwatch: no io_uring BPF filters here; IORING_REGISTER_RESTRICTIONS only "
               "applies to rings the application creates with IORING_SETUP_R_DISABLED and "
