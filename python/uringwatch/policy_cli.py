@@ -19,7 +19,7 @@ from .replay import Reader
 def add_parsers(commands) -> None:
     """`policy` (with its own commands) and `confine`, commands of cli.parser()."""
     ap = commands.add_parser(
-        "policy", help="make a policy from recordings, check recordings against it",
+        "policy", help="policies from recordings: generate, check, show",
         description="Policies from recordings made with --rings: no root needed.")
     ap.set_defaults(run=lambda args: (ap.print_usage(sys.stderr), EXIT_USAGE)[1], parser=ap)
     sub = ap.add_subparsers(title="commands", dest="policy_command", metavar="COMMAND")
@@ -45,7 +45,7 @@ def add_parsers(commands) -> None:
     show.add_argument("--bpf", action="store_true", help="the compiled filters, disassembled")
     show.set_defaults(run=run_show, parser=show)
     conf = commands.add_parser(
-        "confine", help="run a command under a policy's io_uring filters (Linux 7.0+)",
+        "confine", help="run a command under a policy (io_uring filters, 7.0+)",
         description="Set no_new_privs, register the policy's io_uring BPF filters on this "
                     "task (inherited by the command and its children), exec the command. "
                     f"Exit {EXIT_UNSUPPORTED} when the kernel has no such filters.")
