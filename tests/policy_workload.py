@@ -1,21 +1,23 @@
 """A small io_uring workload for tests/test_policy.py: registers a file,
-then a NOP and a fixed-file READ; `extra` adds an OPENAT. Names itself
+then a NOP and a fixed-file READ; `extra` adds an OPENAT, `socket` a
+SOCKET of AF_UNIX and one of AF_INET. Names itself
 (comm) as argv[1], prints each operation's result as JSON."""
 
 import ctypes
 import json
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import uring  # noqa: E402
 
 PR_SET_NAME = 15
-OP_OPENAT = 18
+OP_OPENAT, OP_SOCKET = 18, 45
 AT_FDCWD = -100
 
 
-def main(comm: str, extra: bool) -> dict:
+def main(comm: str, extra: bool, sockets: bool) -> dict:
     ctypes.CDLL(None).prctl(PR_SET_NAME, comm.encode(), 0, 0, 0)
     ring = uring.Ring(8)
     zero = os.open("/dev/zero", os.O_RDONLY)
@@ -32,11 +34,13 @@ def main(comm: str, extra: bool) -> dict:
         path = ctypes.create_string_buffer(b"/dev/null")
         ring.put(0, OP_OPENAT, fd=AT_FDCWD, addr=ctypes.addressof(path))
         results["OPENAT"] = ring.submit(1)
-        if results["OPENAT"] >= 0:
-            os.close(results["OPENAT"])
+    if sockets:
+        for name, family in (("SOCKET_UNIX", socket.AF_UNIX), ("SOCKET_INET", socket.AF_INET)):
+            ring.put(0, OP_SOCKET, fd=family, off=socket.SOCK_STREAM)
+            results[name] = ring.submit(1)
     ring.close()
-    return results
+    return results          # what the ring opened closes at exit
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], "extra" in sys.argv[2:])))
+    print(json.dumps(main(sys.argv[1], "extra" in sys.argv[2:], "socket" in sys.argv[2:])))

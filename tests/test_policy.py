@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,6 +190,17 @@ def test_sqe_flag_constraint_denies_the_fixed_file_read(recording, policy, tmp_p
     assert {tuple(line.split()[:3]) for line in out.stdout.splitlines()} == {
         ("DENY", "bpf_filter", "READ")}
     assert workload(recording.base, confine=tight) == {"NOP": 0, "READ": -EACCES}
+
+
+@needs_filters
+def test_socket_family_constraint_is_applied_by_the_kernel(tmp_path):
+    """A rule with an argument constraint: SOCKET for AF_UNIX only. The
+    kernel reads the family where cbpf loads it (pdu_size 12)."""
+    path = written_policy(tmp_path, [{"op": "NOP", "reason": "r"}, {"op": "READ", "reason": "r"}, {
+        "op": "SOCKET", "reason": "r", "constraints": {"socket_families": [socket.AF_UNIX]}}])
+    ran = workload("uwpol-sock", "socket", confine=path)
+    assert ran["SOCKET_UNIX"] >= 0 and ran["SOCKET_INET"] == -EACCES
+    assert (ran["NOP"], ran["READ"]) == (0, 64)
 
 
 def test_show_bpf_prints_the_disassembly(tmp_path, capsys):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import time
 from typing import Iterable, Literal
 
 import msgspec
@@ -195,7 +196,7 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
                     if _flags_used(e) & (1 << bit)})
     users = _users([e for evs in (*rings.values(), *calls.values(), *ops.values()) for e in evs])
     return Policy(
-        kind=KIND, version=VERSION, generated=_when(_now_ns()), recordings=recordings,
+        kind=KIND, version=VERSION, generated=_when(time.time_ns()), recordings=recordings,
         scope=scope, sqe_ops=sqe, register_ops=reg,
         restrictions=Restrictions(
             register_ops=[r.op for r in reg], sqe_ops=[r.op for r in sqe],
@@ -207,11 +208,6 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
         sysctl=_sysctl(users, bool(rings or calls or ops)),
         seccomp=_seccomp([e for evs in (*rings.values(), *calls.values(), *ops.values())
                           for e in evs]))
-
-
-def _now_ns() -> int:
-    import time
-    return time.time_ns()
 
 
 def _sqe_rule(name: str, evs: list[Op]) -> SqeRule:
