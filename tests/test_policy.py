@@ -22,14 +22,19 @@ WORKLOAD = os.path.join(REPO, "tests", "policy_workload.py")
 EACCES = 13
 
 
+def filters_missing() -> str | None:
+    """The errno of the kernel's refusal of task filters, or None."""
+    from uringwatch.confine import unsupported
+    return unsupported()
+
+
 def filters_supported() -> bool:
-    from uringwatch.confine import supported
-    return supported()
+    return filters_missing() is None
 
 
 needs_filters = pytest.mark.skipif(
-    not filters_supported(),
-    reason="no io_uring BPF filters (IORING_REGISTER_BPF_FILTER: EINVAL; Linux 7.0+)")
+    not filters_supported(), reason=f"no io_uring BPF filters (IORING_REGISTER_BPF_FILTER on "
+                                    f"the task: {filters_missing()}; Linux 7.0+)")
 
 
 def uw(*args, **kw) -> subprocess.CompletedProcess:
@@ -153,13 +158,14 @@ def test_confine_refuses_without_bpf_filters(tmp_path):
     out = uw("confine", "--policy", written_policy(tmp_path, []), "--", "true")
     assert out.returncode == 77
     assert out.stderr.splitlines() == [
-        "uringwatch: this kernel has no io_uring BPF filters (IORING_REGISTER_BPF_FILTER: "
-        "EINVAL; Linux 7.0+): not running true unconfined"]
+        "uringwatch: this kernel has no io_uring BPF filters (IORING_REGISTER_BPF_FILTER on "
+        f"the task: {filters_missing()}; Linux 7.0+): not running true unconfined"]
 
 
 @pytest.mark.skipif(filters_supported(), reason="this kernel has io_uring BPF filters")
 def test_restrictions_only_runs_unconfined_and_says_so(tmp_path):
-    out = uw("confine", "--policy", written_policy(tmp_path, []), "--restrictions-only", "--", "sh", "-c", "exit 3")
+    out = uw("confine", "--policy", written_policy(tmp_path, []), "--restrictions-only",
+             "--", "sh", "-c", "exit 3")
     assert out.returncode == 3
     assert "IORING_SETUP_R_DISABLED" in out.stderr and "unconfined" in out.stderr
 
@@ -196,8 +202,9 @@ def test_sqe_flag_constraint_denies_the_fixed_file_read(recording, policy, tmp_p
 def test_socket_family_constraint_is_applied_by_the_kernel(tmp_path):
     """A rule with an argument constraint: SOCKET for AF_UNIX only. The
     kernel reads the family where cbpf loads it (pdu_size 12)."""
-    path = written_policy(tmp_path, [{"op": "NOP", "reason": "r"}, {"op": "READ", "reason": "r"}, {
-        "op": "SOCKET", "reason": "r", "constraints": {"socket_families": [socket.AF_UNIX]}}])
+    only_unix = {"socket_families": [socket.AF_UNIX]}
+    path = written_policy(tmp_path, [{"op": "NOP", "reason": "r"}, {"op": "READ", "reason": "r"},
+                                     {"op": "SOCKET", "reason": "r", "constraints": only_unix}])
     ran = workload("uwpol-sock", "socket", confine=path)
     assert ran["SOCKET_UNIX"] >= 0 and ran["SOCKET_INET"] == -EACCES
     assert (ran["NOP"], ran["READ"]) == (0, 64)

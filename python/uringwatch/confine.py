@@ -31,11 +31,16 @@ def _register_task(arg) -> int:
     return 0 if ret >= 0 else -ctypes.get_errno()
 
 
-def supported() -> bool:
-    """Whether this kernel takes task filters, asked without installing one:
-    a NULL argument faults (EFAULT) or is refused for privileges (EACCES)
-    where it does, and is an unknown opcode (EINVAL) where it does not."""
-    return _register_task(None) != -errno.EINVAL
+def unsupported() -> str | None:
+    """Why this kernel takes no task filters (the probe's errno name), or
+    None where it does. Asked without installing one: a NULL argument
+    faults (EFAULT), or is refused for privileges (EACCES), where filters
+    exist; it is an unknown opcode (EINVAL) from 6.13, a bad fd (EBADF,
+    no ring-less register calls) before."""
+    ret = _register_task(None)
+    if ret in (-errno.EFAULT, -errno.EACCES):
+        return None
+    return errno.errorcode.get(-ret, str(ret))
 
 
 def programs(policy: Policy) -> list[tuple[int, list[cbpf.Insn], int]]:

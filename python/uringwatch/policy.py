@@ -194,7 +194,7 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
            for name, evs in sorted(calls.items())]
     flags = sorted({bit for evs in ops.values() for e in evs for bit in range(8)
                     if _flags_used(e) & (1 << bit)})
-    users = _users([e for evs in (*rings.values(), *calls.values(), *ops.values()) for e in evs])
+    used = [e for evs in (*rings.values(), *calls.values(), *ops.values()) for e in evs]
     return Policy(
         kind=KIND, version=VERSION, generated=_when(time.time_ns()), recordings=recordings,
         scope=scope, sqe_ops=sqe, register_ops=reg,
@@ -205,9 +205,8 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
                  "these on, then enables; sqe_flags_allowed lists only the flags recordings "
                  "prove (FIXED_FILE, BUFFER_SELECT): IO_LINK, IO_DRAIN, ASYNC, "
                  "CQE_SKIP_SUCCESS are not recorded, add those the application sets"),
-        sysctl=_sysctl(users, bool(rings or calls or ops)),
-        seccomp=_seccomp([e for evs in (*rings.values(), *calls.values(), *ops.values())
-                          for e in evs]))
+        sysctl=_sysctl(_users(used), bool(used)),
+        seccomp=_seccomp(used))
 
 
 def _sqe_rule(name: str, evs: list[Op]) -> SqeRule:

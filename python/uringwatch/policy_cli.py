@@ -160,17 +160,18 @@ def run_show(args) -> int:
 
 
 def run_confine(args) -> int:
-    from .confine import ConfineError, apply, supported
+    from .confine import ConfineError, apply, unsupported
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         args.parser.error("no command: uringwatch confine --policy POLICY -- CMD ARGS")
     policy = _load(args.policy)
     if policy is None:
         return EXIT_USAGE
-    if not supported():
+    why = unsupported()
+    if why:
         if not args.restrictions_only:
             print("uringwatch: this kernel has no io_uring BPF filters "
-                  "(IORING_REGISTER_BPF_FILTER: EINVAL; Linux 7.0+): not running "
+                  f"(IORING_REGISTER_BPF_FILTER on the task: {why}; Linux 7.0+): not running "
                   f"{cmd[0]} unconfined", file=sys.stderr)
             return EXIT_UNSUPPORTED
         r = policy.restrictions
