@@ -35,8 +35,8 @@ def unsupported() -> str | None:
     """Why this kernel takes no task filters (the probe's errno name), or
     None where it does. Asked without installing one: a NULL argument
     faults (EFAULT), or is refused for privileges (EACCES), where filters
-    exist; it is an unknown opcode (EINVAL) from 6.13, a bad fd (EBADF,
-    no ring-less register calls) before."""
+    exist; elsewhere it is an unknown opcode (EINVAL: 6.12, 6.18), or fd -1
+    a bad fd (EBADF) where the kernel has no ring-less register calls."""
     ret = _register_task(None)
     if ret in (-errno.EFAULT, -errno.EACCES):
         return None
