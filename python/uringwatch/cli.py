@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from . import hooks, layout, replay_cli, screen
+from . import hooks, layout, policy_cli, replay_cli, screen
 from .hooks import HOOKS
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
@@ -70,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
         "schema", help="print the JSON Schema of the event stream",
         description="Print the JSON Schema of one line of --json output.")
     schema_ap.set_defaults(run=print_schema, parser=schema_ap)
+    policy_cli.add_parsers(commands)
     return ap
 
 

@@ -12,6 +12,12 @@ EXIT_TRUNCATED = 6
 EXIT_UNKNOWN_FRAME = 7
 EXIT_UNKNOWN_ABI = 8
 EXIT_PRIVILEGE = 77     # not root nor the capabilities BPF needs
+# `uringwatch policy check`: some recorded operation or call would be denied
+EXIT_DENIED = EXIT_ERROR
+# `uringwatch confine`: the kernel has no io_uring BPF filters (77, as for privileges:
+# what the command needs is missing here)
+EXIT_UNSUPPORTED = EXIT_PRIVILEGE
+EXIT_EXEC_FAILED = 127  # `uringwatch confine`: the command could not be run, as shells say
 
 # replay's codes in a word each, for its --help
 DUMP_PROBLEMS = {

@@ -1,0 +1,46 @@
+"""A small io_uring workload for tests/test_policy.py: registers a file,
+then a NOP and a fixed-file READ; `extra` adds an OPENAT, `socket` a
+SOCKET of AF_UNIX and one of AF_INET. Names itself
+(comm) as argv[1], prints each operation's result as JSON."""
+
+import ctypes
+import json
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import uring  # noqa: E402
+
+PR_SET_NAME = 15
+OP_OPENAT, OP_SOCKET = 18, 45
+AT_FDCWD = -100
+
+
+def main(comm: str, extra: bool, sockets: bool) -> dict:
+    ctypes.CDLL(None).prctl(PR_SET_NAME, comm.encode(), 0, 0, 0)
+    ring = uring.Ring(8)
+    zero = os.open("/dev/zero", os.O_RDONLY)
+    fds = uring.ints(zero)
+    assert uring.register(ring.fd, uring.REGISTER_FILES, fds, 1) == 0
+    buf = ctypes.create_string_buffer(64)
+    results = {}
+    ring.put(0, uring.OP_NOP)
+    results["NOP"] = ring.submit(1)
+    ring.put(0, uring.OP_READ, fd=0, addr=ctypes.addressof(buf), length=64,
+             flags=uring.SQE_FIXED_FILE)
+    results["READ"] = ring.submit(1)
+    if extra:
+        path = ctypes.create_string_buffer(b"/dev/null")
+        ring.put(0, OP_OPENAT, fd=AT_FDCWD, addr=ctypes.addressof(path))
+        results["OPENAT"] = ring.submit(1)
+    if sockets:
+        for name, family in (("SOCKET_UNIX", socket.AF_UNIX), ("SOCKET_INET", socket.AF_INET)):
+            ring.put(0, OP_SOCKET, fd=family, off=socket.SOCK_STREAM)
+            results[name] = ring.submit(1)
+    ring.close()
+    return results          # what the ring opened closes at exit
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], "extra" in sys.argv[2:], "socket" in sys.argv[2:])))
