@@ -71,7 +71,8 @@ class Tracer:
         self.features.update(features)
         uses = None
         if any(p.startswith("tp_btf__") for p in obj.programs):
-            uses = UseCounts(obj.map_fd("uses"), self.options.count_interval)
+            uses = UseCounts((obj.map_fd("uses"), obj.map_fd("spills")),
+                             self.options.count_interval)
         self._sets = FilterSets(obj, self.filters)
         self._counters = Counters(obj)
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
