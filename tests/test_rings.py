@@ -254,3 +254,151 @@ def test_ops_all_reports_every_operation(needs_ops):
     each = [e for e in kinds(events, "Op") if e.reason == "each"]
     assert len(each) == 50
     r.close()
+
+
+def test_every_ring_gets_an_id_of_its_own():
+    """The kernel hands a freed ring's address to the next ring at once:
+    2,000 rings made and closed one after the other still have 2,000 ids,
+    and a ring made before tracing began has one too."""
+    from uringwatch import Filters, Tracer
+    before, f = uring.setup(4), os.open("/etc/hostname", os.O_RDONLY)
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+        for _ in range(2000):
+            os.close(uring.setup(1))
+        assert uring.register(before, uring.REGISTER_FILES, uring.ints(f), 1) == 0
+        events = collect(t, lambda ev: len(kinds(ev, "Ring")) >= 2000
+                         and kinds(ev, "Event"))
+    ids = [e.ring_id for e in kinds(events, "Ring")]
+    (old,) = [e.ring_id for e in kinds(events, "Event") if e.fd == before]
+    assert len(ids) == 2000 and None not in ids
+    assert len(set(ids) | {old}) == 2001 and old
+    os.close(before)
+    os.close(f)
+
+
+def _drop_to_nobody():
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+
+
+def _sqpoll_child(before_ring=lambda: None, before_nops=lambda: None):
+    """A child that, when told to, calls before_ring(), makes an SQPOLL
+    ring, calls before_nops(), then submits 4 NOPs through its SQ thread."""
+    go_r, go_w = os.pipe()
+
+    def run():
+        os.read(go_r, 1)
+        before_ring()
+        ring = uring.Ring(8, flags=uring.SETUP_SQPOLL, sq_thread_idle=50)
+        before_nops()
+        for i in range(4):
+            ring.put(i, uring.OP_NOP)
+        ring.submit(4)
+        ring.close()
+
+    return _child(run), go_w
+
+
+def test_sqpoll_ops_after_setuid_run_with_the_creators_creds(ring_tracer, needs_ops):
+    """An SQPOLL ring made as root keeps root's creds in its SQ thread after
+    its process drops to nobody: flagged, with both."""
+    child, go = _sqpoll_child(before_nops=_drop_to_nobody)
+    ring_tracer.add_pid(child)
+    os.write(go, b"x")
+    _wait(child)
+    events = collect(ring_tracer, lambda ev: any(e.pid == child for e in kinds(ev, "Op")))
+    (op,) = [e for e in kinds(events, "Op") if e.pid == child and e.reason == "first_use"]
+    assert op.sq_thread and op.creds_differ and op.personality_cred is None
+    assert (op.uid, op.euid) == (65534, 65534) and op.creator_pid == child
+    assert (op.task_cred.uid, op.task_cred.euid, op.task_cred.cap_effective) == (65534, 65534, 0)
+    assert (op.sq_thread_cred.uid, op.sq_thread_cred.euid) == (0, 0)
+    assert op.sq_thread_cred.cap_effective != 0
+
+
+def _ops_kept(filters, child, go, submitter=None):
+    """The child's ring's operations a tracer with these filters keeps,
+    once the count says all 4 were seen."""
+    from uringwatch import Tracer
+    with Tracer(filters, rings=True, count_interval=0.2) as t:
+        os.write(go, b"x")
+        _wait(child)
+        events = collect(t, lambda ev: sum(e.count for e in kinds(ev, "Op")
+                                           if e.reason == "count") >= 4, timeout=5)
+    return [e for e in kinds(events, "Op") if e.pid == (submitter or child)]
+
+
+def test_comm_filter_keeps_the_sqpoll_ops_of_its_process(needs_ops):
+    """-c NAME: the SQ thread is named iou-sqp-PID; its process is NAME."""
+    from uringwatch import Filters
+    name = b"uw-sqp-comm"
+    child, go = _sqpoll_child(
+        before_ring=lambda: ctypes.CDLL(None).prctl(15, name, 0, 0, 0))   # PR_SET_NAME
+    ops = _ops_kept(Filters(comm=name.decode()), child, go)
+    assert ops and all(e.sq_thread for e in ops)
+    assert sum(e.count for e in ops if e.reason == "count") == 4
+
+
+def test_uid_filter_keeps_the_sqpoll_ops_after_setuid(needs_ops):
+    """-u 65534: the SQ thread still has root's ids; its process has not."""
+    from uringwatch import Filters
+    child, go = _sqpoll_child(before_nops=_drop_to_nobody)
+    ops = _ops_kept(Filters(uid=65534), child, go)
+    assert ops and all(e.sq_thread and e.uid == 65534 for e in ops)
+    assert sum(e.count for e in ops if e.reason == "count") == 4
+
+
+def test_pid_filter_keeps_ops_others_submit_on_its_ring(needs_ops):
+    """-p PARENT: a forked child, not itself traced, submits on the ring
+    the parent made."""
+    from uringwatch import Filters, Tracer
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True, count_interval=0.2) as t:
+        r = uring.Ring(8)
+
+        def nops():
+            for i in range(4):
+                r.put(i, uring.OP_NOP)
+            assert r.submit(4) == 0
+
+        _wait(_child(nops))
+        events = collect(t, lambda ev: sum(e.count for e in kinds(ev, "Op")
+                                           if e.reason == "count") >= 4, timeout=5)
+    ops = [e for e in kinds(events, "Op") if e.pid != os.getpid()]
+    assert [e.creator_pid for e in ops if e.reason == "first_use"] == [os.getpid()]
+    assert sum(e.count for e in ops if e.reason == "count") == 4
+    r.close()
+
+
+def test_a_full_summary_still_reports_creds_that_differ(needs_ops):
+    """17,000 rings with a NOP each fill the summary's 16,384 keys (none is
+    read out: the interval is an hour); a personality used after dropping
+    privileges is still reported, and every operation still counted."""
+    from uringwatch import Filters, Tracer
+    events = []
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True, count_interval=3600) as t:
+        for n in range(17_000):
+            ring = uring.Ring(1)
+            ring.put(0, uring.OP_NOP)
+            ring.submit(1)
+            ring.close()
+            if n % 500 == 0:
+                events += t.poll(0)
+        r = uring.Ring(8)
+        pers = uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0)
+
+        def dropped():
+            _drop_to_nobody()
+            ring = uring.Ring.attach(r.fd, r)
+            ring.put(0, uring.OP_NOP, personality=pers)
+            assert ring.submit(1) == 0
+
+        child = _child(dropped)     # kept as the ring's creator is traced
+        _wait(child)
+        events += collect(t, lambda ev: any(e.pid == child for e in kinds(ev, "Op")))
+        stats = t.stats()
+    ops = kinds(events, "Op")
+    (op,) = [e for e in ops if e.pid == child and e.reason == "first_use"]
+    assert op.creds_differ and op.personality_cred.euid == 0 and op.task_cred.euid == 65534
+    assert sum(e.count for e in ops if e.reason == "count") == 17_001
+    assert len([e for e in ops if e.reason == "first_use"]) == 17_001
+    assert stats["ops_untracked"] == 0 and stats["ring_full"] == 0
+    r.close()
