@@ -164,6 +164,8 @@ class Loader:
         # room for the calls in flight and for markers of calls that got no slot
         obj.set_max_entries("inflight", 2 * o.max_inflight)
         obj.set_max_entries("procs", o.max_procs)
+        for name in ("uses", "spills"):
+            obj.set_max_entries(name, o.max_uses)
 
     def _fill_free_slots(self, obj: BpfObject) -> None:
         fd = obj.map_fd("free_slots")

@@ -12,6 +12,7 @@ from .errors import TracerError
 FAIR_RATE = 1000
 FAIR_BURST = 5000
 MAX_PROCS = 16384       # processes with fairness state; later ones go without
+MAX_USES = 16384        # keys of the operations' summary (and as many spilled)
 
 
 class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -35,6 +36,7 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     resolve: str = "auto"
     rings: bool = False             # ring creation and operation events
     count_interval: float = 1.0     # operations' counts, seconds
+    max_uses: int = MAX_USES
 
     def __post_init__(self):
         if not 1 <= self.cap <= layout.CAP_MAX:
@@ -43,8 +45,9 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             raise TracerError(f"snap_bytes must be 0..{layout.HEAD_MAX}")
         if self.ring_bytes < 4096 or self.ring_bytes & (self.ring_bytes - 1):
             raise TracerError("ring_bytes must be a power of two >= 4096")
-        if self.rate < 0 or self.burst < 1 or self.max_procs < 1:
-            raise TracerError("rate must be >= 0 (0: no budget), burst and max_procs >= 1")
+        if self.rate < 0 or self.burst < 1 or self.max_procs < 1 or self.max_uses < 1:
+            raise TracerError("rate must be >= 0 (0: no budget), burst, max_procs and "
+                              "max_uses >= 1")
         if self.hook not in ("auto", *hooks.HOOKS):
             raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
         if self.resolve not in ("auto", *hooks.RESOLVE):
