@@ -45,6 +45,11 @@ def test_operations_are_traced_where_the_kernel_gives_the_request(ring_tracer):
     assert has_ops == submit_tracepoint_has_request()
     assert "tracepoint/io_uring/io_uring_register" in attached
     assert "tracepoint/io_uring/io_uring_create" in attached
+    # where the kernel has kprobes, rings are seen freed (a kprobe is all
+    # this needs: every guest kernel of ci/kernels.py has them)
+    from uringwatch.host import tracefs
+    if os.path.exists(os.path.join(tracefs(), "kprobe_events")):
+        assert "kprobe/io_ring_exit_work" in attached
 
 
 @pytest.fixture
@@ -409,3 +414,49 @@ def test_a_full_summary_still_reports_creds_that_differ(needs_ops, keys):
     assert len([e for e in ops if e.reason == "first_use"]) == counted
     assert stats["ops_untracked"] == rings + 1 - counted and stats["ring_full"] == 0
     r.close()
+
+
+def test_the_ledger_keeps_a_bounded_number_of_rings(monkeypatch):
+    """The least recently used ring's registrations go first, counted."""
+    from uringwatch import Filters, Tracer
+    from uringwatch.rings import Ledger
+    monkeypatch.setattr(Ledger, "MAX_RINGS", 2)
+    f = os.open("/etc/hostname", os.O_RDONLY)
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+        rings = [uring.setup(1) for _ in range(3)]
+        for r in rings:
+            assert uring.register(r, uring.REGISTER_FILES, uring.ints(f), 1) == 0
+        collect(t, lambda ev: len(kinds(ev, "Event")) >= 3)
+        assert t.stats()["ledger_evicted"] == 1
+    for fd in (*rings, f):
+        os.close(fd)
+
+
+def _rings_made_by(tracer, pid: int) -> int:
+    """Rings of `pid` the kernel side keeps an id for (bpf/rings.h's
+    ring_states: id, creator's cgroup, tgid, uid, comm)."""
+    from uringwatch import libbpf
+    lib, fd = libbpf.lib(), tracer._obj.map_fd("ring_states")
+    key, nxt = ctypes.c_uint64(), ctypes.c_uint64()
+    val = ctypes.create_string_buffer(40)
+    n, prev = 0, None
+    while lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
+        key.value = nxt.value
+        prev = ctypes.byref(key)
+        if lib.bpf_map_lookup_elem(fd, prev, val) == 0:
+            n += int.from_bytes(val.raw[16:20], "little") == pid
+    return n
+
+
+def test_a_freed_ring_is_forgotten(ring_tracer):
+    """Where the kernel shows rings freed, their ids are not kept."""
+    if not any(a.endswith("/io_ring_exit_work") for a in ring_tracer.features["rings"]):
+        pytest.skip("this kernel does not show rings freed to a kprobe or fentry")
+    rings = [uring.setup(1) for _ in range(50)]
+    assert _rings_made_by(ring_tracer, os.getpid()) == 50
+    for fd in rings:
+        os.close(fd)
+    deadline = time.monotonic() + 30
+    while _rings_made_by(ring_tracer, os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _rings_made_by(ring_tracer, os.getpid()) == 0

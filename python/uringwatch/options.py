@@ -45,9 +45,10 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             raise TracerError(f"snap_bytes must be 0..{layout.HEAD_MAX}")
         if self.ring_bytes < 4096 or self.ring_bytes & (self.ring_bytes - 1):
             raise TracerError("ring_bytes must be a power of two >= 4096")
-        if self.rate < 0 or self.burst < 1 or self.max_procs < 1 or self.max_uses < 1:
-            raise TracerError("rate must be >= 0 (0: no budget), burst, max_procs and "
-                              "max_uses >= 1")
+        if self.rate < 0 or self.burst < 1 or self.max_procs < 1:
+            raise TracerError("rate must be >= 0 (0: no budget), burst and max_procs >= 1")
+        if self.max_uses < 1:
+            raise TracerError("max_uses must be >= 1")
         if self.hook not in ("auto", *hooks.HOOKS):
             raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
         if self.resolve not in ("auto", *hooks.RESOLVE):

@@ -3,6 +3,7 @@ and the join of each operation to the registrations it uses."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import struct
 import time
@@ -133,10 +134,15 @@ class Ledger:
     replayed), it keeps each ring's registered files, buffers, buffer groups
     and personalities, and fills an operation's `uses` from them. A
     registration made before tracing began is not known: its use shows the
-    slot or index alone."""
+    slot or index alone. It keeps at most MAX_RINGS rings, the least
+    recently used going first (`evicted` counts them): a closed ring is
+    never used again, and an id is never another ring's."""
+
+    MAX_RINGS = 4096
 
     def __init__(self):
-        self._rings: dict[str, _Tables] = {}
+        self._rings: collections.OrderedDict[str, _Tables] = collections.OrderedDict()
+        self.evicted = 0
 
     # the opcodes _registered() follows: other calls (most) skip it
     FOLLOWED = frozenset({"REGISTER_FILES", "REGISTER_FILES2", "REGISTER_FILES_UPDATE",
@@ -147,14 +153,22 @@ class Ledger:
     def feed(self, ev):
         if isinstance(ev, Event):
             if ev.ret >= 0 and ev.ring_id and ev.opcode_name in self.FOLLOWED:
-                t = self._rings.get(ev.ring_id)
-                if t is None:
-                    t = self._rings[ev.ring_id] = _Tables()
-                self._registered(t, ev)
+                self._registered(self._tables(ev.ring_id), ev)
             return ev
         if isinstance(ev, Op):
             return self._join(ev)
         return ev
+
+    def _tables(self, ring: str) -> _Tables:
+        t = self._rings.get(ring)
+        if t is not None:
+            self._rings.move_to_end(ring)
+            return t
+        if len(self._rings) >= self.MAX_RINGS:
+            self._rings.popitem(last=False)
+            self.evicted += 1
+        t = self._rings[ring] = _Tables()
+        return t
 
     def _registered(self, t: _Tables, ev: Event) -> None:
         name, p = ev.opcode_name, ev.payload
@@ -192,6 +206,7 @@ class Ledger:
         t = self._rings.get(op.ring_id)
         if t is None:
             return op
+        self._rings.move_to_end(op.ring_id)
         uses = Uses(
             file=t.files.get(op.fixed_file) if op.fixed_file is not None else None,
             buffer=t.buffers.get(op.buffer_index) if op.buffer_index is not None else None,

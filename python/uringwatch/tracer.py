@@ -221,4 +221,5 @@ class Tracer:
         """Counters summed over CPUs, plus records user space could not
         decode; "processes": processes() (the top PROCESSES_IN_STATS)."""
         return self._opened(self._counters).stats(decode_errors=self.decode_errors,
+                                                  ledger_evicted=self._reader.ledger.evicted,
                                                   repeat_events=self.repeat_events)
