@@ -32,12 +32,12 @@ struct ring_who {
 
 /* A ring made while tracing: its id and its creator. The kernel reuses a
  * freed ring's address at once (2,000 rings made and closed one after the
- * other had 633 addresses), so an id is not the address's: it is drawn at
+ * other had 393 addresses), so an id is not the address's: it is drawn at
  * creation from a per-run generation, kept here by address, and forgotten
  * when the ring is freed (io_ring_exit_work) or its address made again
  * into a ring. A ring made before tracing has no entry; its id is its
  * address's. Not LRU: a live ring's id must not change; when full (32768
- * rings made while tracing and still open), a new ring's id is its
+ * rings made while tracing and not seen freed), a new ring's id is its
  * address's too, and it has no creator. */
 struct ring_state {
 	__u64 id;
