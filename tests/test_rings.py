@@ -492,3 +492,19 @@ def test_the_summary_lets_go_of_what_is_no_longer_used(ring_tracer, needs_ops):
     ops = kinds(events, "Op")
     assert sum(e.count for e in ops if e.reason == "count") == 50
     assert len([e for e in ops if e.reason == "first_use"]) == 50
+
+
+def test_replay_keeps_an_op_for_its_rings_creator():
+    """-p in replay: the submitter or the ring's creator, as live; with
+    other filters too, the submitter alone (a record lacks the creator's)."""
+    import msgspec
+    from uringwatch import Filters
+    from uringwatch.events import Op
+    op = Op(0, 0, 1, "first_use", "ab", 0, "NOP", 20, 20, "child", 0, 0, 1, 10, False,
+            None, None, None, None, None, False)
+    assert Filters(pids=frozenset([10])).matches(op)
+    assert Filters(pids=frozenset([20])).matches(op)
+    assert not Filters(pids=frozenset([30])).matches(op)
+    assert not Filters(pids=frozenset([10]), comm="parent").matches(op)
+    assert not Filters(pids=frozenset([10])).matches(
+        msgspec.structs.replace(op, creator_pid=None))

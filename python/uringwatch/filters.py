@@ -37,13 +37,15 @@ class Filters(msgspec.Struct, frozen=True):
         cgroup: with those filters it never matches (live, the kernel
         filtered its calls already). A ring's creation and operations are
         not register calls: no opcode filter or --failed keeps them. An
-        operation is kept for its ring's creator too (live, the kernel also
-        judges the creator's uid, cgroup and comm, which a record lacks)."""
+        operation is kept for its ring's creator too when pids are the only
+        filter (live, the kernel also judges the creator's uid, cgroup and
+        comm, which a record lacks)."""
         if isinstance(ev, Repeat) and (self.uid is not None or self.cgroups is not None):
             return False
         call = isinstance(ev, (Event, Repeat))
-        if isinstance(ev, Op) and self.pids is not None and ev.creator_pid in self.pids:
-            return self.opcodes is None and not self.failed
+        if isinstance(ev, Op) and ev.creator_pid in (self.pids or ()) \
+                and self == Filters(pids=self.pids):
+            return True
         return ((self.pids is None or ev.pid in self.pids)
                 and (self.uid is None or ev.uid == self.uid)
                 and (self.cgroups is None or ev.cgroup_id in self.cgroups)

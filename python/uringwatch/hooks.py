@@ -90,13 +90,14 @@ def ring_free_program(tracefs: str) -> str | None:
     kprobes, else fentry where ftrace can trace the function and there is
     BTF to attach by; None if neither (ring ids then rely on being made
     afresh at creation, bpf/rings.h)."""
+    kprobe, fentry = RING_FREE_PROGRAMS
     if os.path.exists(os.path.join(tracefs, "kprobe_events")) and \
             _lists(RING_FREE_FUNCTION, "/proc/kallsyms"):
-        return "kprobe__io_ring_exit_work"
+        return kprobe
     # unreadable under lockdown, where fentry is refused too
     if os.path.exists(BTF_VMLINUX) and \
             _lists(RING_FREE_FUNCTION, os.path.join(tracefs, "available_filter_functions")):
-        return "fentry__io_ring_exit_work"
+        return fentry
     return None
 
 
