@@ -7,6 +7,19 @@
 #ifndef URINGWATCH_FILTERS_H
 #define URINGWATCH_FILTERS_H
 
+static __always_inline bool comm_allowed(const char *comm)
+{
+	int i;
+
+	for (i = 0; i < UW_COMM_LEN; i++) {
+		if (comm[i] != cfg.targ_comm[i])
+			return false;
+		if (!comm[i])
+			break;
+	}
+	return true;
+}
+
 /* The filters that hold at both enter and exit. Checks compiled out by the
  * verifier when their knob is off (rodata is constant at load). */
 static __always_inline bool task_allowed(__u64 pid_tgid)
@@ -25,17 +38,24 @@ static __always_inline bool task_allowed(__u64 pid_tgid)
 	}
 	if (cfg.targ_comm[0]) {
 		char comm[UW_COMM_LEN];
-		int i;
 
 		bpf_get_current_comm(comm, sizeof(comm));
-		for (i = 0; i < UW_COMM_LEN; i++) {
-			if (comm[i] != cfg.targ_comm[i])
-				return false;
-			if (!comm[i])
-				break;
-		}
+		return comm_allowed(comm);
 	}
 	return true;
+}
+
+/* The same filters for a process other than the current one. */
+static __always_inline bool who_allowed(__u32 tgid, __u32 uid, __u64 cgroup_id,
+					const char *comm)
+{
+	if (cfg.targ_pids && !bpf_map_lookup_elem(&pids, &tgid))
+		return false;
+	if (cfg.targ_uid != (__u32)-1 && uid != cfg.targ_uid)
+		return false;
+	if (cfg.targ_cgroups && !bpf_map_lookup_elem(&cgroups, &cgroup_id))
+		return false;
+	return !cfg.targ_comm[0] || comm_allowed(comm);
 }
 
 static __always_inline bool any_filter(void)

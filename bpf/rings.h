@@ -21,23 +21,64 @@ struct {
 	__type(value, struct uw_ring);
 } setups SEC(".maps");
 
-/* ring id -> its creator's tgid, for operations submitted elsewhere (an
- * SQPOLL thread, another process holding the ring) */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, __u32);
-} creators SEC(".maps");
+/* Who a ring's operations are kept for by the filters besides their
+ * submitter (filters.h, who_allowed). */
+struct ring_who {
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 uid;
+	char comm[UW_COMM_LEN];
+};
 
-/* The summary of uses: user space reads the counts every interval. Not
- * LRU: an eviction would lose a count; a full map counts ops_untracked. */
+/* A ring made while tracing: its id and its creator. The kernel reuses a
+ * freed ring's address at once (2,000 rings made and closed one after the
+ * other had 393 addresses), so an id is not the address's: it is drawn at
+ * creation from a per-run generation, kept here by address, and forgotten
+ * when the ring is freed (io_ring_exit_work) or its address made again
+ * into a ring. A ring made before tracing has no entry; its id is its
+ * address's. Not LRU: a live ring's id must not change; when full (32768
+ * rings made while tracing and not seen freed), a new ring's id is its
+ * address's too, and it has no creator. */
+struct ring_state {
+	__u64 id;
+	struct ring_who creator;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u64);
+	__type(value, struct ring_state);
+} ring_states SEC(".maps");
+
+/* generations drawn, per CPU: no atomic that returns a value before 5.12 */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ring_gen SEC(".maps");
+
+/* The summary of uses: user space reads the counts every interval and
+ * takes out the keys unused for a whole interval (rings closed, processes
+ * gone). Not LRU: an eviction would lose a count. When full, operations
+ * are counted in spills instead. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct uw_use_key);
 	__type(value, struct uw_use);
 } uses SEC(".maps");
+
+/* Uses counted while `uses` is full, by process, ring, opcode and the
+ * submitter's ids only (UW_OP_SPILLED): a first use here is still reported.
+ * When this is full too, ops_untracked counts them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct uw_use_key);
+	__type(value, struct uw_use);
+} spills SEC(".maps");
 
 /* Where a kernel pointer becomes a number: the verifier forbids arithmetic
  * on pointers, but a pointer stored in a map value reads back as a scalar. */
@@ -65,7 +106,8 @@ static __always_inline __u64 id_of_addr(__u64 addr)
 	return addr ? mix64(mix64(addr ^ cfg.id_key[0]) + cfg.id_key[1]) | 1 : 0;
 }
 
-static __always_inline __u64 id_of_ptr(const void *ptr)
+/* A kernel pointer as a number */
+static __always_inline __u64 addr_of(const void *ptr)
 {
 	__u32 zero = 0;
 	__u64 *slot = bpf_map_lookup_elem(&ptr_scratch, &zero);
@@ -73,7 +115,32 @@ static __always_inline __u64 id_of_ptr(const void *ptr)
 	if (!slot)
 		return 0;
 	*(const void **)slot = ptr;
-	return id_of_addr(*(volatile __u64 *)slot);   /* reloaded: a scalar */
+	return *(volatile __u64 *)slot;   /* reloaded: a scalar */
+}
+
+static __always_inline __u64 id_of_ptr(const void *ptr)
+{
+	return id_of_addr(addr_of(ptr));
+}
+
+/* A generation's id: the mix is a bijection, so no two generations of a
+ * run share an id. */
+static __always_inline __u64 id_of_gen(__u64 gen)
+{
+	__u64 id = mix64(mix64(gen ^ cfg.id_key[1]) + cfg.id_key[0]);
+
+	return id ? id : 1;
+}
+
+/* The id of the ring at this address (its io_ring_ctx), and its state if
+ * it was made while tracing. */
+static __always_inline __u64 ring_id_of(__u64 ctx, struct ring_state **state)
+{
+	struct ring_state *s = bpf_map_lookup_elem(&ring_states, &ctx);
+
+	if (state)
+		*state = s;
+	return s ? s->id : id_of_addr(ctx);
 }
 
 /* Ring and operation events are not register calls: filters on register
@@ -104,17 +171,35 @@ static __always_inline int on_setup_enter(__u32 entries, __u64 params)
 	return 0;
 }
 
-/* io_uring_create, inside setup once the ring exists: its address. */
+/* io_uring_create, inside setup once the ring exists: its address, which
+ * gets a new id even if a freed ring had it (its free was not seen). */
 static __always_inline int on_ring_created(__u64 ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, tgid = id >> 32;
+	__u32 tid = (__u32)id, zero = 0;
 	struct uw_ring *r = bpf_map_lookup_elem(&setups, &tid);
-	__u64 ring = id_of_addr(ctx);
+	__u64 *gen = bpf_map_lookup_elem(&ring_gen, &zero);
+	struct ring_state st = {};
 
-	bpf_map_update_elem(&creators, &ring, &tgid, BPF_ANY);
+	if (!gen)
+		return 0;
+	*gen += 1;
+	st.id = id_of_gen(*gen << 16 | bpf_get_smp_processor_id());
+	st.creator.tgid = id >> 32;
+	st.creator.uid = (__u32)bpf_get_current_uid_gid();
+	st.creator.cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(st.creator.comm, sizeof(st.creator.comm));
+	if (bpf_map_update_elem(&ring_states, &ctx, &st, BPF_ANY))
+		st.id = id_of_addr(ctx);      /* full: see ring_states */
 	if (r)
-		r->ring_id = ring;
+		r->ring_id = st.id;
+	return 0;
+}
+
+/* io_ring_exit_work, which frees the ring once its last user is gone. */
+static __always_inline int on_ring_freed(__u64 ctx)
+{
+	bpf_map_delete_elem(&ring_states, &ctx);
 	return 0;
 }
 
@@ -185,17 +270,28 @@ static __always_inline const struct cred *req_creds(struct io_kiocb *req)
 	return req->creds;
 }
 
-/* What an operation uses; the task's creds and the op's personality. */
-static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
-				    struct task_struct *task)
+/* The process an operation is submitted for: the submitter, or for an
+ * SQPOLL thread (a thread of the ring's creator) that process's leader,
+ * whose creds are its current ones, not those the thread was made with. */
+static __always_inline struct task_struct *owner_of(struct task_struct *task)
 {
-	const struct cred *creds = req_creds(req), *cur = task->cred;
+	return task->flags & PF_IO_WORKER ? task->group_leader : task;
+}
+
+/* What an operation uses, who it is submitted for (the owner's current
+ * ids), and whether it runs with other creds than those: a personality's,
+ * or an SQPOLL thread's kept from the ring's creation. */
+static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
+				    struct task_struct *task, __u64 ring_id)
+{
+	const struct cred *creds = req_creds(req), *own = owner_of(task)->cred;
+	const struct cred *run = creds ? creds : task->cred;
 	__u64 flags = req->flags;
 
-	k->ring_id = id_of_ptr(req->ctx);
+	k->ring_id = ring_id;
 	k->opcode = req->opcode;
-	k->euid = cur->euid.val;
-	k->uid = cur->uid.val;
+	k->euid = own->euid.val;
+	k->uid = own->uid.val;
 	k->pid = bpf_get_current_pid_tgid() >> 32;
 	k->file_slot = -1;
 	k->buf = -1;
@@ -213,19 +309,21 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 	if (creds) {
 		k->cred_id = id_of_ptr(creds);
 		k->flags |= UW_OP_CREDS;
-		if (!same_creds(creds, cur))
-			k->flags |= UW_OP_CREDS_DIFFER;
 	}
+	if (!same_creds(run, own))
+		k->flags |= UW_OP_CREDS_DIFFER;
 	if (task->flags & PF_IO_WORKER)
 		k->flags |= UW_OP_SQ_THREAD;
 }
 
+/* The op's record: the owner's creds as the submitter's, and the creds it
+ * ran with where they are not those (a personality's, an SQ thread's). */
 static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
-				    struct task_struct *task, __u64 now, __u32 reason)
+				    struct task_struct *task, __u64 now, __u32 reason,
+				    __u32 creator)
 {
-	const struct cred *creds = req_creds(req), *cur = task->cred;
+	const struct cred *creds = req_creds(req), *own = owner_of(task)->cred;
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 *creator = bpf_map_lookup_elem(&creators, &k->ring_id);
 	struct uw_op op = {};
 
 	op.hdr.kind = UW_KIND_OP;
@@ -236,10 +334,12 @@ static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
 	op.first_ts = now;
 	op.count = 1;
 	op.cgroup_id = bpf_get_current_cgroup_id();
-	op.cap_effective = cap_effective(cur);
+	op.cap_effective = cap_effective(own);
 	op.pid = id >> 32;
 	op.tid = (__u32)id;
-	op.creator_pid = creator ? *creator : 0;
+	op.creator_pid = creator;
+	if (!creds && (k->flags & UW_OP_CREDS_DIFFER))
+		creds = task->cred;
 	if (creds) {
 		op.cred_uid = creds->uid.val;
 		op.cred_euid = creds->euid.val;
@@ -250,46 +350,114 @@ static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
 	emit(&op, sizeof(op));
 }
 
+/* Filters follow the ring: an op is kept for its submitter, for the
+ * process an SQPOLL thread submits for, or for the ring's creator. */
+static __always_inline bool op_allowed(__u64 pid_tgid, struct task_struct *task,
+				       struct ring_state *st)
+{
+	struct task_struct *leader;
+	char comm[UW_COMM_LEN];
+	int i;
+
+	if (cfg.targ_opcodes || cfg.targ_failed)
+		return false;
+	if (task_allowed(pid_tgid))
+		return true;
+	if (st && who_allowed(st->creator.tgid, st->creator.uid, st->creator.cgroup_id,
+			      st->creator.comm))
+		return true;
+	if (!(task->flags & PF_IO_WORKER))
+		return false;
+	leader = task->group_leader;
+#pragma unroll
+	for (i = 0; i < UW_COMM_LEN; i++)
+		comm[i] = leader->comm[i];
+	return who_allowed(pid_tgid >> 32, leader->cred->uid.val,
+			   bpf_get_current_cgroup_id(), comm);
+}
+
+static __always_inline void fresh_use(struct uw_use *u, __u64 pid_tgid, __u64 now)
+{
+	u->count = 1;
+	u->first_ts = now;
+	u->last_ts = now;
+	u->pid = pid_tgid >> 32;
+	u->tid = (__u32)pid_tgid;
+	u->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(u->comm, sizeof(u->comm));
+}
+
+/* `uses` is full: count the op by process, ring and opcode alone; true if
+ * that is a first use. */
+static __always_inline bool spill(struct uw_use_key *k, __u64 pid_tgid, __u64 now)
+{
+	struct uw_use_key s = {};
+	struct uw_use *u, fresh = {};
+
+	s.ring_id = k->ring_id;
+	s.pid = k->pid;
+	s.uid = k->uid;
+	s.euid = k->euid;
+	s.opcode = k->opcode;
+	s.file_slot = -1;
+	s.buf = -1;
+	s.flags = (k->flags & (UW_OP_SQ_THREAD | UW_OP_CREDS_DIFFER)) | UW_OP_SPILLED;
+	u = bpf_map_lookup_elem(&spills, &s);
+	if (!u) {
+		fresh_use(&fresh, pid_tgid, now);
+		if (!bpf_map_update_elem(&spills, &s, &fresh, BPF_NOEXIST))
+			return true;
+		u = bpf_map_lookup_elem(&spills, &s);
+	}
+	if (u) {
+		__sync_fetch_and_add(&u->count, 1);
+		u->last_ts = now;
+	} else {
+		bump(UW_CNT_OPS_UNTRACKED);
+	}
+	return false;
+}
+
 /* An operation the ring accepted: count it under its key; report the
  * first use of a key (every use with ops_all). A new key includes the
- * submitter's euid and whether the personality's creds differ, so an
- * operation run under someone else's credentials is always reported. */
+ * owner's ids and whether the op's creds differ from the owner's, so an
+ * operation run under someone else's credentials is always reported; with
+ * `uses` full, such ops are reported each, and first uses by process, ring
+ * and opcode still are. */
 static __always_inline int on_submit(struct io_kiocb *req)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_boot_ns();
+	struct ring_state *st;
 	struct uw_use_key k = {};
 	struct uw_use *u, fresh = {};
+	__u64 ring = ring_id_of(addr_of(req->ctx), &st);
+	__u32 creator = st ? st->creator.tgid : 0;
+	bool first;
 
-	if (!ring_events_allowed(id))
+	if (!op_allowed(id, task, st))
 		return 0;
-	use_key(&k, req, task);
+	use_key(&k, req, task, ring);
 	u = bpf_map_lookup_elem(&uses, &k);
+	if (!u) {
+		fresh_use(&fresh, id, now);
+		if (!bpf_map_update_elem(&uses, &k, &fresh, BPF_NOEXIST)) {
+			send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST, creator);
+			return 0;
+		}
+		u = bpf_map_lookup_elem(&uses, &k);   /* another CPU added it first? */
+	}
 	if (u) {
 		__sync_fetch_and_add(&u->count, 1);
 		u->last_ts = now;
 		if (cfg.ops_all)
-			send_op(&k, req, task, now, UW_OP_EACH);
+			send_op(&k, req, task, now, UW_OP_EACH, creator);
 		return 0;
 	}
-	fresh.count = 1;
-	fresh.first_ts = now;
-	fresh.last_ts = now;
-	fresh.pid = id >> 32;
-	fresh.tid = (__u32)id;
-	fresh.cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-	if (bpf_map_update_elem(&uses, &k, &fresh, BPF_NOEXIST)) {
-		/* another CPU added it first, or the map is full */
-		u = bpf_map_lookup_elem(&uses, &k);
-		if (u)
-			__sync_fetch_and_add(&u->count, 1);
-		else
-			bump(UW_CNT_OPS_UNTRACKED);
-		if (!cfg.ops_all)
-			return 0;
-	}
-	send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST);
+	first = spill(&k, id, now);
+	if (first || cfg.ops_all || (k.flags & UW_OP_CREDS_DIFFER))
+		send_op(&k, req, task, now, first && !cfg.ops_all ? UW_OP_FIRST : UW_OP_EACH,
+			creator);
 	return 0;
 }
 

@@ -328,6 +328,24 @@ int tracepoint__io_uring__io_uring_create(struct trace_event_raw_io_uring_create
 	return on_ring_created((__u64)ctx->ctx);
 }
 
+/* A ring is freed in this work item once its last user has gone (5.10 to
+ * 7.2); its address may then be another ring's. A kprobe, or where the
+ * kernel has none an fentry program (the loader picks one). */
+#define RING_OF_EXIT_WORK(work) \
+	(addr_of(work) - bpf_core_field_offset(struct io_ring_ctx, exit_work))
+
+SEC("kprobe/io_ring_exit_work")
+int BPF_KPROBE(kprobe__io_ring_exit_work, struct work_struct *work)
+{
+	return on_ring_freed(RING_OF_EXIT_WORK(work));
+}
+
+SEC("fentry/io_ring_exit_work")
+int BPF_PROG(fentry__io_ring_exit_work, struct work_struct *work)
+{
+	return on_ring_freed(RING_OF_EXIT_WORK(work));
+}
+
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(tp_btf__io_uring_submit_req, struct io_kiocb *req)
 {
@@ -353,7 +371,7 @@ int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_regi
 	s = bpf_map_lookup_elem(&slots, idx);
 	if (!s)
 		return 0;
-	s->call.ring.ring_id = id_of_addr((__u64)ctx->ctx);
+	s->call.ring.ring_id = ring_id_of((__u64)ctx->ctx, 0);
 	s->ring_ctx = (__u64)ctx->ctx;     /* identity_check.h reads its tables */
 	if (ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf)
 		s->call.ring.cred_id = id_of_ptr(bpf_get_current_task_btf()->cred);

@@ -297,8 +297,9 @@ enum uw_op_flags {
 	UW_OP_FIXED_BUF = 1 << 1,    /* buf: a registered-buffer index */
 	UW_OP_BUF_SELECT = 1 << 2,   /* buf: a provided-buffer group */
 	UW_OP_CREDS = 1 << 3,        /* ran under a registered personality */
-	UW_OP_CREDS_DIFFER = 1 << 4, /* ... whose credentials are not the submitter's */
+	UW_OP_CREDS_DIFFER = 1 << 4, /* ran with creds other than its owner's current ones */
 	UW_OP_SQ_THREAD = 1 << 5,    /* submitted by a kernel io thread (SQPOLL) */
+	UW_OP_SPILLED = 1 << 6,      /* counted by process, ring and opcode alone (rings.h) */
 };
 
 /* uw_op.reason */

@@ -129,3 +129,48 @@ def test_port_taken_is_one_line():
                            capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"uringwatch: --metrics 127.0.0.1:{port}: Address already in use" in r.stderr
+
+
+@needs_root
+def test_slow_connections_cost_no_threads():
+    """2,000 connections that send half a request and wait: the tracer keeps
+    its threads, answers a real scrape meanwhile, and closes every one of
+    them (the oldest when too many are open, the rest at their timeout)."""
+    import resource
+    import selectors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    port = free_port()
+    p = subprocess.Popen(UW + ["--json", "--metrics", f"127.0.0.1:{port}", "-p", str(os.getpid())],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    slow = []
+    try:
+        assert "tracing" in p.stderr.readline() and "metrics" in p.stderr.readline()
+        threads = len(os.listdir(f"/proc/{p.pid}/task"))
+        for _ in range(2000):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")     # and never the rest
+            slow.append(s)
+        assert ("uringwatch_ring_size_bytes", ()) in scrape(port)
+        assert len(os.listdir(f"/proc/{p.pid}/task")) <= threads
+        sel = selectors.DefaultSelector()
+        for s in slow:
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+        open_, deadline = set(slow), time.monotonic() + 60
+        while open_ and time.monotonic() < deadline:
+            for key, _ in sel.select(1.0):
+                try:
+                    closed = key.fileobj.recv(1) == b""
+                except ConnectionResetError:
+                    closed = True
+                if closed:
+                    sel.unregister(key.fileobj)
+                    open_.discard(key.fileobj)
+        assert not open_, f"{len(open_)} slow connections still open"
+    finally:
+        for s in slow:
+            s.close()
+        p.terminate()
+        err = p.communicate(timeout=10)[1]
+    assert p.returncode == 0 and "Traceback" not in err, err

@@ -19,6 +19,7 @@ from uringwatch.options import FAIR_BURST, FAIR_RATE, MAX_PROCS, TracerOptions
     (dict(burst=0), "rate must be >= 0 (0: no budget), burst and max_procs >= 1"),
     (dict(max_procs=0), "rate must be >= 0 (0: no budget), burst and max_procs >= 1"),
     (dict(max_aggs=1), "max_aggs must be >= 2 (one is the overflow aggregate)"),
+    (dict(max_uses=0), "max_uses must be >= 1"),
     (dict(hook="nope"), "hook must be auto or one of syscalls, kprobes, raw_syscalls"),
     (dict(resolve="nope"), "resolve must be auto or one of btf, probe_read, proc, off"),
 ])

@@ -45,6 +45,11 @@ def test_operations_are_traced_where_the_kernel_gives_the_request(ring_tracer):
     assert has_ops == submit_tracepoint_has_request()
     assert "tracepoint/io_uring/io_uring_register" in attached
     assert "tracepoint/io_uring/io_uring_create" in attached
+    # where the kernel has kprobes, rings are seen freed (a kprobe is all
+    # this needs: every guest kernel of ci/kernels.py has them)
+    from uringwatch.host import tracefs
+    if os.path.exists(os.path.join(tracefs(), "kprobe_events")):
+        assert "kprobe/io_ring_exit_work" in attached
 
 
 @pytest.fixture
@@ -254,3 +259,252 @@ def test_ops_all_reports_every_operation(needs_ops):
     each = [e for e in kinds(events, "Op") if e.reason == "each"]
     assert len(each) == 50
     r.close()
+
+
+def test_every_ring_gets_an_id_of_its_own():
+    """The kernel hands a freed ring's address to the next ring at once:
+    2,000 rings made and closed one after the other still have 2,000 ids,
+    and a ring made before tracing began has one too."""
+    from uringwatch import Filters, Tracer
+    before, f = uring.setup(4), os.open("/etc/hostname", os.O_RDONLY)
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+        for _ in range(2000):
+            os.close(uring.setup(1))
+        assert uring.register(before, uring.REGISTER_FILES, uring.ints(f), 1) == 0
+        events = collect(t, lambda ev: len(kinds(ev, "Ring")) >= 2000
+                         and kinds(ev, "Event"))
+    ids = [e.ring_id for e in kinds(events, "Ring")]
+    (old,) = [e.ring_id for e in kinds(events, "Event") if e.fd == before]
+    assert len(ids) == 2000 and None not in ids
+    assert len(set(ids) | {old}) == 2001 and old
+    os.close(before)
+    os.close(f)
+
+
+def _drop_to_nobody():
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+
+
+def _sqpoll_child(before_ring=lambda: None, before_nops=lambda: None):
+    """A child that, when told to, calls before_ring(), makes an SQPOLL
+    ring, calls before_nops(), then submits 4 NOPs through its SQ thread."""
+    go_r, go_w = os.pipe()
+
+    def run():
+        os.read(go_r, 1)
+        before_ring()
+        ring = uring.Ring(8, flags=uring.SETUP_SQPOLL, sq_thread_idle=50)
+        before_nops()
+        for i in range(4):
+            ring.put(i, uring.OP_NOP)
+        ring.submit(4)
+        ring.close()
+
+    return _child(run), go_w
+
+
+def test_sqpoll_ops_after_setuid_run_with_the_creators_creds(ring_tracer, needs_ops):
+    """An SQPOLL ring made as root keeps root's creds in its SQ thread after
+    its process drops to nobody: flagged, with both."""
+    child, go = _sqpoll_child(before_nops=_drop_to_nobody)
+    ring_tracer.add_pid(child)
+    os.write(go, b"x")
+    _wait(child)
+    events = collect(ring_tracer, lambda ev: any(e.pid == child for e in kinds(ev, "Op")))
+    (op,) = [e for e in kinds(events, "Op") if e.pid == child and e.reason == "first_use"]
+    assert op.sq_thread and op.creds_differ and op.personality_cred is None
+    assert (op.uid, op.euid) == (65534, 65534) and op.creator_pid == child
+    assert (op.task_cred.uid, op.task_cred.euid, op.task_cred.cap_effective) == (65534, 65534, 0)
+    assert (op.sq_thread_cred.uid, op.sq_thread_cred.euid) == (0, 0)
+    assert op.sq_thread_cred.cap_effective != 0
+
+
+def _ops_kept(filters, child, go, submitter=None):
+    """The child's ring's operations a tracer with these filters keeps,
+    once the count says all 4 were seen."""
+    from uringwatch import Tracer
+    with Tracer(filters, rings=True, count_interval=0.2) as t:
+        os.write(go, b"x")
+        _wait(child)
+        events = collect(t, lambda ev: sum(e.count for e in kinds(ev, "Op")
+                                           if e.reason == "count") >= 4, timeout=5)
+    return [e for e in kinds(events, "Op") if e.pid == (submitter or child)]
+
+
+def test_comm_filter_keeps_the_sqpoll_ops_of_its_process(needs_ops):
+    """-c NAME: the SQ thread is named iou-sqp-PID; its process is NAME."""
+    from uringwatch import Filters
+    name = b"uw-sqp-comm"
+    child, go = _sqpoll_child(
+        before_ring=lambda: ctypes.CDLL(None).prctl(15, name, 0, 0, 0))   # PR_SET_NAME
+    ops = _ops_kept(Filters(comm=name.decode()), child, go)
+    assert ops and all(e.sq_thread for e in ops)
+    assert sum(e.count for e in ops if e.reason == "count") == 4
+
+
+def test_uid_filter_keeps_the_sqpoll_ops_after_setuid(needs_ops):
+    """-u 65534: the SQ thread still has root's ids; its process has not."""
+    from uringwatch import Filters
+    child, go = _sqpoll_child(before_nops=_drop_to_nobody)
+    ops = _ops_kept(Filters(uid=65534), child, go)
+    assert ops and all(e.sq_thread and e.uid == 65534 for e in ops)
+    assert sum(e.count for e in ops if e.reason == "count") == 4
+
+
+def test_pid_filter_keeps_ops_others_submit_on_its_ring(needs_ops):
+    """-p PARENT: a forked child, not itself traced, submits on the ring
+    the parent made."""
+    from uringwatch import Filters, Tracer
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True, count_interval=0.2) as t:
+        r = uring.Ring(8)
+
+        def nops():
+            for i in range(4):
+                r.put(i, uring.OP_NOP)
+            assert r.submit(4) == 0
+
+        _wait(_child(nops))
+        events = collect(t, lambda ev: sum(e.count for e in kinds(ev, "Op")
+                                           if e.reason == "count") >= 4, timeout=5)
+    ops = [e for e in kinds(events, "Op") if e.pid != os.getpid()]
+    assert [e.creator_pid for e in ops if e.reason == "first_use"] == [os.getpid()]
+    assert sum(e.count for e in ops if e.reason == "count") == 4
+    r.close()
+
+
+@pytest.mark.parametrize("keys", [512, 256])
+def test_a_full_summary_still_reports_creds_that_differ(needs_ops, keys):
+    """600 rings with a NOP each, more than the summary has keys (none read
+    out: the interval is an hour; 17,000 rings fill the default 16,384 the
+    same way, in 9 s here). A personality used after dropping privileges is
+    still reported: a first use counted by process, ring and opcode when
+    the summary is full (512 keys, and as many to spill into), reported
+    alone when the spill is full too (256), and only counted anonymously."""
+    from uringwatch import Filters, Tracer
+    events, rings = [], 600
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True, count_interval=3600,
+                max_uses=keys) as t:
+        for n in range(rings):
+            ring = uring.Ring(1)
+            ring.put(0, uring.OP_NOP)
+            ring.submit(1)
+            ring.close()
+            if n % 100 == 0:
+                events += t.poll(0)
+        r = uring.Ring(8)
+        pers = uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0)
+
+        def dropped():
+            _drop_to_nobody()
+            ring = uring.Ring.attach(r.fd, r)
+            ring.put(0, uring.OP_NOP, personality=pers)
+            assert ring.submit(1) == 0
+
+        child = _child(dropped)     # kept as the ring's creator is traced
+        _wait(child)
+        events += collect(t, lambda ev: any(e.pid == child for e in kinds(ev, "Op")))
+        stats = t.stats()
+    ops = kinds(events, "Op")
+    (op,) = [e for e in ops if e.pid == child and e.reason != "count"]
+    assert op.creds_differ and op.personality_cred.euid == 0 and op.task_cred.euid == 65534
+    counted = min(rings + 1, 2 * keys)
+    assert op.reason == ("first_use" if counted == rings + 1 else "each")
+    assert sum(e.count for e in ops if e.reason == "count") == counted
+    assert len([e for e in ops if e.reason == "first_use"]) == counted
+    assert stats["ops_untracked"] == rings + 1 - counted and stats["ring_full"] == 0
+    r.close()
+
+
+def test_the_ledger_keeps_a_bounded_number_of_rings(monkeypatch):
+    """The least recently used ring's registrations go first, counted."""
+    from uringwatch import Filters, Tracer
+    from uringwatch.rings import Ledger
+    monkeypatch.setattr(Ledger, "MAX_RINGS", 2)
+    f = os.open("/etc/hostname", os.O_RDONLY)
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+        rings = [uring.setup(1) for _ in range(3)]
+        for r in rings:
+            assert uring.register(r, uring.REGISTER_FILES, uring.ints(f), 1) == 0
+        collect(t, lambda ev: len(kinds(ev, "Event")) >= 3)
+        assert t.stats()["ledger_evicted"] == 1
+    for fd in (*rings, f):
+        os.close(fd)
+
+
+def _rings_made_by(tracer, pid: int) -> int:
+    """Rings of `pid` the kernel side keeps an id for (bpf/rings.h's
+    ring_states: id, creator's cgroup, tgid, uid, comm)."""
+    from uringwatch import libbpf
+    lib, fd = libbpf.lib(), tracer._obj.map_fd("ring_states")
+    key, nxt = ctypes.c_uint64(), ctypes.c_uint64()
+    val = ctypes.create_string_buffer(40)
+    n, prev = 0, None
+    while lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
+        key.value = nxt.value
+        prev = ctypes.byref(key)
+        if lib.bpf_map_lookup_elem(fd, prev, val) == 0:
+            n += int.from_bytes(val.raw[16:20], "little") == pid
+    return n
+
+
+def test_a_freed_ring_is_forgotten(ring_tracer):
+    """Where the kernel shows rings freed, their ids are not kept."""
+    if not any(a.endswith("/io_ring_exit_work") for a in ring_tracer.features["rings"]):
+        pytest.skip("this kernel does not show rings freed to a kprobe or fentry")
+    rings = [uring.setup(1) for _ in range(50)]
+    assert _rings_made_by(ring_tracer, os.getpid()) == 50
+    for fd in rings:
+        os.close(fd)
+    deadline = time.monotonic() + 30
+    while _rings_made_by(ring_tracer, os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _rings_made_by(ring_tracer, os.getpid()) == 0
+
+
+def _uses_of(tracer, pid: int) -> int:
+    """Keys of `pid` in the operations' summary (uw_use_key.pid at 28)."""
+    from uringwatch import libbpf
+    from uringwatch.layout import USE_KEY
+    lib, fd = libbpf.lib(), tracer._obj.map_fd("uses")
+    prev, n = None, 0
+    while True:
+        nxt = ctypes.create_string_buffer(USE_KEY.size)
+        if lib.bpf_map_get_next_key(fd, prev, nxt) != 0:
+            return n
+        n += int.from_bytes(nxt.raw[28:32], "little") == pid
+        prev = nxt
+
+
+def test_the_summary_lets_go_of_what_is_no_longer_used(ring_tracer, needs_ops):
+    """Keys unused for a whole interval are counted out and taken out of
+    the map: 50 closed rings leave nothing behind, and no count is lost."""
+    for _ in range(50):
+        r = uring.Ring(1)
+        r.put(0, uring.OP_NOP)
+        r.submit(1)
+        r.close()
+    events, deadline = [], time.monotonic() + 30
+    while _uses_of(ring_tracer, os.getpid()) and time.monotonic() < deadline:
+        events += ring_tracer.poll(0.1)
+    assert _uses_of(ring_tracer, os.getpid()) == 0
+    events = collect(ring_tracer, lambda ev: True) + events
+    ops = kinds(events, "Op")
+    assert sum(e.count for e in ops if e.reason == "count") == 50
+    assert len([e for e in ops if e.reason == "first_use"]) == 50
+
+
+def test_replay_keeps_an_op_for_its_rings_creator():
+    """-p in replay: the submitter or the ring's creator, as live; with
+    other filters too, the submitter alone (a record lacks the creator's)."""
+    import msgspec
+    from uringwatch import Filters
+    from uringwatch.events import Op
+    op = Op(0, 0, 1, "first_use", "ab", 0, "NOP", 20, 20, "child", 0, 0, 1, 10, False,
+            None, None, None, None, None, False)
+    assert Filters(pids=frozenset([10])).matches(op)
+    assert Filters(pids=frozenset([20])).matches(op)
+    assert not Filters(pids=frozenset([30])).matches(op)
+    assert not Filters(pids=frozenset([10]), comm="parent").matches(op)
+    assert not Filters(pids=frozenset([10])).matches(
+        msgspec.structs.replace(op, creator_pid=None))

@@ -118,7 +118,7 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     pid: int                  # the submitter (its process for SQPOLL threads)
     tid: int
     comm: str
-    uid: int
+    uid: int                  # the submitter's process's current ids (for SQPOLL too)
     euid: int
     cgroup_id: int
     creator_pid: int | None   # the ring's creator, if seen being made (None in counts)
@@ -127,11 +127,14 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     buffer_index: int | None  # registered-buffer index (READ_FIXED, WRITE_FIXED)
     buffer_group: int | None  # provided-buffer group (IOSQE_BUFFER_SELECT)
     personality_cred: OpCred | None  # the registered personality it ran under
-    task_cred: OpCred | None    # the submitter's, when a personality was used
-    creds_differ: bool        # the personality's credentials are not the submitter's
+    task_cred: OpCred | None    # the submitter's, when a personality was used or creds differ
+    creds_differ: bool        # ran with other credentials than its process's current ones
     uses: Uses | None = None
     cgroup_path: str | None = None
     container_id: str | None = None
+    # the SQPOLL thread's (its creator's at setup), when they differ and no
+    # personality was used
+    sq_thread_cred: OpCred | None = None
 
 
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Container, NamedTuple
 
 import msgspec
 
-from .events import AnyEvent, Event, Repeat
+from .events import AnyEvent, Event, Op, Repeat
 from .layout import cstr
 from .opcodes import USE_REGISTERED_RING
 
@@ -107,7 +107,13 @@ class Filters(msgspec.Struct, frozen=True):
         """As the kernel applies them. A repeat record carries no uid or
         cgroup: with those filters it never matches (live, the kernel
         filtered its calls already). A ring's creation and operations are
-        not register calls: no opcode filter or --failed keeps them."""
+        not register calls: no opcode filter or --failed keeps them. An
+        operation is kept for its ring's creator too when pids are the only
+        filter (live, the kernel also judges the creator's uid, cgroup and
+        comm, which a record lacks)."""
+        if isinstance(ev, Op) and ev.creator_pid in (self.pids or ()) \
+                and self == Filters(pids=self.pids):
+            return True
         test = _event_test(self)
         return test is None or test(ev)
 

@@ -59,7 +59,12 @@ RING_PROGRAMS = {
 # The operations' tracepoint, by its name on this kernel (renamed in 6.4).
 SUBMIT_TRACEPOINTS = ("io_uring_submit_req", "io_uring_submit_sqe")
 SUBMIT_PROGRAM = "tp_btf__{}"
-RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS)
+# The work item that frees a ring, where its id is forgotten (bpf/rings.h):
+# a kprobe, or an fentry program where the kernel has no kprobes.
+RING_FREE_FUNCTION = "io_ring_exit_work"
+RING_FREE_PROGRAMS = ("kprobe__io_ring_exit_work", "fentry__io_ring_exit_work")
+RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
+    + tuple(RING_FREE_PROGRAMS)
 ALL_PROGRAMS += RING_ALL
 
 
@@ -76,7 +81,36 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
                    if os.path.exists(os.path.join(tracefs, event)))
     # a tp_btf program attaches through the kernel's own BTF: none without it
     submit = typed_submit_tracepoint() if lifecycle and os.path.exists(BTF_VMLINUX) else None
-    return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ())
+    free = ring_free_program(tracefs) if lifecycle else None
+    return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
+        + ((free,) if free else ())
+
+
+def ring_free_program(tracefs: str) -> str | None:
+    """The program that sees rings freed: a kprobe where the kernel has
+    kprobes, else fentry where ftrace can trace the function and there is
+    BTF to attach by; None if neither (ring ids then rely on being made
+    afresh at creation, bpf/rings.h)."""
+    kprobe, fentry = RING_FREE_PROGRAMS
+    if os.path.exists(os.path.join(tracefs, "kprobe_events")) and \
+            _lists(RING_FREE_FUNCTION, "/proc/kallsyms"):
+        return kprobe
+    # unreadable under lockdown, where fentry is refused too
+    if os.path.exists(BTF_VMLINUX) and \
+            _lists(RING_FREE_FUNCTION, os.path.join(tracefs, "available_filter_functions")):
+        return fentry
+    return None
+
+
+def _lists(name: str, path: str) -> bool:
+    """Whether a kernel symbol list has this built-in function."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return f" {name}\n".encode() in data or data.startswith(f"{name}\n".encode()) \
+        or f"\n{name}\n".encode() in data
 
 
 _BTF_KIND_PTR, _BTF_KIND_STRUCT, _BTF_KIND_TYPEDEF, _BTF_KIND_FUNC_PROTO = 2, 4, 8, 13

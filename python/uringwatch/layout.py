@@ -49,6 +49,7 @@ OP_BUF_SELECT = 1 << 2
 OP_CREDS = 1 << 3
 OP_CREDS_DIFFER = 1 << 4
 OP_SQ_THREAD = 1 << 5
+OP_SPILLED = 1 << 6
 
 # enum uw_op_reason
 OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3

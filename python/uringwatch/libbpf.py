@@ -98,6 +98,7 @@ _SIGNATURES = {
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_update_elem": (c_int, [c_int, c_void_p, c_void_p, ctypes.c_uint64]),
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
+    "bpf_map_lookup_and_delete_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
     "btf__load_vmlinux_btf": (BtfP, []),
     "btf__find_by_name_kind": (ctypes.c_int32, [BtfP, c_char_p, ctypes.c_uint32]),

@@ -173,6 +173,8 @@ class Loader:
         obj.set_max_entries("inflight", 2 * o.max_inflight)
         obj.set_max_entries("procs", o.max_procs)
         obj.set_max_entries("aggs", o.max_aggs)
+        for name in ("uses", "spills"):
+            obj.set_max_entries(name, o.max_uses)
 
     @staticmethod
     def _make_overflow_agg(obj: BpfObject) -> None:

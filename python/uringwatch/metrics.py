@@ -82,18 +82,19 @@ class Metrics:
                 self.container_events.labels(container).inc(n)
 
     def serve(self, address: str) -> "Metrics":
-        from prometheus_client import start_http_server
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from .scrapes import ScrapeServer
         addr, port = parse_address(address)
         try:
-            self._server, _ = start_http_server(port, addr, registry=self.registry)
+            self._server = ScrapeServer(addr, port, lambda: generate_latest(self.registry),
+                                        CONTENT_TYPE_LATEST)
         except OSError as e:
             raise MetricsError(f"--metrics {address}: {e.strerror or e}") from None
         return self
 
     def close(self) -> None:
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
 

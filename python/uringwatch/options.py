@@ -21,6 +21,7 @@ AGG_SHARE = 4
 # (half the ring): records per second, and at most (banked from its start).
 LIGHT_RATE = 32
 LIGHT_BURST = 32
+MAX_USES = 16384        # keys of the operations' summary (and as many spilled)
 
 
 class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -45,6 +46,7 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     resolve: str = "auto"
     rings: bool = False             # ring creation and operation events
     count_interval: float = 1.0     # operations' counts, seconds
+    max_uses: int = MAX_USES
 
     def __post_init__(self):
         if not 1 <= self.cap <= layout.CAP_MAX:
@@ -57,6 +59,8 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             raise TracerError("rate must be >= 0 (0: no budget), burst and max_procs >= 1")
         if self.max_aggs < 2:
             raise TracerError("max_aggs must be >= 2 (one is the overflow aggregate)")
+        if self.max_uses < 1:
+            raise TracerError("max_uses must be >= 1")
         if self.hook not in ("auto", *hooks.HOOKS):
             raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
         if self.resolve not in ("auto", *hooks.RESOLVE):

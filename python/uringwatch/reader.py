@@ -42,7 +42,7 @@ class EventReader:
         self._procs: Callable[[], Iterator[tuple[int, dict]]] = lambda: iter(())
         self._runs = Runs()             # repeat records' totals -> counts
         self._runs_flushed = False
-        self._ledger = Ledger()
+        self.ledger = Ledger()
 
     def start(self, ring: RingBuffer, boot_to_wall: int, uses: UseCounts | None,
               procs: Callable[[], Iterator[tuple[int, dict]]]) -> None:
@@ -117,7 +117,7 @@ class EventReader:
         out, errors = decode_many(ring.data, spans, self.boot_to_wall, self._context,
                                   proc=True, runs=self._runs,
                                   lines=lines and not self.on_ring,
-                                  follow=self._ledger.feed)
+                                  follow=self.ledger.feed)
         self.decode_errors += len(errors)
         if self.on_ring and spans:
             view = ring.taken()
@@ -159,7 +159,7 @@ class EventReader:
         out = []
         for raw in self._uses.records():
             self._made(raw)
-            out.append(self._ledger.feed(
+            out.append(self.ledger.feed(
                 decode(raw, 0, len(raw), self.boot_to_wall, self._context)))
         return out
 

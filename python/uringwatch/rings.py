@@ -3,6 +3,7 @@ and the join of each operation to the registrations it uses."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import struct
 import time
@@ -82,8 +83,11 @@ def decode_ring(buf, off: int, boot_to_wall: int, errno_name, context) -> Ring:
 def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
     v = layout.OP.unpack(buf, off)
     (ring, cred_id, slot, buf_idx, euid, _pid, op, flags, _, uid) = v["key"]
-    creds = flags & layout.OP_CREDS
+    creds, differ = flags & layout.OP_CREDS, bool(flags & layout.OP_CREDS_DIFFER)
+    sq_creds = differ and not creds and bool(flags & layout.OP_SQ_THREAD)
     known = v["reason"] != layout.OP_COUNT     # counts carry the key alone
+    ran = (OpCred(ring_id(cred_id), v["cred_uid"], v["cred_euid"], v["cred_cap_effective"])
+           if known else OpCred(ring_id(cred_id), None, None, None))
     return Op(
         v["ts"] + boot_to_wall, v["first_ts"] + boot_to_wall, v["count"],
         REASONS.get(v["reason"], str(v["reason"])), ring_id(ring) or "", op,
@@ -92,12 +96,11 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
         slot if flags & layout.OP_FIXED_FILE else None,
         buf_idx if flags & layout.OP_FIXED_BUF else None,
         buf_idx if flags & layout.OP_BUF_SELECT else None,
-        (OpCred(ring_id(cred_id), v["cred_uid"], v["cred_euid"], v["cred_cap_effective"])
-         if known else OpCred(ring_id(cred_id), None, None, None)) if creds else None,
-        (OpCred(None, uid, euid, v["cap_effective"]) if known
-         else OpCred(None, uid, euid, None)) if creds else None,
-        bool(flags & layout.OP_CREDS_DIFFER), None,
-        *(context(v["cgroup_id"]) if context else (None, None)))
+        ran if creds else None,
+        OpCred(None, uid, euid, v["cap_effective"] if known else None)
+        if creds or sq_creds else None,
+        differ, None, *(context(v["cgroup_id"]) if context else (None, None)),
+        sq_thread_cred=ran if sq_creds else None)
 
 
 class _Tables:
@@ -128,10 +131,15 @@ class Ledger:
     replayed), it keeps each ring's registered files, buffers, buffer groups
     and personalities, and fills an operation's `uses` from them. A
     registration made before tracing began is not known: its use shows the
-    slot or index alone."""
+    slot or index alone. It keeps at most MAX_RINGS rings, the least
+    recently used going first (`evicted` counts them): a closed ring is
+    never used again, and an id is never another ring's."""
+
+    MAX_RINGS = 4096
 
     def __init__(self):
-        self._rings: dict[str, _Tables] = {}
+        self._rings: collections.OrderedDict[str, _Tables] = collections.OrderedDict()
+        self.evicted = 0
 
     # the opcodes _registered() follows: other calls (most) skip it
     FOLLOWED = frozenset({"REGISTER_FILES", "REGISTER_FILES2", "REGISTER_FILES_UPDATE",
@@ -142,14 +150,22 @@ class Ledger:
     def feed(self, ev):
         if isinstance(ev, Event):
             if ev.ret >= 0 and ev.ring_id and ev.opcode_name in self.FOLLOWED:
-                t = self._rings.get(ev.ring_id)
-                if t is None:
-                    t = self._rings[ev.ring_id] = _Tables()
-                self._registered(t, ev)
+                self._registered(self._tables(ev.ring_id), ev)
             return ev
         if isinstance(ev, Op):
             return self._join(ev)
         return ev
+
+    def _tables(self, ring: str) -> _Tables:
+        t = self._rings.get(ring)
+        if t is not None:
+            self._rings.move_to_end(ring)
+            return t
+        if len(self._rings) >= self.MAX_RINGS:
+            self._rings.popitem(last=False)
+            self.evicted += 1
+        t = self._rings[ring] = _Tables()
+        return t
 
     def _registered(self, t: _Tables, ev: Event) -> None:
         name, p = ev.opcode_name, ev.payload
@@ -187,6 +203,7 @@ class Ledger:
         t = self._rings.get(op.ring_id)
         if t is None:
             return op
+        self._rings.move_to_end(op.ring_id)
         uses = Uses(
             file=t.files.get(op.fixed_file) if op.fixed_file is not None else None,
             buffer=t.buffers.get(op.buffer_index) if op.buffer_index is not None else None,
@@ -198,13 +215,17 @@ class Ledger:
 
 
 class UseCounts:
-    """Reads the kernel's summary of uses (the `uses` map) every interval,
-    and turns what each key gained since the last read into a count
-    record. Once the tracer is detached the last read is final: the counts
-    add up exactly to the operations the kernel saw (plus ops_untracked)."""
+    """Reads the kernel's summary of uses (the `uses` and `spills` maps)
+    every interval, and turns what each key gained since the last read into
+    a count record. A key that gained nothing over a whole interval (its
+    ring closed, its process gone, or just idle) is taken out of the map,
+    its last count with it: the maps hold what is in use, and a full map
+    is one an attacker keeps busy. Once the tracer is detached the last
+    read is final: the counts add up exactly to the operations the kernel
+    saw (plus ops_untracked)."""
 
-    def __init__(self, map_fd: int, interval: float):
-        self.fd, self.interval = map_fd, interval
+    def __init__(self, map_fds: tuple[int, ...], interval: float):
+        self.fds, self.interval = map_fds, interval
         self._seen: dict[bytes, int] = {}
         self._last = time.monotonic()
         self._final = False
@@ -218,29 +239,54 @@ class UseCounts:
         return time.monotonic() - self._last >= self.interval
 
     def records(self) -> list[bytes]:
+        self._last = time.monotonic()
+        out: list[bytes] = []
+        for fd in self.fds:
+            self._read(fd, out)
+        return out
+
+    def _read(self, fd: int, out: list[bytes]) -> None:
         from . import libbpf
         lib = libbpf.lib()
-        self._last = time.monotonic()
-        key = ctypes.create_string_buffer(layout.USE_KEY.size)
-        nxt = ctypes.create_string_buffer(layout.USE_KEY.size)
         val = ctypes.create_string_buffer(layout.USE.size)
-        out, prev = [], None
-        while lib.bpf_map_get_next_key(self.fd, prev, nxt) == 0:
-            ctypes.memmove(key, nxt, len(nxt))
-            prev = key
-            if lib.bpf_map_lookup_elem(self.fd, key, val) != 0:
+        for key in _keys(lib, fd):
+            k, before = key.raw, self._seen.get(key.raw)
+            if lib.bpf_map_lookup_elem(fd, key, val) != 0:
                 continue
-            count, first_ts, last_ts, cgroup_id, pid, tid, comm = \
-                layout.USE.struct.unpack(val.raw)
-            k = key.raw
-            delta = count - self._seen.get(k, 0)
-            if delta <= 0:
-                continue
-            self._seen[k] = count
-            out.append(_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, layout.OP.size)
-                       + k + _OP_TAIL.pack(last_ts, first_ts, delta, cgroup_id, 0, 0, pid,
-                                           tid, 0, 0, 0, layout.OP_COUNT, comm))
-        return out
+            if before is not None and _count(val) == before:
+                # idle: out of the map, with what it gained meanwhile
+                if lib.bpf_map_lookup_and_delete_elem(fd, key, val) != 0:
+                    continue
+                del self._seen[k]
+            else:
+                self._seen[k] = _count(val)
+            if (rec := _count_record(k, val.raw, before or 0)) is not None:
+                out.append(rec)
+
+
+def _keys(lib, fd: int) -> list:
+    """All of a map's keys, before any is deleted: a deleted key would send
+    bpf_map_get_next_key back to the start."""
+    keys, prev = [], None
+    while True:
+        nxt = ctypes.create_string_buffer(layout.USE_KEY.size)
+        if lib.bpf_map_get_next_key(fd, prev, nxt) != 0:
+            return keys
+        keys.append(nxt)
+        prev = nxt
+
+
+def _count(val) -> int:
+    return int.from_bytes(val.raw[:8], "little")
+
+
+def _count_record(key: bytes, value: bytes, before: int) -> bytes | None:
+    count, first_ts, last_ts, cgroup_id, pid, tid, comm = layout.USE.struct.unpack(value)
+    if count <= before:
+        return None
+    return (_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, layout.OP.size) + key
+            + _OP_TAIL.pack(last_ts, first_ts, count - before, cgroup_id, 0, 0, pid,
+                            tid, 0, 0, 0, layout.OP_COUNT, comm))
 
 
 # uw_op around its key, for the count records built here

@@ -71,7 +71,8 @@ class Tracer:
         self.features.update(features)
         uses = None
         if any(p.startswith("tp_btf__") for p in obj.programs):
-            uses = UseCounts(obj.map_fd("uses"), self.options.count_interval)
+            uses = UseCounts((obj.map_fd("uses"), obj.map_fd("spills")),
+                             self.options.count_interval)
         self._sets = FilterSets(obj, self.filters)
         self._counters = Counters(obj)
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
@@ -207,4 +208,5 @@ class Tracer:
         decode; "processes": processes() (the top PROCESSES_IN_STATS),
         "aggregates": aggregates() (the top AGGREGATES_IN_STATS)."""
         return self._opened(self._counters).stats(decode_errors=self._reader.decode_errors,
+                                                  ledger_evicted=self._reader.ledger.evicted,
                                                   repeat_events=self._reader.repeat_events)
