@@ -28,6 +28,7 @@ struct uw_slot {
 	__u64 scratch;        /* a kernel pointer read back as a number (identity.h) */
 	__u64 ring_ctx;       /* the io_ring_ctx the call acted on; 0: none found */
 	__u64 enter_file[UW_FILES_MAX]; /* each uw_file's struct file at enter (identity_check.h) */
+	__u64 reread[32];     /* toctou.h's re-read of user memory: off the exit program's stack */
 };
 
 /* A __s32 or __u32 at data[at], 0 past the slot's data. keep(): one

@@ -8,6 +8,7 @@
 #define URINGWATCH_TOCTOU_H
 
 #define CHUNK 256
+_Static_assert(sizeof(((struct uw_slot *)0)->reread) == CHUNK, "a chunk fills the slot's reread");
 
 static __always_inline void note_change(struct uw_slot *s, __u32 spot)
 {
@@ -26,7 +27,6 @@ struct cmp_ctx {
 	struct uw_slot *s;
 	struct uw_region *r;
 	__u64 i, off, len;
-	__u64 buf[CHUNK / 8];
 };
 
 /* One bpf_loop step per 8-byte word of a region: at each chunk start,
@@ -43,7 +43,7 @@ static long compare_word(__u64 k, struct cmp_ctx *x)
 	if (!w) {
 		rem = x->len - pos < CHUNK ? x->len - pos : CHUNK;
 		keep(rem);
-		if (rem > CHUNK || bpf_probe_read_user(x->buf, rem, (void *)(x->r->addr + pos))) {
+		if (rem > CHUNK || bpf_probe_read_user(s->reread, rem, (void *)(x->r->addr + pos))) {
 			x->r->flags |= UW_R_EXIT_FAULT;
 			s->call.flags |= UW_F_EXIT_FAULT;
 			return 1;
@@ -55,7 +55,7 @@ static long compare_word(__u64 k, struct cmp_ctx *x)
 	keep(at);
 	rem = x->len - pos;
 	mask = rem >= 8 ? ~0ULL : (1ULL << (rem * 8)) - 1;
-	diff = (x->buf[w / 8] ^ *(__u64 *)&s->data[at]) & mask;
+	diff = (s->reread[w / 8] ^ *(__u64 *)&s->data[at]) & mask;
 	if (!diff)
 		return 0;
 	x->r->flags |= UW_R_CHANGED;
