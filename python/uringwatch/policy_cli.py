@@ -8,8 +8,9 @@ import argparse
 import os
 import sys
 
-from . import cbpf, opcodes
+from . import cbpf, opcodes, screen
 from .dump import DumpError
+from .errors import os_message
 from .exitcodes import (EXIT_DENIED, EXIT_ERROR, EXIT_EXEC_FAILED, EXIT_OK, EXIT_UNSUPPORTED,
                         EXIT_USAGE)
 from .policy import Policy, PolicyError, Scope, check, dumps, generate, load
@@ -77,15 +78,21 @@ def _events(paths: list[str]):
     reader.raise_problems()
 
 
+def _unreadable(e: DumpError | OSError) -> int:
+    """A recording that can't be read: one escaped line (a path can hold
+    anything), and its exit code."""
+    if isinstance(e, DumpError):
+        screen.error(e)
+        return e.code
+    screen.error(os_message(e))
+    return EXIT_ERROR
+
+
 def run_generate(args) -> int:
     try:
         policy = generate(_events(args.recordings), args.recordings, _scope(args))
-    except DumpError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
-        return e.code
-    except OSError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    except (DumpError, OSError) as e:
+        return _unreadable(e)
     text = dumps(policy)
     if args.output:
         with open(args.output, "wb") as f:
@@ -100,8 +107,11 @@ def run_generate(args) -> int:
 def _load(path: str) -> Policy | None:
     try:
         return load(path)
-    except (PolicyError, OSError) as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
+    except PolicyError as e:
+        screen.error(e)
+        return None
+    except OSError as e:
+        screen.error(os_message(e))
         return None
 
 
@@ -113,12 +123,8 @@ def run_check(args) -> int:
     try:
         denials, judged = check(policy, _events(args.recordings),
                                 scope if scope != Scope() else None)
-    except DumpError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
-        return e.code
-    except OSError as e:
-        print(f"uringwatch: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    except (DumpError, OSError) as e:
+        return _unreadable(e)
     for d in denials:
         ev = d.event
         times = f" x{d.count}" if d.count else ""     # a first use is in its counts
@@ -184,10 +190,10 @@ def run_confine(args) -> int:
         try:
             apply(policy)
         except (ConfineError, ValueError) as e:
-            print(f"uringwatch: {e}", file=sys.stderr)
+            screen.error(e)
             return EXIT_ERROR
     try:
         os.execvp(cmd[0], cmd)
     except OSError as e:
-        print(f"uringwatch: {cmd[0]}: {e.strerror}", file=sys.stderr)
+        screen.error(f"{cmd[0]}: {e.strerror}")
         return EXIT_EXEC_FAILED
