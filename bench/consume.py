@@ -2,7 +2,7 @@
 """uringwatch's library consumer alone: decode records to Event Structs and
 drop them, no output. For bench/run.py; run as root with the venv's python.
 
-    consume.py [--pid PID[,PID]] [--wakeup-bytes N] [--rate N] [--no-fair]
+    consume.py [--pid PID[,PID] | --cgroup DIR] [--wakeup-bytes N] [--rate N] [--no-fair]
 
 Says "consume: attached" on stderr once attached; on SIGINT or SIGTERM it
 drains what is queued and prints one JSON line on stdout: call events
@@ -12,6 +12,7 @@ tracer's counters, and the CPU seconds this process spent after attaching.
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -32,6 +33,7 @@ def _stop(signum, frame):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pid", default="", help="comma-separated tgids")
+    ap.add_argument("--cgroup", help="a cgroup2 directory: its processes (a swarm's new ones too)")
     ap.add_argument("--rate", type=int, default=None, help="fairness budget (Tracer's default)")
     ap.add_argument("--no-fair", dest="fair", action="store_false")
     ap.add_argument("--wakeup-bytes", type=int, default=256 << 10,
@@ -52,6 +54,8 @@ def main() -> None:
 
     pids = [int(p) for p in args.pid.split(",") if p]
     filters = Filters(pids=frozenset(pids)) if pids else None
+    if args.cgroup:
+        filters = Filters(cgroups=frozenset([os.stat(args.cgroup).st_ino]))
     fair = {"fair": args.fair} | ({"rate": args.rate} if args.rate is not None else {})
     with Tracer(filters, wakeup_bytes=args.wakeup_bytes, **fair) as tracer:
         print("consume: attached", file=sys.stderr, flush=True)

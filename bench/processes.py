@@ -22,14 +22,27 @@ def loadgen(build: str, mode: list[str], calls: int = 0, seconds: float = 0) -> 
     return json.loads(out.stdout)
 
 
-class Gated:
-    """A generator started, but held before its first call (loadgen -g), so
-    a tracer can be attached to its process id first."""
+def _start(argv: list[str], cgroup: str | None) -> subprocess.Popen:
+    """argv on GEN_CPU, inside cgroup if given (entered before exec, so its
+    children start there too)."""
+    def enter():
+        os.sched_setaffinity(0, {GEN_CPU})
+        if cgroup:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=enter)
 
-    def __init__(self, build: str, mode: list[str], seconds: float):
-        self.proc = subprocess.Popen(
-            [os.path.join(build, "loadgen"), "-g", "-d", str(seconds), "-c", str(GEN_CPU),
-             *mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+class Gated:
+    """A generator started, but held before its first call (-g), so a
+    tracer can be attached to its process id first: loadgen MODE for
+    SECONDS, or any of bench/'s generators (loadgen, swarm) with argv."""
+
+    def __init__(self, build: str, mode: list[str], seconds: float, exe: str = "loadgen",
+                 cgroup: str | None = None):
+        timing = ["-d", str(seconds)] if seconds else []
+        self.proc = _start([os.path.join(build, exe), "-g", *timing, *mode], cgroup)
         self.pid = self.proc.pid
 
     def interrupt(self) -> None:
@@ -50,11 +63,10 @@ class Gated:
 class Victim:
     """bench/victim.py, held before its first call like Gated."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, cgroup: str | None = None):
         here = os.path.dirname(os.path.abspath(__file__))
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(here, "victim.py"), str(seconds)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = _start([sys.executable, os.path.join(here, "victim.py"), str(seconds)],
+                           cgroup)
         self.pid = int(self.proc.stdout.readline())
 
     interrupt, go, result = Gated.interrupt, Gated.go, Gated.result
@@ -65,11 +77,11 @@ class TracerProcess:
     until it says on stderr that it is attached."""
 
     def __init__(self, argv: list[str], attached: str, stdout=subprocess.PIPE,
-                 merged: bool = False):
+                 merged: bool = False, env: dict | None = None):
         """merged: the tracer says it is attached on stdout (bpftrace)."""
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if merged else stdout,
+            argv, stdin=subprocess.DEVNULL, env=env, stdout=subprocess.PIPE if merged else stdout,
             stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True,
             preexec_fn=lambda: os.sched_setaffinity(0, {TRACER_CPU}))
         self.pid = self.proc.pid
@@ -142,12 +154,15 @@ def bpf_prog_stats(pid: int) -> dict[str, tuple[int, int]]:
             for p in progs if p["id"] in ids}
 
 
-def per_run_ns(before: dict, after: dict) -> dict[str, float]:
-    """Average ns per run of each program between two bpf_prog_stats."""
+def per_run_ns(before: dict, after: dict, min_runs: int = 0) -> dict[str, float]:
+    """Average ns per run of each program between two bpf_prog_stats, of
+    those that ran at least min_runs times (a program that runs on each
+    process's exit, not on each call, is left out of a per-call sum)."""
     out = {}
     for prog, (cnt, ns) in after.items():
         cnt0, ns0 = before.get(prog, (0, 0))
-        out[prog] = (ns - ns0) / (cnt - cnt0) if cnt > cnt0 else 0.0
+        if cnt - cnt0 >= min_runs:
+            out[prog] = (ns - ns0) / (cnt - cnt0) if cnt > cnt0 else 0.0
     return out
 
 
@@ -157,6 +172,30 @@ def foreign_uring_hooks(own: set[int]) -> list[int]:
     attached = json.loads(subprocess.check_output(["bpftool", "-j", "perf", "list"]))
     return sorted({a["pid"] for a in attached
                    if "io_uring_register" in a.get("tracepoint", "") and a["pid"] not in own})
+
+
+class Cgroup:
+    """A fresh cgroup2 directory inside the block, removed after (its
+    processes have ended by then)."""
+
+    def __init__(self):
+        from uringwatch.containers import cgroup2_root
+        root = cgroup2_root()
+        if not root:
+            raise RuntimeError("no cgroup2 hierarchy mounted")
+        self.path = os.path.join(root, f"uwbench-{os.getpid()}-{time.monotonic_ns()}")
+
+    def __enter__(self) -> str:
+        os.mkdir(self.path)
+        return self.path
+
+    def __exit__(self, *exc):
+        for _ in range(100):            # the last processes may still be leaving
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.1)
 
 
 class BpfStats:

@@ -45,9 +45,16 @@ TARGET_MODES = {"invalid", "files 8"}
 UNRELATED = ("getppid",)
 # in the bpf_stats rows only
 DIAGNOSTIC = ("uringwatch library, wakeups never forced (diagnostic)",)
-# the cost of fairness: every distinct call still sent (no budget), against
-# none of it; in the bpf_stats rows only
+# the cost of fairness: every distinct call still sent, with no budget
+# (--rate 0: the budgets and the ring's fill never looked at), with a budget
+# never spent (its whole path: both buckets, the aggregate's lookup, the
+# fill), against none of it; in the bpf_stats rows only
 FAIR_ON, FAIR_OFF = "uringwatch library, fairness with no budget", "uringwatch library, --no-fair"
+FAIR_BUDGET = "uringwatch library, fairness with a budget never spent"
+FAIR_TRACERS = (FAIR_OFF, FAIR_ON, FAIR_BUDGET)
+UNSPENT_RATE = "100000000"      # records per second: 10 ns of budget a call
+# --baseline: the same three with another build of the package
+BASELINE = "baseline: "
 # the CLI without identity resolution: the capture alone, like the reference's work
 NO_IDS = "uringwatch --resolve off"
 BPFTRACE_SCRIPT = """
@@ -67,12 +74,14 @@ class Plan:
     stats_calls: int      # per run with BPF run-time statistics on
     flood_threads: int
     flood_seconds: float
+    swarm_seconds: float  # each swarm attack's, and its victim's
+    swarm_once: int       # one-call processes before the two-process flood
 
 
 QUICK = Plan(rounds=1, calls=2000, seconds=0, stats_calls=2000, flood_threads=2,
-             flood_seconds=1.0)
+             flood_seconds=1.0, swarm_seconds=1.0, swarm_once=200)
 FULL = Plan(rounds=5, calls=0, seconds=1.0, stats_calls=200_000, flood_threads=4,
-            flood_seconds=60.0)
+            flood_seconds=60.0, swarm_seconds=8.0, swarm_once=20_000)
 
 
 def name(mode) -> str:
@@ -108,17 +117,28 @@ def cli(*args: str, stdout=subprocess.DEVNULL):
         "uringwatch: tracing via", stdout=stdout)
 
 
-def consumer(*args: str):
+def consumer(*args: str, package: str | None = None):
     """How to start the library consumer (bench/consume.py ARGS) for these
-    pids (none: all)."""
+    pids (none: all), with the uringwatch package found in directory
+    `package` if given (pip install --target)."""
+    env = dict(os.environ, PYTHONPATH=package) if package else None
     return lambda *pids: P.TracerProcess(
         [sys.executable, os.path.join(BENCH, "consume.py"), *args] + _pids("--pid", pids),
-        "consume: attached")
+        "consume: attached", env=env)
 
 
-def tracers(build: str) -> dict:
+def fair_tracers(package: str | None = None) -> dict:
+    """FAIR_TRACERS' names -> how to start each (BASELINE's with package)."""
+    prefix = BASELINE if package else ""
+    return {prefix + FAIR_OFF: consumer("--no-fair", package=package),
+            prefix + FAIR_ON: consumer("--rate", "0", package=package),
+            prefix + FAIR_BUDGET: consumer("--rate", UNSPENT_RATE, package=package)}
+
+
+def tracers(build: str, baseline: str | None = None) -> dict:
     """Tracer name -> how to start it, for these pids (none: all), None:
-    untraced. bpftrace only if installed."""
+    untraced. bpftrace only if installed; the baseline's fairness tracers
+    only with a baseline package directory."""
     out = {
         "untraced": None,
         "reference": lambda *pids: P.TracerProcess(
@@ -126,8 +146,8 @@ def tracers(build: str) -> dict:
         "uringwatch": cli("--json"),
         "library": consumer(),
         NO_IDS: cli("--json", "--resolve", "off"),
-        FAIR_ON: consumer("--rate", "0"),
-        FAIR_OFF: consumer("--no-fair"),
+        **fair_tracers(),
+        **(fair_tracers(baseline) if baseline else {}),
         # diagnostic: the threshold set past the ring's size, so no record
         # ever forces a wakeup and the consumer only drains every 50 ms
         DIAGNOSTIC[0]: consumer("--wakeup-bytes", str(1 << 40)),
@@ -159,7 +179,7 @@ def time_modes(plan: Plan, build: str, starters: dict) -> tuple[dict, list]:
     """Median ns/call per tracer and mode, and the uringwatch CLI's
     start-to-attached times."""
     timed = {t: s for t, s in starters.items()
-             if t not in DIAGNOSTIC + (FAIR_ON, FAIR_OFF)}
+             if t not in DIAGNOSTIC + FAIR_TRACERS and not t.startswith(BASELINE)}
     runs = {t: {name(m): [] for m in MODES + [UNRELATED]} for t in timed}
     attach = []
     for _ in range(plan.rounds):
@@ -179,25 +199,29 @@ def time_modes(plan: Plan, build: str, starters: dict) -> tuple[dict, list]:
     return med, attach
 
 
-def bpf_run_time(plan: Plan, build: str, starters: dict,
-                 names=("reference", "uringwatch", NO_IDS, *DIAGNOSTIC, FAIR_ON,
-                        FAIR_OFF)) -> dict:
+def bpf_run_time(plan: Plan, build: str, starters: dict, names) -> dict:
     """BPF program run time per traced call (enter + exit), from the kernel's
-    own statistics: the kernel side without scheduling noise."""
-    out = {}
+    own statistics: the kernel side without scheduling noise. Rounds
+    interleave the tracers, so a shared machine's drift hits all alike:
+    (tracer, mode) -> one {program: ns} per round."""
+    out: dict = {}
     with P.BpfStats():
-        for tname in names:
-            tracer = starters[tname]()
-            try:
-                for mode in (("invalid",), ("files", "8")):
-                    tracer.wait_idle()
-                    before = P.bpf_prog_stats(tracer.pid)
-                    P.loadgen(build, list(mode), calls=plan.stats_calls)
-                    out[(tname, name(mode))] = P.per_run_ns(before,
-                                                            P.bpf_prog_stats(tracer.pid))
-            finally:
-                tracer.stop()
+        for _ in range(plan.rounds):
+            for tname in names:
+                tracer = starters[tname]()
+                try:
+                    for mode in (("invalid",), ("files", "8")):
+                        tracer.wait_idle()
+                        before = P.bpf_prog_stats(tracer.pid)
+                        P.loadgen(build, list(mode), calls=plan.stats_calls)
+                        out.setdefault((tname, name(mode)), []).append(P.per_run_ns(
+                            before, P.bpf_prog_stats(tracer.pid), plan.stats_calls // 2))
+                finally:
+                    tracer.stop()
     return out
+
+
+BPF_TRACERS = ("reference", "uringwatch", NO_IDS, *DIAGNOSTIC, *FAIR_TRACERS)
 
 
 STATS_RE = re.compile(r"(\d+) events (?:shown|recorded), (\d+) records emitted; (.*)")
@@ -275,13 +299,88 @@ def flood(plan: Plan, build: str, start, counters, with_victim: bool) -> dict:
     if victim:
         c.update(victim_calls=victim_made,
                  victim_received=int(c.get("by_pid", {}).get(str(victim.pid), 0)))
-    # every call ends once: received, coalesced into a repeat record, or
-    # dropped for one cause (inflight_full calls are also counted as
-    # no_enter at their exit, so not added again)
+    return accounted(c)
+
+
+def accounted(c: dict) -> dict:
+    """Every call ends once: received, coalesced into a repeat record, or
+    dropped for one cause (inflight_full calls are also counted as
+    no_enter at their exit, so not added again). c with its drops and its
+    gap (received + coalesced + drops - calls made)."""
     c["drops"] = sum(c.get(k, 0) for k in ("budget", "reserve", "ring_full", "no_enter",
                                            "no_exit", "decode_errors"))
     c["gap"] = c["received"] + c.get("coalesced", 0) + c["drops"] - c["calls"]
     return c
+
+
+def swarm_attacks(plan: Plan) -> list[tuple[str, list, list]]:
+    """The attacks on fairness (bench/swarm, bench/loadgen): (what, run to
+    their end first, then run beside the victim), each an executable of
+    bench/ and its arguments."""
+    d = f"{plan.swarm_seconds:g}"
+    return [
+        (f"processes, 8 at a time for {d} s, 5,000 distinct calls each", [],
+         [("swarm", ["-d", d, "-j", "8", "-n", "5000", "procs"])]),
+        (f"{plan.swarm_once:,} one-call processes, then 2 processes flooding one call "
+         f"for {d} s", [("swarm", ["-j", "8", "-n", str(plan.swarm_once), "once"])],
+         [("loadgen", ["-d", d, "flood", "1"])] * 2),
+        (f"threads of one process, 8 at a time for {d} s, 5,000 each", [],
+         [("swarm", ["-d", d, "-j", "8", "-n", "5000", "threads"])]),
+        (f"root's processes, each as a uid of its own, 8 at a time for {d} s, 1,000 each",
+         [], [("swarm", ["-d", d, "-j", "8", "-n", "1000", "-u", "100000", "procs"])]),
+    ]
+
+
+def swarm_run(plan: Plan, build: str, before: list, attack: list) -> dict:
+    """One attack in a fresh cgroup with bench/victim.py (the same cgroup
+    and uid as the attackers, root's), traced by that cgroup with the
+    library consumer's defaults: its counters, calls made, the victim's."""
+    def started(gens, cgroup):
+        return [P.Gated(build, argv, 0, exe, cgroup) for exe, argv in gens]
+
+    with P.Cgroup() as cgroup:
+        victim = P.Victim(plan.swarm_seconds, cgroup)
+        first, gens = started(before, cgroup), started(attack, cgroup)
+        tracer = P.TracerProcess([sys.executable, os.path.join(BENCH, "consume.py"),
+                                  "--cgroup", cgroup], "consume: attached")
+        try:
+            for g in first:
+                g.go()
+            made = sum(g.result()["register_calls"] for g in first)
+            for g in gens + [victim]:
+                g.go()
+            made += sum(g.result()["register_calls"] for g in gens)
+            victim_made = victim.result()["register_calls"]
+            tracer.wait_idle()
+        finally:
+            out, err = tracer.stop()
+    c = library_counters(out, err)
+    c.update(calls=made + victim_made, victim_calls=victim_made,
+             victim_received=int(c["by_pid"].get(str(victim.pid), 0)))
+    return accounted(c)
+
+
+def swarm_rows(plan: Plan, build: str) -> list[tuple]:
+    """Per attack, over plan.rounds rounds: the victim's calls reported and
+    made, and the accounting's gap, in every round; the attackers' calls
+    and where they went, in the median round by calls made."""
+    rows = []
+    for what, before, attack in swarm_attacks(plan):
+        runs = [swarm_run(plan, build, before, attack) for _ in range(plan.rounds)]
+        got = ", ".join(f"{r['victim_received']}/{r['victim_calls']}" for r in runs)
+        gaps = ", ".join(str(r["gap"]) for r in runs)
+        mid = sorted(runs, key=lambda r: r["calls"])[len(runs) // 2]
+        where = ", ".join(f"{k}={mid.get(k, 0):,}" for k in (
+            "received", "coalesced", "budget", "reserve", "ring_full", "light", "procs_ended",
+            "procs_full", "aggs_full"))
+        rows += [(f"swarm, {what}: victim's distinct calls reported / made, each round",
+                  got, "all", verdict(all(r["victim_received"] == r["victim_calls"]
+                                           for r in runs))),
+                 (f"swarm, {what}: received + coalesced + drops − calls, each round", gaps,
+                  "0", verdict(all(r["gap"] == 0 for r in runs))),
+                 (f"swarm, {what}: calls made and where they went (median round)",
+                  f"{mid['calls']:,}: {where}", "", "")]
+    return rows
 
 
 def verdict(ok: bool) -> str:
@@ -310,27 +409,69 @@ def timing_rows(med: dict) -> list[tuple]:
     return rows
 
 
+def _spread(values: list[float]) -> str:
+    """The median, and the range when there are several rounds."""
+    med = statistics.median(values)
+    if len(values) < 2:
+        return f"{med:.0f} ns"
+    return f"{med:.0f} ns (range {min(values):.0f}–{max(values):.0f}, {len(values)} rounds)"
+
+
+def _totals(rounds: list[dict]) -> list[float]:
+    return [sum(progs.values()) for progs in rounds]
+
+
 def bpf_rows(bpf: dict) -> list[tuple]:
+    """Median run time per call of each tracer, its spread over rounds, and
+    each program's median."""
     rows = []
-    for (t, m), progs in sorted(bpf.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        parts = " + ".join(f"{ns:.0f}" for ns in progs.values())
+    for (t, m), rounds in sorted(bpf.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        parts = " + ".join(f"{statistics.median(r[p] for r in rounds):.0f}"
+                           for p in rounds[0])
         rows.append((f"{m}: BPF run time per call, {t} (enter + exit, bpf_stats)",
-                     f"{sum(progs.values()):.0f} ns ({parts})", "", ""))
+                     f"{_spread(_totals(rounds))}; parts {parts}", "", ""))
     return rows
 
 
+def _added(bpf: dict, on: str, off: str, m: str) -> tuple[list[float], float]:
+    """Per round, on's run time minus off's (the same round: interleaved),
+    and off's median."""
+    on_r, off_r = _totals(bpf[(on, m)]), _totals(bpf[(off, m)])
+    return [a - b for a, b in zip(on_r, off_r)], statistics.median(off_r)
+
+
 def fairness_rows(bpf: dict) -> list[tuple]:
-    """What fairness adds to a call that is still sent (no budget: every
-    distinct call goes to the ring), from the kernel's run-time stats. An
-    identical repeat ("invalid" makes only those) is coalesced instead."""
+    """What fairness adds to a call that is still sent, from the kernel's
+    run-time stats: with no budget (every distinct call goes to the ring),
+    and with a budget never spent (the whole path a distinct call takes
+    when nobody floods). An identical repeat ("invalid" makes only those)
+    is coalesced instead. With a baseline, the same for it, and the
+    difference between the two fairnesses' added costs."""
     rows = []
+    prefixes = [""] + ([BASELINE] if any(t.startswith(BASELINE) for t, _ in bpf) else [])
     for m in ("invalid", "files 8"):
-        on, off = (sum(bpf[(t, m)].values()) for t in (FAIR_ON, FAIR_OFF))
-        added = on - off
-        target = "≤ +10%" if m == "files 8" else ""
-        rows.append((f"{m}: **fairness added per call** (BPF run time, no budget vs --no-fair)",
-                     f"{added:+.0f} ns ({100 * added / off:+.1f}%: {on:.0f} vs {off:.0f} ns)",
-                     target, verdict(added <= 0.1 * off) if target else ""))
+        added = {}
+        for prefix in prefixes:
+            for on, label in ((FAIR_ON, "no budget"), (FAIR_BUDGET, "budget never spent")):
+                diffs, off = _added(bpf, prefix + on, prefix + FAIR_OFF, m)
+                added[prefix, on] = diffs
+                med = statistics.median(diffs)
+                target = "≤ +10%" if m == "files 8" and not prefix else ""
+                rows.append((f"{m}: **{prefix}fairness added per call** (BPF run time, "
+                             f"{label} vs --no-fair)",
+                             f"{med:+.0f} ns ({100 * med / off:+.1f}% of {off:.0f} ns; "
+                             f"rounds {min(diffs):+.0f} to {max(diffs):+.0f})",
+                             target, verdict(med <= 0.1 * off) if target else ""))
+        if len(prefixes) > 1:
+            for on in (FAIR_ON, FAIR_BUDGET):
+                d = [a - b for a, b in zip(added["", on], added[BASELINE, on])]
+                base = statistics.median(_totals(bpf[(BASELINE + on, m)]))
+                med = statistics.median(d)
+                rows.append((f"{m}: fairness's added cost, this build − baseline "
+                             f"({'no budget' if on == FAIR_ON else 'budget never spent'})",
+                             f"{med:+.0f} ns ({100 * med / base:+.1f}% of the baseline's "
+                             f"{base:.0f} ns; rounds {min(d):+.0f} to {max(d):+.0f})",
+                             "≤ +10%", verdict(med <= 0.1 * base)))
     return rows
 
 
@@ -472,11 +613,14 @@ def main() -> int:
                     "(default: docs/benchmark-results.md)")
     ap.add_argument("--fairness", action="store_true",
                     help="only the fairness rows")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also measure fairness's cost with the uringwatch package in DIR "
+                    "(another version: pip install --no-deps --target DIR TREE)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run.py: needs root (loads BPF)", file=sys.stderr)
         return 77
-    for exe in ("loadgen", "reftracer"):
+    for exe in ("loadgen", "swarm", "reftracer"):
         if not os.access(os.path.join(args.build, exe), os.X_OK):
             print(f"run.py: no {exe} in {args.build}; build first: {BUILD_HINT}",
                   file=sys.stderr)
@@ -484,27 +628,32 @@ def main() -> int:
     plan = QUICK if args.quick else FULL
     ensure_bpftrace()
     os.sched_setaffinity(0, {P.TRACER_CPU})   # keep the generator's CPU to itself
-    starters = tracers(args.build)
+    starters = tracers(args.build, args.baseline)
     foreign = P.foreign_uring_hooks({os.getpid()})
     if args.fairness:
         return fairness_only(plan, args, starters, foreign)
     med, attach = time_modes(plan, args.build, starters)
-    bpf = bpf_run_time(plan, args.build, starters)
+    bpf = bpf_run_time(plan, args.build, starters, BPF_TRACERS + baseline_tracers(args))
     fl = {t: flood(plan, args.build, start, counters, t == "fair")
           for t, (start, counters) in flood_tracers(starters).items()}
     attach.append(fl["uringwatch"]["attach_s"])
     table = markdown(timing_rows(med) + bpf_rows(bpf) + fairness_rows(bpf)
-                     + unrelated_rows(med) + flood_rows(plan, fl, attach))
+                     + unrelated_rows(med) + flood_rows(plan, fl, attach)
+                     + swarm_rows(plan, args.build))
     print(table)
     if args.write:
         write_results(args.write, section(table, plan, foreign))
     return 0
 
 
+def baseline_tracers(args) -> tuple[str, ...]:
+    return tuple(BASELINE + t for t in FAIR_TRACERS) if args.baseline else ()
+
+
 def fairness_only(plan: Plan, args, starters: dict, foreign: list[int]) -> int:
     """--fairness: what fairness costs a call that is still sent, and what
-    a victim keeps under the library consumer's flood."""
-    bpf = bpf_run_time(plan, args.build, starters, (FAIR_ON, FAIR_OFF))
+    a victim keeps under the library consumer's flood and the swarms."""
+    bpf = bpf_run_time(plan, args.build, starters, FAIR_TRACERS + baseline_tracers(args))
     lib = flood(plan, args.build, starters["library"], library_counters, True)
     t = f"flood {plan.flood_threads} threads × {plan.flood_seconds:g} s"
     rows = bpf_rows(bpf) + fairness_rows(bpf) + [
@@ -516,7 +665,7 @@ def fairness_only(plan: Plan, args, starters: dict, foreign: list[int]) -> int:
          verdict(lib["gap"] == 0)),
         (f"{t}: victim's distinct calls reported / made (bench/victim.py)",
          f"{lib['victim_received']} / {lib['victim_calls']}", "all",
-         verdict(lib["victim_received"] == lib["victim_calls"]))]
+         verdict(lib["victim_received"] == lib["victim_calls"]))] + swarm_rows(plan, args.build)
     table = markdown(rows)
     print(table)
     if args.write:
@@ -527,9 +676,12 @@ def fairness_only(plan: Plan, args, starters: dict, foreign: list[int]) -> int:
                       f"(root; build first as above). Run time per call from bpf_stats over "
                       f"{plan.stats_calls} calls per mode, the library consumer (bench/consume.py) "
                       f"with fairness and no budget (`--rate 0`: every distinct call is still "
-                      f"sent) against `--no-fair`; then the {t} of invalid calls with "
-                      f"bench/victim.py making distinct registrations every 0.1 s, both traced, "
-                      f"default budget. Measured {date} on {machine()}.{others}\n\n{table}\n")
+                      f"sent) and with a budget never spent (`--rate {UNSPENT_RATE}`) against "
+                      f"`--no-fair`, {plan.rounds} rounds interleaved, medians; then the {t} of "
+                      f"invalid calls with bench/victim.py making distinct registrations every "
+                      f"0.1 s, both traced, default budget; then the swarms, each in a cgroup of "
+                      f"its own with bench/victim.py, traced by cgroup, default options. "
+                      f"Measured {date} on {machine()}.{others}\n\n{table}\n")
     return 0
 
 
