@@ -169,3 +169,12 @@ class Workload:
         self.p.stdin.flush()
         assert self.p.stdout.readline().strip() == "done"
         self.p.wait(10)
+
+
+def own_cgroup_id() -> int:
+    """The cgroup2 id of this process (as the kernel gives it to BPF): its
+    directory's inode."""
+    from uringwatch.containers import cgroup2_root
+    with open("/proc/self/cgroup") as f:
+        path = f.read().split("0::", 1)[1].split("\n", 1)[0]
+    return os.stat(cgroup2_root() + path).st_ino

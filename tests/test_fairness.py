@@ -14,7 +14,7 @@ import time
 import pytest
 
 import uring
-from helpers import REPO, meson, needs_root, read_lines
+from helpers import REPO, meson, needs_root, own_cgroup_id, read_lines
 from uringwatch import Event, Filters, Repeat, Tracer
 from uringwatch.layout import DROPS
 
@@ -246,6 +246,12 @@ def test_repeats_live_recorded_and_replayed_alike(tmp_path):
     key = f"{os.getpid()} {comm}"
     assert stats["events"] == 4 and stats["coalesced_by_process"] == {key: 1498}
     assert stats["drops_by_process"][key]["coalesced"] == 1498
+    agg = f"{os.getuid()} {own_cgroup_id()}"      # its uid and cgroup's, this process alone
+    assert stats["drops_by_aggregate"] == {agg: {
+        "budget": 0, "coalesced": 1498, "ended": 0, "inflight_full": 0, "reserve": 0,
+        "ring_full": 0}}
+    assert f"uid {agg.replace(' ', ' cgroup ')}: budget=0, coalesced=1498, ended=0" in \
+        replay("--stats")
     assert "repeated 999x more" in replay()
 
 

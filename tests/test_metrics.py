@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 import uring
-from helpers import needs_root
+from helpers import needs_root, own_cgroup_id
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -75,6 +75,12 @@ def test_scrape_during_a_real_run():
         # the second EBUSY is identical to the first: coalesced, not emitted
         assert got[("uringwatch_records_emitted_total", ())] == 5.0
         assert got[("uringwatch_coalesced_total", ())] == 1.0
+        # and per aggregate: this process's uid and cgroup
+        labels = (("cgroup_id", str(own_cgroup_id())), ("container_id", ""),
+                  ("uid", str(os.getuid())))
+        assert got[("uringwatch_aggregate_coalesced_total", labels)] == 1.0
+        assert got[("uringwatch_aggregate_dropped_total",
+                    tuple(sorted(labels + (("cause", "budget"),))))] == 0.0
         assert got[("uringwatch_decode_errors_total", ())] == 0.0
         assert got[("uringwatch_ring_size_bytes", ())] == 8 << 20
         assert 0 <= got[("uringwatch_ring_used_bytes", ())] < 8 << 20

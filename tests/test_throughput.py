@@ -61,7 +61,8 @@ def stats(events, got) -> dict:
     """The --stats report built from the decoded events, with the recorded
     counters `got` has (drops, drops by process)."""
     return {**replay_mod.summary(iter(events)), "drops": got["drops"],
-            "drops_by_process": got["drops_by_process"]}
+            "drops_by_process": got["drops_by_process"],
+            "drops_by_aggregate": got["drops_by_aggregate"]}
 
 
 FILTERS = [

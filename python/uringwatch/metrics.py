@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from . import opcodes
+from . import layout, opcodes
 from .events import AnyEvent, Op, Repeat, Ring
 from .libbpf import LibbpfError
 from .errors import TracerError
@@ -98,11 +98,36 @@ class Metrics:
             self._server = None
 
 
+# the aggregates' labels: a uid, its cgroup (id, and container id where it is
+# one) and a cause; the overflow aggregate (uid 4294967295, cgroup 0) holds
+# those past the map's size. At most counters.AGGREGATES_IN_STATS of them.
+AGGREGATE_LABELS = ["uid", "cgroup_id", "container_id"]
+
+
 class _TracerCollector:
     """The tracer's counters and ring fill, read at scrape time."""
 
     def __init__(self, tracer):
         self.tracer = tracer
+
+    def _aggregates(self, aggregates: list[dict]) -> Iterator:
+        """Calls coalesced and dropped per aggregate (uid and cgroup): what
+        every process of one uid in one cgroup hid, ended ones included."""
+        from prometheus_client.core import CounterMetricFamily
+        coalesced = CounterMetricFamily(
+            "uringwatch_aggregate_coalesced", "calls folded into repeat records, per uid "
+            "and cgroup", labels=AGGREGATE_LABELS)
+        dropped = CounterMetricFamily(
+            "uringwatch_aggregate_dropped", "calls not sent, per uid and cgroup, by cause",
+            labels=AGGREGATE_LABELS + ["cause"])
+        for a in aggregates:
+            labels = [str(a["uid"]), str(a["cgroup_id"]),
+                      self.tracer.context(a["cgroup_id"])[1] or ""]
+            coalesced.add_metric(labels, a["coalesced"])
+            for cause in layout.DROPS:
+                dropped.add_metric(labels + [cause], a[cause])
+        yield coalesced
+        yield dropped
 
     def describe(self):
         return []           # read live: nothing to check at registration
@@ -119,6 +144,7 @@ class _TracerCollector:
         for cause in DROP_CAUSES:
             dropped.add_metric([cause], stats.get(cause, 0))
         yield dropped
+        yield from self._aggregates(stats.get("aggregates", []))
         for key, value in stats.items():
             if key in DROP_CAUSES or not isinstance(value, int):
                 continue    # "processes" is a list: its drops are in the causes

@@ -366,9 +366,25 @@ class Reader:
             for p in c.processes or ():     # UNSET in files from before fairness
                 total.setdefault(f"{p.pid} {p.comm}", collections.Counter()).update(
                     dump.counts(p, dump.PROCESS_COUNTS))
-        ranked = sorted(total.items(), key=lambda kv: -sum(
-            v for k, v in kv[1].items() if k != "coalesced"))
-        return {k: dict(v) for k, v in ranked}
+        return _ranked(total)
+
+    def aggregate_drops(self) -> dict[str, dict]:
+        """"uid cgroup_id" -> its processes' calls coalesced and dropped by
+        cause, and how many of them ended, summed over the recorded runs
+        (each run's latest); most dropped first."""
+        total: dict[str, collections.Counter] = {}
+        for c in self.counters.values():
+            for a in c.aggregates or ():    # UNSET in files from before aggregates
+                total.setdefault(f"{a.uid} {a.cgroup_id}", collections.Counter()).update(
+                    dump.counts(a, ("ended", *dump.PROCESS_COUNTS)))
+        return _ranked(total)
+
+
+def _ranked(total: dict[str, collections.Counter]) -> dict[str, dict]:
+    """Most dropped first (coalesced calls and ended processes are no drops)."""
+    ranked = sorted(total.items(), key=lambda kv: -sum(
+        v for k, v in kv[1].items() if k not in ("coalesced", "ended")))
+    return {k: dict(v) for k, v in ranked}
 
 
 def replay(*paths: str, filters: Filters | None = None) -> Iterator[AnyEvent]:

@@ -75,7 +75,8 @@ def run(args) -> int:
         reader.check()      # a file that can't be replayed at all: said before any output
         if args.stats:      # calls counted on the records' headers: nothing decoded
             report = {**reader.stats(), "drops": reader.drops(),
-                      "drops_by_process": reader.process_drops()}
+                      "drops_by_process": reader.process_drops(),
+                      "drops_by_aggregate": reader.aggregate_drops()}
             print(json.dumps(report) if args.json else _stats_text(report))
         else:
             writer = Writer(sys.stdout, args.json)
@@ -109,6 +110,10 @@ def _stats_text(r: dict) -> str:
         lines.append("drops by process (recorded counters):")
         lines += [f"  {_process(k)}: " + ", ".join(f"{c}={n}" for c, n in v.items())
                   for k, v in r["drops_by_process"].items()]
+    if r["drops_by_aggregate"]:
+        lines.append("drops by aggregate, uid and cgroup id (recorded counters):")
+        lines += [f"  uid {k.replace(' ', ' cgroup ', 1)}: " + ", ".join(
+                  f"{c}={n}" for c, n in v.items()) for k, v in r["drops_by_aggregate"].items()]
     return "\n".join(lines)
 
 
