@@ -230,6 +230,8 @@ def test_repeats_live_recorded_and_replayed_alike(tmp_path):
     assert [e["at_stop"] for e in live if e["kind"] == "repeat"] == [False, True]
     comm = live[0]["comm"]
     assert f"pid {os.getpid()} ({comm}) coalesced=1498, dropped: budget=0" in err
+    assert (f"uid {os.getuid()} cgroup {own_cgroup_id()} (0 processes ended) coalesced=1498, "
+            "dropped: budget=0") in err
 
     def replay(*args):
         r = subprocess.run(UW + ["replay", path, *args], capture_output=True, text=True,
