@@ -63,8 +63,12 @@ def test_quick_run(build, tmp_path):
         assert measured == "0" and result == "met", (k, measured)
     calls = [int(v[0]) for k, v in got.items() if k.endswith("calls made")]
     assert all(n > 0 for n in calls)
-    (victim,) = [v for k, v in got.items() if "victim's distinct calls reported" in k]
-    assert victim[2] == "met", victim
+    # the flood's victim, and each swarm attack's (bench/swarm)
+    victims = [v for k, v in got.items() if "victim's distinct calls reported" in k]
+    assert len(victims) == 5 and all(v[2] == "met" for v in victims), victims
+    swarms = [v for k, v in got.items()
+              if k.startswith("swarm, ") and "received + coalesced + drops − calls" in k]
+    assert len(swarms) == 4 and all(v[0] == "0" and v[2] == "met" for v in swarms), swarms
     assert any("fairness added per call" in k for k in got)
 
     text = results.read_text()
