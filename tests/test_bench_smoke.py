@@ -35,7 +35,7 @@ def test_quick_run(build, tmp_path):
     results = tmp_path / "benchmark-results.md"
     r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run.py"), "--quick",
                         "--build", str(build), "--write", str(results)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     got = rows(r.stdout)
 
