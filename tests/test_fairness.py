@@ -14,7 +14,7 @@ import time
 import pytest
 
 import uring
-from helpers import REPO, meson, needs_root, own_cgroup_id, read_lines
+from helpers import REPO, meson, needs_root, read_lines
 from uringwatch import Event, Filters, Repeat, Tracer
 from uringwatch.layout import DROPS
 
@@ -228,9 +228,9 @@ def test_repeats_live_recorded_and_replayed_alike(tmp_path):
         ("call", 3, None), ("repeat", 3, 499)]
     # the first run's record came when the call changed; the last was read at stop
     assert [e["at_stop"] for e in live if e["kind"] == "repeat"] == [False, True]
-    comm = live[0]["comm"]
+    comm, cgroup_id = live[0]["comm"], live[0]["cgroup_id"]
     assert f"pid {os.getpid()} ({comm}) coalesced=1498, dropped: budget=0" in err
-    assert (f"uid {os.getuid()} cgroup {own_cgroup_id()} (0 processes ended) coalesced=1498, "
+    assert (f"uid {os.getuid()} cgroup {cgroup_id} (0 processes ended) coalesced=1498, "
             "dropped: budget=0") in err
 
     def replay(*args):
@@ -248,7 +248,7 @@ def test_repeats_live_recorded_and_replayed_alike(tmp_path):
     key = f"{os.getpid()} {comm}"
     assert stats["events"] == 4 and stats["coalesced_by_process"] == {key: 1498}
     assert stats["drops_by_process"][key]["coalesced"] == 1498
-    agg = f"{os.getuid()} {own_cgroup_id()}"      # its uid and cgroup's, this process alone
+    agg = f"{os.getuid()} {cgroup_id}"      # its uid and cgroup's, this process alone
     assert stats["drops_by_aggregate"] == {agg: {
         "budget": 0, "coalesced": 1498, "ended": 0, "inflight_full": 0, "reserve": 0,
         "ring_full": 0}}
