@@ -101,6 +101,10 @@ class Uses(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     buffer: dict | None = None        # the registered buffer at the index
     buffer_group: dict | None = None  # the provided-buffer ring of the group
     personality: int | None = None    # the id REGISTER_PERSONALITY returned
+    # the registered file at the slot, as its registration's event named it
+    # (REGISTER_FILES or FILES_UPDATE `files`; a ring from before tracing:
+    # its kernel's fdinfo, see RingBefore)
+    file_identity: FileIdentity | None = None
 
 
 class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):

@@ -90,11 +90,21 @@ def _ring_row(ev: Ring) -> str:
             f"ring={ev.ring_id} flags={flags}{sq}")
 
 
+def _used_file(uses) -> str:
+    """What the registration named at the slot: its path (or socket, kind),
+    else the fd it was registered from; nothing if no registration was seen."""
+    if uses is None:
+        return ""
+    f = uses.file_identity
+    if f is not None and (f.path or f.socket or f.kind):
+        return "=" + label(f)
+    return f"=fd{uses.file['fd']}" if uses.file else ""
+
+
 def _op_row(ev: Op) -> str:
     used = []
     if ev.fixed_file is not None:
-        f = ev.uses.file if ev.uses and ev.uses.file else None
-        used.append(f"file[{ev.fixed_file}]" + (f"=fd{f['fd']}" if f else ""))
+        used.append(f"file[{ev.fixed_file}]" + _used_file(ev.uses))
     if ev.buffer_index is not None:
         used.append(f"buf[{ev.buffer_index}]")
     if ev.buffer_group is not None:
