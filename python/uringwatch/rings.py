@@ -12,7 +12,7 @@ import msgspec
 
 from . import layout, uapi
 from .layout import cstr
-from .events import Event, Op, OpCred, Ring, Uses
+from .events import Event, Op, OpCred, Ring, RingBefore, Uses
 from .identity import FileIdentity
 
 # enum io_uring_op (checked against the object's BTF by tests/test_abi.py)
@@ -145,6 +145,15 @@ class _Tables:
         self._files, self._fds = {}, tuple(fds)
         self._identities, self._idents = {}, idents
 
+    def listed(self, ev: RingBefore) -> None:
+        """What a ring made before tracing had registered, as found at start."""
+        self._files, self._fds = {}, ()
+        self._identities, self._idents = {}, ev.files
+        for f in ev.files:
+            slot = int(f.role[len("fds["):-1])
+            self._files[slot] = {"slot": slot}      # the fd it was registered from is unknown
+        self.buffers = {b["index"]: dict(b) for b in ev.buffers}
+
     def update_file(self, slot: int, fd: int, ident: FileIdentity | None) -> None:
         """FILES_UPDATE of one slot: fd -1 empties it."""
         files, identities = self.files, self.identities
@@ -159,11 +168,12 @@ class _Tables:
 class Ledger:
     """Joins operations to registrations: fed every event in order (live or
     replayed), it keeps each ring's registered files, buffers, buffer groups
-    and personalities, and fills an operation's `uses` from them. A
-    registration made before tracing began is not known: its use shows the
-    slot or index alone. It keeps at most MAX_RINGS rings, the least
-    recently used going first (`evicted` counts them): a closed ring is
-    never used again, and an id is never another ring's."""
+    and personalities, and fills an operation's `uses` from them. What a
+    ring made before tracing had registered comes from its RingBefore
+    event, found at start (live only); without one, its use shows the slot
+    or index alone. It keeps at most MAX_RINGS rings, the least recently
+    used going first (`evicted` counts them): a closed ring is never used
+    again, and an id is never another ring's."""
 
     MAX_RINGS = 4096
 
@@ -184,6 +194,8 @@ class Ledger:
             return ev
         if isinstance(ev, Op):
             return self._join(ev)
+        if isinstance(ev, RingBefore):
+            self._tables(ev.ring_id).listed(ev)
         return ev
 
     def _tables(self, ring: str) -> _Tables:

@@ -4,10 +4,14 @@ records into Events. A thin front: each part is a module of its own
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import AsyncIterator, Callable, Iterator
 
+import msgspec
+
+from . import before, hooks
 from .bpfobject import BpfObject
 from .containers import CgroupResolver
 from .counters import Counters
@@ -79,10 +83,26 @@ class Tracer:
         if self._cgroups:     # before the first call: its cgroup may be gone when read
             self._cgroups.watch()
         self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
-        obj.attach()
-        self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
-                           boot_to_wall, uses, self._counters.procs)
+        probe = before.own_ring() if hooks.RING_BEFORE_PROGRAM in obj.programs else -1
+        try:
+            obj.attach()
+            self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
+                               boot_to_wall, uses, self._counters.procs)
+            if probe >= 0:    # after attaching: a ring made since has its ring event
+                self._reader.found_before(before.found(
+                    obj.iterate(hooks.RING_BEFORE_PROGRAM), probe, self._keeps))
+        finally:
+            if probe >= 0:
+                os.close(probe)
         return self
+
+    def _keeps(self, ev):
+        """An event made here (a ring from before) with its cgroup context,
+        if the filters keep it; else None."""
+        if self._context is not None:
+            path, container = self._context(ev.cgroup_id)
+            ev = msgspec.structs.replace(ev, cgroup_path=path, container_id=container)
+        return ev if self.filters.matches(ev) else None
 
     def detach(self) -> None:
         """Stop tracing; what is queued can still be polled."""
