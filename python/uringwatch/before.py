@@ -8,10 +8,10 @@ it made before the tracer started.
 What fdinfo lists (io_uring/fdinfo.c): `SqThread` (the SQPOLL thread's
 pid, -1 for none), `SqThreadCpu`, `UserFiles: N` then a line per
 registered file, `UserBufs: N` then `INDEX: 0xADDR/LEN` per buffer, and
-before 6.x also `Personalities:` with each id. A file's line is its full
-path (seq_file_path, escaping space, tab, newline and backslash as \\ooo)
-from about 6.7; before, the last path component only (d_iname), and a
-`<none>` line for an empty slot."""
+on older kernels (not 6.18) `Personalities:` with each id. A file's line
+is its full path on 6.18 (seq_file_path, escaping space, tab, newline and backslash
+as \\ooo), empty slots left out; on older kernels (5.10, 6.1) the last
+path component only (d_iname), and a `<none>` line for an empty slot."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def _file(slot: int, name: str) -> FileIdentity:
         kind = ANON_KINDS.get(path, "anon")
     elif name.startswith("/memfd:"):
         kind = "memfd"
-    elif not name.startswith("/"):      # before 6.7: the last component only
+    elif not name.startswith("/"):      # older kernels: the last component only
         path, cut = ("…/" + name, True) if name else (None, False)
     return FileIdentity(-1, f"fds[{slot}]", kind, path=path, path_truncated=cut,
                         source=SOURCE, verified=False, reason="proc")
