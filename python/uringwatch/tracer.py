@@ -11,7 +11,7 @@ from typing import AsyncIterator, Callable, Iterator
 
 import msgspec
 
-from . import before, hooks
+from . import before, hooks, libbpf
 from .bpfobject import BpfObject
 from .containers import CgroupResolver
 from .counters import Counters
@@ -83,18 +83,29 @@ class Tracer:
         if self._cgroups:     # before the first call: its cgroup may be gone when read
             self._cgroups.watch()
         self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
-        probe = before.own_ring() if hooks.RING_BEFORE_PROGRAM in obj.programs else -1
+        probe = before.own_ring() if hooks.RING_BEFORE_PROGRAM in obj.programs else None
+        if probe is not None and probe < 0:
+            self.features["rings_before_error"] = f"no ring of its own: {os.strerror(-probe)}"
         try:
             obj.attach()
             self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
                                boot_to_wall, uses, self._counters.procs)
-            if probe >= 0:    # after attaching: a ring made since has its ring event
-                self._reader.found_before(before.found(
-                    obj.iterate(hooks.RING_BEFORE_PROGRAM), probe, self._keeps))
+            if probe is not None and probe >= 0:
+                self._find_before(obj, probe)
         finally:
-            if probe >= 0:
+            if probe is not None and probe >= 0:
                 os.close(probe)
         return self
+
+    def _find_before(self, obj: BpfObject, probe: int) -> None:
+        """The rings made before tracing, after attaching (a ring made since
+        has its ring event): reported first. A failure costs only them."""
+        try:
+            raw = obj.iterate(hooks.RING_BEFORE_PROGRAM)
+        except libbpf.LibbpfError as e:
+            self.features["rings_before_error"] = str(e)
+            return
+        self._reader.found_before(before.found(raw, probe, self._keeps))
 
     def _keeps(self, ev):
         """An event made here (a ring from before) with its cgroup context,
