@@ -104,11 +104,11 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
         sq_thread_cred=ran if sq_creds else None)
 
 
-def _by_index(files, role: str = "fds") -> dict[int, FileIdentity]:
-    """A register event's file identities by their index in its fds array."""
-    head = role + "["
-    return {int(f.role[len(head):-1]): f for f in files or ()
-            if f.role.startswith(head) and f.role.endswith("]")}
+def _by_index(files) -> dict[int, FileIdentity]:
+    """A register event's file identities (roles `fds[N]`) by N, their
+    index in its fds array."""
+    return {int(f.role[4:-1]): f for f in files or ()
+            if f.role.startswith("fds[") and f.role.endswith("]")}
 
 
 class _Tables:
@@ -147,11 +147,9 @@ class _Tables:
 
     def listed(self, ev: RingBefore) -> None:
         """What a ring made before tracing had registered, as found at start."""
-        self._files, self._fds = {}, ()
-        self._identities, self._idents = {}, ev.files
-        for f in ev.files:
-            slot = int(f.role[len("fds["):-1])
-            self._files[slot] = {"slot": slot}      # the fd it was registered from is unknown
+        self._identities, self._idents, self._fds = _by_index(ev.files), None, ()
+        # the fd each was registered from is not known
+        self._files = {slot: {"slot": slot} for slot in self._identities}
         self.buffers = {b["index"]: dict(b) for b in ev.buffers}
 
     def update_file(self, slot: int, fd: int, ident: FileIdentity | None) -> None:

@@ -83,19 +83,29 @@ class Tracer:
         if self._cgroups:     # before the first call: its cgroup may be gone when read
             self._cgroups.watch()
         self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
-        probe = before.own_ring() if hooks.RING_BEFORE_PROGRAM in obj.programs else None
-        if probe is not None and probe < 0:
-            self.features["rings_before_error"] = f"no ring of its own: {os.strerror(-probe)}"
+        probe = self._probe_ring(obj)
         try:
             obj.attach()
             self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
                                boot_to_wall, uses, self._counters.procs)
-            if probe is not None and probe >= 0:
+            if probe is not None:
                 self._find_before(obj, probe)
         finally:
-            if probe is not None and probe >= 0:
+            if probe is not None:
                 os.close(probe)
         return self
+
+    def _probe_ring(self, obj: BpfObject) -> int | None:
+        """A ring of the tracer's own, made before attaching, that tells
+        the iterator's io_uring files apart (before.own_ring); None when
+        rings from before are not looked for, or it can't be made (said)."""
+        if hooks.RING_BEFORE_PROGRAM not in obj.programs:
+            return None
+        fd = before.own_ring()
+        if fd < 0:
+            self.features["rings_before_error"] = f"no ring of its own: {os.strerror(-fd)}"
+            return None
+        return fd
 
     def _find_before(self, obj: BpfObject, probe: int) -> None:
         """The rings made before tracing, after attaching (a ring made since
