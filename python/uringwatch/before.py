@@ -49,15 +49,13 @@ def rings_listed(raw: bytes, probe_fd: int) -> dict[str, list[tuple[int, int]]]:
     """The iterator's records as ring id -> [(pid, fd), ...] holding it:
     the files of io_uring's f_op (the probe ring's), but the probe ring
     and rings made while tracing (their ring event came already)."""
-    recs = [layout.RING_FD.unpack(raw, off)
-            for off in range(0, len(raw) - layout.RING_FD.size + 1, layout.RING_FD.size)]
-    me = os.getpid()
-    fops = {r["fops_id"] for r in recs if r["pid"] == me and r["fd"] == probe_fd}
+    recs = list(layout.RING_FD.rows(raw))      # (ring_id, fops_id, pid, fd, flags, pad)
+    probe = (os.getpid(), probe_fd)
+    fops = {f for _, f, pid, fd, _, _ in recs if (pid, fd) == probe}
     rings: dict[str, list[tuple[int, int]]] = {}
-    for r in recs:
-        if r["fops_id"] in fops and not r["flags"] & layout.RFD_MADE and \
-                (r["pid"], r["fd"]) != (me, probe_fd) and r["ring_id"]:
-            rings.setdefault(ring_id(r["ring_id"]), []).append((r["pid"], r["fd"]))
+    for rid, f, pid, fd, flags, _ in recs:
+        if f in fops and not flags & layout.RFD_MADE and (pid, fd) != probe and rid:
+            rings.setdefault(ring_id(rid), []).append((pid, fd))
     return {k: sorted(set(v)) for k, v in rings.items()}
 
 
@@ -112,14 +110,14 @@ def _number(fields: dict, name: str) -> int | None:
     return n if n >= 0 else None
 
 
-def _proc(pid: int) -> tuple[str, int, int]:
-    """(comm, real uid, cgroup v2 id) of a process, as its calls would carry them."""
+def _proc(pid: int, root: str | None) -> tuple[str, int, int]:
+    """(comm, real uid, cgroup v2 id) of a process, as its calls would
+    carry them; root: where cgroup2 is mounted."""
     with open(f"/proc/{pid}/comm") as f:
         comm = f.read().rstrip("\n")
     with open(f"/proc/{pid}/status") as f:
         uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
     cgroup_id = 0
-    root = cgroup2_root()
     with open(f"/proc/{pid}/cgroup") as f:
         path = next((line.strip()[3:] for line in f if line.startswith("0::")), None)
     if root and path is not None:
@@ -130,13 +128,14 @@ def _proc(pid: int) -> tuple[str, int, int]:
     return comm, uid, cgroup_id
 
 
-def ring_event(rid: str, holders: list[tuple[int, int]], keep) -> RingBefore | None:
+def ring_event(rid: str, holders: list[tuple[int, int]], keep,
+               root: str | None) -> RingBefore | None:
     """The event of one ring, as `keep` makes it of its first holder whose
     fdinfo reads and that keep keeps (returns not None); None if no holder
     is (all gone since, or none kept)."""
     for pid, fd in holders:
         try:
-            comm, uid, cgroup_id = _proc(pid)
+            comm, uid, cgroup_id = _proc(pid, root)
             with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                 info = parse_fdinfo(f.read())
         except (OSError, StopIteration, ValueError):
@@ -162,9 +161,9 @@ def _memory(pid: int, buf: dict) -> MemoryIdentity:
 def found(raw: bytes, probe_fd: int, keep) -> list[RingBefore]:
     """The rings made before tracing that `keep` (the tracer's filters)
     keeps, one event each as keep makes it, from the iterator's bytes."""
-    out = []
+    out, root = [], cgroup2_root()
     for rid, holders in rings_listed(raw, probe_fd).items():
-        ev = ring_event(rid, holders, keep)
+        ev = ring_event(rid, holders, keep, root)
         if ev is not None:
             out.append(ev)
     return out
