@@ -61,6 +61,9 @@ struct uw_repeat *uw_repeat_anchor __attribute__((unused));
 struct uw_proc *uw_proc_anchor __attribute__((unused));
 struct uw_agg *uw_agg_anchor __attribute__((unused));
 struct uw_agg_key *uw_agg_key_anchor __attribute__((unused));
+/* read from the rings-before iterator's fd (rings_before.h) */
+struct uw_ring_fd *uw_ring_fd_anchor __attribute__((unused));
+enum uw_ring_fd_flags *uw_ring_fd_flags_anchor __attribute__((unused));
 
 /* Likewise for the enums Python mirrors. */
 struct uw_enums {

@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "identity.h"
 #include "identity_check.h"
 #include "rings.h"
+#include "rings_before.h"
 #include "fairness.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
@@ -356,6 +357,14 @@ SEC("tp_btf/io_uring_submit_sqe")
 int BPF_PROG(tp_btf__io_uring_submit_sqe, struct io_kiocb *req)
 {
 	return on_submit(req);
+}
+
+/* Every task's open files, once at start: the rings made before tracing
+ * (rings_before.h). Run by user space through an iterator fd. */
+SEC("iter/task_file")
+int iter__task_file(struct bpf_iter__task_file *ctx)
+{
+	return ring_fd__list(ctx->meta->seq, ctx->task, ctx->fd, ctx->file);
 }
 
 /* Inside a register call that found its ring: which ring, and for a

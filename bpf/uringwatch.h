@@ -484,4 +484,21 @@ struct uw_config {
 	__u64 fair_reserve_bytes;  /* ... and past which only light senders pass */
 };
 
+/* One io_uring-looking file of a task, from the iterator over every
+ * task's files (rings_before.h), run once at start: how user space finds
+ * the rings made before tracing, under the ids their operations will
+ * carry. Read from the iterator's fd, never through the ring buffer. */
+enum uw_ring_fd_flags {
+	UW_RFD_MADE = 1 << 0,  /* made while tracing: its ring event came already */
+};
+
+struct uw_ring_fd {
+	__u64 ring_id;        /* as every event names this ring (rings.h) */
+	__u64 fops_id;        /* keyed mix of file->f_op: which kind of anon file */
+	__u32 pid;            /* tgid */
+	__s32 fd;
+	__u32 flags;          /* enum uw_ring_fd_flags */
+	__u32 pad;
+};
+
 #endif /* URINGWATCH_H */

@@ -83,7 +83,8 @@ def test_enums_match_btf(btf):
                                         ("uw_file_flags", "UW_FL_", "FL_"),
                                         ("uw_mem_flags", "UW_M_", "M_"),
                                         ("uw_ident_flags", "UW_I_", "I_"),
-                                        ("uw_ns_flags", "UW_NS_", "NS_")):
+                                        ("uw_ns_flags", "UW_NS_", "NS_"),
+                                        ("uw_ring_fd_flags", "UW_RFD_", "RFD_")):
         for k, v in enum_values(btf, enum).items():
             assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k
     for k, v in enum_values(btf, "uw_kind").items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 
 from . import hooks, libbpf
 
@@ -66,9 +67,28 @@ class BpfObject:
         libbpf.check(libbpf.lib().bpf_object__load(self._handle), "loading the BPF object")
 
     def attach(self) -> None:
+        """Attaches the chosen programs but iterators (see iterate())."""
         for name in self.programs:
+            if self.section(name).startswith("iter/"):
+                continue
             self._links.append(libbpf.check_ptr(
                 libbpf.lib().bpf_program__attach(self.program(name)), f"attaching {name}"))
+
+    def iterate(self, name: str) -> bytes:
+        """Runs a loaded iterator program once: all it wrote."""
+        lib = libbpf.lib()
+        link = libbpf.check_ptr(lib.bpf_program__attach(self.program(name)),
+                                f"attaching {name}")
+        try:
+            fd = libbpf.check(lib.bpf_iter_create(lib.bpf_link__fd(link)),
+                              f"creating an iterator of {name}")
+            with os.fdopen(fd, "rb", buffering=0) as f:
+                chunks = []
+                while chunk := f.read(1 << 16):
+                    chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            lib.bpf_link__destroy(link)
 
     def detach(self) -> bool:
         """Destroys the links; whether there were any."""

@@ -365,8 +365,13 @@ def rings_line(tracer: Tracer) -> str:
     ops = next((a for a in attached if a.startswith("tp_btf/")), None)
     setup = "creation" if any(a.endswith("_io_uring_setup") for a in attached) else \
         "no creation events"
+    before = next((a for a in attached if a.startswith("iter/")), None)
+    failed = tracer.features.get("rings_before_error")
+    before = f"failed ({failed})" if failed else \
+        f"via {before}" if before else "unavailable (no BTF)"
     return (f"{ids}, {setup}, operations "
-            f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}")
+            f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}, "
+            f"rings from before {before}")
 
 
 def _fairness(o, has_loop: bool) -> str:

@@ -101,6 +101,10 @@ class Uses(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     buffer: dict | None = None        # the registered buffer at the index
     buffer_group: dict | None = None  # the provided-buffer ring of the group
     personality: int | None = None    # the id REGISTER_PERSONALITY returned
+    # the registered file at the slot, as its registration's event named it
+    # (REGISTER_FILES or FILES_UPDATE `files`; a ring from before tracing:
+    # its kernel's fdinfo, see RingBefore)
+    file_identity: FileIdentity | None = None
 
 
 class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
@@ -137,6 +141,29 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     sq_thread_cred: OpCred | None = None
 
 
+class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):
+    """A ring made before tracing began, found at start, once: what it had
+    registered then, as the kernel's /proc/PID/fdinfo of the ring lists it
+    (README, What a ring did). Live only: recordings don't hold it."""
+    ts: int                   # wall clock when read, ns since the epoch
+    pid: int                  # the first process holding it (lowest pid) kept by the filters
+    fd: int                   # the ring's fd there
+    comm: str
+    uid: int                  # that process's real uid
+    cgroup_id: int
+    ring_id: str              # as its operations and register calls carry it
+    holders: list[tuple[int, int]]  # every (pid, fd) holding the ring
+    sq_thread: int | None     # the SQPOLL thread's pid (None: no SQPOLL thread)
+    sq_thread_cpu: int | None
+    files_registered: int     # size of its registered-file table (UserFiles)
+    files: list[FileIdentity]  # the file at each slot (role "fds[SLOT]", fd -1, source "fdinfo")
+    memory: list[MemoryIdentity]  # what backs each buffer, from /proc/PID/maps now
+    buffers: list[dict]       # registered buffers: index, base, len
+    personalities: list[int]  # registered personality ids (kernels before 6.x list them)
+    cgroup_path: str | None = None
+    container_id: str | None = None
+
+
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):
     """`count` more calls of one process identical to its call just before
     (same opcode, fd, result, arguments and argument bytes), folded into
@@ -158,4 +185,4 @@ class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repea
 
 # What the tracer yields and `--json` prints, one per line, told apart by
 # "kind". `Event` stays the call, as it always was.
-AnyEvent = Event | Repeat | Ring | Op
+AnyEvent = Event | Repeat | Ring | Op | RingBefore

@@ -63,8 +63,11 @@ SUBMIT_PROGRAM = "tp_btf__{}"
 # a kprobe, or an fentry program where the kernel has no kprobes.
 RING_FREE_FUNCTION = "io_ring_exit_work"
 RING_FREE_PROGRAMS = ("kprobe__io_ring_exit_work", "fentry__io_ring_exit_work")
+# Rings made before tracing (bpf/rings_before.h): an iterator over every
+# task's files, run once at start, never attached as a hook.
+RING_BEFORE_PROGRAM = "iter__task_file"
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
-    + tuple(RING_FREE_PROGRAMS)
+    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,)
 ALL_PROGRAMS += RING_ALL
 
 
@@ -82,8 +85,10 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     # a tp_btf program attaches through the kernel's own BTF: none without it
     submit = typed_submit_tracepoint() if lifecycle and os.path.exists(BTF_VMLINUX) else None
     free = ring_free_program(tracefs) if lifecycle else None
+    # an iterator is a BTF-typed program: none without the kernel's BTF
+    before = lifecycle and os.path.exists(BTF_VMLINUX)
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
-        + ((free,) if free else ())
+        + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ())
 
 
 def ring_free_program(tracefs: str) -> str | None:
@@ -338,6 +343,7 @@ def ring_report(tracefs: str) -> dict:
         "setup": all(p in chosen for p in list(RING_PROGRAMS)[:3]),
         "register_ring_id": RING_ID_PROGRAM in chosen,
         "operations": submit.removeprefix("tp_btf__") if submit else None,
+        "before": RING_BEFORE_PROGRAM in chosen,
     }
 
 

@@ -278,6 +278,13 @@ AGG = Layout("uw_agg", [
     ("ended", "Q"),
 ])
 
+# uw_ring_fd (rings_before.h): read from the iterator's fd at start
+RFD_MADE = 1 << 0           # enum uw_ring_fd_flags
+RING_FD = Layout("uw_ring_fd", [
+    ("ring_id", "Q"), ("fops_id", "Q"), ("pid", "I"), ("fd", "i"), ("flags", "I"),
+    ("pad", "I"),
+])
+
 COUNTERS_LAYOUT = Layout("uw_counters", [("n", f"{len(COUNTERS)}Q")])
 
 CONFIG = Layout("uw_config", [
@@ -292,4 +299,4 @@ CONFIG = Layout("uw_config", [
 ])
 
 ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,
-       COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM)
+       COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)

@@ -91,6 +91,8 @@ _SIGNATURES = {
     "bpf_program__attach": (LinkP, [ProgramP]),
     "bpf_program__section_name": (c_char_p, [ProgramP]),
     "bpf_link__destroy": (c_int, [LinkP]),
+    "bpf_link__fd": (c_int, [LinkP]),
+    "bpf_iter_create": (c_int, [c_int]),
     "bpf_map__fd": (c_int, [MapP]),
     "bpf_map__max_entries": (c_uint32, [MapP]),
     "bpf_map__set_max_entries": (c_int, [MapP, c_uint32]),

@@ -11,7 +11,7 @@ from typing import IO
 
 import msgspec
 
-from .events import AnyEvent, Event, Op, Repeat, Ring
+from .events import AnyEvent, Event, Op, Repeat, Ring, RingBefore
 from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 from .screen import escape
@@ -90,11 +90,22 @@ def _ring_row(ev: Ring) -> str:
             f"ring={ev.ring_id} flags={flags}{sq}")
 
 
+def _used_file(uses) -> str:
+    """What the registration named at the slot: its path (or socket, kind),
+    else the fd it was registered from; nothing if no registration was seen."""
+    if uses is None:
+        return ""
+    f = uses.file_identity
+    if f is not None and (f.path or f.socket or f.kind):
+        return "=" + label(f)
+    fd = uses.file.get("fd") if uses.file else None
+    return f"=fd{fd}" if fd is not None else ""
+
+
 def _op_row(ev: Op) -> str:
     used = []
     if ev.fixed_file is not None:
-        f = ev.uses.file if ev.uses and ev.uses.file else None
-        used.append(f"file[{ev.fixed_file}]" + (f"=fd{f['fd']}" if f else ""))
+        used.append(f"file[{ev.fixed_file}]" + _used_file(ev.uses))
     if ev.buffer_index is not None:
         used.append(f"buf[{ev.buffer_index}]")
     if ev.buffer_group is not None:
@@ -110,9 +121,21 @@ def _op_row(ev: Op) -> str:
             f"ring={ev.ring_id}{who} {' '.join(used)}")
 
 
+def _before_row(ev: RingBefore) -> str:
+    files = " ".join(f"{f.role.removeprefix('fds')}={label(f)}" for f in ev.files)
+    bufs = " ".join(f"[{b['index']}]={b['base']:#x}+{b['len']}" for b in ev.buffers)
+    sq = f" sq_thread={ev.sq_thread}" if ev.sq_thread is not None else ""
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {'':>7} {escape(ev.comm):<16} {ev.fd:>5} "
+            f"{'RING_BEFORE':<26} {len(ev.holders):>5} {'':>8} {'':>8} "
+            f"ring={ev.ring_id}{sq} files={ev.files_registered} {files} "
+            f"bufs={len(ev.buffers)} {bufs}".rstrip())
+
+
 def row(ev: AnyEvent) -> str:
     if isinstance(ev, Ring):
         return _ring_row(ev)
+    if isinstance(ev, RingBefore):
+        return _before_row(ev)
     if isinstance(ev, Op):
         return _op_row(ev)
     t = _clock(ev.ts)

@@ -43,12 +43,18 @@ class EventReader:
         self._runs = Runs()             # repeat records' totals -> counts
         self._runs_flushed = False
         self.ledger = Ledger()
+        self._found: list[AnyEvent] = []   # made at start, first out of the next poll
 
     def start(self, ring: RingBuffer, boot_to_wall: int, uses: UseCounts | None,
               procs: Callable[[], Iterator[tuple[int, dict]]]) -> None:
         """Reads `ring` from now on; `uses` gives the operations' counts,
         `procs` the kernel's per-process state (its pending repeat runs)."""
         self._ring, self.boot_to_wall, self._uses, self._procs = ring, boot_to_wall, uses, procs
+
+    def found_before(self, events: list[AnyEvent]) -> None:
+        """Events found at start (rings made before tracing): the next
+        poll's first, fed to the ledger now, before any operation."""
+        self._found = [self.ledger.feed(ev) for ev in events]
 
     def close(self) -> None:
         """Safe from another thread than the one reading (that one then stops)."""
@@ -71,7 +77,7 @@ class EventReader:
         if ring is None:
             raise TracerError("tracer is not open")
         try:
-            if not ring.available():
+            if not ring.available() and not self._found:
                 ring.wait(self.flush_interval if timeout is None else timeout)
         except (ValueError, OSError):   # closed by another thread meanwhile
             return False
@@ -127,7 +133,8 @@ class EventReader:
             finally:
                 view.release()
         ring.release()
-        return out + self._made_here(idle=not out)
+        found, self._found = self._found, []
+        return found + out + self._made_here(idle=not out and not found)
 
     @property
     def repeat_events(self) -> int:

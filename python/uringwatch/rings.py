@@ -12,7 +12,8 @@ import msgspec
 
 from . import layout, uapi
 from .layout import cstr
-from .events import Event, Op, OpCred, Ring, Uses
+from .events import Event, Op, OpCred, Ring, RingBefore, Uses
+from .identity import FileIdentity
 
 # enum io_uring_op (checked against the object's BTF by tests/test_abi.py)
 SQE_OPS = (
@@ -103,14 +104,24 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
         sq_thread_cred=ran if sq_creds else None)
 
 
+def _by_index(files) -> dict[int, FileIdentity]:
+    """A register event's file identities (roles `fds[N]`) by N, their
+    index in its fds array."""
+    return {int(f.role[4:-1]): f for f in files or ()
+            if f.role.startswith("fds[") and f.role.endswith("]")}
+
+
 class _Tables:
     """What one ring has registered, by slot, index, group and cred id."""
 
     def __init__(self):
         self._files: dict[int, dict] = {}
-        # a REGISTER_FILES' fds, made into `files` when first asked for: a
-        # flood of registrations is mostly unregistered before any use
+        # a REGISTER_FILES' fds and identities, made into `files` and
+        # `identities` when first asked for: a flood of registrations is
+        # mostly unregistered before any use
         self._fds: tuple[int, ...] = ()
+        self._idents: list | None = None
+        self._identities: dict[int, FileIdentity] = {}
         self.buffers: dict[int, dict] = {}
         self.groups: dict[int, dict] = {}
         self.personalities: dict[str, int] = {}
@@ -122,18 +133,45 @@ class _Tables:
             self._fds = ()
         return self._files
 
-    def register_files(self, fds) -> None:
+    @property
+    def identities(self) -> dict[int, FileIdentity]:
+        """The registered file at each slot, as its registration's event named it."""
+        if self._idents is not None:
+            self._identities = _by_index(self._idents)
+            self._idents = None
+        return self._identities
+
+    def register_files(self, fds, idents=None) -> None:
         self._files, self._fds = {}, tuple(fds)
+        self._identities, self._idents = {}, idents
+
+    def listed(self, ev: RingBefore) -> None:
+        """What a ring made before tracing had registered, as found at start."""
+        self._identities, self._idents, self._fds = _by_index(ev.files), None, ()
+        # the fd each was registered from is not known
+        self._files = {slot: {"slot": slot} for slot in self._identities}
+        self.buffers = {b["index"]: dict(b) for b in ev.buffers}
+
+    def update_file(self, slot: int, fd: int, ident: FileIdentity | None) -> None:
+        """FILES_UPDATE of one slot: fd -1 empties it."""
+        files, identities = self.files, self.identities
+        files.pop(slot, None)
+        identities.pop(slot, None)
+        if fd >= 0:
+            files[slot] = {"slot": slot, "fd": fd}
+            if ident is not None:
+                identities[slot] = ident
 
 
 class Ledger:
     """Joins operations to registrations: fed every event in order (live or
     replayed), it keeps each ring's registered files, buffers, buffer groups
-    and personalities, and fills an operation's `uses` from them. A
-    registration made before tracing began is not known: its use shows the
-    slot or index alone. It keeps at most MAX_RINGS rings, the least
-    recently used going first (`evicted` counts them): a closed ring is
-    never used again, and an id is never another ring's."""
+    and personalities, and fills an operation's `uses` from them. What a
+    ring made before tracing had registered comes from its RingBefore
+    event, found at start (live only); without one, its use shows the slot
+    or index alone. It keeps at most MAX_RINGS rings, the least recently
+    used going first (`evicted` counts them): a closed ring is never used
+    again, and an id is never another ring's."""
 
     MAX_RINGS = 4096
 
@@ -154,6 +192,8 @@ class Ledger:
             return ev
         if isinstance(ev, Op):
             return self._join(ev)
+        if isinstance(ev, RingBefore):
+            self._tables(ev.ring_id).listed(ev)
         return ev
 
     def _tables(self, ring: str) -> _Tables:
@@ -178,13 +218,12 @@ class Ledger:
         fds, iovecs = getattr(p, "fds", None), getattr(p, "iovecs", None)
         offset, bgid = getattr(p, "offset", None) or 0, getattr(p, "bgid", None)
         if name in ("REGISTER_FILES", "REGISTER_FILES2") and fds is not None:
-            t.register_files(fds)
+            t.register_files(fds, ev.files)
         elif name in ("REGISTER_FILES_UPDATE", "REGISTER_FILES_UPDATE2") and fds:
+            idents = _by_index(ev.files)
             for i, fd in enumerate(fds[:ev.ret]):
-                if fd == -1:
-                    t.files.pop(offset + i, None)
-                elif fd >= 0:
-                    t.files[offset + i] = {"slot": offset + i, "fd": fd}
+                if fd >= -1:        # -2 (IORING_REGISTER_FILES_SKIP) leaves the slot
+                    t.update_file(offset + i, fd, idents.get(i))
         elif name in ("REGISTER_BUFFERS", "REGISTER_BUFFERS2") and iovecs is not None:
             t.buffers = {i: {"index": i, "base": v.base, "len": v.len}
                          for i, v in enumerate(iovecs)}
@@ -204,13 +243,15 @@ class Ledger:
         if t is None:
             return op
         self._rings.move_to_end(op.ring_id)
+        fixed = op.fixed_file
         uses = Uses(
-            file=t.files.get(op.fixed_file) if op.fixed_file is not None else None,
+            file=t.files.get(fixed) if fixed is not None else None,
             buffer=t.buffers.get(op.buffer_index) if op.buffer_index is not None else None,
             buffer_group=t.groups.get(op.buffer_group)
             if op.buffer_group is not None else None,
             personality=t.personalities.get(op.personality_cred.id)
-            if op.personality_cred else None)
+            if op.personality_cred else None,
+            file_identity=t.identities.get(fixed) if fixed is not None else None)
         return msgspec.structs.replace(op, uses=uses if uses != Uses() else None)
 
 

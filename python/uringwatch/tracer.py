@@ -4,10 +4,14 @@ records into Events. A thin front: each part is a module of its own
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import AsyncIterator, Callable, Iterator
 
+import msgspec
+
+from . import before, hooks, libbpf
 from .bpfobject import BpfObject
 from .containers import CgroupResolver
 from .counters import Counters
@@ -79,10 +83,47 @@ class Tracer:
         if self._cgroups:     # before the first call: its cgroup may be gone when read
             self._cgroups.watch()
         self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
-        obj.attach()
-        self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
-                           boot_to_wall, uses, self._counters.procs)
+        probe = self._probe_ring(obj)
+        try:
+            obj.attach()
+            self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
+                               boot_to_wall, uses, self._counters.procs)
+            if probe is not None:
+                self._find_before(obj, probe)
+        finally:
+            if probe is not None:
+                os.close(probe)
         return self
+
+    def _probe_ring(self, obj: BpfObject) -> int | None:
+        """A ring of the tracer's own, made before attaching, that tells
+        the iterator's io_uring files apart (before.own_ring); None when
+        rings from before are not looked for, or it can't be made (said)."""
+        if hooks.RING_BEFORE_PROGRAM not in obj.programs:
+            return None
+        fd = before.own_ring()
+        if fd < 0:
+            self.features["rings_before_error"] = f"no ring of its own: {os.strerror(-fd)}"
+            return None
+        return fd
+
+    def _find_before(self, obj: BpfObject, probe: int) -> None:
+        """The rings made before tracing, after attaching (a ring made since
+        has its ring event): reported first. A failure costs only them."""
+        try:
+            raw = obj.iterate(hooks.RING_BEFORE_PROGRAM)
+        except libbpf.LibbpfError as e:
+            self.features["rings_before_error"] = str(e)
+            return
+        self._reader.found_before(before.found(raw, probe, self._keeps))
+
+    def _keeps(self, ev):
+        """An event made here (a ring from before) with its cgroup context,
+        if the filters keep it; else None."""
+        if self._context is not None:
+            path, container = self._context(ev.cgroup_id)
+            ev = msgspec.structs.replace(ev, cgroup_path=path, container_id=container)
+        return ev if self.filters.matches(ev) else None
 
     def detach(self) -> None:
         """Stop tracing; what is queued can still be polled."""
