@@ -231,6 +231,8 @@ static __always_inline __u64 pinned_page(__u64 imu, __u64 *pgoff, const bool btf
 	    !(__u32)kread(imu + KOFF(struct io_mapped_ubuf, nr_bvecs), btf))
 		return 0;
 	page = kread(bv + KOFF(struct bio_vec, bv_page), btf);
+	if (!page)
+		return 0;
 	head = page;
 	if (bpf_core_field_exists(struct page___ch, compound_head)) {
 		w = kread(page + KOFF(struct page___ch, compound_head), btf);
@@ -240,8 +242,6 @@ static __always_inline __u64 pinned_page(__u64 imu, __u64 *pgoff, const bool btf
 		   kread(page + KOFF(struct page___ci, compound_info), btf) & 1) {
 		return 0;
 	}
-	if (!page)
-		return 0;
 	/* coalesced folios (6.12+) keep the head and an offset into the folio */
 	at = kread(bv + KOFF(struct bio_vec, bv_offset), btf);
 	*pgoff = kread(head + KOFF(struct folio, index), btf) +
