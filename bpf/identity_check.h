@@ -60,7 +60,7 @@ struct io_ring_ctx___v613 {
 } __attribute__((preserve_access_index));
 
 /* A tail page points at its head in the word after flags, bit 0 set:
- * compound_head to 7.1; 7.2's compound_info is not decoded here. */
+ * compound_head (6.18 and before); 7.2's compound_info is not decoded. */
 struct page___ch {
 	unsigned long compound_head;
 } __attribute__((preserve_access_index));
