@@ -7,9 +7,16 @@ fds, each fd a regular file /tmp/<dir>/file-N, on a ring that already has
 files, so the kernel refuses every call (EBUSY) after the tracer has read
 it: each call is one enter and one exit of the same work. Run time per call
 (enter + exit) comes from bpf_stats (kernel.bpf_stats_enabled,
-run_time_ns / run_cnt via bpftool); `off` is the baseline.
+run_time_ns / run_cnt via bpftool), other processes' runs of the same
+programs taken out (their cost per run measured in an idle window just
+before); `off` is the baseline.
 
-    .venv/bin/python bench/identity_cost.py [--calls N] [--rounds R]
+--buffers: REGISTER_BUFFERS of 1 and of 16 buffers of 4 KiB (a memfd's
+pages, MAP_SHARED) that succeed, each followed by UNREGISTER_BUFFERS: the
+buffers' check at exit reads what the ring pinned only after a success.
+Run time per pair of calls.
+
+    .venv/bin/python bench/identity_cost.py [--buffers] [--calls N] [--rounds R]
 
 Prints a Markdown table, median over rounds; docs/BENCHMARKS.md quotes it.
 """
@@ -17,10 +24,13 @@ Prints a Markdown table, median over rounds; docs/BENCHMARKS.md quotes it.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import mmap
 import os
 import statistics
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -30,14 +40,36 @@ import uring  # noqa: E402
 from uringwatch import Filters, Tracer, hooks, layout  # noqa: E402
 
 SIZES = (8, 256)
+BUFFER_SIZES = (1, 16)
 
 
-def run(resolve: str, fds, ring: int, calls: int) -> float:
-    """ns of BPF run time per call (enter + exit) with this path."""
+def ours(idle: tuple, busy: tuple, k: int) -> float:
+    """ns our k io_uring_register calls took in the register programs, from
+    (before, after) bpf_prog_stats of a window with none of our calls
+    (idle) and one with them (busy). Other processes' calls run the
+    programs too (filtered out at once, but they dilute an average: on a
+    shared machine other tests call io_uring_register thousands of times
+    a second); their cost per run is the idle window's."""
+    total = 0.0
+    for prog, (cnt, ns) in busy[1].items():
+        if "io_uring_register" not in prog:
+            continue
+        cnt0, ns0 = busy[0].get(prog, (0, 0))
+        i1, i0 = idle[1].get(prog, (0, 0)), idle[0].get(prog, (0, 0))
+        other = (i1[1] - i0[1]) / (i1[0] - i0[0]) if i1[0] > i0[0] else 0.0
+        total += (ns - ns0) - max(cnt - cnt0 - k, 0) * other
+    return total
+
+
+def run(resolve: str, one, calls: int) -> float:
+    """ns of BPF run time per one() (enter + exit of its calls) with this path."""
     with Tracer(Filters(pids=frozenset([os.getpid()])), cap=256, resolve=resolve) as t:
+        idle = (P.bpf_prog_stats(os.getpid()),)
+        time.sleep(0.3)
+        idle += (P.bpf_prog_stats(os.getpid()),)
         before = P.bpf_prog_stats(os.getpid())
         for _ in range(calls):
-            uring.register(ring, 2, fds, len(fds))
+            one()
         after = P.bpf_prog_stats(os.getpid())
         events = t.poll(0.2)
         while more := t.poll(0):
@@ -45,41 +77,78 @@ def run(resolve: str, fds, ring: int, calls: int) -> float:
     assert events, "the tracer saw no calls"
     ev = events[-1]
     if resolve != "off":
-        assert ev.resolve.path == resolve and ev.files, ev.resolve
-    return sum(P.per_run_ns(before, after).values())
+        assert ev.resolve.path == resolve and (ev.files or ev.memory), ev.resolve
+    return ours(idle, (before, after), calls * (2 if one.pair else 1)) / calls
+
+
+def files_calls(ring: int, tmp: str):
+    """{n: one REGISTER_FILES of n fds, refused} and the files to close."""
+    files = [os.open(os.path.join(tmp, f"file-{i}"), os.O_RDONLY | os.O_CREAT, 0o600)
+             for i in range(max(SIZES))]
+    assert uring.register(ring, 2, uring.ints(files[0]), 1) == 0   # later calls: EBUSY
+    calls = {}
+    for n in SIZES:
+        fds = uring.ints(*files[:n])
+        calls[n] = lambda fds=fds: uring.register(ring, 2, fds, len(fds))
+        calls[n].pair = False
+    return calls, files
+
+
+def buffers_calls(ring: int):
+    """{n: one REGISTER_BUFFERS of n memfd pages, then UNREGISTER_BUFFERS}."""
+    mfd = os.memfd_create("bench-buffers")
+    os.ftruncate(mfd, 4096 * max(BUFFER_SIZES))
+    mem = mmap.mmap(mfd, 4096 * max(BUFFER_SIZES), flags=mmap.MAP_SHARED)
+    os.close(mfd)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    calls = {}
+    for n in BUFFER_SIZES:
+        iov = (uring.Iovec * n)(*(uring.Iovec(base + 4096 * i, 4096) for i in range(n)))
+
+        def one(iov=iov, n=n):
+            assert uring.register(ring, uring.REGISTER_BUFFERS, iov, n) == 0
+            assert uring.register(ring, uring.UNREGISTER_BUFFERS, None, 0) == 0
+        one.pair = True
+        calls[n] = one
+    return calls, mem
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--buffers", action="store_true",
+                    help="REGISTER_BUFFERS + UNREGISTER_BUFFERS pairs that succeed")
     args = ap.parse_args()
     paths = ["off"] + [p for p in ("proc", "probe_read", "btf") if hooks.resolve_paths()[p]]
-    tmp = tempfile.mkdtemp(prefix="uringwatch-bench-")
-    files = [os.open(os.path.join(tmp, f"file-{i}"), os.O_RDONLY | os.O_CREAT, 0o600)
-             for i in range(max(SIZES))]
     ring = uring.setup()
-    assert uring.register(ring, 2, uring.ints(files[0]), 1) == 0   # later calls: EBUSY
+    if args.buffers:
+        calls, keep = buffers_calls(ring)
+        what, unit = "REGISTER_BUFFERS (+ UNREGISTER) of", "pair of calls"
+    else:
+        calls, keep = files_calls(ring, tempfile.mkdtemp(prefix="uringwatch-bench-"))
+        what, unit = "REGISTER_FILES of", "call"
     ns: dict[tuple[str, int], list[float]] = {}
     with P.BpfStats():
         for _ in range(args.rounds):
-            for n in SIZES:
-                fds = uring.ints(*files[:n])
+            for n, one in calls.items():
                 for path in paths:
-                    ns.setdefault((path, n), []).append(run(path, fds, ring, args.calls))
+                    ns.setdefault((path, n), []).append(run(path, one, args.calls))
     med = {k: statistics.median(v) for k, v in ns.items()}
-    print("| REGISTER_FILES of | path | BPF ns per call (enter + exit) | added by resolution |")
+    print(f"| {what} | path | BPF ns per {unit} (enter + exit) | added by resolution |")
     print("| ---: | --- | ---: | ---: |")
-    for n in SIZES:
+    for n in calls:
         for path in paths:
             added = med[(path, n)] - med[("off", n)]
-            resolved = min(n + 1, layout.FILES_MAX)       # the ring fd too
-            note = "" if path in ("off", "proc") else f" ({resolved} fds resolved)"
+            resolved = (f"{min(n, layout.MEMS_MAX)} buffers" if args.buffers
+                        else f"{min(n + 1, layout.FILES_MAX)} fds")    # the ring fd too
+            note = "" if path in ("off", "proc") else f" ({resolved} resolved)"
             print(f"| {n} | {path} | {med[(path, n)]:.0f} | "
                   f"{'—' if path == 'off' else f'{added:+.0f} ns'}{note} |")
     print(f"\n{args.rounds} rounds × {args.calls} calls, median; kernel {os.uname().release}")
-    for fd in files:
-        os.close(fd)
+    if not args.buffers:
+        for fd in keep:
+            os.close(fd)
     os.close(ring)
     return 0
 

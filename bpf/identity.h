@@ -426,8 +426,13 @@ static long vma_found(struct task_struct *task, struct vm_area_struct *vma, stru
 	m->vm_flags = vma->vm_flags;
 	m->flags |= UW_M_FOUND;
 	x->s->scratch = (__u64)vma->vm_file;
+	x->s->vma_anon = (__u64)vma->anon_vma;
 	return 0;
 }
+
+/* identity_check.h: the buffer against what the ring pinned */
+__noinline int uw_mem_check_btf(__u32 idx, __u32 off, __u32 n);
+__noinline int uw_mem_check_pr(__u32 idx, __u32 off, __u32 n);
 
 /* Adds a uw_mem entry for a buffer and, with `loop` (bpf_find_vma is a
  * callback helper, 5.17+), looks up its mapping. */
@@ -459,11 +464,16 @@ static __always_inline void add_mem(struct uw_slot *s, __u32 idx, __u32 base, __
 	}
 	x.m = m;
 	s->scratch = 0;
+	s->vma_anon = 0;
 	err = bpf_find_vma(bpf_get_current_task_btf(), addr, vma_found, &x, 0);
 	if (err == -16)        /* EBUSY: the mm's lock was taken */
 		m->flags |= UW_M_BUSY;
 	else if (err)
 		m->flags |= UW_M_NOVMA;
+	if (btf)
+		uw_mem_check_btf(idx, off, n);
+	else
+		uw_mem_check_pr(idx, off, n);
 	if (!s->scratch)
 		return;
 	m->flags |= UW_M_FILE;
@@ -487,6 +497,8 @@ static __always_inline void resolve_mems(struct uw_slot *s, __u32 idx, const boo
 
 	if (cfg.resolve == UW_RES_OFF)
 		return;
+	if (loop && (cfg.resolve == UW_RES_PROBE_READ || cfg.resolve == UW_RES_BTF))
+		c->ident.flags |= UW_I_MEM_CHECKED;
 	switch (op) {
 	case IORING_REGISTER_PBUF_RING:
 		if (head_has(s, sizeof(struct io_uring_buf_reg)) &&

@@ -46,6 +46,27 @@ struct io_fixed_file___v515 {
 struct io_ring_ctx___v515 {
 	unsigned int nr_user_files;
 	struct io_file_table___v515 file_table;
+	unsigned int nr_user_bufs;
+	struct io_mapped_ubuf **user_bufs;
+} __attribute__((preserve_access_index));
+
+/* 6.13 to 6.17 wrapped the registered buffers' io_rsrc_data */
+struct io_buf_table___v613 {
+	struct io_rsrc_data data;
+} __attribute__((preserve_access_index));
+
+struct io_ring_ctx___v613 {
+	struct io_buf_table___v613 buf_table;
+} __attribute__((preserve_access_index));
+
+/* A tail page points at its head in the word after flags, bit 0 set:
+ * compound_head (6.18 and before); 7.2's compound_info is not decoded. */
+struct page___ch {
+	unsigned long compound_head;
+} __attribute__((preserve_access_index));
+
+struct page___ci {
+	unsigned long compound_info;
 } __attribute__((preserve_access_index));
 
 struct io_ring_ctx___v510 {
@@ -159,6 +180,146 @@ static __always_inline void add_other(struct uw_slot *s, __u32 idx, __u32 base,
 	o->flags = flags;
 	s->call.ident.nfiles = n + 1;
 	resolve_file(idx, off, file, btf);
+}
+
+/* Buffers. A buffer's mapping is looked up at exit (identity.h, add_mem),
+ * but the kernel pinned its pages earlier in the call: another thread can
+ * unmap the address and map something else there in between. So the page
+ * the ring pinned at the buffer's first byte (its registered-buffer
+ * table's slot, bvec[0]) is compared with the mapping found: a file page's
+ * address_space must be the mapped file's and its index the mapping's
+ * offset at addr; an anon page's anon_vma must share the mapping's root
+ * (a private file mapping's pinned pages are anon: the pin writes). */
+#define UW_MAPPING_ANON 1ULL    /* FOLIO_MAPPING_ANON: `mapping` is an anon_vma */
+#define UW_MAPPING_BITS 3ULL    /* both: KSM (or a movable page): not compared */
+#define UW_VM_HUGETLB 0x00400000ULL /* hugetlb indexes in huge pages on some kernels */
+#define UW_NO_BUF 0xffffffffU
+
+/* The ring's registered buffer (io_mapped_ubuf) at `slot`, or 0 (none, or a
+ * layout not known here). */
+static __always_inline __u64 table_buf(__u64 ctx, __u64 slot, const bool btf)
+{
+	__u64 t, p;
+
+	if (bpf_core_field_exists(struct io_ring_ctx, buf_table.nodes)) {          /* 6.18+ */
+		t = ctx + KOFF(struct io_ring_ctx, buf_table);
+	} else if (bpf_core_field_exists(struct io_ring_ctx___v613, buf_table.data)) {
+		t = ctx + KOFF(struct io_ring_ctx___v613, buf_table.data);       /* 6.13-6.17 */
+	} else if (bpf_core_field_exists(struct io_ring_ctx___v515, user_bufs) &&
+		   bpf_core_type_exists(struct io_mkdir)) {                     /* 5.15-6.12 */
+		if (slot >= (__u32)kread(ctx + KOFF(struct io_ring_ctx___v515, nr_user_bufs), btf))
+			return 0;
+		return kread(kread(ctx + KOFF(struct io_ring_ctx___v515, user_bufs), btf) +
+			     slot * 8, btf);
+	} else {
+		return 0;
+	}
+	if (slot >= (__u32)kread(t + KOFF(struct io_rsrc_data, nr), btf))
+		return 0;
+	p = kread(kread(t + KOFF(struct io_rsrc_data, nodes), btf) + slot * 8, btf);
+	return p ? kread(p + KOFF(struct io_rsrc_node, buf), btf) : 0;
+}
+
+/* The mapping (address_space, or anon_vma | 1) of the page pinned first
+ * in buffer imu, and in *pgoff the page's index in it; 0: not told here. */
+static __always_inline __u64 pinned_page(__u64 imu, __u64 *pgoff, const bool btf)
+{
+	__u64 bv = imu + KOFF(struct io_mapped_ubuf, bvec), page, head, w;
+	__u32 at;
+
+	if (!bpf_core_type_exists(struct folio) ||
+	    !(__u32)kread(imu + KOFF(struct io_mapped_ubuf, nr_bvecs), btf))
+		return 0;
+	page = kread(bv + KOFF(struct bio_vec, bv_page), btf);
+	if (!page)
+		return 0;
+	head = page;
+	if (bpf_core_field_exists(struct page___ch, compound_head)) {
+		w = kread(page + KOFF(struct page___ch, compound_head), btf);
+		if (w & 1)
+			head = w - 1;
+	} else if (!bpf_core_field_exists(struct page___ci, compound_info) ||
+		   kread(page + KOFF(struct page___ci, compound_info), btf) & 1) {
+		return 0;
+	}
+	/* coalesced folios (6.12+) keep the head and an offset into the folio */
+	at = kread(bv + KOFF(struct bio_vec, bv_offset), btf);
+	*pgoff = kread(head + KOFF(struct folio, index), btf) +
+		 (page - head) / bpf_core_type_size(struct page) + (at >> 12);
+	return kread(head + KOFF(struct folio, mapping), btf);
+}
+
+/* The table slot buffer n of the call set, or UW_NO_BUF. */
+static __always_inline __u32 buf_slot(struct uw_slot *s, __u32 n)
+{
+	__u32 op = s->call.opcode & ~IORING_REGISTER_USE_REGISTERED_RING;
+	__s64 ret = s->call.ret;
+
+	if (ret < 0)
+		return UW_NO_BUF;
+	if (op == IORING_REGISTER_BUFFERS || op == IORING_REGISTER_BUFFERS2)
+		return n;
+	/* an update did ret entries from `offset`, the head's first field */
+	if (op != IORING_REGISTER_BUFFERS_UPDATE || !head_has(s, 4) || n >= ret)
+		return UW_NO_BUF;
+	return data_s32(s, OFF(io_uring_rsrc_update2, offset)) + n;
+}
+
+/* Whether what the ring pinned for buffer n is of the mapping found at its
+ * address (the vma's file in s->scratch, its anon_vma in s->vma_anon). */
+static __always_inline __u16 pinned_verdict(struct uw_slot *s, struct uw_mem *m, __u32 n,
+					    const bool btf)
+{
+	__u64 imu, mapping, pgoff = 0, a, b;
+	__u32 slot = buf_slot(s, n);
+
+	if (slot == UW_NO_BUF || !m->addr || (m->flags & UW_M_BUSY) || !s->ring_ctx)
+		return 0;
+	imu = table_buf(s->ring_ctx, slot, btf);
+	if (!imu)
+		return 0;
+	if (kread(imu + KOFF(struct io_mapped_ubuf, ubuf), btf) != m->addr)
+		return UW_M_RACED;      /* the slot holds another buffer by now */
+	mapping = pinned_page(imu, &pgoff, btf);
+	if (!mapping || (mapping & UW_MAPPING_BITS) > UW_MAPPING_ANON)
+		return 0;
+	if (!(m->flags & UW_M_FOUND))
+		return UW_M_RACED;      /* pinned, and nothing mapped there now */
+	if (!(m->vm_flags & UW_VM_HUGETLB) &&
+	    pgoff != m->vm_pgoff + ((m->addr - m->vm_start) >> 12))
+		return UW_M_RACED;
+	if (mapping & UW_MAPPING_ANON) {
+		a = kread((mapping & ~UW_MAPPING_BITS) + KOFF(struct anon_vma, root), btf);
+		b = s->vma_anon ? kread(s->vma_anon + KOFF(struct anon_vma, root), btf) : 0;
+		return b && a == b ? UW_M_KERNEL : UW_M_RACED;
+	}
+	return s->scratch && mapping == kread(s->scratch + KOFF(struct file, f_mapping), btf) ?
+	       UW_M_KERNEL : UW_M_RACED;
+}
+
+static __always_inline int check_mem(__u32 idx, __u32 off, __u32 n, const bool btf)
+{
+	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	__u64 at = off;
+	struct uw_mem *m;
+
+	keep(at);
+	if (!s || at > UW_DATA_MAX - sizeof(struct uw_mem))
+		return 0;
+	keep(at);
+	m = (void *)&s->data[at];
+	m->flags |= pinned_verdict(s, m, n, btf);
+	return 0;
+}
+
+__noinline int uw_mem_check_btf(__u32 idx, __u32 off, __u32 n)
+{
+	return check_mem(idx, off, n, true);
+}
+
+__noinline int uw_mem_check_pr(__u32 idx, __u32 off, __u32 n)
+{
+	return check_mem(idx, off, n, false);
 }
 
 /* Checks fd entry i of slot idx (see the top of this file). Global, with

@@ -26,6 +26,7 @@ struct uw_slot {
 	struct uw_call call;
 	__u8 data[UW_DATA_MAX];
 	__u64 scratch;        /* a kernel pointer read back as a number (identity.h) */
+	__u64 vma_anon;       /* the buffer's mapping's anon_vma (identity.h, identity_check.h) */
 	__u64 ring_ctx;       /* the io_ring_ctx the call acted on; 0: none found */
 	__u64 enter_file[UW_FILES_MAX]; /* each uw_file's struct file at enter (identity_check.h) */
 	__u64 reread[32];     /* toctou.h's re-read of user memory: off the exit program's stack */

@@ -173,6 +173,9 @@ enum uw_mem_flags {
 	UW_M_UNRESOLVED = 1 << 2, /* not looked up in the kernel (no bpf_find_vma, or proc) */
 	UW_M_FILE = 1 << 3,       /* file-backed: file filled */
 	UW_M_BUSY = 1 << 4,       /* the mm was locked: not looked up */
+	/* the check at exit (identity_check.h), REGISTER_BUFFERS* that succeeded */
+	UW_M_KERNEL = 1 << 5,     /* the page the ring pinned at addr is this mapping's, same offset */
+	UW_M_RACED = 1 << 6,      /* the ring pinned another buffer, or a page of another mapping */
 };
 
 struct uw_mem {
@@ -193,6 +196,7 @@ enum uw_ident_flags {
 	UW_I_MEMS_TRUNC = 1 << 1,  /* more buffers than UW_MEMS_MAX (or than captured) */
 	UW_I_CRED = 1 << 2,        /* cred filled (REGISTER_PERSONALITY) */
 	UW_I_CHECKED = 1 << 3,     /* files compared at exit (older records: never) */
+	UW_I_MEM_CHECKED = 1 << 4, /* buffers compared at exit (older records: never) */
 };
 
 /* Credentials of the caller, as REGISTER_PERSONALITY saves them. */

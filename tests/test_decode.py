@@ -10,11 +10,12 @@ from uringwatch import RecordError, decode, layout
 
 
 def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VERSION,
-                files=(), ident_flags=0, path=layout.RES_BTF, ns=(0, 0, 0, b""), **fields):
+                files=(), ident_flags=0, path=layout.RES_BTF, ns=(0, 0, 0, b""), mems=(),
+                **fields):
     """A uw_call record: regions as (addr, count, elem, flags, pad, data);
-    files as packed uw_file entries (ABI 2 on); ns as (nspid, nstid, flags,
-    hostname)."""
-    entries = b"".join(files)
+    files and mems as packed uw_file and uw_mem entries (ABI 2 on); ns as
+    (nspid, nstid, flags, hostname)."""
+    entries = b"".join(files) + b"".join(mems)
     data = b"".join(r[5] for r in regions[:3]) + entries + regions[3][5]
     size = (layout.CALL if abi >= 2 else layout.CALL_ABI1).size + len(data)
     values = dict(ts_enter=1000, ts_exit=1500, arg=0x1000, ret=0, cgroup_id=7, pid=10,
@@ -27,7 +28,7 @@ def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VE
                   region=tuple(x for a, c, e, f, _, d in regions for x in (a, c, len(d), e, f, 0)))
     if abi >= 2:
         fields["ident"] = layout.IDENT.struct.unpack(
-            layout.IDENT.pack(nfiles=len(files), flags=ident_flags, path=path))
+            layout.IDENT.pack(nfiles=len(files), nmem=len(mems), flags=ident_flags, path=path))
         fields["ns"] = (ns[0], ns[1], ns[2], 0, ns[3])
     return lay.pack(**fields) + data
 
@@ -234,3 +235,32 @@ def test_what_verified_rests_on(flags, ident_flags, want):
                       files=[uw_file(flags=layout.FL_FOUND | layout.FL_ROOTED | flags)])
     (f,) = decode(rec, 0, len(rec), 0).files
     assert (f.verified, f.check, f.reason, f.at_exit) == (*want, None)
+
+
+def uw_mem(addr=0x7F0000000000, flags=layout.M_FOUND):
+    """An anonymous mapping's uw_mem (no file)."""
+    return layout.MEM.struct.pack(addr, 4096, addr, addr + 4096, addr >> 12, 0x73, flags, 0,
+                                  *layout.FILE.struct.unpack(bytes(layout.FILE.size)))
+
+
+BUFFERS_REGIONS = ((0, 0, 0, 0, 0, b""), (0x1000, 2, 16, 0, 0, bytes(32)),
+                   (0, 0, 0, 0, 0, b""), (0, 0, 0, 0, 0, b""))
+
+
+@pytest.mark.parametrize("flags, ident_flags, want", [
+    (layout.M_KERNEL, layout.I_MEM_CHECKED, (True, "kernel", None)),
+    (layout.M_RACED, layout.I_MEM_CHECKED, (False, None, "raced")),
+    (0, layout.I_MEM_CHECKED, (False, None, "unchecked")),
+    (0, 0, (True, None, None)),             # a record from before the check
+], ids=["kernel", "raced", "unchecked", "older-record"])
+def test_what_a_buffers_verified_rests_on(flags, ident_flags, want):
+    """A buffer is verified only when the page the ring pinned is of the
+    mapping named; a raced one is a TOCTOU change, named."""
+    rec = call_record(opcode=0, regions=BUFFERS_REGIONS, ident_flags=ident_flags,
+                      mems=[uw_mem(flags=layout.M_FOUND | flags), uw_mem(0x7F0000010000)])
+    ev = decode(rec, 0, len(rec), 0)
+    m, other = ev.memory
+    assert (m.backing, m.verified, m.check, m.reason) == ("anon", *want)
+    assert ev.toctou.changed == (want[2] == "raced")
+    assert ev.toctou.changes == (["buffer 0x7f0000000000 (memory[0])"]
+                                 if want[2] == "raced" else [])

@@ -5,17 +5,28 @@ the kernel took, or say that it can't (`verified` false, `reason` raced).
 What the kernel took is read back after each call: the ring's fdinfo
 (`UserFiles`) for files, the call's result for an eventfd (the kernel
 refuses a file that is not one). How often the race goes either way is
-not asserted: it depends on the machine."""
+not asserted: it depends on the machine.
 
+The same for buffers: a thread unmaps a buffer's address and maps other
+memory there while the main thread registers it; the kernel pins pages
+during the call, the mapping is looked up at exit. What the kernel pinned
+is read back through the ring (a WRITE_FIXED from the registered buffer)."""
+
+import ctypes
+import errno
+import mmap
 import os
+import shutil
 import signal
+import subprocess
+import threading
 import time
 
 import pytest
 
 import uring
 from helpers import ROOT, kernel_btf_has, needs_opcodes
-from test_identity import by_role, path_tracer, tracer  # noqa: F401 (fixtures)
+from test_identity import KERNEL_BUFFERS, by_role, path_tracer, tracer  # noqa: F401 (fixtures)
 
 FD = 900                # the number flipped; below any RLIMIT_NOFILE
 CALLS = 400             # per opcode, and
@@ -184,3 +195,133 @@ def test_register_eventfd_names_what_the_kernel_took(tracer, ring, two_files):  
         f = by_role(ev)["eventfd"]
         # refused: the ring holds nothing to check against, only the fd at exit
         assert ev.ret == 0 or not f.verified or f.check == "exit", f
+
+
+# -- buffers: munmap + mmap at the same address -----------------------------
+
+BUF_LEN = 4 * 4096
+# After the raced buffer the kernel pins these too (anonymous memory nobody
+# remaps): buffer 0's pages stay pinned while the call goes on, which gives
+# the remapper a window before the call's exit
+STABLE_BUFS, STABLE_LEN = 7, 512 * 1024
+MARK = b"M"             # the memfd's bytes; fresh anonymous memory reads 0
+BUF_CALLS = 1500        # registrations, and
+BUF_SECONDS = 10.0      # at most this long
+PROT_RW, MAP_SHARED = 3, 0x01
+HERE = os.path.dirname(os.path.abspath(__file__))
+_KEPT: list = []        # mmap objects whose address something else took
+
+
+@pytest.fixture(scope="module")
+def remap_loop(tmp_path_factory):
+    """tests/remapper.c's remap_loop, built for this run."""
+    clang = shutil.which("clang")
+    if not clang:
+        pytest.skip("clang is missing (ci/setup installs it)")
+    lib = tmp_path_factory.mktemp("remapper") / "remapper.so"
+    subprocess.run([clang, "-O2", "-shared", "-fPIC", "-o", lib,
+                    os.path.join(HERE, "remapper.c")], check=True)
+    fn = ctypes.CDLL(str(lib)).remap_loop
+    fn.restype = ctypes.c_long
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int,
+                   ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_long))
+    return fn
+
+
+class Remapper:
+    """A thread that, at one address, unmaps and maps anonymous memory,
+    then maps a memfd over it (MAP_SHARED: shmem pages), in a loop (in C,
+    without the GIL), on a CPU of its own where there are two."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.mfd = os.memfd_create("race-buffer")
+        os.write(self.mfd, MARK * BUF_LEN)
+        self.map = mmap.mmap(self.mfd, BUF_LEN, flags=MAP_SHARED)
+        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        self.stop, self.flips = ctypes.c_int(0), ctypes.c_long(0)
+        self.cpus = sorted(os.sched_getaffinity(0))
+        self.mine = os.sched_getaffinity(0)
+
+    def _run(self):
+        if len(self.cpus) > 1:
+            os.sched_setaffinity(0, {self.cpus[1]})     # this thread only
+        self.error = self.loop(self.addr, BUF_LEN, self.mfd, ctypes.byref(self.stop),
+                               ctypes.byref(self.flips))
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._run)
+        if len(self.cpus) > 1:
+            os.sched_setaffinity(0, {self.cpus[0]})
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.value = 1
+        self.thread.join()
+        os.sched_setaffinity(0, self.mine)
+        os.close(self.mfd)
+        if self.error == errno.EEXIST:      # the address is another's now:
+            _KEPT.append(self.map)          # never unmap it with this object
+
+
+def pinned(ring: "uring.Ring", addr: int, pipe: tuple[int, int]) -> str:
+    """What registered buffer 0 holds at addr, read through the ring: the
+    kernel writes from the pages it pinned, whatever is mapped there now."""
+    ring.put(0, uring.OP_WRITE_FIXED, fd=pipe[1], addr=addr, length=1, buf_index=0)
+    assert ring.submit(1) == 1
+    return {MARK: "memfd", b"\0": "anon"}[os.read(pipe[0], 1)]
+
+
+# 5.10 (no bpf_find_vma): every buffer is looked up in /proc, never verified,
+# so there is nothing to race; those lookups (8 per call) made the 5.10
+# guest overrun its 600 s under qemu's TCG
+@pytest.mark.skipif(not KERNEL_BUFFERS, reason="buffers are not resolved in the kernel here")
+@needs_opcodes(uring.REGISTER_BUFFERS, uring.UNREGISTER_BUFFERS)
+def test_register_buffers_names_what_the_kernel_pinned(tracer, remap_loop):  # noqa: F811
+    """Every buffer identity of a successful call is the memory the ring
+    pinned (read through it), or says it can't vouch for it: raced (and
+    named in toctou), or looked up in /proc. A failed call pinned
+    nothing: never verified."""
+    ring, pipe = uring.Ring(), os.pipe()
+    stable = mmap.mmap(-1, STABLE_BUFS * STABLE_LEN, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    stable.write(b"s" * len(stable))
+    base = ctypes.addressof(ctypes.c_char.from_buffer(stable))
+    truths, deadline = [], time.monotonic() + BUF_SECONDS
+    try:
+        with Remapper(remap_loop) as remap:
+            iov = (uring.Iovec * (1 + STABLE_BUFS))(
+                uring.Iovec(remap.addr, BUF_LEN),
+                *(uring.Iovec(base + i * STABLE_LEN, STABLE_LEN) for i in range(STABLE_BUFS)))
+            while len(truths) < BUF_CALLS and time.monotonic() < deadline:
+                ret = uring.register(ring.fd, uring.REGISTER_BUFFERS, iov, len(iov))
+                truths.append(pinned(ring, remap.addr, pipe) if ret == 0 else None)
+                if ret == 0:
+                    assert uring.register(ring.fd, uring.UNREGISTER_BUFFERS, None, 0) == 0
+                if len(truths) % 100 == 0:    # the ring buffer holds a few thousand
+                    tracer.events.extend(tracer.tracer.poll(0))
+    finally:
+        ring.close()
+        for fd in pipe:
+            os.close(fd)
+    assert remap.error in (0, errno.EEXIST), os.strerror(remap.error)
+    events = tracer.mine(len(truths), opcode_name="REGISTER_BUFFERS", timeout=120)
+    assert [ev.ret == 0 for ev in events] == [t is not None for t in truths]
+    for ev, truth in zip(events, truths):
+        m, *others = ev.memory
+        assert m.addr == remap.addr and len(others) == STABLE_BUFS
+        for o in others:            # nothing remaps these: never raced
+            assert o.verified == (o.check == "kernel"), o
+            assert o.backing == "anon" if o.verified else o.reason in ("unchecked", "proc"), o
+        if m.verified:
+            assert (m.check, m.backing, truth) in (("kernel", "memfd", "memfd"),
+                                                   ("kernel", "anon", "anon")), (m, truth)
+            assert m.offset == (0 if truth == "memfd" else None), m
+            continue
+        if truth is None:           # failed: nothing pinned to compare with
+            assert m.reason in ("unchecked", "proc"), m
+        elif m.reason == "raced":
+            assert ev.toctou.changed, ev.toctou
+            assert f"buffer {remap.addr:#x} (memory[0])" in ev.toctou.changes, ev.toctou
+        else:                       # the address space was locked: /proc, live
+            assert (m.source, m.reason) == ("proc", "proc"), m

@@ -199,7 +199,7 @@ def errno_name(ret: int) -> str | None:
 # cheaper than tracking use.
 _SEEN_MAX = 4096
 _FILES_SEEN: dict[tuple[bytes, bool], tuple[int, identity.FileIdentity]] = {}
-_BLOCKS: dict[tuple[int, bool, bytes], tuple] = {}  # (nfiles, checked, entries) -> decoded
+_BLOCKS: dict[tuple[int, int, bytes], tuple] = {}  # (nfiles, checks, entries) -> decoded
 _BLOCKS_MAX = 256                             # up to ~21 KiB each
 _RESOLVES: dict[int, identity.Resolve] = {}
 
@@ -226,20 +226,22 @@ def _resolve(path_code: int, flags: int) -> identity.Resolve:
     return resolve
 
 
-def _entries(rec: bytes, pos: int, nfiles: int, used: int, checked: bool) -> tuple:
+def _entries(rec: bytes, pos: int, nfiles: int, used: int, checks: int) -> tuple:
     """(files, memory, whether any is left to /proc) of the uw_file and
-    uw_mem entries at rec[pos:pos+used]; the same entries as a record
+    uw_mem entries at rec[pos:pos+used]; `checks`: the uw_ident flags
+    saying which were checked at exit. The same entries as a record
     before are not decoded again."""
-    key = (nfiles, checked, rec[pos:pos + used])
+    key = (nfiles, checks, rec[pos:pos + used])
     got = _BLOCKS.get(key)
     if got is not None:
         return got
     raw = key[2]
     mid = nfiles * _FILE_SIZE
-    files = identity.pair_raced([_file(raw[p:p + _FILE_SIZE], checked)
+    files = identity.pair_raced([_file(raw[p:p + _FILE_SIZE], bool(checks & layout.I_CHECKED))
                                  for p in range(0, mid, _FILE_SIZE)])
     memory = tuple(identity.memory_identity(layout.MEM.unpack(raw, at),
-                                            layout.FILE.unpack(raw, at + _MEM_HEAD))
+                                            layout.FILE.unpack(raw, at + _MEM_HEAD),
+                                            bool(checks & layout.I_MEM_CHECKED))
                    for at in range(mid, used, _MEM_SIZE))
     to_proc = any(e.source == "proc" for e in files + memory)
     if len(_BLOCKS) >= _BLOCKS_MAX:
@@ -262,7 +264,8 @@ def _identities(rec: bytes, ident: tuple, shape: _CallShape, pos: int) -> tuple:
         cred = identity.cred(layout.CRED.unpack(rec, shape.cred_at))
     if resolve.path == "off":
         return None, cred, None, resolve, False, used
-    files, memory, to_proc = _entries(rec, pos, nfiles, used, bool(flags & layout.I_CHECKED))
+    files, memory, to_proc = _entries(rec, pos, nfiles, used,
+                                      flags & (layout.I_CHECKED | layout.I_MEM_CHECKED))
     return files, cred, memory or None, resolve, to_proc, used
 
 
@@ -504,8 +507,11 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
     op = opcode & ~USE_REGISTERED_RING
     call = arguments.Call(op, nr_args, ret, tuple(regions), bool(flags & layout.F_RAW))
     files, cred, memory, resolve, to_proc = ids
-    # an fd that named another file at exit than at enter is a change too
-    raced = tuple(f"fd {f.fd} ({f.role})" for f in files or () if f.reason == "raced")
+    # an fd that named another file at exit than at enter, or a buffer whose
+    # pinned page is not of the mapping at its address, is a change too
+    raced = tuple(f"fd {f.fd} ({f.role})" for f in files or () if f.reason == "raced") + \
+        tuple(f"buffer {m.addr:#x} (memory[{i}])" for i, m in enumerate(memory or ())
+              if m.reason == "raced")
     toctou = (bool(flags & layout.F_CHANGED) or bool(raced),
               (_changes(call, rec, shape.changed_at, nchanged) if nchanged else ()) + raced,
               bool(flags & layout.F_CHANGED_MORE), bool(flags & layout.F_EXIT_FAULT),

@@ -90,8 +90,10 @@ class MemoryIdentity(msgspec.Struct, frozen=True, gc=False):
     ino: int | None = None
     shared: bool | None = None  # MAP_SHARED
     source: str = "kernel"
-    verified: bool = True
+    verified: bool = True     # the ring pinned this mapping's page at addr: see `check`
     error: str | None = None
+    check: str | None = None  # what `verified` rests on: "kernel"; None: nothing
+    reason: str | None = None  # why not verified: "raced", "unchecked", "proc"
 
 
 class Resolve(msgspec.Struct, frozen=True, gc=False):
@@ -221,20 +223,36 @@ def pair_raced(entries: list[tuple[int, FileIdentity]]) -> tuple[FileIdentity, .
 LOCKED = "the address space was locked at the call"
 
 
-def memory_identity(m: dict, f: dict) -> MemoryIdentity:
-    """A uw_mem, unpacked (its uw_file apart), as a MemoryIdentity."""
+def _mem_verdict(flags: int, checked: bool) -> tuple:
+    """(verified, check, reason) of a buffer the kernel looked up at exit
+    (bpf/identity_check.h, check_mem)."""
+    if flags & layout.M_KERNEL:
+        return _KERNEL
+    if flags & layout.M_RACED:
+        return _RACED
+    return _UNCHECKED if checked else _BEFORE_CHECKS
+
+
+def memory_identity(m: dict, f: dict, checked: bool = False) -> MemoryIdentity:
+    """A uw_mem, unpacked (its uw_file apart), as a MemoryIdentity;
+    `checked`: its record's buffers were compared with what the ring
+    pinned (uw_ident.flags UW_I_MEM_CHECKED)."""
     addr, length, flags = m["addr"], m["len"], m["flags"]
     if flags & layout.M_UNRESOLVED:
-        return MemoryIdentity(addr, length, source="proc", verified=False,
+        return MemoryIdentity(addr, length, source="proc", verified=False, reason="proc",
                               error="not resolved in the kernel (no bpf_find_vma, or resolve=proc)")
     if flags & layout.M_BUSY:       # bpf_find_vma only try-locks: /proc, live
-        return MemoryIdentity(addr, length, source="proc", verified=False, error=LOCKED)
+        return MemoryIdentity(addr, length, source="proc", verified=False, error=LOCKED,
+                              reason="proc")
+    verified, check, reason = _mem_verdict(flags, checked)
     if not flags & layout.M_FOUND:
-        return MemoryIdentity(addr, length, error="no mapping at this address")
+        return MemoryIdentity(addr, length, verified=verified, error="no mapping at this address",
+                              check=check, reason=reason)
     shared = bool(m["vm_flags"] & VM_SHARED)
     hugetlb = bool(m["vm_flags"] & VM_HUGETLB)
     if not flags & layout.M_FILE:
-        return MemoryIdentity(addr, length, "hugetlb" if hugetlb else "anon", shared=shared)
+        return MemoryIdentity(addr, length, "hugetlb" if hugetlb else "anon", shared=shared,
+                              verified=verified, check=check, reason=reason)
     file = file_identity(f)
     offset = m["vm_pgoff"] * PAGE_SIZE + addr - m["vm_start"]
     backing = "file"
@@ -245,7 +263,7 @@ def memory_identity(m: dict, f: dict) -> MemoryIdentity:
     elif f["magic"] == TMPFS_MAGIC and f["flags"] & layout.FL_PSEUDO:
         backing = "shmem"       # MAP_SHARED|MAP_ANONYMOUS ("dev/zero"), SysV shm
     return MemoryIdentity(addr, length, backing, file.path, offset, file.dev, file.ino, shared,
-                          error=file.error)
+                          verified=verified, error=file.error, check=check, reason=reason)
 
 
 def cred(c: dict) -> Cred:

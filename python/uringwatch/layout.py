@@ -102,12 +102,15 @@ M_NOVMA = 1 << 1
 M_UNRESOLVED = 1 << 2
 M_FILE = 1 << 3
 M_BUSY = 1 << 4
+M_KERNEL = 1 << 5
+M_RACED = 1 << 6
 
 # uw_ident.flags
 I_FILES_TRUNC = 1 << 0
 I_MEMS_TRUNC = 1 << 1
 I_CRED = 1 << 2
 I_CHECKED = 1 << 3
+I_MEM_CHECKED = 1 << 4
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
