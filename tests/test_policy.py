@@ -221,3 +221,70 @@ def test_show_bpf_prints_the_disassembly(tmp_path, capsys):
         "IORING_OP_SOCKET (45): 5 instructions, pdu_size 12 flags DENY_REST".split(),
         ["(000)", "ld", "[16]"], ["(001)", "jeq", "#0x1", "jt", "3", "jf", "2"],
         ["(002)", "ja", "4"], ["(003)", "ret", "#1"], ["(004)", "ret", "#0"]]
+
+
+def _op_with_args(opcode_name: str, args, pid=4242, comm="app"):
+    """An op record as recorded with its arguments (op records that carry
+    the filter's view of arguments: an `args` field with Args' names)."""
+    import msgspec
+    from uringwatch.constraints import Args
+    from uringwatch.events import Op
+    from uringwatch.opcodes import SQE_OPS
+
+    class OpWithArgs(Op, tag="op"):
+        args: Args | None = None
+
+    return OpWithArgs(ts=10**18, first_ts=10**18, count=1, reason="each", ring_id="r1",
+                      opcode=SQE_OPS.index(opcode_name), opcode_name=opcode_name, pid=pid,
+                      tid=pid, comm=comm, uid=1000, euid=1000, cgroup_id=1, creator_pid=pid,
+                      sq_thread=False, fixed_file=None, buffer_index=None, buffer_group=None,
+                      personality_cred=None, task_cred=None, creds_differ=False,
+                      args=None if args is None else msgspec.convert(args, Args))
+
+
+def test_recorded_arguments_become_the_narrowest_constraints():
+    """Reads of two files and a UNIX socket recorded with their arguments:
+    the rules allow those flags and that family and nothing more, with the
+    operations that needed each item; check denies an O_CREAT open and an
+    AF_INET socket, and says what it can't judge."""
+    from uringwatch import policy
+    O_CLOEXEC, O_CREAT, O_WRONLY = os.O_CLOEXEC, os.O_CREAT, os.O_WRONLY
+    seen = [_op_with_args("OPENAT", {"open_flags": 0, "open_mode": 0, "open_resolve": 0}),
+            _op_with_args("OPENAT", {"open_flags": O_CLOEXEC, "open_mode": 0,
+                                     "open_resolve": 0}),
+            _op_with_args("SOCKET", {"family": socket.AF_UNIX,
+                                     "type": socket.SOCK_STREAM | socket.SOCK_CLOEXEC,
+                                     "protocol": 0}),
+            _op_with_args("CONNECT", {"family": socket.AF_INET, "port": 443,
+                                      "v4_addr": "10.0.0.1"})]
+    pol = policy.generate(seen, ["r"], policy.Scope())
+    rules = {r.op: r.constraints for r in pol.sqe_ops}
+    assert rules["OPENAT"].open_flags_allowed == ["O_CLOEXEC"]
+    assert rules["OPENAT"].open_mode_allowed == 0
+    assert rules["OPENAT"].evidence == {"O_CLOEXEC": "1 operation by app (pid 4242)",
+                                        "O_RDONLY": "1 operation by app (pid 4242)"}
+    assert (rules["SOCKET"].socket_families, rules["SOCKET"].socket_types,
+            rules["SOCKET"].socket_protocols) == (["AF_UNIX"], ["SOCK_STREAM"], [0])
+    assert (rules["CONNECT"].connect_families, rules["CONNECT"].connect_ports,
+            rules["CONNECT"].connect_v4_addrs) == (["AF_INET"], [443], ["10.0.0.1"])
+    again = policy.load_bytes(policy.dumps(pol))
+    extra = [_op_with_args("OPENAT", {"open_flags": O_CREAT | O_WRONLY, "open_mode": 0o644,
+                                      "open_resolve": 0}),
+             _op_with_args("SOCKET", {"family": socket.AF_INET, "type": socket.SOCK_STREAM,
+                                      "protocol": 0}),
+             _op_with_args("CONNECT", {"family": socket.AF_INET, "port": 444,
+                                       "v4_addr": "10.0.0.1"}),
+             _op_with_args("OPENAT", None)]
+    denials, judged, unknown = policy.check(again, seen + extra)
+    assert [(d.what, d.why) for d in denials] == [
+        ("OPENAT", "open flags O_WRONLY|O_CREAT not allowed"),
+        ("SOCKET", "family AF_INET not allowed"), ("CONNECT", "port 444 not allowed")]
+    assert (judged, unknown) == (7, 1)
+
+
+def test_an_operation_recorded_without_arguments_keeps_its_whole_opcode():
+    from uringwatch import policy
+    seen = [_op_with_args("OPENAT", {"open_flags": 0, "open_mode": 0, "open_resolve": 0}),
+            _op_with_args("OPENAT", None)]
+    (rule,) = policy.generate(seen, ["r"], policy.Scope()).sqe_ops
+    assert rule.constraints is None and "do not all show them" in rule.note

@@ -121,7 +121,7 @@ def run_check(args) -> int:
         return EXIT_USAGE
     scope = _scope(args)
     try:
-        denials, judged = check(policy, _events(args.recordings),
+        denials, judged, unknown = check(policy, _events(args.recordings),
                                 scope if scope != Scope() else None)
     except (DumpError, OSError) as e:
         return _unreadable(e)
@@ -133,6 +133,9 @@ def run_check(args) -> int:
     n = sum(d.count for d in denials)
     print(f"uringwatch: {judged} operations and register calls judged, {n} would be denied",
           file=sys.stderr)
+    if unknown:
+        print(f"uringwatch: {unknown} operations not judged: their rules check arguments "
+              "their records do not show", file=sys.stderr)
     return EXIT_DENIED if denials else EXIT_OK
 
 
