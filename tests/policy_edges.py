@@ -16,7 +16,6 @@ import socket
 import struct
 from typing import NamedTuple
 
-from uringwatch import cbpf
 from uringwatch.constraints import O_LARGEFILE, Args
 from uringwatch.opcodes import SQE_OPS
 

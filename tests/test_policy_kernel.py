@@ -92,7 +92,8 @@ def test_kernel_and_check_agree_at_the_edges(case, env):
 # -- real workloads: recorded, a policy generated, run confined ------------------------------
 
 def record(path: pathlib.Path, commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
-    """Run commands one after the other under `uringwatch record --rings`."""
+    """Run commands one after the other under `uringwatch record --rings`;
+    their results."""
     err = path.with_suffix(".err")
     rec = subprocess.Popen([*UW, "record", "-w", str(path), "--rings"],
                            stderr=open(err, "w"), stdout=subprocess.DEVNULL)
@@ -104,16 +105,6 @@ def record(path: pathlib.Path, commands: list[list[str]]) -> list[subprocess.Com
     rec.send_signal(signal.SIGINT)
     assert rec.wait(timeout=120) == 0, err.read_text()
     return ran
-
-
-@pytest.fixture(scope="module")
-def recorder():
-    if not ROOT:
-        pytest.skip("recording loads BPF: needs root")
-    from test_rings import submit_tracepoint_has_request
-    if not submit_tracepoint_has_request():
-        pytest.skip("this kernel's submit tracepoint has no request: no operations recorded")
-    return record
 
 
 def fio_cmd(data: pathlib.Path) -> list[str]:
@@ -129,23 +120,56 @@ def total_ios(out: subprocess.CompletedProcess) -> int:
     return job["read"]["total_ios"] + job["write"]["total_ios"]
 
 
-@pytest.mark.skipif(not shutil.which("fio"), reason="fio is missing (ci/setup installs it)")
-def test_fio_runs_confined_by_its_recorded_policy(recorder, tmp_path, capsys):
+class Recorded:
+    """One recording (one tracer start: minutes under TCG) of fio, when
+    present, and of the raw program twice: as it is (comm base) and with
+    the forbidden actions (comm bad, creating `target`)."""
+
+    def __init__(self, d: pathlib.Path):
+        tag = uuid.uuid4().hex[:6]
+        self.path, self.data, self.target = d / "run.uwd", d / "data", str(d / "made")
+        self.base, self.bad = f"uwr-{tag}", f"uwf-{tag}"
+        self.fio = shutil.which("fio")
+        ran = record(self.path, [*([fio_cmd(self.data)] if self.fio else []),
+                                 [sys.executable, WORKLOAD, self.base, "reads"],
+                                 [sys.executable, WORKLOAD, self.bad, "forbidden", self.target]])
+        assert [r.returncode for r in ran[-2:]] == [0, 0], [r.stderr for r in ran]
+        os.unlink(self.target)
+        self.fio_free = ran[0] if self.fio else None
+
+    def policy(self, capsys, comm: str) -> pathlib.Path:
+        path = self.path.with_name(f"{comm}.json")
+        assert policy_cmd(capsys, "generate", self.path, "-c", comm, "-o", path).returncode == 0
+        return path
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    if not ROOT:
+        pytest.skip("recording loads BPF: needs root")
+    from test_rings import submit_tracepoint_has_request
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel's submit tracepoint has no request: no operations recorded")
+    return Recorded(tmp_path_factory.mktemp("workloads"))
+
+
+def test_fio_runs_confined_by_its_recorded_policy(recorded, capsys):
     """fio with registered files and buffers: recorded, a policy generated
     for it; check passes the recording, and confined it does every I/O."""
-    rec, pol = tmp_path / "fio.uwd", tmp_path / "fio.json"
-    (free,) = recorder(rec, [fio_cmd(tmp_path / "data")])
-    assert policy_cmd(capsys, "generate", rec, "-c", "fio", "-o", pol).returncode == 0
+    if not recorded.fio:
+        pytest.skip("fio is missing (ci/setup installs it)")
+    pol = recorded.policy(capsys, "fio")
     doc = json.loads(pol.read_text())
     assert {"READ_FIXED", "WRITE_FIXED"} <= {r["op"] for r in doc["sqe_ops"]}, doc["sqe_ops"]
     assert {"REGISTER_FILES", "REGISTER_BUFFERS"} <= {r["op"] for r in doc["register_ops"]}
-    assert policy_cmd(capsys, "check", pol, rec).returncode == 0
-    confined = subprocess.run([*UW, "confine", "--policy", str(pol), "--", *fio_cmd(
-        tmp_path / "data")], capture_output=True, text=True, timeout=300)
-    assert total_ios(confined) == total_ios(free) == 64
+    assert policy_cmd(capsys, "check", pol, recorded.path, "-c", "fio").returncode == 0
+    confined = subprocess.run([*UW, "confine", "--policy", str(pol), "--",
+                               *fio_cmd(recorded.data)], capture_output=True, text=True,
+                              timeout=300)
+    assert total_ios(confined) == total_ios(recorded.fio_free) == 64
 
 
-def test_workload_runs_confined_and_each_forbidden_action_is_denied(recorder, tmp_path, capsys):
+def test_workload_runs_confined_and_each_forbidden_action_is_denied(recorded, capsys):
     """A raw io_uring program that opens for reading and makes a Unix
     socket: recorded, its policy lets it run with no denial; the same
     program with an O_CREAT open and an AF_INET socket more gets -EACCES for
@@ -153,18 +177,11 @@ def test_workload_runs_confined_and_each_forbidden_action_is_denied(recorder, tm
     from uringwatch import constraints
     from uringwatch.events import Op
     from uringwatch.replay import Reader
-    tag = uuid.uuid4().hex[:6]
-    base, bad = f"uwr-{tag}", f"uwf-{tag}"
-    rec, pol = tmp_path / "w.uwd", tmp_path / "w.json"
-    target = str(tmp_path / "made")
-    free = recorder(rec, [[sys.executable, WORKLOAD, base, "reads"],
-                          [sys.executable, WORKLOAD, bad, "forbidden", target]])
-    assert [r.returncode for r in free] == [0, 0], [r.stderr for r in free]
-    os.unlink(target)
-    ops = [e for e in Reader([str(rec)]).events() if isinstance(e, Op) and e.comm == base
-           and e.opcode_name in ("OPENAT", "SOCKET")]
+    base, bad, target = recorded.base, recorded.bad, recorded.target
+    ops = [e for e in Reader([str(recorded.path)]).events() if isinstance(e, Op)
+           and e.comm == base and e.opcode_name in ("OPENAT", "SOCKET")]
     assert ops
-    assert policy_cmd(capsys, "generate", rec, "-c", base, "-o", pol).returncode == 0
+    pol = recorded.policy(capsys, base)
     confined = subprocess.run([*UW, "confine", "--policy", str(pol), "--", sys.executable,
                                WORKLOAD, base, "reads"], capture_output=True, text=True,
                               timeout=300)
@@ -172,7 +189,7 @@ def test_workload_runs_confined_and_each_forbidden_action_is_denied(recorder, tm
     assert all(v >= 0 for v in json.loads(confined.stdout).values()), confined.stdout
     if not all(constraints.complete(e.opcode_name, constraints.op_args(e)) for e in ops):
         pytest.skip("op records carry no arguments: OPENAT and SOCKET allowed whole")
-    check = policy_cmd(capsys, "check", pol, rec, "-c", bad)
+    check = policy_cmd(capsys, "check", pol, recorded.path, "-c", bad)
     assert check.returncode == 1
     denials = [line.split(None, 3)[2:] for line in check.stdout.splitlines()]
     assert {op for op, _ in denials} == {"OPENAT", "SOCKET"}, check.stdout
@@ -182,6 +199,7 @@ def test_workload_runs_confined_and_each_forbidden_action_is_denied(recorder, tm
     denied = subprocess.run([*UW, "confine", "--policy", str(pol), "--", sys.executable,
                              WORKLOAD, bad, "forbidden", target], capture_output=True,
                             text=True, timeout=300)
+    assert denied.returncode == 0, denied.stderr
     ran = json.loads(denied.stdout)
     assert ran.pop("OPENAT_CREAT") == ran.pop("SOCKET_INET") == -EACCES
     assert all(v >= 0 for v in ran.values()) and not os.path.exists(target), ran

@@ -8,11 +8,14 @@ import argparse
 import os
 import sys
 
+import msgspec
+
 from . import cbpf, opcodes, screen
 from .dump import DumpError
 from .errors import os_message
 from .exitcodes import (EXIT_DENIED, EXIT_ERROR, EXIT_EXEC_FAILED, EXIT_OK, EXIT_UNSUPPORTED,
                         EXIT_USAGE)
+from .constraints import Constraints
 from .policy import Policy, PolicyError, Scope, check, dumps, generate, load
 from .replay import Reader
 
@@ -155,6 +158,9 @@ def run_show(args) -> int:
     if not args.bpf:
         for r in policy.sqe_ops:
             print(f"op       {r.op:<20} {r.reason}")
+            for field, value in msgspec.structs.asdict(r.constraints or Constraints()).items():
+                if value is not None and field != "evidence":
+                    print(f"           {field} {value}")
         for r in policy.register_ops:
             print(f"register {r.op:<20} {r.reason}")
         return EXIT_OK
