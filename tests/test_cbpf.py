@@ -94,7 +94,9 @@ def test_constraint_on_arguments_the_context_lacks_is_refused(tmp_path):
     from uringwatch.policy import PolicyError, load
     for op, c in (("READ", {"open_flags_allowed": []}), ("OPENAT", {"socket_families": [1]}),
                   ("SOCKET", {"connect_ports": [80]}), ("SOCKET", {"socket_types": ["SOCK_X"]}),
-                  ("CONNECT", {"connect_v4_addrs": ["1.2.3"]})):
+                  ("CONNECT", {"connect_v4_addrs": ["1.2.3"]}),
+                  ("CONNECT", {"connect_ports": [65536]}), ("OPENAT", {"open_mode_allowed": -1}),
+                  ("NOP", {"sqe_flags_allowed": ["IO_NOTHING"]})):
         path = tmp_path / "p.json"
         path.write_text(json.dumps(policy_doc([{"op": op, "reason": "r", "constraints": c}])))
         with pytest.raises(PolicyError, match=f"^{path}: "):

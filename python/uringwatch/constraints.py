@@ -89,8 +89,12 @@ def _named(table: dict[str, int], names: Iterable[int | str], what: str) -> int:
     return bits
 
 
-def _values(table: dict[str, int], names: Iterable[int | str], what: str) -> tuple[int, ...]:
-    return tuple(sorted({_named(table, [n], what) for n in names}))
+def _values(table: dict[str, int], names: Iterable[int | str], what: str,
+            limit: int = 0xFFFFFFFF) -> tuple[int, ...]:
+    out = tuple(sorted({_named(table, [n], what) for n in names}))
+    if any(not 0 <= v <= limit for v in out):
+        raise ConstraintError(f"{what} out of range (0..{limit}): {list(out)}")
+    return out
 
 
 def names(table: dict[str, int], bits: int) -> list[str]:
@@ -114,14 +118,14 @@ def to_rule(opcode: int, c: Constraints) -> cbpf.Rule:
             FAMILIES, v, "address family")),
         open_flags_allowed=opt(c.open_flags_allowed,
                                lambda v: _named(OPEN_FLAGS, v, "open flag") | O_LARGEFILE),
-        open_mode_allowed=c.open_mode_allowed,
+        open_mode_allowed=opt(c.open_mode_allowed, lambda v: _values({}, [v], "mode")[0]),
         open_resolve_required=opt(c.open_resolve_required,
                                   lambda v: _named(RESOLVE, v, "resolve flag")),
         socket_types=opt(c.socket_types, lambda v: _values(TYPES, v, "socket type")),
-        socket_protocols=opt(c.socket_protocols, tuple),
+        socket_protocols=opt(c.socket_protocols, lambda v: _values({}, v, "protocol")),
         connect_families=opt(c.connect_families,
                              lambda v: _values(FAMILIES, v, "address family")),
-        connect_ports=opt(c.connect_ports, lambda v: tuple(sorted(set(v)))),
+        connect_ports=opt(c.connect_ports, lambda v: _values({}, v, "port", 0xFFFF)),
         connect_v4_addrs=opt(c.connect_v4_addrs, lambda v: tuple(
             sorted({int(_v4(a)) for a in v}))))
 
