@@ -2,7 +2,8 @@
 context shows of an operation (struct io_uring_bpf_ctx: OPENAT/OPENAT2
 flags, mode, resolve; SOCKET family, type, protocol; CONNECT family, port,
 IPv4 address), written with the kernel's names, generated from recorded
-arguments, compiled to a cbpf.Rule, and decided offline.
+arguments (action events' targets), compiled to a cbpf.Rule, and decided
+offline.
 
 The offline decision (`deny_reason`) is written from these semantics, not
 by running the compiled program: tests/test_policy_kernel.py holds the
@@ -232,14 +233,38 @@ def check_fits(op: str, c: Constraints) -> None:
 
 
 def op_args(ev) -> Args | None:
-    """The arguments a recorded operation shows, when its record holds
-    them (an `args` object with Args' field names), else None."""
-    a = getattr(ev, "args", None)
-    if a is None or isinstance(a, Args):
-        return a
+    """The arguments an `action` event shows of its operation (its
+    `target`, as the kernel took it at submission), or None: an op record,
+    or a target that could not be read."""
+    t = getattr(ev, "target", None)
+    if t is None or getattr(t, "unread", None):
+        return None
+    name = opcodes.sqe_op_name(ev.opcode)
+    if name in ("OPENAT", "OPENAT2"):
+        return Args(open_flags=t.flags, open_mode=t.mode, open_resolve=t.resolve or 0)
+    family = _number(FAMILIES, t.family)
+    if name == "SOCKET":
+        return Args(family=family, type=_number(SOCK_TYPES, t.type), protocol=t.protocol)
+    if name != "CONNECT":
+        return None
+    port, v4 = None, None
+    if family in INET and t.address:
+        host, _, p = t.address.rpartition(":")
+        port, v4 = int(p), (host if family == socket.AF_INET else None)
+    return Args(family=family, port=port, v4_addr=v4)
+
+
+SOCK_TYPES = TYPES | {"SOCK_NONBLOCK": socket.SOCK_NONBLOCK, "SOCK_CLOEXEC": socket.SOCK_CLOEXEC}
+
+
+def _number(table: dict[str, int], text: str | None) -> int | None:
+    """A name like AF_INET, AF_46 or SOCK_STREAM|SOCK_CLOEXEC as its number."""
+    if text is None:
+        return None
     try:
-        return msgspec.convert(a, Args, from_attributes=True)
-    except msgspec.ValidationError:
+        return _named(table, [n if n in table else "0x%x" % int(n.split("_")[-1])
+                              for n in text.split("|")], "name")
+    except (ValueError, ConstraintError):
         return None
 
 
@@ -276,7 +301,9 @@ def _group(seen, key) -> dict[str, list]:
 
 
 def _gen_open(seen):
-    flags = _group(seen, lambda a: names(OPEN_FLAGS, a.open_flags & ~O_LARGEFILE) or ["O_RDONLY"])
+    # O_RDONLY is 0: said of every open whose access mode it is
+    flags = _group(seen, lambda a: ([] if a.open_flags & 3 else ["O_RDONLY"])
+                   + names(OPEN_FLAGS, a.open_flags & ~O_LARGEFILE))
     resolve = None
     for a, _ in seen:
         resolve = a.open_resolve if resolve is None else resolve & a.open_resolve

@@ -3,12 +3,13 @@ written as a reviewable, versioned JSON document, and the events of a
 recording that a policy would deny.
 
 A policy is built only from what recordings hold: operations (`--rings`
-op events: opcode, fixed file, provided-buffer group, and the arguments
-the kernel's filter sees where op records carry them), register calls and
-ring creations. An operation whose recorded events all show its arguments
-(OPENAT/OPENAT2 flags, mode, resolve; SOCKET family, type, protocol;
-CONNECT family, port, address) gets the narrowest constraints that allow
-them (constraints.py); otherwise the whole opcode is allowed and says so.
+op events: opcode, fixed file, provided-buffer group), the arguments the
+kernel's filter sees of them where action events show them (their
+`target`: OPENAT/OPENAT2 flags, mode, resolve; SOCKET family, type,
+protocol; CONNECT family, port, address), register calls and ring
+creations. An opcode whose every recorded operation has its arguments
+shown gets the narrowest constraints that allow them (constraints.py);
+otherwise the whole opcode is allowed and its note says so.
 cbpf.py compiles the rules."""
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def _who(evs: list) -> str:
 
 def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) -> Policy:
     """The policy that allows exactly what the scoped events used."""
-    ops, calls, rings = (collections.defaultdict(list) for _ in range(3))
+    ops, calls, rings, acts = (collections.defaultdict(list) for _ in range(4))
     for ev in events:
         if not scope.matches(ev):
             continue
@@ -179,7 +180,9 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
             calls[opcodes.name(ev.opcode)].append(ev)
         elif isinstance(ev, Ring) and ev.ret >= 0:
             rings[ev.ring_id].append(ev)
-    sqe = [_sqe_rule(name, evs) for name, evs in sorted(ops.items())]
+        elif is_action(ev):
+            acts[opcodes.sqe_op_name(ev.opcode)].append(ev)
+    sqe = [_sqe_rule(name, evs, acts[name]) for name, evs in sorted(ops.items())]
     reg = [RegisterRule(name, f"{_n(len(evs), 'call')} by {_who(evs)}, first at "
                               f"{_when(min(e.ts for e in evs))}", len(evs))
            for name, evs in sorted(calls.items())]
@@ -200,7 +203,14 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
         seccomp=_seccomp(used))
 
 
-def _sqe_rule(name: str, evs: list[Op]) -> SqeRule:
+def is_action(ev) -> bool:
+    """An event that shows an operation's arguments (kind `action`: each
+    open, socket, connect... with its target), beside the op records that
+    count it."""
+    return getattr(ev, "target", None) is not None and hasattr(ev, "opcode")
+
+
+def _sqe_rule(name: str, evs: list[Op], acts: list) -> SqeRule:
     total = sum(weight(e) for e in evs)
     first = min(e.first_ts or e.ts for e in evs)
     reason = f"{_n(total, 'operation')} by {_who(evs)}, first at {_when(first)}"
@@ -210,18 +220,19 @@ def _sqe_rule(name: str, evs: list[Op]) -> SqeRule:
     if name not in constraints.ARGUMENTS:
         return SqeRule(name, reason, total, None,
                        "the kernel's filter sees only the opcode and SQE flags of this operation")
-    seen = [(constraints.op_args(e), e) for e in evs]
-    if not all(constraints.complete(name, a) for a, _ in seen):
+    seen = [(constraints.op_args(a), a) for a in acts]
+    shown = sum(1 for a, _ in seen if constraints.complete(name, a))
+    if shown < max(total, 1):
         return SqeRule(name, reason, total, None,
-                       "the kernel's filter sees this operation's arguments, but the recorded "
-                       "operations do not all show them: allowed without argument constraints")
+                       "the kernel's filter sees this operation's arguments, but the recording "
+                       f"shows them for {shown} of {_n(total, 'operation')}: allowed without "
+                       "argument constraints")
     c = constraints.generate(name, seen, _evidence)
     return SqeRule(name, reason, total, c, "arguments limited to those recorded")
 
 
-def _evidence(evs: list[Op]) -> str:
-    n = sum(map(weight, evs)) or len(evs)       # first uses alone: one each
-    return f"{_n(n, 'operation')} by {_who(evs)}"
+def _evidence(evs: list) -> str:
+    return f"{_n(len(evs), 'operation')} by {_who(evs)}"
 
 
 def _users(evs: list) -> list[User]:
@@ -302,30 +313,47 @@ def decide(allowed: dict[int, cbpf.Rule], opcode: int, sqe_flags: int,
 def check(policy: Policy, events: Iterable[AnyEvent], scope: Scope | None = None) -> tuple[
         list[Denial], int, int]:
     """The scoped events the policy would deny, how many operations and
-    calls were judged, and how many operations could not be (a rule checks
-    arguments their records do not show). Only the SQE flags an op event
-    proves are checked. A denied operation's first_use and its counts are
-    all listed: together they give how many."""
+    calls were judged, and how many operations could not be. Op records
+    are judged by opcode and the SQE flags they prove; where a rule checks
+    arguments, by the `action` events that show them, one per operation:
+    operations counted but without an action are not judged. A denied
+    operation's first_use and its counts are all listed: together they
+    give how many."""
     scope = scope or policy.scope
     allowed = rules(policy)
     register_ok = {r.op for r in policy.register_ops}
-    denials, judged, unknown = [], 0, 0
+    denials, judged = [], 0
+    unshown = collections.Counter()     # (pid, opcode): ops minus actions judged
     for ev in events:
         if not scope.matches(ev):
             continue
         if isinstance(ev, Op):
-            name = opcodes.sqe_op_name(ev.opcode)
-            why = decide(allowed, ev.opcode, _flags_used(ev), constraints.op_args(ev))
+            why = decide(allowed, ev.opcode, _flags_used(ev), None)
             if why == constraints.UNKNOWN:
-                unknown += weight(ev)
+                unshown[ev.pid, ev.opcode] += weight(ev)
                 continue
             judged += weight(ev)
             if why:
-                denials.append(Denial("bpf_filter", name, why, ev))
+                denials.append(Denial("bpf_filter", opcodes.sqe_op_name(ev.opcode), why, ev))
+        elif is_action(ev) and ev.opcode in allowed:
+            rule = allowed[ev.opcode]._replace(sqe_flags_allowed=None)  # its op record's
+            why = constraints.deny_reason(rule, 0, constraints.op_args(ev))
+            if why == constraints.UNKNOWN:
+                continue
+            if not _has_argument_checks(rule):
+                continue            # judged by its op record
+            judged += 1
+            unshown[ev.pid, ev.opcode] -= 1
+            if why:
+                denials.append(Denial("bpf_filter", opcodes.sqe_op_name(ev.opcode), why, ev))
         elif isinstance(ev, (Event, Repeat)):
             judged += weight(ev)
             name = opcodes.name(ev.opcode)
             if name not in register_ok:
                 denials.append(Denial("restrictions", name, "register opcode not in the policy",
                                       ev))
-    return denials, judged, unknown
+    return denials, judged, sum(n for n in unshown.values() if n > 0)
+
+
+def _has_argument_checks(rule: cbpf.Rule) -> bool:
+    return any(v is not None for v in rule[2:])
