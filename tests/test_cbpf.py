@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from helpers import REPO
+from policy_edges import CASES as EDGE_CASES
 
 def run_cbpf(prog, ctx: bytes) -> int:
     """A classic BPF interpreter for the instructions cbpf emits."""
@@ -71,14 +72,14 @@ def policy_of(sqe_ops):
     return msgspec.convert(policy_doc(sqe_ops), Policy)
 
 
-@pytest.mark.parametrize("case", sorted(__import__("policy_edges").CASES))
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
 def test_compiled_programs_and_offline_decisions_agree_at_the_edges(case):
     """Each operation of the case, through the compiled filters (an opcode
     without one denied, as DENY_REST does) and through `policy check`'s
     decision: the same verdict, and the one the case means."""
-    from policy_edges import CASES, OP, context
+    from policy_edges import OP, context
     from uringwatch import confine, policy
-    sqe_ops, ops = CASES[case]
+    sqe_ops, ops = EDGE_CASES[case]
     pol = policy_of(sqe_ops)
     progs = {op: prog for op, prog, _ in confine.programs(pol)}
     allowed = policy.rules(pol)
