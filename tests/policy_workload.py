@@ -1,7 +1,11 @@
-"""A small io_uring workload for tests/test_policy.py: registers a file,
-then a NOP and a fixed-file READ; `extra` adds an OPENAT, `socket` a
-SOCKET of AF_UNIX and one of AF_INET. Names itself
-(comm) as argv[1], prints each operation's result as JSON."""
+"""A small io_uring workload for tests/test_policy.py and
+test_policy_kernel.py, on raw io_uring calls (tests/uring.py; Debian's
+liburing has no SOCKET or OPENAT2 helpers): registers a file, then a NOP and
+a fixed-file READ; `extra` adds an OPENAT, `socket` a SOCKET of AF_UNIX
+and one of AF_INET; `reads` an OPENAT of /dev/null for reading and a SOCKET
+of AF_UNIX, `forbidden` those and an OPENAT with O_CREAT of argv[3] and a
+SOCKET of AF_INET. Names itself (comm) as argv[1], prints each operation's
+result as JSON."""
 
 import ctypes
 import json
@@ -17,7 +21,8 @@ OP_OPENAT, OP_SOCKET = 18, 45
 AT_FDCWD = -100
 
 
-def main(comm: str, extra: bool, sockets: bool) -> dict:
+def main(comm: str, extra: bool, sockets: bool, reads: bool = False,
+         forbidden: str | None = None) -> dict:
     ctypes.CDLL(None).prctl(PR_SET_NAME, comm.encode(), 0, 0, 0)
     ring = uring.Ring(8)
     zero = os.open("/dev/zero", os.O_RDONLY)
@@ -38,9 +43,25 @@ def main(comm: str, extra: bool, sockets: bool) -> dict:
         for name, family in (("SOCKET_UNIX", socket.AF_UNIX), ("SOCKET_INET", socket.AF_INET)):
             ring.put(0, OP_SOCKET, fd=family, off=socket.SOCK_STREAM)
             results[name] = ring.submit(1)
+    if reads or forbidden:
+        opens = [("OPENAT_RDONLY", b"/dev/null", os.O_RDONLY | os.O_CLOEXEC, 0)]
+        socks = [("SOCKET_UNIX", socket.AF_UNIX)]
+        if forbidden:
+            opens.append(("OPENAT_CREAT", forbidden.encode(), os.O_CREAT | os.O_WRONLY, 0o600))
+            socks.append(("SOCKET_INET", socket.AF_INET))
+        for name, path, flags, mode in opens:
+            buf = ctypes.create_string_buffer(path)
+            ring.put(0, OP_OPENAT, fd=AT_FDCWD, addr=ctypes.addressof(buf), length=mode,
+                     op_flags=flags)
+            results[name] = ring.submit(1)
+        for name, family in socks:
+            ring.put(0, OP_SOCKET, fd=family, off=socket.SOCK_STREAM)
+            results[name] = ring.submit(1)
     ring.close()
     return results          # what the ring opened closes at exit
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], "extra" in sys.argv[2:], "socket" in sys.argv[2:])))
+    mode = sys.argv[2:3]
+    print(json.dumps(main(sys.argv[1], mode == ["extra"], mode == ["socket"],
+                          mode == ["reads"], sys.argv[3] if mode == ["forbidden"] else None)))

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from helpers import REPO
+from policy_edges import CASES as EDGE_CASES
 
 def run_cbpf(prog, ctx: bytes) -> int:
     """A classic BPF interpreter for the instructions cbpf emits."""
@@ -24,6 +25,8 @@ def run_cbpf(prog, ctx: bytes) -> int:
             a = int.from_bytes(ctx[k:k + 4], sys.byteorder)
         elif code == cbpf.BPF_RET | cbpf.BPF_K:
             return k
+        elif code == cbpf.BPF_ALU | cbpf.BPF_AND | cbpf.BPF_K:
+            a &= k
         elif code == cbpf.BPF_JMP | cbpf.BPF_JA:
             pc += k
         elif code == cbpf.BPF_JMP | cbpf.BPF_JEQ | cbpf.BPF_K:
@@ -60,6 +63,54 @@ def test_compiled_rules_allow_and_deny_as_written():
     assert run_cbpf(both, ctx(45, 1, struct.pack("=III", 1, 1, 0))) == 0
     assert run_cbpf(both, ctx(45, 0, struct.pack("=III", 1, 1, 0))) == 1
     assert cbpf.pack(socks)[:8] == struct.pack("=HBBI", 0x20, 0, 0, 16)
+
+
+def policy_of(sqe_ops):
+    import msgspec
+    from policy_edges import policy_doc
+    from uringwatch.policy import Policy
+    return msgspec.convert(policy_doc(sqe_ops), Policy)
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_compiled_programs_and_offline_decisions_agree_at_the_edges(case):
+    """Each operation of the case, through the compiled filters (an opcode
+    without one denied, as DENY_REST does) and through `policy check`'s
+    decision: the same verdict, and the one the case means."""
+    from policy_edges import OP, context
+    from uringwatch import confine, policy
+    sqe_ops, ops = EDGE_CASES[case]
+    pol = policy_of(sqe_ops)
+    progs = {op: prog for op, prog, _ in confine.programs(pol)}
+    allowed = policy.rules(pol)
+    for o in ops:
+        program = run_cbpf(progs[OP[o.op]], context(o)) != 0 if OP[o.op] in progs else False
+        offline = policy.decide(allowed, OP[o.op], o.sqe_flags, o.args)
+        assert (program, offline is None) == (o.meant, o.meant), (o.label, offline)
+
+
+def test_constraint_on_arguments_the_context_lacks_is_refused(tmp_path):
+    import json
+    from policy_edges import policy_doc
+    from uringwatch.policy import PolicyError, load
+    for op, c in (("READ", {"open_flags_allowed": []}), ("OPENAT", {"socket_families": [1]}),
+                  ("SOCKET", {"connect_ports": [80]}), ("SOCKET", {"socket_types": ["SOCK_X"]}),
+                  ("CONNECT", {"connect_v4_addrs": ["1.2.3"]}),
+                  ("CONNECT", {"connect_ports": [65536]}), ("OPENAT", {"open_mode_allowed": -1}),
+                  ("NOP", {"sqe_flags_allowed": ["IO_NOTHING"]})):
+        path = tmp_path / "p.json"
+        path.write_text(json.dumps(policy_doc([{"op": op, "reason": "r", "constraints": c}])))
+        with pytest.raises(PolicyError, match=f"^{path}: "):
+            load(str(path))
+
+
+def test_connect_port_and_address_words_are_network_order():
+    """The kernel copies sin_port and sin_addr as they are (big-endian) into
+    the context: the compiled constants are those bytes read as a word."""
+    from uringwatch import cbpf
+    mask, word = cbpf.port_word(443)
+    assert (word & mask).to_bytes(4, sys.byteorder)[:2] == b"\x01\xbb"
+    assert cbpf.v4_word(0x7F000001).to_bytes(4, sys.byteorder) == bytes([127, 0, 0, 1])
 
 
 def _static_asserts(preamble: str, facts: dict[str, int], tmp_path, target=()) -> None:
@@ -102,6 +153,10 @@ def test_filter_context_and_structs_are_the_kernels(tmp_path):
         f"off({ctx_t}, open.flags)": cbpf.CTX_OPEN_FLAGS,
         f"off({ctx_t}, open.mode)": cbpf.CTX_OPEN_MODE,
         f"off({ctx_t}, open.resolve)": cbpf.CTX_OPEN_RESOLVE,
+        f"off({ctx_t}, connect.family)": cbpf.CTX_CONNECT_FAMILY,
+        f"off({ctx_t}, connect.port)": cbpf.CTX_CONNECT_PORT,
+        f"off({ctx_t}, connect.v4_addr)": cbpf.CTX_CONNECT_V4,
+        f"sizeof((({ctx_t} *)0)->connect)": cbpf.PDU_CONNECT,
         f"sizeof({ctx_t})": cbpf.CTX_SIZE,
         f"sizeof((({ctx_t} *)0)->socket)": cbpf.PDU_SOCKET,
         f"sizeof((({ctx_t} *)0)->open)": cbpf.PDU_OPEN,

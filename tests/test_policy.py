@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 
+import msgspec
 import pytest
 
 from helpers import REPO, ROOT
@@ -221,3 +222,93 @@ def test_show_bpf_prints_the_disassembly(tmp_path, capsys):
         "IORING_OP_SOCKET (45): 5 instructions, pdu_size 12 flags DENY_REST".split(),
         ["(000)", "ld", "[16]"], ["(001)", "jeq", "#0x1", "jt", "3", "jf", "2"],
         ["(002)", "ja", "4"], ["(003)", "ret", "#1"], ["(004)", "ret", "#0"]]
+
+
+class _Target(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The fields of an action's target that policies read (the action
+    records' `target`: what the kernel took at submission)."""
+    flags: int | None = None
+    mode: int | None = None
+    resolve: int | None = None
+    family: str | None = None
+    type: str | None = None
+    protocol: int | None = None
+    address: str | None = None
+    unread: str | None = None
+
+
+class _Action(msgspec.Struct, frozen=True):
+    ts: int
+    pid: int
+    comm: str
+    ring_id: str
+    opcode: int
+    opcode_name: str
+    target: _Target
+    fixed_file: int | None = None
+    container_id: str | None = None
+
+
+def _recorded(opcode_name: str, target: dict | None, pid=4242, comm="app") -> list:
+    """One operation as recorded: its op record and, when target is given,
+    its action record."""
+    from uringwatch.events import Op
+    from uringwatch.opcodes import SQE_OPS
+    op = Op(ts=10**18, first_ts=10**18, count=1, reason="each", ring_id="r1",
+            opcode=SQE_OPS.index(opcode_name), opcode_name=opcode_name, pid=pid, tid=pid,
+            comm=comm, uid=1000, euid=1000, cgroup_id=1, creator_pid=pid, sq_thread=False,
+            fixed_file=None, buffer_index=None, buffer_group=None, personality_cred=None,
+            task_cred=None, creds_differ=False)
+    if target is None:
+        return [op]
+    return [op, _Action(10**18, pid, comm, "r1", op.opcode, opcode_name, _Target(**target))]
+
+
+def test_recorded_arguments_become_the_narrowest_constraints():
+    """Reads of two files, a UNIX socket and a connect recorded with their
+    arguments: the rules allow those flags, that family, port and address
+    and nothing more, with the operations that needed each item; check
+    denies an O_CREAT open, an AF_INET socket and a connect to another
+    port, and counts the operation it can't judge."""
+    from uringwatch import policy
+    rd = {"flags": 0o100000, "mode": 0, "resolve": 0}
+    seen = [*_recorded("OPENAT", rd),
+            *_recorded("OPENAT", {**rd, "flags": os.O_CLOEXEC}),
+            *_recorded("SOCKET", {"family": "AF_UNIX", "type": "SOCK_STREAM|SOCK_CLOEXEC",
+                                  "protocol": 0}),
+            *_recorded("CONNECT", {"family": "AF_INET", "address": "10.0.0.1:443",
+                                   "type": "SOCK_STREAM", "protocol": 6})]
+    pol = policy.generate(seen, ["r"], policy.Scope())
+    rules = {r.op: r.constraints for r in pol.sqe_ops}
+    assert rules["OPENAT"].open_flags_allowed == ["O_CLOEXEC"]
+    assert rules["OPENAT"].open_mode_allowed == 0
+    assert rules["OPENAT"].evidence == {"O_CLOEXEC": "1 operation by app (pid 4242)",
+                                        "O_RDONLY": "2 operations by app (pid 4242)"}
+    assert (rules["SOCKET"].socket_families, rules["SOCKET"].socket_types,
+            rules["SOCKET"].socket_protocols) == (["AF_UNIX"], ["SOCK_STREAM"], [0])
+    assert (rules["CONNECT"].connect_families, rules["CONNECT"].connect_ports,
+            rules["CONNECT"].connect_v4_addrs) == (["AF_INET"], [443], ["10.0.0.1"])
+    again = policy.load_bytes(policy.dumps(pol))
+    extra = [*_recorded("OPENAT", {"flags": os.O_CREAT | os.O_WRONLY, "mode": 0o644,
+                                   "resolve": 0}),
+             *_recorded("SOCKET", {"family": "AF_INET", "type": "SOCK_STREAM", "protocol": 0}),
+             *_recorded("CONNECT", {"family": "AF_INET", "address": "10.0.0.1:444"}),
+             *_recorded("OPENAT", None), *_recorded("NOP", None)]
+    denials, judged, unknown = policy.check(again, seen + extra)
+    assert [(d.what, d.why, type(d.event)) for d in denials] == [
+        ("OPENAT", "open flags O_WRONLY|O_CREAT not allowed", _Action),
+        ("SOCKET", "family AF_INET not allowed", _Action),
+        ("CONNECT", "port 444 not allowed", _Action),
+        ("NOP", "operation not in the policy", policy.Op)]
+    assert (judged, unknown) == (8, 1)
+
+
+def test_an_operation_recorded_without_arguments_keeps_its_whole_opcode():
+    from uringwatch import policy
+    seen = [*_recorded("OPENAT", {"flags": 0, "mode": 0, "resolve": 0}),
+            *_recorded("OPENAT", None),
+            *_recorded("SOCKET", {"family": "AF_UNIX", "unread": "fault"})]
+    rules = policy.generate(seen, ["r"], policy.Scope()).sqe_ops
+    assert [(r.op, r.constraints) for r in rules] == [("OPENAT", None), ("SOCKET", None)]
+    assert "shows them for 1 of 2 operations" in rules[0].note
+    assert "shows them for 0 of 1 operation:" in rules[1].note

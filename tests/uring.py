@@ -220,10 +220,11 @@ class Ring:
 
     def put(self, i: int, opcode: int, fd: int = 0, addr: int = 0, length: int = 0,
             off: int = 0, flags: int = 0, buf_index: int = 0, personality: int = 0,
-            user_data: int = 0) -> None:
-        """Puts an SQE i places past the SQ tail (the next submit's i-th)."""
+            user_data: int = 0, op_flags: int = 0) -> None:
+        """Puts an SQE i places past the SQ tail (the next submit's i-th);
+        op_flags is the union after len (open_flags, rw_flags, ...)."""
         i = (self._u32(self._sq, self._sq_tail) + i) & (self.sq_entries - 1)
-        SQE.pack_into(self._sqes, 64 * i, opcode, flags, 0, fd, off, addr, length, 0,
+        SQE.pack_into(self._sqes, 64 * i, opcode, flags, 0, fd, off, addr, length, op_flags,
                       user_data, buf_index, personality, 0, 0)
 
     def submit(self, n: int) -> int:

@@ -9,7 +9,7 @@ import ctypes
 import errno
 import os
 
-from . import cbpf, uapi
+from . import cbpf, opcodes, uapi
 from .policy import Policy, rules
 
 SYS_io_uring_register = 427
@@ -70,6 +70,11 @@ def apply(policy: Policy) -> int:
         last = i == len(progs) - 1
         arg, code = _filter_arg(opcode, prog, pdu, cbpf.IO_URING_BPF_FILTER_DENY_REST * last)
         ret = _register_task(arg)
+        if ret == -errno.EMSGSIZE:      # the kernel wrote back its own pdu_size
+            has = arg.raw[uapi.BPF.offsets["filter"] + uapi.BPF_FILTER.offsets["pdu_size"]]
+            raise ConfineError(-ret, f"IORING_OP_{opcodes.sqe_op_name(opcode)}: this kernel's "
+                                     f"filter sees {has} bytes of its arguments, the policy's "
+                                     f"constraints need {pdu} (remove them from its rule)")
         if ret < 0:
             raise ConfineError(-ret, f"IORING_REGISTER_BPF_FILTER for opcode {opcode}: "
                                      f"{os.strerror(-ret)}")

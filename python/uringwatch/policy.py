@@ -3,10 +3,14 @@ written as a reviewable, versioned JSON document, and the events of a
 recording that a policy would deny.
 
 A policy is built only from what recordings hold: operations (`--rings`
-op events: opcode, fixed file, provided-buffer group), register calls and
-ring creations. Operations' arguments (open flags, socket families) are
-not recorded, so generated rules allow whole opcodes; the rule's
-constraints can be tightened by hand and cbpf.py compiles them."""
+op events: opcode, fixed file, provided-buffer group), the arguments the
+kernel's filter sees of them where action events show them (their
+`target`: OPENAT/OPENAT2 flags, mode, resolve; SOCKET family, type,
+protocol; CONNECT family, port, address), register calls and ring
+creations. An opcode whose every recorded operation has its arguments
+shown gets the narrowest constraints that allow them (constraints.py);
+otherwise the whole opcode is allowed and its note says so.
+cbpf.py compiles the rules."""
 
 from __future__ import annotations
 
@@ -17,14 +21,13 @@ from typing import Iterable, Literal
 
 import msgspec
 
-from . import cbpf, opcodes
+from . import cbpf, constraints, opcodes
+from .constraints import Constraints
 from .events import AnyEvent, Event, Op, Repeat, Ring
 
 VERSION = 1
 KIND = "uringwatch-policy"
 SQE_FIXED_FILE, SQE_BUFFER_SELECT = 1 << 0, 1 << 5
-# operations whose filter context carries arguments (io_uring_bpf_ctx's union)
-ARGUMENT_OPS = {"OPENAT": "open", "OPENAT2": "open", "SOCKET": "socket", "CONNECT": "connect"}
 URING_SYSCALLS = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
 
 
@@ -44,13 +47,6 @@ class Scope(msgspec.Struct, frozen=True, omit_defaults=True):
                 and (self.exe is None or ev.comm == self.exe.rsplit("/", 1)[-1][:15])
                 and (self.container is None
                      or bool(container and container.startswith(self.container))))
-
-
-class Constraints(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
-    """Argument checks the kernel's filter can make (cbpf.Rule)."""
-    sqe_flags_allowed: list[str] | None = None   # IOSQE_* names; others denied
-    open_flags_denied: int | None = None         # OPENAT/OPENAT2: O_* bits denied
-    socket_families: list[int] | None = None     # SOCKET: AF_* allowed
 
 
 class SqeRule(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -125,7 +121,11 @@ def dumps(policy: Policy) -> bytes:
 
 def load(path: str) -> Policy:
     with open(path, "rb") as f:
-        data = f.read()
+        return load_bytes(f.read(), path)
+
+
+def load_bytes(data: bytes, path: str = "policy") -> Policy:
+    """A policy document, checked: kind, version, names and constraints."""
     try:
         head = msgspec.json.decode(data, type=dict)
         if head.get("kind") != KIND or head.get("version") != VERSION:
@@ -133,8 +133,10 @@ def load(path: str) -> Policy:
         policy = msgspec.json.decode(data, type=Policy)
     except msgspec.DecodeError as e:
         raise PolicyError(f"{path}: {e}") from None
-    for rule in policy.sqe_ops:
-        sqe_opcode(rule.op)         # every name known
+    try:
+        rules(policy)               # every name known, every constraint compilable
+    except constraints.ConstraintError as e:
+        raise PolicyError(f"{path}: {e}") from None
     return policy
 
 
@@ -143,16 +145,6 @@ def sqe_opcode(name: str) -> int:
     if key not in opcodes.SQE_OPS:
         raise PolicyError(f"unknown operation {name!r}")
     return opcodes.SQE_OPS.index(key)
-
-
-def sqe_flag_bits(names: Iterable[str]) -> int:
-    bits = 0
-    for n in names:
-        key = n.upper().removeprefix("IOSQE_")
-        if key not in opcodes.SQE_FLAGS:
-            raise PolicyError(f"unknown SQE flag {n!r}")
-        bits |= 1 << opcodes.SQE_FLAGS.index(key)
-    return bits
 
 
 def _flags_used(op: Op) -> int:
@@ -178,7 +170,7 @@ def _who(evs: list) -> str:
 
 def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) -> Policy:
     """The policy that allows exactly what the scoped events used."""
-    ops, calls, rings = (collections.defaultdict(list) for _ in range(3))
+    ops, calls, rings, acts = (collections.defaultdict(list) for _ in range(4))
     for ev in events:
         if not scope.matches(ev):
             continue
@@ -188,7 +180,9 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
             calls[opcodes.name(ev.opcode)].append(ev)
         elif isinstance(ev, Ring) and ev.ret >= 0:
             rings[ev.ring_id].append(ev)
-    sqe = [_sqe_rule(name, evs) for name, evs in sorted(ops.items())]
+        elif is_action(ev):
+            acts[opcodes.sqe_op_name(ev.opcode)].append(ev)
+    sqe = [_sqe_rule(name, evs, acts[name]) for name, evs in sorted(ops.items())]
     reg = [RegisterRule(name, f"{_n(len(evs), 'call')} by {_who(evs)}, first at "
                               f"{_when(min(e.ts for e in evs))}", len(evs))
            for name, evs in sorted(calls.items())]
@@ -209,19 +203,36 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
         seccomp=_seccomp(used))
 
 
-def _sqe_rule(name: str, evs: list[Op]) -> SqeRule:
+def is_action(ev) -> bool:
+    """An event that shows an operation's arguments (kind `action`: each
+    open, socket, connect... with its target), beside the op records that
+    count it."""
+    return getattr(ev, "target", None) is not None and hasattr(ev, "opcode")
+
+
+def _sqe_rule(name: str, evs: list[Op], acts: list) -> SqeRule:
     total = sum(weight(e) for e in evs)
     first = min(e.first_ts or e.ts for e in evs)
     reason = f"{_n(total, 'operation')} by {_who(evs)}, first at {_when(first)}"
     fixed = sum(1 for e in evs if e.fixed_file is not None)
     if fixed:
         reason += "; with registered files (FIXED_FILE)"
-    if name in ARGUMENT_OPS:
-        note = (f"the kernel's filter sees this operation's {ARGUMENT_OPS[name]} arguments, "
-                "but recordings do not hold them: allowed without argument constraints")
-    else:
-        note = "the kernel's filter sees only the opcode and SQE flags of this operation"
-    return SqeRule(name, reason, total, None, note)
+    if name not in constraints.ARGUMENTS:
+        return SqeRule(name, reason, total, None,
+                       "the kernel's filter sees only the opcode and SQE flags of this operation")
+    seen = [(constraints.op_args(a), a) for a in acts]
+    shown = sum(1 for a, _ in seen if constraints.complete(name, a))
+    if shown < max(total, 1):
+        return SqeRule(name, reason, total, None,
+                       "the kernel's filter sees this operation's arguments, but the recording "
+                       f"shows them for {shown} of {_n(total, 'operation')}: allowed without "
+                       "argument constraints")
+    c = constraints.generate(name, seen, _evidence)
+    return SqeRule(name, reason, total, c, "arguments limited to those recorded")
+
+
+def _evidence(evs: list) -> str:
+    return f"{_n(len(evs), 'operation')} by {_who(evs)}"
 
 
 def _users(evs: list) -> list[User]:
@@ -282,41 +293,67 @@ def rules(policy: Policy) -> dict[int, cbpf.Rule]:
     """The compiled view: opcode -> what its filter checks."""
     out = {}
     for r in policy.sqe_ops:
+        op = sqe_opcode(r.op)
         c = r.constraints or Constraints()
-        out[sqe_opcode(r.op)] = cbpf.Rule(
-            sqe_opcode(r.op),
-            None if c.sqe_flags_allowed is None else sqe_flag_bits(c.sqe_flags_allowed),
-            c.open_flags_denied,
-            None if c.socket_families is None else tuple(c.socket_families))
+        constraints.check_fits(opcodes.sqe_op_name(op), c)
+        out[op] = constraints.to_rule(op, c)
     return out
 
 
+def decide(allowed: dict[int, cbpf.Rule], opcode: int, sqe_flags: int,
+           args: constraints.Args | None) -> str | None:
+    """Why the compiled policy (rules()) denies one operation, None when it
+    allows it, constraints.UNKNOWN when that depends on arguments not given."""
+    rule = allowed.get(opcode)
+    if rule is None:
+        return "operation not in the policy"
+    return constraints.deny_reason(rule, sqe_flags, args)
+
+
 def check(policy: Policy, events: Iterable[AnyEvent], scope: Scope | None = None) -> tuple[
-        list[Denial], int]:
-    """The scoped events the policy would deny, and how many operations and
-    calls were judged. An operation's arguments are not recorded: only its
-    opcode and the SQE flags it proves are checked. A denied operation's
-    first_use and its counts are all listed: together they give how many."""
+        list[Denial], int, int]:
+    """The scoped events the policy would deny, how many operations and
+    calls were judged, and how many operations could not be. Op records
+    are judged by opcode and the SQE flags they prove; where a rule checks
+    arguments, by the `action` events that show them, one per operation:
+    operations counted but without an action are not judged. A denied
+    operation's first_use and its counts are all listed: together they
+    give how many."""
     scope = scope or policy.scope
     allowed = rules(policy)
     register_ok = {r.op for r in policy.register_ops}
     denials, judged = [], 0
+    unshown = collections.Counter()     # (pid, opcode): ops minus actions judged
     for ev in events:
         if not scope.matches(ev):
             continue
         if isinstance(ev, Op):
+            why = decide(allowed, ev.opcode, _flags_used(ev), None)
+            if why == constraints.UNKNOWN:
+                unshown[ev.pid, ev.opcode] += weight(ev)
+                continue
             judged += weight(ev)
-            name = opcodes.sqe_op_name(ev.opcode)
-            rule = allowed.get(ev.opcode)
-            if rule is None:
-                denials.append(Denial("bpf_filter", name, "operation not in the policy", ev))
-            elif rule.sqe_flags_allowed is not None and _flags_used(ev) & ~rule.sqe_flags_allowed:
-                denials.append(Denial("bpf_filter", name, "SQE flags "
-                                      f"{opcodes.sqe_flag_names(_flags_used(ev))} not allowed", ev))
+            if why:
+                denials.append(Denial("bpf_filter", opcodes.sqe_op_name(ev.opcode), why, ev))
+        elif is_action(ev) and ev.opcode in allowed:
+            rule = allowed[ev.opcode]._replace(sqe_flags_allowed=None)  # its op record's
+            why = constraints.deny_reason(rule, 0, constraints.op_args(ev))
+            if why == constraints.UNKNOWN:
+                continue
+            if not _has_argument_checks(rule):
+                continue            # judged by its op record
+            judged += 1
+            unshown[ev.pid, ev.opcode] -= 1
+            if why:
+                denials.append(Denial("bpf_filter", opcodes.sqe_op_name(ev.opcode), why, ev))
         elif isinstance(ev, (Event, Repeat)):
             judged += weight(ev)
             name = opcodes.name(ev.opcode)
             if name not in register_ok:
                 denials.append(Denial("restrictions", name, "register opcode not in the policy",
                                       ev))
-    return denials, judged
+    return denials, judged, sum(n for n in unshown.values() if n > 0)
+
+
+def _has_argument_checks(rule: cbpf.Rule) -> bool:
+    return any(v is not None for v in rule[2:])

@@ -8,11 +8,14 @@ import argparse
 import os
 import sys
 
+import msgspec
+
 from . import cbpf, opcodes, screen
 from .dump import DumpError
 from .errors import os_message
 from .exitcodes import (EXIT_DENIED, EXIT_ERROR, EXIT_EXEC_FAILED, EXIT_OK, EXIT_UNSUPPORTED,
                         EXIT_USAGE)
+from .constraints import Constraints
 from .policy import Policy, PolicyError, Scope, check, dumps, generate, load
 from .replay import Reader
 
@@ -121,7 +124,7 @@ def run_check(args) -> int:
         return EXIT_USAGE
     scope = _scope(args)
     try:
-        denials, judged = check(policy, _events(args.recordings),
+        denials, judged, unknown = check(policy, _events(args.recordings),
                                 scope if scope != Scope() else None)
     except (DumpError, OSError) as e:
         return _unreadable(e)
@@ -133,6 +136,9 @@ def run_check(args) -> int:
     n = sum(d.count for d in denials)
     print(f"uringwatch: {judged} operations and register calls judged, {n} would be denied",
           file=sys.stderr)
+    if unknown:
+        print(f"uringwatch: {unknown} operations not judged: their rules check arguments "
+              "their records do not show", file=sys.stderr)
     return EXIT_DENIED if denials else EXIT_OK
 
 
@@ -152,6 +158,9 @@ def run_show(args) -> int:
     if not args.bpf:
         for r in policy.sqe_ops:
             print(f"op       {r.op:<20} {r.reason}")
+            for field, value in msgspec.structs.asdict(r.constraints or Constraints()).items():
+                if value is not None and field != "evidence":
+                    print(f"           {field} {value}")
         for r in policy.register_ops:
             print(f"register {r.op:<20} {r.reason}")
         return EXIT_OK
