@@ -19,6 +19,7 @@ from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder, file_mode, group_id
+from .targets import ACTION_OPS
 from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
 from .options import FAIR_BURST, FAIR_RATE
@@ -366,7 +367,18 @@ def rings_line(tracer: Tracer) -> str:
     setup = "creation" if any(a.endswith("_io_uring_setup") for a in attached) else \
         "no creation events"
     return (f"{ids}, {setup}, operations "
-            f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}")
+            f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}"
+            f"{'; ' + actions_line(tracer) if ops else ''}")
+
+
+def actions_line(tracer: Tracer) -> str:
+    """Which operations are reported each with their target and result."""
+    f = tracer.features
+    reads = f["resolve"] in ("btf", "probe_read")
+    done = any(a.endswith("/io_uring_complete") for a in f["rings"])
+    return (f"actions {','.join(ACTION_OPS)}: "
+            f"targets {'read in the kernel' if reads else 'unread (no kernel reads)'}, "
+            f"results {'joined' if done else 'unavailable (no io_uring_complete)'}")
 
 
 def _fairness(o, has_loop: bool) -> str:

@@ -10,7 +10,7 @@ import os
 import platform
 import struct
 
-from . import layout
+from . import layout, targets
 
 # hook name -> (tracefs file that must exist, the two BPF programs)
 HOOKS = {
@@ -63,8 +63,11 @@ SUBMIT_PROGRAM = "tp_btf__{}"
 # a kprobe, or an fentry program where the kernel has no kprobes.
 RING_FREE_FUNCTION = "io_ring_exit_work"
 RING_FREE_PROGRAMS = ("kprobe__io_ring_exit_work", "fentry__io_ring_exit_work")
+# Completions give actions their results (bpf/targets.h): io_uring_complete
+# passes the result itself before 6.3 (_v61), the CQE since.
+COMPLETE_PROGRAMS = ("tp_btf__io_uring_complete", "tp_btf__io_uring_complete_v61")
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
-    + tuple(RING_FREE_PROGRAMS)
+    + tuple(RING_FREE_PROGRAMS) + COMPLETE_PROGRAMS
 ALL_PROGRAMS += RING_ALL
 
 
@@ -82,8 +85,9 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     # a tp_btf program attaches through the kernel's own BTF: none without it
     submit = typed_submit_tracepoint() if lifecycle and os.path.exists(BTF_VMLINUX) else None
     free = ring_free_program(tracefs) if lifecycle else None
+    complete = complete_program() if submit else None
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
-        + ((free,) if free else ())
+        + ((free,) if free else ()) + ((complete,) if complete else ())
 
 
 def ring_free_program(tracefs: str) -> str | None:
@@ -137,6 +141,35 @@ def typed_submit_tracepoint() -> str | None:
                 if s and _kind(s) == _BTF_KIND_STRUCT and \
                         lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb":
                     return name
+        return None
+    finally:
+        lib.btf__free(btf)
+
+
+_BTF_KIND_INT = 1
+
+
+def complete_program() -> str | None:
+    """The completion program whose arguments this kernel's
+    io_uring_complete tracepoint has (read from its BTF): the CQE pointer
+    third (6.3+), or the result fourth (6.0 to 6.2); None if neither."""
+    from . import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__load_vmlinux_btf()
+    if not btf:
+        return None
+    try:
+        tid = lib.btf__find_by_name_kind(btf, b"btf_trace_io_uring_complete", _BTF_KIND_TYPEDEF)
+        proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
+        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO:
+            return None
+        params = [ctypes.c_uint32.from_address(proto + 12 + 8 * i + 4).value
+                  for i in range(_vlen(proto))]       # params[i].type; [0] the tp's data
+        if len(params) == 4 and _follow(lib, btf, params[3], (_BTF_KIND_PTR,)):
+            return COMPLETE_PROGRAMS[0]
+        res = _follow(lib, btf, params[4], ()) if len(params) >= 5 else None
+        if res and _kind(res) == _BTF_KIND_INT:
+            return COMPLETE_PROGRAMS[1]
         return None
     finally:
         lib.btf__free(btf)
@@ -334,10 +367,16 @@ def ring_report(tracefs: str) -> dict:
     """Which parts of a ring's life this kernel shows."""
     chosen = ring_programs(tracefs)
     submit = next((p for p in chosen if p.startswith("tp_btf__")), None)
+    complete = next((p for p in chosen if p in COMPLETE_PROGRAMS), None)
+    paths = resolve_paths() if submit else {}
     return {
         "setup": all(p in chosen for p in list(RING_PROGRAMS)[:3]),
         "register_ring_id": RING_ID_PROGRAM in chosen,
         "operations": submit.removeprefix("tp_btf__") if submit else None,
+        # targets need kernel reads: the identities' btf or probe_read path
+        "action_targets": list(targets.ACTION_OPS)
+        if paths.get("btf") or paths.get("probe_read") else [],
+        "action_results": complete.removeprefix("tp_btf__") if complete else None,
     }
 
 

@@ -11,10 +11,11 @@ from typing import IO
 
 import msgspec
 
-from .events import AnyEvent, Event, Op, Repeat, Ring
+from .events import Action, AnyEvent, Event, Op, Repeat, Ring
 from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 from .screen import escape
+from .targets import describe
 
 HEADER = (f"{'TIME':<12} {'PID':>7} {'TID':>7} {'COMM':<16} {'FD':>5} "
           f"{'OPCODE':<26} {'NR':>5} {'RET':>8} {'DUR(us)':>8} ARG")
@@ -110,9 +111,20 @@ def _op_row(ev: Op) -> str:
             f"ring={ev.ring_id}{who} {' '.join(used)}")
 
 
+def _action_row(ev: Action) -> str:
+    ret = "?" if ev.result is None else ev.error or str(ev.result)
+    dur = f"{ev.duration_ns / 1000:>8.1f}" if ev.duration_ns is not None else f"{'':>8}"
+    who = " sqpoll" if ev.sq_thread else ""
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {'':>5} "
+            f"{ev.opcode_name:<26.26} {'':>5} {ret:>8} {dur} "
+            f"{ev.opcode_name} {describe(ev, escape)} ring={ev.ring_id}{who}")
+
+
 def row(ev: AnyEvent) -> str:
     if isinstance(ev, Ring):
         return _ring_row(ev)
+    if isinstance(ev, Action):
+        return _action_row(ev)
     if isinstance(ev, Op):
         return _op_row(ev)
     t = _clock(ev.ts)

@@ -1,0 +1,129 @@
+"""What a ring did: a process that acts only through its ring has every
+action reported with what it named and its result, while strace -f of
+that same process sees none of those paths or addresses."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import needs_root
+from test_rings import submit_tracepoint_has_request
+
+pytestmark = needs_root
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def acted(tmp_path_factory):
+    """The workload run once (under strace -f where strace exists) while
+    traced: (its pid, its results, its actions, the table rows, strace's
+    text or None, the directory, the port)."""
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x): operations, "
+                    "and so their targets, are not traced here")
+    from uringwatch import Filters, Tracer
+    from uringwatch.output import row
+    d = tmp_path_factory.mktemp("acts")
+    (d / "secret").write_text("s3cret\n")
+    (d / "a").write_text("")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    plan = json.dumps({"dir": str(d), "port": port}).encode().hex()
+    strace = shutil.which("strace")
+    log = d.parent / "strace.txt"
+    cmd = [sys.executable, os.path.join(HERE, "targets_workload.py"), plan]
+    if strace:
+        cmd = [strace, "-f", "-s", "256", "-o", str(log)] + cmd
+    env = dict(os.environ, PYTHONPATH=HERE)
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True,
+                count_interval=0.2) as t:
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        pid = int(p.stdout.readline())
+        t.add_pid(pid)
+        p.stdin.write(b"x")
+        p.stdin.close()
+        results = json.loads(bytes.fromhex(p.stdout.readline().decode().strip()))
+        assert p.wait(60) == 0
+        events, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline and \
+                sum(type(e).__name__ == "Action" for e in events) < 10:
+            events += t.poll(0.05)
+        t.detach()
+        while batch := t.poll(0):
+            events += batch
+    listener.close()
+    actions = [e for e in events if type(e).__name__ == "Action" and e.pid == pid]
+    return (pid, results, actions, [row(a) for a in actions],
+            log.read_text() if strace else None, str(d), port)
+
+
+def _one(actions, op, path=None):
+    found = [a for a in actions if a.opcode_name == op and
+             (path is None or a.target.path == path)]
+    assert len(found) == 1, (op, path, actions)
+    return found[0]
+
+
+def test_opens_name_their_path_flags_and_fd(acted):
+    pid, res, actions, _, _, d, _ = acted
+    read = _one(actions, "OPENAT", f"{d}/secret")
+    assert "O_RDONLY" in read.target.flag_names and read.target.dfd == -100
+    assert read.completion == "seen" and read.result == res["open"] >= 0
+    create = _one(actions, "OPENAT", f"{d}/new")
+    assert {"O_CREAT", "O_WRONLY"} <= set(create.target.flag_names)
+    assert create.target.mode == 0o600 and create.result == res["create"] >= 0
+    assert all(a.pid == pid and a.comm == "python3" or a.pid == pid for a in actions)
+
+
+def test_a_failed_open_carries_its_errno_name(acted):
+    _, res, actions, _, _, d, _ = acted
+    missing = _one(actions, "OPENAT", f"{d}/missing")
+    assert res["missing"] < 0 and missing.result == res["missing"]
+    assert missing.error == "ENOENT"
+    two = _one(actions, "OPENAT2", f"{d}/link")
+    assert two.target.resolve == 0x04 and two.error == "ELOOP" and res["openat2"] < 0
+
+
+def test_socket_and_connect_name_their_arguments_and_address(acted):
+    _, res, actions, rows, _, _, port = acted
+    sock = _one(actions, "SOCKET")
+    assert (sock.target.family, sock.target.type) == ("AF_INET", "SOCK_STREAM")
+    assert sock.result == res["socket"] >= 0
+    conn = _one(actions, "CONNECT")
+    assert conn.target.address == f"127.0.0.1:{port}" and conn.target.family == "AF_INET"
+    assert conn.target.type == "SOCK_STREAM" and conn.result == res["connect"] == 0
+    assert any(f"CONNECT tcp 127.0.0.1:{port} = 0" in r for r in rows)
+
+
+def test_changes_to_the_tree_name_every_path(acted):
+    _, res, actions, rows, _, d, _ = acted
+    assert _one(actions, "UNLINKAT", f"{d}/new").result == res["unlink"] == 0
+    ren = _one(actions, "RENAMEAT", f"{d}/a")
+    assert ren.target.path2 == f"{d}/b" and ren.result == res["rename"] == 0
+    mk = _one(actions, "MKDIRAT", f"{d}/dir")
+    assert mk.target.mode == 0o700 and mk.result == 0
+    sl = _one(actions, "SYMLINKAT", f"{d}/secret")
+    assert sl.target.path2 == f"{d}/link" and sl.result == res["symlink"] == 0
+    assert any(f"UNLINKAT {d}/new AT_REMOVEDIR" not in r and f"UNLINKAT {d}/new = 0" in r
+               for r in rows)
+    assert any(f"OPENAT {d}/secret O_RDONLY = {res['open']}" in r for r in rows), rows
+
+
+def test_strace_sees_none_of_it(acted):
+    """The blind spot the actions close: the same process under strace -f
+    shows no path and no address it acted on."""
+    _, _, actions, _, text, d, port = acted
+    if text is None:
+        pytest.skip("strace is not installed (ci/setup's apt list has it)")
+    assert "io_uring_enter" in text
+    for needle in (d, f"htons({port})", "127.0.0.1"):
+        assert needle not in text, needle
+    assert len(actions) == 10
