@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import needs_root
+from helpers import needs_root, wait_for
 from test_rings import submit_tracepoint_has_request
 
 pytestmark = needs_root
@@ -127,3 +127,30 @@ def test_strace_sees_none_of_it(acted):
     for needle in (d, f"htons({port})", "127.0.0.1"):
         assert needle not in text, needle
     assert len(actions) == 10
+
+
+def test_an_action_whose_completion_never_comes_is_reported_at_stop(tmp_path):
+    """IOSQE_CQE_SKIP_SUCCESS: a successful open posts no completion. Its
+    action still comes, when tracing stops, saying that no result was seen
+    (nothing else is submitted: its request is not reused meanwhile)."""
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x)")
+    import ctypes
+    import uring
+    from test_rings import collect
+    from uringwatch import Filters, Tracer
+    quiet = tmp_path / "quiet"
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+        r = uring.Ring(8)
+        name = ctypes.create_string_buffer(str(quiet).encode())
+        r.put(0, uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name),
+              op_flags=os.O_CREAT | os.O_WRONLY, length=0o600,
+              flags=uring.SQE_CQE_SKIP_SUCCESS)
+        r.put(1, uring.OP_NOP)
+        assert r.submit(2, wait=1) == 0          # the NOP's: the open posts none
+        wait_for(quiet.exists, "the open done (by an io-wq worker, maybe)")
+        events = collect(t, lambda ev: False, timeout=2)
+        r.close()
+    (act,) = [e for e in events if type(e).__name__ == "Action"]
+    assert act.target.path == str(quiet) and act.completion == "at_stop"
+    assert act.result is None and act.error is None

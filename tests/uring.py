@@ -176,6 +176,7 @@ _OFF_SQ_RING, _OFF_CQ_RING, _OFF_SQES = 0, 0x8000000, 0x10000000
 ENTER_GETEVENTS, ENTER_SQ_WAKEUP = 1, 2
 SETUP_SQPOLL = 1 << 1
 SQE_FIXED_FILE = 1 << 0
+SQE_CQE_SKIP_SUCCESS = 1 << 6
 OP_NOP, OP_READ_FIXED, OP_READ = 0, 4, 22
 # the operations that name something outside the ring (tests/test_targets.py)
 OP_CONNECT, OP_OPENAT, OP_CLOSE, OP_STATX, OP_WRITE, OP_OPENAT2 = 16, 18, 19, 21, 23, 28
@@ -237,18 +238,20 @@ class Ring:
         self.put(0, opcode, **sqe)
         return self.submit(1)
 
-    def submit(self, n: int) -> int:
-        """Submits the n SQEs put at slots 0..n-1; waits for n completions.
-        Returns the first completion's result."""
+    def submit(self, n: int, wait: int | None = None) -> int:
+        """Submits the n SQEs put at slots 0..n-1; waits for n completions
+        (or `wait`: fewer when some post none). Returns the first
+        completion's result."""
+        n_sub, n = n, n if wait is None else wait
         tail = self._u32(self._sq, self._sq_tail)
         cq_head = self._u32(self._cq, self._cq_head)
-        struct.pack_into("<I", self._sq, self._sq_tail, (tail + n) & 0xFFFFFFFF)
+        struct.pack_into("<I", self._sq, self._sq_tail, (tail + n_sub) & 0xFFFFFFFF)
         flags = ENTER_GETEVENTS
         if self.sqpoll:
             flags |= ENTER_SQ_WAKEUP
             n_enter = 0
         else:
-            n_enter = n
+            n_enter = n_sub
         ret = syscall(SYS_io_uring_enter, c_uint32(self.fd), c_uint32(n_enter),
                       c_uint32(n), c_uint32(flags), None, ctypes.c_size_t(0))
         assert ret >= 0, f"io_uring_enter failed: {os.strerror(-ret)}"

@@ -243,7 +243,8 @@ def probe(json_out: bool) -> int:
     for key, value in rep.items():
         if isinstance(value, dict):     # hooks, rings: one line each
             for name, v in value.items():
-                v = {True: "yes", False: "no", None: "no"}.get(v, v)
+                v = ",".join(v) or "none" if isinstance(v, list) else \
+                    {True: "yes", False: "no", None: "no"}.get(v, v)
                 print(f"{key.removesuffix('s') + ' ' + name:<26} {_value(v)}")
         else:
             print(f"{key:<26} {_value(value)}")

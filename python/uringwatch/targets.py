@@ -218,3 +218,32 @@ def _result(ev: Action) -> str:
         return {"not_seen": "?(completion not seen)", "at_stop": "?(pending at stop)",
                 "unjoined": "?(not waited for)"}.get(ev.completion, "?")
     return ev.error or str(ev.result)
+
+
+class Pending:
+    """The actions still waiting for their completion in the kernel's
+    `pending` map when tracing stops (an accept or a connect that never
+    finished, a completion skipped): read once no program runs, as records
+    of their own marked at_stop, so that no action goes unreported."""
+
+    _FLAGS = layout.ACTION.offsets["flags"]
+
+    def __init__(self, map_fd: int):
+        self.fd = map_fd
+
+    def records(self) -> list[bytes]:
+        import ctypes
+        from . import libbpf
+        lib, out, prev = libbpf.lib(), [], None
+        val = ctypes.create_string_buffer(layout.ACTION.size)
+        while True:
+            key = ctypes.create_string_buffer(8)
+            if lib.bpf_map_get_next_key(self.fd, prev, key) != 0:
+                return out
+            if lib.bpf_map_lookup_elem(self.fd, key, val) == 0:
+                raw = bytearray(val.raw)
+                flags = int.from_bytes(raw[self._FLAGS:self._FLAGS + 4], "little")
+                raw[self._FLAGS:self._FLAGS + 4] = (flags | layout.ACT_AT_STOP).to_bytes(
+                    4, "little")
+                out.append(bytes(raw))
+            prev = key

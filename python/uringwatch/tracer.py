@@ -19,6 +19,7 @@ from .options import TracerOptions
 from .reader import BATCH, EventReader
 from .ringbuf import RingBuffer
 from .rings import UseCounts
+from .targets import Pending
 from .errors import TracerError
 
 
@@ -81,7 +82,8 @@ class Tracer:
         self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
         obj.attach()
         self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
-                           boot_to_wall, uses, self._counters.procs)
+                           boot_to_wall, uses, self._counters.procs,
+                           Pending(obj.map_fd("pending")) if uses else None)
         return self
 
     def detach(self) -> None:
