@@ -154,3 +154,33 @@ def test_an_action_whose_completion_never_comes_is_reported_at_stop(tmp_path):
     (act,) = [e for e in events if type(e).__name__ == "Action"]
     assert act.target.path == str(quiet) and act.completion == "at_stop"
     assert act.result is None and act.error is None
+
+
+def test_a_recording_replays_its_actions_as_they_were_shown(tmp_path):
+    """Live --json and the replay of its recording give the same action
+    lines: the records are kept as the kernel sent them."""
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x)")
+    import ctypes
+    import signal
+    import uring
+    uw, cap, made = [sys.executable, "-m", "uringwatch"], tmp_path / "cap.uwd", tmp_path / "m"
+    p = subprocess.Popen(uw + ["--rings", "--json", "-w", str(cap), "-p", str(os.getpid())],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "tracing" in p.stderr.readline()
+    r = uring.Ring(8)
+    name = ctypes.create_string_buffer(str(made).encode())
+    assert r.do(uring.OP_MKDIRAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name),
+                length=0o755) == 0
+    assert r.do(uring.OP_UNLINKAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name)) < 0
+    r.close()
+    p.send_signal(signal.SIGINT)
+    live, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    acts = [line for line in live.splitlines() if '"kind":"action"' in line]
+    assert [json.loads(a)["opcode_name"] for a in acts] == ["MKDIRAT", "UNLINKAT"]
+    assert json.loads(acts[1])["error"] == "EISDIR"
+    replayed = subprocess.run(uw + ["replay", str(cap), "--json"], capture_output=True,
+                              text=True, timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    assert [line for line in replayed.stdout.splitlines() if '"kind":"action"' in line] == acts
