@@ -52,6 +52,9 @@ def main() -> int:
     ap.add_argument("--build", default="build-bench")
     ap.add_argument("--ops", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--modes", default="nop,read",
+                    help="opsgen modes, comma-separated: nop, read, openat (an action: "
+                         "its target read at submission, its result at completion)")
     args = ap.parse_args()
     py = sys.executable
     tracers = {
@@ -64,13 +67,13 @@ def main() -> int:
     }
     rows = []
     with P.BpfStats():
-        for mode in ("nop", "read"):
+        for mode in args.modes.split(","):
             base = None
             for name, attach in tracers.items():
                 runs = [timed(args.build, mode, args.ops, attach) for _ in range(args.rounds)]
                 ns = statistics.median(r[0] for r in runs)
                 prog = [v for r in runs for k, v in r[1].items()
-                        if k.startswith(("tp_btf__io_uri", "ref_submit"))]
+                        if k.startswith(("tp_btf__io_uring_submit", "ref_submit"))]
                 base = ns if base is None else base
                 rows.append((mode, name, f"{ns:.1f}", f"{ns - base:+.1f}",
                              f"{statistics.median(prog):.0f}" if prog else "—"))
