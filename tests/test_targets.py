@@ -2,6 +2,7 @@
 action reported with what it named and its result, while strace -f of
 that same process sees none of those paths or addresses."""
 
+import errno
 import json
 import os
 import shutil
@@ -184,3 +185,71 @@ def test_a_recording_replays_its_actions_as_they_were_shown(tmp_path):
                               text=True, timeout=60)
     assert replayed.returncode == 0, replayed.stderr
     assert [line for line in replayed.stdout.splitlines() if '"kind":"action"' in line] == acts
+
+
+@pytest.fixture
+def own_actions(tmp_path):
+    """(run, tmp_path): run(fn) traces this process while fn(ring, cstr)
+    acts through a ring, and returns fn's result and the actions seen."""
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x)")
+    import ctypes
+    import uring
+    from test_rings import collect
+    from uringwatch import Filters, Tracer
+    keep = []
+
+    def cstr(text: str) -> int:
+        keep.append(ctypes.create_string_buffer(text.encode()))
+        return ctypes.addressof(keep[-1])
+
+    def run(fn):
+        with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+            r = uring.Ring(8)
+            got = fn(r, cstr)
+            r.close()
+            events = collect(t, lambda ev: False, timeout=2)
+        return got, [e for e in events if type(e).__name__ == "Action"]
+    return run, tmp_path
+
+
+def test_a_hard_link_and_a_statx_name_their_paths(own_actions):
+    import ctypes
+    import uring
+    run, d = own_actions
+    (d / "f").write_text("x")
+    buf = ctypes.create_string_buffer(256)
+    res, acts = run(lambda r, c: (
+        r.do(uring.OP_LINKAT, fd=uring.AT_FDCWD, addr=c(f"{d}/f"),
+             length=uring.AT_FDCWD & 0xFFFFFFFF, off=c(f"{d}/hard")),
+        r.do(uring.OP_STATX, fd=uring.AT_FDCWD, addr=c(f"{d}/f"), length=0xFFF,
+             off=ctypes.addressof(buf))))
+    assert res == (0, 0)
+    link = _one(acts, "LINKAT", f"{d}/f")
+    assert link.target.path2 == f"{d}/hard" and link.target.dfd2 == -100 and link.result == 0
+    statx = _one(acts, "STATX", f"{d}/f")
+    assert statx.target.mask == 0xFFF and statx.result == 0
+
+
+def test_a_unix_listener_names_its_path_and_backlog(own_actions):
+    """BIND and LISTEN (6.11+): the address from the kernel's copy, the
+    socket's type read at completion."""
+    import ctypes
+    import socket
+    import struct
+    import uring
+    run, d = own_actions
+    sun = ctypes.create_string_buffer(struct.pack("<H", socket.AF_UNIX) + f"{d}/s".encode(), 110)
+
+    def listen(r, c):
+        s = r.do(uring.OP_SOCKET, fd=socket.AF_UNIX, off=socket.SOCK_STREAM)
+        return (r.do(uring.OP_BIND, fd=s, addr=ctypes.addressof(sun), off=110),
+                r.do(uring.OP_LISTEN, fd=s, length=7))
+    (bound, listening), acts = run(listen)
+    if bound == -errno.EINVAL:
+        pytest.skip("this kernel has no IORING_OP_BIND (before 6.11)")
+    assert (bound, listening) == (0, 0)
+    bind = _one(acts, "BIND")
+    assert (bind.target.family, bind.target.address) == ("AF_UNIX", f"{d}/s")
+    assert bind.target.type == "SOCK_STREAM" and bind.result == 0
+    assert _one(acts, "LISTEN").target.backlog == 7

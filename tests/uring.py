@@ -181,6 +181,7 @@ OP_NOP, OP_READ_FIXED, OP_READ = 0, 4, 22
 # the operations that name something outside the ring (tests/test_targets.py)
 OP_CONNECT, OP_OPENAT, OP_CLOSE, OP_STATX, OP_WRITE, OP_OPENAT2 = 16, 18, 19, 21, 23, 28
 OP_RENAMEAT, OP_UNLINKAT, OP_MKDIRAT, OP_SYMLINKAT, OP_LINKAT, OP_SOCKET = 35, 36, 37, 38, 39, 45
+OP_BIND, OP_LISTEN = 56, 57
 AT_FDCWD = -100
 
 
