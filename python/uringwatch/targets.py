@@ -3,6 +3,7 @@ named (read in the kernel at submission, bpf/targets.h) and its result."""
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import platform
 import socket
@@ -232,7 +233,6 @@ class Pending:
         self.fd = map_fd
 
     def records(self) -> list[bytes]:
-        import ctypes
         from . import libbpf
         lib, out, prev = libbpf.lib(), [], None
         val = ctypes.create_string_buffer(layout.ACTION.size)
