@@ -19,7 +19,6 @@ from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
 from .output import Writer, schema_text
 from .recorder import Recorder, file_mode, group_id
-from .targets import ACTION_OPS
 from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
 from .options import FAIR_BURST, FAIR_RATE
@@ -377,7 +376,7 @@ def actions_line(tracer: Tracer) -> str:
     f = tracer.features
     reads = f["resolve"] in ("btf", "probe_read")
     done = any(a.endswith("/io_uring_complete") for a in f["rings"])
-    return (f"actions {','.join(ACTION_OPS)}: "
+    return (f"actions {','.join(hooks.action_ops())}: "
             f"targets {'read in the kernel' if reads else 'unread (no kernel reads)'}, "
             f"results {'joined' if done else 'unavailable (no io_uring_complete)'}")
 

@@ -149,6 +149,26 @@ def typed_submit_tracepoint() -> str | None:
 _BTF_KIND_INT = 1
 
 
+def action_ops() -> list[str]:
+    """The actions this kernel has (BIND and LISTEN from 6.11: struct
+    io_bind), CONNECT marked `CONNECT(user)` where prep keeps only the
+    caller's pointer (before 6.10: struct io_async_connect), so that its
+    address is read from the caller's memory at submission."""
+    from . import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__load_vmlinux_btf()
+    if not btf:
+        return []
+    try:
+        def has(name: str) -> bool:
+            return lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_STRUCT) > 0
+        bind, user = has("io_bind"), has("io_async_connect")
+    finally:
+        lib.btf__free(btf)
+    return [("CONNECT(user)" if op == "CONNECT" and user else op) for op in targets.ACTION_OPS
+            if bind or op not in ("BIND", "LISTEN")]
+
+
 def complete_program() -> str | None:
     """The completion program whose arguments this kernel's
     io_uring_complete tracepoint has (read from its BTF): the CQE pointer
@@ -374,8 +394,7 @@ def ring_report(tracefs: str) -> dict:
         "register_ring_id": RING_ID_PROGRAM in chosen,
         "operations": submit.removeprefix("tp_btf__") if submit else None,
         # targets need kernel reads: the identities' btf or probe_read path
-        "action_targets": list(targets.ACTION_OPS)
-        if paths.get("btf") or paths.get("probe_read") else [],
+        "action_targets": action_ops() if paths.get("btf") or paths.get("probe_read") else [],
         "action_results": complete.removeprefix("tp_btf__") if complete else None,
     }
 
