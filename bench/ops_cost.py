@@ -6,9 +6,11 @@
 opsgen submits NOPs, and 64-byte READs through registered-file slot 0, in
 batches of 64 per io_uring_enter, pinned to one CPU: untraced, with the
 reference tracer (bench/reftracer: a count per thread, opcode and fixed
-flag from the same tp_btf tracepoint) and with `uringwatch --rings`. Prints
-a Markdown table: wall-clock ns per operation (median of the rounds) and
-the submit program's own run time per operation from bpf_stats.
+flag from the same tp_btf tracepoint) and with `uringwatch --rings`; with
+--modes openat also OPENATs of /dev/null, which uringwatch reports each
+with their target and result. Prints a Markdown table: wall-clock ns per
+operation (median of the rounds) and the submit and completion programs'
+own run time per operation from bpf_stats.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def main() -> int:
     ap.add_argument("--build", default="build-bench")
     ap.add_argument("--ops", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--modes", default="nop,read",
+                    help="opsgen modes, comma-separated: nop, read, openat (an action: "
+                         "its target read at submission, its result at completion)")
     args = ap.parse_args()
     py = sys.executable
     tracers = {
@@ -64,18 +69,22 @@ def main() -> int:
     }
     rows = []
     with P.BpfStats():
-        for mode in ("nop", "read"):
+        for mode in args.modes.split(","):
             base = None
             for name, attach in tracers.items():
                 runs = [timed(args.build, mode, args.ops, attach) for _ in range(args.rounds)]
                 ns = statistics.median(r[0] for r in runs)
                 prog = [v for r in runs for k, v in r[1].items()
-                        if k.startswith(("tp_btf__io_uri", "ref_submit"))]
+                        if k.startswith(("tp_btf__io_uring_submit", "ref_submit"))]
+                done = [v for r in runs for k, v in r[1].items()
+                        if k.startswith("tp_btf__io_uring_complete")]
                 base = ns if base is None else base
                 rows.append((mode, name, f"{ns:.1f}", f"{ns - base:+.1f}",
-                             f"{statistics.median(prog):.0f}" if prog else "—"))
-    print("| operation | tracer | ns per op (median) | added ns | BPF ns per op |")
-    print("| --- | --- | --- | --- | --- |")
+                             f"{statistics.median(prog):.0f}" if prog else "—",
+                             f"{statistics.median(done):.0f}" if done else "—"))
+    print("| operation | tracer | ns per op (median) | added ns | BPF ns per op: submit "
+          "| completion |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print("| " + " | ".join(r) + " |")
     return 0

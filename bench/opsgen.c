@@ -4,10 +4,12 @@
  * syscalls (no liburing): batches of SQEs submitted with io_uring_enter,
  * each batch waited for, timed with CLOCK_MONOTONIC around the loop only.
  *
- *   opsgen [-n OPS] [-b BATCH] [-g] nop|read
+ *   opsgen [-n OPS] [-b BATCH] [-g] nop|read|openat
  *
  * nop: IORING_OP_NOP. read: a 64-byte IORING_OP_READ from /dev/zero
- * through registered-file slot 0 (IOSQE_FIXED_FILE). -g waits for a byte
+ * through registered-file slot 0 (IOSQE_FIXED_FILE). openat: an
+ * IORING_OP_OPENAT of /dev/null into fixed-file slot 0, each replacing
+ * the last (no fd to close: the ring does it). -g waits for a byte
  * on stdin first, so a tracer can be attached to this process. Prints one
  * JSON line: operations timed and ns per operation.
  */
@@ -33,6 +35,7 @@
 #define REGISTER_FILES 2
 #define OP_NOP 0
 #define OP_READ 22
+#define OP_OPENAT 18
 #define SQE_FIXED_FILE 1
 #define WARMUP 4096
 
@@ -82,7 +85,9 @@ static void *map(size_t len, uint64_t off)
 }
 
 /* The ring, its mappings, and batch SQEs that never change. */
-static void setup(unsigned batch, int read)
+enum mode { NOP, READ, OPENAT };
+
+static void setup(unsigned batch, enum mode mode)
 {
 	struct params p = { 0 };
 	char *sq, *cq;
@@ -98,17 +103,24 @@ static void setup(unsigned batch, int read)
 	sq_array = (uint32_t *)(sq + p.sq_off[6]);
 	cq_head = (uint32_t *)(cq + p.cq_off[0]);
 	cq_tail = (uint32_t *)(cq + p.cq_off[1]);
-	if (read) {
-		int32_t fd = open("/dev/zero", O_RDONLY);
+	if (mode != NOP) {       /* slot 0: /dev/zero to read, or empty to open into */
+		int32_t fd = mode == READ ? open("/dev/zero", O_RDONLY) : -1;
 
-		if (fd < 0 || syscall(NR_io_uring_register, ring_fd, REGISTER_FILES, &fd, 1))
-			die("registering /dev/zero");
+		if ((mode == READ && fd < 0) ||
+		    syscall(NR_io_uring_register, ring_fd, REGISTER_FILES, &fd, 1))
+			die("registering slot 0");
 	}
 	for (i = 0; i < p.sq_entries; i++) {
 		sq_array[i] = i;
-		sqes[i] = (struct sqe){ .opcode = read ? OP_READ : OP_NOP,
-					.flags = read ? SQE_FIXED_FILE : 0,
-					.addr = (uintptr_t)buf, .len = read ? sizeof(buf) : 0 };
+		if (mode == OPENAT)      /* file_index 1: slot 0 */
+			sqes[i] = (struct sqe){ .opcode = OP_OPENAT, .fd = AT_FDCWD,
+						.addr = (uintptr_t)"/dev/null", .rw_flags = O_RDONLY,
+						.pad = { 1ULL << 32 } };
+		else
+			sqes[i] = (struct sqe){ .opcode = mode == READ ? OP_READ : OP_NOP,
+						.flags = mode == READ ? SQE_FIXED_FILE : 0,
+						.addr = (uintptr_t)buf,
+						.len = mode == READ ? sizeof(buf) : 0 };
 	}
 }
 
@@ -127,7 +139,8 @@ int main(int argc, char **argv)
 {
 	long ops = 1000000, done = 0;
 	unsigned batch = 64;
-	int c, gate = 0, read;
+	int c, gate = 0;
+	enum mode mode;
 	uint64_t t0, t1;
 
 	while ((c = getopt(argc, argv, "n:b:g")) != -1) {
@@ -139,10 +152,11 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc || batch < 1 || batch > 4096 ||
-	    (strcmp(argv[optind], "nop") && strcmp(argv[optind], "read")))
+	    (strcmp(argv[optind], "nop") && strcmp(argv[optind], "read") &&
+	     strcmp(argv[optind], "openat")))
 		goto usage;
-	read = !strcmp(argv[optind], "read");
-	setup(batch, read);
+	mode = !strcmp(argv[optind], "read") ? READ : !strcmp(argv[optind], "openat") ? OPENAT : NOP;
+	setup(batch, mode);
 	if (gate && syscall(SYS_read, 0, &(char){ 0 }, 1) != 1)
 		die("waiting for the go byte on stdin");
 	for (done = 0; done < WARMUP; done += batch)
@@ -156,6 +170,6 @@ int main(int argc, char **argv)
 	       WARMUP, (unsigned long long)(t1 - t0), (double)(t1 - t0) / done);
 	return 0;
 usage:
-	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read\n");
+	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read|openat\n");
 	return 2;
 }

@@ -53,6 +53,7 @@ struct uw_records {
 	struct uw_op op;
 	struct uw_use_key use_key;
 	struct uw_use use;
+	struct uw_action action;
 };
 struct uw_records *uw_records_anchor __attribute__((unused));
 /* The repeat record travels only through the ring buffer, and the procs
@@ -79,6 +80,8 @@ struct uw_enums {
 	enum uw_ident_flags ident_flags;
 	enum uw_op_flags op_flags;
 	enum uw_op_reason op_reason;
+	enum uw_action_flags action_flags;
+	enum uw_action_limits action_limits;
 	enum io_uring_op sqe_op;
 	enum io_uring_register_op register_op;
 	enum uw_register_newer register_newer;

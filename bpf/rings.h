@@ -350,6 +350,10 @@ static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
 	emit(&op, sizeof(op));
 }
 
+/* bpf/targets.h: an operation that opens or changes something is also
+ * reported each, with its target and result. */
+static __always_inline void act__key(struct uw_use_key *k, __u64 now, __u32 creator);
+
 /* Filters follow the ring: an op is kept for its submitter, for the
  * process an SQPOLL thread submits for, or for the ring's creator. */
 static __always_inline bool op_allowed(__u64 pid_tgid, struct task_struct *task,
@@ -438,6 +442,7 @@ static __always_inline int on_submit(struct io_kiocb *req)
 	if (!op_allowed(id, task, st))
 		return 0;
 	use_key(&k, req, task, ring);
+	act__key(&k, now, creator);
 	u = bpf_map_lookup_elem(&uses, &k);
 	if (!u) {
 		fresh_use(&fresh, id, now);

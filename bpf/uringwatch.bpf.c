@@ -33,6 +33,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "rings.h"
 #include "rings_before.h"
 #include "fairness.h"
+#include "targets.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
@@ -350,13 +351,30 @@ int BPF_PROG(fentry__io_ring_exit_work, struct work_struct *work)
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(tp_btf__io_uring_submit_req, struct io_kiocb *req)
 {
-	return on_submit(req);
+	on_submit(req);
+	return act__submit(req);
 }
 
 SEC("tp_btf/io_uring_submit_sqe")
 int BPF_PROG(tp_btf__io_uring_submit_sqe, struct io_kiocb *req)
 {
-	return on_submit(req);
+	on_submit(req);
+	return act__submit(req);
+}
+
+/* A completion, for the result of an action waiting for it (targets.h).
+ * Its arguments changed in 6.3: before, the result itself; since, the CQE.
+ * The loader picks the one this kernel's BTF describes. */
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(tp_btf__io_uring_complete, void *ring, void *req, struct io_uring_cqe *cqe)
+{
+	return act__complete((__u64)req, cqe->res);
+}
+
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(tp_btf__io_uring_complete_v61, void *ring, void *req, __u64 user_data, int res)
+{
+	return act__complete((__u64)req, res);
 }
 
 /* Every task's open files, once at start: the rings made before tracing

@@ -59,6 +59,7 @@ enum uw_kind {
 	UW_KIND_RING = 3,     /* a ring created: io_uring_setup */
 	UW_KIND_OP = 4,       /* an operation a ring accepted, or a count of them */
 	UW_KIND_REPEAT_END = 5, /* a uw_repeat sent as its process ended: its total restarts */
+	UW_KIND_ACTION = 6,   /* one operation that opens or changes something: target, result */
 };
 
 /* Common first bytes of every ring-buffer record. */
@@ -358,6 +359,56 @@ struct uw_op {
 	char comm[UW_COMM_LEN];
 };
 
+/* uw_action.flags */
+enum uw_action_flags {
+	UW_ACT_DONE = 1 << 0,        /* res and ts_done filled: its completion was seen */
+	UW_ACT_UNSEEN = 1 << 1,      /* its request was submitted again first: completion not seen */
+	UW_ACT_UNJOINED = 1 << 2,    /* sent at submission, no result: `pending` was full */
+	UW_ACT_NO_TARGET = 1 << 3,   /* target not read (no kernel reads, or no layout for it) */
+	UW_ACT_PATH_TRUNC = 1 << 4,  /* path longer than UW_ACT_PATH */
+	UW_ACT_PATH2_TRUNC = 1 << 5,
+	UW_ACT_ADDR_USER = 1 << 6,   /* address read from the caller's memory at submission
+				      * (before 6.10 the kernel copies it only at issue) */
+	UW_ACT_FAULT = 1 << 7,       /* a target's memory was unreadable */
+	UW_ACT_AT_STOP = 1 << 8,     /* read from `pending` at stop: completion not seen (user space) */
+};
+
+enum uw_action_limits {
+	UW_ACT_PATH = 256,           /* bytes per path, NUL included */
+	UW_ACT_ADDR = 112,           /* sockaddr bytes: sockaddr_un and smaller */
+};
+
+/* One operation that opens, creates, connects, binds, unlinks, renames or
+ * links (bpf/targets.h): what it names, read from the request as the
+ * kernel prepared it at submission, and its completion's result. Which
+ * arg, dfd and path mean what depends on the opcode (python/uringwatch/
+ * targets.py): OPENAT/OPENAT2 open_how flags, mode, resolve; SOCKET
+ * domain, type, protocol; RENAMEAT/LINKAT path -> path2, dfd -> dfd2. */
+struct uw_action {
+	struct uw_rec_hdr hdr;
+	struct uw_use_key key;
+	__u64 ts;             /* submission, CLOCK_BOOTTIME ns */
+	__u64 ts_done;        /* completion; 0: not seen */
+	__u64 cgroup_id;
+	__u64 user_data;      /* the SQE's */
+	__s64 res;            /* the completion's: an fd, a fixed slot, 0, or -errno */
+	__u64 arg[3];
+	__s32 dfd;            /* the directory paths are relative to (AT_FDCWD: -100) */
+	__s32 dfd2;
+	__u32 file_slot;      /* open/socket into the fixed table: slot + 1, ~0: any; 0: none */
+	__u32 addr_len;       /* as the caller gave it */
+	__u32 pid;
+	__u32 tid;
+	__u32 creator_pid;    /* the ring's creator; 0: made before tracing began */
+	__u32 flags;          /* enum uw_action_flags */
+	char comm[UW_COMM_LEN];
+	__u8 addr[UW_ACT_ADDR];
+	char path[UW_ACT_PATH];
+	char path2[UW_ACT_PATH];
+};
+
+_Static_assert(sizeof(struct uw_action) == 784, "uw_action: python/uringwatch/layout.py");
+
 /* Sent before a process's next distinct call when identical repeats of its
  * last sent call were coalesced (bpf/fairness.h). `coalesced` is the
  * process's running total over all its runs, never reset: user space turns
@@ -449,6 +500,7 @@ enum uw_counter {
 	UW_CNT_LIGHT,         /* calls sent past a spent budget by a light sender */
 	UW_CNT_AGGS_FULL,     /* calls held to the shared overflow aggregate: aggs map full */
 	UW_CNT_PROCS_ENDED,   /* processes whose state was freed as they ended */
+	UW_CNT_ACTIONS_LOST,  /* action records the ring refused (full): bpf/targets.h */
 	UW_CNT_MAX,
 };
 

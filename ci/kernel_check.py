@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ["tests/test_foundation.py", "tests/test_opcodes.py", "tests/test_hooks.py",
          "tests/test_toctou.py", "tests/test_identity.py", "tests/test_rings.py",
          "tests/test_ns_identity.py", "tests/test_identity_race.py", "tests/test_policy.py",
-         "tests/test_policy_kernel.py"]
+         "tests/test_policy_kernel.py", "tests/test_targets.py"]
 RESULT_MARK = "@@uringwatch-result "
 
 

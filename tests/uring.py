@@ -176,7 +176,13 @@ _OFF_SQ_RING, _OFF_CQ_RING, _OFF_SQES = 0, 0x8000000, 0x10000000
 ENTER_GETEVENTS, ENTER_SQ_WAKEUP = 1, 2
 SETUP_SQPOLL = 1 << 1
 SQE_FIXED_FILE = 1 << 0
+SQE_CQE_SKIP_SUCCESS = 1 << 6
 OP_NOP, OP_READ_FIXED, OP_WRITE_FIXED, OP_READ = 0, 4, 5, 22
+# the operations that name something outside the ring (tests/test_targets.py)
+OP_CONNECT, OP_OPENAT, OP_CLOSE, OP_STATX, OP_WRITE, OP_OPENAT2 = 16, 18, 19, 21, 23, 28
+OP_RENAMEAT, OP_UNLINKAT, OP_MKDIRAT, OP_SYMLINKAT, OP_LINKAT, OP_SOCKET = 35, 36, 37, 38, 39, 45
+OP_BIND, OP_LISTEN = 56, 57
+AT_FDCWD = -100
 
 
 class Ring:
@@ -220,25 +226,33 @@ class Ring:
 
     def put(self, i: int, opcode: int, fd: int = 0, addr: int = 0, length: int = 0,
             off: int = 0, flags: int = 0, buf_index: int = 0, personality: int = 0,
-            user_data: int = 0, op_flags: int = 0) -> None:
-        """Puts an SQE i places past the SQ tail (the next submit's i-th);
-        op_flags is the union after len (open_flags, rw_flags, ...)."""
+            user_data: int = 0, op_flags: int = 0, file_index: int = 0) -> None:
+        """Puts an SQE i places past the SQ tail (the next submit's i-th).
+        off is also addr2; op_flags the opcode's flags (open_flags,
+        unlink_flags, ...); file_index a direct descriptor's slot + 1."""
         i = (self._u32(self._sq, self._sq_tail) + i) & (self.sq_entries - 1)
         SQE.pack_into(self._sqes, 64 * i, opcode, flags, 0, fd, off, addr, length, op_flags,
-                      user_data, buf_index, personality, 0, 0)
+                      user_data, buf_index, personality, file_index, 0)
 
-    def submit(self, n: int) -> int:
-        """Submits the n SQEs put at slots 0..n-1; waits for n completions.
-        Returns the first completion's result."""
+    def do(self, opcode: int, **sqe) -> int:
+        """One SQE submitted and its result waited for."""
+        self.put(0, opcode, **sqe)
+        return self.submit(1)
+
+    def submit(self, n: int, wait: int | None = None) -> int:
+        """Submits the n SQEs put at slots 0..n-1; waits for n completions
+        (or `wait`: fewer when some post none). Returns the first
+        completion's result."""
+        n_sub, n = n, n if wait is None else wait
         tail = self._u32(self._sq, self._sq_tail)
         cq_head = self._u32(self._cq, self._cq_head)
-        struct.pack_into("<I", self._sq, self._sq_tail, (tail + n) & 0xFFFFFFFF)
+        struct.pack_into("<I", self._sq, self._sq_tail, (tail + n_sub) & 0xFFFFFFFF)
         flags = ENTER_GETEVENTS
         if self.sqpoll:
             flags |= ENTER_SQ_WAKEUP
             n_enter = 0
         else:
-            n_enter = n
+            n_enter = n_sub
         ret = syscall(SYS_io_uring_enter, c_uint32(self.fd), c_uint32(n_enter),
                       c_uint32(n), c_uint32(flags), None, ctypes.c_size_t(0))
         assert ret >= 0, f"io_uring_enter failed: {os.strerror(-ret)}"

@@ -242,7 +242,8 @@ def probe(json_out: bool) -> int:
     for key, value in rep.items():
         if isinstance(value, dict):     # hooks, rings: one line each
             for name, v in value.items():
-                v = {True: "yes", False: "no", None: "no"}.get(v, v)
+                v = ",".join(v) or "none" if isinstance(v, list) else \
+                    {True: "yes", False: "no", None: "no"}.get(v, v)
                 print(f"{key.removesuffix('s') + ' ' + name:<26} {_value(v)}")
         else:
             print(f"{key:<26} {_value(value)}")
@@ -371,7 +372,18 @@ def rings_line(tracer: Tracer) -> str:
         f"via {before}" if before else "unavailable (no BTF)"
     return (f"{ids}, {setup}, operations "
             f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}, "
-            f"rings from before {before}")
+            f"rings from before {before}"
+            f"{'; ' + actions_line(tracer) if ops else ''}")
+
+
+def actions_line(tracer: Tracer) -> str:
+    """Which operations are reported each with their target and result."""
+    f = tracer.features
+    reads = f["resolve"] in ("btf", "probe_read")
+    done = any(a.endswith("/io_uring_complete") for a in f["rings"])
+    return (f"actions {','.join(hooks.action_ops())}: "
+            f"targets {'read in the kernel' if reads else 'unread (no kernel reads)'}, "
+            f"results {'joined' if done else 'unavailable (no io_uring_complete)'}")
 
 
 def _fairness(o, has_loop: bool) -> str:

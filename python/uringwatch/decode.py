@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import msgspec
 
-from . import arguments, identity, layout, rings
+from . import arguments, identity, layout, rings, targets
 from .layout import cstr
 from .ringbuf import is_made
 from .events import AnyEvent, Event, Repeat, Toctou
@@ -273,6 +273,8 @@ _OTHER_KINDS = {
     layout.KIND_RING: (layout.RING, lambda buf, off, wall, ctx:
                        rings.decode_ring(buf, off, wall, errno_name, ctx)),
     layout.KIND_OP: (layout.OP, rings.decode_op),
+    layout.KIND_ACTION: (layout.ACTION, lambda buf, off, wall, ctx:
+                         targets.decode_action(buf, off, wall, errno_name, ctx)),
 }
 
 

@@ -160,6 +160,59 @@ class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="r
     memory: list[MemoryIdentity]  # what backs each buffer, from /proc/PID/maps now
     buffers: list[dict]       # registered buffers: index, base, len
     personalities: list[int]  # registered personality ids (kernels before 6.x list them)
+class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """What an action named, as the kernel took it at submission (the
+    kernel's copy of a path; before 6.10 a CONNECT's address is read from
+    the caller's memory, `address_from` "user"). Fields by opcode: paths
+    and `dfd` (RENAMEAT, LINKAT: path -> path2 in dfd2; SYMLINKAT: path2
+    is the link, path what it points to); OPENAT/OPENAT2 `flags`, `mode`,
+    `resolve`; SOCKET `family`, `type`, `protocol`; CONNECT, BIND the
+    address and, from the socket at completion, its type and protocol."""
+    path: str | None = None
+    path2: str | None = None
+    dfd: int | None = None            # AT_FDCWD is -100
+    dfd2: int | None = None
+    flags: int | None = None          # open_how flags, AT_* flags, statx flags
+    flag_names: list[str] | None = None
+    mode: int | None = None
+    resolve: int | None = None        # OPENAT2's RESOLVE_*
+    mask: int | None = None           # STATX
+    family: str | None = None         # AF_INET, AF_INET6, AF_UNIX, ...
+    type: str | None = None           # SOCK_STREAM, ...
+    protocol: int | None = None
+    address: str | None = None        # 127.0.0.1:443, [::1]:80, /run/x.sock, @abstract
+    address_from: str | None = None   # "kernel" (prep's copy) or "user"
+    backlog: int | None = None
+    file_slot: int | None = None      # opened into this fixed-file slot (None: an fd)
+    truncated: bool = False           # a path longer than the record holds
+    unread: str | None = None         # why no target: "no_kernel_reads", "fault"
+
+
+class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="action"):
+    """One operation that opens, creates, connects, binds, unlinks,
+    renames or links (each reported, never summarised): its target and
+    its completion's result."""
+    ts: int                   # submission, wall clock ns
+    pid: int                  # the submitter (its process for SQPOLL threads)
+    tid: int
+    comm: str
+    uid: int
+    euid: int
+    cgroup_id: int
+    ring_id: str
+    opcode: int               # IORING_OP_*
+    opcode_name: str
+    sq_thread: bool
+    creator_pid: int | None
+    user_data: int
+    target: Target
+    completion: str           # seen; not_seen (its request came again first);
+                              # unjoined (no room to wait: sent at submission); at_stop
+    result: int | None        # the completion's res: fd, slot, 0; None if not seen
+    error: str | None         # errno name when result < 0
+    duration_ns: int | None   # submission -> completion
+    fixed_file: int | None = None   # the op's own file is this registered slot
+    personality: str | None = None  # cred id of the personality it ran under
     cgroup_path: str | None = None
     container_id: str | None = None
 
@@ -185,4 +238,4 @@ class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repea
 
 # What the tracer yields and `--json` prints, one per line, told apart by
 # "kind". `Event` stays the call, as it always was.
-AnyEvent = Event | Repeat | Ring | Op | RingBefore
+AnyEvent = Event | Repeat | Ring | Op | RingBefore | Action

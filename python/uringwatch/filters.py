@@ -13,7 +13,7 @@ from typing import Any, Callable, Container, NamedTuple
 
 import msgspec
 
-from .events import AnyEvent, Event, Op, Repeat
+from .events import Action, AnyEvent, Event, Op, Repeat
 from .layout import cstr
 from .opcodes import USE_REGISTERED_RING
 
@@ -111,7 +111,7 @@ class Filters(msgspec.Struct, frozen=True):
         operation is kept for its ring's creator too when pids are the only
         filter (live, the kernel also judges the creator's uid, cgroup and
         comm, which a record lacks)."""
-        if isinstance(ev, Op) and ev.creator_pid in (self.pids or ()) \
+        if isinstance(ev, (Op, Action)) and ev.creator_pid in (self.pids or ()) \
                 and self == Filters(pids=self.pids):
             return True
         test = _event_test(self)

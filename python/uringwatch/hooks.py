@@ -10,7 +10,7 @@ import os
 import platform
 import struct
 
-from . import layout
+from . import layout, targets
 
 # hook name -> (tracefs file that must exist, the two BPF programs)
 HOOKS = {
@@ -66,8 +66,11 @@ RING_FREE_PROGRAMS = ("kprobe__io_ring_exit_work", "fentry__io_ring_exit_work")
 # Rings made before tracing (bpf/rings_before.h): an iterator over every
 # task's files, run once at start, never attached as a hook.
 RING_BEFORE_PROGRAM = "iter__task_file"
+# Completions give actions their results (bpf/targets.h): io_uring_complete
+# passes the result itself before 6.3 (_v61), the CQE since.
+COMPLETE_PROGRAMS = ("tp_btf__io_uring_complete", "tp_btf__io_uring_complete_v61")
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
-    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,)
+    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS
 ALL_PROGRAMS += RING_ALL
 
 
@@ -87,8 +90,10 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     free = ring_free_program(tracefs) if lifecycle else None
     # an iterator is a BTF-typed program: none without the kernel's BTF
     before = lifecycle and os.path.exists(BTF_VMLINUX)
+    complete = complete_program() if submit else None
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
-        + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ())
+        + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ()) \
+        + ((complete,) if complete else ())
 
 
 def ring_free_program(tracefs: str) -> str | None:
@@ -142,6 +147,55 @@ def typed_submit_tracepoint() -> str | None:
                 if s and _kind(s) == _BTF_KIND_STRUCT and \
                         lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb":
                     return name
+        return None
+    finally:
+        lib.btf__free(btf)
+
+
+_BTF_KIND_INT = 1
+
+
+def action_ops() -> list[str]:
+    """The actions this kernel has (BIND and LISTEN from 6.11: struct
+    io_bind), CONNECT marked `CONNECT(user)` where prep keeps only the
+    caller's pointer (before 6.10: struct io_async_connect), so that its
+    address is read from the caller's memory at submission."""
+    from . import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__load_vmlinux_btf()
+    if not btf:
+        return []
+    try:
+        def has(name: str) -> bool:
+            return lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_STRUCT) > 0
+        bind, user = has("io_bind"), has("io_async_connect")
+    finally:
+        lib.btf__free(btf)
+    return [("CONNECT(user)" if op == "CONNECT" and user else op) for op in targets.ACTION_OPS
+            if bind or op not in ("BIND", "LISTEN")]
+
+
+def complete_program() -> str | None:
+    """The completion program whose arguments this kernel's
+    io_uring_complete tracepoint has (read from its BTF): the CQE pointer
+    third (6.3+), or the result fourth (6.0 to 6.2); None if neither."""
+    from . import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__load_vmlinux_btf()
+    if not btf:
+        return None
+    try:
+        tid = lib.btf__find_by_name_kind(btf, b"btf_trace_io_uring_complete", _BTF_KIND_TYPEDEF)
+        proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
+        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO:
+            return None
+        params = [ctypes.c_uint32.from_address(proto + 12 + 8 * i + 4).value
+                  for i in range(_vlen(proto))]       # params[i].type; [0] the tp's data
+        if len(params) == 4 and _follow(lib, btf, params[3], (_BTF_KIND_PTR,)):
+            return COMPLETE_PROGRAMS[0]
+        res = _follow(lib, btf, params[4], ()) if len(params) >= 5 else None
+        if res and _kind(res) == _BTF_KIND_INT:
+            return COMPLETE_PROGRAMS[1]
         return None
     finally:
         lib.btf__free(btf)
@@ -339,11 +393,16 @@ def ring_report(tracefs: str) -> dict:
     """Which parts of a ring's life this kernel shows."""
     chosen = ring_programs(tracefs)
     submit = next((p for p in chosen if p.startswith("tp_btf__")), None)
+    complete = next((p for p in chosen if p in COMPLETE_PROGRAMS), None)
+    paths = resolve_paths() if submit else {}
     return {
         "setup": all(p in chosen for p in list(RING_PROGRAMS)[:3]),
         "register_ring_id": RING_ID_PROGRAM in chosen,
         "operations": submit.removeprefix("tp_btf__") if submit else None,
         "before": RING_BEFORE_PROGRAM in chosen,
+        # targets need kernel reads: the identities' btf or probe_read path
+        "action_targets": action_ops() if paths.get("btf") or paths.get("probe_read") else [],
+        "action_results": complete.removeprefix("tp_btf__") if complete else None,
     }
 
 

@@ -40,6 +40,7 @@ KIND_REPEAT = 2
 KIND_RING = 3
 KIND_OP = 4
 KIND_REPEAT_END = 5         # a repeat record sent as its process ended
+KIND_ACTION = 6             # an operation that opens or changes something (bpf/targets.h)
 PARAMS_LEN = 120
 
 # enum uw_op_flags
@@ -53,6 +54,20 @@ OP_SPILLED = 1 << 6
 
 # enum uw_op_reason
 OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
+
+# enum uw_action_flags
+ACT_DONE = 1 << 0
+ACT_UNSEEN = 1 << 1
+ACT_UNJOINED = 1 << 2
+ACT_NO_TARGET = 1 << 3
+ACT_PATH_TRUNC = 1 << 4
+ACT_PATH2_TRUNC = 1 << 5
+ACT_ADDR_USER = 1 << 6
+ACT_FAULT = 1 << 7
+ACT_AT_STOP = 1 << 8
+# enum uw_action_limits
+ACT_PATH = 256
+ACT_ADDR = 112
 
 # uw_call.flags
 F_PPID = 1 << 0
@@ -115,7 +130,8 @@ I_MEM_CHECKED = 1 << 4
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
             "read_fault", "filtered", "coalesced", "budget", "procs_full", "repeats",
-            "ops_untracked", "reserve", "light", "aggs_full", "procs_ended")
+            "ops_untracked", "reserve", "light", "aggs_full", "procs_ended",
+            "actions_lost")
 
 # enum uw_drop, in order: uw_proc.drops[]
 DROPS = ("budget", "ring_full", "inflight_full", "reserve")
@@ -232,6 +248,15 @@ OP = Layout("uw_op", [
     ("comm", f"{COMM_LEN}s"),
 ])
 
+ACTION = Layout("uw_action", [
+    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("ts_done", "Q"),
+    ("cgroup_id", "Q"), ("user_data", "Q"), ("res", "q"), ("arg", "3Q"),
+    ("dfd", "i"), ("dfd2", "i"), ("file_slot", "I"), ("addr_len", "I"),
+    ("pid", "I"), ("tid", "I"), ("creator_pid", "I"), ("flags", "I"),
+    ("comm", f"{COMM_LEN}s"), ("addr", f"{ACT_ADDR}s"), ("path", f"{ACT_PATH}s"),
+    ("path2", f"{ACT_PATH}s"),
+])
+
 CRED = Layout("uw_cred", [
     ("uid", "I"), ("euid", "I"), ("suid", "I"), ("fsuid", "I"),
     ("gid", "I"), ("egid", "I"), ("sgid", "I"), ("fsgid", "I"),
@@ -302,4 +327,5 @@ CONFIG = Layout("uw_config", [
 ])
 
 ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,
+       ACTION,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from . import layout, opcodes
-from .events import AnyEvent, Op, Repeat, Ring, RingBefore
+from .events import Action, AnyEvent, Op, Repeat, Ring, RingBefore
 from .libbpf import LibbpfError
 from .errors import TracerError
 
@@ -72,7 +72,7 @@ class Metrics:
                 if ev.reason == "count":
                     self.operations.labels(ev.opcode_name).inc(ev.count)
                 continue
-            if isinstance(ev, (Ring, RingBefore)):
+            if isinstance(ev, (Ring, RingBefore, Action)):
                 continue
             n = ev.count if isinstance(ev, Repeat) else 1
             name = ev.opcode_name if ev.opcode < len(opcodes.NAMES) else "UNKNOWN"

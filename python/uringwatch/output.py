@@ -11,10 +11,11 @@ from typing import IO
 
 import msgspec
 
-from .events import AnyEvent, Event, Op, Repeat, Ring, RingBefore
+from .events import Action, AnyEvent, Event, Op, Repeat, Ring, RingBefore
 from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 from .screen import escape
+from .targets import describe
 
 HEADER = (f"{'TIME':<12} {'PID':>7} {'TID':>7} {'COMM':<16} {'FD':>5} "
           f"{'OPCODE':<26} {'NR':>5} {'RET':>8} {'DUR(us)':>8} ARG")
@@ -129,6 +130,13 @@ def _before_row(ev: RingBefore) -> str:
             f"{'RING_BEFORE':<26} {len(ev.holders):>5} {'':>8} {'':>8} "
             f"ring={ev.ring_id}{sq} files={ev.files_registered} {files} "
             f"bufs={len(ev.buffers)} {bufs}".rstrip())
+def _action_row(ev: Action) -> str:
+    ret = "?" if ev.result is None else ev.error or str(ev.result)
+    dur = f"{ev.duration_ns / 1000:>8.1f}" if ev.duration_ns is not None else f"{'':>8}"
+    who = " sqpoll" if ev.sq_thread else ""
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {'':>5} "
+            f"{ev.opcode_name:<26.26} {'':>5} {ret:>8} {dur} "
+            f"{ev.opcode_name} {describe(ev, escape)} ring={ev.ring_id}{who}")
 
 
 def row(ev: AnyEvent) -> str:
@@ -136,6 +144,8 @@ def row(ev: AnyEvent) -> str:
         return _ring_row(ev)
     if isinstance(ev, RingBefore):
         return _before_row(ev)
+    if isinstance(ev, Action):
+        return _action_row(ev)
     if isinstance(ev, Op):
         return _op_row(ev)
     t = _clock(ev.ts)

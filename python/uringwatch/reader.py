@@ -17,6 +17,7 @@ from .errors import TracerError
 from .events import AnyEvent, Repeat
 from .ringbuf import RingBuffer
 from .rings import Ledger, UseCounts
+from .targets import Pending
 
 BATCH = 4096            # records decoded per poll
 # ring bytes handed to on_ring / poll_raw's sink at once: a dump's RING frame,
@@ -39,6 +40,7 @@ class EventReader:
         self._lock = threading.Lock()
         self._ring: RingBuffer | None = None
         self._uses: UseCounts | None = None
+        self._actions: Pending | None = None
         self._procs: Callable[[], Iterator[tuple[int, dict]]] = lambda: iter(())
         self._runs = Runs()             # repeat records' totals -> counts
         self._runs_flushed = False
@@ -46,10 +48,13 @@ class EventReader:
         self._found: list[AnyEvent] = []   # made at start, first out of the next poll
 
     def start(self, ring: RingBuffer, boot_to_wall: int, uses: UseCounts | None,
-              procs: Callable[[], Iterator[tuple[int, dict]]]) -> None:
+              procs: Callable[[], Iterator[tuple[int, dict]]],
+              actions: Pending | None = None) -> None:
         """Reads `ring` from now on; `uses` gives the operations' counts,
-        `procs` the kernel's per-process state (its pending repeat runs)."""
+        `procs` the kernel's per-process state (its pending repeat runs),
+        `actions` the actions waiting for their completion at stop."""
         self._ring, self.boot_to_wall, self._uses, self._procs = ring, boot_to_wall, uses, procs
+        self._actions = actions
 
     def found_before(self, events: list[AnyEvent]) -> None:
         """Events found at start (rings made before tracing): the next
@@ -149,6 +154,16 @@ class EventReader:
         if idle and self.detached and not self._runs_flushed:
             self._runs_flushed = True
             out += self._pending_runs()
+            if self._actions:
+                out += self._pending_actions()
+        return out
+
+    def _pending_actions(self) -> list:
+        """Actions still waiting for their completion at stop."""
+        out = []
+        for raw in self._actions.records():
+            self._made(raw)
+            out.append(decode(raw, 0, len(raw), self.boot_to_wall, self._context))
         return out
 
     def _made(self, raw: bytes) -> bytes:

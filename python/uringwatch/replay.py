@@ -12,7 +12,7 @@ from typing import Iterator
 
 from . import dump, headers, layout
 from .decode import DECODERS, Runs, decode_many
-from .events import AnyEvent, Event, Op, Repeat
+from .events import Action, AnyEvent, Event, Op, Repeat
 from .filters import Filters
 from .ringbuf import BUSY, DISCARD, HDR as RING_HDR, record_step
 from .rings import Ledger
@@ -432,6 +432,8 @@ class Tally:
         op, op_n = ev.opcode_name if isinstance(ev, Event) else "SETUP", None
         if isinstance(ev, Op):      # operations counted once, by their counts
             op, op_n = f"OP_{ev.opcode_name}", ev.count if ev.reason == "count" else 0
+        elif isinstance(ev, Action):    # counted by their ops' counts already
+            op, op_n = f"OP_{ev.opcode_name}", 0
         toctou = getattr(ev, "toctou", None)
         self.add(op, f"{ev.pid} {ev.comm}", bool(toctou and toctou.changed),
                  getattr(ev, "error", None), op_n=op_n)

@@ -23,6 +23,7 @@ from .options import TracerOptions
 from .reader import BATCH, EventReader
 from .ringbuf import RingBuffer
 from .rings import UseCounts
+from .targets import Pending
 from .errors import TracerError
 
 
@@ -87,7 +88,8 @@ class Tracer:
         try:
             obj.attach()
             self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
-                               boot_to_wall, uses, self._counters.procs)
+                               boot_to_wall, uses, self._counters.procs,
+                               Pending(obj.map_fd("pending")) if uses else None)
             if probe is not None:
                 self._find_before(obj, probe)
         finally:

@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What an operation acts on and what it did: for each operation that
+ * opens, creates, connects, binds, unlinks, renames or links, one
+ * uw_action record with its target as the kernel took it (read at
+ * submission from the request prep filled: the kernel's copy of a path,
+ * open_how, socket arguments, the address) and its completion's result.
+ *
+ * At submission the record waits in `pending`, keyed by the request's
+ * address, for io_uring_complete to give it its result; a request
+ * submitted again at an address whose completion was not seen (a skipped
+ * CQE, a completion before tracing) sends the old record as UNSEEN. Reads
+ * go through identity.h's kread: BTF-typed in the _btf object, else
+ * bpf_probe_read_kernel; none when identities are not read in the kernel.
+ *
+ * Part of uringwatch.bpf.c's one translation unit; included there only.
+ */
+#ifndef URINGWATCH_TARGETS_H
+#define URINGWATCH_TARGETS_H
+
+#ifdef UW_KFUNC
+#define ACT_BTF true
+#define ACT_RESOLVE UW_RES_BTF
+#else
+#define ACT_BTF false
+#define ACT_RESOLVE UW_RES_PROBE_READ
+#endif
+
+#define UW_AF_UNIX 1
+#define UW_AF_MAX 46
+
+#define ACT_OP(op) (1ULL << IORING_OP_##op)
+/* The opcodes reported each: python/uringwatch/targets.py lists them too */
+#define ACT_OPS (ACT_OP(OPENAT) | ACT_OP(OPENAT2) | ACT_OP(STATX) | ACT_OP(UNLINKAT) | \
+		 ACT_OP(RENAMEAT) | ACT_OP(MKDIRAT) | ACT_OP(SYMLINKAT) | ACT_OP(LINKAT) | \
+		 ACT_OP(SOCKET) | ACT_OP(CONNECT) | ACT_OP(BIND) | ACT_OP(LISTEN))
+
+/* Actions waiting for their completion, by request address. Not LRU: an
+ * eviction would lose one; when full, an action is sent at submission
+ * without its result (UNJOINED). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct uw_action);
+} pending SEC(".maps");
+
+/* The record being built (784 bytes: not on the stack), and how many
+ * entries `pending` holds, so that a completion with none waiting costs
+ * one array read, not a hash lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_action);
+} act_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} act_waiting SEC(".maps");
+
+/* From 7.0 a request holds its names as `struct delayed_filename`, one
+ * pointer to the struct filename, where older kernels hold the pointer. */
+struct uw_delayed_filename {
+	void *name;
+};
+struct io_open___df { struct uw_delayed_filename filename; } __attribute__((preserve_access_index));
+struct io_statx___df { struct uw_delayed_filename filename; } __attribute__((preserve_access_index));
+struct io_unlink___df { struct uw_delayed_filename filename; } __attribute__((preserve_access_index));
+struct io_mkdir___df { struct uw_delayed_filename filename; } __attribute__((preserve_access_index));
+struct io_rename___df {
+	struct uw_delayed_filename oldpath;
+	struct uw_delayed_filename newpath;
+} __attribute__((preserve_access_index));
+struct io_link___df {
+	struct uw_delayed_filename oldpath;
+	struct uw_delayed_filename newpath;
+} __attribute__((preserve_access_index));
+
+/* Offset in the request of its struct filename pointer, either shape;
+ * 0 (never a name's offset: the file pointer is there) if neither. */
+#define NAME_OFF(type, field)							\
+	(bpf_core_field_exists(struct type, field) ?				\
+	 (__u64)bpf_core_field_offset(struct type, field) :			\
+	 bpf_core_field_exists(struct type##___df, field) ?			\
+	 (__u64)bpf_core_field_offset(struct type##___df, field) : 0)
+
+#define ACT_FIELD(type, field) \
+	(bpf_core_field_exists(struct type, field) ? KOFF(struct type, field) : 0)
+
+static __always_inline __u64 act_u64(__u64 req, __u64 off)
+{
+	return off ? kread(req + off, ACT_BTF) : 0;
+}
+
+static __always_inline __s32 act_s32(__u64 req, __u64 off)
+{
+	return (__s32)act_u64(req, off);
+}
+
+/* Copies the string at kernel address `name` into path (which 0) or
+ * path2 of the record being built, 8 bytes a read, up to its NUL; true if
+ * it ended within UW_ACT_PATH. One global function: verified once. */
+__noinline int uw_act_path(__u32 which, __u64 name)
+{
+	__u32 zero = 0, i;
+	struct uw_action *a = bpf_map_lookup_elem(&act_scratch, &zero);
+	__u64 v, z;
+	char *dst;
+
+	if (!a || !name)
+		return 0;
+	dst = which ? a->path2 : a->path;
+	for (i = 0; i < UW_ACT_PATH / 8; i++) {
+		v = kread(name + i * 8, ACT_BTF);
+		/* a NUL byte in v: keep the bytes before the first one */
+		z = (v - 0x0101010101010101ULL) & ~v & 0x8080808080808080ULL;
+		if (z) {
+			z &= -z;
+			*(__u64 *)&dst[i * 8] = v & ((z >> 7) - 1);
+			return 1;
+		}
+		*(__u64 *)&dst[i * 8] = v;
+	}
+	return 0;
+}
+
+/* The name behind a request's struct filename pointer at req + off. */
+static __always_inline void act_name(struct uw_action *a, __u64 req, __u64 off, __u32 which)
+{
+	__u64 fname = act_u64(req, off);
+	__u64 name = fname ? kread(fname + KOFF(struct filename, name), ACT_BTF) : 0;
+
+	if (!name) {
+		a->flags |= UW_ACT_FAULT;
+		return;
+	}
+	if (!uw_act_path(which, name))
+		a->flags |= which ? UW_ACT_PATH2_TRUNC : UW_ACT_PATH_TRUNC;
+}
+
+/* Whether a u16 is the family of an address a program would connect or
+ * bind to: a kernel pointer's low bits never are (8-byte aligned). */
+static __always_inline bool act_family(__u16 f)
+{
+	return f == UW_AF_UNIX || f == UW_AF_INET || f == UW_AF_INET6;
+}
+
+/* Where prep put the kernel's copy of a CONNECT's or BIND's address, in
+ * the request's async data: at its start (a bare sockaddr_storage: stable
+ * kernels since mid-2026, 7.1+), or io_async_msghdr's `addr` (6.10 on).
+ * Nothing in BTF tells them apart, so the copy's first bytes do: the
+ * family where the address is, a pointer's or counter's bits elsewhere. */
+static __always_inline __u64 act_addr_src(__u64 async)
+{
+	__u64 old = async + KOFF(struct io_async_msghdr, addr);
+	__u16 f0 = kread(async, ACT_BTF), f1;
+
+	if (act_family(f0))
+		return async;
+	f1 = kread(old, ACT_BTF);
+	if (act_family(f1))
+		return old;
+	return f0 && f0 < UW_AF_MAX ? async : old;
+}
+
+/* The address a CONNECT or BIND names: prep's kernel copy in its async
+ * data (6.10+), else (CONNECT before 6.10) the caller's memory now, which
+ * the kernel reads at issue. */
+static __always_inline void act_addr(struct uw_action *a, __u64 req, __u64 uaddr_off,
+				     __u64 len_off)
+{
+	__u32 len = act_s32(req, len_off), i;
+	__u64 src, uaddr, async = act_u64(req, KOFF(struct io_kiocb, async_data));
+
+	a->addr_len = len;
+	if (len > UW_ACT_ADDR)
+		len = UW_ACT_ADDR;
+	if (async) {
+		src = act_addr_src(async);
+#pragma unroll
+		for (i = 0; i < UW_ACT_ADDR / 8; i++)
+			if (i * 8 < len)
+				*(__u64 *)&a->addr[i * 8] = kread(src + i * 8, ACT_BTF);
+		return;
+	}
+	uaddr = act_u64(req, uaddr_off);
+	a->flags |= UW_ACT_ADDR_USER;
+	/* len <= UW_ACT_ADDR already; the mask is for the verifier (the
+	 * record goes on past addr) */
+	keep(len);
+	len &= 0x7f;
+	if (!uaddr || !len || bpf_probe_read_user(a->addr, len, (void *)uaddr))
+		a->flags |= UW_ACT_FAULT;
+}
+
+/* The op's target, from its prepared request. */
+static __always_inline void act_target(struct uw_action *a, struct io_kiocb *req, __u8 op)
+{
+	__u64 r = addr_of(req);
+
+	switch (op) {
+	case IORING_OP_OPENAT:
+	case IORING_OP_OPENAT2:
+		a->dfd = act_s32(r, ACT_FIELD(io_open, dfd));
+		a->file_slot = act_s32(r, ACT_FIELD(io_open, file_slot));
+		a->arg[0] = act_u64(r, ACT_FIELD(io_open, how.flags));
+		a->arg[1] = act_u64(r, ACT_FIELD(io_open, how.mode));
+		a->arg[2] = act_u64(r, ACT_FIELD(io_open, how.resolve));
+		act_name(a, r, NAME_OFF(io_open, filename), 0);
+		break;
+	case IORING_OP_STATX:
+		a->dfd = act_s32(r, ACT_FIELD(io_statx, dfd));
+		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_statx, flags));
+		a->arg[1] = (__u32)act_s32(r, ACT_FIELD(io_statx, mask));
+		act_name(a, r, NAME_OFF(io_statx, filename), 0);
+		break;
+	case IORING_OP_UNLINKAT:
+		a->dfd = act_s32(r, ACT_FIELD(io_unlink, dfd));
+		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_unlink, flags));
+		act_name(a, r, NAME_OFF(io_unlink, filename), 0);
+		break;
+	case IORING_OP_MKDIRAT:
+		a->dfd = act_s32(r, ACT_FIELD(io_mkdir, dfd));
+		a->arg[1] = (__u16)act_s32(r, ACT_FIELD(io_mkdir, mode));
+		act_name(a, r, NAME_OFF(io_mkdir, filename), 0);
+		break;
+	case IORING_OP_RENAMEAT:
+		a->dfd = act_s32(r, ACT_FIELD(io_rename, old_dfd));
+		a->dfd2 = act_s32(r, ACT_FIELD(io_rename, new_dfd));
+		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_rename, flags));
+		act_name(a, r, NAME_OFF(io_rename, oldpath), 0);
+		act_name(a, r, NAME_OFF(io_rename, newpath), 1);
+		break;
+	case IORING_OP_SYMLINKAT:
+	case IORING_OP_LINKAT:
+		a->dfd = act_s32(r, ACT_FIELD(io_link, old_dfd));
+		a->dfd2 = act_s32(r, ACT_FIELD(io_link, new_dfd));
+		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_link, flags));
+		act_name(a, r, NAME_OFF(io_link, oldpath), 0);
+		act_name(a, r, NAME_OFF(io_link, newpath), 1);
+		break;
+	case IORING_OP_SOCKET:
+		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_socket, domain));
+		a->arg[1] = (__u32)act_s32(r, ACT_FIELD(io_socket, type));
+		a->arg[2] = (__u32)act_s32(r, ACT_FIELD(io_socket, protocol));
+		a->file_slot = act_s32(r, ACT_FIELD(io_socket, file_slot));
+		break;
+	case IORING_OP_CONNECT:
+		act_addr(a, r, ACT_FIELD(io_connect, addr), ACT_FIELD(io_connect, addr_len));
+		break;
+	case IORING_OP_BIND:
+		act_addr(a, r, 0, ACT_FIELD(io_bind, addr_len));
+		break;
+	case IORING_OP_LISTEN:
+		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_listen, backlog));
+		break;
+
+	}
+}
+
+/* Sends an action; a refused one is counted, for its process too. */
+static __always_inline void act_send(struct uw_action *a)
+{
+	__u32 uid = a->key.uid;
+	__u64 cg = a->cgroup_id;
+
+	if (emit(a, sizeof(*a)))
+		return;
+	bump(UW_CNT_ACTIONS_LOST);
+	if (cfg.fair)
+		fair__drop(fair__proc(a->pid, bpf_ktime_get_boot_ns(), uid, cg), uid, cg,
+			   UW_DROP_RING_FULL);
+}
+
+static __always_inline void act_waiting_add(__s64 n)
+{
+	__u32 zero = 0;
+	__s64 *w = bpf_map_lookup_elem(&act_waiting, &zero);
+
+	if (w)
+		__sync_fetch_and_add(w, n);
+}
+
+/* In on_submit, once its filters kept the op: an action's key, kept in
+ * the scratch record for act__submit (the program's stack is full there). */
+static __always_inline void act__key(struct uw_use_key *k, __u64 now, __u32 creator)
+{
+	__u32 zero = 0, op = k->opcode;
+	struct uw_action *a;
+
+	if (op >= 64 || !(ACT_OPS >> op & 1))
+		return;
+	a = bpf_map_lookup_elem(&act_scratch, &zero);
+	if (!a)
+		return;
+	a->hdr.kind = UW_KIND_ACTION;
+	a->key = *k;
+	a->ts = now;
+	a->creator_pid = creator;
+}
+
+/* After on_submit: the action it kept waits in `pending` for its
+ * completion. */
+static __always_inline int act__submit(struct io_kiocb *req)
+{
+	__u32 zero = 0, creator;
+	__u64 at = addr_of(req), id = bpf_get_current_pid_tgid();
+	struct uw_action *a = bpf_map_lookup_elem(&act_scratch, &zero), *old;
+
+	if (!a || a->hdr.kind != UW_KIND_ACTION)
+		return 0;
+	creator = a->creator_pid;
+	__builtin_memset(&a->ts_done, 0, sizeof(*a) - __builtin_offsetof(struct uw_action, ts_done));
+	a->hdr.abi = UW_ABI_VERSION;
+	a->hdr.size = sizeof(*a);
+	a->cgroup_id = bpf_get_current_cgroup_id();
+	a->user_data = req->cqe.user_data;
+	a->pid = id >> 32;
+	a->tid = (__u32)id;
+	a->creator_pid = creator;
+	bpf_get_current_comm(a->comm, sizeof(a->comm));
+	if (cfg.resolve == ACT_RESOLVE)
+		act_target(a, req, a->key.opcode);
+	else
+		a->flags |= UW_ACT_NO_TARGET;
+	old = bpf_map_lookup_elem(&pending, &at);
+	if (old) {
+		old->flags |= UW_ACT_UNSEEN;
+		act_send(old);
+	}
+	if (bpf_map_update_elem(&pending, &at, a, BPF_ANY)) {
+		a->flags |= UW_ACT_UNJOINED;
+		act_send(a);
+	} else if (!old) {
+		act_waiting_add(1);
+	}
+	a->hdr.kind = 0;
+	return 0;
+}
+
+/* The socket behind a CONNECT, BIND or LISTEN, as of its completion (the
+ * request takes its file at issue): type and protocol into arg[1], arg[2]
+ * (arg[0] of LISTEN is its backlog). */
+static __always_inline void act_sock(struct uw_action *a, __u64 req)
+{
+	__u64 file = kread(req + KOFF(struct io_kiocb, file), ACT_BTF);
+	__u64 inode = kread(file + KOFF(struct file, f_inode), ACT_BTF);
+	__u64 sock, sk;
+
+	if (!inode || (kread(inode + KOFF(struct inode, i_mode), ACT_BTF) & UW_S_IFMT) != UW_S_IFSOCK)
+		return;
+	sock = kread(file + KOFF(struct file, private_data), ACT_BTF);
+	sk = kread(sock + KOFF(struct socket, sk), ACT_BTF);
+	a->arg[1] = (__u16)kread(sock + KOFF(struct socket, type), ACT_BTF);
+	a->arg[2] = sk ? (__u16)kread(sk + KOFF(struct sock, sk_protocol), ACT_BTF) : 0;
+}
+
+/* A completion: the action its request is waiting with, if any, gets its
+ * result and goes. */
+static __always_inline int act__complete(__u64 req, __s32 res)
+{
+	__u32 zero = 0;
+	__s64 *w = bpf_map_lookup_elem(&act_waiting, &zero);
+	struct uw_action *a;
+
+	if (!w || *w <= 0 || !req)
+		return 0;
+	a = bpf_map_lookup_elem(&pending, &req);
+	if (!a)
+		return 0;
+	a->res = res;
+	a->ts_done = bpf_ktime_get_boot_ns();
+	if (cfg.resolve == ACT_RESOLVE && (a->key.opcode == IORING_OP_CONNECT ||
+	    a->key.opcode == IORING_OP_BIND || a->key.opcode == IORING_OP_LISTEN))
+		act_sock(a, req);
+	a->flags |= UW_ACT_DONE;
+	act_send(a);
+	if (!bpf_map_delete_elem(&pending, &req))
+		act_waiting_add(-1);
+	return 0;
+}
+
+#endif

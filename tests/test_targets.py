@@ -1,0 +1,296 @@
+"""What a ring did: a process that acts only through its ring has every
+action reported with what it named and its result, while strace -f of
+that same process sees none of those paths or addresses."""
+
+import errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import needs_root, wait_for
+from test_rings import submit_tracepoint_has_request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _record(path: bytes, res: int = 3, **fields) -> bytes:
+    from uringwatch import layout
+    key = (1, 0, -1, -1, 0, 42, 18, 0, 0, 0)       # ring 1, pid 42, OPENAT
+    return layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION, layout.ACTION.size),
+                              key=key, ts=1, ts_done=2, res=res, dfd=-100, pid=42, tid=42,
+                              flags=layout.ACT_DONE, comm=b"x", path=path, **fields)
+
+
+def test_a_hostile_path_is_escaped_on_the_table_and_exact_in_json():
+    """A process names its files: a newline, an escape sequence or a space
+    in a path must not forge a line or a column, and JSON keeps it exact."""
+    import msgspec
+    from uringwatch import decode
+    from uringwatch.output import row
+    evil = "/tmp/a\nb c\x1b[2J\u202e"
+    raw = _record(evil.encode())
+    ev = decode(raw, 0, len(raw), 0)
+    assert ev.target.path == evil
+    line = row(ev)
+    assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
+    assert "/tmp/a\\nb\\x20c\\x1b[2J\\u202e O_RDONLY = 3" in line
+    assert msgspec.json.decode(msgspec.json.encode(ev))["target"]["path"] == ev.target.path
+
+
+def test_a_short_or_unknown_address_decodes_without_failing():
+    from uringwatch import decode
+    key = (1, 0, -1, -1, 0, 42, 16, 0, 0, 0)       # CONNECT
+    from uringwatch import layout
+    for addr, n in ((b"", 0), (b"\x02\x00\x01", 3), (b"\x99\x00" + bytes(14), 16)):
+        raw = layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION,
+                                      layout.ACTION.size), key=key, flags=layout.ACT_DONE,
+                                 addr=addr, addr_len=n, pid=1, tid=1, comm=b"x")
+        t = decode(raw, 0, len(raw), 0).target
+        assert t.address is None
+
+
+@pytest.fixture(scope="module")
+def acted(tmp_path_factory):
+    """The workload run once (under strace -f where strace exists) while
+    traced: (its pid, its results, its actions, the table rows, strace's
+    text or None, the directory, the port)."""
+    if os.geteuid() != 0:
+        pytest.skip("loading BPF needs root")
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x): operations, "
+                    "and so their targets, are not traced here")
+    from uringwatch import Filters, Tracer
+    from uringwatch.output import row
+    d = tmp_path_factory.mktemp("acts")
+    (d / "secret").write_text("s3cret\n")
+    (d / "a").write_text("")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    plan = json.dumps({"dir": str(d), "port": port}).encode().hex()
+    strace = shutil.which("strace")
+    log = d.parent / "strace.txt"
+    cmd = [sys.executable, os.path.join(HERE, "targets_workload.py"), plan]
+    if strace:
+        cmd = [strace, "-f", "-s", "256", "-o", str(log)] + cmd
+    env = dict(os.environ, PYTHONPATH=HERE)
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True,
+                count_interval=0.2) as t:
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        pid = int(p.stdout.readline())
+        t.add_pid(pid)
+        p.stdin.write(b"x")
+        p.stdin.close()
+        results = json.loads(bytes.fromhex(p.stdout.readline().decode().strip()))
+        assert p.wait(60) == 0
+        events, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline and \
+                sum(type(e).__name__ == "Action" for e in events) < 10:
+            events += t.poll(0.05)
+        t.detach()
+        while batch := t.poll(0):
+            events += batch
+    listener.close()
+    actions = [e for e in events if type(e).__name__ == "Action" and e.pid == pid]
+    return (pid, results, actions, [row(a) for a in actions],
+            log.read_text() if strace else None, str(d), port)
+
+
+def _one(actions, op, path=None):
+    found = [a for a in actions if a.opcode_name == op and
+             (path is None or a.target.path == path)]
+    assert len(found) == 1, (op, path, actions)
+    return found[0]
+
+
+def test_opens_name_their_path_flags_and_fd(acted):
+    pid, res, actions, _, _, d, _ = acted
+    read = _one(actions, "OPENAT", f"{d}/secret")
+    assert "O_RDONLY" in read.target.flag_names and read.target.dfd == -100
+    assert read.completion == "seen" and read.result == res["open"] >= 0
+    create = _one(actions, "OPENAT", f"{d}/new")
+    assert {"O_CREAT", "O_WRONLY"} <= set(create.target.flag_names)
+    assert create.target.mode == 0o600 and create.result == res["create"] >= 0
+    assert all(a.pid == pid and a.comm == "python3" or a.pid == pid for a in actions)
+
+
+def test_a_failed_open_carries_its_errno_name(acted):
+    _, res, actions, _, _, d, _ = acted
+    missing = _one(actions, "OPENAT", f"{d}/missing")
+    assert res["missing"] < 0 and missing.result == res["missing"]
+    assert missing.error == "ENOENT"
+    two = _one(actions, "OPENAT2", f"{d}/link")
+    assert two.target.resolve == 0x04 and two.error == "ELOOP" and res["openat2"] < 0
+
+
+def test_socket_and_connect_name_their_arguments_and_address(acted):
+    _, res, actions, rows, _, _, port = acted
+    sock = _one(actions, "SOCKET")
+    assert (sock.target.family, sock.target.type) == ("AF_INET", "SOCK_STREAM")
+    assert sock.result == res["socket"] >= 0
+    conn = _one(actions, "CONNECT")
+    assert conn.target.address == f"127.0.0.1:{port}" and conn.target.family == "AF_INET"
+    assert conn.target.type == "SOCK_STREAM" and conn.result == res["connect"] == 0
+    assert any(f"CONNECT tcp 127.0.0.1:{port} = 0" in r for r in rows)
+
+
+def test_changes_to_the_tree_name_every_path(acted):
+    _, res, actions, rows, _, d, _ = acted
+    assert _one(actions, "UNLINKAT", f"{d}/new").result == res["unlink"] == 0
+    ren = _one(actions, "RENAMEAT", f"{d}/a")
+    assert ren.target.path2 == f"{d}/b" and ren.result == res["rename"] == 0
+    mk = _one(actions, "MKDIRAT", f"{d}/dir")
+    assert mk.target.mode == 0o700 and mk.result == 0
+    sl = _one(actions, "SYMLINKAT", f"{d}/secret")
+    assert sl.target.path2 == f"{d}/link" and sl.result == res["symlink"] == 0
+    assert any(f"UNLINKAT {d}/new AT_REMOVEDIR" not in r and f"UNLINKAT {d}/new = 0" in r
+               for r in rows)
+    assert any(f"OPENAT {d}/secret O_RDONLY = {res['open']}" in r for r in rows), rows
+
+
+def test_strace_sees_none_of_it(acted):
+    """The blind spot the actions close: the same process under strace -f
+    shows no path and no address it acted on."""
+    _, _, actions, _, text, d, port = acted
+    if text is None:
+        pytest.skip("strace is not installed (ci/setup's apt list has it)")
+    assert "io_uring_enter" in text
+    for needle in (d, f"htons({port})", "127.0.0.1"):
+        assert needle not in text, needle
+    assert len(actions) == 10
+
+
+@needs_root
+def test_an_action_whose_completion_never_comes_is_reported_at_stop(tmp_path):
+    """IOSQE_CQE_SKIP_SUCCESS: a successful open posts no completion. Its
+    action still comes, when tracing stops, saying that no result was seen
+    (nothing else is submitted: its request is not reused meanwhile)."""
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x)")
+    import ctypes
+    import uring
+    from test_rings import collect
+    from uringwatch import Filters, Tracer
+    quiet = tmp_path / "quiet"
+    with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+        r = uring.Ring(8)
+        name = ctypes.create_string_buffer(str(quiet).encode())
+        r.put(0, uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name),
+              op_flags=os.O_CREAT | os.O_WRONLY, length=0o600,
+              flags=uring.SQE_CQE_SKIP_SUCCESS)
+        r.put(1, uring.OP_NOP)
+        assert r.submit(2, wait=1) == 0          # the NOP's: the open posts none
+        wait_for(quiet.exists, "the open done (by an io-wq worker, maybe)")
+        events = collect(t, lambda ev: False, timeout=2)
+        r.close()
+    (act,) = [e for e in events if type(e).__name__ == "Action"]
+    assert act.target.path == str(quiet) and act.completion == "at_stop"
+    assert act.result is None and act.error is None
+
+
+@needs_root
+def test_a_recording_replays_its_actions_as_they_were_shown(tmp_path):
+    """Live --json and the replay of its recording give the same action
+    lines: the records are kept as the kernel sent them."""
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x)")
+    import ctypes
+    import signal
+    import uring
+    uw, cap, made = [sys.executable, "-m", "uringwatch"], tmp_path / "cap.uwd", tmp_path / "m"
+    p = subprocess.Popen(uw + ["--rings", "--json", "-w", str(cap), "-p", str(os.getpid())],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "tracing" in p.stderr.readline()
+    r = uring.Ring(8)
+    name = ctypes.create_string_buffer(str(made).encode())
+    assert r.do(uring.OP_MKDIRAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name),
+                length=0o755) == 0
+    assert r.do(uring.OP_UNLINKAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name)) < 0
+    r.close()
+    p.send_signal(signal.SIGINT)
+    live, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    acts = [line for line in live.splitlines() if '"kind":"action"' in line]
+    assert [json.loads(a)["opcode_name"] for a in acts] == ["MKDIRAT", "UNLINKAT"]
+    assert json.loads(acts[1])["error"] == "EISDIR"
+    replayed = subprocess.run(uw + ["replay", str(cap), "--json"], capture_output=True,
+                              text=True, timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    assert [line for line in replayed.stdout.splitlines() if '"kind":"action"' in line] == acts
+
+
+@pytest.fixture
+def own_actions(tmp_path):
+    """(run, tmp_path): run(fn) traces this process while fn(ring, cstr)
+    acts through a ring, and returns fn's result and the actions seen."""
+    if os.geteuid() != 0:
+        pytest.skip("loading BPF needs root")
+    if not submit_tracepoint_has_request():
+        pytest.skip("this kernel has no typed submit tracepoint (5.x)")
+    import ctypes
+    import uring
+    from test_rings import collect
+    from uringwatch import Filters, Tracer
+    keep = []
+
+    def cstr(text: str) -> int:
+        keep.append(ctypes.create_string_buffer(text.encode()))
+        return ctypes.addressof(keep[-1])
+
+    def run(fn):
+        with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
+            r = uring.Ring(8)
+            got = fn(r, cstr)
+            r.close()
+            events = collect(t, lambda ev: False, timeout=2)
+        return got, [e for e in events if type(e).__name__ == "Action"]
+    return run, tmp_path
+
+
+def test_a_hard_link_and_a_statx_name_their_paths(own_actions):
+    import ctypes
+    import uring
+    run, d = own_actions
+    (d / "f").write_text("x")
+    buf = ctypes.create_string_buffer(256)
+    res, acts = run(lambda r, c: (
+        r.do(uring.OP_LINKAT, fd=uring.AT_FDCWD, addr=c(f"{d}/f"),
+             length=uring.AT_FDCWD & 0xFFFFFFFF, off=c(f"{d}/hard")),
+        r.do(uring.OP_STATX, fd=uring.AT_FDCWD, addr=c(f"{d}/f"), length=0xFFF,
+             off=ctypes.addressof(buf))))
+    assert res == (0, 0)
+    link = _one(acts, "LINKAT", f"{d}/f")
+    assert link.target.path2 == f"{d}/hard" and link.target.dfd2 == -100 and link.result == 0
+    statx = _one(acts, "STATX", f"{d}/f")
+    assert statx.target.mask == 0xFFF and statx.result == 0
+
+
+def test_a_unix_listener_names_its_path_and_backlog(own_actions):
+    """BIND and LISTEN (6.11+): the address from the kernel's copy, the
+    socket's type read at completion."""
+    import ctypes
+    import socket
+    import struct
+    import uring
+    run, d = own_actions
+    sun = ctypes.create_string_buffer(struct.pack("<H", socket.AF_UNIX) + f"{d}/s".encode(), 110)
+
+    def listen(r, c):
+        s = r.do(uring.OP_SOCKET, fd=socket.AF_UNIX, off=socket.SOCK_STREAM)
+        return (r.do(uring.OP_BIND, fd=s, addr=ctypes.addressof(sun), off=110),
+                r.do(uring.OP_LISTEN, fd=s, length=7))
+    (bound, listening), acts = run(listen)
+    if bound == -errno.EINVAL:
+        pytest.skip("this kernel has no IORING_OP_BIND (before 6.11)")
+    assert (bound, listening) == (0, 0)
+    bind = _one(acts, "BIND")
+    assert (bind.target.family, bind.target.address) == ("AF_UNIX", f"{d}/s")
+    assert bind.target.type == "SOCK_STREAM" and bind.result == 0
+    assert _one(acts, "LISTEN").target.backlog == 7
