@@ -160,6 +160,10 @@ class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="r
     memory: list[MemoryIdentity]  # what backs each buffer, from /proc/PID/maps now
     buffers: list[dict]       # registered buffers: index, base, len
     personalities: list[int]  # registered personality ids (kernels before 6.x list them)
+    cgroup_path: str | None = None
+    container_id: str | None = None
+
+
 class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """What an action named, as the kernel took it at submission (the
     kernel's copy of a path; before 6.10 a CONNECT's address is read from

@@ -130,6 +130,8 @@ def _before_row(ev: RingBefore) -> str:
             f"{'RING_BEFORE':<26} {len(ev.holders):>5} {'':>8} {'':>8} "
             f"ring={ev.ring_id}{sq} files={ev.files_registered} {files} "
             f"bufs={len(ev.buffers)} {bufs}".rstrip())
+
+
 def _action_row(ev: Action) -> str:
     ret = "?" if ev.result is None else ev.error or str(ev.result)
     dur = f"{ev.duration_ns / 1000:>8.1f}" if ev.duration_ns is not None else f"{'':>8}"
