@@ -228,7 +228,7 @@ static __always_inline int on_setup_exit(long ret)
 	}
 	if (ret < 0)
 		r->ring_id = 0;
-	emit(r, sizeof(*r));
+	fair__emit(r, sizeof(*r), UW_REC_RING, false);
 	bpf_map_delete_elem(&setups, &tid);
 	return 0;
 }
@@ -347,7 +347,7 @@ static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
 	}
 	op.reason = reason;
 	bpf_get_current_comm(op.comm, sizeof(op.comm));
-	emit(&op, sizeof(op));
+	fair__emit(&op, sizeof(op), UW_REC_OP, k->flags & UW_OP_CREDS_DIFFER);
 }
 
 /* Filters follow the ring: an op is kept for its submitter, for the

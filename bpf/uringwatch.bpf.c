@@ -30,8 +30,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "toctou.h"
 #include "identity.h"
 #include "identity_check.h"
-#include "rings.h"
 #include "fairness.h"
+#include "rings.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
