@@ -3,10 +3,10 @@
  * ringgen: many io_uring rings, unpaced, through raw syscalls (no
  * liburing): a ring-creation flood, or rings held open at once.
  *
- *   ringgen [-g] [-k] RINGS
+ *   ringgen [-g] [-k] [-r] RINGS
  *
  * Each ring has one entry and gets one IORING_OP_NOP, waited for; its
- * mappings are then unmapped. Without -k each ring is closed before the
+ * mappings are then unmapped. -r registers a personality on each too. Without -k each ring is closed before the
  * next is made; with -k all stay open until a byte on stdin, after "held
  * N" is printed, then all are closed: held by child processes, each as
  * many as its RLIMIT_NOFILE, raised to the hard limit, lets it. -g
@@ -27,6 +27,8 @@
 
 #define NR_io_uring_setup 425
 #define NR_io_uring_enter 426
+#define NR_io_uring_register 427
+#define REGISTER_PERSONALITY 9
 #define OFF_SQ_RING 0ULL
 #define OFF_CQ_RING 0x8000000ULL
 #define OFF_SQES 0x10000000ULL
@@ -41,6 +43,8 @@ struct params {               /* struct io_uring_params */
 	uint32_t features, wq_fd, resv[3];
 	uint32_t sq_off[10], cq_off[10];
 };
+
+static int personality;      /* -r */
 
 static void die(const char *what)
 {
@@ -82,6 +86,8 @@ static int ring_with_nop(void)
 	munmap(sq, sq_len);
 	munmap(cq, cq_len);
 	munmap(sqes, sizeof(*sqes));
+	if (personality && syscall(NR_io_uring_register, fd, REGISTER_PERSONALITY, NULL, 0) < 1)
+		die("registering a personality");
 	return fd;
 }
 
@@ -151,10 +157,11 @@ int main(int argc, char **argv)
 	int c, gate = 0, keep = 0;
 	long rings, i;
 
-	while ((c = getopt(argc, argv, "gk")) != -1) {
+	while ((c = getopt(argc, argv, "gkr")) != -1) {
 		switch (c) {
 		case 'g': gate = 1; break;
 		case 'k': keep = 1; break;
+		case 'r': personality = 1; break;
 		default: goto usage;
 		}
 	}
@@ -170,6 +177,6 @@ int main(int argc, char **argv)
 	printf("{\"rings\":%ld,\"ops\":%ld}\n", rings, rings);
 	return 0;
 usage:
-	fprintf(stderr, "usage: ringgen [-g] [-k] RINGS\n");
+	fprintf(stderr, "usage: ringgen [-g] [-k] [-r] RINGS\n");
 	return 2;
 }

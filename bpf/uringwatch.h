@@ -456,6 +456,7 @@ enum uw_counter {
 	UW_CNT_AGGS_FULL,     /* calls held to the shared overflow aggregate: aggs map full */
 	UW_CNT_PROCS_ENDED,   /* processes whose state was freed as they ended */
 	UW_CNT_RECS_HELD,     /* ring and op records not let pass by fairness */
+	UW_CNT_FREES_LOST,    /* rings freed not told to user space: queue full */
 	UW_CNT_MAX,
 };
 

@@ -112,7 +112,8 @@ I_CHECKED = 1 << 3
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
             "read_fault", "filtered", "coalesced", "budget", "procs_full", "repeats",
-            "ops_untracked", "reserve", "light", "aggs_full", "procs_ended", "recs_held")
+            "ops_untracked", "reserve", "light", "aggs_full", "procs_ended", "recs_held",
+            "frees_lost")
 
 # enum uw_drop, in order: uw_proc.drops[]
 DROPS = ("budget", "ring_full", "inflight_full", "reserve")

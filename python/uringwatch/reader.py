@@ -16,7 +16,7 @@ from .decode import Runs, decode, decode_many
 from .errors import TracerError
 from .events import AnyEvent, Repeat
 from .ringbuf import RingBuffer
-from .rings import Ledger, UseCounts
+from .rings import FreedRings, Ledger, UseCounts
 
 BATCH = 4096            # records decoded per poll
 # ring bytes handed to on_ring / poll_raw's sink at once: a dump's RING frame,
@@ -39,16 +39,20 @@ class EventReader:
         self._lock = threading.Lock()
         self._ring: RingBuffer | None = None
         self._uses: UseCounts | None = None
+        self._freed: FreedRings | None = None
         self._procs: Callable[[], Iterator[tuple[int, dict]]] = lambda: iter(())
         self._runs = Runs()             # repeat records' totals -> counts
         self._runs_flushed = False
         self.ledger = Ledger()
 
     def start(self, ring: RingBuffer, boot_to_wall: int, uses: UseCounts | None,
-              procs: Callable[[], Iterator[tuple[int, dict]]]) -> None:
+              procs: Callable[[], Iterator[tuple[int, dict]]],
+              freed: FreedRings | None = None) -> None:
         """Reads `ring` from now on; `uses` gives the operations' counts,
-        `procs` the kernel's per-process state (its pending repeat runs)."""
+        `procs` the kernel's per-process state (its pending repeat runs),
+        `freed` the rings freed, for the ledger to let go of."""
         self._ring, self.boot_to_wall, self._uses, self._procs = ring, boot_to_wall, uses, procs
+        self._freed = freed
 
     def close(self) -> None:
         """Safe from another thread than the one reading (that one then stops)."""
@@ -139,6 +143,8 @@ class EventReader:
         due, and once detached with the ring empty (idle), the repeat runs
         still pending in the kernel."""
         out = self._counts() if self._uses and self._uses.due(final=self.detached) else []
+        if self._freed:
+            self.ledger.forget(self._freed.take())
         if idle and self.detached and not self._runs_flushed:
             self._runs_flushed = True
             out += self._pending_runs()

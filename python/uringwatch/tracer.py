@@ -18,7 +18,7 @@ from .loader import Loader
 from .options import TracerOptions
 from .reader import BATCH, EventReader
 from .ringbuf import RingBuffer
-from .rings import UseCounts
+from .rings import FreedRings, UseCounts
 from .errors import TracerError
 
 
@@ -81,7 +81,8 @@ class Tracer:
         self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
         obj.attach()
         self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
-                           boot_to_wall, uses, self._counters.procs)
+                           boot_to_wall, uses, self._counters.procs,
+                           FreedRings(obj.map_fd("rings_freed"), self.options.count_interval))
         return self
 
     def detach(self) -> None:
@@ -209,4 +210,5 @@ class Tracer:
         "aggregates": aggregates() (the top AGGREGATES_IN_STATS)."""
         return self._opened(self._counters).stats(decode_errors=self._reader.decode_errors,
                                                   ledger_evicted=self._reader.ledger.evicted,
+                                                  ledger_freed=self._reader.ledger.freed,
                                                   repeat_events=self._reader.repeat_events)
