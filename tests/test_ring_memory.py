@@ -58,21 +58,21 @@ def test_rings_held_open_leave_the_tracer_bounded(ringgen):  # noqa: F811
             assert gen.poll() is None, "ringgen ended early"
         reader = t._reader
         wait_for(lambda: poll(t) == 0 and poll(t) == 0, "the held rings' records read")
-        assert 0 < len(reader.ledger) <= Ledger.MAX_RINGS
+        assert 0 < reader.ledger.held <= Ledger.MAX_RINGS
         held_peak = peak
         gen.stdin.write("x\n")
         gen.stdin.close()
         assert gen.wait(timeout=300) == 0
         sees_frees = any(a.endswith("/io_ring_exit_work") for a in t.features["rings"])
-        wait_for(lambda: poll(t) >= 0 and len(reader._uses) == 0,
+        wait_for(lambda: poll(t) >= 0 and reader._uses.held == 0,
                  "the summary's keys let go of", timeout=120)
         if sees_frees:
-            wait_for(lambda: poll(t) >= 0 and len(reader.ledger) == 0,
+            wait_for(lambda: poll(t) >= 0 and reader.ledger.held == 0,
                      "the ledger's rings let go of", timeout=120)
         after, stats = rss_mib(), t.stats()
     assert events > 0 and peak < daemonset_limit_mib()
     assert after <= held_peak + 2      # MiB: no higher than held, but for the allocator
-    assert len(reader.ledger) <= Ledger.MAX_RINGS
+    assert reader.ledger.held <= Ledger.MAX_RINGS
     if sees_frees:
         assert stats["ledger_freed"] + stats["ledger_evicted"] >= RINGS - stats["frees_lost"]
     print(f"{RINGS} rings: RSS {before:.0f} MiB before, {held_peak:.0f} held (peak), "

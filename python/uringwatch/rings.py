@@ -155,7 +155,9 @@ class Ledger:
         self.evicted = 0
         self.freed = 0
 
-    def __len__(self) -> int:
+    @property
+    def held(self) -> int:
+        """Rings whose registrations it holds."""
         return len(self._rings)
 
     def forget(self, ring_ids) -> int:
@@ -259,7 +261,8 @@ class UseCounts:
         self._last = time.monotonic()
         self._final = False
 
-    def __len__(self) -> int:
+    @property
+    def held(self) -> int:
         """Keys followed: at most the maps' sizes."""
         return len(self._seen)
 
