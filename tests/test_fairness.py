@@ -40,7 +40,7 @@ print(calls, flush=True)
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")      # test_ring_memory.py uses it too
 def bench_build(tmp_path_factory):
     """bench/'s C load generators built: loadgen (a flooder that counts its
     own calls), swarm (floods from many processes, threads or uids) and

@@ -13,7 +13,7 @@ from test_fairness import bench_build, ringgen  # noqa: F401 (fixtures)
 pytestmark = needs_root
 
 # Rings held open at once (UW_RING_HOLD=100000 for the attack).
-RINGS = int(os.environ.get("UW_RING_HOLD", "20000"))
+RINGS = int(os.environ.get("UW_RING_HOLD", "10000"))
 
 
 def daemonset_limit_mib() -> int:
