@@ -64,8 +64,9 @@ def test_rings_held_open_leave_the_tracer_bounded(ringgen):  # noqa: F811
         gen.stdin.close()
         assert gen.wait(timeout=300) == 0
         sees_frees = any(a.endswith("/io_ring_exit_work") for a in t.features["rings"])
-        wait_for(lambda: poll(t) >= 0 and reader._uses.held == 0,
-                 "the summary's keys let go of", timeout=120)
+        if reader._uses:                    # where the kernel gives operations
+            wait_for(lambda: poll(t) >= 0 and reader._uses.held == 0,
+                     "the summary's keys let go of", timeout=120)
         if sees_frees:
             wait_for(lambda: poll(t) >= 0 and reader.ledger.held == 0,
                      "the ledger's rings let go of", timeout=120)
