@@ -86,6 +86,7 @@ struct uw_enums {
 	enum io_uring_register_op register_op;
 	enum uw_register_newer register_newer;
 	enum uw_drop drop;
+	enum uw_rec rec;
 	enum uw_ns_flags ns_flags;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));

@@ -378,33 +378,45 @@ static __always_inline bool fair__budget(struct uw_proc *p, struct uw_agg_key *k
 	return false;
 }
 
-/* Whether a distinct call may be sent; else *cause says why not. By the
- * ring's fill: below the budgets' line, the first call of each opcode of a
- * process with state, or a call within both budgets; below the reserve
- * line, that first call only; past it, none. At any fill, a light sender
- * (its own allowance not spent). */
-static __always_inline bool fair__pass(struct uw_proc *p, struct uw_slot *s, __u32 *cause)
-{
-	struct uw_agg_key k = { .cgroup_id = s->call.cgroup_id, .uid = s->call.uid };
-	__u64 now = s->call.ts_exit, fill;
-	bool first;
+#define FAIR_PASS UW_DROP_MAX
 
-	if (!cfg.fair_cost_ns)
-		return true;
-	fill = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	first = p && !(p->opcodes & op_bit(s->call.opcode));
-	if (p)
-		k = p->agg;
+/* Whether a record may be sent: FAIR_PASS, else the drop cause. By the
+ * ring's fill: below the budgets' line, a first (see fair__pass,
+ * fair__emit) or a record within both budgets; below the reserve line, a
+ * first only; past it, none. At any fill, a light sender's (its own
+ * allowance not spent). k: the aggregate whose budget it spends. */
+static __always_inline __u32 fair__gate(struct uw_proc *p, struct uw_agg_key *k, __u64 now,
+					bool first)
+{
+	__u64 fill = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
 	if (first && fill < cfg.fair_reserve_bytes)
-		return true;
-	if (fill < cfg.fair_budget_bytes && fair__budget(p, &k, now))
-		return true;
+		return FAIR_PASS;
+	if (fill < cfg.fair_budget_bytes && fair__budget(p, k, now))
+		return FAIR_PASS;
 	if (p && bucket_take(&p->light.credit, &p->light.ts, now, cfg.fair_light_cost_ns,
 			     cfg.fair_light_burst_ns)) {
 		bump(UW_CNT_LIGHT);
-		return true;
+		return FAIR_PASS;
 	}
-	*cause = fill < cfg.fair_budget_bytes ? UW_DROP_BUDGET : UW_DROP_RESERVE;
+	return fill < cfg.fair_budget_bytes ? UW_DROP_BUDGET : UW_DROP_RESERVE;
+}
+
+/* Whether a distinct call may be sent (fair__gate); its first is the first
+ * call of its opcode by a process with state. */
+static __always_inline bool fair__pass(struct uw_proc *p, struct uw_slot *s, __u32 *cause)
+{
+	struct uw_agg_key k = { .cgroup_id = s->call.cgroup_id, .uid = s->call.uid };
+	__u32 c;
+
+	if (!cfg.fair_cost_ns)
+		return true;
+	if (p)
+		k = p->agg;
+	c = fair__gate(p, &k, s->call.ts_exit, p && !(p->opcodes & op_bit(s->call.opcode)));
+	if (c == FAIR_PASS)
+		return true;
+	*cause = c;
 	return false;
 }
 
@@ -514,9 +526,70 @@ static __always_inline void fair__ended(__u32 tgid)
 #pragma unroll
 	for (i = 0; i < UW_DROP_MAX; i++)
 		__sync_fetch_and_add(&a->drops[i], p->drops[i]);
+#pragma unroll
+	for (i = 0; i < UW_REC_MAX; i++)
+		__sync_fetch_and_add(&a->rec_drops[i], p->rec_drops[i]);
 	__sync_fetch_and_add(&a->ended, 1);
 	bpf_map_delete_elem(&procs, &tgid);
 	bump(UW_CNT_PROCS_ENDED);
+}
+
+/* The aggregate key of a record of a process without state, made in a
+ * per-CPU map: the op program's stack has no room for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_agg_key);
+} rec_agg_key SEC(".maps");
+
+/* A ring or op record (enum uw_rec `kind`) of the current process, sent
+ * through the gates calls pass (fair__gate), never coalesced: so a flood
+ * of rings or operations hides nobody's calls, rings or operations. Its
+ * first is the process's first record of the kind, or one the caller
+ * says must be (an op under creds that differ). What is not sent, by the
+ * gates or a full ring, is counted in rec_drops of its process, or of its
+ * aggregate for a process without state. True if sent. */
+static __always_inline bool fair__emit(void *rec, __u64 size, __u32 kind, bool first)
+{
+	__u64 now = bpf_ktime_get_boot_ns(), cg = bpf_get_current_cgroup_id();
+	__u32 uid = (__u32)bpf_get_current_uid_gid(), zero = 0;
+	__u32 bit = 1U << (kind & 31);
+	struct uw_agg_key *k;
+	struct uw_proc *p;
+	struct uw_agg *a;
+
+	if (!cfg.fair || kind >= UW_REC_MAX)
+		return emit(rec, size);
+	p = fair__proc(bpf_get_current_pid_tgid() >> 32, now, uid, cg);
+	if (p) {
+		k = &p->agg;
+		first = first || !(p->firsts & bit);
+	} else {
+		k = bpf_map_lookup_elem(&rec_agg_key, &zero);
+		if (!k)
+			return emit(rec, size);
+		k->cgroup_id = cg;
+		k->uid = uid;
+		k->pad = 0;
+	}
+	if (!cfg.fair_cost_ns || fair__gate(p, k, now, first) == FAIR_PASS) {
+		if (emit(rec, size)) {
+			if (p)
+				p->firsts |= bit;   /* a race only sends another first */
+			return true;
+		}
+	} else {
+		bump(UW_CNT_RECS_HELD);
+	}
+	if (p) {
+		__sync_fetch_and_add(&p->rec_drops[kind], 1);
+		return false;
+	}
+	a = fair__agg(k, now);
+	if (a)
+		__sync_fetch_and_add(&a->rec_drops[kind], 1);
+	return false;
 }
 
 #endif

@@ -42,6 +42,8 @@ struct ring_who {
 struct ring_state {
 	__u64 id;
 	struct ring_who creator;
+	__u32 registered;     /* a register call on it succeeded */
+	__u32 pad;
 };
 
 struct {
@@ -50,6 +52,17 @@ struct {
 	__type(key, __u64);
 	__type(value, struct ring_state);
 } ring_states SEC(".maps");
+
+/* Ids of rings freed that user space's ledger may hold (Ledger.freed):
+ * those a register call succeeded on, and those made before tracing or
+ * while ring_states was full (no state to tell). User space drains it
+ * every counting interval; when full, a free is counted (frees_lost) and
+ * its ring's registrations wait for the ledger's own bound. */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 4096);
+	__type(value, __u64);
+} rings_freed SEC(".maps");
 
 /* generations drawn, per CPU: no atomic that returns a value before 5.12 */
 struct {
@@ -196,9 +209,15 @@ static __always_inline int on_ring_created(__u64 ctx)
 	return 0;
 }
 
-/* io_ring_exit_work, which frees the ring once its last user is gone. */
+/* io_ring_exit_work, which frees the ring once its last user is gone:
+ * its id forgotten, and told to user space where its ledger may hold it. */
 static __always_inline int on_ring_freed(__u64 ctx)
 {
+	struct ring_state *st;
+	__u64 id = ring_id_of(ctx, &st);
+
+	if ((!st || st->registered) && bpf_map_push_elem(&rings_freed, &id, 0))
+		bump(UW_CNT_FREES_LOST);
 	bpf_map_delete_elem(&ring_states, &ctx);
 	return 0;
 }
@@ -228,7 +247,7 @@ static __always_inline int on_setup_exit(long ret)
 	}
 	if (ret < 0)
 		r->ring_id = 0;
-	emit(r, sizeof(*r));
+	fair__emit(r, sizeof(*r), UW_REC_RING, false);
 	bpf_map_delete_elem(&setups, &tid);
 	return 0;
 }
@@ -347,7 +366,7 @@ static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
 	}
 	op.reason = reason;
 	bpf_get_current_comm(op.comm, sizeof(op.comm));
-	emit(&op, sizeof(op));
+	fair__emit(&op, sizeof(op), UW_REC_OP, k->flags & UW_OP_CREDS_DIFFER);
 }
 
 /* bpf/targets.h: an operation that opens or changes something is also

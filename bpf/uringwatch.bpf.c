@@ -30,9 +30,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "toctou.h"
 #include "identity.h"
 #include "identity_check.h"
+#include "fairness.h"
 #include "rings.h"
 #include "rings_before.h"
-#include "fairness.h"
 #include "targets.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
@@ -391,6 +391,7 @@ SEC("tracepoint/io_uring/io_uring_register")
 int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_register *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *idx = bpf_map_lookup_elem(&inflight, &tid);
+	struct ring_state *st;
 	struct uw_slot *s;
 
 	if (!idx || *idx == NO_SLOT)
@@ -398,7 +399,9 @@ int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_regi
 	s = bpf_map_lookup_elem(&slots, idx);
 	if (!s)
 		return 0;
-	s->call.ring.ring_id = ring_id_of((__u64)ctx->ctx, 0);
+	s->call.ring.ring_id = ring_id_of((__u64)ctx->ctx, &st);
+	if (st && ctx->ret >= 0)
+		st->registered = 1;     /* its free is told to user space */
 	s->ring_ctx = (__u64)ctx->ctx;     /* identity_check.h reads its tables */
 	if (ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf)
 		s->call.ring.cred_id = id_of_ptr(bpf_get_current_task_btf()->cred);

@@ -436,6 +436,14 @@ enum uw_drop {
 	UW_DROP_MAX,
 };
 
+/* Records other than calls that pass fairness (fairness.h, fair__emit):
+ * bit n of uw_proc.firsts, index n of rec_drops[]. */
+enum uw_rec {
+	UW_REC_RING,            /* a ring created (uw_ring) */
+	UW_REC_OP,              /* an operation (uw_op) */
+	UW_REC_MAX,
+};
+
 /* What processes share a budget by: their uid and cgroup (bpf/fairness.h),
  * the key of the aggs map. */
 struct uw_agg_key {
@@ -464,11 +472,12 @@ struct uw_proc {
 	struct uw_agg_key agg;  /* its aggregate, as of its first call */
 	__u64 opcodes;        /* bit n: opcode n sent (bit 63: 63 and above) */
 	__u64 drops[UW_DROP_MAX];
+	__u64 rec_drops[UW_REC_MAX]; /* ring and op records not sent, any cause */
 	__s64 ret;            /* of the last call sent */
 	__u32 tid;
 	__s32 fd;
 	__u32 opcode;
-	__u32 pad;
+	__u32 firsts;         /* bit n: a record of enum uw_rec n sent */
 	char comm[UW_COMM_LEN];
 };
 
@@ -479,6 +488,7 @@ struct uw_agg {
 	struct uw_bucket budget;
 	__u64 coalesced;      /* of its ended processes, all reported */
 	__u64 drops[UW_DROP_MAX];
+	__u64 rec_drops[UW_REC_MAX];
 	__u64 ended;          /* processes whose state was folded in here */
 };
 
@@ -501,6 +511,8 @@ enum uw_counter {
 	UW_CNT_AGGS_FULL,     /* calls held to the shared overflow aggregate: aggs map full */
 	UW_CNT_PROCS_ENDED,   /* processes whose state was freed as they ended */
 	UW_CNT_ACTIONS_LOST,  /* action records the ring refused (full): bpf/targets.h */
+	UW_CNT_RECS_HELD,     /* ring and op records not let pass by fairness */
+	UW_CNT_FREES_LOST,    /* rings freed not told to user space: queue full */
 	UW_CNT_MAX,
 };
 

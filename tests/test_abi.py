@@ -94,6 +94,9 @@ def test_enums_match_btf(btf):
             assert getattr(layout, k.removeprefix("UW_")) == v, k
     drops = enum_values(btf, "uw_drop")
     assert [k.removeprefix("UW_DROP_").lower() for k in drops][:-1] == list(layout.DROPS)
+    recs = enum_values(btf, "uw_rec")
+    assert [k.removeprefix("UW_REC_").lower() + "s_dropped" for k in recs][:-1] == \
+        list(layout.REC_DROPS)
 
 
 def test_sqe_op_names_match_btf(btf):

@@ -40,15 +40,16 @@ print(calls, flush=True)
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")      # test_ring_memory.py uses it too
 def bench_build(tmp_path_factory):
     """bench/'s C load generators built: loadgen (a flooder that counts its
-    own calls) and swarm (floods from many processes, threads or uids)."""
+    own calls), swarm (floods from many processes, threads or uids) and
+    ringgen (floods of rings)."""
     out = tmp_path_factory.mktemp("bench") / "build"
     # generous: a kernel guest under TCG (ci/kernels.py) takes minutes
     subprocess.run([meson(), "setup", str(out), os.path.join(REPO, "bench")], check=True,
                    capture_output=True, timeout=600)
-    subprocess.run(["ninja", "-C", str(out), "loadgen", "swarm"], check=True,
+    subprocess.run(["ninja", "-C", str(out), "loadgen", "swarm", "ringgen"], check=True,
                    capture_output=True, timeout=600)
     return out
 
@@ -436,3 +437,87 @@ def test_full_map_falls_back_to_the_aggregate_budget(swarm, cgroup):
     made = made_by([flood])
     assert stats["procs_full"] > 0 and stats["budget"] + stats["reserve"] > 0
     assert accounted_all(events, aggs) == made + 1
+
+
+@pytest.fixture(scope="module")
+def ringgen(bench_build):
+    return str(bench_build / "ringgen")
+
+
+# Rings each of two flooders makes (the issue's attack is 50,000 each:
+# UW_RING_FLOOD=50000), and the victim's rounds, 0.25 s apart: each a ring
+# of its own with a NOP through it, and 4 distinct register calls on it.
+RING_FLOOD = int(os.environ.get("UW_RING_FLOOD", "5000"))
+RING_ROUNDS = 10
+VICTIM_RINGS = f"""
+import os, sys, time
+sys.path.insert(0, {os.path.join(REPO, "tests")!r})
+import uring
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+fds = []
+for i in range({RING_ROUNDS}):
+    r = uring.Ring(1)
+    r.put(0, uring.OP_NOP)
+    assert r.submit(1) == 0
+    assert uring.register(r.fd, 2, uring.ints(*[-1] * (i + 1)), i + 1) == 0
+    assert uring.register(r.fd, 3, None, 0) == 0
+    cred = uring.register(r.fd, 9, None, 0)
+    assert cred > 0
+    assert uring.register(r.fd, 10, None, cred) == 0
+    fds.append(r.fd)
+    time.sleep(0.25)
+print(" ".join(map(str, fds)), flush=True)
+"""
+
+
+def submit_has_request() -> bool:
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_rings import submit_tracepoint_has_request
+    return submit_tracepoint_has_request()
+
+
+@needs_root
+def test_ring_creation_flood_hides_no_victim_event(ringgen):
+    """Two processes make rings unpaced, a NOP through each, while a victim
+    in their uid and cgroup (their aggregate) makes rings, operations and
+    register calls: every one of the victim's rings, first uses and calls
+    is reported, and every flooder ring and operation is a record or a
+    drop counted for its process (folded into its aggregate as it ends)."""
+    ops = submit_has_request()
+    flooders = [subprocess.Popen([ringgen, "-g", str(RING_FLOOD)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    victim = subprocess.Popen([sys.executable, "-c", VICTIM_RINGS], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    victim_pid = int(victim.stdout.readline())
+    pids = {p.pid for p in flooders}
+    with Tracer(Filters(pids=frozenset()), rings=True, count_interval=0.2) as t:
+        for p in flooders + [victim]:
+            t.add_pid(p.pid)
+        go(flooders + [victim])
+        events = drain(t, flooders + [victim])
+        aggs, stats = t.aggregates(), t.stats()
+    made = [json.loads(p.stdout.read()) for p in flooders]
+    victim_fds = [int(f) for f in victim.stdout.read().split()]
+
+    rings = [e for e in events if type(e).__name__ == "Ring"]
+    firsts = [e for e in events if type(e).__name__ == "Op" and e.reason != "count"]
+    mine = [e for e in rings if e.pid == victim_pid]
+    assert [e.fd for e in mine] == victim_fds and len(set(e.ring_id for e in mine)) == RING_ROUNDS
+    calls = [e for e in events if isinstance(e, Event) and e.pid == victim_pid]
+    assert [(e.opcode, e.ring_id) for e in calls] == \
+        [(op, r.ring_id) for r in mine for op in (2, 3, 9, 10)]
+    if ops:
+        assert [e.ring_id for e in firsts if e.pid == victim_pid] == [e.ring_id for e in mine]
+    # the processes ended: their counts are their aggregate's (this test's)
+    assert len(aggs) <= 1 and all(a["ended"] == 3 for a in aggs)
+    dropped = {k: sum(a[k] for a in aggs) for k in ("rings_dropped", "ops_dropped")}
+    assert sum(1 for e in rings if e.pid in pids) + dropped["rings_dropped"] == \
+        sum(m["rings"] for m in made)
+    if ops:
+        assert sum(1 for e in firsts if e.pid in pids) + dropped["ops_dropped"] + \
+            stats["ops_untracked"] == sum(m["ops"] for m in made)
+    print(f"flooders made {sum(m['rings'] for m in made)} rings; shown "
+          f"{sum(1 for e in rings if e.pid in pids)}, {dropped}, recs_held="
+          f"{stats['recs_held']} ring_full={stats['ring_full']} "
+          f"ops_untracked={stats['ops_untracked']}")

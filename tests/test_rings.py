@@ -438,7 +438,7 @@ def _rings_made_by(tracer, pid: int) -> int:
     from uringwatch import libbpf
     lib, fd = libbpf.lib(), tracer._obj.map_fd("ring_states")
     key, nxt = ctypes.c_uint64(), ctypes.c_uint64()
-    val = ctypes.create_string_buffer(40)
+    val = ctypes.create_string_buffer(48)       # struct ring_state
     n, prev = 0, None
     while lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
         key.value = nxt.value

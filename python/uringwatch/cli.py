@@ -404,7 +404,9 @@ def serve_metrics(tracer: Tracer, address: str):
 
 
 def _causes(counts: dict) -> str:
-    return ", ".join(f"{k}={counts[k]}" for k in layout.DROPS)
+    """Calls dropped by cause; then ring and op records not sent, if any."""
+    recs = [k for k in layout.REC_DROPS if counts.get(k)]
+    return ", ".join(f"{k}={counts[k]}" for k in (*layout.DROPS, *recs))
 
 
 def print_stats(stats: dict, shown: int, verb: str = "shown") -> None:

@@ -12,11 +12,20 @@ from .bpfobject import BpfObject
 
 PROCESSES_IN_STATS = 100  # stats() lists this many processes, most dropped first
 AGGREGATES_IN_STATS = 100  # and this many aggregates
-COUNTS = ("coalesced", *layout.DROPS)     # what each lists, per process or aggregate
+# what each lists, per process or aggregate: its calls coalesced and
+# dropped by cause, then its ring and op records not sent
+COUNTS = ("coalesced", *layout.DROPS, *layout.REC_DROPS)
+DROPPED = (*layout.DROPS, *layout.REC_DROPS)
 
 
 def _dropped_first(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (-sum(r[k] for k in layout.DROPS), -r["coalesced"]))
+    return sorted(rows, key=lambda r: (-sum(r[k] for k in DROPPED), -r["coalesced"]))
+
+
+def _counts(state: dict) -> dict[str, int]:
+    """A uw_proc's or uw_agg's counts by name (COUNTS)."""
+    return {"coalesced": state["coalesced"], **dict(zip(layout.DROPS, state["drops"])),
+            **dict(zip(layout.REC_DROPS, state["rec_drops"]))}
 
 
 class Counters:
@@ -57,13 +66,13 @@ class Counters:
 
     def processes(self) -> list[dict]:
         """Per process (tgid) with anything coalesced or dropped: pid, comm,
-        calls coalesced, and calls dropped by cause; most dropped first."""
+        calls coalesced, calls dropped by cause, ring and op records not
+        sent; most dropped first."""
         out = []
         for pid, p in self.procs():
-            drops = dict(zip(layout.DROPS, p["drops"]))
-            if p["coalesced"] or any(drops.values()):
-                out.append({"pid": pid, "comm": layout.cstr(p["comm"]),
-                            "coalesced": p["coalesced"], **drops})
+            counts = _counts(p)
+            if any(counts.values()):
+                out.append({"pid": pid, "comm": layout.cstr(p["comm"]), **counts})
         return _dropped_first(out)
 
     def aggregates(self) -> list[dict]:
@@ -74,14 +83,11 @@ class Counters:
         total: dict[tuple[int, int], dict] = {}
         for key, val in self._entries("aggs", layout.AGG_KEY.size, layout.AGG.size):
             k, a = layout.AGG_KEY.unpack(key), layout.AGG.unpack(val)
-            total[k["uid"], k["cgroup_id"]] = {
-                "ended": a["ended"], "coalesced": a["coalesced"],
-                **dict(zip(layout.DROPS, a["drops"]))}
+            total[k["uid"], k["cgroup_id"]] = {"ended": a["ended"], **_counts(a)}
         for _, p in self.procs():
             t = total.setdefault((p["agg"][1], p["agg"][0]),
                                  dict.fromkeys(("ended", *COUNTS), 0))
-            t["coalesced"] += p["coalesced"]
-            for k, n in zip(layout.DROPS, p["drops"]):
+            for k, n in _counts(p).items():
                 t[k] += n
         return _dropped_first([{"uid": uid, "cgroup_id": cg, **t}
                                for (uid, cg), t in total.items()

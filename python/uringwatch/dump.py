@@ -88,8 +88,9 @@ def _counter_fields(names) -> list[tuple]:
 # the counters by name, as the BPF side defines them (layout.py), plus the
 # tracer's own: tracer.stats() has these keys, "processes" and "aggregates"
 # (a test says so)
-PROCESS_COUNTS = ("coalesced", *layout.DROPS)
-COUNTS = (*layout.COUNTERS, "decode_errors", "repeat_events", "ledger_evicted")
+PROCESS_COUNTS = ("coalesced", *layout.DROPS, *layout.REC_DROPS)
+COUNTS = (*layout.COUNTERS, "decode_errors", "repeat_events", "ledger_evicted",
+          "ledger_freed")
 ProcessDrops = msgspec.defstruct(
     "ProcessDrops", [("pid", int), ("comm", str), *_counter_fields(PROCESS_COUNTS)],
     module=__name__, frozen=True, gc=False)

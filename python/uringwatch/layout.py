@@ -131,10 +131,12 @@ I_MEM_CHECKED = 1 << 4
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
             "read_fault", "filtered", "coalesced", "budget", "procs_full", "repeats",
             "ops_untracked", "reserve", "light", "aggs_full", "procs_ended",
-            "actions_lost")
+            "actions_lost", "recs_held", "frees_lost")
 
 # enum uw_drop, in order: uw_proc.drops[]
 DROPS = ("budget", "ring_full", "inflight_full", "reserve")
+# enum uw_rec, in order: uw_proc.rec_drops[], as a process's counts name them
+REC_DROPS = ("rings_dropped", "ops_dropped")
 
 
 def cstr(raw: bytes) -> str:
@@ -297,13 +299,14 @@ PROC = Layout("uw_proc", [
     ("sig", "Q"), ("coalesced", "Q"), ("run_first", "Q"), ("run_last", "Q"),
     ("credit", "Q"), ("credit_ts", "Q"), ("light", BUCKET.format[1:]),
     ("agg", AGG_KEY.format[1:]), ("opcodes", "Q"), ("drops", f"{len(DROPS)}Q"),
-    ("ret", "q"), ("tid", "I"), ("fd", "i"), ("opcode", "I"), ("pad", "I"),
+    ("rec_drops", f"{len(REC_DROPS)}Q"),
+    ("ret", "q"), ("tid", "I"), ("fd", "i"), ("opcode", "I"), ("firsts", "I"),
     ("comm", f"{COMM_LEN}s"),
 ])
 
 AGG = Layout("uw_agg", [
     ("budget", BUCKET.format[1:]), ("coalesced", "Q"), ("drops", f"{len(DROPS)}Q"),
-    ("ended", "Q"),
+    ("rec_drops", f"{len(REC_DROPS)}Q"), ("ended", "Q"),
 ])
 
 # uw_ring_fd (rings_before.h): read from the iterator's fd at start

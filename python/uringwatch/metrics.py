@@ -18,7 +18,8 @@ from .libbpf import LibbpfError
 from .errors import TracerError
 
 # Tracer.stats() keys that count records lost, as uringwatch_dropped_total{cause}
-DROP_CAUSES = ("ring_full", "no_exit", "no_enter", "inflight_full", "budget", "reserve")
+DROP_CAUSES = ("ring_full", "no_exit", "no_enter", "inflight_full", "budget", "reserve",
+               "recs_held")
 # the other counters, by their metric names (a key not listed anywhere is
 # exported as uringwatch_<key>_total)
 OTHER_COUNTERS = {

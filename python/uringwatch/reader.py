@@ -16,7 +16,7 @@ from .decode import Runs, decode, decode_many
 from .errors import TracerError
 from .events import AnyEvent, Repeat
 from .ringbuf import RingBuffer
-from .rings import Ledger, UseCounts
+from .rings import FreedRings, Ledger, UseCounts
 from .targets import Pending
 
 BATCH = 4096            # records decoded per poll
@@ -41,6 +41,7 @@ class EventReader:
         self._ring: RingBuffer | None = None
         self._uses: UseCounts | None = None
         self._actions: Pending | None = None
+        self._freed: FreedRings | None = None
         self._procs: Callable[[], Iterator[tuple[int, dict]]] = lambda: iter(())
         self._runs = Runs()             # repeat records' totals -> counts
         self._runs_flushed = False
@@ -49,12 +50,13 @@ class EventReader:
 
     def start(self, ring: RingBuffer, boot_to_wall: int, uses: UseCounts | None,
               procs: Callable[[], Iterator[tuple[int, dict]]],
-              actions: Pending | None = None) -> None:
+              actions: Pending | None = None, freed: FreedRings | None = None) -> None:
         """Reads `ring` from now on; `uses` gives the operations' counts,
         `procs` the kernel's per-process state (its pending repeat runs),
-        `actions` the actions waiting for their completion at stop."""
+        `actions` the actions waiting for their completion at stop, `freed`
+        the rings freed, for the ledger to let go of."""
         self._ring, self.boot_to_wall, self._uses, self._procs = ring, boot_to_wall, uses, procs
-        self._actions = actions
+        self._actions, self._freed = actions, freed
 
     def found_before(self, events: list[AnyEvent]) -> None:
         """Events found at start (rings made before tracing): the next
@@ -151,6 +153,8 @@ class EventReader:
         due, and once detached with the ring empty (idle), the repeat runs
         still pending in the kernel."""
         out = self._counts() if self._uses and self._uses.due(final=self.detached) else []
+        if self._freed:
+            self.ledger.forget(self._freed.take())
         if idle and self.detached and not self._runs_flushed:
             self._runs_flushed = True
             out += self._pending_runs()

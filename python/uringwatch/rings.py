@@ -111,6 +111,17 @@ def _by_index(files) -> dict[int, FileIdentity]:
             if f.role.startswith("fds[") and f.role.endswith("]")}
 
 
+def release_memory() -> None:
+    """Gives the C heap's free memory back to the system (glibc's
+    malloc_trim), after a cache let go of most of what it held: freed
+    memory is otherwise kept for reuse, and the tracer's RSS would stay at
+    its peak. Elsewhere (musl), nothing."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
+
+
 class _Tables:
     """What one ring has registered, by slot, index, group and cred id."""
 
@@ -169,15 +180,33 @@ class Ledger:
     and personalities, and fills an operation's `uses` from them. What a
     ring made before tracing had registered comes from its RingBefore
     event, found at start (live only); without one, its use shows the slot
-    or index alone. It keeps at most MAX_RINGS rings, the least recently
-    used going first (`evicted` counts them): a closed ring is never used
-    again, and an id is never another ring's."""
+    or index alone. A ring the kernel tells freed is let go of (`forget`,
+    counted in `freed`); beyond that it keeps at most MAX_RINGS rings, the
+    least recently used going first (`evicted` counts them): a closed ring
+    is never used again, and an id is never another ring's."""
 
     MAX_RINGS = 4096
 
     def __init__(self):
         self._rings: collections.OrderedDict[str, _Tables] = collections.OrderedDict()
+        self._peak = 0
         self.evicted = 0
+        self.freed = 0
+
+    @property
+    def held(self) -> int:
+        """Rings whose registrations it holds."""
+        return len(self._rings)
+
+    def forget(self, ring_ids) -> int:
+        """Lets go of freed rings' registrations; how many it held."""
+        n = sum(self._rings.pop(r, None) is not None for r in ring_ids)
+        self.freed += n
+        if len(self._rings) < self._peak // 4:
+            # a dict keeps its table at its largest: a copy is sized anew
+            self._rings, self._peak = collections.OrderedDict(self._rings), len(self._rings)
+            release_memory()
+        return n
 
     # the opcodes _registered() follows: other calls (most) skip it
     FOLLOWED = frozenset({"REGISTER_FILES", "REGISTER_FILES2", "REGISTER_FILES_UPDATE",
@@ -205,6 +234,7 @@ class Ledger:
             self._rings.popitem(last=False)
             self.evicted += 1
         t = self._rings[ring] = _Tables()
+        self._peak = max(self._peak, len(self._rings))
         return t
 
     def _registered(self, t: _Tables, ev: Event) -> None:
@@ -268,8 +298,14 @@ class UseCounts:
     def __init__(self, map_fds: tuple[int, ...], interval: float):
         self.fds, self.interval = map_fds, interval
         self._seen: dict[bytes, int] = {}
+        self._peak = 0
         self._last = time.monotonic()
         self._final = False
+
+    @property
+    def held(self) -> int:
+        """Keys followed: at most the maps' sizes."""
+        return len(self._seen)
 
     def due(self, final: bool) -> bool:
         if self._final:
@@ -284,6 +320,10 @@ class UseCounts:
         out: list[bytes] = []
         for fd in self.fds:
             self._read(fd, out)
+        self._peak = max(self._peak, len(self._seen))
+        if len(self._seen) < self._peak // 4:
+            self._seen, self._peak = dict(self._seen), len(self._seen)  # sized anew
+            release_memory()
         return out
 
     def _read(self, fd: int, out: list[bytes]) -> None:
@@ -303,6 +343,34 @@ class UseCounts:
                 self._seen[k] = _count(val)
             if (rec := _count_record(k, val.raw, before or 0)) is not None:
                 out.append(rec)
+
+
+class FreedRings:
+    """Rings the kernel saw freed whose registrations the ledger may hold
+    (bpf/rings.h, rings_freed), drained every interval. Their ids are given
+    out one interval after they are drained: a ring's own records, sent
+    before it was freed, may still be queued in the ring buffer then, and
+    its operations still need its registrations."""
+
+    def __init__(self, fd: int, interval: float):
+        self.fd, self.interval = fd, interval
+        self._pending: list[str] = []
+        self._last = time.monotonic()
+
+    def take(self) -> list[str]:
+        """The ids drained an interval ago, when one has passed; else []."""
+        if time.monotonic() - self._last < self.interval:
+            return []
+        self._last = time.monotonic()
+        ready, self._pending = self._pending, self._drain()
+        return ready
+
+    def _drain(self) -> list[str]:
+        from . import libbpf
+        lib, val, out = libbpf.lib(), ctypes.c_uint64(), []
+        while lib.bpf_map_lookup_and_delete_elem(self.fd, None, ctypes.byref(val)) == 0:
+            out.append(ring_id(val.value))
+        return out
 
 
 def _keys(lib, fd: int) -> list:

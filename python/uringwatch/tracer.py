@@ -22,7 +22,7 @@ from .loader import Loader
 from .options import TracerOptions
 from .reader import BATCH, EventReader
 from .ringbuf import RingBuffer
-from .rings import UseCounts
+from .rings import FreedRings, UseCounts
 from .targets import Pending
 from .errors import TracerError
 
@@ -89,7 +89,8 @@ class Tracer:
             obj.attach()
             self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
                                boot_to_wall, uses, self._counters.procs,
-                               Pending(obj.map_fd("pending")) if uses else None)
+                               Pending(obj.map_fd("pending")) if uses else None,
+                               FreedRings(obj.map_fd("rings_freed"), self.options.count_interval))
             if probe is not None:
                 self._find_before(obj, probe)
         finally:
@@ -252,4 +253,5 @@ class Tracer:
         "aggregates": aggregates() (the top AGGREGATES_IN_STATS)."""
         return self._opened(self._counters).stats(decode_errors=self._reader.decode_errors,
                                                   ledger_evicted=self._reader.ledger.evicted,
+                                                  ledger_freed=self._reader.ledger.freed,
                                                   repeat_events=self._reader.repeat_events)
