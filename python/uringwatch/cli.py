@@ -10,14 +10,14 @@ import signal
 import sys
 import time
 
-from . import findings_cli, hooks, layout, policy_cli, replay_cli, screen
+from . import findings_cli, hooks, layout, ocsf, policy_cli, replay_cli, screen
 from .hooks import HOOKS
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
 from .filters import Filters, from_args
 from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
-from .output import Writer, schema_text
+from .output import schema_text
 from .recorder import Recorder, file_mode, group_id
 from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
@@ -91,6 +91,7 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
     record, and prints nothing)."""
     if not record:
         ap.add_argument("--json", action="store_true", help="print JSON Lines")
+        ocsf.add_format_option(ap)
         findings_cli.add_live_options(ap)
     w = ap.add_argument_group("recording")
     w.add_argument("-w", dest="write", metavar="FILE", required=record,
@@ -300,7 +301,7 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
     with tracer:
         recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6), args.max_files,
                             stop, args.file_mode, args.group) if args.write else None
-        writer = Writer(sys.stdout, args.json, stop) if show else None
+        writer = ocsf.writer(args, sys.stdout, stop) if show else None
         last_stats = time.monotonic()
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "

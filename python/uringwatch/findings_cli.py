@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from . import screen
+from . import ocsf, screen
 from .dump import DumpError
 from .errors import os_message
 from .events import Finding
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .findings import Engine, RulesError, Ruleset, shipped_text
-from .output import Writer
 from .replay import Reader
 
 
@@ -30,11 +29,12 @@ def _rules_option(g) -> None:
 
 def add_parser(commands) -> None:
     ap = commands.add_parser(
-        "findings", help="findings over recordings; no root, BPF or libbpf needed",
+        "findings", help="rules matched over recordings; no root or BPF needed",
         description="Match recorded events against the findings rules and print the "
                     "findings (README, Findings).")
     ap.add_argument("files", nargs="*", metavar="RECORDING")
     ap.add_argument("--json", action="store_true", help="print JSON Lines")
+    ocsf.add_format_option(ap)
     ap.add_argument("--print-rules", action="store_true",
                     help="print the shipped rules file and exit")
     _rules_option(ap)
@@ -75,7 +75,7 @@ def run(args) -> int:
         return EXIT_USAGE
     try:
         reader.check()
-        writer = Writer(sys.stdout, args.json)
+        writer = ocsf.writer(args, sys.stdout, hostname=lambda: reader.meta.hostname)
         for batch in reader.batches():
             found = engine.feed(batch)
             if found:
