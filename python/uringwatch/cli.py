@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from . import findings_cli, hooks, layout, ocsf, policy_cli, replay_cli, screen
+from . import export, findings_cli, hooks, layout, ocsf, policy_cli, replay_cli, screen
 from .hooks import HOOKS
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
@@ -40,6 +40,7 @@ examples:
   uringwatch replay cap.uwd --opcode FILES --stats
   uringwatch --findings          # only findings: the rules that matched (README, Findings)
   uringwatch findings cap.uwd    # findings over a recording
+  uringwatch export --parquet fleet/ --findings cap.uwd   # Parquet, by host and day
 """
 
 
@@ -74,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     schema_ap.set_defaults(run=print_schema, parser=schema_ap)
     policy_cli.add_parsers(commands)
     findings_cli.add_parser(commands)
+    export.add_parser(commands)
     return ap
 
 
