@@ -89,6 +89,34 @@ def test_personality_churn(tracer, ring):
     assert len(found[0].evidence) == 16 and found[0].evidence[-1].ts == calls[63].ts
 
 
+def resizable_ring() -> int:
+    """RESIZE_RINGS takes DEFER_TASKRUN rings (which need SINGLE_ISSUER)."""
+    p = (ctypes.c_uint32 * 30)()
+    p[2] = 1 << 12 | 1 << 13
+    fd = uring.syscall(uring.SYS_io_uring_setup, ctypes.c_uint32(8), p)
+    assert fd >= 0, os.strerror(-fd)
+    return fd
+
+
+def test_resize_churn(tracer):
+    """40 resizes in a loop fire once; two are no finding."""
+    fd = resizable_ring()
+    params = (ctypes.c_uint32 * 30)()
+    results = []
+    for i in range(42):
+        params[0], params[1] = 16 << (i % 2), 32 << (i % 2)
+        results.append(uring.register(fd, uring.REGISTER_RESIZE_RINGS, params, 1))
+    os.close(fd)
+    if results[0] == -22:
+        pytest.skip("this kernel has no REGISTER_RESIZE_RINGS (6.13+)")
+    assert results == [0] * 42
+    calls = tracer.mine(42)
+    e = engine()
+    assert e.feed(calls[:2]) == []
+    found = e.feed(calls[2:])
+    assert rules_of(found) == ["resize-churn"] and len(found) == 1
+
+
 def test_toctou_race_on_files_is_a_finding(tracer):
     """test_toctou's racing writer: the call it changed is a finding; the
     same calls without the writer are none."""

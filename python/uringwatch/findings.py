@@ -168,18 +168,24 @@ class _Compiled:
         self.windows: dict = collections.defaultdict(collections.deque)
         self.partials: dict = collections.defaultdict(list)
         self.once: dict = {}
+        self._require = tuple(rule.require.items())
+        self._differ = tuple(rule.differ)
+        if self._differ and len(self._differ) != 2:
+            raise RulesError(f"rule {rule.id}: differ names two fields")
+        self._first_kinds = frozenset(rule.sequence[0].kinds) if rule.sequence else None
 
     def cheap(self, ev, kind: str) -> bool:
-        """Whether the event can match, by plain field reads (no CEL)."""
-        r = self.rule
-        if any(getattr(ev, f, None) != v for f, v in r.require.items()):
-            return False
-        if r.differ:
-            a, b = (getattr(ev, f, None) for f in r.differ)
+        """Whether the event can match, by plain field reads (no CEL):
+        loops, not generators, as this runs for every candidate."""
+        for field, value in self._require:
+            if getattr(ev, field, None) != value:
+                return False
+        if self._differ:
+            a, b = getattr(ev, self._differ[0], None), getattr(ev, self._differ[1], None)
             if a is None or b is None or a == b:
                 return False
-        if r.sequence:
-            return kind in r.sequence[0].kinds or bool(self.partials.get(getattr(ev, r.per, None)))
+        if self._first_kinds is not None and kind not in self._first_kinds:
+            return bool(self.partials.get(getattr(ev, self.rule.per, None)))
         return True
 
 
