@@ -265,7 +265,10 @@ class Engine:
 
     def _counted(self, c: _Compiled, ev, kind: str, data: dict) -> list | None:
         n = c.rule.count
-        window = c.windows[data.get(n.per)]
+        key = data.get(n.per)
+        if key is None:             # nothing to count it with (a repeat has no ring id)
+            return None
+        window = c.windows[key]
         window.append((ev.ts, getattr(ev, "count", 1) if kind == "repeat" else 1,
                        _evidence(ev, kind)))
         while window and ev.ts - window[0][0] > n.within_s * 1e9:
