@@ -325,3 +325,17 @@ def test_findings_over_a_recording_and_in_metrics(tmp_path, tracer, ring):
     m.observe(engine().feed([ev]))
     from prometheus_client import generate_latest
     assert b'uringwatch_findings_total{rule="buffers-same-page"} 1.0' in generate_latest(m.registry)
+
+
+def test_shipped_rules_are_printed_and_each_is_fired_here():
+    """`findings --print-rules` is the shipped file; every rule in it is
+    named by an assertion of this file (a checklist: a new rule needs its
+    workload)."""
+    tomllib = pytest.importorskip("tomllib")      # 3.11+
+    out = subprocess.run([sys.executable, "-m", "uringwatch", "findings", "--print-rules"],
+                         capture_output=True, text=True, check=True)
+    rules = tomllib.loads(out.stdout)
+    assert rules["version"] >= 1
+    here = open(__file__).read().split("def test_shipped_rules_are_printed")[0]
+    missing = [r["id"] for r in rules["rule"] if f'"{r["id"]}"' not in here]
+    assert missing == []
