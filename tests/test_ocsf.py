@@ -116,6 +116,7 @@ def test_live_findings_as_ocsf(validate, tmp_path):
     try:
         line = tracer.stderr.readline()         # the tracing line: attached
         assert line.startswith("uringwatch: tracing"), line
+        assert "(--rings for creation and operations)" not in line     # --findings traces rings
         work.communicate("go\n", timeout=60)
         out, _ = tracer.communicate(timeout=60)
     finally:

@@ -212,7 +212,8 @@ def run_trace(args) -> int:
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
                         hook=args.hook, resolve=args.resolve,
-                        rings=args.rings or args.ops == "all", ops_all=args.ops == "all",
+                        rings=args.rings or args.ops == "all" or findings_cli.wanted(args),
+                        ops_all=args.ops == "all",
                         fair=args.fair, rate=args.rate, burst=args.burst,
                         **findings_cli.tracer_options(args))
         return trace(tracer, args, show=not record)

@@ -41,9 +41,14 @@ def add_parser(commands) -> None:
     ap.set_defaults(run=run, parser=ap)
 
 
+def wanted(args) -> bool:
+    """--findings given (`record` has no such option); it traces rings too."""
+    return bool(getattr(args, "findings", False))
+
+
 def tracer_options(args) -> dict:
     """Tracer keyword arguments for --findings; RulesError on a bad file."""
-    if not getattr(args, "findings", False):
+    if not wanted(args):
         return {}
     return {"findings": Ruleset(args.rules)}
 
