@@ -108,7 +108,8 @@ def test_live_findings_as_ocsf(validate, tmp_path):
             "fd = uring.setup(); p = ctypes.create_string_buffer(8192); "
             "b = (ctypes.addressof(p) + 4095) & ~4095; "
             "v = (uring.Iovec * 4)(*[uring.Iovec(b, 4096)] * 4); "
-            "assert uring.register(fd, uring.REGISTER_BUFFERS, v, 4) == 0") % os.path.dirname(__file__)
+            "assert uring.register(fd, uring.REGISTER_BUFFERS, v, 4) == 0"
+            ) % os.path.dirname(__file__)
     work = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
     tracer = subprocess.Popen([sys.executable, "-m", "uringwatch", "--findings", "--format",
                                "ocsf", "-p", str(work.pid), "--count", "1"],
