@@ -248,10 +248,12 @@ def test_a_ring_outside_containers_is_no_finding(cgroup):
 
 @pytest.mark.skipif(not shutil.which("fio"), reason="fio is not installed (ci/setup installs it)")
 @pytest.mark.parametrize("extra", [[], ["--sqthread_poll=1"]])
-def test_fio_with_registered_files_and_buffers_is_no_finding(tmp_path, extra):
+def test_fio_with_registered_files_and_buffers_is_no_finding(tmp_path, cgroup, extra):
+    """fio in a cgroup of its own (another fio on the machine is not ours)."""
     from uringwatch import Filters, Tracer
-    with Tracer(Filters(comm="fio"), findings=True) as t:
-        subprocess.run(["fio", "--name=benign", "--ioengine=io_uring", "--registerfiles=1",
+    with Tracer(Filters(cgroups=frozenset([os.stat(cgroup).st_ino])), findings=True) as t:
+        subprocess.run(["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh",
+                        "fio", "--name=benign", "--ioengine=io_uring", "--registerfiles=1",
                         "--fixedbufs=1", "--rw=randrw", "--bs=4k", "--size=1M",
                         "--iodepth=8", "--numjobs=2", f"--directory={tmp_path}",
                         "--output-format=terse", *extra],
