@@ -10,14 +10,14 @@ import signal
 import sys
 import time
 
-from . import hooks, layout, policy_cli, replay_cli, screen
+from . import export, findings_cli, hooks, layout, ocsf, policy_cli, replay_cli, screen
 from .hooks import HOOKS
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
 from .filters import Filters, from_args
 from .filters import add_options as add_filter_options
 from .libbpf import LibbpfError
-from .output import Writer, schema_text
+from .output import schema_text
 from .recorder import Recorder, file_mode, group_id
 from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
@@ -38,6 +38,9 @@ examples:
   uringwatch --rate 100 --burst 500   # tighter budget per process
   uringwatch record -w cap.uwd -C 100 -W 5   # 100 MB files, keep the newest 5
   uringwatch replay cap.uwd --opcode FILES --stats
+  uringwatch --findings          # only findings: the rules that matched (README, Findings)
+  uringwatch findings cap.uwd    # findings over a recording
+  uringwatch export --parquet fleet/ --findings cap.uwd   # Parquet, by host and day
 """
 
 
@@ -71,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
         description="Print the JSON Schema of one line of --json output.")
     schema_ap.set_defaults(run=print_schema, parser=schema_ap)
     policy_cli.add_parsers(commands)
+    findings_cli.add_parser(commands)
+    export.add_parser(commands)
     return ap
 
 
@@ -88,6 +93,8 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
     record, and prints nothing)."""
     if not record:
         ap.add_argument("--json", action="store_true", help="print JSON Lines")
+        ocsf.add_format_option(ap)
+        findings_cli.add_live_options(ap)
     w = ap.add_argument_group("recording")
     w.add_argument("-w", dest="write", metavar="FILE", required=record,
                    help="record raw records to FILE (- for stdout)")
@@ -205,8 +212,10 @@ def run_trace(args) -> int:
     try:
         tracer = Tracer(filters, cap=args.cap, btf_path=args.btf, generic=args.generic,
                         hook=args.hook, resolve=args.resolve,
-                        rings=args.rings or args.ops == "all", ops_all=args.ops == "all",
-                        fair=args.fair, rate=args.rate, burst=args.burst)
+                        rings=args.rings or args.ops == "all" or findings_cli.wanted(args),
+                        ops_all=args.ops == "all",
+                        fair=args.fair, rate=args.rate, burst=args.burst,
+                        **findings_cli.tracer_options(args))
         return trace(tracer, args, show=not record)
     except TracerError as e:
         screen.error(e)
@@ -296,7 +305,7 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
     with tracer:
         recorder = Recorder(args.write, tracer, int(args.rotate_mb * 1e6), args.max_files,
                             stop, args.file_mode, args.group) if args.write else None
-        writer = Writer(sys.stdout, args.json, stop) if show else None
+        writer = ocsf.writer(args, sys.stdout, stop) if show else None
         last_stats = time.monotonic()
         f = tracer.features
         print(f"uringwatch: tracing via {' + '.join(f['hooks'])}; "
@@ -315,6 +324,8 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
             nonlocal recorded, last_stats
             if metrics and show:        # record copies records, decoding none
                 metrics.observe(events)
+            if show and args.findings:
+                events = findings_cli.only_findings(events)
             if args.count:
                 events = events[:args.count - seen()]
             if events and writer:
@@ -353,6 +364,7 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
             if recorder:
                 recorder.close()
             print_stats(tracer.stats(), seen(), "recorded" if not show else "shown")
+            findings_cli.print_errors(tracer.findings)
     return EXIT_OK
 
 

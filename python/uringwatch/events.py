@@ -240,6 +240,34 @@ class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repea
     at_stop: bool = False     # read from the kernel's map at stop: no record came
 
 
+class Evidence(msgspec.Struct, frozen=True, gc=False):
+    """One event a finding rests on, by what names it in the stream."""
+    kind: str                 # call, repeat, ring, op
+    ts: int
+    pid: int
+    tid: int
+    ring_id: str | None
+    opcode_name: str | None   # None for a ring's creation
+
+
+class Finding(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="finding"):
+    """A rule of the findings rules (README, Findings) matched: what it
+    means, and the events it rests on."""
+    ts: int                   # the last evidence's
+    rule: str                 # the rule's id
+    title: str
+    severity: str             # info, low, medium, high, critical
+    technique: str            # MITRE ATT&CK technique id
+    explanation: str          # one sentence
+    pid: int                  # the last evidence's process
+    comm: str
+    uid: int | None
+    ring_id: str | None
+    container_id: str | None
+    evidence: list[Evidence]  # oldest first, at most the last 16
+    rules_version: int        # the shipped rules file's version
+
+
 # What the tracer yields and `--json` prints, one per line, told apart by
 # "kind". `Event` stays the call, as it always was.
-AnyEvent = Event | Repeat | Ring | Op | RingBefore | Action
+AnyEvent = Event | Repeat | Ring | Op | RingBefore | Action | Finding

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from . import layout, opcodes
-from .events import Action, AnyEvent, Op, Repeat, Ring, RingBefore
+from .events import Action, AnyEvent, Finding, Op, Repeat, Ring, RingBefore
 from .libbpf import LibbpfError
 from .errors import TracerError
 
@@ -62,6 +62,8 @@ class Metrics:
         self.operations = Counter("uringwatch_ring_operations", "operations rings "
                                   "accepted (--rings), by IORING_OP", ["opcode"],
                                   registry=self.registry)
+        self.findings = Counter("uringwatch_findings", "findings (--findings), by rule id",
+                                ["rule"], registry=self.registry)
         self.registry.register(_TracerCollector(tracer))
         self._server = None
 
@@ -69,6 +71,9 @@ class Metrics:
         """Calls by opcode and result (a repeat record stands for `count`
         calls), and ring operations by opcode (their counts)."""
         for ev in events:
+            if isinstance(ev, Finding):
+                self.findings.labels(ev.rule).inc()
+                continue
             if isinstance(ev, Op):
                 if ev.reason == "count":
                     self.operations.labels(ev.opcode_name).inc(ev.count)

@@ -11,7 +11,7 @@ from typing import IO
 
 import msgspec
 
-from .events import Action, AnyEvent, Event, Op, Repeat, Ring, RingBefore
+from .events import Action, AnyEvent, Event, Finding, Op, Repeat, Ring, RingBefore
 from .identity import MemoryIdentity, label
 from .payloads import Iovec, Restriction
 from .screen import escape
@@ -141,7 +141,17 @@ def _action_row(ev: Action) -> str:
             f"{ev.opcode_name} {describe(ev, escape)} ring={ev.ring_id}{who}")
 
 
+def _finding_row(ev: Finding) -> str:
+    where = f" ring={ev.ring_id}" if ev.ring_id else ""
+    where += f" container={ev.container_id[:12]}" if ev.container_id else ""
+    return (f"{_clock(ev.ts):<12} {ev.pid:>7} {'':>7} {escape(ev.comm):<16} {'':>5} "
+            f"{'FINDING ' + ev.severity.upper():<26} {len(ev.evidence):>5} {'':>8} {'':>8} "
+            f"{ev.rule} ({ev.technique}): {ev.title}{where}")
+
+
 def row(ev: AnyEvent) -> str:
+    if isinstance(ev, Finding):
+        return _finding_row(ev)
     if isinstance(ev, Ring):
         return _ring_row(ev)
     if isinstance(ev, RingBefore):

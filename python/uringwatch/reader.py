@@ -36,6 +36,8 @@ class EventReader:
         self.detached = False           # no program runs: the ring holds all there is
         # sees each batch's ring bytes, the cgroups in it and its record count
         self.on_ring: Callable[[memoryview, set, int], object] | None = None
+        # given each batch of events, returns the findings they make
+        self.findings: Callable[[list], list] | None = None
         self._context = context         # cgroup id -> (path, container id)
         self._lock = threading.Lock()
         self._ring: RingBuffer | None = None
@@ -129,7 +131,7 @@ class EventReader:
         spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
         out, errors = decode_many(ring.data, spans, self.boot_to_wall, self._context,
                                   proc=True, runs=self._runs,
-                                  lines=lines and not self.on_ring,
+                                  lines=lines and not self.on_ring and not self.findings,
                                   follow=self.ledger.feed)
         self.decode_errors += len(errors)
         if self.on_ring and spans:
@@ -141,7 +143,8 @@ class EventReader:
                 view.release()
         ring.release()
         found, self._found = self._found, []
-        return found + out + self._made_here(idle=not out and not found)
+        out = found + out + self._made_here(idle=not out and not found)
+        return out + self.findings(out) if self.findings else out
 
     @property
     def repeat_events(self) -> int:

@@ -61,6 +61,7 @@ class Reader:
         self._runs: dict[str, Runs] = {}        # run_id -> repeat counting
         self._ledgers: dict[str, Ledger] = {}   # run_id -> registrations seen
         self._others: list[AnyEvent] = []       # --stats: records not calls, decoded
+        self.meta: dump.Meta | None = None      # the header of the file being read
 
     def events(self) -> Iterator[AnyEvent]:
         for path in self.paths:
@@ -121,6 +122,7 @@ class Reader:
         except dump.DumpError as e:
             self.problems.append(e)
             return
+        self.meta = meta
         yield from self._frames(path, data, start, meta, stats, lines)
         self.done_bytes += len(data)
 

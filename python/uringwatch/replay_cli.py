@@ -7,12 +7,11 @@ import json
 import sys
 import time
 
-from . import screen
+from . import ocsf, screen
 from .dump import DumpError
 from .errors import os_message
 from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .filters import add_options as add_filter_options, from_args
-from .output import Writer
 from .replay import Reader
 
 PROGRESS_MIN_BYTES = 16 << 20
@@ -27,6 +26,7 @@ def add_parser(commands) -> None:
                     f"{problems} (see README).")
     ap.add_argument("files", nargs="+", metavar="FILE")
     ap.add_argument("--json", action="store_true", help="print JSON Lines")
+    ocsf.add_format_option(ap)
     ap.add_argument("--stats", action="store_true",
                     help="a summary instead of events (with --json: one object)")
     add_filter_options(ap, live=False)
@@ -79,7 +79,7 @@ def run(args) -> int:
                       "drops_by_aggregate": reader.aggregate_drops()}
             print(json.dumps(report) if args.json else _stats_text(report))
         else:
-            writer = Writer(sys.stdout, args.json)
+            writer = ocsf.writer(args, sys.stdout, hostname=lambda: reader.meta.hostname)
             batches = reader.json_batches() if args.json else reader.batches()
             for batch in _progress(reader, batches):
                 writer.write(batch)

@@ -36,7 +36,9 @@ class Tracer:
     """A live tracer. Use as a context manager; iterate for events.
 
     Tracer(filters, **options) takes TracerOptions' fields as keyword
-    arguments (cap=..., fair=..., ...); a bad one raises TracerError."""
+    arguments (cap=..., fair=..., ...); a bad one raises TracerError.
+    findings=True (or a findings.Ruleset) adds Finding events after the
+    events they rest on, and traces rings unless rings=False is given."""
 
     hook = _option("hook")
     resolve = _option("resolve")
@@ -44,7 +46,9 @@ class Tracer:
     flush_interval = _option("flush_interval")
     count_interval = _option("count_interval")
 
-    def __init__(self, filters: Filters | None = None, **options):
+    def __init__(self, filters: Filters | None = None, findings=False, **options):
+        if findings:
+            options.setdefault("rings", True)
         self.options = TracerOptions(**options)
         self.filters = filters or Filters()
         self.features: dict[str, object] = {}
@@ -56,6 +60,11 @@ class Tracer:
             self._cgroups = CgroupResolver()
             self._context = self._cgroups.context
         self._reader = EventReader(self.options.flush_interval, self._context)
+        self.findings = None        # the findings.Engine, with findings on
+        if findings:
+            from .findings import Engine
+            self.findings = Engine(None if findings is True else findings, live=True)
+            self._reader.findings = self.findings.feed
         self._obj: BpfObject | None = None
         self._sets: FilterSets | None = None
         self._counters: Counters | None = None

@@ -1,0 +1,154 @@
+"""Events as OCSF 1.8 (https://schema.ocsf.io): a ring's creation, register
+calls, repeats and operations as Kernel Activity (1003), findings as
+Detection Finding (2004). What OCSF has no field for stays in `unmapped`,
+under `uringwatch`: the event as uringwatch's own JSON has it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import IO, Callable
+
+import msgspec
+
+from .events import Action, Event, Finding, Op, Repeat, Ring, RingBefore
+from .output import WholeWriter
+
+VERSION = "1.8.0"
+KERNEL_ACTIVITY, DETECTION_FINDING = 1003, 2004
+SYSTEM_ACTIVITY, FINDINGS = 1, 2        # their categories
+CREATE, READ, INVOKE = 1, 2, 4           # activity ids
+SYSCALL, OTHER = 2, 99                  # kernel object type ids
+SUCCESS, FAILURE = 1, 2                 # status ids
+SEVERITY_IDS = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+
+
+def _product() -> dict:
+    from . import __version__
+    return {"name": "uringwatch", "vendor_name": "uringwatch", "version": __version__}
+
+
+class Mapper:
+    """Makes OCSF objects of events; `hostname()` names the machine traced
+    (the recording's, in a replay)."""
+
+    def __init__(self, hostname: Callable[[], str] = lambda: os.uname().nodename):
+        self.hostname = hostname
+        self._product = _product()
+
+    def __call__(self, ev) -> dict:
+        if isinstance(ev, Finding):
+            return self._finding(ev)
+        return self._kernel(ev)
+
+    def _base(self, ev, class_uid: int, category: int, activity: int, severity: int) -> dict:
+        return {
+            "class_uid": class_uid, "category_uid": category, "activity_id": activity,
+            "type_uid": class_uid * 100 + activity, "severity_id": severity,
+            "time": ev.ts // 1_000_000,
+            "metadata": {"version": VERSION, "product": self._product,
+                         "log_name": type(ev).__struct_config__.tag},
+            "device": {"type_id": 0, "hostname": self.hostname()},
+            "unmapped": {"uringwatch": msgspec.to_builtins(ev)},
+        }
+
+    def _kernel(self, ev) -> dict:
+        if isinstance(ev, Ring):
+            kernel = {"name": "io_uring", "type_id": SYSCALL, "system_call": "io_uring_setup"}
+            activity = CREATE
+        elif isinstance(ev, RingBefore):
+            kernel = {"name": "io_uring", "type_id": OTHER,
+                      "type": "io_uring ring made before tracing"}
+            activity = READ
+        elif isinstance(ev, (Op, Action)):
+            kernel = {"name": f"IORING_OP_{ev.opcode_name}", "type_id": OTHER,
+                      "type": "io_uring operation"}
+            activity = INVOKE
+        else:
+            kernel = {"name": f"IORING_{ev.opcode_name}", "type_id": SYSCALL,
+                      "system_call": "io_uring_register"}
+            activity = INVOKE
+        out = self._base(ev, KERNEL_ACTIVITY, SYSTEM_ACTIVITY, activity, 1)
+        out["kernel"] = kernel
+        out["actor"] = _actor(ev)
+        if isinstance(ev, (Event, Ring, Repeat)):
+            out["status_id"] = FAILURE if ev.ret < 0 else SUCCESS
+            if ev.error:
+                out["status_code"] = ev.error
+        if isinstance(ev, Action) and ev.result is not None:
+            out["status_id"] = FAILURE if ev.result < 0 else SUCCESS
+            if ev.error:
+                out["status_code"] = ev.error
+        if isinstance(ev, (Repeat, Op)):
+            out["count"] = ev.count
+        return out
+
+    def _finding(self, ev: Finding) -> dict:
+        out = self._base(ev, DETECTION_FINDING, FINDINGS, CREATE, SEVERITY_IDS[ev.severity])
+        out["message"] = ev.explanation
+        out["finding_info"] = {
+            "uid": f"{ev.rule}:{ev.ts}:{ev.pid}", "title": ev.title, "desc": ev.explanation,
+            "types": [ev.rule],
+            "analytic": {"name": ev.rule, "uid": ev.rule, "type_id": 1},     # 1: Rule
+            "attacks": [{"technique": {"uid": ev.technique}}],
+            "first_seen_time": ev.evidence[0].ts // 1_000_000 if ev.evidence else None,
+            "last_seen_time": ev.ts // 1_000_000,
+        }
+        if out["finding_info"]["first_seen_time"] is None:
+            del out["finding_info"]["first_seen_time"]
+        return out
+
+
+def _actor(ev) -> dict:
+    process = {"pid": ev.pid, "name": ev.comm}
+    uid = getattr(ev, "uid", None)
+    if uid is not None:
+        process["user"] = {"uid": str(uid)}
+    return {"process": process}
+
+
+class Writer:
+    """output.Writer's twin for --format ocsf: one OCSF object a line."""
+
+    def __init__(self, out: IO[str], stop=None, hostname: Callable[[], str] | None = None):
+        out.flush()
+        self.lines = 0
+        self._out = WholeWriter(out.fileno(), stop)
+        self._map = Mapper(hostname) if hostname else Mapper()
+        self._enc = msgspec.json.Encoder()
+
+    def write(self, events: list) -> None:
+        buf = self._enc.encode_lines([self._map(ev) for ev in events])
+        try:
+            self._out.write(buf)
+        except KeyboardInterrupt as e:
+            self.lines += buf.count(b"\n", 0, e.written)
+            raise
+        self.lines += len(events)
+
+
+class _Format(argparse.Action):
+    """--format json is --json."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.format = values
+        if values == "json":
+            namespace.json = True
+
+
+def add_format_option(ap) -> None:
+    """--format, beside --json (which is --format json)."""
+    ap.add_argument("--format", choices=("table", "json", "ocsf"), default=None,
+                    action=_Format,
+                    help="table (default), json (as --json), or ocsf: OCSF 1.8 objects, "
+                         "one a line (README, OCSF)")
+
+
+def writer(args, out: IO[str], stop=None, hostname: Callable[[], str] | None = None):
+    """The writer --format (or --json) asks for."""
+    if args.format == "ocsf":
+        if args.json:
+            args.parser.error("--json and --format ocsf exclude each other")
+        return Writer(out, stop, hostname)
+    from .output import Writer as Plain
+    return Plain(out, args.json, stop)

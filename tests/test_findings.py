@@ -1,0 +1,346 @@
+"""Findings: each shipped rule fires on a real workload that does what it
+names, and stays silent on a real benign client (fio over io_uring with
+registered files and buffers) and on the benign twin of each workload."""
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+import uring
+from helpers import needs_root
+from test_rings import _child, _wait, needs_ops, submit_tracepoint_has_request  # noqa: F401
+
+pytest.importorskip("cel")
+pytestmark = needs_root
+
+
+def engine(*rules_files):
+    from uringwatch.findings import Engine, Ruleset
+    return Engine(Ruleset(rules_files))
+
+
+def rules_of(found):
+    return sorted({f.rule for f in found})
+
+
+def live(**kw):
+    """A findings tracer of this process (and the pids a test adds)."""
+    from uringwatch import Filters, Tracer
+    return Tracer(Filters(pids=frozenset([os.getpid()])), findings=True,
+                  count_interval=0.2, **kw)
+
+
+def collect(tracer, until, timeout=30.0):
+    events, deadline = [], time.monotonic() + timeout
+    while not until(events) and time.monotonic() < deadline:
+        events += tracer.poll(0.05)
+    tracer.detach()
+    while batch := tracer.poll(0):
+        events += batch
+    return events
+
+
+def findings(events):
+    return [e for e in events if type(e).__name__ == "Finding"]
+
+
+# -- single calls, seen by the session's tracer ----------------------------
+
+def test_buffers_mapping_one_page_repeatedly(tracer, ring):
+    """CVE-2023-2598's set-up: eight iovecs over one page. Eight distinct
+    pages registered the same way are no finding."""
+    page = ctypes.create_string_buffer(4096 * 9)
+    base = (ctypes.addressof(page) + 4095) & ~4095
+    same = (uring.Iovec * 8)(*[uring.Iovec(base, 4096)] * 8)
+    assert uring.register(ring, uring.REGISTER_BUFFERS, same, 8) == 0
+    bad = tracer.one(opcode=uring.REGISTER_BUFFERS)
+    uring.register(ring, uring.UNREGISTER_BUFFERS, None, 0)
+    distinct = (uring.Iovec * 8)(*[uring.Iovec(base + 4096 * i, 4096) for i in range(8)])
+    assert uring.register(ring, uring.REGISTER_BUFFERS, distinct, 8) == 0
+    good = tracer.one(opcode=uring.REGISTER_BUFFERS)
+    e = engine()
+    (f,) = e.feed([bad])
+    assert f.rule == "buffers-same-page" and f.severity == "high" and f.technique == "T1068"
+    assert [(v.ts, v.tid, v.opcode_name) for v in f.evidence] == \
+        [(bad.ts, bad.tid, "REGISTER_BUFFERS")]
+    assert f.ring_id == bad.ring_id
+    assert e.feed([good]) == []
+
+
+def test_personality_churn(tracer, ring):
+    """100 register/unregister pairs fire once per 64 calls; one pair is no finding."""
+    calls = []
+    for _ in range(100):
+        pid = uring.register(ring, uring.REGISTER_PERSONALITY, None, 0)
+        assert pid > 0
+        assert uring.register(ring, uring.UNREGISTER_PERSONALITY, None, pid) == 0
+    calls = tracer.mine(200)
+    e = engine()
+    assert e.feed(calls[:2]) == []
+    found = e.feed(calls[2:])
+    assert rules_of(found) == ["personality-churn"] and len(found) == 3
+    assert len(found[0].evidence) == 16 and found[0].evidence[-1].ts == calls[63].ts
+
+
+def resizable_ring() -> int:
+    """RESIZE_RINGS takes DEFER_TASKRUN rings (which need SINGLE_ISSUER)."""
+    p = (ctypes.c_uint32 * 30)()
+    p[2] = 1 << 12 | 1 << 13
+    fd = uring.syscall(uring.SYS_io_uring_setup, ctypes.c_uint32(8), p)
+    if fd == -errno.EINVAL:
+        pytest.skip("this kernel has no DEFER_TASKRUN rings (6.1+)")
+    assert fd >= 0, os.strerror(-fd)
+    return fd
+
+
+def test_resize_churn(tracer):
+    """40 resizes in a loop fire once; two are no finding."""
+    fd = resizable_ring()
+    params = (ctypes.c_uint32 * 30)()
+    results = []
+    for i in range(42):
+        params[0], params[1] = 16 << (i % 2), 32 << (i % 2)
+        results.append(uring.register(fd, uring.REGISTER_RESIZE_RINGS, params, 1))
+    os.close(fd)
+    if results[0] == -errno.EINVAL:
+        pytest.skip("this kernel has no REGISTER_RESIZE_RINGS (6.13+)")
+    assert results == [0] * 42
+    calls = tracer.mine(42)
+    e = engine()
+    assert e.feed(calls[:2]) == []
+    found = e.feed(calls[2:])
+    assert rules_of(found) == ["resize-churn"] and len(found) == 1
+
+
+def test_toctou_race_on_files_is_a_finding(tracer):
+    """test_toctou's racing writer: the call it changed is a finding; the
+    same calls without the writer are none."""
+    import threading
+    import test_toctou
+    if not tracer.tracer.features["bpf_loop"]:
+        pytest.skip("no TOCTOU re-read on this kernel")
+    fds = (ctypes.c_int32 * test_toctou.CALL)()
+    assert engine().feed(test_toctou.register_many(tracer, fds, 3)) == []
+    stop, mine = threading.Event(), os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+
+    def writer():
+        os.sched_setaffinity(0, {1})
+        i = 0
+        while not stop.is_set():
+            i += 1
+            fds[test_toctou.N - 1] = i % 2
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        events = test_toctou.register_many(tracer, fds, test_toctou.TRIES)
+    finally:
+        stop.set()
+        t.join()
+        os.sched_setaffinity(0, mine)
+    changed = [e for e in events if e.toctou.changed]
+    assert changed
+    found = engine().feed(events)
+    assert rules_of(found) == ["toctou-argument-change"]
+    assert [f.evidence[0].ts for f in found] == [e.ts for e in changed]
+
+
+def test_toctou_rule_matches_a_changed_call(tracer, ring):
+    """The rule on a real REGISTER_FILES event, its toctou replaced by a
+    change (the race itself is test_toctou's): fires; unchanged: silent."""
+    import msgspec
+    assert uring.register(ring, uring.REGISTER_FILES, uring.ints(0, 1), 2) == 0
+    ev = tracer.one(opcode=uring.REGISTER_FILES)
+    changed = msgspec.structs.replace(
+        ev, toctou=msgspec.structs.replace(ev.toctou, changed=True, changes=["fds[1]"]))
+    e = engine()
+    assert e.feed([ev]) == []
+    assert rules_of(e.feed([changed])) == ["toctou-argument-change"]
+
+
+# -- rings, live through Tracer(findings=True) --------------------------------
+
+def test_root_personality_used_after_a_privilege_drop(needs_ops):
+    """Registered as root, used by a child that dropped to nobody: the
+    single-event rule and the two-step sequence both fire, once each."""
+    with live() as t:
+        r = uring.Ring(8)
+        pers = uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0)
+        go_r, go_w = os.pipe()
+
+        def dropped():
+            os.read(go_r, 1)
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            ring = uring.Ring.attach(r.fd, r)
+            for _ in range(3):
+                ring.put(0, uring.OP_NOP, personality=pers)
+                assert ring.submit(1) == 0
+
+        child = _child(dropped)
+        t.add_pid(child)
+        os.write(go_w, b"x")
+        _wait(child)
+        events = collect(t, lambda ev: len(findings(ev)) >= 3)
+        r.close()
+    found = findings(events)
+    assert rules_of(found) == ["credential-override", "ring-driven-by-another-process",
+                               "root-personality-after-drop"]
+    assert len(found) == 3
+    (seq,) = [f for f in found if f.rule == "root-personality-after-drop"]
+    assert [v.kind for v in seq.evidence] == ["call", "op"] and seq.pid == child
+
+
+def test_own_ring_and_own_personality_are_no_finding(needs_ops):
+    """The benign twin: a ring used by its creator, a personality used by
+    the identity that saved it."""
+    with live() as t:
+        r = uring.Ring(8)
+        pers = uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0)
+        for _ in range(3):
+            r.put(0, uring.OP_NOP, personality=pers)
+            assert r.submit(1) == 0
+        events = collect(t, lambda ev: any(type(e).__name__ == "Op" for e in ev))
+        r.close()
+    assert any(type(e).__name__ == "Op" for e in events)
+    assert findings(events) == []
+
+
+# -- containers: a cgroup named as Podman names a container's -------------------
+
+CONTAINER = "sh -c 'echo $$ > {cg}/cgroup.procs && exec \"$@\"' sh"
+SQPOLL_RING = ("import sys; sys.path.insert(0, {tests!r}); import uring; "
+               "r = uring.Ring(8, flags=uring.SETUP_SQPOLL, sq_thread_idle=10); r.close()")
+
+
+def test_sqpoll_ring_in_a_container(cgroup):
+    from uringwatch import Filters, Tracer
+    cid = uuid.uuid4().hex * 2
+    cg = cgroup / f"libpod-{cid}.scope"
+    cg.mkdir()
+    code = SQPOLL_RING.format(tests=os.path.dirname(__file__))
+    with Tracer(Filters(cgroups=frozenset([os.stat(cg).st_ino])), findings=True) as t:
+        subprocess.run(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh",
+                        sys.executable, "-c", code], check=True, timeout=60)
+        events = collect(t, lambda ev: len(findings(ev)) >= 2)
+    found = findings(events)
+    assert rules_of(found) == ["io-uring-in-container", "sqpoll-in-container"]
+    assert {f.container_id for f in found} == {cid}
+
+
+def test_a_ring_outside_containers_is_no_finding(cgroup):
+    from uringwatch import Filters, Tracer
+    code = SQPOLL_RING.format(tests=os.path.dirname(__file__))
+    with Tracer(Filters(cgroups=frozenset([os.stat(cgroup).st_ino])), findings=True) as t:
+        subprocess.run(["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh",
+                        sys.executable, "-c", code], check=True, timeout=60)
+        events = collect(t, lambda ev: any(type(e).__name__ == "Ring" for e in ev))
+    assert any(type(e).__name__ == "Ring" for e in events)
+    assert findings(events) == []
+
+
+# -- the benign real client --------------------------------------------------------
+
+@pytest.mark.skipif(not shutil.which("fio"), reason="fio is not installed (ci/setup installs it)")
+@pytest.mark.parametrize("extra", [[], ["--sqthread_poll=1"]])
+def test_fio_with_registered_files_and_buffers_is_no_finding(tmp_path, cgroup, extra):
+    """fio in a cgroup of its own (another fio on the machine is not ours)."""
+    from uringwatch import Filters, Tracer
+    with Tracer(Filters(cgroups=frozenset([os.stat(cgroup).st_ino])), findings=True) as t:
+        subprocess.run(["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh",
+                        "fio", "--name=benign", "--ioengine=io_uring", "--registerfiles=1",
+                        "--fixedbufs=1", "--rw=randrw", "--bs=4k", "--size=1M",
+                        "--iodepth=8", "--numjobs=2", f"--directory={tmp_path}",
+                        "--output-format=terse", *extra],
+                       check=True, timeout=120, stdout=subprocess.DEVNULL)
+        events = collect(t, lambda ev: sum(type(e).__name__ == "Event" for e in ev) >= 4)
+    kinds = {type(e).__name__ for e in events}
+    assert "Event" in kinds and ("Op" in kinds or not submit_tracepoint_has_request())
+    assert [(f.rule, f.pid, f.ring_id) for f in findings(events)] == []
+    assert t.findings.errors == {}
+
+
+# -- rules as data ------------------------------------------------------------------
+
+def test_users_disable_allowlist_and_extend(tmp_path, tracer, ring):
+    page = ctypes.create_string_buffer(8192)
+    base = (ctypes.addressof(page) + 4095) & ~4095
+    same = (uring.Iovec * 4)(*[uring.Iovec(base, 4096)] * 4)
+    assert uring.register(ring, uring.REGISTER_BUFFERS, same, 4) == 0
+    ev = tracer.one(opcode=uring.REGISTER_BUFFERS)
+    disable = tmp_path / "disable.toml"
+    disable.write_text('disable = ["buffers-same-page"]\n')
+    allow = tmp_path / "allow.toml"
+    allow.write_text(f'[allow]\nuid = [{os.getuid()}]\n')
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[[rule]]\nid = "any-buffers"\ntitle = "t"\nseverity = "info"\n'
+                    'technique = "T1068"\nexplanation = "e."\nkinds = ["call"]\n'
+                    'opcodes = ["REGISTER_BUFFERS"]\nwhen = "size(event.payload.iovecs) == 4"\n')
+    assert rules_of(engine().feed([ev])) == ["buffers-same-page"]
+    assert engine(disable).feed([ev]) == []
+    assert engine(allow).feed([ev]) == []
+    assert rules_of(engine(mine).feed([ev])) == ["any-buffers", "buffers-same-page"]
+
+
+@pytest.mark.parametrize("text,says", [
+    ('[[rule]]\nid = "x"\n', "rule"),
+    ('disable = ["no-such-rule"]\n', "no-such-rule"),
+    ('[[rule]]\nid = "x"\ntitle = "t"\nseverity = "high"\ntechnique = "T1"\n'
+     'explanation = "e"\nkinds = ["call"]\nwhen = "event.ret >>> 1"\n', "rule x"),
+    ('bogus = 1\n', "bogus"),
+])
+def test_a_bad_rules_file_is_one_line(tmp_path, text, says):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "uringwatch", "findings", "--rules", str(bad),
+                          "/dev/null"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("uringwatch:")]
+    assert says in line
+
+
+def test_findings_over_a_recording_and_in_metrics(tmp_path, tracer, ring):
+    """`uringwatch findings RECORDING --json` finds what the engine finds
+    live; the metric counts it by rule."""
+    from uringwatch.recorder import Recorder
+    from uringwatch.metrics import Metrics
+    rec = Recorder(str(tmp_path / "cap.uwd"), tracer.tracer)
+    try:
+        page = ctypes.create_string_buffer(8192)
+        base = (ctypes.addressof(page) + 4095) & ~4095
+        same = (uring.Iovec * 4)(*[uring.Iovec(base, 4096)] * 4)
+        assert uring.register(ring, uring.REGISTER_BUFFERS, same, 4) == 0
+        ev = tracer.one(opcode=uring.REGISTER_BUFFERS)
+    finally:
+        rec.close()
+    out = subprocess.run([sys.executable, "-m", "uringwatch", "findings", "--json",
+                          str(tmp_path / "cap.uwd")], capture_output=True, text=True, check=True)
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [(x["kind"], x["rule"], x["evidence"][0]["ts"]) for x in lines] == \
+        [("finding", "buffers-same-page", ev.ts)]
+    m = Metrics(tracer.tracer)
+    m.observe(engine().feed([ev]))
+    from prometheus_client import generate_latest
+    assert b'uringwatch_findings_total{rule="buffers-same-page"} 1.0' in generate_latest(m.registry)
+
+
+def test_shipped_rules_are_printed_and_each_is_fired_here():
+    """`findings --print-rules` is the shipped file; every rule in it is
+    named by an assertion of this file (a checklist: a new rule needs its
+    workload)."""
+    tomllib = pytest.importorskip("tomllib")      # 3.11+
+    out = subprocess.run([sys.executable, "-m", "uringwatch", "findings", "--print-rules"],
+                         capture_output=True, text=True, check=True)
+    rules = tomllib.loads(out.stdout)
+    assert rules["version"] >= 1
+    here = open(__file__).read().split("def test_shipped_rules_are_printed")[0]
+    missing = [r["id"] for r in rules["rule"] if f'"{r["id"]}"' not in here]
+    assert missing == []
