@@ -71,7 +71,7 @@ STAT_FIELDS = ("opcode", "pid", "comm", "flags", "ret")
 CALL_SIZE = layout.CALL.size
 _VERDICTS_MAX = 1 << 16
 _TS_END = 1 << 64              # beyond any boot time in ns
-_UNJUDGED = object()
+SKIP, KEEP, CARE = 0, 1, 2      # Scan.verdicts(): SKIP false, so compress() keeps KEEP
 
 
 class Scan:
@@ -102,7 +102,7 @@ class Scan:
         if stats and self.fields[-len(REGION_LENS):] != REGION_LENS:
             raise ImportError("headers.py expects the region lengths after the other fields")
         self.keep = _keeper(self.at, filters, since_ns, until_ns, to_wall)
-        self._verdicts: dict[tuple, bool | None] = {}     # ring-shaped header -> verdict
+        self._verdicts: dict[tuple, int] = {}     # ring-shaped header -> verdict
 
     def valid(self, h: tuple, size: int) -> bool:
         """Whether a header read at a record of `size` bytes is a call
@@ -113,28 +113,29 @@ class Scan:
                 and h[at["abi"]] == layout.ABI_VERSION and h[at["size"]] == size >= CALL_SIZE
                 and (self.lens is None or data_len(h, self.lens) == size - CALL_SIZE))
 
-    def verdicts(self, headers) -> dict:
-        """Each of these distinct ring-shaped header tuples' verdict: True
-        kept, False left out (filtered, or a discarded entry), None for the
-        decoder to judge (another kind or ABI, sizes that disagree). Each is
-        judged once per pass: a replay sees the same few again and again."""
-        memo, out = self._verdicts, {}
-        for h in headers:
-            ok = memo.get(h, _UNJUDGED)
-            if ok is _UNJUDGED:
-                if len(memo) >= _VERDICTS_MAX:
-                    memo.clear()
-                ok = memo[h] = self._verdict(h)
-            out[h] = ok
-        return out
+    def verdicts(self, headers: list) -> list[int]:
+        """Each ring-shaped header tuple's verdict, in order: KEEP, SKIP
+        (filtered, or a discarded entry) or CARE (for the decoder to judge:
+        another kind or ABI, sizes that disagree). Each distinct tuple is
+        judged once per pass (a replay sees the same few again and again),
+        the rest looked up in C."""
+        memo = self._verdicts
+        judged = list(map(memo.get, headers))
+        if None in judged:
+            if len(memo) >= _VERDICTS_MAX:
+                memo.clear()
+            for i, h in enumerate(headers):
+                if judged[i] is None:
+                    judged[i] = memo[h] = self._verdict(h)
+        return judged
 
-    def _verdict(self, h: tuple) -> bool | None:
+    def _verdict(self, h: tuple) -> int:
         length = h[0]
         if length & DISCARD:
-            return False
+            return SKIP
         if not self.valid(h, length & SIZE_MASK):
-            return None
-        return self.keep is None or bool(self.keep(h))
+            return CARE
+        return KEEP if self.keep is None or self.keep(h) else SKIP
 
     def header_of(self, ev) -> tuple:
         """A header tuple with an event's values where summary() looks, for

@@ -15,6 +15,7 @@ from . import dump, headers, ringscan
 from .decode import DECODERS, Runs, decode_many
 from .events import AnyEvent, Event, Op, Repeat
 from .filters import Filters
+from .headers import CARE, KEEP, SKIP
 from .rings import Ledger
 
 
@@ -90,7 +91,8 @@ class Reader:
         kept: collections.Counter = collections.Counter()
         for path in self.paths:
             for counts in self._file(path, stats=True):
-                kept.update(counts)
+                for part in counts:
+                    kept.update(part)
         scan = headers.Scan(self.filters, self.since_ns, self.until_ns, 0, True)
         calls, others = Tally(), Tally()
         for row in scan.counted(kept):
@@ -170,38 +172,38 @@ class Reader:
 
     def _records(self, frame, path, scan, stats, decode_spans, kept):
         """The kept records of one frame: a list of events, or with stats a
-        Counter of their header tuples (ring-shaped: a length word first, as
-        scan.ring reads)."""
+        list of parts to count, in order: Counters or lists of their header
+        tuples (ring-shaped: a length word first, as scan.ring reads)."""
         buf = frame.payload
-        out: list | collections.Counter = collections.Counter() if stats else []
+        out: list = []
 
-        def careful(off, size):     # another kind or ABI, or damage: decode, then judge
+        def careful(off, size):
+            """Another kind or ABI, or damage: decoded, then judged. The
+            event kept, or with stats a call's header tuple; else None."""
             ev = next(iter(decode_spans(buf, [(off, size)], frame, as_lines=False)), None)
             if ev is None or not kept(ev):
-                return
-            if not stats:
-                out.append(ev)
-            elif isinstance(ev, Event):
-                out[scan.header_of(ev)] += 1
-            else:
+                return None
+            if stats and not isinstance(ev, Event):
                 self._others.append(ev)     # summarised apart: Tally.merge()
+                return None
+            return scan.header_of(ev) if stats else ev
 
         if frame.kind == dump.RECORD:
             size = len(buf)
             h = (size, *scan.record.unpack_from(buf)) if size >= scan.record.size else ()
             if not scan.valid(h, size):
-                careful(0, size)
+                got = careful(0, size)
+                kept_here = [] if got is None else [got]
             elif scan.keep is None or scan.keep(h):
-                if stats:
-                    out[h] += 1
-                else:
-                    out += decode_spans(buf, [(0, size)], frame)
-            return out
+                kept_here = [h] if stats else decode_spans(buf, [(0, size)], frame)
+            else:
+                kept_here = []
+            return [kept_here] if stats else kept_here
         pos, n = 0, len(buf)
         while pos < n:
             got = ringscan.walk(buf, pos, n, scan.ring)
             if stats:
-                self._count(got, scan, out, careful)
+                out.append(self._count(got, scan, careful))
             else:
                 self._keep(buf, frame, got, scan, out, careful, decode_spans)
             if got.ended:
@@ -211,20 +213,27 @@ class Reader:
         return out
 
     @staticmethod
-    def _count(got, scan, out: collections.Counter, careful) -> None:
-        """--stats of walked entries: their header tuples counted in C, each
-        distinct one judged once; in order where some need the decoder."""
-        counts = collections.Counter(got.rows)
-        verdicts = scan.verdicts(counts)
-        if None not in verdicts.values():
-            out.update({h: n for h, n in counts.items() if verdicts[h]})
-            return
-        for at, h in zip(got.at, got.rows):
-            ok = verdicts[h]
-            if ok:
-                out[h] += 1
-            elif ok is None:
-                careful(at, h[0])
+    def _count(got, scan, careful) -> collections.Counter | list:
+        """--stats of walked entries, for a Counter to count in C: a run's
+        (few distinct tuples) already counted, and judged per distinct one;
+        others' kept tuples, in order, with those the decoder judged."""
+        rows = got.rows
+        if got.run is not None:
+            counts = collections.Counter(rows)
+            judged = scan.verdicts(list(counts))
+            if CARE not in judged:
+                return collections.Counter(dict(itertools.compress(counts.items(), judged))) \
+                    if SKIP in judged else counts
+        judged = scan.verdicts(rows)
+        if CARE not in judged:
+            return rows if SKIP not in judged else list(itertools.compress(rows, judged))
+        out = []
+        for at, h, ok in zip(got.at, rows, judged):
+            if ok == KEEP:
+                out.append(h)
+            elif ok == CARE and (h := careful(at, h[0])) is not None:
+                out.append(h)
+        return out
 
     @staticmethod
     def _keep(buf, frame, got, scan, out: list, careful, decode_spans) -> None:
@@ -232,28 +241,28 @@ class Reader:
         once, kept records decoded in runs, in order, up to the next that
         needs the decoder's judgement."""
         rows = got.rows
-        verdicts = scan.verdicts(set(rows))
-        judged = verdicts.values()
-        if None not in judged:
-            if False not in judged:
+        judged = scan.verdicts(rows)
+        if CARE not in judged:
+            if KEEP not in judged:
+                return
+            if SKIP not in judged:
                 spans = got.spans()
             else:
-                keep = list(map(verdicts.__getitem__, rows))
-                spans = list(zip(itertools.compress(got.at, keep),
-                                 map(_length, itertools.compress(rows, keep))))
+                spans = list(zip(itertools.compress(got.at, judged),
+                                 map(_length, itertools.compress(rows, judged))))
             if spans:
                 out += decode_spans(buf, spans, frame)
             return
         spans = []
-        for at, h in zip(got.at, rows):
-            ok = verdicts[h]
-            if ok:
+        for at, h, ok in zip(got.at, rows, judged):
+            if ok == KEEP:
                 spans.append((at, h[0]))
-            elif ok is None:
+            elif ok == CARE:
                 if spans:
                     out += decode_spans(buf, spans, frame)
                     spans = []
-                careful(at, h[0])
+                if (ev := careful(at, h[0])) is not None:
+                    out.append(ev)
         if spans:
             out += decode_spans(buf, spans, frame)
 

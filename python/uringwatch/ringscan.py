@@ -14,7 +14,7 @@ import functools
 import itertools
 import struct
 from operator import itemgetter
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
@@ -45,22 +45,49 @@ def stepped(fields: struct.Struct, step: int) -> struct.Struct:
     return struct.Struct(fields.format + f"{step - fields.size}x")
 
 
-class Entries(NamedTuple):
-    """What one walk() took, in order."""
-    at: Sequence[int]           # each entry's record offset (past its ring header)
-    rows: Sequence[tuple] | None    # `fields` read at each ring header (length word first)
-    end: int                    # offset past the last entry taken
-    ended: str                  # "" or ENDS_*: what stopped the walk early
-    run: int | None             # a run's one length word (None: walked one by one)
-    discarded: int              # entries with DISCARD set, among those taken
+class _Steps(dict):
+    """length word -> bytes from its ring header to the next, computed once."""
+
+    def __missing__(self, length: int) -> int:
+        step = self[length] = record_step(length)[1]
+        return step
+
+
+_STEPS = _Steps()
+
+
+class Entries:
+    """What one walk() took, in order: `rows`, `fields` read at each ring
+    header (length word first; None on a run read without fields); `end`,
+    the offset past the last entry; `ended`, "" or the ENDS_* that stopped
+    the walk early; `run`, a run's one length word (None: walked one by
+    one)."""
+    __slots__ = ("rows", "end", "ended", "run", "_start", "_at")
+
+    def __init__(self, start: int, rows, end: int, ended: str = "",
+                 run: int | None = None, at: Sequence[int] | None = None):
+        self.rows, self.end, self.ended, self.run = rows, end, ended, run
+        self._start, self._at = start, at
+
+    @property
+    def at(self) -> Sequence[int]:
+        """Each entry's record offset (past its ring header): summed from
+        the length words when first asked (a pass that keeps nothing of a
+        stretch never asks)."""
+        if self._at is None:
+            steps = map(_STEPS.__getitem__, map(_length, self.rows))
+            self._at = list(itertools.accumulate(steps, initial=self._start + HDR.size))
+            self._at.pop()
+        return self._at
 
     def spans(self) -> list[tuple[int, int]]:
         """(offset, size) of each entry's record, discarded ones left out."""
         if self.run is not None:
             return list(zip(self.at, itertools.repeat(self.run, len(self.at))))
-        if not self.discarded:
-            return list(zip(self.at, map(_length, self.rows)))
-        return [(a, h[0]) for a, h in zip(self.at, self.rows) if not h[0] & DISCARD]
+        words = list(map(_length, self.rows))
+        if max(words, default=0) < DISCARD:     # none discarded (none taken is busy)
+            return list(zip(self.at, words))
+        return [(a, w) for a, w in zip(self.at, words) if not w & DISCARD]
 
 
 def walk(buf, pos: int, end: int, fields: struct.Struct | None = None,
@@ -80,23 +107,23 @@ def walk(buf, pos: int, end: int, fields: struct.Struct | None = None,
         if fields is not None:
             with memoryview(buf)[pos:pos + n * step] as view:
                 rows = list(stepped(fields, step).iter_unpack(view))
-        return Entries(at, rows, pos + n * step, "", length, 0)
+        return Entries(pos, rows, pos + n * step, "", length, at)
     return _each(buf, pos, end, fields or HDR, limit, stop)
 
 
 def _run(buf, pos: int, end: int, limit: int, stop: int) -> tuple[int, int, int] | None:
     """(length word, step, count) of the entries from pos that have the
-    first one's length word, when at least _RUN_MIN do or they fill the
-    region: their words are read at that step and compared with the
-    first's at once, in C. None otherwise, at once where the second entry
-    differs (mixed lengths)."""
+    first one's length word, when at least _RUN_MIN do (fewer cost more
+    than walking them): their words are read at that step and compared
+    with the first's at once, in C. None otherwise."""
     if end - pos < 2 * HDR.size:
         return None
     first = _WORD.unpack_from(buf, pos)[0]
     step = ((first & SIZE_MASK) + HDR.size + 7) & ~7
     n = min(limit, (min(end, stop) - pos) // step)
-    if (first & (BUSY | DISCARD) or n < 2
-            or _WORD.unpack_from(buf, pos + step)[0] != first):
+    # the last word a run must have: at once, where lengths mix
+    if (first & (BUSY | DISCARD) or n < _RUN_MIN
+            or _WORD.unpack_from(buf, pos + (_RUN_MIN - 1) * step)[0] != first):
         return None
     with memoryview(buf)[pos:pos + n * step] as view, view.cast("I") as words:
         got = words[::step // 4].tobytes()
@@ -109,40 +136,42 @@ def _run(buf, pos: int, end: int, limit: int, stop: int) -> tuple[int, int, int]
                 lo = mid
             else:
                 hi = mid - 1
-        n = lo
-        if n < _RUN_MIN:
+        if lo < _RUN_MIN:
             return None
+        n = lo
     return first, step, n
 
 
 def _each(buf, pos: int, end: int, fields: struct.Struct, limit: int, stop: int) -> Entries:
     """walk(), one entry at a time: one unpack per entry (locals: this runs
-    per record)."""
-    unpack, need, top = fields.unpack_from, fields.size, len(buf)
-    at, rows, start, ended, discarded = [], [], pos, "", 0
-    add_at, add_row = at.append, rows.append
+    per record). A length word with BUSY or DISCARD set reads as a step
+    past `bound`, so only such entries and the last take the slow path."""
+    unpack, need = fields.unpack_from, fields.size
+    rows, start, ended = [], pos, ""
+    add_row = rows.append
+    bound, full = min(end, stop), len(buf) - need     # full: fields readable up to here
     while pos < end and limit:
-        if pos + need <= top:
+        if pos <= full:
             h = unpack(buf, pos)
         elif pos + HDR.size <= end:     # a record shorter than fields, at buf's end
             h = HDR.unpack_from(buf, pos)
         else:
             ended = ENDS_MID_HEADER
             break
-        length = h[0]
-        if length & BUSY:
-            ended = ENDS_BUSY
-            break
-        size = length & SIZE_MASK
-        nxt = (pos + size + HDR.size + 7) & ~7
-        if nxt > stop and pos > start:
-            break
-        if pos + HDR.size + size > end:
-            ended = ENDS_PAST_END
-            break
-        if size != length:
-            discarded += 1
-        add_at(pos + HDR.size)
+        nxt = (pos + h[0] + HDR.size + 7) & ~7
+        if nxt > bound:
+            length = h[0]
+            if length & BUSY:
+                ended = ENDS_BUSY
+                break
+            size = length & SIZE_MASK
+            nxt = (pos + size + HDR.size + 7) & ~7
+            if nxt > bound:     # past the budget, or the end (or just its padding)
+                if nxt > stop and pos > start:
+                    break
+                if pos + HDR.size + size > end:
+                    ended = ENDS_PAST_END
+                    break
         add_row(h)
         pos, limit = nxt, limit - 1
-    return Entries(at, rows, pos, ended, None, discarded)
+    return Entries(start, rows, pos, ended)
