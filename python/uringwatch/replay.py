@@ -217,13 +217,13 @@ class Reader:
         """--stats of walked entries, for a Counter to count in C: a run's
         (few distinct tuples) already counted, and judged per distinct one;
         others' kept tuples, in order, with those the decoder judged."""
-        rows = got.rows
         if got.run is not None:
-            counts = collections.Counter(rows)
+            counts = collections.Counter(got.each_row())
             judged = scan.verdicts(list(counts))
             if CARE not in judged:
                 return collections.Counter(dict(itertools.compress(counts.items(), judged))) \
                     if SKIP in judged else counts
+        rows = got.rows
         judged = scan.verdicts(rows)
         if CARE not in judged:
             return rows if SKIP not in judged else list(itertools.compress(rows, judged))

@@ -14,7 +14,7 @@ import functools
 import itertools
 import struct
 from operator import itemgetter
-from typing import Sequence
+from typing import Iterator, Sequence
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
@@ -62,12 +62,27 @@ class Entries:
     the offset past the last entry; `ended`, "" or the ENDS_* that stopped
     the walk early; `run`, a run's one length word (None: walked one by
     one)."""
-    __slots__ = ("rows", "end", "ended", "run", "_start", "_at")
+    __slots__ = ("end", "ended", "run", "_start", "_at", "_rows", "_read")
 
     def __init__(self, start: int, rows, end: int, ended: str = "",
-                 run: int | None = None, at: Sequence[int] | None = None):
-        self.rows, self.end, self.ended, self.run = rows, end, ended, run
-        self._start, self._at = start, at
+                 run: int | None = None, at: Sequence[int] | None = None, read=None):
+        self.end, self.ended, self.run = end, ended, run
+        self._start, self._at, self._rows, self._read = start, at, rows, read
+
+    @property
+    def rows(self) -> list[tuple] | None:
+        if self._rows is None and self._read is not None:
+            self._rows = list(self.each_row())
+        return self._rows
+
+    def each_row(self) -> Iterator[tuple]:
+        """The rows one by one: a run's read in C as they are asked for
+        (counting them keeps none alive)."""
+        if self._rows is not None or self._read is None:
+            return iter(self.rows or ())
+        buf, fields = self._read
+        step = record_step(self.run)[1]
+        return stepped(fields, step).iter_unpack(memoryview(buf)[self._start:self.end])
 
     @property
     def at(self) -> Sequence[int]:
@@ -103,11 +118,8 @@ def walk(buf, pos: int, end: int, fields: struct.Struct | None = None,
     if run is not None and (fields is None or fields.size <= run[1]):
         length, step, n = run
         at = range(pos + HDR.size, pos + HDR.size + n * step, step)
-        rows = None
-        if fields is not None:
-            with memoryview(buf)[pos:pos + n * step] as view:
-                rows = list(stepped(fields, step).iter_unpack(view))
-        return Entries(pos, rows, pos + n * step, "", length, at)
+        return Entries(pos, None, pos + n * step, "", length, at,
+                       None if fields is None else (buf, fields))
     return _each(buf, pos, end, fields or HDR, limit, stop)
 
 
