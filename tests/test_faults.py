@@ -249,3 +249,45 @@ def test_recording_to_a_full_pipe_is_whole(sig, tmp_path):
     dump.write_bytes(out)
     assert [e.opcode for e in replay(str(dump))] == [9999, 9998] * 1500
     assert shown(err, "recorded") == 3000
+
+
+
+class _Signals:
+    """What output.WholeWriter reads of cli._Stop: a count and a wakeup fd."""
+
+    def __init__(self):
+        self.signals = 0
+        self.wakeup_fd, self._w = os.pipe()
+
+    def send(self, n: int, to: int) -> None:
+        """n signals counted, as cli._Stop's handler counts them; one sent
+        to thread `to` cuts its write short, as a real one does."""
+        self.signals += n
+        os.write(self._w, b"x")
+        signal.pthread_kill(to, signal.SIGUSR1)
+
+    def drain_wakeup(self) -> None:
+        os.read(self.wakeup_fd, 512)
+
+
+def test_a_write_cut_by_signals_is_a_result_not_an_exception():
+    """A third signal while the pipe is full ends the write at once: the
+    bytes that got out and `whole` False come back (no exception to catch),
+    and the next write says so again rather than blocking."""
+    from uringwatch.output import WholeWriter
+    r, w = os.pipe()
+    stop = _Signals()
+    out = WholeWriter(w, stop)
+    data = bytes(4 << 20)       # far more than a pipe holds
+    old = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:        # the write blocks meanwhile
+        threading.Timer(0.2, stop.send, (3, threading.get_ident())).start()
+        got = out.write(data, unit=None)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert not got.whole and 0 < got.count < len(data)
+    assert len(os.read(r, 8 << 20)) <= got.count
+    again = out.write(b"more\n")
+    assert again == (0, False)
+    for fd in (r, w, stop.wakeup_fd, stop._w):
+        os.close(fd)

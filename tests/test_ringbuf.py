@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from uringwatch import ringbuf
+from uringwatch import dump, ringbuf
 
 SIZE = 1 << 16
 
@@ -81,3 +81,36 @@ def test_spans_walk_every_committed_record_once_in_order(case, cons, limit, max_
     assert all(len(b) <= limit for b in batches)
     if max_bytes:       # no batch spans more ring bytes than asked, past its first record
         assert all(b[-1][0] - b[0][0] <= max_bytes for b in batches)
+
+
+def frame_of(lengths: list[int], flags: dict[int, int]) -> bytearray:
+    """The same entries as a dump's RING frame holds them."""
+    frame = bytearray()
+    for i, n in enumerate(lengths):
+        frame += ringbuf.HDR.pack(n | flags.get(i, 0), 0) + bytes([i % 251]) * n
+        frame += bytes(-len(frame) % 8)
+    return frame
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_dump_frames_walk_as_the_live_ring(case):
+    """One walk for both: a RING frame's records are the live ring's, and
+    an entry marked busy, which no recorder copies, is damage said aloud
+    rather than records silently dropped behind it."""
+    lengths, flags = CASES[case]
+    problems = []
+    got = list(dump.ring_records(memoryview(frame_of(lengths, flags)), 0, "f", problems))
+    assert got == expected(0, lengths, flags)
+    busy = any(f & ringbuf.BUSY for f in flags.values())
+    assert [str(p) for p in problems] == (["f: byte 0: an entry marked busy (still being "
+                                           "written)"] if busy else [])
+
+
+@pytest.mark.parametrize("tail,what", [(b"\x10\0\0\0", "mid-header"),
+                                       (ringbuf.HDR.pack(688, 0) + bytes(40), "runs past")])
+def test_a_cut_frame_keeps_what_came_before(tail, what):
+    problems = []
+    frame = frame_of([688] * 80, {}) + tail
+    got = list(dump.ring_records(memoryview(frame), 0, "f", problems))
+    assert got == expected(0, [688] * 80, {})
+    assert len(problems) == 1 and what in str(problems[0])

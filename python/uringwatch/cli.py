@@ -9,9 +9,9 @@ import os
 import signal
 import sys
 import time
+from typing import get_args
 
 from . import export, findings_cli, hooks, layout, ocsf, policy_cli, replay_cli, screen
-from .hooks import HOOKS
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
 from .filters import Filters, from_args
@@ -21,7 +21,7 @@ from .output import schema_text
 from .recorder import Recorder, file_mode, group_id
 from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
-from .options import FAIR_BURST, FAIR_RATE
+from .options import FAIR_BURST, FAIR_RATE, HookOption, ResolveOption
 from .reader import BATCH
 from .tracer import Tracer
 
@@ -130,9 +130,9 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
                          "summarised: first use of each resource, then counts")
     ap.add_argument("--ops", choices=("summary", "all"), default="summary",
                     help="with --rings: one event per operation (all), not a summary")
-    ap.add_argument("--hook", choices=("auto", *HOOKS), default="auto",
+    ap.add_argument("--hook", choices=get_args(HookOption), default="auto",
                     help="where to attach (default: the best this kernel has)")
-    ap.add_argument("--resolve", choices=("auto", *hooks.RESOLVE), default="auto",
+    ap.add_argument("--resolve", choices=get_args(ResolveOption), default="auto",
                     help="how fds, credentials and buffers are resolved: btf (BTF-typed "
                     "reads, 6.2+), probe_read, proc (looked up later in /proc, "
                     "unverified), off (default: the best this kernel has)")
@@ -294,8 +294,10 @@ class _Stop:
             pass
 
 
-_IDENTITY_PATHS = {"btf": "btf (BTF-typed reads)", "probe_read": "probe_read",
-                   "proc": "proc (looked up later, unverified)", "off": "off"}
+# what the startup line says of each identity path (layout.ResolvePath)
+_IDENTITY_PATHS: dict[layout.ResolvePath, str] = {
+    "btf": "btf (BTF-typed reads)", "probe_read": "probe_read",
+    "proc": "proc (looked up later, unverified)", "off": "off"}
 
 
 def trace(tracer: Tracer, args, show: bool = True) -> int:
@@ -328,8 +330,10 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
                 events = findings_cli.only_findings(events)
             if args.count:
                 events = events[:args.count - seen()]
-            if events and writer:
-                writer.write(events)
+            if events and writer and not writer.write(events):
+                return True             # signals stopped the write
+            if recorder and recorder.stopped:
+                return True             # this batch did not get out whole
             recorded += len(events)
             if recorder and time.monotonic() - last_stats >= 1.0:
                 recorder.write_stats()      # drops so far, in the file too
@@ -356,8 +360,6 @@ def trace(tracer: Tracer, args, show: bool = True) -> int:
             tracer.detach()        # no new records; write what is queued
             while not done and stop.signals < 2 and (events := poll(0)):
                 done = emit(events)
-        except KeyboardInterrupt:
-            pass
         finally:
             if metrics:
                 metrics.close()

@@ -22,8 +22,7 @@ from typing import IO, Any, Iterator, NamedTuple
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from . import layout
-from .ringbuf import DISCARD, HDR as RING_HDR, record_step
+from . import layout, ringscan
 # `uringwatch replay`'s exit code per kind of problem, still read here as dump.EXIT_*
 from .exitcodes import (EXIT_DAMAGED, EXIT_NEWER_FORMAT, EXIT_NOT_A_DUMP,  # noqa: F401
                         EXIT_TRUNCATED, EXIT_UNKNOWN_ABI, EXIT_UNKNOWN_FRAME)
@@ -264,22 +263,16 @@ def frames(data: bytes, start: int, path: str,
 def ring_records(payload: memoryview, offset: int, path: str,
                  problems: list[DumpError]) -> Iterator[tuple[int, int]]:
     """(offset, size) of each record in a RING frame's payload, skipping
-    discarded ones; a record running past the frame is noted in `problems`
+    discarded ones; an entry that does not fit is noted in `problems`
     (`offset` is the frame's, for the message) and ends the frame."""
     pos, n = 0, len(payload)
     while pos < n:
-        if n - pos < RING_HDR.size:
-            problems.append(DumpError(path, offset, EXIT_DAMAGED, "ring frame ends mid-header"))
+        got = ringscan.walk(payload, pos, n)
+        yield from got.spans()
+        if got.ended:
+            problems.append(DumpError(path, offset, EXIT_DAMAGED, got.ended))
             return
-        length = RING_HDR.unpack_from(payload, pos)[0]
-        size, step = record_step(length)
-        if pos + RING_HDR.size + size > n:
-            problems.append(DumpError(path, offset, EXIT_DAMAGED,
-                                      "a record runs past its ring frame's end"))
-            return
-        if not length & DISCARD:
-            yield pos + RING_HDR.size, size
-        pos += step
+        pos = got.end
 
 
 def records(frame: Frame, path: str = "",

@@ -16,6 +16,7 @@ from .layout import cstr
 from .decode import errno_name
 from .filters import header_test
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
+from .ringscan import DISCARD, SIZE_MASK
 
 _FORMATS = {**dict(layout.CALL.members), **dict(layout.REC_HDR.members)}
 _HDR_AT = layout.CALL.offsets["hdr"]
@@ -70,6 +71,7 @@ STAT_FIELDS = ("opcode", "pid", "comm", "flags", "ret")
 CALL_SIZE = layout.CALL.size
 _VERDICTS_MAX = 1 << 16
 _TS_END = 1 << 64              # beyond any boot time in ns
+SKIP, KEEP, CARE = 0, 1, 2      # Scan.verdicts(): SKIP false, so compress() keeps KEEP
 
 
 class Scan:
@@ -100,40 +102,40 @@ class Scan:
         if stats and self.fields[-len(REGION_LENS):] != REGION_LENS:
             raise ImportError("headers.py expects the region lengths after the other fields")
         self.keep = _keeper(self.at, filters, since_ns, until_ns, to_wall)
-        self._stepped: dict[int, struct.Struct] = {}
-        self._verdicts: dict[tuple, bool] = {}     # ring-shaped header -> valid
-
-    def stepped(self, step: int) -> struct.Struct:
-        """self.ring padded to `step` bytes: for iter_unpack over ring
-        entries that all have the same length."""
-        if step not in self._stepped:
-            self._stepped[step] = struct.Struct(
-                self.ring.format + f"{step - self.ring.size}x")
-        return self._stepped[step]
+        self._verdicts: dict[tuple, int] = {}     # ring-shaped header -> verdict
 
     def valid(self, h: tuple, size: int) -> bool:
         """Whether a header read at a record of `size` bytes is a call
         record of this ABI whose sizes agree (and, with check_regions,
-        whose regions fill it exactly). Replay's loop has this inline."""
+        whose regions fill it exactly)."""
         at = self.at
         return (len(h) > 2 and h[at["kind"]] == layout.KIND_CALL
                 and h[at["abi"]] == layout.ABI_VERSION and h[at["size"]] == size >= CALL_SIZE
                 and (self.lens is None or data_len(h, self.lens) == size - CALL_SIZE))
 
-    def all_valid(self, headers, size_mask: int) -> bool:
-        """Whether every ring-shaped header tuple is valid(), each distinct
-        tuple judged once per pass: a replay sees the same few again and
-        again, and a dict lookup is a fifth of the call."""
-        verdicts = self._verdicts
-        for h in headers:
-            ok = verdicts.get(h)
-            if ok is None:
-                if len(verdicts) >= _VERDICTS_MAX:
-                    verdicts.clear()
-                ok = verdicts[h] = self.valid(h, h[0] & size_mask)
-            if not ok:
-                return False
-        return True
+    def verdicts(self, headers: list) -> list[int]:
+        """Each ring-shaped header tuple's verdict, in order: KEEP, SKIP
+        (filtered, or a discarded entry) or CARE (for the decoder to judge:
+        another kind or ABI, sizes that disagree). Each distinct tuple is
+        judged once per pass (a replay sees the same few again and again),
+        the rest looked up in C."""
+        memo = self._verdicts
+        judged = list(map(memo.get, headers))
+        if None in judged:
+            if len(memo) >= _VERDICTS_MAX:
+                memo.clear()
+            for i, h in enumerate(headers):
+                if judged[i] is None:
+                    judged[i] = memo[h] = self._verdict(h)
+        return judged
+
+    def _verdict(self, h: tuple) -> int:
+        length = h[0]
+        if length & DISCARD:
+            return SKIP
+        if not self.valid(h, length & SIZE_MASK):
+            return CARE
+        return KEEP if self.keep is None or self.keep(h) else SKIP
 
     def header_of(self, ev) -> tuple:
         """A header tuple with an event's values where summary() looks, for

@@ -9,11 +9,17 @@ import errno
 import os
 import platform
 import struct
+from typing import Literal, get_args
 
 from . import layout, targets
 
+# Where to attach, preferred first: per-syscall tracepoints cost other
+# syscalls nothing, nor does a kprobe on the syscall (it needs
+# bpf_probe_read_kernel); raw_syscalls runs for every syscall on the system.
+Hook = Literal["syscalls", "kprobes", "raw_syscalls"]
+ORDER: tuple[Hook, ...] = get_args(Hook)
 # hook name -> (tracefs file that must exist, the two BPF programs)
-HOOKS = {
+HOOKS: dict[Hook, tuple[str, tuple[str, str]]] = {
     "syscalls": ("events/syscalls/sys_enter_io_uring_register",
                  ("tracepoint__syscalls__sys_enter_io_uring_register",
                   "tracepoint__syscalls__sys_exit_io_uring_register")),
@@ -23,10 +29,6 @@ HOOKS = {
                      ("tracepoint__raw_syscalls__sys_enter",
                       "tracepoint__raw_syscalls__sys_exit")),
 }
-# Preferred first: per-syscall tracepoints cost other syscalls nothing, nor
-# does a kprobe on the syscall (it needs bpf_probe_read_kernel);
-# raw_syscalls runs for every syscall on the system.
-ORDER = ("syscalls", "kprobes", "raw_syscalls")
 # Each exit program has a twin without the bpf_loop TOCTOU re-read, for
 # kernels without bpf_loop: they refuse even a dead reference to a callback.
 NO_LOOP = "_noloop"
@@ -45,7 +47,9 @@ ALL_PROGRAMS = tuple(p for _, (enter, exit_) in HOOKS.values()
 # How identities (files, credentials, buffers) are read, best first:
 # BTF-typed loads (allowed under lockdown), bpf_probe_read_kernel, or not in
 # the kernel at all (user space reads /proc later, unverified).
-RESOLVE = ("btf", "probe_read", "proc", "off")
+RESOLVE: tuple[layout.ResolvePath, ...] = get_args(layout.ResolvePath)
+if set(HOOKS) != set(ORDER):
+    raise ImportError("hooks.HOOKS and the Hook names differ")
 
 
 # A ring's life (bpf/rings.h): the setup syscall, the ring's creation and
@@ -261,8 +265,8 @@ def _follow(lib, btf, tid: int, through: tuple[int, ...]) -> int | None:
     return t
 
 
-def programs(hook: str, has_loop: bool, tracefs: str,
-             resolve: str = "probe_read") -> tuple[str, ...]:
+def programs(hook: Hook, has_loop: bool, tracefs: str,
+             resolve: layout.ResolvePath = "probe_read") -> tuple[str, ...]:
     """The programs to load for a hook: enter, exit, and for kprobes the
     reaper where its tracepoint exists."""
     enter, exit_ = HOOKS[hook][1]
@@ -303,14 +307,15 @@ def has_kfunc(name: str) -> bool:
     return libbpf.kernel_has_func(name)
 
 
-def resolve_paths() -> dict[str, bool]:
+def resolve_paths() -> dict[layout.ResolvePath, bool]:
     """Which identity paths this kernel offers."""
     return {"btf": has_kfunc("bpf_rdonly_cast") and has_helper(FUNC_LOOP),
             "probe_read": has_helper(FUNC_PROBE_READ_KERNEL),
             "proc": True, "off": True}
 
 
-def pick_resolve(have: dict[str, bool], wanted: str = "auto") -> str | None:
+def pick_resolve(have: dict[layout.ResolvePath, bool],
+                 wanted: layout.ResolvePath | Literal["auto"] = "auto") -> layout.ResolvePath | None:
     if wanted != "auto":
         return wanted if have.get(wanted) else None
     return next(r for r in RESOLVE if have[r])

@@ -7,6 +7,7 @@ The C header is the truth; tests/test_abi.py checks every layout here
 from __future__ import annotations
 
 import struct
+from typing import Literal, get_args
 
 ABI_VERSION = 2
 
@@ -89,9 +90,13 @@ R_OUT = 1 << 2
 R_CHANGED = 1 << 3
 R_EXIT_FAULT = 1 << 4
 
-# enum uw_resolve
+# enum uw_resolve: how identities are read, named once here, best first
+# (hooks.pick_resolve tries them in this order)
+ResolvePath = Literal["btf", "probe_read", "proc", "off"]
 RES_OFF, RES_PROC, RES_PROBE_READ, RES_BTF = 0, 1, 2, 3
-RESOLVE_NAMES = {RES_OFF: "off", RES_PROC: "proc", RES_PROBE_READ: "probe_read", RES_BTF: "btf"}
+RESOLVE_NAMES: dict[int, ResolvePath] = dict(zip((RES_BTF, RES_PROBE_READ, RES_PROC, RES_OFF),
+                                                 get_args(ResolvePath)))
+RESOLVE_CODES: dict[ResolvePath, int] = {v: k for k, v in RESOLVE_NAMES.items()}
 
 # enum uw_role
 ROLE_RING, ROLE_FDS, ROLE_EVENTFD, ROLE_SRC_FD, ROLE_FD, ROLE_RING_FDS, ROLE_SQE_FD, \

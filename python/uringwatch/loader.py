@@ -135,7 +135,7 @@ class Loader:
         cfg.update(cap=o.cap, snap_bytes=o.snap_bytes,
                    wakeup_bytes=o.wakeup_bytes, use_task_btf=int(use_task_btf),
                    generic=int(o.generic), **f.knobs(),
-                   resolve={v: k for k, v in layout.RESOLVE_NAMES.items()}[resolve],
+                   resolve=layout.RESOLVE_CODES[resolve],
                    id_key=tuple(int.from_bytes(os.urandom(8), "little") for _ in range(2)),
                    ops_all=int(o.ops_all), **self._fair_config(),
                    req_creds_bit=self._req_creds_bit())

@@ -117,14 +117,12 @@ class Writer:
         self._map = Mapper(hostname) if hostname else Mapper()
         self._enc = msgspec.json.Encoder()
 
-    def write(self, events: list) -> None:
+    def write(self, events: list) -> bool:
+        """False when signals stopped the write, as output.Writer's."""
         buf = self._enc.encode_lines([self._map(ev) for ev in events])
-        try:
-            self._out.write(buf)
-        except KeyboardInterrupt as e:
-            self.lines += buf.count(b"\n", 0, e.written)
-            raise
-        self.lines += len(events)
+        got = self._out.write(buf)
+        self.lines += len(events) if got.whole else buf.count(b"\n", 0, got.count)
+        return got.whole
 
 
 class _Format(argparse.Action):

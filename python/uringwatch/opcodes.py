@@ -44,7 +44,8 @@ def parse(text: str) -> int:
     except ValueError:
         raise ValueError(f"unknown opcode {text!r}") from None
 
-# enum io_uring_op, for restrictions and probe results
+# enum io_uring_op, the one table of IORING_OP_* names (restrictions, probe
+# results, Op events; checked against the object's BTF by tests/test_abi.py)
 SQE_OPS = (
     "NOP READV WRITEV FSYNC READ_FIXED WRITE_FIXED POLL_ADD POLL_REMOVE "
     "SYNC_FILE_RANGE SENDMSG RECVMSG TIMEOUT TIMEOUT_REMOVE ACCEPT "
@@ -66,8 +67,11 @@ RESTRICTION_KINDS = ("REGISTER_OP", "SQE_OP", "SQE_FLAGS_ALLOWED",
                      "SQE_FLAGS_REQUIRED")
 
 
-def sqe_op_name(op: int) -> str:
-    return SQE_OPS[op] if op < len(SQE_OPS) else f"UNKNOWN_{op}"
+def sqe_op_name(op: int, unknown: str = "UNKNOWN_") -> str:
+    """IORING_OP_* without its prefix; one past the table, `unknown` and
+    the number (restrictions print UNKNOWN_n, Op events OP_n: both are in
+    recorded JSON, so both stay)."""
+    return SQE_OPS[op] if op < len(SQE_OPS) else f"{unknown}{op}"
 
 
 def sqe_flag_names(flags: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import msgspec
 
 from . import hooks, layout
@@ -24,6 +26,11 @@ LIGHT_BURST = 32
 MAX_USES = 16384        # keys of the operations' summary (and as many spilled)
 
 
+Auto = Literal["auto"]         # the best this kernel has
+HookOption = Literal[Auto, hooks.Hook]
+ResolveOption = Literal[Auto, layout.ResolvePath]
+
+
 class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What Tracer(filters, **options) takes; recordings keep it in their
     header (msgspec.to_builtins)."""
@@ -42,8 +49,8 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     flush_interval: float = 0.05    # seconds a lone record may wait in the ring
     btf_path: str | None = None     # the kernel's BTF, where it has none in sysfs
     containers: bool = True         # cgroup paths and container ids on events
-    hook: str = "auto"
-    resolve: str = "auto"
+    hook: HookOption = "auto"
+    resolve: ResolveOption = "auto"
     rings: bool = False             # ring creation and operation events
     count_interval: float = 1.0     # operations' counts, seconds
     max_uses: int = MAX_USES
@@ -61,10 +68,10 @@ class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             raise TracerError("max_aggs must be >= 2 (one is the overflow aggregate)")
         if self.max_uses < 1:
             raise TracerError("max_uses must be >= 1")
-        if self.hook not in ("auto", *hooks.HOOKS):
-            raise TracerError(f"hook must be auto or one of {', '.join(hooks.HOOKS)}")
-        if self.resolve not in ("auto", *hooks.RESOLVE):
-            raise TracerError(f"resolve must be auto or one of {', '.join(hooks.RESOLVE)}")
+        for name, allowed in (("hook", get_args(HookOption)),
+                              ("resolve", get_args(ResolveOption))):
+            if getattr(self, name) not in allowed:
+                raise TracerError(f"{name} must be auto or one of {', '.join(allowed[1:])}")
 
     @property
     def ring_events(self) -> bool:

@@ -7,7 +7,7 @@ import itertools
 import os
 import select
 import time
-from typing import IO
+from typing import IO, NamedTuple
 
 import msgspec
 
@@ -171,6 +171,14 @@ def row(ev: AnyEvent) -> str:
             f"{ev.duration_ns / 1000:>8.1f} {summary(ev)}")
 
 
+class Written(NamedTuple):
+    """What WholeWriter.write() wrote: `count` bytes, and whether that is
+    the whole of the data (False: signals stopped it, nothing more should
+    follow)."""
+    count: int
+    whole: bool
+
+
 class WholeWriter:
     """Writes bytes to a file descriptor whole: a short write is continued.
     With `stop` (cli._Stop) a first signal changes nothing here (the caller
@@ -195,9 +203,8 @@ class WholeWriter:
             return done
         return data.index(unit, done) + 1 if unit else len(data)
 
-    def write(self, data, unit: bytes | None = b"\n") -> int:
-        """Bytes written: all of data, unless signals stopped it, which then
-        raises KeyboardInterrupt with `.written` set."""
+    def write(self, data, unit: bytes | None = b"\n") -> Written:
+        """All of data written, or as much as signals let through."""
         view, done = memoryview(data), 0
         try:
             while done < (limit := self._limit(data, done, unit)):
@@ -210,11 +217,7 @@ class WholeWriter:
                 done += os.write(self.fd, view[done:limit])
         finally:
             view.release()
-        if done < len(data):
-            stopped = KeyboardInterrupt("stopped by signals mid-write")
-            stopped.written = done
-            raise stopped
-        return done
+        return Written(done, done == len(data))
 
 
 class Writer:
@@ -230,19 +233,17 @@ class Writer:
         if not json:
             self._out.write((HEADER + "\n").encode())
 
-    def write(self, events: list) -> None:
+    def write(self, events: list) -> bool:
         """events: Events, or with JSON also their lines (bytes) as
-        decode_many(lines=True) makes them."""
+        decode_many(lines=True) makes them. False when signals stopped the
+        write (`lines` counts the whole lines that got out)."""
         if self.json:
             buf = self._json_lines(events)
         else:
             buf = "".join(row(ev) + "\n" for ev in events).encode()
-        try:
-            self._out.write(buf)
-        except KeyboardInterrupt as e:
-            self.lines += buf.count(b"\n", 0, e.written)
-            raise
-        self.lines += len(events)
+        got = self._out.write(buf)
+        self.lines += len(events) if got.whole else buf.count(b"\n", 0, got.count)
+        return got.whole
 
     def _json_lines(self, items: list) -> bytes:
         """One buffer: lines as they are, each run of events between them

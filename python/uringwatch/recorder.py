@@ -74,24 +74,27 @@ def group_id(text: str) -> int:
 
 class _Stdout:
     """`-w -`: frames gathered into chunks, each written whole (a short
-    write continued; signals as output.WholeWriter says)."""
+    write continued; signals as output.WholeWriter says). Once signals
+    stopped a write, nothing more is written (`stopped`): what follows a
+    cut frame could not be read anyway."""
     CHUNK = 64 << 10
 
     def __init__(self, stop=None):
         sys.stdout.flush()
         self._out = WholeWriter(sys.stdout.fileno(), stop)
         self._buf = bytearray()
+        self.stopped = False
 
     def write(self, data: bytes) -> None:
-        self._buf += data
-        if len(self._buf) >= self.CHUNK:
-            self.flush()
+        if not self.stopped:
+            self._buf += data
+            if len(self._buf) >= self.CHUNK:
+                self.flush()
 
     def flush(self) -> None:
-        try:
-            self._out.write(self._buf, unit=None)
-        finally:
-            self._buf.clear()
+        if not self.stopped:
+            self.stopped = not self._out.write(self._buf, unit=None).whole
+        self._buf.clear()
 
 
 class Recorder:
@@ -155,12 +158,14 @@ class Recorder:
         """The tracer's counters so far (the CLI does this every second)."""
         self._writer.write_json(dump.STATS, dump.counters(self.tracer.stats()))
 
+    @property
+    def stopped(self) -> bool:
+        """Whether signals stopped a write to a blocked stdout."""
+        return isinstance(self._file, _Stdout) and self._file.stopped
+
     def close(self) -> None:
-        try:
-            self._writer.write_json(dump.END, dump.counters(self.tracer.stats()))
-            self._writer.flush()
-        except KeyboardInterrupt:       # signals stopped a blocked stdout
-            pass
+        self._writer.write_json(dump.END, dump.counters(self.tracer.stats()))
+        self._writer.flush()
         if self.path != "-":
             self._file.close()
         self.tracer.on_ring = None

@@ -8,17 +8,19 @@ import collections
 import itertools
 import mmap
 import os
+from operator import itemgetter
 from typing import Iterator
 
-from . import dump, headers, layout
+from . import dump, headers, ringscan
 from .decode import DECODERS, Runs, decode_many
 from .events import Action, AnyEvent, Event, Op, Repeat
 from .filters import Filters
-from .ringbuf import BUSY, DISCARD, HDR as RING_HDR, record_step
+from .headers import CARE, KEEP, SKIP
 from .rings import Ledger
 
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_length = itemgetter(0)
 
 
 class _Contexts(dict):
@@ -90,7 +92,8 @@ class Reader:
         kept: collections.Counter = collections.Counter()
         for path in self.paths:
             for counts in self._file(path, stats=True):
-                kept.update(counts)
+                for part in counts:
+                    kept.update(part)
         scan = headers.Scan(self.filters, self.since_ns, self.until_ns, 0, True)
         calls, others = Tally(), Tally()
         for row in scan.counted(kept):
@@ -171,161 +174,97 @@ class Reader:
 
     def _records(self, frame, path, scan, stats, decode_spans, kept):
         """The kept records of one frame: a list of events, or with stats a
-        Counter of their header tuples (ring-shaped: a length word first, as
-        scan.ring reads)."""
-        buf, out = frame.payload, []
-        if stats and frame.kind == dump.RING:
-            counts = self._ring_counts(buf, scan)
-            if counts is not None:
-                return counts
-        elif frame.kind == dump.RING:
-            spans = self._uniform_kept(buf, scan)
-            if spans is not None:
-                return decode_spans(buf, spans, frame) if spans else []
+        list of parts to count, in order: Counters or lists of their header
+        tuples (ring-shaped: a length word first, as scan.ring reads)."""
+        buf = frame.payload
+        out: list = []
 
-        def careful(off, size):     # another kind or ABI, or damage: decode, then judge
+        def careful(off, size):
+            """Another kind or ABI, or damage: decoded, then judged. The
+            event kept, or with stats a call's header tuple; else None."""
             ev = next(iter(decode_spans(buf, [(off, size)], frame, as_lines=False)), None)
             if ev is None or not kept(ev):
-                return
+                return None
             if stats and not isinstance(ev, Event):
                 self._others.append(ev)     # summarised apart: Tally.merge()
-            else:
-                out.append(scan.header_of(ev) if stats else ev)
+                return None
+            return scan.header_of(ev) if stats else ev
 
         if frame.kind == dump.RECORD:
             size = len(buf)
             h = (size, *scan.record.unpack_from(buf)) if size >= scan.record.size else ()
-            if scan.valid(h, size):
-                if scan.keep is None or scan.keep(h):
-                    out += [h] if stats else decode_spans(buf, [(0, size)], frame)
+            if not scan.valid(h, size):
+                got = careful(0, size)
+                kept_here = [] if got is None else [got]
+            elif scan.keep is None or scan.keep(h):
+                kept_here = [h] if stats else decode_spans(buf, [(0, size)], frame)
             else:
-                careful(0, size)
-        else:
-            self._ring(buf, frame, path, scan, stats, out, careful, decode_spans)
-        return collections.Counter(out) if stats else out
-
-    @staticmethod
-    def _ring_counts(buf, scan) -> collections.Counter | None:
-        """--stats over a RING frame, fastest: every record's header tuple
-        counted in C, then each distinct value judged (valid, kept) once.
-        None when any record needs care (a short tail, another kind, damage):
-        the caller then takes the record-by-record loop."""
-        size_mask = ~(BUSY | DISCARD)
-        counts = Reader._uniform_counts(buf, scan)
-        if counts is None:
-            rows = Reader._walk_rows(buf, scan)
-            if rows is None:
-                return None
-            counts = collections.Counter(rows)
-        if not scan.all_valid(counts, size_mask):
-            return None
-        if scan.keep is not None:
-            counts = collections.Counter({h: n for h, n in counts.items() if scan.keep(h)})
-        return counts
-
-    @staticmethod
-    def _uniform(buf, scan) -> tuple | None:
-        """When every entry of the frame may have the first one's length
-        word (a flood of one kind of call): (its step, the length word,
-        the header tuples read at that step, in C). Only every tuple having
-        that length word proves the fixed step was the true walk (by
-        induction from the first entry): the caller checks."""
-        at, n = RING_HDR.size, len(buf)
-        if n < at:
-            return None
-        first = RING_HDR.unpack_from(buf, 0)[0]
-        _, step = record_step(first)
-        if first & DISCARD or n % step or step < scan.ring.size:
-            return None
-        return step, first, scan.stepped(step).iter_unpack(buf)
-
-    @staticmethod
-    def _uniform_counts(buf, scan) -> collections.Counter | None:
-        """--stats of a uniform frame: its header tuples counted in C."""
-        uniform = Reader._uniform(buf, scan)
-        if uniform is None:
-            return None
-        _, first, rows = uniform
-        counts = collections.Counter(rows)
-        return counts if all(h[0] == first for h in counts) else None
-
-    @staticmethod
-    def _uniform_kept(buf, scan) -> list | None:
-        """A pass over a uniform frame: the (offset, size) of each kept
-        record, each distinct header tuple judged (valid, kept) once.
-        None when the frame is not uniform or a record needs care."""
-        uniform = Reader._uniform(buf, scan)
-        if uniform is None:
-            return None
-        step, first, rows = uniform
-        rows = list(rows)
-        distinct = set(rows)
-        if (any(h[0] != first for h in distinct)
-                or not scan.all_valid(distinct, ~(BUSY | DISCARD))):
-            return None
-        size, _ = record_step(first)
-        at = range(RING_HDR.size, len(buf), step)
-        if scan.keep is None:
-            return list(zip(at, itertools.repeat(size, len(at))))
-        keep = {h: scan.keep(h) for h in distinct}
-        return [(pos, size) for pos in itertools.compress(at, map(keep.__getitem__, rows))]
-
-    @staticmethod
-    def _walk_rows(buf, scan):
-        """The header tuples of a RING frame's entries, walked one by one;
-        None if the walk does not end exactly at the frame's end."""
-        unpack, last, out = scan.ring.unpack_from, len(buf) - scan.ring.size, []
-        append, pad = out.append, RING_HDR.size + 7
-        pos = 0
-        # a discarded entry's DISCARD bit sends pos past the end: None, and
-        # the careful loop skips it
-        while pos <= last:
-            h = unpack(buf, pos)
-            append(h)
-            pos = (pos + h[0] + pad) & ~7
-        return out if pos == len(buf) else None
-
-    def _ring(self, buf, frame, path, scan, stats, out, careful, decode_spans) -> None:
-        """The fast loop over a RING frame: one unpack per record reads the
-        ring header's length word and the header fields this pass needs;
-        scan.valid() is written out inline (a call per record costs as much
-        as the test). Kept records are decoded in runs, in order: up to the
-        next record that needs care, or the frame's end."""
-        unpack, need, keep, lens = scan.ring.unpack_from, scan.ring.size, scan.keep, scan.lens
-        kind, abi, call = layout.KIND_CALL, layout.ABI_VERSION, headers.CALL_SIZE
-        at_kind, at_abi, at_size = scan.at["kind"], scan.at["abi"], scan.at["size"]
-        at, discard, size_mask = RING_HDR.size, DISCARD, ~(BUSY | DISCARD)
-        pos, n, spans = 0, len(buf), []     # spans: kept records not decoded yet
+                kept_here = []
+            return [kept_here] if stats else kept_here
+        pos, n = 0, len(buf)
         while pos < n:
-            if pos + need <= n:
-                h = unpack(buf, pos)
-            elif pos + at <= n:         # a record shorter than the header, at the end
-                h = RING_HDR.unpack_from(buf, pos)
+            got = ringscan.walk(buf, pos, n, scan.ring)
+            if stats:
+                out.append(self._count(got, scan, careful))
             else:
-                self._damaged(path, frame, "ring frame ends mid-header")
+                self._keep(buf, frame, got, scan, out, careful, decode_spans)
+            if got.ended:
+                self._damaged(path, frame, got.ended)
                 break
-            length = h[0]
-            size = length & size_mask
-            end = pos + at + size
-            if end > n:
-                self._damaged(path, frame, "a record runs past its ring frame's end")
-                break
-            if length & discard:
-                pass
-            elif (len(h) > 2 and h[at_kind] == kind and h[at_abi] == abi
-                  and h[at_size] == size >= call
-                  and (lens is None or headers.data_len(h, lens) == size - call)):
-                if keep is None or keep(h):
-                    if stats:
-                        out.append(h)
-                    else:
-                        spans.append((pos + at, size))
+            pos = got.end
+        return out
+
+    @staticmethod
+    def _count(got, scan, careful) -> collections.Counter | list:
+        """--stats of walked entries, for a Counter to count in C: a run's
+        (few distinct tuples) already counted, and judged per distinct one;
+        others' kept tuples, in order, with those the decoder judged."""
+        if got.run is not None:
+            counts = collections.Counter(got.each_row())
+            judged = scan.verdicts(list(counts))
+            if CARE not in judged:
+                return collections.Counter(dict(itertools.compress(counts.items(), judged))) \
+                    if SKIP in judged else counts
+        rows = got.rows
+        judged = scan.verdicts(rows)
+        if CARE not in judged:
+            return rows if SKIP not in judged else list(itertools.compress(rows, judged))
+        out = []
+        for at, h, ok in zip(got.at, rows, judged):
+            if ok == KEEP:
+                out.append(h)
+            elif ok == CARE and (h := careful(at, h[0])) is not None:
+                out.append(h)
+        return out
+
+    @staticmethod
+    def _keep(buf, frame, got, scan, out: list, careful, decode_spans) -> None:
+        """The events of walked entries: each distinct header tuple judged
+        once, kept records decoded in runs, in order, up to the next that
+        needs the decoder's judgement."""
+        rows = got.rows
+        judged = scan.verdicts(rows)
+        if CARE not in judged:
+            if KEEP not in judged:
+                return
+            if SKIP not in judged:
+                spans = got.spans()
             else:
+                spans = list(zip(itertools.compress(got.at, judged),
+                                 map(_length, itertools.compress(rows, judged))))
+            if spans:
+                out += decode_spans(buf, spans, frame)
+            return
+        spans = []
+        for at, h, ok in zip(got.at, rows, judged):
+            if ok == KEEP:
+                spans.append((at, h[0]))
+            elif ok == CARE:
                 if spans:
                     out += decode_spans(buf, spans, frame)
                     spans = []
-                careful(pos + at, size)
-            pos = (end + 7) & ~7
+                if (ev := careful(at, h[0])) is not None:
+                    out.append(ev)
         if spans:
             out += decode_spans(buf, spans, frame)
 

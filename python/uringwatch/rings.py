@@ -10,24 +10,10 @@ import time
 
 import msgspec
 
-from . import layout, uapi
+from . import layout, opcodes, uapi
 from .layout import cstr
 from .events import Event, Op, OpCred, Ring, RingBefore, Uses
 from .identity import FileIdentity
-
-# enum io_uring_op (checked against the object's BTF by tests/test_abi.py)
-SQE_OPS = (
-    "NOP", "READV", "WRITEV", "FSYNC", "READ_FIXED", "WRITE_FIXED", "POLL_ADD",
-    "POLL_REMOVE", "SYNC_FILE_RANGE", "SENDMSG", "RECVMSG", "TIMEOUT", "TIMEOUT_REMOVE",
-    "ACCEPT", "ASYNC_CANCEL", "LINK_TIMEOUT", "CONNECT", "FALLOCATE", "OPENAT", "CLOSE",
-    "FILES_UPDATE", "STATX", "READ", "WRITE", "FADVISE", "MADVISE", "SEND", "RECV",
-    "OPENAT2", "EPOLL_CTL", "SPLICE", "PROVIDE_BUFFERS", "REMOVE_BUFFERS", "TEE",
-    "SHUTDOWN", "RENAMEAT", "UNLINKAT", "MKDIRAT", "SYMLINKAT", "LINKAT", "MSG_RING",
-    "FSETXATTR", "SETXATTR", "FGETXATTR", "GETXATTR", "SOCKET", "URING_CMD", "SEND_ZC",
-    "SENDMSG_ZC", "READ_MULTISHOT", "WAITID", "FUTEX_WAIT", "FUTEX_WAKE", "FUTEX_WAITV",
-    "FIXED_FD_INSTALL", "FTRUNCATE", "BIND", "LISTEN", "RECV_ZC", "EPOLL_WAIT",
-    "READV_FIXED", "WRITEV_FIXED", "PIPE",
-)
 
 # IORING_SETUP_* and IORING_FEAT_* bits (include/uapi/linux/io_uring.h)
 SETUP_FLAGS = (
@@ -54,7 +40,9 @@ def bit_names(value: int, names: tuple[str, ...]) -> list[str]:
 
 
 def sqe_op_name(op: int) -> str:
-    return SQE_OPS[op] if op < len(SQE_OPS) else f"OP_{op}"
+    """An operation's name as Op events have always spelled it (OP_n for
+    one past the table)."""
+    return opcodes.sqe_op_name(op, unknown="OP_")
 
 
 def ring_id(value: int) -> str | None:
