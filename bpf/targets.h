@@ -262,18 +262,13 @@ static __always_inline void act_target(struct uw_action *a, struct io_kiocb *req
 	}
 }
 
-/* Sends an action; a refused one is counted, for its process too. */
+/* Sends an action through fairness like ring and op records: a flood of
+ * actions spends its own process's budgets, not the tracer's ring. One not
+ * sent is counted, and for its process (actions_dropped) with fairness on. */
 static __always_inline void act_send(struct uw_action *a)
 {
-	__u32 uid = a->key.uid;
-	__u64 cg = a->cgroup_id;
-
-	if (emit(a, sizeof(*a)))
-		return;
-	bump(UW_CNT_ACTIONS_LOST);
-	if (cfg.fair)
-		fair__drop(fair__proc(a->pid, bpf_ktime_get_boot_ns(), uid, cg), uid, cg,
-			   UW_DROP_RING_FULL);
+	if (!fair__emit(a, sizeof(*a), UW_REC_ACTION, false))
+		bump(UW_CNT_ACTIONS_LOST);
 }
 
 static __always_inline void act_waiting_add(__s64 n)

@@ -441,6 +441,7 @@ enum uw_drop {
 enum uw_rec {
 	UW_REC_RING,            /* a ring created (uw_ring) */
 	UW_REC_OP,              /* an operation (uw_op) */
+	UW_REC_ACTION,          /* an action (uw_action) */
 	UW_REC_MAX,
 };
 
@@ -510,7 +511,7 @@ enum uw_counter {
 	UW_CNT_LIGHT,         /* calls sent past a spent budget by a light sender */
 	UW_CNT_AGGS_FULL,     /* calls held to the shared overflow aggregate: aggs map full */
 	UW_CNT_PROCS_ENDED,   /* processes whose state was freed as they ended */
-	UW_CNT_ACTIONS_LOST,  /* action records the ring refused (full): bpf/targets.h */
+	UW_CNT_ACTIONS_LOST,  /* action records not sent (fairness, ring full): bpf/targets.h */
 	UW_CNT_RECS_HELD,     /* ring and op records not let pass by fairness */
 	UW_CNT_FREES_LOST,    /* rings freed not told to user space: queue full */
 	UW_CNT_MAX,

@@ -167,11 +167,12 @@ def test_help_lists_the_commands():
     assert r.returncode == 0, r.stderr
     commands = r.stdout.split("\ncommands:\n")[1].split("\n\n")[0]
     assert [line.split()[0] for line in commands.splitlines()[1:]] == \
-        ["record", "replay", "probe", "schema", "policy", "confine", "findings"]
+        ["record", "replay", "probe", "schema", "policy", "confine", "findings",
+         "export"]
 
 
 @pytest.mark.parametrize("command", ["record", "replay", "probe", "schema", "policy", "confine",
-                                     "findings"])
+                                     "findings", "export"])
 def test_each_command_has_its_own_help(command):
     r = run(command, "--help")
     assert r.returncode == 0 and r.stdout.startswith(f"usage: uringwatch {command} [-h]")

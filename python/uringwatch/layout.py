@@ -141,7 +141,7 @@ COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
 # enum uw_drop, in order: uw_proc.drops[]
 DROPS = ("budget", "ring_full", "inflight_full", "reserve")
 # enum uw_rec, in order: uw_proc.rec_drops[], as a process's counts name them
-REC_DROPS = ("rings_dropped", "ops_dropped")
+REC_DROPS = ("rings_dropped", "ops_dropped", "actions_dropped")
 
 
 def cstr(raw: bytes) -> str:
