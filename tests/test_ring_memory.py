@@ -6,6 +6,7 @@ bench/ring_memory.py measures the issue's 100,000 rings."""
 import os
 import re
 import subprocess
+import sys
 
 from helpers import REPO, needs_root, wait_for
 from test_fairness import bench_build, ringgen  # noqa: F401 (fixtures)
@@ -38,7 +39,7 @@ def fresh_tracer_mib() -> float:
             "from test_ring_memory import rss_mib\n"
             "with Tracer(Filters(comm='ringgen'), rings=True, fair=False):\n"
             "    print(rss_mib())\n") % os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, check=True)
     return float(out.stdout.split()[-1])
 
@@ -46,8 +47,8 @@ def fresh_tracer_mib() -> float:
 def test_rings_held_open_leave_the_tracer_bounded(ringgen):  # noqa: F811
     """RINGS rings held open, each with a NOP and a personality (so each
     is in the ledger and the summary), unfiltered by fairness (its worst
-    case: every record reaches user space): this process's RSS (tracer,
-    test and all) stays under the DaemonSet's limit; once they close, the
+    case: every record reaches user space): a fresh tracer's RSS plus what
+    this process grew by stays under the DaemonSet's limit; once they close, the
     summary lets go of every key, the ledger of every ring where the kernel
     shows rings freed (else it keeps its bound), and the RSS is no higher
     than while they were held."""
