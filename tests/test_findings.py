@@ -332,6 +332,38 @@ def test_findings_over_a_recording_and_in_metrics(tmp_path, tracer, ring):
     assert b'uringwatch_findings_total{rule="buffers-same-page"} 1.0' in generate_latest(m.registry)
 
 
+def test_a_shadow_read_and_a_connect_through_a_ring(needs_ops, tmp_path):
+    """Opened and connected only through the ring: /etc/shadow is a
+    finding, the connection one for its process; a plain file is none."""
+    import socket
+    import struct
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    with live() as t:
+        r = uring.Ring(8)
+        for path in (b"/etc/shadow", str(plain).encode()):
+            name = ctypes.create_string_buffer(path)
+            os.close(r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name)))
+        for _ in range(2):
+            s = r.do(uring.OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_STREAM)
+            sa = ctypes.create_string_buffer(
+                struct.pack("<H", socket.AF_INET) + struct.pack(">H", listener.getsockname()[1])
+                + socket.inet_aton("127.0.0.1") + bytes(8), 16)
+            assert r.do(uring.OP_CONNECT, fd=s, addr=ctypes.addressof(sa), off=16) == 0
+            os.close(s)
+        events = collect(t, lambda ev: len(findings(ev)) >= 2)
+        r.close()
+    listener.close()
+    found = findings(events)
+    assert rules_of(found) == ["connect-through-ring", "sensitive-file-through-ring"]
+    assert len(found) == 2 and all(f.pid == os.getpid() for f in found)
+    (shadow,) = [f for f in found if f.rule == "sensitive-file-through-ring"]
+    assert [(v.kind, v.opcode_name) for v in shadow.evidence] == [("action", "OPENAT")]
+
+
 def test_shipped_rules_are_printed_and_each_is_fired_here():
     """`findings --print-rules` is the shipped file; every rule in it is
     named by an assertion of this file (a checklist: a new rule needs its
@@ -344,3 +376,4 @@ def test_shipped_rules_are_printed_and_each_is_fired_here():
     here = open(__file__).read().split("def test_shipped_rules_are_printed")[0]
     missing = [r["id"] for r in rules["rule"] if f'"{r["id"]}"' not in here]
     assert missing == []
+

@@ -19,8 +19,8 @@ EVIDENCE_MAX = 16       # evidence kept per finding: the newest
 PARTIALS_MAX = 16       # a sequence's unfinished matches kept per key
 ONCE_MAX = 1 << 16      # remembered once_per values per rule, oldest forgotten
 Severity = Literal["info", "low", "medium", "high", "critical"]
-Kind = Literal["call", "repeat", "ring", "op"]
-_KIND_OF = {"Event": "call", "Repeat": "repeat", "Ring": "ring", "Op": "op"}
+Kind = Literal["call", "repeat", "ring", "op", "action"]
+_KIND_OF = {"Event": "call", "Repeat": "repeat", "Ring": "ring", "Op": "op", "Action": "action"}
 
 
 class RulesError(TracerError):
