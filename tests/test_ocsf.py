@@ -5,6 +5,8 @@ with jsonschema (draft 2020-12)."""
 import ctypes
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -29,12 +31,14 @@ def validate():
     validators = {}
 
     def check(obj: dict) -> None:
-        uid = obj["class_uid"]
-        if uid not in validators:
-            name = schema.lookup_class_name_from_uid(class_uid=uid)
-            validators[uid] = jsonschema.Draft202012Validator(
-                schema.get_class_schema(class_name=name, profiles=[]))
-        errors = [e.message for e in validators[uid].iter_errors(obj)]
+        """Against the schema of its class with the profiles it names."""
+        profiles = obj["metadata"].get("profiles", [])
+        key = (obj["class_uid"], tuple(profiles))
+        if key not in validators:
+            name = schema.lookup_class_name_from_uid(class_uid=key[0])
+            validators[key] = jsonschema.Draft202012Validator(
+                schema.get_class_schema(class_name=name, profiles=profiles))
+        errors = [e.message for e in validators[key].iter_errors(obj)]
         assert errors == [], obj
     return check
 
@@ -58,9 +62,18 @@ def recording(tmp_path_factory):
         for _ in range(3):
             r.put(0, uring.OP_NOP)
             r.submit(1)
-        null = ctypes.create_string_buffer(b"/dev/null")      # an action
-        r.put(0, uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(null))
-        os.close(r.submit(1, wait=1))
+        null = ctypes.create_string_buffer(b"/dev/null")      # actions: file, network
+        os.close(r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(null)))
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        sock = r.do(uring.OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_STREAM)
+        sa = ctypes.create_string_buffer(
+            struct.pack("<H", socket.AF_INET) + struct.pack(">H", listener.getsockname()[1])
+            + socket.inet_aton("127.0.0.1") + bytes(8), 16)
+        assert r.do(uring.OP_CONNECT, fd=sock, addr=ctypes.addressof(sa), off=16) == 0
+        os.close(sock)
+        listener.close()
         kinds, deadline = set(), time.monotonic() + 30
         while time.monotonic() < deadline and not {"Op", "Action"} <= kinds:
             kinds |= {type(e).__name__ for e in t.poll(0.05)}
@@ -85,24 +98,31 @@ def test_replayed_events_of_every_kind_are_valid_ocsf(recording, validate):
     kinds = {o["metadata"]["log_name"] for o in objs}
     assert kinds == ({"ring", "call", "repeat", "op", "action"} if submit_tracepoint_has_request()
                      else {"ring", "call", "repeat"})
-    assert {o["class_uid"] for o in objs} == {1003}
+    assert {o["class_uid"] for o in objs} == ({1003, 1001, 4001} if submit_tracepoint_has_request()
+                                             else {1003})
     assert all(o["device"]["hostname"] == os.uname().nodename for o in objs)
     (repeat,) = [o for o in objs if o["metadata"]["log_name"] == "repeat"]
     assert repeat["count"] == 4 and repeat["status_id"] == 2
     assert repeat["status_code"] == "ENXIO"
-    (buffers,) = [o for o in objs if o["kernel"]["name"] == "IORING_REGISTER_BUFFERS"]
+    (buffers,) = [o for o in objs if o.get("kernel", {}).get("name") == "IORING_REGISTER_BUFFERS"]
     assert buffers["unmapped"]["uringwatch"]["payload"]["iovecs"][3]["len"] == 4096
-    for opened in (o for o in objs if o["metadata"]["log_name"] == "action"):
-        assert opened["kernel"]["name"] == "IORING_OP_OPENAT" and opened["status_id"] == 1
+    for opened in (o for o in objs if o["class_uid"] == 1001):
+        assert opened["file"]["path"] == "/dev/null" and opened["activity_id"] == 14
+        assert opened["status_id"] == 1
+    for connected in (o for o in objs if o["class_uid"] == 4001):
+        assert connected["dst_endpoint"]["ip"] == "127.0.0.1" and connected["activity_id"] == 1
 
 
 def test_findings_are_valid_detection_findings(recording, validate):
-    (obj,) = lines_of("findings", "--format", "ocsf", str(recording))
-    validate(obj)
+    objs = lines_of("findings", "--format", "ocsf", str(recording))
+    for obj in objs:
+        validate(obj)
+    assert sorted(o["finding_info"]["analytic"]["uid"] for o in objs) == (
+        ["buffers-same-page", "connect-through-ring"] if submit_tracepoint_has_request()
+        else ["buffers-same-page"])
+    (obj,) = [o for o in objs if o["finding_info"]["analytic"]["uid"] == "buffers-same-page"]
     assert obj["class_uid"] == 2004 and obj["severity_id"] == 4     # high
-    info = obj["finding_info"]
-    assert info["analytic"]["uid"] == "buffers-same-page"
-    assert info["attacks"] == [{"technique": {"uid": "T1068"}}]
+    assert obj["finding_info"]["attacks"] == [{"technique": {"uid": "T1068"}}]
 
 
 def test_live_findings_as_ocsf(validate, tmp_path):

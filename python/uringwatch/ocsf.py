@@ -16,7 +16,8 @@ from .output import WholeWriter
 
 VERSION = "1.8.0"
 KERNEL_ACTIVITY, DETECTION_FINDING = 1003, 2004
-SYSTEM_ACTIVITY, FINDINGS = 1, 2        # their categories
+FILE_ACTIVITY, NETWORK_ACTIVITY = 1001, 4001    # for actions
+SYSTEM_ACTIVITY, FINDINGS, NETWORK = 1, 2, 4    # their categories
 CREATE, READ, INVOKE = 1, 2, 4           # activity ids
 SYSCALL, OTHER = 2, 99                  # kernel object type ids
 SUCCESS, FAILURE = 1, 2                 # status ids
@@ -39,7 +40,37 @@ class Mapper:
     def __call__(self, ev) -> dict:
         if isinstance(ev, Finding):
             return self._finding(ev)
+        if isinstance(ev, Action) and ev.opcode_name in FILE_ACTIVITIES:
+            return self._file(ev)
+        if isinstance(ev, Action) and ev.opcode_name in NETWORK_ACTIVITIES:
+            return self._network(ev)
         return self._kernel(ev)
+
+    def _file(self, ev: Action) -> dict:
+        """File System Activity: the path the action named (the file it
+        made of it on RENAMEAT, LINKAT, SYMLINKAT in file_result)."""
+        activity = FILE_ACTIVITIES[ev.opcode_name]
+        if ev.opcode_name.startswith("OPENAT") and "O_CREAT" in (ev.target.flag_names or ()):
+            activity = CREATE
+        out = self._base(ev, FILE_ACTIVITY, SYSTEM_ACTIVITY, activity, 1)
+        out["actor"] = _actor(ev)
+        out["file"] = _file(ev.target.path, ev.opcode_name == "MKDIRAT")
+        if ev.target.path2 is not None:
+            out["file_result"] = _file(ev.target.path2, False)
+        _status(out, ev)
+        return out
+
+    def _network(self, ev: Action) -> dict:
+        """Network Activity: the address connected to (dst_endpoint) or
+        bound (src_endpoint), where the action has one."""
+        out = self._base(ev, NETWORK_ACTIVITY, NETWORK, NETWORK_ACTIVITIES[ev.opcode_name], 1)
+        out["metadata"]["profiles"] = ["host"]      # what adds actor and device here
+        out["actor"] = _actor(ev)
+        endpoint = _endpoint(ev.target.address)
+        if endpoint:
+            out["dst_endpoint" if ev.opcode_name == "CONNECT" else "src_endpoint"] = endpoint
+        _status(out, ev)
+        return out
 
     def _base(self, ev, class_uid: int, category: int, activity: int, severity: int) -> dict:
         return {
@@ -75,10 +106,8 @@ class Mapper:
             out["status_id"] = FAILURE if ev.ret < 0 else SUCCESS
             if ev.error:
                 out["status_code"] = ev.error
-        if isinstance(ev, Action) and ev.result is not None:
-            out["status_id"] = FAILURE if ev.result < 0 else SUCCESS
-            if ev.error:
-                out["status_code"] = ev.error
+        if isinstance(ev, Action):
+            _status(out, ev)
         if isinstance(ev, (Repeat, Op)):
             out["count"] = ev.count
         return out
@@ -97,6 +126,36 @@ class Mapper:
         if out["finding_info"]["first_seen_time"] is None:
             del out["finding_info"]["first_seen_time"]
         return out
+
+
+# OCSF activity ids by action: File System Activity's (OPENAT is Create
+# with O_CREAT), Network Activity's (1 Open, 7 Listen, 99 Other)
+FILE_ACTIVITIES = {"OPENAT": 14, "OPENAT2": 14, "STATX": 8, "UNLINKAT": 4, "RENAMEAT": 5,
+                   "MKDIRAT": 1, "SYMLINKAT": 1, "LINKAT": 1}
+NETWORK_ACTIVITIES = {"CONNECT": 1, "LISTEN": 7, "BIND": 99}
+
+
+def _file(path: str | None, folder: bool) -> dict:
+    path = path or ""
+    return {"name": path.rstrip("/").rsplit("/", 1)[-1] or path, "path": path,
+            "type_id": 2 if folder else 0}     # 2: Folder, 0: Unknown
+
+
+def _endpoint(address: str | None) -> dict | None:
+    """127.0.0.1:443 or [::1]:80 as ip and port; a Unix path as name."""
+    if not address:
+        return None
+    host, sep, port = address.rpartition(":")
+    if sep and port.isdigit() and host and not address.startswith(("/", "@")):
+        return {"ip": host.strip("[]"), "port": int(port)}
+    return {"name": address}
+
+
+def _status(out: dict, ev: Action) -> None:
+    if ev.result is not None:
+        out["status_id"] = FAILURE if ev.result < 0 else SUCCESS
+        if ev.error:
+            out["status_code"] = ev.error
 
 
 def _actor(ev) -> dict:
