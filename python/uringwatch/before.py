@@ -103,20 +103,21 @@ def parse_fdinfo(text: str) -> dict:
 
 
 def _number(fields: dict, name: str) -> int | None:
-    try:
-        n = int(fields[name])
-    except (KeyError, ValueError):
-        return None
-    return n if n >= 0 else None
+    """A field that holds a count or an id, None if absent or not one."""
+    text = fields.get(name, "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
-def _proc(pid: int, root: str | None) -> tuple[str, int, int]:
+def _proc(pid: int, root: str | None) -> tuple[str, int, int] | None:
     """(comm, real uid, cgroup v2 id) of a process, as its calls would
-    carry them; root: where cgroup2 is mounted."""
+    carry them, None if its status has no uid; root: where cgroup2 is
+    mounted. OSError if it is gone."""
     with open(f"/proc/{pid}/comm") as f:
         comm = f.read().rstrip("\n")
     with open(f"/proc/{pid}/status") as f:
-        uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+        uid = next((line.split()[1] for line in f if line.startswith("Uid:")), "")
+    if not uid.isdigit():
+        return None
     cgroup_id = 0
     with open(f"/proc/{pid}/cgroup") as f:
         path = next((line.strip()[3:] for line in f if line.startswith("0::")), None)
@@ -125,7 +126,7 @@ def _proc(pid: int, root: str | None) -> tuple[str, int, int]:
             cgroup_id = os.stat(root + path).st_ino
         except OSError:
             pass
-    return comm, uid, cgroup_id
+    return comm, int(uid), cgroup_id
 
 
 def ring_event(rid: str, holders: list[tuple[int, int]], keep,
@@ -135,11 +136,14 @@ def ring_event(rid: str, holders: list[tuple[int, int]], keep,
     is (all gone since, or none kept)."""
     for pid, fd in holders:
         try:
-            comm, uid, cgroup_id = _proc(pid, root)
+            proc = _proc(pid, root)
             with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                 info = parse_fdinfo(f.read())
-        except (OSError, StopIteration, ValueError):
+        except OSError:     # gone since
             continue
+        if proc is None:
+            continue
+        comm, uid, cgroup_id = proc
         fields = info["fields"]
         ev = RingBefore(
             time.time_ns(), pid, fd, comm, uid, cgroup_id, rid, holders,

@@ -11,6 +11,8 @@ import sys
 import time
 from typing import get_args
 
+import msgspec
+
 from . import export, findings_cli, hooks, layout, ocsf, policy_cli, replay_cli, screen
 from .containers import CgroupResolver
 from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
@@ -21,7 +23,7 @@ from .output import schema_text
 from .recorder import Recorder, file_mode, group_id
 from .errors import PrivilegeError, TracerError, os_message
 from .host import check_privileges, tracefs
-from .options import FAIR_BURST, FAIR_RATE, HookOption, ResolveOption
+from .options import FAIR_BURST, FAIR_RATE, HookOption, OpsOption, ResolveOption
 from .reader import BATCH
 from .tracer import Tracer
 
@@ -128,7 +130,7 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
     ap.add_argument("--rings", action="store_true",
                     help="also show rings being created and the operations they accept, "
                          "summarised: first use of each resource, then counts")
-    ap.add_argument("--ops", choices=("summary", "all"), default="summary",
+    ap.add_argument("--ops", choices=get_args(OpsOption), default="summary",
                     help="with --rings: one event per operation (all), not a summary")
     ap.add_argument("--hook", choices=get_args(HookOption), default="auto",
                     help="where to attach (default: the best this kernel has)")
@@ -241,7 +243,7 @@ def probe(json_out: bool) -> int:
         tp = None
         screen.error(f"{e} (hooks not probed)")
     try:
-        rep = hooks.report(tp)
+        rep = msgspec.to_builtins(hooks.report(tp))     # as its JSON has it
     except LibbpfError as e:
         screen.error(e)
         return EXIT_ERROR

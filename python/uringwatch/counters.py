@@ -9,6 +9,7 @@ from typing import Iterator
 
 from . import layout, libbpf
 from .bpfobject import BpfObject
+from .reports import AggregateCounts, ProcessCounts, Stats
 
 PROCESSES_IN_STATS = 100  # stats() lists this many processes, most dropped first
 AGGREGATES_IN_STATS = 100  # and this many aggregates
@@ -18,8 +19,8 @@ COUNTS = ("coalesced", *layout.DROPS, *layout.REC_DROPS)
 DROPPED = (*layout.DROPS, *layout.REC_DROPS)
 
 
-def _dropped_first(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (-sum(r[k] for k in DROPPED), -r["coalesced"]))
+def _dropped_first(rows: list) -> list:
+    return sorted(rows, key=lambda r: (-sum(getattr(r, k) for k in DROPPED), -r.coalesced))
 
 
 def _counts(state: dict) -> dict[str, int]:
@@ -64,7 +65,7 @@ class Counters:
             if lib.bpf_map_lookup_elem(fd, key, val) == 0:
                 yield key.raw, val.raw
 
-    def processes(self) -> list[dict]:
+    def processes(self) -> list[ProcessCounts]:
         """Per process (tgid) with anything coalesced or dropped: pid, comm,
         calls coalesced, calls dropped by cause, ring and op records not
         sent; most dropped first."""
@@ -72,10 +73,10 @@ class Counters:
         for pid, p in self.procs():
             counts = _counts(p)
             if any(counts.values()):
-                out.append({"pid": pid, "comm": layout.cstr(p["comm"]), **counts})
+                out.append(ProcessCounts(pid=pid, comm=layout.cstr(p["comm"]), **counts))
         return _dropped_first(out)
 
-    def aggregates(self) -> list[dict]:
+    def aggregates(self) -> list[AggregateCounts]:
         """Per aggregate (uid, cgroup id) with anything coalesced or
         dropped: its processes' counts, those still running and those that
         ended (`ended` of them) or had no state of their own; most dropped
@@ -89,14 +90,14 @@ class Counters:
                                  dict.fromkeys(("ended", *COUNTS), 0))
             for k, n in _counts(p).items():
                 t[k] += n
-        return _dropped_first([{"uid": uid, "cgroup_id": cg, **t}
+        return _dropped_first([AggregateCounts(uid=uid, cgroup_id=cg, **t)
                                for (uid, cg), t in total.items()
                                if any(t[k] for k in COUNTS)])
 
-    def stats(self, **user_space: int) -> dict:
+    def stats(self, **user_space: int) -> Stats:
         """totals(), then user space's own counts, then "processes": the
         top PROCESSES_IN_STATS of processes(), and "aggregates": the top
         AGGREGATES_IN_STATS of aggregates()."""
-        return {**self.totals(), **user_space,
-                "processes": self.processes()[:PROCESSES_IN_STATS],
-                "aggregates": self.aggregates()[:AGGREGATES_IN_STATS]}
+        return Stats(**self.totals(), **user_space,
+                     processes=self.processes()[:PROCESSES_IN_STATS],
+                     aggregates=self.aggregates()[:AGGREGATES_IN_STATS])

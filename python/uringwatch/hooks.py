@@ -12,6 +12,7 @@ import struct
 from typing import Literal, get_args
 
 from . import layout, targets
+from .reports import Probe, RingsProbe
 
 # Where to attach, preferred first: per-syscall tracepoints cost other
 # syscalls nothing, nor does a kprobe on the syscall (it needs
@@ -394,21 +395,21 @@ def register_opcodes() -> int | None:
     return found
 
 
-def ring_report(tracefs: str) -> dict:
+def ring_report(tracefs: str) -> RingsProbe:
     """Which parts of a ring's life this kernel shows."""
     chosen = ring_programs(tracefs)
     submit = next((p for p in chosen if p.startswith("tp_btf__")), None)
     complete = next((p for p in chosen if p in COMPLETE_PROGRAMS), None)
     paths = resolve_paths() if submit else {}
-    return {
-        "setup": all(p in chosen for p in list(RING_PROGRAMS)[:3]),
-        "register_ring_id": RING_ID_PROGRAM in chosen,
-        "operations": submit.removeprefix("tp_btf__") if submit else None,
-        "before": RING_BEFORE_PROGRAM in chosen,
+    return RingsProbe(
+        setup=all(p in chosen for p in list(RING_PROGRAMS)[:3]),
+        register_ring_id=RING_ID_PROGRAM in chosen,
+        operations=submit.removeprefix("tp_btf__") if submit else None,
+        before=RING_BEFORE_PROGRAM in chosen,
         # targets need kernel reads: the identities' btf or probe_read path
-        "action_targets": action_ops() if paths.get("btf") or paths.get("probe_read") else [],
-        "action_results": complete.removeprefix("tp_btf__") if complete else None,
-    }
+        action_targets=action_ops() if paths.get("btf") or paths.get("probe_read") else [],
+        action_results=complete.removeprefix("tp_btf__") if complete else None,
+    )
 
 
 def coalescing(has_loop: bool) -> str:
@@ -418,7 +419,7 @@ def coalescing(has_loop: bool) -> str:
             f"{layout.SIG_FILES_UNROLLED} files and no buffers (no bpf_loop)")
 
 
-def report(tracefs: str | None) -> dict:
+def report(tracefs: str | None) -> Probe:
     """Everything `uringwatch probe` prints, without loading anything."""
     from . import libbpf
     lib = libbpf.lib()
@@ -427,21 +428,21 @@ def report(tracefs: str | None) -> dict:
     if tracefs:
         extra = {"io_uring_tracepoint": os.path.exists(
             os.path.join(tracefs, "events/io_uring/io_uring_register"))}
-    return {
-        "kernel": platform.release(),
-        "arch": platform.machine(),
-        "btf": os.path.exists(BTF_VMLINUX),
-        "lockdown": lockdown(),
-        "tracefs": tracefs,
-        "ringbuf": lib.libbpf_probe_bpf_map_type(MAP_TYPE_RINGBUF, None) == 1,
-        "bpf_loop": has_helper(FUNC_LOOP),
-        "coalesce": coalescing(has_helper(FUNC_LOOP)),
-        "fentry_prog_type": lib.libbpf_probe_bpf_prog_type(PROG_TYPE_TRACING, None) == 1,
-        "probe_read_kernel": reads_kernel(),
-        "register_opcodes": register_opcodes(),
-        "hooks": {**have, **extra},
-        "rings": ring_report(tracefs) if tracefs else None,
-        "chosen": pick(have) if tracefs else None,
-        "resolve": (paths := resolve_paths()),
-        "resolve_chosen": pick_resolve(paths),
-    }
+    return Probe(
+        kernel=platform.release(),
+        arch=platform.machine(),
+        btf=os.path.exists(BTF_VMLINUX),
+        lockdown=lockdown(),
+        tracefs=tracefs,
+        ringbuf=lib.libbpf_probe_bpf_map_type(MAP_TYPE_RINGBUF, None) == 1,
+        bpf_loop=has_helper(FUNC_LOOP),
+        coalesce=coalescing(has_helper(FUNC_LOOP)),
+        fentry_prog_type=lib.libbpf_probe_bpf_prog_type(PROG_TYPE_TRACING, None) == 1,
+        probe_read_kernel=reads_kernel(),
+        register_opcodes=register_opcodes(),
+        hooks={**have, **extra},
+        rings=ring_report(tracefs) if tracefs else None,
+        chosen=pick(have) if tracefs else None,
+        resolve=(paths := resolve_paths()),
+        resolve_chosen=pick_resolve(paths),
+    )

@@ -15,6 +15,7 @@ from .bpfobject import BpfObject
 from .errors import TracerError
 from .filters import Filters
 from .host import check_privileges, tracefs
+from .reports import Features
 from .options import AGG_SHARE, LIGHT_BURST, LIGHT_RATE, TracerOptions
 
 OBJECT_NAME = "uringwatch.bpf.o"
@@ -36,7 +37,7 @@ class Loader:
     def __init__(self, options: TracerOptions, filters: Filters):
         self.options, self.filters = options, filters
 
-    def load(self) -> tuple[BpfObject, dict]:
+    def load(self) -> tuple[BpfObject, Features]:
         """The object loaded, ready to attach, and what was chosen (the
         tracer's features); on any failure, nothing stays behind."""
         check_privileges()
@@ -55,10 +56,11 @@ class Loader:
         try:
             self._fill_free_slots(obj)
             self._make_overflow_agg(obj)
-            return obj, dict(
+            return obj, Features(
                 task_btf=task_btf, tracefs=tp, bpf_loop=has_loop, hook=hook, resolve=resolve,
                 hooks=[obj.section(p) for p in obj.programs if p in hook_programs],
-                rings=[obj.section(p) for p in obj.programs if p in hooks.RING_ALL])
+                rings=[obj.section(p) for p in obj.programs if p in hooks.RING_ALL],
+                cgroups="off")     # the Tracer says how, with containers on
         except BaseException:
             obj.close()
             raise

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import IO, Callable
+from typing import IO, Callable, Literal, get_args
 
 import msgspec
 
@@ -184,6 +184,9 @@ class Writer:
         return got.whole
 
 
+OutputFormat = Literal["table", "json", "ocsf"]     # --format
+
+
 class _Format(argparse.Action):
     """--format json is --json."""
 
@@ -195,7 +198,7 @@ class _Format(argparse.Action):
 
 def add_format_option(ap) -> None:
     """--format, beside --json (which is --format json)."""
-    ap.add_argument("--format", choices=("table", "json", "ocsf"), default=None,
+    ap.add_argument("--format", choices=get_args(OutputFormat), default=None,
                     action=_Format,
                     help="table (default), json (as --json), or ocsf: OCSF 1.8 objects, "
                          "one a line (README, OCSF)")

@@ -29,6 +29,7 @@ MAX_USES = 16384        # keys of the operations' summary (and as many spilled)
 Auto = Literal["auto"]         # the best this kernel has
 HookOption = Literal[Auto, hooks.Hook]
 ResolveOption = Literal[Auto, layout.ResolvePath]
+OpsOption = Literal["summary", "all"]   # --ops: ring operations summarised, or each
 
 
 class TracerOptions(msgspec.Struct, frozen=True, kw_only=True, gc=False):

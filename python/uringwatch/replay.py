@@ -16,6 +16,7 @@ from .decode import DECODERS, Runs, decode_many
 from .events import Action, AnyEvent, Event, Op, Repeat
 from .filters import Filters
 from .headers import CARE, KEEP, SKIP
+from .reports import Summary
 from .rings import Ledger
 
 
@@ -86,7 +87,7 @@ class Reader:
                 if batch:
                     yield batch
 
-    def stats(self) -> dict:
+    def stats(self) -> Summary:
         """summary() of the events, counted on the records' fixed headers:
         nothing is decoded but records of another kind or ABI."""
         kept: collections.Counter = collections.Counter()
@@ -336,7 +337,7 @@ def replay(*paths: str, filters: Filters | None = None) -> Iterator[AnyEvent]:
     r.raise_problems()
 
 
-def summary(events: Iterator[AnyEvent]) -> dict:
+def summary(events: Iterator[AnyEvent]) -> Summary:
     """--stats: counts per opcode and process, TOCTOU changes, errors;
     calls coalesced into repeat records per process."""
     tally = Tally()
@@ -392,10 +393,10 @@ class Tally:
             mine.update(theirs)
         return self
 
-    def report(self) -> dict:
+    def report(self) -> Summary:
         def ranked(c):
             return dict(c.most_common())
-        return {"events": self.events, "toctou_changed": self.changed,
-                "errors": ranked(self.errors), "by_opcode": ranked(self.by_op),
-                "by_process": ranked(self.by_proc),
-                "coalesced_by_process": ranked(self.repeats)}
+        return Summary(events=self.events, toctou_changed=self.changed,
+                       errors=ranked(self.errors), by_opcode=ranked(self.by_op),
+                       by_process=ranked(self.by_proc),
+                       coalesced_by_process=ranked(self.repeats))

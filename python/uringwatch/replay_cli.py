@@ -7,12 +7,15 @@ import json
 import sys
 import time
 
+import msgspec
+
 from . import ocsf, screen
 from .dump import DumpError
 from .errors import os_message
 from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .filters import add_options as add_filter_options, from_args
 from .replay import Reader
+from .reports import ReplayStats
 
 PROGRESS_MIN_BYTES = 16 << 20
 
@@ -74,10 +77,12 @@ def run(args) -> int:
     try:
         reader.check()      # a file that can't be replayed at all: said before any output
         if args.stats:      # calls counted on the records' headers: nothing decoded
-            report = {**reader.stats(), "drops": reader.drops(),
-                      "drops_by_process": reader.process_drops(),
-                      "drops_by_aggregate": reader.aggregate_drops()}
-            print(json.dumps(report) if args.json else _stats_text(report))
+            report = ReplayStats(**msgspec.structs.asdict(reader.stats()),
+                                 drops=reader.drops(),
+                                 drops_by_process=reader.process_drops(),
+                                 drops_by_aggregate=reader.aggregate_drops())
+            print(json.dumps(msgspec.to_builtins(report)) if args.json
+                  else _stats_text(report))
         else:
             writer = ocsf.writer(args, sys.stdout, hostname=lambda: reader.meta.hostname)
             batches = reader.json_batches() if args.json else reader.batches()
@@ -95,7 +100,7 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _stats_text(r: dict) -> str:
+def _stats_text(r: ReplayStats) -> str:
     lines = [f"events {r['events']}, TOCTOU changes {r['toctou_changed']}, "
              f"errors {sum(r['errors'].values())}"]
     for title, key in (("by opcode", "by_opcode"), ("by process", "by_process"),

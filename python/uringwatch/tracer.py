@@ -20,6 +20,7 @@ from .filters import Filters
 from .filtersets import FilterSets
 from .loader import Loader
 from .options import TracerOptions
+from .reports import AggregateCounts, Features, ProcessCounts, Stats
 from .reader import BATCH, EventReader
 from .ringbuf import RingBuffer
 from .rings import FreedRings, UseCounts
@@ -51,7 +52,7 @@ class Tracer:
             options.setdefault("rings", True)
         self.options = TracerOptions(**options)
         self.filters = filters or Filters()
-        self.features: dict[str, object] = {}
+        self.features: Features | None = None    # what open() chose
         self.run_id = uuid.uuid4().hex      # ties a recording's rotated files together
         self.object_sha256: str | None = None
         self._context = None
@@ -80,9 +81,8 @@ class Tracer:
             raise
 
     def _open(self) -> "Tracer":
-        obj, features = Loader(self.options, self.filters).load()
+        obj, self.features = Loader(self.options, self.filters).load()
         self._obj, self.object_sha256 = obj, obj.sha256
-        self.features.update(features)
         uses = None
         if any(p.startswith("tp_btf__") for p in obj.programs):
             uses = UseCounts((obj.map_fd("uses"), obj.map_fd("spills")),
@@ -92,7 +92,7 @@ class Tracer:
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         if self._cgroups:     # before the first call: its cgroup may be gone when read
             self._cgroups.watch()
-        self.features["cgroups"] = self._cgroups.found_by if self._cgroups else "off"
+        self.features.cgroups = self._cgroups.found_by if self._cgroups else "off"
         probe = self._probe_ring(obj)
         try:
             obj.attach()
@@ -115,7 +115,7 @@ class Tracer:
             return None
         fd = before.own_ring()
         if fd < 0:
-            self.features["rings_before_error"] = f"no ring of its own: {os.strerror(-fd)}"
+            self.features.rings_before_error = f"no ring of its own: {os.strerror(-fd)}"
             return None
         return fd
 
@@ -125,7 +125,7 @@ class Tracer:
         try:
             raw = obj.iterate(hooks.RING_BEFORE_PROGRAM)
         except libbpf.LibbpfError as e:
-            self.features["rings_before_error"] = str(e)
+            self.features.rings_before_error = str(e)
             return
         self._reader.found_before(before.found(raw, probe, self._keeps))
 
@@ -246,17 +246,17 @@ class Tracer:
         """(bytes queued and not yet read, the ring's size)."""
         return self._reader.ring_usage()
 
-    def processes(self) -> list[dict]:
+    def processes(self) -> list[ProcessCounts]:
         """Per process (tgid) with anything coalesced or dropped: pid, comm,
         calls coalesced, and calls dropped by cause; most dropped first."""
         return self._opened(self._counters).processes()
 
-    def aggregates(self) -> list[dict]:
+    def aggregates(self) -> list[AggregateCounts]:
         """Per aggregate (uid, cgroup_id) with anything coalesced or
         dropped: the counts of all its processes, running or `ended`."""
         return self._opened(self._counters).aggregates()
 
-    def stats(self) -> dict:
+    def stats(self) -> Stats:
         """Counters summed over CPUs, plus records user space could not
         decode; "processes": processes() (the top PROCESSES_IN_STATS),
         "aggregates": aggregates() (the top AGGREGATES_IN_STATS)."""
