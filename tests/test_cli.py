@@ -236,3 +236,24 @@ def test_dump_format_lists_the_exit_codes_replay_has():
     codes = [int(line.split("|")[1]) for line in doc.splitlines()
              if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert codes == [EXIT_OK, EXIT_ERROR, EXIT_USAGE, *DUMP_PROBLEMS]
+
+
+@pytest.mark.parametrize("command", [["replay"], ["replay", "--stats"], ["findings"],
+                                     ["export", "--parquet", "{tmp}/out"],
+                                     ["policy", "generate"]])
+def test_unreadable_recordings_fail_alike(tmp_path, command):
+    """Every command that reads recordings says what it could not read in
+    one escaped line, without Python's [Errno N], and exits with the code
+    the problem has: a missing file, a directory, a file that is no dump
+    (with a control character in its name, escaped)."""
+    from uringwatch.exitcodes import EXIT_ERROR, EXIT_NOT_A_DUMP
+    junk = tmp_path / "junk\x1b.uwd"
+    junk.write_bytes(b"not a recording")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    for path, code in ((tmp_path / "missing.uwd", EXIT_ERROR), (tmp_path, EXIT_ERROR),
+                       (junk, EXIT_NOT_A_DUMP)):
+        r = run(*args, str(path))
+        assert r.returncode == code, (path, r.stderr)
+        assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith("uringwatch: ") and "Errno" not in r.stderr
+        assert "\x1b" not in r.stderr

@@ -20,10 +20,9 @@ import uuid
 import msgspec
 
 from . import screen
-from .dump import DumpError
-from .errors import os_message
 from .events import Finding
-from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .exitcodes import EXIT_OK, EXIT_USAGE
+from .failures import UNREADABLE, unreadable
 from .findings import Engine, RulesError, Ruleset
 from .ocsf import Mapper
 from .recorder import FILE_MODE, GROUP_FILE_MODE, create, file_mode, group_id
@@ -184,12 +183,8 @@ def run(args) -> int:
         return EXIT_USAGE
     try:
         data = export(args.files, args.parquet, engine, mode, args.group)
-    except DumpError as e:
-        screen.error(e)
-        return e.code
-    except OSError as e:
-        screen.error(os_message(e))
-        return EXIT_ERROR
+    except UNREADABLE as e:
+        return unreadable(e)
     print(f"uringwatch: {data.rows} rows in {len(data.files)} files under {args.parquet}",
           file=sys.stderr)
     return EXIT_OK

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 from . import ocsf, screen
-from .dump import DumpError
-from .errors import os_message
 from .events import Finding
-from .exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .exitcodes import EXIT_OK, EXIT_USAGE
+from .failures import UNREADABLE, unreadable
 from .findings import Engine, RulesError, Ruleset, shipped_text
 from .replay import Reader
 
@@ -86,12 +85,8 @@ def run(args) -> int:
             if found:
                 writer.write(found)
         reader.raise_problems()
-    except DumpError as e:
-        screen.error(e)
-        return e.code
-    except OSError as e:
-        screen.error(os_message(e))
-        return EXIT_ERROR
+    except UNREADABLE as e:
+        return unreadable(e)
     finally:
         print_errors(engine)
     return EXIT_OK

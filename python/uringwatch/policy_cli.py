@@ -11,11 +11,11 @@ import sys
 import msgspec
 
 from . import cbpf, opcodes, screen
-from .dump import DumpError
 from .errors import os_message
 from .exitcodes import (EXIT_DENIED, EXIT_ERROR, EXIT_EXEC_FAILED, EXIT_OK, EXIT_UNSUPPORTED,
                         EXIT_USAGE)
 from .constraints import Constraints
+from .failures import UNREADABLE, unreadable
 from .policy import Policy, PolicyError, Scope, check, dumps, generate, load
 from .replay import Reader
 
@@ -81,21 +81,11 @@ def _events(paths: list[str]):
     reader.raise_problems()
 
 
-def _unreadable(e: DumpError | OSError) -> int:
-    """A recording that can't be read: one escaped line (a path can hold
-    anything), and its exit code."""
-    if isinstance(e, DumpError):
-        screen.error(e)
-        return e.code
-    screen.error(os_message(e))
-    return EXIT_ERROR
-
-
 def run_generate(args) -> int:
     try:
         policy = generate(_events(args.recordings), args.recordings, _scope(args))
-    except (DumpError, OSError) as e:
-        return _unreadable(e)
+    except UNREADABLE as e:
+        return unreadable(e)
     text = dumps(policy)
     if args.output:
         with open(args.output, "wb") as f:
@@ -126,8 +116,8 @@ def run_check(args) -> int:
     try:
         denials, judged, unknown = check(policy, _events(args.recordings),
                                 scope if scope != Scope() else None)
-    except (DumpError, OSError) as e:
-        return _unreadable(e)
+    except UNREADABLE as e:
+        return unreadable(e)
     for d in denials:
         ev = d.event
         times = f" x{d.count}" if d.count else ""     # a first use is in its counts

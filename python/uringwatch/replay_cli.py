@@ -10,9 +10,8 @@ import time
 import msgspec
 
 from . import ocsf, screen
-from .dump import DumpError
-from .errors import os_message
-from .exitcodes import DUMP_PROBLEMS, EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .exitcodes import DUMP_PROBLEMS, EXIT_OK, EXIT_USAGE
+from .failures import UNREADABLE, unreadable
 from .filters import add_options as add_filter_options, from_args
 from .replay import Reader
 from .reports import ReplayStats
@@ -89,14 +88,8 @@ def run(args) -> int:
             for batch in _progress(reader, batches):
                 writer.write(batch)
         reader.raise_problems()
-    except DumpError as e:
-        screen.error(e)
-        return e.code
-    except BrokenPipeError:
-        raise               # the reader went away: main() ends quietly
-    except OSError as e:
-        screen.error(os_message(e))
-        return EXIT_ERROR
+    except UNREADABLE as e:
+        return unreadable(e)
     return EXIT_OK
 
 
