@@ -1,26 +1,14 @@
 """IORING_REGISTER_* opcode numbers and names (include/uapi/linux/io_uring.h).
 
-NAMES is checked, name and number, against the opcode enums in the BPF
-object's BTF (tests/test_abi.py); docs/ADDING_AN_OPCODE.md lists every
-place a new opcode goes."""
+NAMES comes from registry.REGISTER and is checked, name and number,
+against the opcode enums in the BPF object's BTF (tests/test_abi.py);
+docs/ADDING_AN_OPCODE.md lists every place a new opcode goes."""
+
+from . import registry
 
 USE_REGISTERED_RING = 1 << 31
 
-NAMES = (
-    "REGISTER_BUFFERS", "UNREGISTER_BUFFERS", "REGISTER_FILES",
-    "UNREGISTER_FILES", "REGISTER_EVENTFD", "UNREGISTER_EVENTFD",
-    "REGISTER_FILES_UPDATE", "REGISTER_EVENTFD_ASYNC", "REGISTER_PROBE",
-    "REGISTER_PERSONALITY", "UNREGISTER_PERSONALITY", "REGISTER_RESTRICTIONS",
-    "REGISTER_ENABLE_RINGS", "REGISTER_FILES2", "REGISTER_FILES_UPDATE2",
-    "REGISTER_BUFFERS2", "REGISTER_BUFFERS_UPDATE", "REGISTER_IOWQ_AFF",
-    "UNREGISTER_IOWQ_AFF", "REGISTER_IOWQ_MAX_WORKERS", "REGISTER_RING_FDS",
-    "UNREGISTER_RING_FDS", "REGISTER_PBUF_RING", "UNREGISTER_PBUF_RING",
-    "REGISTER_SYNC_CANCEL", "REGISTER_FILE_ALLOC_RANGE", "REGISTER_PBUF_STATUS",
-    "REGISTER_NAPI", "UNREGISTER_NAPI", "REGISTER_CLOCK",
-    "REGISTER_CLONE_BUFFERS", "REGISTER_SEND_MSG_RING", "REGISTER_ZCRX_IFQ",
-    "REGISTER_RESIZE_RINGS", "REGISTER_MEM_REGION", "REGISTER_QUERY",
-    "REGISTER_ZCRX_CTRL", "REGISTER_BPF_FILTER",
-)
+NAMES = tuple(r.name for r in registry.REGISTER)    # by number
 
 BY_NAME = {name: op for op, name in enumerate(NAMES)}
 # The short form users type: FILES for REGISTER_FILES.

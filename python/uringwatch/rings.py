@@ -10,7 +10,7 @@ import time
 
 import msgspec
 
-from . import layout, opcodes, uapi
+from . import layout, opcodes, registry, uapi
 from .layout import cstr
 from .events import Event, Op, OpCred, Ring, RingBefore, Uses
 from .identity import FileIdentity
@@ -197,10 +197,7 @@ class Ledger:
         return n
 
     # the opcodes _registered() follows: other calls (most) skip it
-    FOLLOWED = frozenset({"REGISTER_FILES", "REGISTER_FILES2", "REGISTER_FILES_UPDATE",
-                          "REGISTER_FILES_UPDATE2", "UNREGISTER_FILES", "REGISTER_BUFFERS",
-                          "REGISTER_BUFFERS2", "REGISTER_BUFFERS_UPDATE", "UNREGISTER_BUFFERS",
-                          "REGISTER_PBUF_RING", "UNREGISTER_PBUF_RING", "REGISTER_PERSONALITY"})
+    FOLLOWED = frozenset(r.name for r in registry.REGISTER if r.ledger)
 
     def feed(self, ev):
         if isinstance(ev, Event):
