@@ -22,7 +22,7 @@ import time
 
 from . import layout
 from .containers import cgroup2_root
-from .events import RingBefore
+from .events import RegisteredBuffer, RingBefore
 from .identity import ANON_KINDS, FileIdentity, MemoryIdentity, proc_memory
 from .rings import ring_id
 
@@ -95,7 +95,7 @@ def parse_fdinfo(text: str) -> dict:
             if m[2] != "<none>":
                 files.append(_file(int(m[1]), m[2]))
         elif section == "UserBufs" and (m := _BUF_LINE.fullmatch(line)):
-            bufs.append({"index": int(m[1]), "base": int(m[2], 16), "len": int(m[3])})
+            bufs.append(RegisteredBuffer(int(m[1]), int(m[2], 16), int(m[3])))
         elif section == "Personalities" and (m := _ID_LINE.fullmatch(line)):
             personalities.append(int(m[1]))
     return {"fields": fields, "files": files, "buffers": bufs,

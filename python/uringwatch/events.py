@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from .dictlike import DictLike
 from .identity import Cred, FileIdentity, MemoryIdentity, Resolve
 from .payloads import Payload
 
@@ -95,11 +96,31 @@ class OpCred(msgspec.Struct, frozen=True, gc=False):
     cap_effective: int | None
 
 
+class RegisteredFile(DictLike, frozen=True, gc=False, omit_defaults=True):
+    """A slot of a ring's registered-file table."""
+    slot: int
+    fd: int | None = None   # registered from (unknown for a ring from before tracing)
+
+
+class RegisteredBuffer(DictLike, frozen=True, gc=False):
+    """A ring's registered buffer."""
+    index: int
+    base: int
+    len: int
+
+
+class BufferGroup(DictLike, frozen=True, gc=False):
+    """A provided-buffer ring (REGISTER_PBUF_RING)."""
+    bgid: int
+    ring_addr: int
+    ring_entries: int
+
+
 class Uses(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """What an operation used, joined to the registrations that made it."""
-    file: dict | None = None          # the registered file at the slot
-    buffer: dict | None = None        # the registered buffer at the index
-    buffer_group: dict | None = None  # the provided-buffer ring of the group
+    file: RegisteredFile | None = None          # the registered file at the slot
+    buffer: RegisteredBuffer | None = None      # the registered buffer at the index
+    buffer_group: BufferGroup | None = None     # the provided-buffer ring of the group
     personality: int | None = None    # the id REGISTER_PERSONALITY returned
     # the registered file at the slot, as its registration's event named it
     # (REGISTER_FILES or FILES_UPDATE `files`; a ring from before tracing:
@@ -158,7 +179,7 @@ class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="r
     files_registered: int     # size of its registered-file table (UserFiles)
     files: list[FileIdentity]  # the file at each slot (role "fds[SLOT]", fd -1, source "fdinfo")
     memory: list[MemoryIdentity]  # what backs each buffer, from /proc/PID/maps now
-    buffers: list[dict]       # registered buffers: index, base, len
+    buffers: list[RegisteredBuffer]
     personalities: list[int]  # registered personality ids (kernels before 6.x list them)
     cgroup_path: str | None = None
     container_id: str | None = None

@@ -7,46 +7,13 @@ those dicts."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import msgspec
 
 from . import layout
+from .dictlike import DictLike
 
 
-class Report(msgspec.Struct):
-    """A Struct that also reads like the dict it replaces (read-only)."""
-
-    def __getitem__(self, key: str):
-        if key not in self.__struct_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default=None):
-        return getattr(self, key) if key in self.__struct_fields__ else default
-
-    def keys(self) -> tuple[str, ...]:
-        return self.__struct_fields__
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.__struct_fields__)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.__struct_fields__
-
-    def items(self) -> Iterator[tuple[str, object]]:
-        return ((k, getattr(self, k)) for k in self.__struct_fields__)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, dict):     # as the dict it replaces compared
-            return msgspec.to_builtins(self) == other
-        return msgspec.structs.astuple(self) == msgspec.structs.astuple(other) \
-            if type(other) is type(self) else NotImplemented
-
-    __hash__ = None     # mutable, as the dicts were
-
-
-class Features(Report, kw_only=True, omit_defaults=True):
+class Features(DictLike, kw_only=True, omit_defaults=True):
     """What a Tracer chose for this kernel (Tracer.features; a recording's
     header keeps it)."""
     task_btf: bool          # tasks read through BTF (ppid, namespaces)
@@ -65,13 +32,13 @@ class Features(Report, kw_only=True, omit_defaults=True):
 _COUNTS = [(n, int, 0) for n in ("coalesced", *layout.DROPS, *layout.REC_DROPS)]
 
 ProcessCounts = msgspec.defstruct(
-    "ProcessCounts", [("pid", int), ("comm", str), *_COUNTS], bases=(Report,),
+    "ProcessCounts", [("pid", int), ("comm", str), *_COUNTS], bases=(DictLike,),
     module=__name__, kw_only=True, gc=False)
 ProcessCounts.__doc__ = "A process (tgid) with anything coalesced or dropped."
 
 AggregateCounts = msgspec.defstruct(
     "AggregateCounts", [("uid", int), ("cgroup_id", int), ("ended", int, 0), *_COUNTS],
-    bases=(Report,), module=__name__, kw_only=True, gc=False)
+    bases=(DictLike,), module=__name__, kw_only=True, gc=False)
 AggregateCounts.__doc__ = ("An aggregate (uid, cgroup id): the counts of its processes, "
                            "running or ended (`ended` of them).")
 
@@ -82,13 +49,13 @@ Stats = msgspec.defstruct(
     "Stats", [*((n, int, 0) for n in (*layout.COUNTERS, *USER_SPACE)),
               ("processes", list[ProcessCounts], msgspec.field(default_factory=list)),
               ("aggregates", list[AggregateCounts], msgspec.field(default_factory=list))],
-    bases=(Report,), module=__name__, kw_only=True)
+    bases=(DictLike,), module=__name__, kw_only=True)
 Stats.__doc__ = ("Tracer.stats(): the kernel's counters summed over CPUs (layout.COUNTERS), "
                  "the tracer's own (USER_SPACE), then the processes and aggregates that "
                  "lost most.")
 
 
-class RingsProbe(Report, kw_only=True, gc=False):
+class RingsProbe(DictLike, kw_only=True, gc=False):
     """Which parts of a ring's life this kernel shows."""
     setup: bool
     register_ring_id: bool
@@ -98,7 +65,7 @@ class RingsProbe(Report, kw_only=True, gc=False):
     action_results: str | None
 
 
-class Probe(Report, kw_only=True, gc=False):
+class Probe(DictLike, kw_only=True, gc=False):
     """Everything `uringwatch probe` prints."""
     kernel: str
     arch: str
@@ -118,7 +85,7 @@ class Probe(Report, kw_only=True, gc=False):
     resolve_chosen: str | None
 
 
-class Summary(Report, kw_only=True, gc=False):
+class Summary(DictLike, kw_only=True, gc=False):
     """--stats of events: counts by opcode and process (most first), TOCTOU
     changes, errors, calls coalesced into repeat records by process."""
     events: int

@@ -12,7 +12,8 @@ import msgspec
 
 from . import layout, opcodes, registry, uapi
 from .layout import cstr
-from .events import Event, Op, OpCred, Ring, RingBefore, Uses
+from .events import (BufferGroup, Event, Op, OpCred, RegisteredBuffer, RegisteredFile, Ring,
+                     RingBefore, Uses)
 from .identity import FileIdentity
 
 # IORING_SETUP_* and IORING_FEAT_* bits (include/uapi/linux/io_uring.h)
@@ -114,21 +115,21 @@ class _Tables:
     """What one ring has registered, by slot, index, group and cred id."""
 
     def __init__(self):
-        self._files: dict[int, dict] = {}
+        self._files: dict[int, RegisteredFile] = {}
         # a REGISTER_FILES' fds and identities, made into `files` and
         # `identities` when first asked for: a flood of registrations is
         # mostly unregistered before any use
         self._fds: tuple[int, ...] = ()
         self._idents: list | None = None
         self._identities: dict[int, FileIdentity] = {}
-        self.buffers: dict[int, dict] = {}
-        self.groups: dict[int, dict] = {}
+        self.buffers: dict[int, RegisteredBuffer] = {}
+        self.groups: dict[int, BufferGroup] = {}
         self.personalities: dict[str, int] = {}
 
     @property
-    def files(self) -> dict[int, dict]:
+    def files(self) -> dict[int, RegisteredFile]:
         if self._fds:
-            self._files = {i: {"slot": i, "fd": fd} for i, fd in enumerate(self._fds) if fd >= 0}
+            self._files = {i: RegisteredFile(i, fd) for i, fd in enumerate(self._fds) if fd >= 0}
             self._fds = ()
         return self._files
 
@@ -148,8 +149,8 @@ class _Tables:
         """What a ring made before tracing had registered, as found at start."""
         self._identities, self._idents, self._fds = _by_index(ev.files), None, ()
         # the fd each was registered from is not known
-        self._files = {slot: {"slot": slot} for slot in self._identities}
-        self.buffers = {b["index"]: dict(b) for b in ev.buffers}
+        self._files = {slot: RegisteredFile(slot) for slot in self._identities}
+        self.buffers = {b.index: b for b in ev.buffers}
 
     def update_file(self, slot: int, fd: int, ident: FileIdentity | None) -> None:
         """FILES_UPDATE of one slot: fd -1 empties it."""
@@ -157,7 +158,7 @@ class _Tables:
         files.pop(slot, None)
         identities.pop(slot, None)
         if fd >= 0:
-            files[slot] = {"slot": slot, "fd": fd}
+            files[slot] = RegisteredFile(slot, fd)
             if ident is not None:
                 identities[slot] = ident
 
@@ -240,14 +241,12 @@ class Ledger:
                 if fd >= -1:        # -2 (IORING_REGISTER_FILES_SKIP) leaves the slot
                     t.update_file(offset + i, fd, idents.get(i))
         elif name in ("REGISTER_BUFFERS", "REGISTER_BUFFERS2") and iovecs is not None:
-            t.buffers = {i: {"index": i, "base": v.base, "len": v.len}
-                         for i, v in enumerate(iovecs)}
+            t.buffers = {i: RegisteredBuffer(i, v.base, v.len) for i, v in enumerate(iovecs)}
         elif name == "REGISTER_BUFFERS_UPDATE" and iovecs:
             for i, v in enumerate(iovecs):
-                t.buffers[offset + i] = {"index": offset + i, "base": v.base, "len": v.len}
+                t.buffers[offset + i] = RegisteredBuffer(offset + i, v.base, v.len)
         elif name == "REGISTER_PBUF_RING" and bgid is not None:
-            t.groups[bgid] = {"bgid": bgid, "ring_addr": p.ring_addr,
-                              "ring_entries": p.ring_entries}
+            t.groups[bgid] = BufferGroup(bgid, p.ring_addr, p.ring_entries)
         elif name == "UNREGISTER_PBUF_RING" and bgid is not None:
             t.groups.pop(bgid, None)
         elif name == "REGISTER_PERSONALITY" and ev.cred_id:
