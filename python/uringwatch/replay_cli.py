@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import sys
 import time
 
@@ -37,16 +38,19 @@ def add_parser(commands) -> None:
     ap.set_defaults(run=run, parser=ap)
 
 
+_EPOCH_SECONDS = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def _time_ns(text: str | None) -> int | None:
+    """--since/--until: epoch seconds, else ISO 8601 (ValueError if neither)."""
     if text is None:
         return None
-    try:
+    if _EPOCH_SECONDS.fullmatch(text):
         return int(float(text) * 1e9)
-    except ValueError:
-        dt = datetime.datetime.fromisoformat(text)
-        if dt.tzinfo is None:
-            dt = dt.astimezone()
-        return int(dt.timestamp() * 1e9)
+    dt = datetime.datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return int(dt.timestamp() * 1e9)
 
 
 def _progress(reader: Reader, batches):
