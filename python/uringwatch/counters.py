@@ -9,13 +9,10 @@ from typing import Iterator
 
 from . import layout, libbpf
 from .bpfobject import BpfObject
-from .reports import AggregateCounts, ProcessCounts, Stats
+from .reports import COUNTS, AggregateCounts, ProcessCounts, Stats
 
 PROCESSES_IN_STATS = 100  # stats() lists this many processes, most dropped first
 AGGREGATES_IN_STATS = 100  # and this many aggregates
-# what each lists, per process or aggregate: its calls coalesced and
-# dropped by cause, then its ring and op records not sent
-COUNTS = ("coalesced", *layout.DROPS, *layout.REC_DROPS)
 DROPPED = (*layout.DROPS, *layout.REC_DROPS)
 
 

@@ -22,7 +22,7 @@ from typing import IO, Any, Iterator, NamedTuple
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from . import layout, ringscan
+from . import layout, reports, ringscan
 # `uringwatch replay`'s exit code per kind of problem, still read here as dump.EXIT_*
 from .exitcodes import (EXIT_DAMAGED, EXIT_NEWER_FORMAT, EXIT_NOT_A_DUMP,  # noqa: F401
                         EXIT_TRUNCATED, EXIT_UNKNOWN_ABI, EXIT_UNKNOWN_FRAME)
@@ -84,12 +84,10 @@ def _counter_fields(names) -> list[tuple]:
     return [(n, int | UnsetType, UNSET) for n in sorted(names)]
 
 
-# the counters by name, as the BPF side defines them (layout.py), plus the
-# tracer's own: tracer.stats() has these keys, "processes" and "aggregates"
-# (a test says so)
-PROCESS_COUNTS = ("coalesced", *layout.DROPS, *layout.REC_DROPS)
-COUNTS = (*layout.COUNTERS, "decode_errors", "repeat_events", "ledger_evicted",
-          "ledger_freed")
+# the counters by name, as tracer.stats() has them (reports.Stats), with
+# "processes" and "aggregates" (a test says so)
+PROCESS_COUNTS = reports.COUNTS
+COUNTS = (*layout.COUNTERS, *reports.USER_SPACE)
 ProcessDrops = msgspec.defstruct(
     "ProcessDrops", [("pid", int), ("comm", str), *_counter_fields(PROCESS_COUNTS)],
     module=__name__, frozen=True, gc=False)

@@ -29,7 +29,8 @@ class Features(DictLike, kw_only=True, omit_defaults=True):
 
 # what each process or aggregate lists: calls coalesced and dropped by
 # cause, then its ring and op records not sent (layout.py, from the C enums)
-_COUNTS = [(n, int, 0) for n in ("coalesced", *layout.DROPS, *layout.REC_DROPS)]
+COUNTS = ("coalesced", *layout.DROPS, *layout.REC_DROPS)
+_COUNTS = [(n, int, 0) for n in COUNTS]
 
 ProcessCounts = msgspec.defstruct(
     "ProcessCounts", [("pid", int), ("comm", str), *_COUNTS], bases=(DictLike,),
