@@ -6,7 +6,7 @@ the freshly built wheel on a debootstrapped Debian base (ci/container-image);
 workloads in two containers (seccomp allowing io_uring: a profile derived
 from podman's default, and unconfined) and one on the host register while
 the image traces. Every container and image made here is removed, also on
-failure. Why each flag: README, "Deployment"."""
+failure. Why each flag: docs/DEPLOYMENT.md, "Deployment"."""
 
 import json
 import os
@@ -159,7 +159,7 @@ def test_the_contract_is_the_manifests():
 
 
 def test_readme_shows_the_podman_line_used_here():
-    assert README_LINE in (HERE.parent / "README.md").read_text()
+    assert README_LINE in (HERE.parent / "docs" / "DEPLOYMENT.md").read_text()
 
 
 def test_default_seccomp_refuses_io_uring(image):

@@ -193,11 +193,11 @@ def test_every_named_opcode_has_a_decoder():
 
 
 def test_readme_opcode_table_lists_every_opcode_once():
-    """README's "What each opcode decodes" names each opcode of
+    """docs/EVENTS.md's "What each opcode decodes" names each opcode of
     opcodes.NAMES once, by its number and name (REGISTER_ may be left off),
     and no other."""
     from uringwatch import opcodes
-    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    readme = (pathlib.Path(__file__).parent.parent / "docs" / "EVENTS.md").read_text()
     section = readme.split("## What each opcode decodes")[1].split("\n## ")[0]
     first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("|")]
     listed = [(int(n), name) for cell in first_cells

@@ -41,8 +41,8 @@ def planned(btf) -> list[int]:
 
 
 def readme_rows() -> list[tuple[list[tuple[int, str]], str, str]]:
-    """README's opcode table: ([(number, name)], kernel cell, identities cell)."""
-    section = (REPO / "README.md").read_text().split("## What each opcode decodes")[1]
+    """The opcode table (docs/EVENTS.md): ([(number, name)], kernel cell, identities cell)."""
+    section = (REPO / "docs" / "EVENTS.md").read_text().split("## What each opcode decodes")[1]
     rows = []
     for line in section.split("\n## ")[0].splitlines():
         cells = line.split("|")[1:-1]
@@ -71,7 +71,7 @@ def _version(since: str) -> tuple[int, ...]:
 
 
 def _kernel_cell(entries: list[Register]) -> set[str]:
-    """What README may say of a row's first kernels."""
+    """What the table may say of a row's first kernels."""
     sinces = [e.since for e in entries]
     low, high = min(sinces, key=_version), max(sinces, key=_version)
     return {", ".join(sinces), f"{low}–{high}"} | ({low} if low == high else set())
@@ -100,16 +100,16 @@ def problems(register: tuple[Register, ...], btf) -> list[str]:
     listed = [(n, name) for ops, _, _ in rows for n, name in ops]
     for op, r in enumerate(register):
         if [n for n, name in listed if n == op and r.name.endswith(name)] != [op]:
-            out.append(f"{r.name}: not once in README's opcode table as {op}")
+            out.append(f"{r.name}: not once in the opcode table as {op}")
     for ops, kernel, idents in rows:
         entries = [register[n] for n, _ in ops if n < len(register)]
         if entries and kernel not in _kernel_cell(entries):
-            out.append(f"{'/'.join(e.name for e in entries)}: README says kernel {kernel}")
+            out.append(f"{'/'.join(e.name for e in entries)}: the opcode table says kernel {kernel}")
         for e in entries:
-            out += [f"{e.name}: README's identities miss `{role}`" for role in e.files
+            out += [f"{e.name}: the table's identities miss `{role}`" for role in e.files
                     if f"`{role}`" not in idents and f"`{role}[i]`" not in idents]
         if any(e.memory for e in entries) != ("memory" in idents):
-            out.append(f"{'/'.join(e.name for e in entries)}: README's identities and "
+            out.append(f"{'/'.join(e.name for e in entries)}: the table's identities and "
                        f"the registry disagree on memory")
     seen = seen_identities()
     for r in register:
@@ -141,13 +141,13 @@ def test_each_missing_step_of_a_made_up_opcode_is_named(btf):  # noqa: F811
     found = problems((*registry.REGISTER, made_up), btf)
     assert [p.split(": ", 1)[1].split(" (")[0] for p in found] == [
         f"not the object's opcode {len(registry.REGISTER)}", "no capture plan",
-        "no decoder", f"not once in README's opcode table as {len(registry.REGISTER)}",
+        "no decoder", f"not once in the opcode table as {len(registry.REGISTER)}",
         "not in the corpus", "followed, but Ledger._registered does not handle it"]
 
 
 @pytest.mark.parametrize("change, expect", [
     (dict(files=()), "calls carry fd roles ['fds'], the registry says []"),
-    (dict(since="5.4"), "README says kernel 5.1"),
+    (dict(since="5.4"), "the opcode table says kernel 5.1"),
     (dict(ledger=False), "handled by Ledger._registered, not followed"),
     (dict(name="REGISTER_FILEZ"), "not the object's opcode 2"),
 ])

@@ -5,7 +5,7 @@ decoder (arguments.SPECS).
 An entry's place is the opcode's number. tests/test_registry.py holds the
 table against every other place an opcode appears: the object's BTF (the
 kernel's enum, bpf/uapi_newer.h), its capture plans, the decoders and
-payload tags, README's opcode table and the committed corpus of real
+payload tags, the opcode table in docs/EVENTS.md and the committed corpus of real
 tracer output (the identities identity.h resolves for each opcode);
 docs/ADDING_AN_OPCODE.md says what to add where."""
 
@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 class Register(NamedTuple):
     name: str                       # IORING_<name>
-    since: str                      # the first kernel with it (README's table)
+    since: str                      # the first kernel with it (docs/EVENTS.md's table)
     files: tuple[str, ...] = ()     # the fd roles identity.h resolves, beside the ring's
     memory: bool = False            # user memory it pins (memory identities)
     cred: bool = False              # the caller's credentials (cred)
