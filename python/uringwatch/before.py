@@ -156,9 +156,9 @@ def ring_event(rid: str, holders: list[tuple[int, int]], keep,
     return None
 
 
-def _memory(pid: int, buf: dict) -> MemoryIdentity:
+def _memory(pid: int, buf: RegisteredBuffer) -> MemoryIdentity:
     """What backs a registered buffer, from /proc/PID/maps now."""
-    return proc_memory(pid, MemoryIdentity(buf["base"], buf["len"], source="proc",
+    return proc_memory(pid, MemoryIdentity(buf.base, buf.len, source="proc",
                                            verified=False))
 
 

@@ -99,7 +99,7 @@ def _used_file(uses) -> str:
     f = uses.file_identity
     if f is not None and (f.path or f.socket or f.kind):
         return "=" + label(f)
-    fd = uses.file.get("fd") if uses.file else None
+    fd = uses.file.fd if uses.file else None
     return f"=fd{fd}" if fd is not None else ""
 
 
@@ -124,7 +124,7 @@ def _op_row(ev: Op) -> str:
 
 def _before_row(ev: RingBefore) -> str:
     files = " ".join(f"{f.role.removeprefix('fds')}={label(f)}" for f in ev.files)
-    bufs = " ".join(f"[{b['index']}]={b['base']:#x}+{b['len']}" for b in ev.buffers)
+    bufs = " ".join(f"[{b.index}]={b.base:#x}+{b.len}" for b in ev.buffers)
     sq = f" sq_thread={ev.sq_thread}" if ev.sq_thread is not None else ""
     return (f"{_clock(ev.ts):<12} {ev.pid:>7} {'':>7} {escape(ev.comm):<16} {ev.fd:>5} "
             f"{'RING_BEFORE':<26} {len(ev.holders):>5} {'':>8} {'':>8} "
