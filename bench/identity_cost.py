@@ -2,10 +2,13 @@
 """The BPF run time that resolving identities adds to a REGISTER_FILES call.
 
 For each resolution path this kernel offers, loads the tracer (only this
-process traced, cap 256) and makes REGISTER_FILES calls of 8 and of 256
-fds, each fd a regular file /tmp/<dir>/file-N, on a ring that already has
-files, so the kernel refuses every call (EBUSY) after the tracer has read
-it: each call is one enter and one exit of the same work. Run time per call
+process traced, cap 256) and makes REGISTER_FILES calls of 1, 8 and 63
+fds (with the ring's own, 2, 9 and 64 entries: the resolver's bound), each
+fd a regular file /tmp/<dir>/file-N, on a ring that already has files, so
+the kernel refuses every call (EBUSY) after the tracer has read it: each
+call is one enter and one exit of the same work. The cost per resolved fd
+is the slope between the 8 and 63 rows, fixed per-call costs cancelled;
+--same makes every fd of a call the same file (one fd repeated). Run time per call
 (enter + exit) comes from bpf_stats (kernel.bpf_stats_enabled,
 run_time_ns / run_cnt via bpftool), other processes' runs of the same
 programs taken out (their cost per run measured in an idle window just
@@ -16,7 +19,8 @@ pages, MAP_SHARED) that succeed, each followed by UNREGISTER_BUFFERS: the
 buffers' check at exit reads what the ring pinned only after a success.
 Run time per pair of calls.
 
-    .venv/bin/python bench/identity_cost.py [--buffers] [--calls N] [--rounds R]
+    .venv/bin/python bench/identity_cost.py [--buffers] [--same] [--paths off,btf]
+                                            [--calls N] [--rounds R]
 
 Prints a Markdown table, median over rounds; docs/BENCHMARKS.md quotes it.
 """
@@ -39,7 +43,7 @@ import processes as P  # noqa: E402
 import uring  # noqa: E402
 from uringwatch import Filters, Tracer, hooks, layout  # noqa: E402
 
-SIZES = (8, 256)
+SIZES = (1, 8, 63)
 BUFFER_SIZES = (1, 16)
 
 
@@ -81,14 +85,15 @@ def run(resolve: str, one, calls: int) -> float:
     return ours(idle, (before, after), calls * (2 if one.pair else 1)) / calls
 
 
-def files_calls(ring: int, tmp: str):
-    """{n: one REGISTER_FILES of n fds, refused} and the files to close."""
+def files_calls(ring: int, tmp: str, same: bool):
+    """{n: one REGISTER_FILES of n fds (all one fd with `same`), refused}
+    and the files to close."""
     files = [os.open(os.path.join(tmp, f"file-{i}"), os.O_RDONLY | os.O_CREAT, 0o600)
-             for i in range(max(SIZES))]
+             for i in range(1 if same else max(SIZES))]
     assert uring.register(ring, 2, uring.ints(files[0]), 1) == 0   # later calls: EBUSY
     calls = {}
     for n in SIZES:
-        fds = uring.ints(*files[:n])
+        fds = uring.ints(*([files[0]] * n if same else files[:n]))
         calls[n] = lambda fds=fds: uring.register(ring, 2, fds, len(fds))
         calls[n].pair = False
     return calls, files
@@ -119,15 +124,22 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--buffers", action="store_true",
                     help="REGISTER_BUFFERS + UNREGISTER_BUFFERS pairs that succeed")
+    ap.add_argument("--same", action="store_true",
+                    help="every fd of a REGISTER_FILES call the same file")
+    ap.add_argument("--paths", default="off,proc,probe_read,btf",
+                    help="resolution paths to measure, where this kernel has them")
     args = ap.parse_args()
-    paths = ["off"] + [p for p in ("proc", "probe_read", "btf") if hooks.resolve_paths()[p]]
+    want = args.paths.split(",")
+    paths = ["off"] + [p for p in ("proc", "probe_read", "btf")
+                       if p in want and hooks.resolve_paths()[p]]
     ring = uring.setup()
     if args.buffers:
         calls, keep = buffers_calls(ring)
         what, unit = "REGISTER_BUFFERS (+ UNREGISTER) of", "pair of calls"
     else:
-        calls, keep = files_calls(ring, tempfile.mkdtemp(prefix="uringwatch-bench-"))
-        what, unit = "REGISTER_FILES of", "call"
+        calls, keep = files_calls(ring, tempfile.mkdtemp(prefix="uringwatch-bench-"), args.same)
+        what = "REGISTER_FILES of" + (" one fd ×" if args.same else "")
+        unit = "call"
     ns: dict[tuple[str, int], list[float]] = {}
     with P.BpfStats():
         for _ in range(args.rounds):
@@ -145,7 +157,16 @@ def main() -> int:
             note = "" if path in ("off", "proc") else f" ({resolved} resolved)"
             print(f"| {n} | {path} | {med[(path, n)]:.0f} | "
                   f"{'—' if path == 'off' else f'{added:+.0f} ns'}{note} |")
-    print(f"\n{args.rounds} rounds × {args.calls} calls, median; kernel {os.uname().release}")
+    if not args.buffers:
+        lo, hi = SIZES[-2], SIZES[-1]
+        for path in paths[1:]:
+            slope = ((med[(path, hi)] - med[("off", hi)]) -
+                     (med[(path, lo)] - med[("off", lo)])) / (hi - lo)
+            print(f"\n{path}: {slope:.1f} ns per resolved fd (slope {lo} to {hi} fds)", end="")
+        print()
+    load = os.getloadavg()
+    print(f"\n{args.rounds} rounds × {args.calls} calls, median; kernel {os.uname().release}; "
+          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     if not args.buffers:
         for fd in keep:
             os.close(fd)

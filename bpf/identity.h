@@ -193,17 +193,25 @@ static __always_inline void fill_sock(struct uw_file *f, __u64 sock, const bool 
 	}
 }
 
-/* The struct file an fd of the current task names, as of now, or 0. */
-static __always_inline __u64 fd_file(__s32 fd, const bool btf)
+/* The current task's fd table, read once per program run into the slot:
+ * every fd of the call is looked up in it. A table that grows meanwhile
+ * stays readable until RCU frees it, after this run. */
+static __always_inline void fdt_load(struct uw_slot *s, const bool btf)
 {
 	__u64 task = bpf_get_current_task();
 	__u64 files = kread(task + KOFF(struct task_struct, files), btf);
 	__u64 fdt = kread(files + KOFF(struct files_struct, fdt), btf);
-	__u32 max = kread(fdt + KOFF(struct fdtable, max_fds), btf);
 
-	if (fd < 0 || (__u32)fd >= max)
+	s->fd_max = kread(fdt + KOFF(struct fdtable, max_fds), btf);
+	s->fd_array = kread(fdt + KOFF(struct fdtable, fd), btf);
+}
+
+/* The struct file fd names in the table fdt_load read, or 0. */
+static __always_inline __u64 fd_file(struct uw_slot *s, __s32 fd, const bool btf)
+{
+	if (fd < 0 || (__u32)fd >= s->fd_max || !s->fd_array)
 		return 0;
-	return kread(kread(fdt + KOFF(struct fdtable, fd), btf) + (__u64)fd * 8, btf);
+	return kread(s->fd_array + (__u64)fd * 8, btf);
 }
 
 /* Fills the uw_file at data[off] of slot idx from `file` (0: the fd
@@ -271,13 +279,107 @@ static __always_inline void fill_cred(struct uw_call *c, const bool btf)
 	c->ident.flags |= UW_I_CRED;
 }
 
+/* A file met twice in a call is read once: uw_slot.seen maps a hash of
+ * its struct file to the entry that has it (index + 1). A bucket is not
+ * cleared between calls: it counts only if it names an entry of this call
+ * (below n) whose file at enter is this one. */
+static __always_inline __u32 seen_bucket(__u64 file)
+{
+	return (__u32)((file >> 6) * 0x9E3779B1ULL) >> (32 - 5) & (UW_SEEN - 1);
+}
+
+/* Copies the entry of this call that has `file` to f, if there is one. */
+static __always_inline bool copy_seen(struct uw_slot *s, struct uw_file *f, __u32 base,
+				      __u32 n, __u64 file)
+{
+	__u64 prev = s->seen[seen_bucket(file)], off;
+
+	if (!file || !prev)
+		return false;
+	prev -= 1;
+	keep(prev);
+	if (prev >= n || prev >= UW_FILES_MAX || s->enter_file[prev] != file)
+		return false;
+	keep(prev);
+	off = base + prev * sizeof(struct uw_file);
+	keep(off);
+	if (off > UW_DATA_MAX - sizeof(struct uw_file))
+		return false;
+	keep(off);
+	__builtin_memcpy(f, &s->data[off], sizeof(*f));
+	return true;
+}
+
+/* The ring's own fd, in every call of the ring: its identity (a pseudo
+ * file's, "[io_uring]") kept per CPU with what it was read from, and
+ * copied while the file, inode, inode number, dentry and name (length
+ * and hash) are those. A pseudo file's name never changes; anything else
+ * is read each time. */
+struct uw_file_source {
+	__u64 inode, ino, dentry, name;
+};
+
+struct uw_ring_ident {
+	__u64 file;
+	struct uw_file_source src;
+	struct uw_file f;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_ring_ident);
+} ring_idents SEC(".maps");
+
+/* What a pseudo file's identity is read from. */
+static __always_inline void file_source(struct uw_file_source *r, __u64 file, const bool btf)
+{
+	r->inode = kread(file + KOFF(struct file, f_inode), btf);
+	r->ino = kread(r->inode + KOFF(struct inode, i_ino), btf);
+	r->dentry = kread(file + KOFF(struct file, f_path.dentry), btf);
+	r->name = kread(r->dentry + KOFF(struct dentry, d_name.hash_len), btf);
+}
+
+static __always_inline bool copy_ring(struct uw_file *f, __u64 file, const bool btf)
+{
+	__u32 zero = 0;
+	struct uw_ring_ident *r = bpf_map_lookup_elem(&ring_idents, &zero);
+	struct uw_file_source now;
+
+	if (!r || !file || r->file != file)
+		return false;
+	file_source(&now, file, btf);
+	if (now.inode != r->src.inode || now.ino != r->src.ino ||
+	    now.dentry != r->src.dentry || now.name != r->src.name)
+		return false;
+	__builtin_memcpy(f, &r->f, sizeof(*f));
+	return true;
+}
+
+static __always_inline void keep_ring(struct uw_file *f, __u64 file, const bool btf)
+{
+	__u32 zero = 0;
+	struct uw_ring_ident *r = bpf_map_lookup_elem(&ring_idents, &zero);
+
+	if (!r)
+		return;
+	r->file = 0;
+	if (f->flags != (UW_FL_FOUND | UW_FL_PSEUDO))
+		return;
+	file_source(&r->src, file, btf);
+	__builtin_memcpy(&r->f, f, sizeof(*f));
+	r->file = file;
+}
+
 /* Adds a uw_file entry for fd (its role, and index in its array) to slot
  * idx, whose identities start at data[base], and resolves it unless user
- * space is to. */
+ * space is to (or copies it: the same file earlier in the call, the ring). */
 static __always_inline int add_fd(__u32 idx, __u32 base, __s32 fd, __u32 role_index,
 				  const bool btf)
 {
 	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	__u16 role = role_index >> 16;
 	__u64 off, file, at;
 	struct uw_file *f;
 	__u32 n;
@@ -295,24 +397,33 @@ static __always_inline int add_fd(__u32 idx, __u32 base, __s32 fd, __u32 role_in
 		return 0;
 	keep(off);
 	f = (void *)&s->data[off];
-	__builtin_memset(f, 0, sizeof(*f));
-	f->fd = fd;
-	f->role = role_index >> 16;
-	f->index = role_index;
 	s->call.ident.nfiles = n + 1;
 	if (cfg.resolve == UW_RES_PROC) {
+		__builtin_memset(f, 0, sizeof(*f));
 		f->flags = UW_FL_UNRESOLVED;
-		return 0;
+		goto named;
 	}
 	/* kept for the check at exit (check_files); never in the record */
-	file = fd_file(fd, btf);
+	file = fd_file(s, fd, btf);
 	at = n;
 	keep(at);
 	if (at >= UW_FILES_MAX)
 		return 0;
 	keep(at);
 	s->enter_file[at] = file;
-	return resolve_file(idx, off, file, btf);
+	if (copy_seen(s, f, base, n, file) || (role == UW_ROLE_RING && copy_ring(f, file, btf)))
+		goto named;
+	__builtin_memset(f, 0, sizeof(*f));
+	resolve_file(idx, off, file, btf);
+	if (role == UW_ROLE_RING)
+		keep_ring(f, file, btf);
+	if (file)
+		s->seen[seen_bucket(file)] = n + 1;
+named:
+	f->fd = fd;
+	f->role = role;
+	f->index = role_index;
+	return 0;
 }
 
 __noinline int uw_add_fd_btf(__u32 idx, __u32 base, __s32 fd, __u32 role_index)
@@ -350,6 +461,8 @@ static __always_inline void resolve_fds(struct uw_slot *s, __u32 idx, const bool
 	c->ident.path = cfg.resolve;
 	if (cfg.resolve == UW_RES_OFF)
 		return;
+	if (cfg.resolve != UW_RES_PROC)
+		fdt_load(s, btf);
 	if (op == IORING_REGISTER_PERSONALITY && cfg.resolve != UW_RES_PROC)
 		fill_cred(c, btf);
 	if (!(c->opcode & IORING_REGISTER_USE_REGISTERED_RING) && c->fd >= 0)

@@ -341,7 +341,7 @@ static __always_inline int check_file(__u32 idx, __u32 i, const bool btf)
 	f = entry_at(s, base, at, &off);
 	if (!f)
 		return 0;
-	x = fd_file(f->fd, btf);
+	x = fd_file(s, f->fd, btf);
 	k = held(s, f->role, f->index, e, btf);
 	if (k == e) {
 		f->flags |= UW_FL_KERNEL;
@@ -377,6 +377,7 @@ static __always_inline void check_files(struct uw_slot *s, __u32 idx, const bool
 	if (cfg.resolve != UW_RES_PROBE_READ && cfg.resolve != UW_RES_BTF)
 		return;         /* off, proc: nothing read at enter */
 	s->call.ident.flags |= UW_I_CHECKED;
+	fdt_load(s, btf);       /* the table at exit */
 #pragma nounroll
 	for (i = 0; i < UW_FILES_MAX; i++) {
 		if (i >= n)

@@ -19,6 +19,7 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 };
 
 /* inflight value for a call that got no slot (inflight_full) */
+#define UW_SEEN 32      /* buckets of uw_slot.seen (a power of two) */
 #define NO_SLOT 0xffffffff
 
 /* A call in flight: the record as it will be sent, and its data. */
@@ -29,6 +30,9 @@ struct uw_slot {
 	__u64 vma_anon;       /* the buffer's mapping's anon_vma (identity.h, identity_check.h) */
 	__u64 ring_ctx;       /* the io_ring_ctx the call acted on; 0: none found */
 	__u64 enter_file[UW_FILES_MAX]; /* each uw_file's struct file at enter (identity_check.h) */
+	__u64 fd_array;       /* the caller's fd table, read once per program run (identity.h) */
+	__u32 fd_max;
+	__u8 seen[UW_SEEN];   /* an entry resolved this call, by its file's hash (identity.h) */
 	__u64 reread[32];     /* toctou.h's re-read of user memory: off the exit program's stack */
 };
 
