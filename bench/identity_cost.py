@@ -85,14 +85,14 @@ def run(resolve: str, one, calls: int) -> float:
     return ours(idle, (before, after), calls * (2 if one.pair else 1)) / calls
 
 
-def files_calls(ring: int, tmp: str, same: bool):
+def files_calls(ring: int, tmp: str, sizes: tuple, same: bool):
     """{n: one REGISTER_FILES of n fds (all one fd with `same`), refused}
     and the files to close."""
     files = [os.open(os.path.join(tmp, f"file-{i}"), os.O_RDONLY | os.O_CREAT, 0o600)
-             for i in range(1 if same else max(SIZES))]
+             for i in range(1 if same else max(sizes))]
     assert uring.register(ring, 2, uring.ints(files[0]), 1) == 0   # later calls: EBUSY
     calls = {}
-    for n in SIZES:
+    for n in sizes:
         fds = uring.ints(*([files[0]] * n if same else files[:n]))
         calls[n] = lambda fds=fds: uring.register(ring, 2, fds, len(fds))
         calls[n].pair = False
@@ -124,11 +124,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--buffers", action="store_true",
                     help="REGISTER_BUFFERS + UNREGISTER_BUFFERS pairs that succeed")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                    help="fds per REGISTER_FILES call; the last two give the slope")
     ap.add_argument("--same", action="store_true",
                     help="every fd of a REGISTER_FILES call the same file")
     ap.add_argument("--paths", default="off,proc,probe_read,btf",
                     help="resolution paths to measure, where this kernel has them")
     args = ap.parse_args()
+    sizes = tuple(int(n) for n in args.sizes.split(","))
     want = args.paths.split(",")
     paths = ["off"] + [p for p in ("proc", "probe_read", "btf")
                        if p in want and hooks.resolve_paths()[p]]
@@ -137,7 +140,8 @@ def main() -> int:
         calls, keep = buffers_calls(ring)
         what, unit = "REGISTER_BUFFERS (+ UNREGISTER) of", "pair of calls"
     else:
-        calls, keep = files_calls(ring, tempfile.mkdtemp(prefix="uringwatch-bench-"), args.same)
+        calls, keep = files_calls(ring, tempfile.mkdtemp(prefix="uringwatch-bench-"),
+                                  sizes, args.same)
         what = "REGISTER_FILES of" + (" one fd ×" if args.same else "")
         unit = "call"
     ns: dict[tuple[str, int], list[float]] = {}
@@ -158,7 +162,7 @@ def main() -> int:
             print(f"| {n} | {path} | {med[(path, n)]:.0f} | "
                   f"{'—' if path == 'off' else f'{added:+.0f} ns'}{note} |")
     if not args.buffers:
-        lo, hi = SIZES[-2], SIZES[-1]
+        lo, hi = sizes[-2], sizes[-1]
         for path in paths[1:]:
             slope = ((med[(path, hi)] - med[("off", hi)]) -
                      (med[(path, lo)] - med[("off", lo)])) / (hi - lo)

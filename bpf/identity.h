@@ -121,6 +121,70 @@ __noinline int uw_name_pr(__u32 idx, __u32 off, __u32 pos, __u64 dentry)
 	return put_name(idx, off, pos, dentry, false);
 }
 
+/* A directory's path is read once per program run: a file whose parent
+ * dentry and mount are those of the last file walked to the root gets its
+ * own name, then that file's path after its name. The memo is reset with
+ * the fd table (fdt_load), at each run. */
+static __always_inline bool copy_dir(__u32 idx, __u32 off, __u64 dentry, __u64 vfsmnt,
+				     const bool btf)
+{
+	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	__u64 parent, from, at, v, rem;
+	struct uw_file *f;
+	__u32 pos, n, j;
+
+	if (!s || !s->dir.parent || !dentry || vfsmnt != s->dir.mnt)
+		return false;
+	parent = kread(dentry + KOFF(struct dentry, d_parent), btf);
+	if (parent != s->dir.parent || parent == dentry ||
+	    dentry == kread(vfsmnt + KOFF(struct vfsmount, mnt_root), btf))
+		return false;
+	n = s->dir.len - s->dir.start;
+	pos = btf ? uw_name_btf(idx, off, 0, dentry) : uw_name_pr(idx, off, 0, dentry);
+	f = file_at(idx, off);
+	/* a name or path the walk would cut: the walk does it all again */
+	if (!f || (f->flags & UW_FL_PATH_TRUNC) || n > UW_PATH_MAX || pos + n + 7 > UW_PATH_MAX)
+		return false;
+#pragma unroll
+	for (j = 0; j < UW_PATH_MAX / 8; j++) {
+		if (j * 8 >= n)
+			break;
+		from = s->dir.at + OFF(uw_file, path) + s->dir.start + j * 8;
+		at = off + OFF(uw_file, path) + pos + j * 8;
+		keep(from);
+		keep(at);
+		if (from > UW_DATA_MAX - 8 || at > UW_DATA_MAX - 8)
+			return false;
+		keep(from);
+		keep(at);
+		v = *(__u64 *)&s->data[from];
+		rem = n - j * 8;
+		if (rem < 8)
+			v &= (1ULL << (rem * 8)) - 1;
+		*(__u64 *)&s->data[at] = v;
+	}
+	f->flags |= UW_FL_ROOTED;
+	f->path_len = pos + n;
+	return true;
+}
+
+/* Remembers the path just walked at data[off] for copy_dir: its file's
+ * parent and mount, and where the parent's path starts in it. */
+static __always_inline void memo_dir(__u32 idx, __u32 off, __u64 parent, __u64 vfsmnt,
+				     __u32 start)
+{
+	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	struct uw_file *f = file_at(idx, off);
+
+	if (!s || !f || f->flags & (UW_FL_PATH_TRUNC | UW_FL_FAULT))
+		return;
+	s->dir.parent = parent;
+	s->dir.mnt = vfsmnt;
+	s->dir.at = off;
+	s->dir.start = start;
+	s->dir.len = f->path_len;
+}
+
 /* Walks from the file's dentry up to the root, crossing mounts through
  * struct mount (the vfsmount is its member `mnt`). A dentry that is its
  * own parent but no mount's root is a pseudo file's (pipe, socket, anon
@@ -128,10 +192,12 @@ __noinline int uw_name_pr(__u32 idx, __u32 off, __u32 pos, __u64 dentry)
 static __always_inline void fill_path(__u32 idx, __u32 off, __u64 dentry, __u64 vfsmnt,
 				      const bool btf)
 {
-	__u64 moff = KOFF(struct mount, mnt), mnt, up, parent;
-	__u32 pos = 0, i, flags = UW_FL_PATH_TRUNC;
+	__u64 moff = KOFF(struct mount, mnt), mnt, up, parent, first = 0, mnt0 = vfsmnt;
+	__u32 pos = 0, i, flags = UW_FL_PATH_TRUNC, start = 0;
 	struct uw_file *f;
 
+	if (copy_dir(idx, off, dentry, vfsmnt, btf))
+		return;
 #pragma unroll
 	for (i = 0; i < UW_PATH_DEPTH; i++) {
 		if (!dentry || !vfsmnt) {
@@ -155,6 +221,10 @@ static __always_inline void fill_path(__u32 idx, __u32 off, __u64 dentry, __u64 
 			flags = UW_FL_PSEUDO;
 			break;
 		}
+		if (i == 0) {
+			first = parent;
+			start = pos;
+		}
 		dentry = parent;
 	}
 	f = file_at(idx, off);
@@ -162,6 +232,8 @@ static __always_inline void fill_path(__u32 idx, __u32 off, __u64 dentry, __u64 
 		return;
 	f->flags |= flags;
 	f->path_len = pos < UW_PATH_MAX ? pos : UW_PATH_MAX;
+	if (first && flags == UW_FL_ROOTED)
+		memo_dir(idx, off, first, mnt0, start);
 }
 
 static __always_inline void fill_sock(struct uw_file *f, __u64 sock, const bool btf)
@@ -204,6 +276,7 @@ static __always_inline void fdt_load(struct uw_slot *s, const bool btf)
 
 	s->fd_max = kread(fdt + KOFF(struct fdtable, max_fds), btf);
 	s->fd_array = kread(fdt + KOFF(struct fdtable, fd), btf);
+	s->dir.parent = 0;      /* copy_dir: no path read yet in this run */
 }
 
 /* The struct file fd names in the table fdt_load read, or 0. */

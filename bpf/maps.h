@@ -33,6 +33,11 @@ struct uw_slot {
 	__u64 fd_array;       /* the caller's fd table, read once per program run (identity.h) */
 	__u32 fd_max;
 	__u8 seen[UW_SEEN];   /* an entry resolved this call, by its file's hash (identity.h) */
+	struct {              /* the last path walked to the root in this run (identity.h) */
+		__u64 parent, mnt;    /* its file's parent dentry and mount */
+		__u32 at;             /* its uw_file, at data[at] */
+		__u16 start, len;     /* its path after the file's own name, to len */
+	} dir;
 	__u64 reread[32];     /* toctou.h's re-read of user memory: off the exit program's stack */
 };
 

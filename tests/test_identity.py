@@ -539,3 +539,72 @@ def test_cli_says_which_path_and_prints_identities(path, ring):
     assert ev["resolve"]["path"] == path
     assert [(f["role"], f["path"]) for f in ev["files"]] == [("ring", "[io_uring]"),
                                                              ("fds[0]", "/dev/null")]
+
+
+@needs_opcodes(uring.REGISTER_FILES)
+def test_one_file_many_times_and_many_files_in_one_call(tracer, ring, tmp_path):
+    """A file met again in a call (the same fd, or a dup of it: the same
+    open file) is read once in the kernel and copied: every entry must
+    still carry its own fd and index, and the file it names, interleaved
+    with distinct files (more than the resolver's hash has buckets)."""
+    zoo = Zoo(tmp_path)
+    distinct = []
+    for i in range(24):
+        (tmp_path / f"f{i}").write_text(str(i))
+        distinct.append(os.open(tmp_path / f"f{i}", os.O_RDONLY))
+    dup = os.dup(zoo.fds["file"])
+    pattern = [zoo.fds["file"], zoo.fds["tcp"], dup, zoo.fds["file"], -1, zoo.fds["pipe"],
+               zoo.fds["file"], zoo.fds["tcp"]]
+    fds = []
+    for i, fd in enumerate(distinct):
+        fds += [fd, pattern[i % len(pattern)]]
+    fds = fds[:layout.FILES_MAX - 1]            # with the ring's: all resolved
+    truth = {fd: (os.fstat(fd).st_ino, os.readlink(f"/proc/self/fd/{fd}")) for fd in set(fds)
+             if fd >= 0}
+    try:
+        assert register(ring, uring.REGISTER_FILES, uring.ints(*fds), len(fds)) == 0
+    finally:
+        zoo.close()
+        os.close(dup)
+        for fd in distinct:
+            os.close(fd)
+    ev = tracer.one(opcode_name="REGISTER_FILES")
+    files = by_role(ev)
+    assert not ev.resolve.files_truncated and len(ev.files) == 1 + sum(fd >= 0 for fd in fds)
+    for i, fd in enumerate(fds):
+        if fd < 0:
+            assert f"fds[{i}]" not in files
+            continue
+        f = files[f"fds[{i}]"]
+        assert (f.fd, f.source, f.verified, f.ino) == (fd, "kernel", True, truth[fd][0]), i
+        if f.kind in ("file", "pipe"):
+            assert f.path == truth[fd][1], (i, f)
+    tcp = [files[f"fds[{i}]"] for i, fd in enumerate(fds) if fd == zoo.fds["tcp"]]
+    assert len(tcp) > 2 and all(f.socket == tcp[0].socket and f.socket.family == "inet"
+                                for f in tcp)
+    assert (files["ring"].fd, files["ring"].kind) == (ring, "io_uring")
+
+
+def test_the_ring_fd_is_each_calls_own(tracer, tmp_path):
+    """The ring's own fd is kept from call to call (per CPU): rings made
+    and closed in turn (a new one may get a freed one's memory), another
+    ring between, and a file that is no ring at all passed as the ring,
+    each call's ring entry must be that call's fd's file."""
+    other = uring.setup()
+    efd = os.eventfd(0)
+    expect = []
+    try:
+        for _ in range(6):
+            ring = uring.setup()
+            for fd in (ring, ring, other, efd, ring):
+                register(fd, uring.UNREGISTER_FILES, None, 0)
+                expect.append((fd, os.fstat(fd).st_ino,
+                               "[eventfd]" if fd == efd else "[io_uring]"))
+            os.close(ring)
+    finally:
+        os.close(other)
+        os.close(efd)
+    evs = tracer.mine(len(expect), opcode_name="UNREGISTER_FILES")
+    for ev, (fd, ino, path) in zip(evs, expect):
+        f = by_role(ev)["ring"]
+        assert (f.fd, f.ino, f.path, f.verified) == (fd, ino, path, True), (f, fd, path)
