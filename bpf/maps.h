@@ -68,7 +68,10 @@ struct {
 } events SEC(".maps");
 
 /* Slots are big, so they live in an array and a tid maps to a slot index
- * taken from a free queue: no per-call allocation or value copy. */
+ * taken from a free stack: no per-call allocation or value copy. Last in,
+ * first out: the next call takes the slot the last one gave back, still
+ * in cache (a queue cycled through every slot: up to 64 cold 256-byte
+ * identity entries written per call). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, UW_DEFAULT_MAX_INFLIGHT);
@@ -77,7 +80,7 @@ struct {
 } slots SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(type, BPF_MAP_TYPE_STACK);
 	__uint(max_entries, UW_DEFAULT_MAX_INFLIGHT);
 	__type(value, __u32);
 } free_slots SEC(".maps");
