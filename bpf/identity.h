@@ -123,28 +123,25 @@ __noinline int uw_name_pr(__u32 idx, __u32 off, __u32 pos, __u64 dentry)
 
 /* A directory's path is read once per program run: a file whose parent
  * dentry and mount are those of the last file walked to the root gets its
- * own name, then that file's path after its name. The memo is reset with
- * the fd table (fdt_load), at each run. */
-static __always_inline bool copy_dir(__u32 idx, __u32 off, __u64 dentry, __u64 vfsmnt,
-				     const bool btf)
+ * own name, then that file's path after its name (uw_slot.dir). The memo
+ * is reset with the fd table (fdt_load), at each run. */
+
+/* Copies the memo's path after the name ending at pos in the uw_file at
+ * data[off]; 0 when the walk would cut the path (it then does it all
+ * again). Global: its bounds checks start afresh, which 6.1's verifier
+ * needs (inlined, it lost them). */
+__noinline int uw_dir_copy(__u32 idx, __u32 off, __u32 pos)
 {
 	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
-	__u64 parent, from, at, v, rem;
-	struct uw_file *f;
-	__u32 pos, n, j;
+	struct uw_file *f = file_at(idx, off);
+	__u64 from, at, v, rem;
+	__u32 n, j;
 
-	if (!s || !s->dir.parent || !dentry || vfsmnt != s->dir.mnt)
-		return false;
-	parent = kread(dentry + KOFF(struct dentry, d_parent), btf);
-	if (parent != s->dir.parent || parent == dentry ||
-	    dentry == kread(vfsmnt + KOFF(struct vfsmount, mnt_root), btf))
-		return false;
+	if (!s || !f || (f->flags & UW_FL_PATH_TRUNC))
+		return 0;
 	n = s->dir.len - s->dir.start;
-	pos = btf ? uw_name_btf(idx, off, 0, dentry) : uw_name_pr(idx, off, 0, dentry);
-	f = file_at(idx, off);
-	/* a name or path the walk would cut: the walk does it all again */
-	if (!f || (f->flags & UW_FL_PATH_TRUNC) || n > UW_PATH_MAX || pos + n + 7 > UW_PATH_MAX)
-		return false;
+	if (n > UW_PATH_MAX || pos + n + 7 > UW_PATH_MAX)
+		return 0;
 #pragma unroll
 	for (j = 0; j < UW_PATH_MAX / 8; j++) {
 		if (j * 8 >= n)
@@ -154,7 +151,7 @@ static __always_inline bool copy_dir(__u32 idx, __u32 off, __u64 dentry, __u64 v
 		keep(from);
 		keep(at);
 		if (from > UW_DATA_MAX - 8 || at > UW_DATA_MAX - 8)
-			return false;
+			return 0;
 		keep(from);
 		keep(at);
 		v = *(__u64 *)&s->data[from];
@@ -165,18 +162,34 @@ static __always_inline bool copy_dir(__u32 idx, __u32 off, __u64 dentry, __u64 v
 	}
 	f->flags |= UW_FL_ROOTED;
 	f->path_len = pos + n;
-	return true;
+	return 1;
 }
 
-/* Remembers the path just walked at data[off] for copy_dir: its file's
- * parent and mount, and where the parent's path starts in it. */
-static __always_inline void memo_dir(__u32 idx, __u32 off, __u64 parent, __u64 vfsmnt,
-				     __u32 start)
+static __always_inline bool copy_dir(__u32 idx, __u32 off, __u64 dentry, __u64 vfsmnt,
+				     const bool btf)
 {
 	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
-	struct uw_file *f = file_at(idx, off);
+	__u64 parent;
+	__u32 pos;
 
-	if (!s || !f || f->flags & (UW_FL_PATH_TRUNC | UW_FL_FAULT))
+	if (!s || !s->dir.parent || !dentry || vfsmnt != s->dir.mnt)
+		return false;
+	parent = kread(dentry + KOFF(struct dentry, d_parent), btf);
+	if (parent != s->dir.parent || parent == dentry ||
+	    dentry == kread(vfsmnt + KOFF(struct vfsmount, mnt_root), btf))
+		return false;
+	pos = btf ? uw_name_btf(idx, off, 0, dentry) : uw_name_pr(idx, off, 0, dentry);
+	return uw_dir_copy(idx, off, pos);
+}
+
+/* Remembers the path just walked, f's at data[off], for copy_dir: its
+ * file's parent and mount, and where the parent's path starts in it. */
+static __always_inline void memo_dir(__u32 idx, __u32 off, struct uw_file *f, __u64 parent,
+				     __u64 vfsmnt, __u32 start)
+{
+	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+
+	if (!s || f->flags & (UW_FL_PATH_TRUNC | UW_FL_FAULT))
 		return;
 	s->dir.parent = parent;
 	s->dir.mnt = vfsmnt;
@@ -233,7 +246,7 @@ static __always_inline void fill_path(__u32 idx, __u32 off, __u64 dentry, __u64 
 	f->flags |= flags;
 	f->path_len = pos < UW_PATH_MAX ? pos : UW_PATH_MAX;
 	if (first && flags == UW_FL_ROOTED)
-		memo_dir(idx, off, first, mnt0, start);
+		memo_dir(idx, off, f, first, mnt0, start);
 }
 
 static __always_inline void fill_sock(struct uw_file *f, __u64 sock, const bool btf)
