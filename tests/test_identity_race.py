@@ -137,6 +137,29 @@ def test_register_files_names_what_the_kernel_took(tracer, ring, two_files):  # 
     check(tracer.mine(len(truths), opcode_name="REGISTER_FILES", timeout=60), truths)
 
 
+@needs_opcodes(uring.REGISTER_FILES, uring.UNREGISTER_FILES)
+def test_one_fd_many_times_names_what_the_kernel_took_at_each(tracer, ring,  # noqa: F811
+                                                               two_files):  # noqa: F811
+    """FD eight times in one call while it flips: the kernel looks it up
+    eight times, and a file read once for several entries (the same open
+    file) must still be checked entry by entry."""
+    n = 8
+
+    def one():
+        assert uring.register(ring, uring.REGISTER_FILES, uring.ints(*[FD] * n), n) == 0
+        lines = open(f"/proc/self/fdinfo/{ring}").read().splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("UserFiles:"))
+        names = [os.path.basename(line.split(":", 1)[1].strip())
+                 for line in lines[at + 1:at + 1 + n]]
+        assert uring.register(ring, uring.UNREGISTER_FILES, None, 0) == 0
+        return names
+    with Flipper(*two_files[0]):
+        truths = calls(one)
+    events = tracer.mine(len(truths), opcode_name="REGISTER_FILES", timeout=60)
+    for i in range(n):
+        check(events, [t[i] for t in truths], role=f"fds[{i}]")
+
+
 @needs_opcodes(uring.REGISTER_FILES2, uring.UNREGISTER_FILES)
 def test_register_files2_names_what_the_kernel_took(tracer, ring, two_files):  # noqa: F811
     arr = uring.ints(FD)
