@@ -27,9 +27,10 @@ import liburing  # noqa: E402
 
 EACCES = 13
 # liburing test programs recorded and run confined (ci/liburing.py builds
-# them; the guests share this machine's cache): an OPENAT under a
-# registered personality, and READ_FIXED from registered buffers, linked.
-LIBURING = ["personality", "fixed-link"]
+# them; the guests share this machine's cache): OPENATs, one under a
+# registered personality, linked to a NOP (fio has the fixed buffers).
+# fixed-link passed too (2026-12-06), left out for the guest's time.
+LIBURING = ["personality"]
 needs_filters = pytest.mark.skipif(
     not filters_supported(), reason=f"no io_uring BPF filters (IORING_REGISTER_BPF_FILTER on "
                                     f"the task: {filters_missing()}; Linux 7.0+)")
