@@ -300,6 +300,9 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
     argv = [str(vng_path()), "--verbose", "--run", rec["vmlinuz"], "--disable-kvm",
             "--force-9p", "--memory", memory, "--cpus", str(cpus),
             "--qemu-opts=-accel tcg,thread=single",
+            # the guest's /var/cache is its own (a tmpfs): the cache is shared
+            # read-only for what the tests run from it (ci/liburing.py)
+            *(["--rodir", str(CACHE_ROOT)] if CACHE_ROOT.is_dir() else []),
             "--exec", guest_script(command, cwd)]
     # vng starts virtme-run from PATH: its venv's bin must be on it
     env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}

@@ -199,6 +199,33 @@ def test_root_personality_used_after_a_privilege_drop(needs_ops):
     assert [v.kind for v in seq.evidence] == ["call", "op"] and seq.pid == child
 
 
+def test_root_personality_after_seteuid_alone_is_no_credential_finding(needs_ops):
+    """The twin of the drop above, as liburing's personality test does it:
+    seteuid alone keeps root as the real uid, which can take root back, so
+    the root personality lends nothing; only the hand-off to the child fires."""
+    with live() as t:
+        r = uring.Ring(8)
+        pers = uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0)
+        go_r, go_w = os.pipe()
+
+        def effective_only():
+            os.read(go_r, 1)
+            os.seteuid(65534)
+            ring = uring.Ring.attach(r.fd, r)
+            for _ in range(3):
+                ring.put(0, uring.OP_NOP, personality=pers)
+                assert ring.submit(1) == 0
+
+        child = _child(effective_only)
+        t.add_pid(child)
+        os.write(go_w, b"x")
+        _wait(child)
+        events = collect(t, lambda ev: len(findings(ev)) >= 1)
+        r.close()
+    ran = [e for e in events if type(e).__name__ == "Op" and e.pid == child]
+    assert any(e.creds_differ and e.task_cred.euid == 65534 for e in ran)
+    assert rules_of(findings(events)) == ["ring-driven-by-another-process"]
+
 def test_own_ring_and_own_personality_are_no_finding(needs_ops):
     """The benign twin: a ring used by its creator, a personality used by
     the identity that saved it."""
