@@ -198,6 +198,8 @@ enum uw_ident_flags {
 	UW_I_CRED = 1 << 2,        /* cred filled (REGISTER_PERSONALITY) */
 	UW_I_CHECKED = 1 << 3,     /* files compared at exit (older records: never) */
 	UW_I_MEM_CHECKED = 1 << 4, /* buffers compared at exit (older records: never) */
+	UW_I_PBUF_MAPPED = 1 << 5, /* UNREGISTER_PBUF_RING left its ring mapped (pbuf.h) */
+	UW_I_PBUF_KEPT = 1 << 6,   /* a ring unregistered before is still mapped (pbuf.h) */
 };
 
 /* Credentials of the caller, as REGISTER_PERSONALITY saves them. */

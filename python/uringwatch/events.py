@@ -56,6 +56,10 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="call")
     nspid: int | None = None         # pid in the caller's pid namespace (None: unreadable)
     nstid: int | None = None         # tid in the caller's pid namespace
     hostname: str | None = None      # the caller's UTS nodename (a container's hostname)
+    # buffer rings the kernel allocated (IOU_PBUF_RING_MMAP) still mapped by
+    # the caller after UNREGISTER_PBUF_RING (bpf/pbuf.h): "at_unregister",
+    # this call's; "after_unregister", one an earlier call unregistered
+    pbuf_mapped: list[str] | None = None
 
 
 class Ring(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring"):

@@ -131,6 +131,8 @@ I_MEMS_TRUNC = 1 << 1
 I_CRED = 1 << 2
 I_CHECKED = 1 << 3
 I_MEM_CHECKED = 1 << 4
+I_PBUF_MAPPED = 1 << 5
+I_PBUF_KEPT = 1 << 6
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",
