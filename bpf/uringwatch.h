@@ -307,6 +307,8 @@ enum uw_op_flags {
 	UW_OP_CREDS_DIFFER = 1 << 4, /* ran with creds other than its owner's current ones */
 	UW_OP_SQ_THREAD = 1 << 5,    /* submitted by a kernel io thread (SQPOLL) */
 	UW_OP_SPILLED = 1 << 6,      /* counted by process, ring and opcode alone (rings.h) */
+	UW_OP_DENIED = 1 << 7,       /* refused at submission with -EACCES: a BPF filter or
+				      * the ring's restrictions (io_uring_req_failed) */
 };
 
 /* uw_op.reason */

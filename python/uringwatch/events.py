@@ -143,6 +143,9 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     # the SQPOLL thread's (its creator's at setup), when they differ and no
     # personality was used
     sq_thread_cred: OpCred | None = None
+    # refused at submission with -EACCES (a BPF filter, or the ring's
+    # restrictions): counted apart from the ops of its key that ran
+    denied: bool = False
 
 
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):
@@ -223,6 +226,7 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
     personality: str | None = None  # cred id of the personality it ran under
     cgroup_path: str | None = None
     container_id: str | None = None
+    denied: bool = False            # refused at submission by a BPF filter (result -EACCES)
 
 
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):

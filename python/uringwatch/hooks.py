@@ -73,6 +73,9 @@ RING_BEFORE_PROGRAM = "iter__task_file"
 # Completions give actions their results (bpf/targets.h): io_uring_complete
 # passes the result itself before 6.3 (_v61), the CQE since.
 COMPLETE_PROGRAMS = ("tp_btf__io_uring_complete", "tp_btf__io_uring_complete_v61")
+# Requests refused at submission with -EACCES (a BPF filter, restrictions):
+# ops and actions marked denied.
+DENIED_PROGRAM = "tp_btf__io_uring_req_failed"
 # Buffer rings still mapped after UNREGISTER_PBUF_RING (bpf/pbuf.h): mmap's
 # tracepoints, and a check after each register call.
 PBUF_PROGRAMS = {
@@ -81,7 +84,7 @@ PBUF_PROGRAMS = {
     "tracepoint__io_uring__io_uring_register_pbuf": "events/io_uring/io_uring_register",
 }
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
-    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS + tuple(PBUF_PROGRAMS)
+    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS + (DENIED_PROGRAM,) + tuple(PBUF_PROGRAMS)
 ALL_PROGRAMS += RING_ALL
 
 
@@ -103,9 +106,10 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     # an iterator is a BTF-typed program: none without the kernel's BTF
     before = lifecycle and os.path.exists(BTF_VMLINUX)
     complete = complete_program() if submit else None
+    denied = DENIED_PROGRAM if submit and denied_tracepoint_has_request() else None
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
         + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ()) \
-        + ((complete,) if complete else ()) \
+        + ((complete,) if complete else ()) + ((denied,) if denied else ()) \
         + (pbuf_programs(tracefs) if RING_ID_PROGRAM in chosen else ())
 
 
@@ -170,6 +174,28 @@ def typed_submit_tracepoint() -> str | None:
                         lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb":
                     return name
         return None
+    finally:
+        lib.btf__free(btf)
+
+
+def denied_tracepoint_has_request() -> bool:
+    """Whether io_uring_req_failed passes the request second (6.0+: sqe,
+    req, error; 5.x: sqe, ring, req, error), read from the kernel's BTF."""
+    from . import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__load_vmlinux_btf()
+    if not btf:
+        return False
+    try:
+        tid = lib.btf__find_by_name_kind(btf, b"btf_trace_io_uring_req_failed",
+                                         _BTF_KIND_TYPEDEF)
+        proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
+        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO or _vlen(proto) != 4:
+            return False
+        arg = ctypes.c_uint32.from_address(proto + 12 + 2 * 8 + 4).value  # params[2].type
+        s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
+        return bool(s) and _kind(s) == _BTF_KIND_STRUCT and \
+            lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb"
     finally:
         lib.btf__free(btf)
 

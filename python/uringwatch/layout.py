@@ -52,6 +52,7 @@ OP_CREDS = 1 << 3
 OP_CREDS_DIFFER = 1 << 4
 OP_SQ_THREAD = 1 << 5
 OP_SPILLED = 1 << 6
+OP_DENIED = 1 << 7
 
 # enum uw_op_reason
 OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
