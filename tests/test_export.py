@@ -2,7 +2,8 @@
 queried with DuckDB; the answers equal those computed from `replay --json`
 (and `findings --json`) of each recording. The second host is this machine
 in a UTS namespace of its own with another hostname, recording with its own
-`uringwatch record` (a guest would take minutes under TCG)."""
+`uringwatch record`; and, for another kernel, a recording made once in the
+7.2 guest (tests/data/make_fleet_guest.py: a guest takes minutes under TCG)."""
 
 import collections
 import datetime
