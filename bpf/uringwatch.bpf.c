@@ -374,8 +374,9 @@ static __always_inline bool denied_after_prep(struct io_kiocb *req)
 {
 	struct io_ring_ctx___v7 *ctx = (void *)req->ctx;
 
+	/* a BTF-typed load: no stack for a probe read (on_submit has it all) */
 	return bpf_core_field_exists(ctx->restrictions.op_registered) &&
-	       !BPF_CORE_READ(ctx, restrictions.op_registered);
+	       !ctx->restrictions.op_registered;
 }
 
 /* A request refused at submission (6.0+: the request second). Those
@@ -386,13 +387,13 @@ SEC("tp_btf/io_uring_req_failed")
 int BPF_PROG(tp_btf__io_uring_req_failed, const struct io_uring_sqe *sqe, struct io_kiocb *req,
 	     int error)
 {
-	bool act;
-
 	if (error != -13)       /* EACCES */
 		return 0;
-	act = denied_after_prep(req);
-	on_submit(req, UW_OP_DENIED, act);
-	return act ? act__submit(req) : 0;
+	/* two copies with `act` constant: one that varies costs stack */
+	if (!denied_after_prep(req))
+		return on_submit(req, UW_OP_DENIED, false);
+	on_submit(req, UW_OP_DENIED, true);
+	return act__submit(req);
 }
 
 /* A completion, for the result of an action waiting for it (targets.h).
