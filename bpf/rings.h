@@ -441,13 +441,14 @@ static __always_inline bool spill(struct uw_use_key *k, __u64 pid_tgid, __u64 no
 	return false;
 }
 
-/* An operation the ring accepted: count it under its key; report the
- * first use of a key (every use with ops_all). A new key includes the
+/* An operation the ring accepted (or `denied`: refused at submission):
+ * count it under its key; report the first use of a key (every use with
+ * ops_all); with `act`, keep its action for act__submit. A new key includes the
  * owner's ids and whether the op's creds differ from the owner's, so an
  * operation run under someone else's credentials is always reported; with
  * `uses` full, such ops are reported each, and first uses by process, ring
  * and opcode still are. */
-static __always_inline int on_submit(struct io_kiocb *req)
+static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bool act)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_boot_ns();
@@ -461,7 +462,9 @@ static __always_inline int on_submit(struct io_kiocb *req)
 	if (!op_allowed(id, task, st))
 		return 0;
 	use_key(&k, req, task, ring);
-	act__key(&k, now, creator);
+	k.flags |= denied;
+	if (act)
+		act__key(&k, now, creator);
 	u = bpf_map_lookup_elem(&uses, &k);
 	if (!u) {
 		fresh_use(&fresh, id, now);

@@ -34,6 +34,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "rings.h"
 #include "rings_before.h"
 #include "targets.h"
+#include "pbuf.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
  * region's new contents into region 3. */
@@ -351,14 +352,47 @@ int BPF_PROG(fentry__io_ring_exit_work, struct work_struct *work)
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(tp_btf__io_uring_submit_req, struct io_kiocb *req)
 {
-	on_submit(req);
+	on_submit(req, 0, true);
 	return act__submit(req);
 }
 
 SEC("tp_btf/io_uring_submit_sqe")
 int BPF_PROG(tp_btf__io_uring_submit_sqe, struct io_kiocb *req)
 {
-	on_submit(req);
+	on_submit(req, 0, true);
+	return act__submit(req);
+}
+
+/* 7.0+ rings without SQE op restrictions: those deny in io_init_req
+ * before prep (whose per-op data io_init_fail_req then clears), a BPF
+ * filter after it, so only there is the request's target as prepared. */
+struct io_restriction___v7 { bool op_registered; } __attribute__((preserve_access_index));
+struct io_ring_ctx___v7 { struct io_restriction___v7 restrictions; }
+	__attribute__((preserve_access_index));
+
+static __always_inline bool denied_after_prep(struct io_kiocb *req)
+{
+	struct io_ring_ctx___v7 *ctx = (void *)req->ctx;
+
+	/* a BTF-typed load: no stack for a probe read (on_submit has it all) */
+	return bpf_core_field_exists(ctx->restrictions.op_registered) &&
+	       !ctx->restrictions.op_registered;
+}
+
+/* A request refused at submission (6.0+: the request second). Those
+ * refused with -EACCES, by a BPF filter or the ring's restrictions, are
+ * ops marked denied; after prep also actions, whose completion gives them
+ * the -EACCES. Other failures are the caller's mistakes: not followed. */
+SEC("tp_btf/io_uring_req_failed")
+int BPF_PROG(tp_btf__io_uring_req_failed, const struct io_uring_sqe *sqe, struct io_kiocb *req,
+	     int error)
+{
+	if (error != -13)       /* EACCES */
+		return 0;
+	/* two copies with `act` constant: one that varies costs stack */
+	if (!denied_after_prep(req))
+		return on_submit(req, UW_OP_DENIED, false);
+	on_submit(req, UW_OP_DENIED, true);
 	return act__submit(req);
 }
 

@@ -198,6 +198,8 @@ enum uw_ident_flags {
 	UW_I_CRED = 1 << 2,        /* cred filled (REGISTER_PERSONALITY) */
 	UW_I_CHECKED = 1 << 3,     /* files compared at exit (older records: never) */
 	UW_I_MEM_CHECKED = 1 << 4, /* buffers compared at exit (older records: never) */
+	UW_I_PBUF_MAPPED = 1 << 5, /* UNREGISTER_PBUF_RING left its ring mapped (pbuf.h) */
+	UW_I_PBUF_KEPT = 1 << 6,   /* a ring unregistered before is still mapped (pbuf.h) */
 };
 
 /* Credentials of the caller, as REGISTER_PERSONALITY saves them. */
@@ -305,6 +307,8 @@ enum uw_op_flags {
 	UW_OP_CREDS_DIFFER = 1 << 4, /* ran with creds other than its owner's current ones */
 	UW_OP_SQ_THREAD = 1 << 5,    /* submitted by a kernel io thread (SQPOLL) */
 	UW_OP_SPILLED = 1 << 6,      /* counted by process, ring and opcode alone (rings.h) */
+	UW_OP_DENIED = 1 << 7,       /* refused at submission with -EACCES: a BPF filter or
+				      * the ring's restrictions (io_uring_req_failed) */
 };
 
 /* uw_op.reason */

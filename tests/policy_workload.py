@@ -4,13 +4,16 @@ liburing has no SOCKET or OPENAT2 helpers): registers a file, then a NOP and
 a fixed-file READ; `extra` adds an OPENAT, `socket` a SOCKET of AF_UNIX
 and one of AF_INET; `reads` an OPENAT of /dev/null for reading and a SOCKET
 of AF_UNIX, `forbidden` those and an OPENAT with O_CREAT of argv[3] and a
-SOCKET of AF_INET. Names itself (comm) as argv[1], prints each operation's
-result as JSON."""
+SOCKET of AF_INET; with listening ports after those (`reads PORT`,
+`forbidden TARGET PORT OTHER`), a CONNECT to 127.0.0.1 at each (`CONNECT`,
+`CONNECT_OTHER_PORT`). Names itself (comm) as argv[1], prints each
+operation's result as JSON."""
 
 import ctypes
 import json
 import os
 import socket
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,8 +24,19 @@ OP_OPENAT, OP_SOCKET = 18, 45
 AT_FDCWD = -100
 
 
+def connect(ring, port: int) -> int:
+    """A CONNECT through the ring of a socket made by socket(2) (the
+    SOCKET operation of AF_INET is a forbidden action of its own)."""
+    with socket.socket(socket.AF_INET) as s:
+        raw = struct.pack("=H", socket.AF_INET) + struct.pack(">H", port) + \
+            socket.inet_aton("127.0.0.1") + bytes(8)
+        addr = ctypes.create_string_buffer(raw, len(raw))
+        ring.put(0, uring.OP_CONNECT, fd=s.fileno(), addr=ctypes.addressof(addr), off=len(raw))
+        return ring.submit(1)
+
+
 def main(comm: str, extra: bool, sockets: bool, reads: bool = False,
-         forbidden: str | None = None) -> dict:
+         forbidden: str | None = None, ports: list[int] = ()) -> dict:
     ctypes.CDLL(None).prctl(PR_SET_NAME, comm.encode(), 0, 0, 0)
     ring = uring.Ring(8)
     zero = os.open("/dev/zero", os.O_RDONLY)
@@ -57,11 +71,15 @@ def main(comm: str, extra: bool, sockets: bool, reads: bool = False,
         for name, family in socks:
             ring.put(0, OP_SOCKET, fd=family, off=socket.SOCK_STREAM)
             results[name] = ring.submit(1)
+        for name, port in zip(("CONNECT", "CONNECT_OTHER_PORT"), ports):
+            results[name] = connect(ring, port)
     ring.close()
     return results          # what the ring opened closes at exit
 
 
 if __name__ == "__main__":
     mode = sys.argv[2:3]
+    forbid = sys.argv[3] if mode == ["forbidden"] else None
+    ports = [int(p) for p in sys.argv[4 if forbid else 3:]]
     print(json.dumps(main(sys.argv[1], mode == ["extra"], mode == ["socket"],
-                          mode == ["reads"], sys.argv[3] if mode == ["forbidden"] else None)))
+                          mode == ["reads"], forbid, ports)))

@@ -2,7 +2,8 @@
 queried with DuckDB; the answers equal those computed from `replay --json`
 (and `findings --json`) of each recording. The second host is this machine
 in a UTS namespace of its own with another hostname, recording with its own
-`uringwatch record` (a guest would take minutes under TCG)."""
+`uringwatch record`; and, for another kernel, a recording made once in the
+7.2 guest (tests/data/make_fleet_guest.py: a guest takes minutes under TCG)."""
 
 import collections
 import datetime
@@ -175,3 +176,34 @@ def test_an_unreadable_recording_is_one_line(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "bad.uwd" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+GUEST = HERE / "data" / "fleet-guest.uwd"
+
+
+def test_a_guest_kernels_recording_joins_the_fleet(fleet, tmp_path):
+    """Two machines on two kernels: this one's recording and one made in
+    the 7.2 guest (tests/data/make_fleet_guest.py: a ring handed to a forked
+    child, a root personality, four iovecs over one page), exported into one
+    dataset; DuckDB's answers equal those of each recording's replay."""
+    from uringwatch.dump import read_header
+    hosts, _ = fleet
+    meta, _ = read_header(GUEST.read_bytes(), str(GUEST))
+    me = os.uname().nodename
+    assert meta.hostname != me and meta.kernel != os.uname().release, meta
+    both = {me: hosts[me], meta.hostname: GUEST}
+    out = tmp_path / "two"
+    subprocess.run([*UW, "export", "--parquet", str(out), "--findings",
+                    *map(str, both.values())], check=True, timeout=120, capture_output=True)
+    db = duckdb.connect()
+    db.execute(f"CREATE VIEW fleet AS SELECT * FROM read_parquet('{out}/**/*.parquet', "
+               "hive_partitioning = true)")
+    rules, roots, handoffs = expected(both)
+    assert {(h, r): n for h, r, n in db.sql(TOP_RULES).fetchall()} == rules
+    assert set(db.sql(ROOT_PERSONALITIES).fetchall()) == roots
+    assert set(db.sql(HANDOFFS).fetchall()) == handoffs
+    # not vacuous: the guest's answers are there
+    assert rules[meta.hostname, "buffers-same-page"] == 1
+    assert rules[meta.hostname, "ring-driven-by-another-process"] >= 1
+    assert [h for h, _, _ in handoffs] == [meta.hostname]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"host={h}" for h in both)

@@ -5,6 +5,7 @@ registered files and buffers) and on the benign twin of each workload."""
 import ctypes
 import errno
 import json
+import mmap
 import os
 import shutil
 import subprocess
@@ -73,6 +74,57 @@ def test_buffers_mapping_one_page_repeatedly(tracer, ring):
         [(bad.ts, bad.tid, "REGISTER_BUFFERS")]
     assert f.ring_id == bad.ring_id
     assert e.feed([good]) == []
+
+
+PBUF_RING_MMAP, OFF_PBUF_RING = 1, 0x80000000
+
+
+def _pbuf_ring(ring: int, bgid: int) -> mmap.mmap:
+    """A buffer ring the kernel allocates, mapped as liburing maps it."""
+    reg = uring.BufReg(ring_entries=8, bgid=bgid, flags=PBUF_RING_MMAP)
+    ret = uring.register(ring, uring.REGISTER_PBUF_RING, reg, 1)
+    if ret == -errno.EINVAL:
+        pytest.skip("this kernel has no IOU_PBUF_RING_MMAP (6.4+)")
+    assert ret == 0
+    return mmap.mmap(ring, 4096, offset=OFF_PBUF_RING | bgid << 16)
+
+
+def _unregister_pbuf(ring: int, bgid: int) -> None:
+    assert uring.register(ring, uring.UNREGISTER_PBUF_RING, uring.BufReg(bgid=bgid), 1) == 0
+
+
+def test_pbuf_ring_unregistered_while_mapped(tracer, ring):
+    """CVE-2024-0582's set-up: two kernel-allocated buffer rings mapped,
+    both unregistered with the first still mapped. The benign twins are no
+    finding: liburing's io_uring_free_buf_ring (unregister, then unmap right
+    away), and a ring unregistered after unmapping."""
+    if "tracepoint/syscalls/sys_enter_mmap" not in tracer.tracer.features["rings"]:
+        pytest.skip("this kernel gives no mmap tracepoints or bpf_find_vma (bpf/pbuf.h)")
+    first, second = _pbuf_ring(ring, 1), _pbuf_ring(ring, 2)
+    _unregister_pbuf(ring, 1)
+    _unregister_pbuf(ring, 2)           # the first's pages are still mapped
+    first.close()
+    second.close()
+    bad = tracer.mine(4)
+    assert [e.pbuf_mapped for e in bad] == \
+        [None, None, ["at_unregister"], ["at_unregister", "after_unregister"]]
+    for bgid in (3, 4):                 # liburing's order
+        m = _pbuf_ring(ring, bgid)
+        _unregister_pbuf(ring, bgid)
+        m.close()
+    _pbuf_ring(ring, 5).close()         # unmapped first
+    _unregister_pbuf(ring, 5)
+    good = tracer.mine(6)
+    assert [e.pbuf_mapped for e in good] == [None, ["at_unregister"], None, ["at_unregister"],
+                                             None, None]
+    e = engine()
+    (f,) = e.feed(bad)
+    assert f.rule == "pbuf-ring-unregistered-mapped" and f.severity == "high"
+    assert [(v.ts, v.opcode_name) for v in f.evidence] == \
+        [(bad[0].ts, "REGISTER_PBUF_RING"), (bad[2].ts, "UNREGISTER_PBUF_RING"),
+         (bad[3].ts, "UNREGISTER_PBUF_RING")]
+    assert f.ring_id == bad[0].ring_id
+    assert e.feed(good) == []
 
 
 def test_personality_churn(tracer, ring):

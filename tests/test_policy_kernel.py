@@ -131,8 +131,9 @@ def total_ios(out: subprocess.CompletedProcess) -> int:
 class Recorded:
     """One recording (one tracer start: minutes under TCG) of fio, when
     present, of LIBURING's programs, when built, and of the raw program
-    twice: as it is (comm base) and with the forbidden actions (comm bad,
-    creating `target`)."""
+    twice: as it is (comm base, connecting to one listener) and with the
+    forbidden actions (comm bad, creating `target` and connecting to the
+    other listener too)."""
 
     def __init__(self, d: pathlib.Path):
         tag = uuid.uuid4().hex[:6]
@@ -140,11 +141,14 @@ class Recorded:
         self.base, self.bad = f"uwr-{tag}", f"uwf-{tag}"
         self.fio = shutil.which("fio")
         self.liburing = liburing.intact()
+        self.listeners = [socket.create_server(("127.0.0.1", 0), backlog=16) for _ in "ab"]
+        self.port, self.other = (str(s.getsockname()[1]) for s in self.listeners)
         ran = record(self.path, [*([fio_cmd(self.data)] if self.fio else []),
                                  *([[str(self.liburing / p)] for p in LIBURING]
                                    if self.liburing else []),
-                                 [sys.executable, WORKLOAD, self.base, "reads"],
-                                 [sys.executable, WORKLOAD, self.bad, "forbidden", self.target]])
+                                 [sys.executable, WORKLOAD, self.base, "reads", self.port],
+                                 [sys.executable, WORKLOAD, self.bad, "forbidden", self.target,
+                                  self.port, self.other]])
         assert [r.returncode for r in ran[-2:]] == [0, 0], [r.stderr for r in ran]
         os.unlink(self.target)
         self.fio_free = ran[0] if self.fio else None
@@ -164,7 +168,10 @@ def recorded(tmp_path_factory):
     from test_rings import submit_tracepoint_has_request
     if not submit_tracepoint_has_request():
         pytest.skip("this kernel's submit tracepoint has no request: no operations recorded")
-    return Recorded(tmp_path_factory.mktemp("workloads"))
+    rec = Recorded(tmp_path_factory.mktemp("workloads"))
+    yield rec
+    for s in rec.listeners:
+        s.close()
 
 
 def test_fio_runs_confined_by_its_recorded_policy(recorded, capsys):
@@ -207,37 +214,83 @@ def test_liburing_program_runs_confined_by_its_recorded_policy(recorded, capsys,
 
 
 def test_workload_runs_confined_and_each_forbidden_action_is_denied(recorded, capsys):
-    """A raw io_uring program that opens for reading and makes a Unix
-    socket: recorded, its policy lets it run with no denial; the same
-    program with an O_CREAT open and an AF_INET socket more gets -EACCES for
-    exactly those two, as check predicted from the recording."""
+    """A raw io_uring program that opens for reading, makes a Unix socket
+    and connects to one TCP port: recorded, its policy lets it run with no
+    denial; the same program with an O_CREAT open, an AF_INET socket and a
+    CONNECT to another port more (7.2's filter sees CONNECT's port: struct
+    io_uring_bpf_ctx's connect member) gets -EACCES for exactly those three,
+    as check predicted from the recording."""
     from uringwatch.events import Op
     from uringwatch.policy import is_action
     from uringwatch.replay import Reader
     base, bad, target = recorded.base, recorded.bad, recorded.target
     mine = [e for e in Reader([str(recorded.path)]).events() if e.comm == base
-            and getattr(e, "opcode_name", None) in ("OPENAT", "SOCKET")]
+            and getattr(e, "opcode_name", None) in ("OPENAT", "SOCKET", "CONNECT")]
     assert any(isinstance(e, Op) for e in mine)
     pol = recorded.policy(capsys, base)
     confined = subprocess.run([*UW, "confine", "--policy", str(pol), "--", sys.executable,
-                               WORKLOAD, base, "reads"], capture_output=True, text=True,
-                              timeout=300)
+                               WORKLOAD, base, "reads", recorded.port], capture_output=True,
+                              text=True, timeout=300)
     assert confined.returncode == 0, confined.stderr
     assert all(v >= 0 for v in json.loads(confined.stdout).values()), confined.stdout
     if not any(is_action(e) for e in mine):
-        pytest.skip("no action records (the operations' targets) in the recording: OPENAT "
-                    "and SOCKET allowed whole")
+        pytest.skip("no action records (the operations' targets) in the recording: OPENAT, "
+                    "SOCKET and CONNECT allowed whole")
+    doc = json.loads(pol.read_text())
+    (conn,) = [r for r in doc["sqe_ops"] if r["op"] == "CONNECT"]
+    assert conn["constraints"]["connect_ports"] == [int(recorded.port)], conn
     check = policy_cmd(capsys, "check", pol, recorded.path, "-c", bad)
     assert check.returncode == 1
     denials = [line.split(None, 3)[2:] for line in check.stdout.splitlines()]
-    assert {op for op, _ in denials} == {"OPENAT", "SOCKET"}, check.stdout
+    assert {op for op, _ in denials} == {"CONNECT", "OPENAT", "SOCKET"}, check.stdout
     assert all(why.startswith({"OPENAT": "open flags O_WRONLY|O_CREAT not allowed",
-                               "SOCKET": "family AF_INET not allowed"}[op])
+                               "SOCKET": "family AF_INET not allowed",
+                               "CONNECT": f"port {recorded.other} not allowed"}[op])
                for op, why in denials), check.stdout
     denied = subprocess.run([*UW, "confine", "--policy", str(pol), "--", sys.executable,
-                             WORKLOAD, bad, "forbidden", target], capture_output=True,
-                            text=True, timeout=300)
+                             WORKLOAD, bad, "forbidden", target, recorded.port, recorded.other],
+                            capture_output=True, text=True, timeout=300)
     assert denied.returncode == 0, denied.stderr
     ran = json.loads(denied.stdout)
-    assert ran.pop("OPENAT_CREAT") == ran.pop("SOCKET_INET") == -EACCES
+    assert ran.pop("OPENAT_CREAT") == ran.pop("SOCKET_INET") == \
+        ran.pop("CONNECT_OTHER_PORT") == -EACCES
     assert all(v >= 0 for v in ran.values()) and not os.path.exists(target), ran
+
+
+def test_a_live_tracer_reports_what_the_filters_denied(recorded, capsys, tmp_path):
+    """The workload with its forbidden actions, confined by its recorded
+    policy under a live tracer: the three operations the filters refused
+    are ops marked denied, and actions marked denied with their targets
+    (the CONNECT to the other port, -EACCES, and the table says DENIED);
+    what ran (the NOP, the READ, the CONNECT to the recorded port) is not."""
+    from uringwatch import Filters, Tracer
+    from uringwatch.events import Action, Op
+    from uringwatch.output import row
+    pol = recorded.policy(capsys, recorded.base)
+    comm, target = f"uwd-{uuid.uuid4().hex[:6]}", str(tmp_path / "made")
+    events, ran = [], None
+    with Tracer(Filters(comm=comm), rings=True, count_interval=0.2) as t:
+        proc = subprocess.Popen([*UW, "confine", "--policy", str(pol), "--", sys.executable,
+                                 WORKLOAD, comm, "forbidden", target, recorded.port,
+                                 recorded.other], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and (ran is None or len(
+                {e.opcode_name for e in events if isinstance(e, Action) and e.denied}) < 3):
+            events += t.poll(0.1)
+            if ran is None and proc.poll() is not None:
+                ran = json.loads(proc.stdout.read())
+    assert ran is not None and proc.wait() == 0
+    assert ran["OPENAT_CREAT"] == ran["SOCKET_INET"] == ran["CONNECT_OTHER_PORT"] == -EACCES
+    ops = [e for e in events if isinstance(e, Op)]
+    assert {o.opcode_name for o in ops if o.denied} == {"OPENAT", "SOCKET", "CONNECT"}, ops
+    assert {o.opcode_name for o in ops if not o.denied} >= {"NOP", "READ", "CONNECT"}, ops
+    acts = [e for e in events if isinstance(e, Action)]
+    denied = {a.opcode_name: a for a in acts if a.denied}
+    assert set(denied) == {"OPENAT", "SOCKET", "CONNECT"}, acts
+    assert all(a.result == -EACCES and a.error == "EACCES" for a in denied.values())
+    assert denied["OPENAT"].target.path == target and not os.path.exists(target)
+    assert denied["SOCKET"].target.family == "AF_INET"
+    assert denied["CONNECT"].target.address == f"127.0.0.1:{recorded.other}"
+    (ok,) = [a for a in acts if a.opcode_name == "CONNECT" and not a.denied]
+    assert ok.target.address == f"127.0.0.1:{recorded.port}" and ok.result == 0
+    assert " DENIED " in row(denied["CONNECT"])

@@ -508,3 +508,47 @@ def test_replay_keeps_an_op_for_its_rings_creator():
     assert not Filters(pids=frozenset([10]), comm="parent").matches(op)
     assert not Filters(pids=frozenset([10])).matches(
         msgspec.structs.replace(op, creator_pid=None))
+
+
+SETUP_R_DISABLED, RESTRICTION_SQE_OP = 1 << 6, 1
+
+
+def test_ops_the_rings_restrictions_refuse_are_reported_denied(ring_tracer, needs_ops):
+    """A ring restricted to NOP (REGISTER_RESTRICTIONS, 5.10+; 7.0's BPF
+    filters refuse the same way, tests/test_policy_kernel.py): two READs are
+    refused at submission with -EACCES and reported as denied ops, counted
+    apart from the NOP that ran; an SQE refused for another reason (an
+    unknown opcode, -EINVAL) is no denied op."""
+    from uringwatch.output import row
+    if "tp_btf/io_uring_req_failed" not in ring_tracer.features["rings"]:
+        pytest.skip("this kernel's io_uring_req_failed has no request (6.0+)")
+    r = uring.Ring(8, flags=SETUP_R_DISABLED)
+    only_nop = (uring.Restriction * 1)(uring.Restriction(RESTRICTION_SQE_OP, uring.OP_NOP))
+    assert uring.register(r.fd, uring.REGISTER_RESTRICTIONS, only_nop, 1) == 0
+    assert uring.register(r.fd, uring.REGISTER_ENABLE_RINGS, None, 0) == 0
+    buf = ctypes.create_string_buffer(8)
+    r.put(0, uring.OP_NOP)
+    assert r.submit(1) == 0
+    for _ in range(2):
+        r.put(0, uring.OP_READ, fd=-1, addr=ctypes.addressof(buf), length=8)
+        assert r.submit(1) == -13           # EACCES
+    free = uring.Ring(8)
+    free.put(0, 255)                        # no such opcode
+    assert free.submit(1) == -22            # EINVAL
+
+    def ops_of(events):
+        return [e for e in kinds(events, "Op") if e.pid == os.getpid()]
+    events = collect(ring_tracer, lambda ev: sum(o.count for o in ops_of(ev)
+                                                 if o.denied and o.reason == "count") >= 2)
+    ops = ops_of(events)
+    denied = [o for o in ops if o.denied]
+    assert {o.opcode_name for o in denied} == {"READ"}
+    assert sum(o.count for o in denied if o.reason == "count") == 2
+    assert [o.reason for o in denied].count("first_use") == 1
+    assert len({o.ring_id for o in denied}) == 1
+    nops = [o for o in ops if o.opcode_name == "NOP" and o.ring_id == denied[0].ring_id]
+    assert nops and not any(o.denied for o in nops)
+    assert not [o for o in ops if o.opcode == 255]
+    assert " DENIED " in row(denied[0])
+    r.close()
+    free.close()

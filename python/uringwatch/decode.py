@@ -166,7 +166,7 @@ _EVENT_FIELDS = ("ts", "pid", "tid", "ppid", "uid", "gid", "comm", "cgroup_id", 
                  "opcode", "opcode_name", "registered_ring", "arg", "nr_args", "ret",
                  "duration_ns", "payload", "error", "blind", "pidns", "mntns", "toctou",
                  "cgroup_path", "container_id", "files", "cred", "memory", "resolve",
-                 "ring_id", "cred_id", "nspid", "nstid", "hostname")
+                 "ring_id", "cred_id", "nspid", "nstid", "hostname", "pbuf_mapped")
 if Event.__struct_fields__ != _EVENT_FIELDS:
     raise ImportError("decode.py builds Events in an order events.py no longer has")
 (_AT_TS, _AT_PID, _AT_CGROUP_ID, _AT_NAME, _AT_DURATION, _AT_PAYLOAD, _AT_TOCTOU,
@@ -519,18 +519,27 @@ def _body(shape: _CallShape, rec: bytes) -> _Body:
               bool(flags & layout.F_CHANGED_MORE), bool(flags & layout.F_EXIT_FAULT),
               not flags & layout.F_UNCOMPARED)
     has_ns = flags & layout.F_NS
-    rest = (None, None, None, None, None)
+    rest = (None, None, None, None, None, None)
     if shape.idents:
         ring, cred_id, nspid, nstid, ns_flags, hostname = v[_IDENT_AT + 4:_IDENT_AT + 10]
         rest = (rings.ring_id(ring), rings.ring_id(cred_id),
                 *((nspid, nstid) if ns_flags & layout.NS_IDS else (None, None)),
-                cstr(hostname) if ns_flags & layout.NS_UTS else None)
+                cstr(hostname) if ns_flags & layout.NS_UTS else None,
+                _pbuf_mapped(v[_IDENT_AT + 2]))
     args = [None, pid, tid, ppid if flags & layout.F_PPID else None, uid, gid, cstr(comm),
             cgroup_id, fd, op, opcode_name(opcode), bool(opcode & USE_REGISTERED_RING),
             arg, nr_args, ret, None, None, errno_name(ret), fd == -1,
             pidns if has_ns else None, mntns if has_ns else None, None, None, None,
             None, cred, None, resolve, *rest]
     return _Body(args, call, toctou, files, memory, to_proc)
+
+
+def _pbuf_mapped(flags: int) -> list[str] | None:
+    """Event.pbuf_mapped from uw_ident.flags."""
+    if not flags & (layout.I_PBUF_MAPPED | layout.I_PBUF_KEPT):
+        return None
+    return [name for bit, name in ((layout.I_PBUF_MAPPED, "at_unregister"),
+                                   (layout.I_PBUF_KEPT, "after_unregister")) if flags & bit]
 
 
 _PAYLOAD_ENC = msgspec.msgpack.Encoder()

@@ -57,6 +57,10 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="call")
     nspid: int | None = None         # pid in the caller's pid namespace (None: unreadable)
     nstid: int | None = None         # tid in the caller's pid namespace
     hostname: str | None = None      # the caller's UTS nodename (a container's hostname)
+    # buffer rings the kernel allocated (IOU_PBUF_RING_MMAP) still mapped by
+    # the caller after UNREGISTER_PBUF_RING (bpf/pbuf.h): "at_unregister",
+    # this call's; "after_unregister", one an earlier call unregistered
+    pbuf_mapped: list[str] | None = None
 
 
 class Ring(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring"):
@@ -160,6 +164,9 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     # the SQPOLL thread's (its creator's at setup), when they differ and no
     # personality was used
     sq_thread_cred: OpCred | None = None
+    # refused at submission with -EACCES (a BPF filter, or the ring's
+    # restrictions): counted apart from the ops of its key that ran
+    denied: bool = False
 
 
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):
@@ -240,6 +247,7 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
     personality: str | None = None  # cred id of the personality it ran under
     cgroup_path: str | None = None
     container_id: str | None = None
+    denied: bool = False            # refused at submission by a BPF filter (result -EACCES)
 
 
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):

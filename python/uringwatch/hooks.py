@@ -74,8 +74,18 @@ RING_BEFORE_PROGRAM = "iter__task_file"
 # Completions give actions their results (bpf/targets.h): io_uring_complete
 # passes the result itself before 6.3 (_v61), the CQE since.
 COMPLETE_PROGRAMS = ("tp_btf__io_uring_complete", "tp_btf__io_uring_complete_v61")
+# Requests refused at submission with -EACCES (a BPF filter, restrictions):
+# ops and actions marked denied.
+DENIED_PROGRAM = "tp_btf__io_uring_req_failed"
+# Buffer rings still mapped after UNREGISTER_PBUF_RING (bpf/pbuf.h): mmap's
+# tracepoints, and a check after each register call.
+PBUF_PROGRAMS = {
+    "tracepoint__syscalls__sys_enter_mmap": "events/syscalls/sys_enter_mmap",
+    "tracepoint__syscalls__sys_exit_mmap": "events/syscalls/sys_exit_mmap",
+    "tracepoint__io_uring__io_uring_register_pbuf": "events/io_uring/io_uring_register",
+}
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
-    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS
+    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS + (DENIED_PROGRAM,) + tuple(PBUF_PROGRAMS)
 ALL_PROGRAMS += RING_ALL
 
 
@@ -86,7 +96,8 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     """The ring programs this kernel can run: those whose tracepoint
     exists, and the operations' program where the tracepoint hands it the
     request as its first argument. Without `lifecycle`, only the one that
-    gives register calls their ring id."""
+    gives register calls their ring id (and bpf/pbuf.h's, which add to
+    them what stayed mapped)."""
     wanted = RING_PROGRAMS if lifecycle else {RING_ID_PROGRAM: RING_PROGRAMS[RING_ID_PROGRAM]}
     chosen = tuple(p for p, event in wanted.items()
                    if os.path.exists(os.path.join(tracefs, event)))
@@ -96,9 +107,20 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     # an iterator is a BTF-typed program: none without the kernel's BTF
     before = lifecycle and os.path.exists(BTF_VMLINUX)
     complete = complete_program() if submit else None
+    denied = DENIED_PROGRAM if submit and denied_tracepoint_has_request() else None
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
         + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ()) \
-        + ((complete,) if complete else ())
+        + ((complete,) if complete else ()) + ((denied,) if denied else ()) \
+        + (pbuf_programs(tracefs) if RING_ID_PROGRAM in chosen else ())
+
+
+def pbuf_programs(tracefs: str) -> tuple[str, ...]:
+    """bpf/pbuf.h's programs where the kernel can run them: its tracepoints
+    exist and it has bpf_find_vma (5.17+) and BTF-typed tasks."""
+    if not (all(os.path.exists(os.path.join(tracefs, e)) for e in PBUF_PROGRAMS.values())
+            and has_helper(FUNC_FIND_VMA) and has_helper(FUNC_GET_CURRENT_TASK_BTF)):
+        return ()
+    return tuple(PBUF_PROGRAMS)
 
 
 def ring_free_program(tracefs: str) -> str | None:
@@ -153,6 +175,28 @@ def typed_submit_tracepoint() -> str | None:
                         lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb":
                     return name
         return None
+    finally:
+        lib.btf__free(btf)
+
+
+def denied_tracepoint_has_request() -> bool:
+    """Whether io_uring_req_failed passes the request second (6.0+: sqe,
+    req, error; 5.x: sqe, ring, req, error), read from the kernel's BTF."""
+    from . import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__load_vmlinux_btf()
+    if not btf:
+        return False
+    try:
+        tid = lib.btf__find_by_name_kind(btf, b"btf_trace_io_uring_req_failed",
+                                         _BTF_KIND_TYPEDEF)
+        proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
+        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO or _vlen(proto) != 4:
+            return False
+        arg = ctypes.c_uint32.from_address(proto + 12 + 2 * 8 + 4).value  # params[2].type
+        s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
+        return bool(s) and _kind(s) == _BTF_KIND_STRUCT and \
+            lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb"
     finally:
         lib.btf__free(btf)
 
@@ -282,7 +326,7 @@ def programs(hook: Hook, has_loop: bool, tracefs: str,
 
 PROG_TYPE_KPROBE, PROG_TYPE_TRACEPOINT, PROG_TYPE_TRACING = 2, 5, 26
 MAP_TYPE_RINGBUF = 27
-FUNC_PROBE_READ_KERNEL, FUNC_GET_CURRENT_TASK_BTF, FUNC_LOOP = 113, 158, 181
+FUNC_PROBE_READ_KERNEL, FUNC_GET_CURRENT_TASK_BTF, FUNC_FIND_VMA, FUNC_LOOP = 113, 158, 180, 181
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 LOCKDOWN = "/sys/kernel/security/lockdown"
 

@@ -52,6 +52,7 @@ OP_CREDS = 1 << 3
 OP_CREDS_DIFFER = 1 << 4
 OP_SQ_THREAD = 1 << 5
 OP_SPILLED = 1 << 6
+OP_DENIED = 1 << 7
 
 # enum uw_op_reason
 OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
@@ -131,6 +132,8 @@ I_MEMS_TRUNC = 1 << 1
 I_CRED = 1 << 2
 I_CHECKED = 1 << 3
 I_MEM_CHECKED = 1 << 4
+I_PBUF_MAPPED = 1 << 5
+I_PBUF_KEPT = 1 << 6
 
 # enum uw_counter, in order
 COUNTERS = ("emitted", "ring_full", "no_exit", "no_enter", "inflight_full",

@@ -117,8 +117,10 @@ def _op_row(ev: Op) -> str:
     if ev.creds_differ:
         used.append(f"CREDS:euid {ev.euid}->{ev.personality_cred.euid}")
     who = " sqpoll" if ev.sq_thread else ""
+    # RET: a filter's (or restrictions') refusal, in place of the reason
+    ret = "DENIED" if ev.denied else ev.reason
     return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {'':>5} "
-            f"{'OP_' + ev.opcode_name:<26.26} {ev.count:>5} {ev.reason:>8} {'':>8} "
+            f"{'OP_' + ev.opcode_name:<26.26} {ev.count:>5} {ret:>8} {'':>8} "
             f"ring={ev.ring_id}{who} {' '.join(used)}")
 
 
@@ -134,6 +136,7 @@ def _before_row(ev: RingBefore) -> str:
 
 def _action_row(ev: Action) -> str:
     ret = "?" if ev.result is None else ev.error or str(ev.result)
+    ret = "DENIED" if ev.denied else ret        # -EACCES from a BPF filter
     dur = f"{ev.duration_ns / 1000:>8.1f}" if ev.duration_ns is not None else f"{'':>8}"
     who = " sqpoll" if ev.sq_thread else ""
     return (f"{_clock(ev.ts):<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {'':>5} "

@@ -90,7 +90,7 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
         OpCred(None, uid, euid, v["cap_effective"] if known else None)
         if creds or sq_creds else None,
         differ, None, *(context(v["cgroup_id"]) if context else (None, None)),
-        sq_thread_cred=ran if sq_creds else None)
+        sq_thread_cred=ran if sq_creds else None, denied=bool(flags & layout.OP_DENIED))
 
 
 def _by_index(files) -> dict[int, FileIdentity]:

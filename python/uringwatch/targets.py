@@ -166,7 +166,8 @@ def decode_action(buf, off: int, boot_to_wall: int, errno_name, context) -> Acti
         v["ts_done"] - v["ts"] if done else None,
         slot if kflags & layout.OP_FIXED_FILE else None,
         ring_id(cred_id) if kflags & layout.OP_CREDS else None,
-        *(context(v["cgroup_id"]) if context else (None, None)))
+        *(context(v["cgroup_id"]) if context else (None, None)),
+        denied=bool(kflags & layout.OP_DENIED))
 
 
 def _proto(t: Target) -> str | None:
