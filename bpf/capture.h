@@ -66,9 +66,12 @@ static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct
 	if (!task->nsproxy || !task->nsproxy->uts_ns)
 		return;
 	uts = task->nsproxy->uts_ns;
+	/* Eight bytes a load: a typed load may span the elements of an array
+	 * as long as it ends inside it (nodename has 65). Byte by byte, this
+	 * was most of the context's cost (~40 ns a call, bench/run.py). */
 #pragma unroll
-	for (i = 0; i < UW_HOSTNAME_LEN; i++)
-		ns->hostname[i] = uts->name.nodename[i];
+	for (i = 0; i < UW_HOSTNAME_LEN / 8; i++)
+		((__u64 *)ns->hostname)[i] = *(__u64 *)&uts->name.nodename[i * 8];
 	ns->flags |= UW_NS_UTS;
 }
 
