@@ -70,7 +70,7 @@ static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct
 	uts = task->nsproxy->uts_ns;
 	/* Eight bytes a load: a typed load may span the elements of an array
 	 * as long as it ends inside it (nodename has 65). Byte by byte, this
-	 * was most of the context's cost (~40 ns a call, bench/run.py). keep()
+	 * was most of the context's cost (~40 ns a call, docs/BENCHMARKS.md). keep()
 	 * hides the pointers' alignment (nodename is at an odd offset), else
 	 * clang splits each load back into bytes; the kernel allows unaligned
 	 * loads on x86 and arm64. */
