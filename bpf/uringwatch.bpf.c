@@ -83,29 +83,50 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 	}
 }
 
+/* Gives tid's call a slot, in *idx: a free one, entered in the in-flight
+ * map with one update when the thread has no call there (the common case),
+ * or the slot of its previous call if that never reached exit. False if
+ * it gets none: then exit finds a marker, and does not count it again. */
+static __always_inline bool take_slot(__u32 tid, __u32 *idx)
+{
+	bool popped = !bpf_map_pop_elem(&free_slots, idx);
+	__u32 *old, marker = NO_SLOT;
+
+	if (popped && !bpf_map_update_elem(&inflight, &tid, idx, BPF_NOEXIST))
+		return true;
+	old = bpf_map_lookup_elem(&inflight, &tid);
+	if (old && *old != NO_SLOT) {
+		/* the previous call of this thread never reached exit */
+		if (popped)
+			bpf_map_push_elem(&free_slots, idx, 0);
+		*idx = *old;
+		bump(UW_CNT_NO_EXIT);
+		return true;
+	}
+	if (popped && old) {
+		*old = *idx;    /* its previous call got no slot; this one does */
+		return true;
+	}
+	if (popped)     /* the in-flight map is full */
+		bpf_map_push_elem(&free_slots, idx, 0);
+	else
+		bpf_map_update_elem(&inflight, &tid, &marker, BPF_ANY);
+	return false;
+}
+
 /* Syscall entry: filter, take a slot, save the arguments and user memory. */
 static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_args,
 				    const bool btf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, idx, *old;
+	__u32 tid = (__u32)id, idx;
 	struct uw_slot *s;
-	bool reuse;
 
 	if (!task_allowed(id) || !opcode_allowed(opcode)) {
 		bump(UW_CNT_FILTERED);
 		return 0;
 	}
-	old = bpf_map_lookup_elem(&inflight, &tid);
-	reuse = old && *old != NO_SLOT;
-	if (reuse) {
-		/* the previous call of this thread never reached exit */
-		idx = *old;
-		bump(UW_CNT_NO_EXIT);
-	} else if (bpf_map_pop_elem(&free_slots, &idx)) {
-		/* counted once here; the marker tells exit not to count it again */
-		idx = NO_SLOT;
-		bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY);
+	if (!take_slot(tid, &idx)) {
 		fair__lost_at_enter(id >> 32);
 		return 0;
 	}
@@ -124,10 +145,6 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	s->call.nr_args = nr_args;
 	capture_args(s);
 	resolve_fds(s, idx, btf);
-	if (!reuse && bpf_map_update_elem(&inflight, &tid, &idx, BPF_ANY)) {
-		bpf_map_push_elem(&free_slots, &idx, 0);
-		fair__lost_at_enter(id >> 32);
-	}
 	return 0;
 }
 

@@ -291,3 +291,19 @@ def test_a_write_cut_by_signals_is_a_result_not_an_exception():
     assert again == (0, False)
     for fd in (r, w, stop.wakeup_fd, stop._w):
         os.close(fd)
+
+
+@needs_root
+def test_threads_racing_for_one_slot_account_every_call():
+    """One slot for four threads: a call that finds none when they overlap
+    is counted (inflight_full) and leaves a marker its thread's next call
+    replaces; whichever way they race, no call is lost uncounted and none
+    is counted twice."""
+    with Tracer(Filters(pids=frozenset([os.getpid()])), max_inflight=1, fair=False) as t:
+        calls = flood(500, 4)
+        received = 0
+        while batch := t.poll(0.2):
+            received += sum(1 for e in batch if e.opcode == uring.NO_SUCH_OPCODE)
+        s = t.stats()
+    assert received + s["inflight_full"] == calls
+    assert (s["no_enter"], s["no_exit"], s["ring_full"], s["decode_errors"]) == (0, 0, 0, 0)
