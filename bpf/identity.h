@@ -58,9 +58,16 @@ static __always_inline __u64 kread(__u64 addr, const bool btf)
 /* The uw_file at data[off] of slot idx, or NULL. */
 static __always_inline struct uw_file *file_at(__u32 idx, __u32 at)
 {
-	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	struct uw_slot *s;
 	__u64 off = at;
 
+	if (idx == UW_ACT_SLOT) {       /* the action being built: its one file */
+		__u32 zero = 0;
+		struct uw_action *a = bpf_map_lookup_elem(&act_scratch, &zero);
+
+		return a ? &a->file : 0;
+	}
+	s = bpf_map_lookup_elem(&slots, &idx);
 	keep(off);      /* one register for the check and the use */
 	if (!s || off > UW_DATA_MAX - sizeof(struct uw_file))
 		return 0;

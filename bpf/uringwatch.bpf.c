@@ -368,13 +368,23 @@ int BPF_PROG(tp_btf__io_uring_submit_sqe, struct io_kiocb *req)
 SEC("tp_btf/io_uring_complete")
 int BPF_PROG(tp_btf__io_uring_complete, void *ring, void *req, struct io_uring_cqe *cqe)
 {
-	return act__complete((__u64)req, cqe->res);
+	return act__complete((__u64)req, cqe->res, cqe->flags);
 }
 
 SEC("tp_btf/io_uring_complete")
-int BPF_PROG(tp_btf__io_uring_complete_v61, void *ring, void *req, __u64 user_data, int res)
+int BPF_PROG(tp_btf__io_uring_complete_v61, void *ring, void *req, __u64 user_data, int res,
+	     unsigned int cflags)
 {
-	return act__complete((__u64)req, res);
+	return act__complete((__u64)req, res, cflags);
+}
+
+/* An operation refused at prep (bad fd, bad flags, unknown opcode): it
+ * never reaches the submit tracepoint; reported as an action (targets.h). */
+SEC("tp_btf/io_uring_req_failed")
+int BPF_PROG(tp_btf__io_uring_req_failed, const struct io_uring_sqe *sqe, struct io_kiocb *req,
+	     int error)
+{
+	return act__refused(sqe, req, error);
 }
 
 /* Every task's open files, once at start: the rings made before tracing

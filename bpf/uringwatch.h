@@ -371,6 +371,12 @@ enum uw_action_flags {
 				      * (before 6.10 the kernel copies it only at issue) */
 	UW_ACT_FAULT = 1 << 7,       /* a target's memory was unreadable */
 	UW_ACT_AT_STOP = 1 << 8,     /* read from `pending` at stop: completion not seen (user space) */
+	UW_ACT_FILE = 1 << 9,        /* `file` holds the identity of the file the op names by fd:
+				      * the directory of a relative path (dfd), an FSETXATTR's or
+				      * FGETXATTR's file, an ACCEPT's listening socket */
+	UW_ACT_REFUSED = 1 << 10,    /* refused at prep (io_uring_req_failed): res its errno,
+				      * target from the SQE and the caller's memory */
+	UW_ACT_REPEATS = 1 << 11,    /* stands for `count` repeats of the action sent before it */
 };
 
 enum uw_action_limits {
@@ -404,10 +410,12 @@ struct uw_action {
 	char comm[UW_COMM_LEN];
 	__u8 addr[UW_ACT_ADDR];
 	char path[UW_ACT_PATH];
-	char path2[UW_ACT_PATH];
+	char path2[UW_ACT_PATH];  /* xattr ops: the attribute's name */
+	__u64 count;          /* actions it stands for: 1, or with UW_ACT_REPEATS the repeats */
+	struct uw_file file;  /* with UW_ACT_FILE */
 };
 
-_Static_assert(sizeof(struct uw_action) == 784, "uw_action: python/uringwatch/layout.py");
+_Static_assert(sizeof(struct uw_action) == 1048, "uw_action: python/uringwatch/layout.py");
 
 /* Sent before a process's next distinct call when identical repeats of its
  * last sent call were coalesced (bpf/fairness.h). `coalesced` is the

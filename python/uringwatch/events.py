@@ -190,6 +190,15 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     file_slot: int | None = None      # opened into this fixed-file slot (None: an fd)
     truncated: bool = False           # a path longer than the record holds
     unread: str | None = None         # why no target: "no_kernel_reads", "fault"
+    # a path relative to a dfd: `path` joined to the directory's path (the
+    # directory in `file`), `path_given` as the caller wrote it
+    path_given: str | None = None
+    path2_given: str | None = None
+    name: str | None = None           # xattr ops: the attribute's name
+    size: int | None = None           # xattr ops: the value's size
+    # the file the op names by fd, read in the kernel: a relative path's
+    # directory (role "dfd"), F*XATTR's file ("fd"), ACCEPT's socket ("listener")
+    file: FileIdentity | None = None
 
 
 class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="action"):
@@ -211,7 +220,8 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
     user_data: int
     target: Target
     completion: str           # seen; not_seen (its request came again first);
-                              # unjoined (no room to wait: sent at submission); at_stop
+                              # unjoined (no room to wait: sent at submission); at_stop;
+                              # refused (at prep: result is its errno, target the SQE's)
     result: int | None        # the completion's res: fd, slot, 0; None if not seen
     error: str | None         # errno name when result < 0
     duration_ns: int | None   # submission -> completion
@@ -219,6 +229,7 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
     personality: str | None = None  # cred id of the personality it ran under
     cgroup_path: str | None = None
     container_id: str | None = None
+    count: int = 1            # identical actions it stands for (coalesced repeats)
 
 
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):

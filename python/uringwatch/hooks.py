@@ -73,8 +73,13 @@ RING_BEFORE_PROGRAM = "iter__task_file"
 # Completions give actions their results (bpf/targets.h): io_uring_complete
 # passes the result itself before 6.3 (_v61), the CQE since.
 COMPLETE_PROGRAMS = ("tp_btf__io_uring_complete", "tp_btf__io_uring_complete_v61")
+# SQEs refused at prep, which never reach the submit tracepoint: actions
+# with their errno (bpf/targets.h)
+REFUSED_TRACEPOINT = "io_uring_req_failed"
+REFUSED_PROGRAM = "tp_btf__" + REFUSED_TRACEPOINT
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
-    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS
+    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS \
+    + (REFUSED_PROGRAM,)
 ALL_PROGRAMS += RING_ALL
 
 
@@ -95,9 +100,10 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     # an iterator is a BTF-typed program: none without the kernel's BTF
     before = lifecycle and os.path.exists(BTF_VMLINUX)
     complete = complete_program() if submit else None
+    refused = submit and _takes_request(REFUSED_TRACEPOINT, 2)
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
         + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ()) \
-        + ((complete,) if complete else ())
+        + ((complete,) if complete else ()) + ((REFUSED_PROGRAM,) if refused else ())
 
 
 def ring_free_program(tracefs: str) -> str | None:
@@ -135,23 +141,27 @@ def typed_submit_tracepoint() -> str | None:
     the tracepoint's own data pointer) is `struct io_kiocb *`, read from the
     kernel's BTF: 6.0+ pass the request first; 5.x pass the ring first, and
     a program reading a request there would read the ring's memory."""
+    return next((n for n in SUBMIT_TRACEPOINTS if _takes_request(n, 1)), None)
+
+
+def _takes_request(tracepoint: str, at: int) -> bool:
+    """Whether the tracepoint's argument `at` (1: the first after its own
+    data pointer) is `struct io_kiocb *`, read from the kernel's BTF."""
     from . import libbpf
     lib = libbpf.lib()
     btf = lib.btf__load_vmlinux_btf()
     if not btf:
-        return None
+        return False
     try:
-        for name in SUBMIT_TRACEPOINTS:
-            tid = lib.btf__find_by_name_kind(btf, f"btf_trace_{name}".encode(),
-                                             _BTF_KIND_TYPEDEF)
-            proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
-            if proto and _kind(proto) == _BTF_KIND_FUNC_PROTO and _vlen(proto) >= 2:
-                arg = ctypes.c_uint32.from_address(proto + 12 + 8 + 4).value  # params[1].type
-                s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
-                if s and _kind(s) == _BTF_KIND_STRUCT and \
-                        lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb":
-                    return name
-        return None
+        tid = lib.btf__find_by_name_kind(btf, f"btf_trace_{tracepoint}".encode(),
+                                         _BTF_KIND_TYPEDEF)
+        proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
+        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO or _vlen(proto) <= at:
+            return False
+        arg = ctypes.c_uint32.from_address(proto + 12 + 8 * at + 4).value  # params[at].type
+        s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
+        return bool(s and _kind(s) == _BTF_KIND_STRUCT and
+                    lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb")
     finally:
         lib.btf__free(btf)
 
@@ -408,6 +418,7 @@ def ring_report(tracefs: str) -> dict:
         # targets need kernel reads: the identities' btf or probe_read path
         "action_targets": action_ops() if paths.get("btf") or paths.get("probe_read") else [],
         "action_results": complete.removeprefix("tp_btf__") if complete else None,
+        "refused": REFUSED_TRACEPOINT if REFUSED_PROGRAM in chosen else None,
     }
 
 

@@ -66,6 +66,9 @@ ACT_PATH2_TRUNC = 1 << 5
 ACT_ADDR_USER = 1 << 6
 ACT_FAULT = 1 << 7
 ACT_AT_STOP = 1 << 8
+ACT_FILE = 1 << 9
+ACT_REFUSED = 1 << 10
+ACT_REPEATS = 1 << 11
 # enum uw_action_limits
 ACT_PATH = 256
 ACT_ADDR = 112
@@ -255,15 +258,6 @@ OP = Layout("uw_op", [
     ("comm", f"{COMM_LEN}s"),
 ])
 
-ACTION = Layout("uw_action", [
-    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("ts_done", "Q"),
-    ("cgroup_id", "Q"), ("user_data", "Q"), ("res", "q"), ("arg", "3Q"),
-    ("dfd", "i"), ("dfd2", "i"), ("file_slot", "I"), ("addr_len", "I"),
-    ("pid", "I"), ("tid", "I"), ("creator_pid", "I"), ("flags", "I"),
-    ("comm", f"{COMM_LEN}s"), ("addr", f"{ACT_ADDR}s"), ("path", f"{ACT_PATH}s"),
-    ("path2", f"{ACT_PATH}s"),
-])
-
 CRED = Layout("uw_cred", [
     ("uid", "I"), ("euid", "I"), ("suid", "I"), ("fsuid", "I"),
     ("gid", "I"), ("egid", "I"), ("sgid", "I"), ("fsgid", "I"),
@@ -284,6 +278,15 @@ FILE = Layout("uw_file", [
     ("family", "H"), ("type", "H"), ("protocol", "H"), ("lport", "H"), ("rport", "H"),
     ("pad", "H"), ("pad2", "I"), ("laddr", "16s"), ("raddr", "16s"),
     ("path", f"{PATH_MAX}s"),
+])
+
+ACTION = Layout("uw_action", [
+    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("ts_done", "Q"),
+    ("cgroup_id", "Q"), ("user_data", "Q"), ("res", "q"), ("arg", "3Q"),
+    ("dfd", "i"), ("dfd2", "i"), ("file_slot", "I"), ("addr_len", "I"),
+    ("pid", "I"), ("tid", "I"), ("creator_pid", "I"), ("flags", "I"),
+    ("comm", f"{COMM_LEN}s"), ("addr", f"{ACT_ADDR}s"), ("path", f"{ACT_PATH}s"),
+    ("path2", f"{ACT_PATH}s"), ("count", "Q"), ("file", FILE.format[1:]),
 ])
 
 MEM = Layout("uw_mem", [
