@@ -62,6 +62,24 @@ struct {
 	__type(value, __s64);
 } act_waiting SEC(".maps");
 
+/* Each process's run of identical actions (uw_act_run). Not LRU: an
+ * eviction would lose a count; when full, a new process's actions are
+ * sent each. An entry goes when its process's leader ends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct uw_act_run);
+} act_runs SEC(".maps");
+
+/* All zeros: the value a process's first run is made from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_act_run);
+} act_run_zero SEC(".maps");
+
 /* From 7.0 a request holds its names as `struct delayed_filename`, one
  * pointer to the struct filename, where older kernels hold the pointer. */
 struct uw_delayed_filename {
@@ -320,6 +338,89 @@ static __always_inline void act_send(struct uw_action *a)
 		bump(UW_CNT_ACTIONS_LOST);
 }
 
+/* What makes two actions of a process identical: ring, opcode, creds and
+ * what it named and got (result, arguments, paths, address, thread,
+ * completion flags, the file's identity), not its times or user_data.
+ * Keyed (fairness's per-run key): a process can't craft a distinct
+ * action that passes as a repeat of another. */
+static __always_inline __u64 act_sig(struct uw_action *a)
+{
+	__u64 h = sig_mix(sig_mix(a->key.ring_id, a->key.cred_id), *(__u64 *)&a->key.file_slot);
+	__u32 i;
+
+	h = sig_mix(h, *(__u64 *)&a->key.euid);
+	h = sig_mix(h, *(__u64 *)&a->key.opcode);
+	for (i = __builtin_offsetof(struct uw_action, res) / 8;
+	     i < __builtin_offsetof(struct uw_action, count) / 8; i++)
+		h = sig_mix(h, ((__u64 *)a)[i]);
+	h = sig_mix(h, a->file.ino);
+	h = sig_mix(h, *(__u64 *)&a->file.dev);
+	return sig_final(h);
+}
+
+/* The repeats a run folded, sent as a copy of its action (passing the
+ * gates as a first: one per run), and forgotten. */
+static __always_inline void act_run_flush(struct uw_act_run *r)
+{
+	__u64 n = r->count;
+
+	if (!n)
+		return;
+	r->rec.flags |= UW_ACT_REPEATS;
+	r->rec.count = n;
+	r->rec.ts = r->first_ts;
+	r->rec.ts_done = r->last_ts;
+	if (!fair__emit(&r->rec, sizeof(r->rec), UW_REC_ACTION, true))
+		bump(UW_CNT_ACTIONS_LOST);
+	__sync_fetch_and_sub(&r->count, n);
+}
+
+/* A finished action (its completion seen, or refused): folded into its
+ * process's run if identical to the run's action, else sent, and a new
+ * run begins with it. */
+static __always_inline void act_done(struct uw_action *a)
+{
+	__u32 pid = a->pid, zero = 0;
+	__u64 sig = act_sig(a), now = bpf_ktime_get_boot_ns();
+	struct uw_act_run *r = bpf_map_lookup_elem(&act_runs, &pid), *z;
+
+	if (r && r->sig == sig && now - r->shown_ts < UW_ACT_RUN_NS) {
+		if (__sync_fetch_and_add(&r->count, 1) == 0)
+			r->first_ts = now;
+		r->last_ts = now;
+		return;
+	}
+	if (r)
+		act_run_flush(r);
+	act_send(a);
+	if (!r) {
+		z = bpf_map_lookup_elem(&act_run_zero, &zero);
+		if (!z || bpf_map_update_elem(&act_runs, &pid, z, BPF_NOEXIST))
+			return;
+		r = bpf_map_lookup_elem(&act_runs, &pid);
+		if (!r)
+			return;
+	}
+	r->sig = sig;
+	r->shown_ts = now;
+	bpf_probe_read_kernel(&r->rec, sizeof(r->rec), a);
+}
+
+/* A process's leader ends: its run's repeats go, and its entry. */
+static __always_inline void act__ended(__u64 pid_tgid)
+{
+	__u32 pid = pid_tgid >> 32;
+	struct uw_act_run *r;
+
+	if (pid != (__u32)pid_tgid)
+		return;
+	r = bpf_map_lookup_elem(&act_runs, &pid);
+	if (!r)
+		return;
+	act_run_flush(r);
+	bpf_map_delete_elem(&act_runs, &pid);
+}
+
 static __always_inline void act_waiting_add(__s64 n)
 {
 	__u32 zero = 0;
@@ -448,7 +549,7 @@ static __always_inline int act__refused(const struct io_uring_sqe *sqe, struct i
 	a->flags = UW_ACT_DONE | UW_ACT_REFUSED;
 	bpf_get_current_comm(a->comm, sizeof(a->comm));
 	act_sqe(a, sqe, op);
-	act_send(a);
+	act_done(a);
 	a->hdr.kind = 0;
 	/* an action waiting at this request's address never got its completion */
 	old = bpf_map_lookup_elem(&pending, &at);
@@ -544,7 +645,7 @@ static __always_inline int act__complete(__u64 req, __s32 res, __u32 cflags)
 	if (cfg.resolve == ACT_RESOLVE)
 		act_files(a, req);
 	a->flags |= UW_ACT_DONE;
-	act_send(a);
+	act_done(a);
 	a->hdr.kind = 0;
 	if (cflags & UW_CQE_F_MORE)
 		return 0;

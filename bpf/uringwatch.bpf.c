@@ -299,6 +299,7 @@ int tracepoint__sched__sched_process_exit(void *ctx)
 
 	if (cfg.fair)
 		fair__ended(id >> 32);
+	act__ended(id);
 	if (!end_call((__u32)id, &idx) || idx == NO_SLOT)
 		return 0;
 	bump(UW_CNT_NO_EXIT);

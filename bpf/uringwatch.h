@@ -417,6 +417,22 @@ struct uw_action {
 
 _Static_assert(sizeof(struct uw_action) == 1048, "uw_action: python/uringwatch/layout.py");
 
+/* A process's run of identical actions (bpf/targets.h `act_runs`, by
+ * pid): the one it sent, and the repeats folded since, which go as a copy
+ * of it with UW_ACT_REPEATS and `count` when the run ends (a different
+ * action, UW_ACT_RUN_NS after the run began, the process's leader ending),
+ * or are read from the map at stop. */
+struct uw_act_run {
+	__u64 sig;            /* keyed signature of what makes actions identical */
+	__u64 shown_ts;       /* when the run's action was sent */
+	__u64 count;          /* repeats folded, not sent yet */
+	__u64 first_ts;       /* completion of the first and last repeat */
+	__u64 last_ts;
+	struct uw_action rec; /* the run's action, as sent */
+};
+
+#define UW_ACT_RUN_NS 1000000000ULL  /* a run folds repeats for 1 s from its action */
+
 /* Sent before a process's next distinct call when identical repeats of its
  * last sent call were coalesced (bpf/fairness.h). `coalesced` is the
  * process's running total over all its runs, never reset: user space turns

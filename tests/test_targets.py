@@ -406,3 +406,27 @@ def test_xattrs_name_the_attribute_and_the_file(own_actions):
     assert _one(acts, "FGETXATTR").target.file.path == str(f)
     g = _one(acts, "GETXATTR")
     assert (g.target.name, g.error) == ("user.none", "ENODATA")
+
+
+def test_a_flood_of_identical_opens_is_one_action_and_its_exact_count(own_actions):
+    """Identical actions (same ring, op, path, flags, result) are folded in
+    the kernel into the one sent and a count of its repeats, none dropped;
+    a different one in between starts a new run."""
+    import uring
+    run, d = own_actions
+    n = 500
+
+    def flood(r, c):
+        null, other = c("/dev/null"), c(f"{d}/other")
+        for i in range(n):
+            os.close(r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=null))
+        r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=other)     # ENOENT: ends the run
+        return time.monotonic()
+    start = time.monotonic()
+    end, acts = run(flood)
+    null = [a for a in acts if a.target.path == "/dev/null"]
+    assert sum(a.count for a in null) == n
+    assert null[0].count == 1 and not null[0].repeats and all(a.repeats for a in null[1:])
+    # a run folds for 1 s from its action: at most two records a started second
+    assert len(null) <= 2 * (int(end - start) + 1)
+    assert _one(acts, "OPENAT", f"{d}/other").error == "ENOENT"

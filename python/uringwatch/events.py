@@ -229,7 +229,8 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
     personality: str | None = None  # cred id of the personality it ran under
     cgroup_path: str | None = None
     container_id: str | None = None
-    count: int = 1            # identical actions it stands for (coalesced repeats)
+    count: int = 1            # actions it stands for: with `repeats`, identical ones
+    repeats: bool = False     # folded repeats of the action its process sent before it
 
 
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):

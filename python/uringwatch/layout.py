@@ -289,6 +289,11 @@ ACTION = Layout("uw_action", [
     ("path2", f"{ACT_PATH}s"), ("count", "Q"), ("file", FILE.format[1:]),
 ])
 
+ACT_RUN = Layout("uw_act_run", [
+    ("sig", "Q"), ("shown_ts", "Q"), ("count", "Q"), ("first_ts", "Q"), ("last_ts", "Q"),
+    ("rec", ACTION.format[1:]),
+])
+
 MEM = Layout("uw_mem", [
     ("addr", "Q"), ("len", "Q"), ("vm_start", "Q"), ("vm_end", "Q"), ("vm_pgoff", "Q"),
     ("vm_flags", "Q"), ("flags", "I"), ("pad", "I"), ("file", FILE.format[1:]),
@@ -338,5 +343,5 @@ CONFIG = Layout("uw_config", [
 ])
 
 ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,
-       ACTION,
+       ACTION, ACT_RUN,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)

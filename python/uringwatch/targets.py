@@ -241,7 +241,8 @@ def decode_action(buf, off: int, boot_to_wall: int, errno_name, context) -> Acti
         v["ts_done"] - v["ts"] if done else None,
         slot if kflags & layout.OP_FIXED_FILE else None,
         ring_id(cred_id) if kflags & layout.OP_CREDS else None,
-        *(context(v["cgroup_id"]) if context else (None, None)), v["count"] or 1)
+        *(context(v["cgroup_id"]) if context else (None, None)), v["count"] or 1,
+        bool(v["flags"] & layout.ACT_REPEATS))
 
 
 def _proto(t: Target) -> str | None:
@@ -294,8 +295,8 @@ def describe(ev: Action, escape) -> str:
     parts.append(_result(ev))
     if ev.completion == "refused":
         parts.append("(refused at prep)")
-    if ev.count > 1:
-        parts.append(f"×{ev.count}")
+    if ev.repeats:
+        parts.append(f"(repeated ×{ev.count})")
     return " ".join(parts)
 
 
@@ -307,28 +308,54 @@ def _result(ev: Action) -> str:
 
 
 class Pending:
-    """The actions still waiting for their completion in the kernel's
-    `pending` map when tracing stops (an accept or a connect that never
-    finished, a completion skipped): read once no program runs, as records
-    of their own marked at_stop, so that no action goes unreported."""
+    """What the kernel still holds of actions when tracing stops, read
+    once no program runs, as records of their own, so that no action goes
+    unreported: those waiting for their completion in `pending` (an accept
+    or a connect that never finished, a completion skipped), marked
+    at_stop; and the repeats each process's run folded in `act_runs`, not
+    sent yet, as the run's action with its count (UW_ACT_REPEATS)."""
 
     _FLAGS = layout.ACTION.offsets["flags"]
 
-    def __init__(self, map_fd: int):
-        self.fd = map_fd
+    def __init__(self, map_fd: int, runs_fd: int | None = None):
+        self.fd, self.runs_fd = map_fd, runs_fd
 
     def records(self) -> list[bytes]:
-        from . import libbpf
-        lib, out, prev = libbpf.lib(), [], None
-        val = ctypes.create_string_buffer(layout.ACTION.size)
-        while True:
-            key = ctypes.create_string_buffer(8)
-            if lib.bpf_map_get_next_key(self.fd, prev, key) != 0:
-                return out
-            if lib.bpf_map_lookup_elem(self.fd, key, val) == 0:
-                raw = bytearray(val.raw)
-                flags = int.from_bytes(raw[self._FLAGS:self._FLAGS + 4], "little")
-                raw[self._FLAGS:self._FLAGS + 4] = (flags | layout.ACT_AT_STOP).to_bytes(
-                    4, "little")
-                out.append(bytes(raw))
-            prev = key
+        out = []
+        for raw in _values(self.fd, 8, layout.ACTION.size):
+            flags = int.from_bytes(raw[self._FLAGS:self._FLAGS + 4], "little")
+            raw[self._FLAGS:self._FLAGS + 4] = (flags | layout.ACT_AT_STOP).to_bytes(4, "little")
+            out.append(bytes(raw))
+        if self.runs_fd is not None:
+            out += [repeats_record(raw) for raw in _values(self.runs_fd, 4, layout.ACT_RUN.size)
+                    if layout.ACT_RUN.unpack(raw)["count"]]
+        return out
+
+
+def repeats_record(run: bytes) -> bytes:
+    """The record the kernel sends when a run ends (bpf/targets.h
+    act_run_flush): the run's action with its repeats' count and times."""
+    r = layout.ACT_RUN
+    rec = bytearray(run[r.offsets["rec"]:r.offsets["rec"] + layout.ACTION.size])
+    v = r.unpack(run)
+    a = layout.ACTION.offsets
+    flags = int.from_bytes(rec[a["flags"]:a["flags"] + 4], "little") | layout.ACT_REPEATS
+    rec[a["flags"]:a["flags"] + 4] = flags.to_bytes(4, "little")
+    rec[a["count"]:a["count"] + 8] = v["count"].to_bytes(8, "little")
+    rec[a["ts"]:a["ts"] + 8] = v["first_ts"].to_bytes(8, "little")
+    rec[a["ts_done"]:a["ts_done"] + 8] = v["last_ts"].to_bytes(8, "little")
+    return bytes(rec)
+
+
+def _values(fd: int, key_size: int, size: int) -> list[bytearray]:
+    """Every value of a BPF hash map, each as bytes."""
+    from . import libbpf
+    lib, out, prev = libbpf.lib(), [], None
+    val = ctypes.create_string_buffer(size)
+    while True:
+        key = ctypes.create_string_buffer(key_size)
+        if lib.bpf_map_get_next_key(fd, prev, key) != 0:
+            return out
+        if lib.bpf_map_lookup_elem(fd, key, val) == 0:
+            out.append(bytearray(val.raw))
+        prev = key
