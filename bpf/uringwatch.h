@@ -60,6 +60,8 @@ enum uw_kind {
 	UW_KIND_OP = 4,       /* an operation a ring accepted, or a count of them */
 	UW_KIND_REPEAT_END = 5, /* a uw_repeat sent as its process ended: its total restarts */
 	UW_KIND_ACTION = 6,   /* one operation that opens or changes something: target, result */
+	UW_KIND_RING_BEFORE = 7, /* a ring made before tracing (user space only, at start, for
+				  * recordings): the header, then its ring_before event as JSON */
 };
 
 /* Common first bytes of every ring-buffer record. */

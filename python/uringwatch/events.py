@@ -144,7 +144,7 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):
     """A ring made before tracing began, found at start, once: what it had
     registered then, as the kernel's /proc/PID/fdinfo of the ring lists it
-    (README, What a ring did). Live only: recordings don't hold it."""
+    (README, What a ring did). Recordings hold it as its JSON (before.record)."""
     ts: int                   # wall clock when read, ns since the epoch
     pid: int                  # the first process holding it (lowest pid) kept by the filters
     fd: int                   # the ring's fd there

@@ -42,6 +42,7 @@ KIND_RING = 3
 KIND_OP = 4
 KIND_REPEAT_END = 5         # a repeat record sent as its process ended
 KIND_ACTION = 6             # an operation that opens or changes something (bpf/targets.h)
+KIND_RING_BEFORE = 7        # a ring made before tracing: its event as JSON (before.py)
 PARAMS_LEN = 120
 
 # enum uw_op_flags
