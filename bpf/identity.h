@@ -65,7 +65,10 @@ static __always_inline struct uw_file *file_at(__u32 idx, __u32 at)
 		__u32 zero = 0;
 		struct uw_action *a = bpf_map_lookup_elem(&act_scratch, &zero);
 
-		return a ? &a->file : 0;
+		if (!a)
+			return 0;
+		keep(a);        /* offset after the null check (6.1's verifier) */
+		return &a->file;
 	}
 	s = bpf_map_lookup_elem(&slots, &idx);
 	keep(off);      /* one register for the check and the use */
