@@ -453,11 +453,13 @@ static __always_inline void act__key(struct uw_use_key *k, __u64 now, __u32 crea
 static __always_inline int act__submit(struct io_kiocb *req)
 {
 	__u32 zero = 0, creator;
-	__u64 at = addr_of(req), id = bpf_get_current_pid_tgid();
+	__u64 at, id;
 	struct uw_action *a = bpf_map_lookup_elem(&act_scratch, &zero), *old;
 
 	if (!a || a->hdr.kind != UW_KIND_ACTION)
-		return 0;
+		return 0;       /* not an action: all an operation pays here */
+	at = addr_of(req);
+	id = bpf_get_current_pid_tgid();
 	creator = a->creator_pid;
 	__builtin_memset(&a->ts_done, 0, sizeof(*a) - __builtin_offsetof(struct uw_action, ts_done));
 	a->hdr.abi = UW_ABI_VERSION;
