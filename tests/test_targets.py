@@ -364,6 +364,8 @@ def test_an_accept_names_its_peer_and_its_listening_socket(own_actions):
             f"127.0.0.1:{client.getsockname()[1]}"
         assert act.target.file.role == "listener"
         assert act.target.file.socket.local == f"127.0.0.1:{port}"
+        from uringwatch.output import row
+        assert f"ACCEPT 127.0.0.1:{port} from {act.target.address} = {fd}" in row(act)
     finally:
         client.close()
         listener.close()

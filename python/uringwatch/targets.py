@@ -262,8 +262,9 @@ def describe(ev: Action, escape) -> str:
     what the traced process chose: "/etc/shadow O_RDONLY = 5"."""
     t = ev.target
     parts: list[str] = []
-    if t.file is not None and t.file.role != "dfd":
-        parts.append(escape(t.file.path or "?"))
+    if t.file is not None and t.file.role != "dfd":     # a listener by its address
+        sock = t.file.socket
+        parts.append(escape(sock.local if sock and sock.local else t.file.path or "?"))
     if t.path is not None:
         parts.append(escape(t.path) + ("…" if t.truncated and t.path2 is None else ""))
     if t.path2 is not None:
