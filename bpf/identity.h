@@ -58,9 +58,19 @@ static __always_inline __u64 kread(__u64 addr, const bool btf)
 /* The uw_file at data[off] of slot idx, or NULL. */
 static __always_inline struct uw_file *file_at(__u32 idx, __u32 at)
 {
-	struct uw_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	struct uw_slot *s;
 	__u64 off = at;
 
+	if (idx == UW_ACT_SLOT) {       /* the action being built: its one file */
+		__u32 zero = 0;
+		struct uw_action *a = bpf_map_lookup_elem(&act_scratch, &zero);
+
+		if (!a)
+			return 0;
+		keep(a);        /* offset after the null check (6.1's verifier) */
+		return &a->file;
+	}
+	s = bpf_map_lookup_elem(&slots, &idx);
 	keep(off);      /* one register for the check and the use */
 	if (!s || off > UW_DATA_MAX - sizeof(struct uw_file))
 		return 0;
@@ -290,6 +300,20 @@ static __always_inline void fdt_load(struct uw_slot *s, const bool btf)
 	s->fd_max = kread(fdt + KOFF(struct fdtable, max_fds), btf);
 	s->fd_array = kread(fdt + KOFF(struct fdtable, fd), btf);
 	s->dir.parent = 0;      /* copy_dir: no path read yet in this run */
+}
+
+/* The struct file an fd of the current task names, as of now, or 0: for
+ * a lone fd (an action's), where no slot holds the table. */
+static __always_inline __u64 task_fd_file(__s32 fd, const bool btf)
+{
+	__u64 task = bpf_get_current_task();
+	__u64 files = kread(task + KOFF(struct task_struct, files), btf);
+	__u64 fdt = kread(files + KOFF(struct files_struct, fdt), btf);
+	__u32 max = kread(fdt + KOFF(struct fdtable, max_fds), btf);
+
+	if (fd < 0 || (__u32)fd >= max)
+		return 0;
+	return kread(kread(fdt + KOFF(struct fdtable, fd), btf) + (__u64)fd * 8, btf);
 }
 
 /* The struct file fd names in the table fdt_load read, or 0. */

@@ -85,6 +85,17 @@ struct {
 	__type(value, __u32);
 } free_slots SEC(".maps");
 
+/* The action being built (bpf/targets.h; 1 KiB: not on the stack). Its
+ * `file` is filled by identity.h's resolve_file as if it were a slot's:
+ * slot index UW_ACT_SLOT. */
+#define UW_ACT_SLOT 0xFFFFFFFFu
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_action);
+} act_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, UW_DEFAULT_MAX_INFLIGHT);   /* the loader sets 2x: no-slot markers too */

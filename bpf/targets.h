@@ -33,7 +33,14 @@
 /* The opcodes reported each: python/uringwatch/targets.py lists them too */
 #define ACT_OPS (ACT_OP(OPENAT) | ACT_OP(OPENAT2) | ACT_OP(STATX) | ACT_OP(UNLINKAT) | \
 		 ACT_OP(RENAMEAT) | ACT_OP(MKDIRAT) | ACT_OP(SYMLINKAT) | ACT_OP(LINKAT) | \
-		 ACT_OP(SOCKET) | ACT_OP(CONNECT) | ACT_OP(BIND) | ACT_OP(LISTEN))
+		 ACT_OP(SOCKET) | ACT_OP(CONNECT) | ACT_OP(BIND) | ACT_OP(LISTEN) | \
+		 ACT_OP(ACCEPT) | ACT_OP(SETXATTR) | ACT_OP(GETXATTR) | ACT_OP(FSETXATTR) | \
+		 ACT_OP(FGETXATTR))
+/* The ops that name a path (in an SQE: addr, and addr2 for two) */
+#define ACT_PATH_OPS (ACT_OP(OPENAT) | ACT_OP(OPENAT2) | ACT_OP(STATX) | ACT_OP(UNLINKAT) | \
+		      ACT_OP(MKDIRAT) | ACT_OP(RENAMEAT) | ACT_OP(SYMLINKAT) | ACT_OP(LINKAT))
+#define ACT_TWO_PATH_OPS (ACT_OP(RENAMEAT) | ACT_OP(SYMLINKAT) | ACT_OP(LINKAT))
+#define UW_CQE_F_MORE (1U << 1)  /* IORING_CQE_F_MORE: a multishot request goes on */
 
 /* Actions waiting for their completion, by request address. Not LRU: an
  * eviction would lose one; when full, an action is sent at submission
@@ -45,22 +52,33 @@ struct {
 	__type(value, struct uw_action);
 } pending SEC(".maps");
 
-/* The record being built (784 bytes: not on the stack), and how many
- * entries `pending` holds, so that a completion with none waiting costs
- * one array read, not a hash lookup. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct uw_action);
-} act_scratch SEC(".maps");
-
+/* How many entries `pending` holds, so that a completion with none
+ * waiting costs one array read, not a hash lookup (the record being built
+ * is maps.h's act_scratch). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __s64);
 } act_waiting SEC(".maps");
+
+/* Each process's run of identical actions (uw_act_run). Not LRU: an
+ * eviction would lose a count; when full, a new process's actions are
+ * sent each. An entry goes when its process's leader ends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct uw_act_run);
+} act_runs SEC(".maps");
+
+/* All zeros: the value a process's first run is made from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_act_run);
+} act_run_zero SEC(".maps");
 
 /* From 7.0 a request holds its names as `struct delayed_filename`, one
  * pointer to the struct filename, where older kernels hold the pointer. */
@@ -79,6 +97,7 @@ struct io_link___df {
 	struct uw_delayed_filename oldpath;
 	struct uw_delayed_filename newpath;
 } __attribute__((preserve_access_index));
+struct io_xattr___df { struct uw_delayed_filename filename; } __attribute__((preserve_access_index));
 
 /* Offset in the request of its struct filename pointer, either shape;
  * 0 (never a name's offset: the file pointer is there) if neither. */
@@ -197,6 +216,40 @@ static __always_inline void act_addr(struct uw_action *a, __u64 req, __u64 uaddr
 		a->flags |= UW_ACT_FAULT;
 }
 
+/* The identity of `file` (0: the fd named none) into the record's
+ * `file`, by identity.h's resolve_file, as a register call's files. */
+static __always_inline void act_file(struct uw_action *a, __u64 file)
+{
+	a->flags |= UW_ACT_FILE;
+	if (ACT_BTF)
+		uw_file_btf(UW_ACT_SLOT, 0, file);
+	else
+		uw_file_pr(UW_ACT_SLOT, 0, file);
+}
+
+/* The directory a relative path is looked up from, when the op names one
+ * by fd (not AT_FDCWD): read now from the fd table the submitter shares
+ * with the io-wq workers and SQPOLL thread that do its ops. */
+static __always_inline void act_dir(struct uw_action *a, __s32 dfd, char first)
+{
+	if (dfd >= 0 && first != '/')
+		act_file(a, task_fd_file(dfd, ACT_BTF));
+}
+
+/* An xattr op's attribute name (prep's kernel copy) into path2, its
+ * flags and size into arg[0], arg[1]. */
+static __always_inline void act_xattr(struct uw_action *a, __u64 r)
+{
+	__u64 kname = act_u64(r, ACT_FIELD(io_xattr, ctx.kname));
+
+	a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_xattr, ctx.flags));
+	a->arg[1] = act_u64(r, ACT_FIELD(io_xattr, ctx.size));
+	if (!kname)
+		a->flags |= UW_ACT_FAULT;
+	else if (!uw_act_path(1, kname))      /* name is struct xattr_name's first member */
+		a->flags |= UW_ACT_PATH2_TRUNC;
+}
+
 /* The op's target, from its prepared request. */
 static __always_inline void act_target(struct uw_action *a, struct io_kiocb *req, __u8 op)
 {
@@ -258,6 +311,20 @@ static __always_inline void act_target(struct uw_action *a, struct io_kiocb *req
 	case IORING_OP_LISTEN:
 		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_listen, backlog));
 		break;
+	case IORING_OP_ACCEPT:
+		a->arg[0] = (__u32)act_s32(r, ACT_FIELD(io_accept, flags));
+		a->file_slot = act_s32(r, ACT_FIELD(io_accept, file_slot));
+		break;
+	case IORING_OP_SETXATTR:
+	case IORING_OP_GETXATTR:
+		a->dfd = -100;          /* AT_FDCWD: the path's kind of lookup */
+		act_name(a, r, NAME_OFF(io_xattr, filename), 0);
+		act_xattr(a, r);
+		break;
+	case IORING_OP_FSETXATTR:
+	case IORING_OP_FGETXATTR:
+		act_xattr(a, r);
+		break;
 
 	}
 }
@@ -269,6 +336,89 @@ static __always_inline void act_send(struct uw_action *a)
 {
 	if (!fair__emit(a, sizeof(*a), UW_REC_ACTION, false))
 		bump(UW_CNT_ACTIONS_LOST);
+}
+
+/* What makes two actions of a process identical: ring, opcode, creds and
+ * what it named and got (result, arguments, paths, address, thread,
+ * completion flags, the file's identity), not its times or user_data.
+ * Keyed (fairness's per-run key): a process can't craft a distinct
+ * action that passes as a repeat of another. */
+static __always_inline __u64 act_sig(struct uw_action *a)
+{
+	__u64 h = sig_mix(sig_mix(a->key.ring_id, a->key.cred_id), *(__u64 *)&a->key.file_slot);
+	__u32 i;
+
+	h = sig_mix(h, *(__u64 *)&a->key.euid);
+	h = sig_mix(h, *(__u64 *)&a->key.opcode);
+	for (i = __builtin_offsetof(struct uw_action, res) / 8;
+	     i < __builtin_offsetof(struct uw_action, count) / 8; i++)
+		h = sig_mix(h, ((__u64 *)a)[i]);
+	h = sig_mix(h, a->file.ino);
+	h = sig_mix(h, *(__u64 *)&a->file.dev);
+	return sig_final(h);
+}
+
+/* The repeats a run folded, sent as a copy of its action (passing the
+ * gates as a first: one per run), and forgotten. */
+static __always_inline void act_run_flush(struct uw_act_run *r)
+{
+	__u64 n = r->count;
+
+	if (!n)
+		return;
+	r->rec.flags |= UW_ACT_REPEATS;
+	r->rec.count = n;
+	r->rec.ts = r->first_ts;
+	r->rec.ts_done = r->last_ts;
+	if (!fair__emit(&r->rec, sizeof(r->rec), UW_REC_ACTION, true))
+		bump(UW_CNT_ACTIONS_LOST);
+	__sync_fetch_and_sub(&r->count, n);
+}
+
+/* A finished action (its completion seen, or refused): folded into its
+ * process's run if identical to the run's action, else sent, and a new
+ * run begins with it. */
+static __always_inline void act_done(struct uw_action *a)
+{
+	__u32 pid = a->pid, zero = 0;
+	__u64 sig = act_sig(a), now = bpf_ktime_get_boot_ns();
+	struct uw_act_run *r = bpf_map_lookup_elem(&act_runs, &pid), *z;
+
+	if (r && r->sig == sig && now - r->shown_ts < UW_ACT_RUN_NS) {
+		if (__sync_fetch_and_add(&r->count, 1) == 0)
+			r->first_ts = now;
+		r->last_ts = now;
+		return;
+	}
+	if (r)
+		act_run_flush(r);
+	act_send(a);
+	if (!r) {
+		z = bpf_map_lookup_elem(&act_run_zero, &zero);
+		if (!z || bpf_map_update_elem(&act_runs, &pid, z, BPF_NOEXIST))
+			return;
+		r = bpf_map_lookup_elem(&act_runs, &pid);
+		if (!r)
+			return;
+	}
+	r->sig = sig;
+	r->shown_ts = now;
+	bpf_probe_read_kernel(&r->rec, sizeof(r->rec), a);
+}
+
+/* A process's leader ends: its run's repeats go, and its entry. */
+static __always_inline void act__ended(__u64 pid_tgid)
+{
+	__u32 pid = pid_tgid >> 32;
+	struct uw_act_run *r;
+
+	if (pid != (__u32)pid_tgid)
+		return;
+	r = bpf_map_lookup_elem(&act_runs, &pid);
+	if (!r)
+		return;
+	act_run_flush(r);
+	bpf_map_delete_elem(&act_runs, &pid);
 }
 
 static __always_inline void act_waiting_add(__s64 n)
@@ -303,11 +453,13 @@ static __always_inline void act__key(struct uw_use_key *k, __u64 now, __u32 crea
 static __always_inline int act__submit(struct io_kiocb *req)
 {
 	__u32 zero = 0, creator;
-	__u64 at = addr_of(req), id = bpf_get_current_pid_tgid();
+	__u64 at, id;
 	struct uw_action *a = bpf_map_lookup_elem(&act_scratch, &zero), *old;
 
 	if (!a || a->hdr.kind != UW_KIND_ACTION)
-		return 0;
+		return 0;       /* not an action: all an operation pays here */
+	at = addr_of(req);
+	id = bpf_get_current_pid_tgid();
 	creator = a->creator_pid;
 	__builtin_memset(&a->ts_done, 0, sizeof(*a) - __builtin_offsetof(struct uw_action, ts_done));
 	a->hdr.abi = UW_ABI_VERSION;
@@ -317,6 +469,7 @@ static __always_inline int act__submit(struct io_kiocb *req)
 	a->pid = id >> 32;
 	a->tid = (__u32)id;
 	a->creator_pid = creator;
+	a->count = 1;
 	bpf_get_current_comm(a->comm, sizeof(a->comm));
 	if (cfg.resolve == ACT_RESOLVE)
 		act_target(a, req, a->key.opcode);
@@ -337,6 +490,80 @@ static __always_inline int act__submit(struct io_kiocb *req)
 	return 0;
 }
 
+/* What a refused SQE asked for, as the caller wrote it: its fd (dfd of
+ * path ops), flags (open flags), len (an open's mode) and the paths in
+ * its memory; prep failed, so nothing of it is in the request. */
+static __always_inline void act_sqe(struct uw_action *a, const struct io_uring_sqe *sqe, __u8 op)
+{
+	__u64 bit = op < 64 ? 1ULL << op : 0;
+
+	a->dfd = sqe->fd;
+	a->arg[0] = sqe->open_flags;
+	a->arg[1] = sqe->len;
+	if (!(ACT_PATH_OPS & bit) || cfg.resolve != ACT_RESOLVE)
+		return;
+	if (bpf_probe_read_user_str(a->path, sizeof(a->path), (void *)sqe->addr) < 0)
+		a->flags |= UW_ACT_FAULT;
+	if (ACT_TWO_PATH_OPS & bit) {
+		a->dfd2 = op == IORING_OP_SYMLINKAT ? sqe->fd : (__s32)sqe->len;
+		if (bpf_probe_read_user_str(a->path2, sizeof(a->path2), (void *)sqe->addr2) < 0)
+			a->flags |= UW_ACT_FAULT;
+	}
+	act_dir(a, a->dfd, a->path[0]);
+}
+
+/* An SQE the ring refused at prep (io_uring_req_failed), any opcode, even
+ * one the kernel does not know: an action with its errno, sent now (its
+ * failure's completion is not waited for). Filtered as accepted ops are. */
+static __always_inline int act__refused(const struct io_uring_sqe *sqe, struct io_kiocb *req,
+					int error)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_boot_ns(), at = addr_of(req);
+	__u32 zero = 0;
+	struct ring_state *st;
+	struct uw_use_key k = {};
+	struct uw_action *a, *old;
+	__u64 ring = ring_id_of(addr_of(req->ctx), &st);
+	__u8 op = sqe->opcode;
+
+	if (!op_allowed(id, task, st))
+		return 0;
+	a = bpf_map_lookup_elem(&act_scratch, &zero);
+	if (!a)
+		return 0;
+	use_key(&k, req, task, ring);
+	k.opcode = op;
+	__builtin_memset(a, 0, sizeof(*a));
+	a->hdr.kind = UW_KIND_ACTION;
+	a->hdr.abi = UW_ABI_VERSION;
+	a->hdr.size = sizeof(*a);
+	a->key = k;
+	a->ts = now;
+	a->ts_done = now;
+	a->res = error;
+	a->count = 1;
+	a->creator_pid = st ? st->creator.tgid : 0;
+	a->cgroup_id = bpf_get_current_cgroup_id();
+	a->user_data = sqe->user_data;
+	a->pid = id >> 32;
+	a->tid = (__u32)id;
+	a->flags = UW_ACT_DONE | UW_ACT_REFUSED;
+	bpf_get_current_comm(a->comm, sizeof(a->comm));
+	act_sqe(a, sqe, op);
+	act_done(a);
+	a->hdr.kind = 0;
+	/* an action waiting at this request's address never got its completion */
+	old = bpf_map_lookup_elem(&pending, &at);
+	if (old) {
+		old->flags |= UW_ACT_UNSEEN;
+		act_send(old);
+		if (!bpf_map_delete_elem(&pending, &at))
+			act_waiting_add(-1);
+	}
+	return 0;
+}
+
 /* The socket behind a CONNECT, BIND or LISTEN, as of its completion (the
  * request takes its file at issue): type and protocol into arg[1], arg[2]
  * (arg[0] of LISTEN is its backlog). */
@@ -354,26 +581,76 @@ static __always_inline void act_sock(struct uw_action *a, __u64 req)
 	a->arg[2] = sk ? (__u16)kread(sk + KOFF(struct sock, sk_protocol), ACT_BTF) : 0;
 }
 
+/* An ACCEPT's peer, as the kernel wrote it to the caller's sockaddr and
+ * length at issue (read at completion, in the caller's memory). */
+static __always_inline void act_peer(struct uw_action *a, __u64 req)
+{
+	__u64 uaddr = act_u64(req, ACT_FIELD(io_accept, addr));
+	__u64 ulen = act_u64(req, ACT_FIELD(io_accept, addr_len));
+	__u32 len = 0;
+
+	if (!uaddr || !ulen)
+		return;         /* the caller asked for no address */
+	a->flags |= UW_ACT_ADDR_USER;
+	if (bpf_probe_read_user(&len, sizeof(len), (void *)ulen)) {
+		a->flags |= UW_ACT_FAULT;
+		return;
+	}
+	a->addr_len = len;
+	if (len > UW_ACT_ADDR)
+		len = UW_ACT_ADDR;
+	keep(len);
+	len &= 0x7f;
+	if (len && bpf_probe_read_user(a->addr, len, (void *)uaddr))
+		a->flags |= UW_ACT_FAULT;
+}
+
+/* The file an op names by fd, read at completion (the submit program's
+ * stack has no room for identity.h's calls): the op's own file, which
+ * the request holds (ACCEPT's listening socket, F*XATTR's file, fixed or
+ * not), or the directory a relative path was looked up from, from the fd
+ * table (its number may name another one by now, if closed and reused). */
+static __always_inline void act_files(struct uw_action *a, __u64 req)
+{
+	__u8 op = a->key.opcode;
+
+	if (op == IORING_OP_ACCEPT || op == IORING_OP_FSETXATTR || op == IORING_OP_FGETXATTR)
+		act_file(a, kread(req + KOFF(struct io_kiocb, file), ACT_BTF));
+	else if (op == IORING_OP_SYMLINKAT)   /* its target is not looked up: the link is */
+		act_dir(a, a->dfd2, a->path2[0]);
+	else if (op < 64 && (ACT_PATH_OPS >> op & 1))
+		act_dir(a, a->dfd, a->path[0]);
+}
+
 /* A completion: the action its request is waiting with, if any, gets its
- * result and goes. */
-static __always_inline int act__complete(__u64 req, __s32 res)
+ * result and goes (from the scratch record, where its file is resolved);
+ * a multishot request's (ACCEPT) goes on waiting. */
+static __always_inline int act__complete(__u64 req, __s32 res, __u32 cflags)
 {
 	__u32 zero = 0;
 	__s64 *w = bpf_map_lookup_elem(&act_waiting, &zero);
-	struct uw_action *a;
+	struct uw_action *a, *waiting;
 
 	if (!w || *w <= 0 || !req)
 		return 0;
-	a = bpf_map_lookup_elem(&pending, &req);
-	if (!a)
+	waiting = bpf_map_lookup_elem(&pending, &req);
+	a = bpf_map_lookup_elem(&act_scratch, &zero);
+	if (!waiting || !a || bpf_probe_read_kernel(a, sizeof(*a), waiting))
 		return 0;
 	a->res = res;
 	a->ts_done = bpf_ktime_get_boot_ns();
 	if (cfg.resolve == ACT_RESOLVE && (a->key.opcode == IORING_OP_CONNECT ||
 	    a->key.opcode == IORING_OP_BIND || a->key.opcode == IORING_OP_LISTEN))
 		act_sock(a, req);
+	if (cfg.resolve == ACT_RESOLVE && a->key.opcode == IORING_OP_ACCEPT && res >= 0)
+		act_peer(a, req);
+	if (cfg.resolve == ACT_RESOLVE)
+		act_files(a, req);
 	a->flags |= UW_ACT_DONE;
-	act_send(a);
+	act_done(a);
+	a->hdr.kind = 0;
+	if (cflags & UW_CQE_F_MORE)
+		return 0;
 	if (!bpf_map_delete_elem(&pending, &req))
 		act_waiting_add(-1);
 	return 0;

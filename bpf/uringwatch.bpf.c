@@ -317,6 +317,7 @@ int tracepoint__sched__sched_process_exit(void *ctx)
 
 	if (cfg.fair)
 		fair__ended(id >> 32);
+	act__ended(id);
 	if (!end_call((__u32)id, &idx) || idx == NO_SLOT)
 		return 0;
 	bump(UW_CNT_NO_EXIT);
@@ -399,7 +400,7 @@ static __always_inline bool denied_after_prep(struct io_kiocb *req)
 /* A request refused at submission (6.0+: the request second). Those
  * refused with -EACCES, by a BPF filter or the ring's restrictions, are
  * ops marked denied; after prep also actions, whose completion gives them
- * the -EACCES. Other failures are the caller's mistakes: not followed. */
+ * the -EACCES. Other failures are the caller's mistakes: not counted. */
 SEC("tp_btf/io_uring_req_failed")
 int BPF_PROG(tp_btf__io_uring_req_failed, const struct io_uring_sqe *sqe, struct io_kiocb *req,
 	     int error)
@@ -419,13 +420,27 @@ int BPF_PROG(tp_btf__io_uring_req_failed, const struct io_uring_sqe *sqe, struct
 SEC("tp_btf/io_uring_complete")
 int BPF_PROG(tp_btf__io_uring_complete, void *ring, void *req, struct io_uring_cqe *cqe)
 {
-	return act__complete((__u64)req, cqe->res);
+	return act__complete((__u64)req, cqe->res, cqe->flags);
 }
 
 SEC("tp_btf/io_uring_complete")
-int BPF_PROG(tp_btf__io_uring_complete_v61, void *ring, void *req, __u64 user_data, int res)
+int BPF_PROG(tp_btf__io_uring_complete_v61, void *ring, void *req, __u64 user_data, int res,
+	     unsigned int cflags)
 {
-	return act__complete((__u64)req, res);
+	return act__complete((__u64)req, res, cflags);
+}
+
+/* An operation refused at prep (bad fd, bad flags, unknown opcode): it
+ * never reaches the submit tracepoint; reported as an action (targets.h). */
+/* The same refusals for targets: an action with its errno, read from the
+ * SQE, for each one the program above makes no action of. */
+SEC("tp_btf/io_uring_req_failed")
+int BPF_PROG(tp_btf__io_uring_req_refused, const struct io_uring_sqe *sqe, struct io_kiocb *req,
+	     int error)
+{
+	if (error == -13 && denied_after_prep(req))
+		return 0;
+	return act__refused(sqe, req, error);
 }
 
 /* Every task's open files, once at start: the rings made before tracing

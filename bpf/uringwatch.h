@@ -60,6 +60,8 @@ enum uw_kind {
 	UW_KIND_OP = 4,       /* an operation a ring accepted, or a count of them */
 	UW_KIND_REPEAT_END = 5, /* a uw_repeat sent as its process ended: its total restarts */
 	UW_KIND_ACTION = 6,   /* one operation that opens or changes something: target, result */
+	UW_KIND_RING_BEFORE = 7, /* a ring made before tracing (user space only, at start, for
+				  * recordings): the header, then its ring_before event as JSON */
 };
 
 /* Common first bytes of every ring-buffer record. */
@@ -375,6 +377,12 @@ enum uw_action_flags {
 				      * (before 6.10 the kernel copies it only at issue) */
 	UW_ACT_FAULT = 1 << 7,       /* a target's memory was unreadable */
 	UW_ACT_AT_STOP = 1 << 8,     /* read from `pending` at stop: completion not seen (user space) */
+	UW_ACT_FILE = 1 << 9,        /* `file` holds the identity of the file the op names by fd:
+				      * the directory of a relative path (dfd), an FSETXATTR's or
+				      * FGETXATTR's file, an ACCEPT's listening socket */
+	UW_ACT_REFUSED = 1 << 10,    /* refused at prep (io_uring_req_failed): res its errno,
+				      * target from the SQE and the caller's memory */
+	UW_ACT_REPEATS = 1 << 11,    /* stands for `count` repeats of the action sent before it */
 };
 
 enum uw_action_limits {
@@ -408,10 +416,28 @@ struct uw_action {
 	char comm[UW_COMM_LEN];
 	__u8 addr[UW_ACT_ADDR];
 	char path[UW_ACT_PATH];
-	char path2[UW_ACT_PATH];
+	char path2[UW_ACT_PATH];  /* xattr ops: the attribute's name */
+	__u64 count;          /* actions it stands for: 1, or with UW_ACT_REPEATS the repeats */
+	struct uw_file file;  /* with UW_ACT_FILE */
 };
 
-_Static_assert(sizeof(struct uw_action) == 784, "uw_action: python/uringwatch/layout.py");
+_Static_assert(sizeof(struct uw_action) == 1048, "uw_action: python/uringwatch/layout.py");
+
+/* A process's run of identical actions (bpf/targets.h `act_runs`, by
+ * pid): the one it sent, and the repeats folded since, which go as a copy
+ * of it with UW_ACT_REPEATS and `count` when the run ends (a different
+ * action, UW_ACT_RUN_NS after the run began, the process's leader ending),
+ * or are read from the map at stop. */
+struct uw_act_run {
+	__u64 sig;            /* keyed signature of what makes actions identical */
+	__u64 shown_ts;       /* when the run's action was sent */
+	__u64 count;          /* repeats folded, not sent yet */
+	__u64 first_ts;       /* completion of the first and last repeat */
+	__u64 last_ts;
+	struct uw_action rec; /* the run's action, as sent */
+};
+
+#define UW_ACT_RUN_NS 1000000000ULL  /* a run folds repeats for 1 s from its action */
 
 /* Sent before a process's next distinct call when identical repeats of its
  * last sent call were coalesced (bpf/fairness.h). `coalesced` is the

@@ -55,6 +55,22 @@ def test_a_short_or_unknown_address_decodes_without_failing():
         assert t.address is None
 
 
+def test_an_action_recorded_before_count_and_file_decodes_as_one():
+    """Recordings made before the action record gained `count` and `file`
+    hold shorter actions: read as one action each, with no file."""
+    from uringwatch import decode, layout
+    from uringwatch.decode import RecordError
+    key = (1, 0, -1, -1, 0, 42, 18, 0, 0, 0)       # OPENAT
+    whole = layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION,
+                                    layout.ACTION_SHORT), key=key, flags=layout.ACT_DONE,
+                               res=3, dfd=-100, path=b"/etc/hosts", pid=7, tid=7, comm=b"x")
+    raw = whole[:layout.ACTION_SHORT] + b"\xff" * 64     # the next record's bytes
+    ev = decode(raw, 0, layout.ACTION_SHORT, 0)
+    assert (ev.target.path, ev.result, ev.count, ev.repeats) == ("/etc/hosts", 3, 1, False)
+    with pytest.raises(RecordError):
+        decode(whole[:layout.ACTION_SHORT - 8], 0, layout.ACTION_SHORT - 8, 0)
+
+
 @pytest.fixture(scope="module")
 def acted(tmp_path_factory):
     """The workload run once (under strace -f where strace exists) while
@@ -294,3 +310,150 @@ def test_a_unix_listener_names_its_path_and_backlog(own_actions):
     assert (bind.target.family, bind.target.address) == ("AF_UNIX", f"{d}/s")
     assert bind.target.type == "SOCK_STREAM" and bind.result == 0
     assert _one(acts, "LISTEN").target.backlog == 7
+
+
+def test_a_path_relative_to_a_dirfd_is_the_whole_path_and_a_finding(own_actions):
+    """Adversarial: /etc/shadow opened as `shadow` relative to a dirfd of
+    /etc, so that no path the caller wrote names it: the action's path is
+    the one the kernel looked up, and the path rule fires on it."""
+    import uring
+    from uringwatch.findings import Engine, Ruleset
+    if not os.path.exists("/etc/shadow"):
+        pytest.skip("no /etc/shadow here")
+    run, _ = own_actions
+    etc = os.open("/etc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd, acts = run(lambda r, c: r.do(uring.OP_OPENAT, fd=etc, addr=c("shadow")))
+    finally:
+        os.close(etc)
+    assert fd >= 0
+    os.close(fd)
+    act = _one(acts, "OPENAT", "/etc/shadow")
+    assert (act.target.path_given, act.target.dfd) == ("shadow", etc)
+    assert (act.target.file.role, act.target.file.fd, act.target.file.path) == ("dfd", etc, "/etc")
+    found = Engine(Ruleset(())).feed(acts)
+    assert [f.rule for f in found] == ["sensitive-file-through-ring"]
+
+
+def test_sqes_refused_at_prep_are_reported_with_their_errno(own_actions):
+    """Hostile SQEs the kernel refuses before any op runs (so no submit
+    tracepoint sees them): an OPENAT marked as using a fixed file (EBADF),
+    an opcode no kernel has and a flag bit no kernel has (EINVAL)."""
+    import uring
+    run, d = own_actions
+    res, acts = run(lambda r, c: (
+        r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=c(f"{d}/never"),
+             flags=uring.SQE_FIXED_FILE, user_data=11),
+        r.do(250, user_data=12),
+        r.do(uring.OP_NOP, flags=0x80, user_data=13)))
+    assert res == (-errno.EBADF, -errno.EINVAL, -errno.EINVAL)
+    refused = {a.user_data: a for a in acts if a.completion == "refused"}
+    assert sorted(refused) == [11, 12, 13], acts
+    assert (refused[11].opcode_name, refused[11].target.path, refused[11].error) == \
+        ("OPENAT", f"{d}/never", "EBADF")
+    assert (refused[12].opcode, refused[12].error) == (250, "EINVAL")
+    assert (refused[13].opcode_name, refused[13].error) == ("NOP", "EINVAL")
+    assert all(a.pid == os.getpid() for a in refused.values())
+    assert not (d / "never").exists()
+
+
+def test_an_accept_names_its_peer_and_its_listening_socket(own_actions):
+    """The peer as the kernel wrote it to the caller's sockaddr, and the
+    listening socket the request held."""
+    import ctypes
+    import socket
+    import uring
+    run, _ = own_actions
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))     # waits in the backlog
+    sa, n = ctypes.create_string_buffer(128), ctypes.c_int(128)
+    try:
+        fd, acts = run(lambda r, c: r.do(uring.OP_ACCEPT, fd=listener.fileno(),
+                                         addr=ctypes.addressof(sa), off=ctypes.addressof(n)))
+        assert fd >= 0
+        os.close(fd)
+        act = _one(acts, "ACCEPT")
+        assert act.result == fd and act.target.address == \
+            f"127.0.0.1:{client.getsockname()[1]}"
+        assert act.target.file.role == "listener"
+        assert act.target.file.socket.local == f"127.0.0.1:{port}"
+        from uringwatch.output import row
+        assert f"ACCEPT 127.0.0.1:{port} from {act.target.address} = {fd}" in row(act)
+    finally:
+        client.close()
+        listener.close()
+
+
+def test_xattrs_name_the_attribute_and_the_file(own_actions):
+    import ctypes
+    import uring
+    run, d = own_actions
+    f = d / "x"
+    f.write_text("x")
+    # user.* where the file system keeps them (tmpfs only from 6.6), else
+    # trusted.* (root, and tmpfs has those on every kernel here)
+    ns = next((n for n in ("user", "trusted") if _takes_xattr(f, n)), None)
+    if ns is None:
+        pytest.skip("this file system keeps no user or trusted xattrs")
+    fd = os.open(f, os.O_RDONLY)
+    val, out = ctypes.create_string_buffer(b"evil", 4), ctypes.create_string_buffer(16)
+
+    def xattrs(r, c):
+        return (r.do(uring.OP_SETXATTR, addr=c(f"{ns}.a"), off=ctypes.addressof(val), length=4,
+                     addr3=c(str(f))),
+                r.do(uring.OP_FSETXATTR, fd=fd, addr=c(f"{ns}.b"), off=ctypes.addressof(val),
+                     length=4, op_flags=1),
+                r.do(uring.OP_FGETXATTR, fd=fd, addr=c(f"{ns}.a"), off=ctypes.addressof(out),
+                     length=16),
+                r.do(uring.OP_GETXATTR, addr=c(f"{ns}.none"), off=ctypes.addressof(out),
+                     length=16, addr3=c(str(f))))
+    try:
+        res, acts = run(xattrs)
+    finally:
+        os.close(fd)
+    if res[0] == -errno.EINVAL:
+        pytest.skip("this kernel has no xattr ops (before 5.19)")
+    assert res[:3] == (0, 0, 4) and res[3] == -errno.ENODATA
+    s = _one(acts, "SETXATTR")
+    assert (s.target.path, s.target.name, s.target.size, s.result) == (str(f), f"{ns}.a", 4, 0)
+    fs = _one(acts, "FSETXATTR")
+    assert (fs.target.name, fs.target.flag_names, fs.target.file.path) == \
+        (f"{ns}.b", ["XATTR_CREATE"], str(f))
+    assert _one(acts, "FGETXATTR").target.file.path == str(f)
+    g = _one(acts, "GETXATTR")
+    assert (g.target.name, g.error) == (f"{ns}.none", "ENODATA")
+
+
+def _takes_xattr(path, namespace: str) -> bool:
+    try:
+        os.setxattr(path, f"{namespace}.probe", b"1")
+    except OSError:
+        return False
+    return True
+
+
+def test_a_flood_of_identical_opens_is_one_action_and_its_exact_count(own_actions):
+    """Identical actions (same ring, op, path, flags, result) are folded in
+    the kernel into the one sent and a count of its repeats, none dropped;
+    a different one in between starts a new run."""
+    import uring
+    run, d = own_actions
+    n = 500
+
+    def flood(r, c):
+        null, other = c("/dev/null"), c(f"{d}/other")
+        for i in range(n):
+            os.close(r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=null))
+        r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=other)     # ENOENT: ends the run
+        return time.monotonic()
+    start = time.monotonic()
+    end, acts = run(flood)
+    null = [a for a in acts if a.target.path == "/dev/null"]
+    assert sum(a.count for a in null) == n
+    assert null[0].count == 1 and not null[0].repeats and all(a.repeats for a in null[1:])
+    # a run folds for 1 s from its action: at most two records a started second
+    assert len(null) <= 2 * (int(end - start) + 1)
+    assert _one(acts, "OPENAT", f"{d}/other").error == "ENOENT"

@@ -182,6 +182,7 @@ OP_NOP, OP_READ_FIXED, OP_WRITE_FIXED, OP_READ = 0, 4, 5, 22
 OP_CONNECT, OP_OPENAT, OP_CLOSE, OP_STATX, OP_WRITE, OP_OPENAT2 = 16, 18, 19, 21, 23, 28
 OP_RENAMEAT, OP_UNLINKAT, OP_MKDIRAT, OP_SYMLINKAT, OP_LINKAT, OP_SOCKET = 35, 36, 37, 38, 39, 45
 OP_BIND, OP_LISTEN = 56, 57
+OP_ACCEPT, OP_FSETXATTR, OP_SETXATTR, OP_FGETXATTR, OP_GETXATTR = 13, 41, 42, 43, 44
 AT_FDCWD = -100
 
 
@@ -226,13 +227,14 @@ class Ring:
 
     def put(self, i: int, opcode: int, fd: int = 0, addr: int = 0, length: int = 0,
             off: int = 0, flags: int = 0, buf_index: int = 0, personality: int = 0,
-            user_data: int = 0, op_flags: int = 0, file_index: int = 0) -> None:
+            user_data: int = 0, op_flags: int = 0, file_index: int = 0,
+            addr3: int = 0) -> None:
         """Puts an SQE i places past the SQ tail (the next submit's i-th).
         off is also addr2; op_flags the opcode's flags (open_flags,
         unlink_flags, ...); file_index a direct descriptor's slot + 1."""
         i = (self._u32(self._sq, self._sq_tail) + i) & (self.sq_entries - 1)
         SQE.pack_into(self._sqes, 64 * i, opcode, flags, 0, fd, off, addr, length, op_flags,
-                      user_data, buf_index, personality, file_index, 0)
+                      user_data, buf_index, personality, file_index, addr3)
 
     def do(self, opcode: int, **sqe) -> int:
         """One SQE submitted and its result waited for."""

@@ -20,6 +20,8 @@ import os
 import re
 import time
 
+import msgspec
+
 from . import layout
 from .containers import cgroup2_root
 from .events import RegisteredBuffer, RingBefore
@@ -171,3 +173,17 @@ def found(raw: bytes, probe_fd: int, keep) -> list[RingBefore]:
         if ev is not None:
             out.append(ev)
     return out
+
+
+def record(ev: RingBefore) -> bytes:
+    """A ring from before as a record of its own, for recordings: the
+    record header, then the event as JSON (what the process had registered
+    then is read from /proc, so only the event itself can be replayed)."""
+    body = msgspec.json.encode(ev)
+    size = layout.REC_HDR.size + len(body)
+    return layout.REC_HDR.struct.pack(layout.KIND_RING_BEFORE, layout.ABI_VERSION, size) + body
+
+
+def decode_record(buf, off: int, size: int) -> RingBefore:
+    """record()'s event back, as it was shown."""
+    return msgspec.json.decode(bytes(buf[off + layout.REC_HDR.size:off + size]), type=RingBefore)

@@ -275,6 +275,7 @@ _OTHER_KINDS = {
     layout.KIND_OP: (layout.OP, rings.decode_op),
     layout.KIND_ACTION: (layout.ACTION, lambda buf, off, wall, ctx:
                          targets.decode_action(buf, off, wall, errno_name, ctx)),
+    layout.KIND_RING_BEFORE: (None, None),      # JSON after its header: _ring_before
 }
 
 
@@ -401,10 +402,19 @@ def _unlike_last(buf, off: int, size: int, boot_to_wall: int, context, runs: Run
     if kind in _OTHER_KINDS or kind in _REPEAT_KINDS:
         if abi != layout.ABI_VERSION:
             raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
+        if kind == layout.KIND_RING_BEFORE:
+            if rec_size != size:
+                raise RecordError(f"ring_before record of {size} bytes (header says "
+                                  f"{rec_size})")
+            return _ring_before(buf, off, size)
         if kind in _REPEAT_KINDS:
             return _repeat(buf, off, size, rec_size, boot_to_wall, runs,
                            kind == layout.KIND_REPEAT_END)
         lay, decoder = _OTHER_KINDS[kind]
+        if kind == layout.KIND_ACTION and rec_size == size == layout.ACTION_SHORT:
+            # an action recorded before `count` and `file` were appended
+            buf, off = bytes(buf[off:off + size]) + bytes(lay.size - size), 0
+            size = rec_size = lay.size
         if rec_size != size or size != lay.size:
             raise RecordError(f"{lay.name} record of {size} bytes (header says "
                               f"{rec_size}, layout is {lay.size})")
@@ -413,6 +423,14 @@ def _unlike_last(buf, off: int, size: int, boot_to_wall: int, context, runs: Run
 
 
 _REPEAT_KINDS = (layout.KIND_REPEAT, layout.KIND_REPEAT_END)
+
+
+def _ring_before(buf, off: int, size: int):
+    from .before import decode_record
+    try:
+        return decode_record(buf, off, size)
+    except msgspec.DecodeError as e:
+        raise RecordError(f"ring_before record: {e}") from None
 
 
 def _repeat(buf, off: int, size: int, rec_size: int, boot_to_wall: int,

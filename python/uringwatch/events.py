@@ -172,7 +172,7 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):
     """A ring made before tracing began, found at start, once: what it had
     registered then, as the kernel's /proc/PID/fdinfo of the ring lists it
-    (README, What a ring did). Live only: recordings don't hold it."""
+    (README, What a ring did). Recordings hold it as its JSON (before.record)."""
     ts: int                   # wall clock when read, ns since the epoch
     pid: int                  # the first process holding it (lowest pid) kept by the filters
     fd: int                   # the ring's fd there
@@ -218,6 +218,15 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     file_slot: int | None = None      # opened into this fixed-file slot (None: an fd)
     truncated: bool = False           # a path longer than the record holds
     unread: str | None = None         # why no target: "no_kernel_reads", "fault"
+    # a path relative to a dfd: `path` joined to the directory's path (the
+    # directory in `file`), `path_given` as the caller wrote it
+    path_given: str | None = None
+    path2_given: str | None = None
+    name: str | None = None           # xattr ops: the attribute's name
+    size: int | None = None           # xattr ops: the value's size
+    # the file the op names by fd, read in the kernel: a relative path's
+    # directory (role "dfd"), F*XATTR's file ("fd"), ACCEPT's socket ("listener")
+    file: FileIdentity | None = None
 
 
 class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="action"):
@@ -239,7 +248,8 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
     user_data: int
     target: Target
     completion: str           # seen; not_seen (its request came again first);
-                              # unjoined (no room to wait: sent at submission); at_stop
+                              # unjoined (no room to wait: sent at submission); at_stop;
+                              # refused (at prep: result is its errno, target the SQE's)
     result: int | None        # the completion's res: fd, slot, 0; None if not seen
     error: str | None         # errno name when result < 0
     duration_ns: int | None   # submission -> completion
@@ -247,7 +257,9 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
     personality: str | None = None  # cred id of the personality it ran under
     cgroup_path: str | None = None
     container_id: str | None = None
-    denied: bool = False            # refused at submission by a BPF filter (result -EACCES)
+    count: int = 1            # actions it stands for: with `repeats`, identical ones
+    repeats: bool = False     # folded repeats of the action its process sent before it
+    denied: bool = False      # refused at submission with -EACCES (a BPF filter, restrictions)
 
 
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):

@@ -74,9 +74,13 @@ RING_BEFORE_PROGRAM = "iter__task_file"
 # Completions give actions their results (bpf/targets.h): io_uring_complete
 # passes the result itself before 6.3 (_v61), the CQE since.
 COMPLETE_PROGRAMS = ("tp_btf__io_uring_complete", "tp_btf__io_uring_complete_v61")
-# Requests refused at submission with -EACCES (a BPF filter, restrictions):
-# ops and actions marked denied.
+# Requests refused at submission (io_uring_req_failed, whose request is
+# its second argument from 6.0): with -EACCES (a BPF filter, restrictions)
+# ops and actions marked denied; any other, before prep, an action with
+# its errno (bpf/targets.h). Two programs on the one tracepoint.
+REFUSED_TRACEPOINT = "io_uring_req_failed"
 DENIED_PROGRAM = "tp_btf__io_uring_req_failed"
+REFUSED_PROGRAM = "tp_btf__io_uring_req_refused"
 # Buffer rings still mapped after UNREGISTER_PBUF_RING (bpf/pbuf.h): mmap's
 # tracepoints, and a check after each register call.
 PBUF_PROGRAMS = {
@@ -85,7 +89,8 @@ PBUF_PROGRAMS = {
     "tracepoint__io_uring__io_uring_register_pbuf": "events/io_uring/io_uring_register",
 }
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
-    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS + (DENIED_PROGRAM,) + tuple(PBUF_PROGRAMS)
+    + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS \
+    + (DENIED_PROGRAM, REFUSED_PROGRAM) + tuple(PBUF_PROGRAMS)
 ALL_PROGRAMS += RING_ALL
 
 
@@ -107,10 +112,11 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     # an iterator is a BTF-typed program: none without the kernel's BTF
     before = lifecycle and os.path.exists(BTF_VMLINUX)
     complete = complete_program() if submit else None
-    denied = DENIED_PROGRAM if submit and denied_tracepoint_has_request() else None
+    refused = (DENIED_PROGRAM, REFUSED_PROGRAM) \
+        if submit and _takes_request(REFUSED_TRACEPOINT, 2) else ()
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
         + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ()) \
-        + ((complete,) if complete else ()) + ((denied,) if denied else ()) \
+        + ((complete,) if complete else ()) + refused \
         + (pbuf_programs(tracefs) if RING_ID_PROGRAM in chosen else ())
 
 
@@ -158,45 +164,27 @@ def typed_submit_tracepoint() -> str | None:
     the tracepoint's own data pointer) is `struct io_kiocb *`, read from the
     kernel's BTF: 6.0+ pass the request first; 5.x pass the ring first, and
     a program reading a request there would read the ring's memory."""
-    from . import libbpf
-    lib = libbpf.lib()
-    btf = lib.btf__load_vmlinux_btf()
-    if not btf:
-        return None
-    try:
-        for name in SUBMIT_TRACEPOINTS:
-            tid = lib.btf__find_by_name_kind(btf, f"btf_trace_{name}".encode(),
-                                             _BTF_KIND_TYPEDEF)
-            proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
-            if proto and _kind(proto) == _BTF_KIND_FUNC_PROTO and _vlen(proto) >= 2:
-                arg = ctypes.c_uint32.from_address(proto + 12 + 8 + 4).value  # params[1].type
-                s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
-                if s and _kind(s) == _BTF_KIND_STRUCT and \
-                        lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb":
-                    return name
-        return None
-    finally:
-        lib.btf__free(btf)
+    return next((n for n in SUBMIT_TRACEPOINTS if _takes_request(n, 1)), None)
 
 
-def denied_tracepoint_has_request() -> bool:
-    """Whether io_uring_req_failed passes the request second (6.0+: sqe,
-    req, error; 5.x: sqe, ring, req, error), read from the kernel's BTF."""
+def _takes_request(tracepoint: str, at: int) -> bool:
+    """Whether the tracepoint's argument `at` (1: the first after its own
+    data pointer) is `struct io_kiocb *`, read from the kernel's BTF."""
     from . import libbpf
     lib = libbpf.lib()
     btf = lib.btf__load_vmlinux_btf()
     if not btf:
         return False
     try:
-        tid = lib.btf__find_by_name_kind(btf, b"btf_trace_io_uring_req_failed",
+        tid = lib.btf__find_by_name_kind(btf, f"btf_trace_{tracepoint}".encode(),
                                          _BTF_KIND_TYPEDEF)
         proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
-        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO or _vlen(proto) != 4:
+        if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO or _vlen(proto) <= at:
             return False
-        arg = ctypes.c_uint32.from_address(proto + 12 + 2 * 8 + 4).value  # params[2].type
+        arg = ctypes.c_uint32.from_address(proto + 12 + 8 * at + 4).value  # params[at].type
         s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
-        return bool(s) and _kind(s) == _BTF_KIND_STRUCT and \
-            lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb"
+        return bool(s and _kind(s) == _BTF_KIND_STRUCT and
+                    lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb")
     finally:
         lib.btf__free(btf)
 
@@ -453,6 +441,7 @@ def ring_report(tracefs: str) -> RingsProbe:
         # targets need kernel reads: the identities' btf or probe_read path
         action_targets=action_ops() if paths.get("btf") or paths.get("probe_read") else [],
         action_results=complete.removeprefix("tp_btf__") if complete else None,
+        refused=REFUSED_TRACEPOINT if REFUSED_PROGRAM in chosen else None,
     )
 
 

@@ -42,6 +42,7 @@ KIND_RING = 3
 KIND_OP = 4
 KIND_REPEAT_END = 5         # a repeat record sent as its process ended
 KIND_ACTION = 6             # an operation that opens or changes something (bpf/targets.h)
+KIND_RING_BEFORE = 7        # a ring made before tracing: its event as JSON (before.py)
 PARAMS_LEN = 120
 
 # enum uw_op_flags
@@ -67,6 +68,9 @@ ACT_PATH2_TRUNC = 1 << 5
 ACT_ADDR_USER = 1 << 6
 ACT_FAULT = 1 << 7
 ACT_AT_STOP = 1 << 8
+ACT_FILE = 1 << 9
+ACT_REFUSED = 1 << 10
+ACT_REPEATS = 1 << 11
 # enum uw_action_limits
 ACT_PATH = 256
 ACT_ADDR = 112
@@ -258,15 +262,6 @@ OP = Layout("uw_op", [
     ("comm", f"{COMM_LEN}s"),
 ])
 
-ACTION = Layout("uw_action", [
-    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("ts_done", "Q"),
-    ("cgroup_id", "Q"), ("user_data", "Q"), ("res", "q"), ("arg", "3Q"),
-    ("dfd", "i"), ("dfd2", "i"), ("file_slot", "I"), ("addr_len", "I"),
-    ("pid", "I"), ("tid", "I"), ("creator_pid", "I"), ("flags", "I"),
-    ("comm", f"{COMM_LEN}s"), ("addr", f"{ACT_ADDR}s"), ("path", f"{ACT_PATH}s"),
-    ("path2", f"{ACT_PATH}s"),
-])
-
 CRED = Layout("uw_cred", [
     ("uid", "I"), ("euid", "I"), ("suid", "I"), ("fsuid", "I"),
     ("gid", "I"), ("egid", "I"), ("sgid", "I"), ("fsgid", "I"),
@@ -287,6 +282,24 @@ FILE = Layout("uw_file", [
     ("family", "H"), ("type", "H"), ("protocol", "H"), ("lport", "H"), ("rport", "H"),
     ("pad", "H"), ("pad2", "I"), ("laddr", "16s"), ("raddr", "16s"),
     ("path", f"{PATH_MAX}s"),
+])
+
+ACTION = Layout("uw_action", [
+    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("ts_done", "Q"),
+    ("cgroup_id", "Q"), ("user_data", "Q"), ("res", "q"), ("arg", "3Q"),
+    ("dfd", "i"), ("dfd2", "i"), ("file_slot", "I"), ("addr_len", "I"),
+    ("pid", "I"), ("tid", "I"), ("creator_pid", "I"), ("flags", "I"),
+    ("comm", f"{COMM_LEN}s"), ("addr", f"{ACT_ADDR}s"), ("path", f"{ACT_PATH}s"),
+    ("path2", f"{ACT_PATH}s"), ("count", "Q"), ("file", FILE.format[1:]),
+])
+
+# uw_action as recorded before `count` and `file` were appended: read
+# with them zeroed (one action, no file)
+ACTION_SHORT = ACTION.offsets["count"]
+
+ACT_RUN = Layout("uw_act_run", [
+    ("sig", "Q"), ("shown_ts", "Q"), ("count", "Q"), ("first_ts", "Q"), ("last_ts", "Q"),
+    ("rec", ACTION.format[1:]),
 ])
 
 MEM = Layout("uw_mem", [
@@ -338,5 +351,5 @@ CONFIG = Layout("uw_config", [
 ])
 
 ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,
-       ACTION,
+       ACTION, ACT_RUN,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)

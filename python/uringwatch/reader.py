@@ -11,7 +11,7 @@ import threading
 import time
 from typing import AsyncIterator, Callable, Iterator
 
-from . import headers, layout, ringbuf
+from . import before, headers, layout, ringbuf
 from .decode import Runs, decode, decode_many
 from .errors import TracerError
 from .events import AnyEvent, Repeat
@@ -143,6 +143,8 @@ class EventReader:
                 view.release()
         ring.release()
         found, self._found = self._found, []
+        for ev in found:            # rings from before: recorded as records of their own
+            self._made(before.record(ev))
         out = found + out + self._made_here(idle=not out and not found)
         return out + self.findings(out) if self.findings else out
 

@@ -64,6 +64,7 @@ class RingsProbe(DictLike, kw_only=True, gc=False):
     before: bool
     action_targets: list[str]
     action_results: str | None
+    refused: str | None = None
 
 
 class Probe(DictLike, kw_only=True, gc=False):

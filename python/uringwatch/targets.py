@@ -3,21 +3,28 @@ named (read in the kernel at submission, bpf/targets.h) and its result."""
 
 from __future__ import annotations
 
+import errno
 import ctypes
 import ipaddress
 import platform
 import socket
 
+import msgspec
+
 from . import layout
 from .events import Action, Target
+from .identity import FileIdentity, file_identity
 from .layout import cstr
 
 # The opcodes bpf/targets.h reports each (its ACT_OPS), by name
 ACTION_OPS = ("OPENAT", "OPENAT2", "STATX", "UNLINKAT", "RENAMEAT", "MKDIRAT", "SYMLINKAT",
-              "LINKAT", "SOCKET", "CONNECT", "BIND", "LISTEN")
+              "LINKAT", "SOCKET", "CONNECT", "BIND", "LISTEN", "ACCEPT", "SETXATTR",
+              "GETXATTR", "FSETXATTR", "FGETXATTR")
 _PATHS = {"OPENAT", "OPENAT2", "STATX", "UNLINKAT", "MKDIRAT"}
 _TWO_PATHS = {"RENAMEAT", "SYMLINKAT", "LINKAT"}
 _ADDRESS = {"CONNECT", "BIND"}
+_XATTR = {"SETXATTR", "GETXATTR", "FSETXATTR", "FGETXATTR"}
+_XATTR_CREATE, _XATTR_REPLACE = 1, 2
 
 # open(2) flags as the kernel numbers them (asm-generic/fcntl.h; arm64
 # moves four). The C library's may differ: glibc's O_LARGEFILE is 0 on
@@ -89,6 +96,27 @@ def _path(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
+def _file(v: dict, name: str) -> FileIdentity | None:
+    """The file the action names by fd, read in the kernel (UW_ACT_FILE):
+    the directory of a relative path (role "dfd"), the op's own file
+    (F*XATTR: "fd"), the socket an ACCEPT listens on ("listener")."""
+    if not v["flags"] & layout.ACT_FILE:
+        return None
+    f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
+    role, fd = (("listener", -1) if name == "ACCEPT" else ("fd", -1) if name in _XATTR else
+                ("dfd", v["dfd2"] if name == "SYMLINKAT" else v["dfd"]))
+    return msgspec.structs.replace(file_identity(f), fd=fd, role=role)
+
+
+def _joined(given: str, d: FileIdentity | None) -> str | None:
+    """A relative path joined to its directory's, where that is known
+    whole: the path the kernel looked up, for rules that match paths."""
+    if d is None or d.path is None or d.path_truncated or not d.path.startswith("/") \
+            or given.startswith("/") or d.kind not in (None, "dir"):
+        return None
+    return d.path.rstrip("/") + ("/" + given if given else "")
+
+
 def target(name: str, v: dict) -> Target:
     """What the action named, by its opcode's fields."""
     flags = v["flags"]
@@ -100,12 +128,34 @@ def target(name: str, v: dict) -> Target:
                                                          layout.ACT_PATH2_TRUNC)))
     if flags & layout.ACT_NO_TARGET:
         return Target(**common)
+    file = _file(v, name)
+    if flags & layout.ACT_REFUSED:
+        return _refused(name, v, file, common)
+    if name in _XATTR:
+        t = dict(name=_path(v["path2"]), flags=arg0, size=arg1,
+                 flag_names=_xattr_flags(arg0) if name.startswith(("S", "FS")) else None,
+                 file=file, **common)
+        if name in ("SETXATTR", "GETXATTR"):
+            t.update(path=_path(v["path"]))
+        return Target(**t)
+    if name == "ACCEPT":
+        fam, address = sockaddr(v["addr"], v["addr_len"])
+        return Target(family=fam, address=address, flags=arg0 or None, file_slot=slot,
+                      address_from="user" if flags & layout.ACT_ADDR_USER else None,
+                      file=file, **common)
     if name in _PATHS or name in _TWO_PATHS:
         t = dict(path=_path(v["path"]), dfd=v["dfd"], **common)
         if name in _TWO_PATHS:
             t.update(path2=_path(v["path2"]), dfd2=v["dfd2"])
             if name == "SYMLINKAT":
                 del t["dfd"]       # a symlink's target is not looked up
+        if file is not None:
+            t["file"] = file
+            which = "path2" if name == "SYMLINKAT" else "path"
+            full = _joined(t[which], file)
+            if full is not None:
+                t[which + "_given"] = t[which]
+                t[which] = full
         if name in ("OPENAT", "OPENAT2"):
             t.update(flags=arg0, flag_names=open_flag_names(arg0), mode=arg1, resolve=arg2,
                      file_slot=slot)
@@ -129,6 +179,30 @@ def target(name: str, v: dict) -> Target:
     return Target(**common)
 
 
+def _refused(name: str, v: dict, file: FileIdentity | None, common: dict) -> Target:
+    """A refused SQE's target: what it asked for, from the SQE and the
+    caller's memory (the kernel took nothing of it)."""
+    flags = v["flags"]
+    if not v["path"][:1].strip(b"\0") or not (name in _PATHS or name in _TWO_PATHS):
+        return Target(dfd=v["dfd"], flags=v["arg"][0] or None, **common)
+    t = dict(path=_path(v["path"]), dfd=v["dfd"], file=file, **common)
+    if name in _TWO_PATHS:
+        t.update(path2=_path(v["path2"]), dfd2=v["dfd2"])
+    if name in ("OPENAT", "OPENAT2"):
+        t.update(flags=v["arg"][0], flag_names=open_flag_names(v["arg"][0]))
+    full = _joined(t["path"], file)
+    if full is not None and not flags & layout.ACT_FAULT:
+        t.update(path_given=t["path"], path=full)
+    return Target(**t)
+
+
+def _xattr_flags(flags: int) -> list[str]:
+    names = [n for bit, n in ((_XATTR_CREATE, "XATTR_CREATE"), (_XATTR_REPLACE, "XATTR_REPLACE"))
+             if flags & bit]
+    rest = flags & ~(_XATTR_CREATE | _XATTR_REPLACE)
+    return names + ([f"{rest:#x}"] if rest else [])
+
+
 def _sock(kind: int, protocol: int) -> dict:
     return dict(type=_sock_type(kind), protocol=protocol) if kind else {}
 
@@ -142,6 +216,8 @@ def _at_flags(flags: int) -> list[str]:
 
 
 def _completion(flags: int) -> str:
+    if flags & layout.ACT_REFUSED:
+        return "refused"
     if flags & layout.ACT_DONE:
         return "seen"
     if flags & layout.ACT_UNSEEN:
@@ -166,8 +242,11 @@ def decode_action(buf, off: int, boot_to_wall: int, errno_name, context) -> Acti
         v["ts_done"] - v["ts"] if done else None,
         slot if kflags & layout.OP_FIXED_FILE else None,
         ring_id(cred_id) if kflags & layout.OP_CREDS else None,
-        *(context(v["cgroup_id"]) if context else (None, None)),
-        denied=bool(kflags & layout.OP_DENIED))
+        *(context(v["cgroup_id"]) if context else (None, None)), v["count"] or 1,
+        bool(v["flags"] & layout.ACT_REPEATS),
+        # refused with -EACCES at prep: by the ring's restrictions
+        denied=bool(kflags & layout.OP_DENIED) or (bool(v["flags"] & layout.ACT_REFUSED)
+                                                   and v["res"] == -errno.EACCES))
 
 
 def _proto(t: Target) -> str | None:
@@ -187,6 +266,9 @@ def describe(ev: Action, escape) -> str:
     what the traced process chose: "/etc/shadow O_RDONLY = 5"."""
     t = ev.target
     parts: list[str] = []
+    if t.file is not None and t.file.role != "dfd":     # a listener by its address
+        sock = t.file.socket
+        parts.append(escape(sock.local if sock and sock.local else t.file.path or "?"))
     if t.path is not None:
         parts.append(escape(t.path) + ("…" if t.truncated and t.path2 is None else ""))
     if t.path2 is not None:
@@ -202,8 +284,12 @@ def describe(ev: Action, escape) -> str:
         parts.append(f"{t.mode:#o}")
     if ev.opcode_name == "SOCKET":
         parts.append(f"{t.family} {t.type} {t.protocol}")
+    elif ev.opcode_name == "ACCEPT":
+        parts.append("from " + escape(t.address or "?"))
     elif t.address is not None or t.family is not None:
         parts.append(" ".join(p for p in (_proto(t), escape(t.address or "?")) if p))
+    if t.name is not None:
+        parts.append(escape(t.name))
     if t.backlog is not None:
         parts.append(f"backlog={t.backlog}")
     if t.file_slot is not None:
@@ -212,6 +298,10 @@ def describe(ev: Action, escape) -> str:
         parts.append(f"(target {t.unread})")
     parts.append("=")
     parts.append(_result(ev))
+    if ev.completion == "refused":
+        parts.append("(refused at prep)")
+    if ev.repeats:
+        parts.append(f"(repeated ×{ev.count})")
     return " ".join(parts)
 
 
@@ -223,28 +313,54 @@ def _result(ev: Action) -> str:
 
 
 class Pending:
-    """The actions still waiting for their completion in the kernel's
-    `pending` map when tracing stops (an accept or a connect that never
-    finished, a completion skipped): read once no program runs, as records
-    of their own marked at_stop, so that no action goes unreported."""
+    """What the kernel still holds of actions when tracing stops, read
+    once no program runs, as records of their own, so that no action goes
+    unreported: those waiting for their completion in `pending` (an accept
+    or a connect that never finished, a completion skipped), marked
+    at_stop; and the repeats each process's run folded in `act_runs`, not
+    sent yet, as the run's action with its count (UW_ACT_REPEATS)."""
 
     _FLAGS = layout.ACTION.offsets["flags"]
 
-    def __init__(self, map_fd: int):
-        self.fd = map_fd
+    def __init__(self, map_fd: int, runs_fd: int | None = None):
+        self.fd, self.runs_fd = map_fd, runs_fd
 
     def records(self) -> list[bytes]:
-        from . import libbpf
-        lib, out, prev = libbpf.lib(), [], None
-        val = ctypes.create_string_buffer(layout.ACTION.size)
-        while True:
-            key = ctypes.create_string_buffer(8)
-            if lib.bpf_map_get_next_key(self.fd, prev, key) != 0:
-                return out
-            if lib.bpf_map_lookup_elem(self.fd, key, val) == 0:
-                raw = bytearray(val.raw)
-                flags = int.from_bytes(raw[self._FLAGS:self._FLAGS + 4], "little")
-                raw[self._FLAGS:self._FLAGS + 4] = (flags | layout.ACT_AT_STOP).to_bytes(
-                    4, "little")
-                out.append(bytes(raw))
-            prev = key
+        out = []
+        for raw in _values(self.fd, 8, layout.ACTION.size):
+            flags = int.from_bytes(raw[self._FLAGS:self._FLAGS + 4], "little")
+            raw[self._FLAGS:self._FLAGS + 4] = (flags | layout.ACT_AT_STOP).to_bytes(4, "little")
+            out.append(bytes(raw))
+        if self.runs_fd is not None:
+            out += [repeats_record(raw) for raw in _values(self.runs_fd, 4, layout.ACT_RUN.size)
+                    if layout.ACT_RUN.unpack(raw)["count"]]
+        return out
+
+
+def repeats_record(run: bytes) -> bytes:
+    """The record the kernel sends when a run ends (bpf/targets.h
+    act_run_flush): the run's action with its repeats' count and times."""
+    r = layout.ACT_RUN
+    rec = bytearray(run[r.offsets["rec"]:r.offsets["rec"] + layout.ACTION.size])
+    v = r.unpack(run)
+    a = layout.ACTION.offsets
+    flags = int.from_bytes(rec[a["flags"]:a["flags"] + 4], "little") | layout.ACT_REPEATS
+    rec[a["flags"]:a["flags"] + 4] = flags.to_bytes(4, "little")
+    rec[a["count"]:a["count"] + 8] = v["count"].to_bytes(8, "little")
+    rec[a["ts"]:a["ts"] + 8] = v["first_ts"].to_bytes(8, "little")
+    rec[a["ts_done"]:a["ts_done"] + 8] = v["last_ts"].to_bytes(8, "little")
+    return bytes(rec)
+
+
+def _values(fd: int, key_size: int, size: int) -> list[bytearray]:
+    """Every value of a BPF hash map, each as bytes."""
+    from . import libbpf
+    lib, out, prev = libbpf.lib(), [], None
+    val = ctypes.create_string_buffer(size)
+    while True:
+        key = ctypes.create_string_buffer(key_size)
+        if lib.bpf_map_get_next_key(fd, prev, key) != 0:
+            return out
+        if lib.bpf_map_lookup_elem(fd, key, val) == 0:
+            out.append(bytearray(val.raw))
+        prev = key

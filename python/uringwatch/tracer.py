@@ -98,7 +98,7 @@ class Tracer:
             obj.attach()
             self._reader.start(RingBuffer(obj.map_fd("events"), obj.max_entries("events")),
                                boot_to_wall, uses, self._counters.procs,
-                               Pending(obj.map_fd("pending")) if uses else None,
+                               Pending(obj.map_fd("pending"), obj.map_fd("act_runs")) if uses else None,
                                FreedRings(obj.map_fd("rings_freed"), self.options.count_interval))
             if probe is not None:
                 self._find_before(obj, probe)
