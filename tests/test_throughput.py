@@ -10,7 +10,6 @@ import pathlib
 import struct
 import subprocess
 import sys
-import zlib
 
 import msgspec
 import pytest
@@ -260,9 +259,8 @@ def test_mutated_ring_frames_only_raise_dump_error(tmp_path, flips):
     n = len(frame.payload)
     for at, value in flips:
         data[body + at % n] = value
-    head = bytes(data[frame.offset + 4:body])
-    struct.pack_into("<I", data, body + n, zlib.crc32(bytes(data[body:body + n]),
-                                                      zlib.crc32(head)))
+    data[body + n:body + n + dump.XXH3.trailer.size] = dump.sealed(
+        bytes(data[frame.offset + 4:body + n]))
     path.write_bytes(bytes(data))
     for run in (lambda r: list(r.events()), lambda r: r.stats()):
         reader = replay_mod.Reader([str(path)])

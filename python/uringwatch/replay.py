@@ -1,6 +1,6 @@
 """Reading dump files back into the same Events the live tracer yields.
 
-Needs no root, no BPF and no libbpf: only Python and msgspec."""
+Needs no root, no BPF and no libbpf: only Python, msgspec and xxhash."""
 
 from __future__ import annotations
 
@@ -216,19 +216,17 @@ class Reader:
 
     @staticmethod
     def _count(got, scan, careful) -> collections.Counter | list:
-        """--stats of walked entries, for a Counter to count in C: a run's
-        (few distinct tuples) already counted, and judged per distinct one;
-        others' kept tuples, in order, with those the decoder judged."""
-        if got.run is not None:
-            counts = collections.Counter(got.each_row())
-            judged = scan.verdicts(list(counts))
-            if CARE not in judged:
-                return collections.Counter(dict(itertools.compress(counts.items(), judged))) \
-                    if SKIP in judged else counts
+        """--stats of walked entries, for a Counter to count in C: their
+        header tuples counted in C and each distinct one judged once;
+        where the decoder must judge some, the kept tuples in order, with
+        those it judged."""
+        counts = collections.Counter(got.each_row())
+        judged = scan.verdicts(list(counts))
+        if CARE not in judged:
+            return collections.Counter(dict(itertools.compress(counts.items(), judged))) \
+                if SKIP in judged else counts
         rows = got.rows
         judged = scan.verdicts(rows)
-        if CARE not in judged:
-            return rows if SKIP not in judged else list(itertools.compress(rows, judged))
         out = []
         for at, h, ok in zip(got.at, rows, judged):
             if ok == KEEP:
