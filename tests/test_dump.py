@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import DumpError, dump, recorder, replay
+from uringwatch import DumpError, dump, recorder, replay, ringscan
 from uringwatch.events import Event
 from uringwatch.exitcodes import EXIT_ERROR
 
@@ -490,8 +490,7 @@ def test_damaged_format_3_frames_are_said_and_counted(formats, tmp_path):
     flipped, without = bytearray(data), data
     for f in reversed(hit):
         flipped[f.offset + dump._FRAME.size + 100] ^= 0x01
-        without = without[:f.offset] + without[f.offset + dump._FRAME.size + len(f.payload)
-                                               + dump.XXH3.trailer.size:]
+        without = without[:f.offset] + without[f.end:]
     bad, rest = tmp_path / "flipped.uwd", tmp_path / "without.uwd"
     bad.write_bytes(bytes(flipped))
     rest.write_bytes(without)
@@ -508,9 +507,8 @@ def test_damaged_format_3_frames_are_said_and_counted(formats, tmp_path):
      "byte 0: header checksum mismatch"),
     # a frame sealed with CRC-32, as format 2 seals it: not format 3's check
     (lambda b, f: b[:f.offset] + dump._frame(dump.RING, bytes(f.payload), version=2)
-     + b[f.offset + dump._FRAME.size + len(f.payload) + 8:], dump.EXIT_DAMAGED,
-     "frame checksum mismatch"),
-    (lambda b, f: b[:f.offset + dump._FRAME.size + len(f.payload) + 5], dump.EXIT_TRUNCATED,
+     + b[f.end:], dump.EXIT_DAMAGED, "frame checksum mismatch"),
+    (lambda b, f: b[:f.end - 3], dump.EXIT_TRUNCATED,
      "truncated frame (file cut mid-record)"),
 ])
 def test_format_3_checks(formats, tmp_path, damage, code, what):
@@ -521,3 +519,27 @@ def test_format_3_checks(formats, tmp_path, damage, code, what):
     r = run_replay(bad, "--json")
     assert r.returncode == code
     assert what in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_recorded_frames_carry_their_index(recording):
+    """The recorder stores the walk it took each batch with: every RING
+    frame's entries come from its index (the index's own check: offsets
+    following from the length words, the last entry ending the frame)."""
+    frames = ring_frames(recording[0].read_bytes())
+    assert frames and all(ringscan.indexed(f.payload, f.index) is not None for f in frames)
+
+
+def test_an_index_that_does_not_match_is_said_and_its_records_kept(formats, tmp_path):
+    """A sealed frame whose index is off by one entry (as a writer's bug
+    would make it): damage said aloud, the records walked and all kept."""
+    data = formats[1].read_bytes()
+    f = ring_frames(data)[0]
+    index = bytes(f.index)[:-4]
+    payload = struct.pack("<I", len(index) // 4) + index + bytes(f.payload)
+    bad = tmp_path / "index.uwd"
+    bad.write_bytes(data[:f.offset] + dump._frame(dump.RING, payload) + data[f.end:])
+    r = run_replay(bad, "--json")
+    assert r.returncode == dump.EXIT_DAMAGED
+    assert r.stderr == (f"uringwatch: {bad}: byte {f.offset}: ring frame's index does not "
+                        f"match its records\n")
+    assert r.stdout == formats[2]

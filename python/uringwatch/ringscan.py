@@ -5,11 +5,16 @@ Each entry starts with an 8-byte header: u32 length with BUSY and DISCARD
 bits, u32 page offset; entries are 8-byte aligned. walk() takes either a
 run of entries of one length word (a flood of one call), found in C, or
 the entries one by one; a caller walking a whole region calls it again
-from the returned end.
+from the returned end. A recorder stores each batch's entry offsets beside
+its bytes (Entries.index()); indexed() takes the entries of such a batch
+from those, checking them against the length words in C, with no loop per
+entry. Words are read in the host's byte order, the ring's (little-endian:
+x86_64 and aarch64).
 """
 
 from __future__ import annotations
 
+import array
 import bisect
 import functools
 import itertools
@@ -25,6 +30,7 @@ HDR = struct.Struct("<II")        # u32 length | flags, u32 page offset
 _WORD = struct.Struct("<I")
 _RUN_MIN = 64           # entries of one length, fewer not worth a run of their own
 _FAR = 1 << 62          # no byte budget
+_LENGTHS_MAX = 1 << 12  # distinct length words whose steps are kept
 
 # why a walk ended before its region's end (the empty string: it did not,
 # or stopped at its limit or byte budget)
@@ -57,6 +63,20 @@ class _Steps(dict):
 
 
 _STEPS = _Steps()
+
+
+class _Chain(dict):
+    """length word -> step, as _STEPS, but past any u32 for a busy entry
+    (whose successors are not there yet)."""
+
+    def __missing__(self, length: int) -> int:
+        if len(self) >= _LENGTHS_MAX:     # a damaged file's many lengths
+            self.clear()
+        step = self[length] = 1 << 40 if length & BUSY else record_step(length)[1]
+        return step
+
+
+_CHAIN = _Chain()
 
 
 class Entries:
@@ -98,6 +118,16 @@ class Entries:
             self._at.pop()
         return self._at
 
+    def index(self, origin: int) -> bytes:
+        """Each entry's ring header offset from `origin` (in buf), as u32s:
+        what indexed() takes the entries back from."""
+        first = origin + HDR.size
+        if isinstance(self.at, range):
+            at = range(self.at.start - first, self.at.stop - first, self.at.step)
+        else:
+            at = map(operator.sub, self.at, itertools.repeat(first))
+        return array.array("I", at).tobytes()
+
     def spans(self) -> list[tuple[int, int]]:
         """(offset, size) of each entry's record, discarded ones left out."""
         if self.run is not None:
@@ -124,6 +154,40 @@ def walk(buf, pos: int, end: int, fields: struct.Struct | None = None,
         return Entries(pos, None, pos + n * step, "", length, at,
                        None if fields is None else (buf, fields))
     return _each(buf, pos, end, fields or HDR, limit, stop)
+
+
+def index_of(buf) -> bytes:
+    """Entries.index() of all of buf's entries (up to any damage)."""
+    parts, pos, end = [], 0, len(buf)
+    while pos < end:
+        got = walk(buf, pos, end)
+        parts.append(got.index(0))
+        if got.ended or got.end == pos:
+            break
+        pos = got.end
+    return b"".join(parts)
+
+
+def indexed(buf, index, fields: struct.Struct | None = None) -> Entries | None:
+    """The entries of a whole region (buf, from 0) whose ring header
+    offsets `index` (u32s, Entries.index()) gives: their rows read at once
+    and the offsets checked in C to follow from the length words, the last
+    entry ending (padded) at buf's end, none busy. None if they do not
+    (walk() then says what is wrong)."""
+    at = array.array("I")
+    at.frombytes(index)
+    end = len(buf)
+    if not at or at[0] != 0 or max(at) > end - HDR.size:
+        return None
+    rows = _rows(buf, at, fields or HDR)
+    try:        # where each entry ends, from its length word: the next one's offset
+        ends = array.array("I", itertools.accumulate(map(_CHAIN.__getitem__,
+                                                         map(_length, rows))))
+    except OverflowError:       # a busy entry's step: the chain is broken
+        return None
+    if ends[-1] != end or ends.tobytes()[:-4] != index[4:]:
+        return None
+    return Entries(0, rows, end)
 
 
 def _run(buf, pos: int, end: int, limit: int, stop: int) -> tuple[int, int, int] | None:
@@ -201,7 +265,7 @@ def _each(buf, pos: int, end: int, fields: struct.Struct, limit: int, stop: int)
                    at=list(map(_past_header, at)))
 
 
-def _rows(buf, at: list[int], fields: struct.Struct) -> list[tuple]:
+def _rows(buf, at: Sequence[int], fields: struct.Struct) -> list[tuple]:
     """`fields` unpacked at each ring header offset, in C; the ring header
     alone where `fields` would read past buf's end (a record shorter than
     them, last in buf)."""
