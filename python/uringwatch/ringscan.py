@@ -49,6 +49,12 @@ def record_step(length: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=64)
+def _run_index(start: int, step: int, n: int) -> bytes:
+    """Entries.index() of a run: n offsets `step` apart from `start`."""
+    return array.array("I", range(start, start + n * step, step)).tobytes()
+
+
+@functools.lru_cache(maxsize=64)
 def stepped(fields: struct.Struct, step: int) -> struct.Struct:
     """`fields` padded to `step` bytes: iter_unpack over a run of entries."""
     return struct.Struct(fields.format + f"{step - fields.size}x")
@@ -122,11 +128,10 @@ class Entries:
         """Each entry's ring header offset from `origin` (in buf), as u32s:
         what indexed() takes the entries back from."""
         first = origin + HDR.size
-        if isinstance(self.at, range):
-            at = range(self.at.start - first, self.at.stop - first, self.at.step)
-        else:
-            at = map(operator.sub, self.at, itertools.repeat(first))
-        return array.array("I", at).tobytes()
+        at = self.at
+        if isinstance(at, range):       # a flood's batches: the same few, made once
+            return _run_index(at.start - first, at.step, len(at))
+        return array.array("I", map(operator.sub, at, itertools.repeat(first))).tobytes()
 
     def spans(self) -> list[tuple[int, int]]:
         """(offset, size) of each entry's record, discarded ones left out."""
