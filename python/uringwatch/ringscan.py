@@ -39,7 +39,6 @@ ENDS_MID_HEADER = "ring frame ends mid-header"
 ENDS_PAST_END = "a record runs past its ring frame's end"
 
 _length = itemgetter(0)
-_past_header = functools.partial(operator.add, HDR.size)     # ring header -> record offset
 
 
 def record_step(length: int) -> tuple[int, int]:
@@ -227,32 +226,24 @@ def _run(buf, pos: int, end: int, limit: int, stop: int) -> tuple[int, int, int]
 
 
 def _each(buf, pos: int, end: int, fields: struct.Struct, limit: int, stop: int) -> Entries:
-    """walk(), one entry at a time: first the chain of entry offsets, each
-    from its length word alone (the loop runs per record: one index, one
-    add), then `fields` unpacked at every offset at once, in C. A length
-    word with BUSY or DISCARD set reads as a step past `bound`, so only
-    such entries and the last take the careful path."""
-    at, ended, start = [], "", pos
-    add = at.append
-    bound, last = min(end, stop), end - HDR.size    # last: a ring header fits from here
-    with memoryview(buf) as view, view[:len(view) & ~3].cast("I") as words:
-        while len(at) < limit:
-            for _ in itertools.repeat(None, limit - len(at)):
-                if pos > last:
-                    break
-                nxt = (pos + words[pos >> 2] + HDR.size + 7) & ~7
-                if nxt > bound:
-                    break
-                add(pos)
-                pos = nxt
-            else:
-                break           # limit reached
-            if pos >= end:
-                break
-            if pos > last:
-                ended = ENDS_MID_HEADER
-                break
-            length = words[pos >> 2]
+    """walk(), one entry at a time: one unpack per entry (locals: this runs
+    per record). A length word with BUSY or DISCARD set reads as a step
+    past `bound`, so only such entries and the last take the slow path."""
+    unpack, need = fields.unpack_from, fields.size
+    rows, start, ended = [], pos, ""
+    add_row = rows.append
+    bound, full = min(end, stop), len(buf) - need     # full: fields readable up to here
+    while pos < end and limit:
+        if pos <= full:
+            h = unpack(buf, pos)
+        elif pos + HDR.size <= end:     # a record shorter than fields, at buf's end
+            h = HDR.unpack_from(buf, pos)
+        else:
+            ended = ENDS_MID_HEADER
+            break
+        nxt = (pos + h[0] + HDR.size + 7) & ~7
+        if nxt > bound:
+            length = h[0]
             if length & BUSY:
                 ended = ENDS_BUSY
                 break
@@ -264,10 +255,9 @@ def _each(buf, pos: int, end: int, fields: struct.Struct, limit: int, stop: int)
                 if pos + HDR.size + size > end:
                     ended = ENDS_PAST_END
                     break
-            add(pos)
-            pos = nxt
-    return Entries(start, _rows(buf, at, fields), pos, ended,
-                   at=list(map(_past_header, at)))
+        add_row(h)
+        pos, limit = nxt, limit - 1
+    return Entries(start, rows, pos, ended)
 
 
 def _rows(buf, at: Sequence[int], fields: struct.Struct) -> list[tuple]:
@@ -275,7 +265,8 @@ def _rows(buf, at: Sequence[int], fields: struct.Struct) -> list[tuple]:
     alone where `fields` would read past buf's end (a record shorter than
     them, last in buf)."""
     full = bisect.bisect_right(at, len(buf) - fields.size)
+    if full == len(at):
+        return list(map(fields.unpack_from, itertools.repeat(buf, full), at))
     rows = list(map(fields.unpack_from, itertools.repeat(buf, full), at[:full]))
-    if full < len(at):
-        rows += map(HDR.unpack_from, itertools.repeat(buf), at[full:])
+    rows += map(HDR.unpack_from, itertools.repeat(buf), at[full:])
     return rows
