@@ -508,6 +508,10 @@ def test_damaged_format_3_frames_are_said_and_counted(formats, tmp_path):
     # a frame sealed with CRC-32, as format 2 seals it: not format 3's check
     (lambda b, f: b[:f.offset] + dump._frame(dump.RING, bytes(f.payload), version=2)
      + b[f.end:], dump.EXIT_DAMAGED, "frame checksum mismatch"),
+    # sealed, but its count says the index is longer than the frame
+    (lambda b, f: b[:f.offset] + dump._frame(dump.RING, struct.pack("<I", 1 << 20)
+                                             + bytes(f.payload)) + b[f.end:],
+     dump.EXIT_DAMAGED, "ring frame's index runs past its end"),
     (lambda b, f: b[:f.end - 3], dump.EXIT_TRUNCATED,
      "truncated frame (file cut mid-record)"),
 ])

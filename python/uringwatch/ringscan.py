@@ -153,11 +153,15 @@ def walk(buf, pos: int, end: int, fields: struct.Struct | None = None,
     the record ends); rows are None without fields on a run."""
     run = _run(buf, pos, end, limit, stop)
     if run is not None and (fields is None or fields.size <= run[1]):
-        length, step, n = run
-        at = range(pos + HDR.size, pos + HDR.size + n * step, step)
-        return Entries(pos, None, pos + n * step, "", length, at,
-                       None if fields is None else (buf, fields))
+        return _run_entries(buf, pos, run, fields)
     return _each(buf, pos, end, fields or HDR, limit, stop)
+
+
+def _run_entries(buf, pos: int, run: tuple[int, int, int], fields) -> Entries:
+    length, step, n = run
+    at = range(pos + HDR.size, pos + HDR.size + n * step, step)
+    return Entries(pos, None, pos + n * step, "", length, at,
+                   None if fields is None else (buf, fields))
 
 
 def index_of(buf) -> bytes:
@@ -176,11 +180,16 @@ def indexed(buf, index, fields: struct.Struct | None = None) -> Entries | None:
     """The entries of a whole region (buf, from 0) whose ring header
     offsets `index` (u32s, Entries.index()) gives: their rows read at once
     and the offsets checked in C to follow from the length words, the last
-    entry ending (padded) at buf's end, none busy. None if they do not
-    (walk() then says what is wrong)."""
+    entry ending (padded) at buf's end, none busy; a frame of one length
+    throughout (a flood) is read as walk() reads a run, and its index must
+    be the run's. None if they do not (walk() then says what is wrong)."""
+    end = len(buf)
+    run = _run(buf, 0, end, _FAR, _FAR)
+    if run is not None and run[1] * run[2] == end and (fields is None or fields.size <= run[1]):
+        got = _run_entries(buf, 0, run, fields)     # one length throughout: read as a run
+        return got if got.index(0) == index else None
     at = array.array("I")
     at.frombytes(index)
-    end = len(buf)
     if not at or at[0] != 0 or max(at) > end - HDR.size:
         return None
     rows = _rows(buf, at, fields or HDR)
