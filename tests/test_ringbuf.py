@@ -141,3 +141,14 @@ def test_an_index_that_does_not_follow_the_length_words_is_refused():
         assert ringscan.indexed(frame, struct.pack(f"<{len(offsets)}I", *offsets)) is None, what
     assert ringscan.indexed(frame, index) is not None
     assert ringscan.indexed(frame[:-8], index) is None      # the last entry cut
+
+
+def test_an_index_out_of_order_near_the_end_is_refused():
+    """Offsets out of order, one too near the end for the fields a pass
+    reads: refused, not a struct.error."""
+    frame = bytes(frame_of([688] * 3 + [96], {}))
+    fields = struct.Struct("<I300x")
+    at = struct.unpack("<4I", ringscan.index_of(frame))
+    wrong = struct.pack("<4I", at[0], at[3], at[1], at[2])
+    assert ringscan.indexed(frame, wrong, fields) is None
+    assert ringscan.indexed(frame, ringscan.index_of(frame), fields) is not None

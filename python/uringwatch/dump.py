@@ -39,6 +39,7 @@ FRAME_MAGIC = 0x52465755          # "UWFR" little-endian
 _HEAD = struct.Struct("<8sHHI")
 _FRAME = struct.Struct("<IBBHI")
 _MARK = struct.Struct("<I")
+MAX_FRAME = 1 << 20               # far above the largest record (~25 KiB)
 
 
 class Check(NamedTuple):
@@ -61,7 +62,7 @@ def sealed(data: bytes, version: int = FORMAT_VERSION) -> bytes:
     file of that format version."""
     check = check_of(version)
     return check.trailer.pack(check.of(data))
-MAX_FRAME = 1 << 20               # far above the largest record (~25 KiB)
+
 
 # frame kinds
 RECORD = 1      # one raw ring-buffer record

@@ -192,10 +192,13 @@ def indexed(buf, index, fields: struct.Struct | None = None) -> Entries | None:
     at.frombytes(index)
     if not at or at[0] != 0 or max(at) > end - HDR.size:
         return None
-    rows = _rows(buf, at, fields or HDR)
-    try:        # where each entry ends, from its length word: the next one's offset
+    try:
+        rows = _rows(buf, at, fields or HDR)
+        # where each entry ends, from its length word: the next one's offset
         ends = array.array("I", itertools.accumulate(map(_CHAIN.__getitem__,
                                                          map(_length, rows))))
+    except struct.error:        # offsets out of order: fields read past the end
+        return None
     except OverflowError:       # a busy entry's step: the chain is broken
         return None
     if ends[-1] != end or ends.tobytes()[:-4] != index[4:]:
