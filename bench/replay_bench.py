@@ -10,6 +10,12 @@ identities, 16384-fd raced calls; 2.5 KB a record on average), and
 a process flooding the tracer holds.
 
     .venv/bin/python bench/replay_bench.py [--records N] [--repeat R]
+
+With --file DUMP (a real recording, e.g. `uringwatch record --no-fair -w`
+around `bench/loadgen -g -n 260000 files 8`: 336 MB of identity-rich
+calls) the same passes run over that file instead, reported in MB and
+records per CPU-second; the filtered pass there is `-p` of a pid the file
+does not hold (it keeps nothing: a search of a large recording).
 """
 
 import argparse
@@ -122,14 +128,55 @@ def measure(records: int, repeat: int = 3, which: str = "mix") -> dict:
                 "stats": cpu_rate(records, stats, repeat)}
 
 
+ABSENT_PID = 0x7FFFFFFE         # a pid no recording holds
+
+
+def measure_file(path: str, repeat: int = 3) -> dict:
+    """MB and records per CPU-second of each pass over a recording, on one core."""
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    records = Reader([path]).stats()["events"]
+
+    def structs():
+        return sum(len(b) for b in Reader([path]).batches()) == records
+
+    def jsonl():
+        with open(os.devnull, "w") as out:
+            w = Writer(out, True)
+            for batch in Reader([path]).json_batches():
+                w.write(batch)
+        return True
+
+    def filtered():
+        return sum(len(b) for b in Reader([path], Filters(pids=frozenset([ABSENT_PID])))
+                   .batches()) == 0
+
+    def stats():
+        return Reader([path]).stats()["events"] == records
+
+    mb = os.path.getsize(path) / 1e6
+    out = {"records": records, "mb": mb}
+    for name, run in (("stats", stats), ("filtered", filtered), ("structs", structs),
+                      ("jsonl", jsonl)):
+        out[name] = cpu_rate(records, run, repeat)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=300_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dump", choices=DUMPS, action="append",
                     help="which dump (default: both)")
+    ap.add_argument("--file", action="append", metavar="DUMP",
+                    help="measure this recording instead (MB/s and records/s)")
     args = ap.parse_args()
-    for which in args.dump or DUMPS:
+    for path in args.file or ():
+        r = measure_file(path, args.repeat)
+        per_mb = r["mb"] / r["records"]
+        print(f"{path}: {r['mb']:.0f} MB, {r['records']} records, per CPU-second: " + ", ".join(
+            f"{name} {r[name] * per_mb:,.0f} MB ({r[name]:,.0f} records)"
+            for name in ("stats", "filtered", "structs", "jsonl")))
+    for which in args.dump or (() if args.file else DUMPS):
         r = measure(args.records, args.repeat, which)
         print(f"{which}: {r['records']} records, per CPU-second: "
               f"{r['structs']:,.0f} into Structs, {r['jsonl']:,.0f} to JSON Lines, "

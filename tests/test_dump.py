@@ -2,6 +2,7 @@
 with a file and byte offset, never a traceback."""
 
 import grp
+import gzip
 import io
 import json
 import os
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 
 import msgspec
 import pytest
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import DumpError, dump, recorder, replay
+from uringwatch import DumpError, dump, recorder, replay, ringscan
 from uringwatch.events import Event
 from uringwatch.exitcodes import EXIT_ERROR
 
@@ -159,10 +159,8 @@ def test_flipped_byte_is_local(recording, tmp_path):
 
 def test_unknown_frame_kind_is_reported_and_skipped(recording, tmp_path):
     path, live = recording
-    head = dump._FRAME.pack(dump.FRAME_MAGIC, 99, 0, 0, 3)
-    extra = head + b"xyz" + struct.pack("<I", zlib.crc32(head[4:] + b"xyz"))
     bad = tmp_path / "kind.uwd"
-    bad.write_bytes(path.read_bytes() + extra)
+    bad.write_bytes(path.read_bytes() + dump._frame(99, b"xyz"))
     r = run_replay(bad, "--json")
     assert r.returncode == dump.EXIT_UNKNOWN_FRAME and r.stdout == live
     assert "unknown frame kind 99" in r.stderr
@@ -270,14 +268,15 @@ GOLDEN_META = GOLDEN[dump._HEAD.size:GOLDEN_START - 4]
 
 
 def with_header(body: bytes) -> bytes:
-    """The golden dump's frames behind a header holding `body`."""
-    head = dump._HEAD.pack(dump.MAGIC, dump.FORMAT_VERSION, 0, len(body)) + body
-    return head + struct.pack("<I", zlib.crc32(head)) + GOLDEN[GOLDEN_START:]
+    """The golden dump's frames behind a header holding `body` (of the
+    golden's format version, 1: its frames are checked by CRC-32)."""
+    head = dump._HEAD.pack(dump.MAGIC, 1, 0, len(body)) + body
+    return head + dump.sealed(head, 1) + GOLDEN[GOLDEN_START:]
 
 
 def with_frame(kind: int, payload: bytes) -> bytes:
     """The golden dump with one more frame at its end."""
-    return GOLDEN + dump._frame(kind, payload)
+    return GOLDEN + dump._frame(kind, payload, version=1)
 
 
 def without_abi(meta: bytes) -> bytes:
@@ -339,7 +338,8 @@ def test_header_reads_back_as_written():
     out = io.BytesIO()
     dump.Writer(out, meta)
     assert dump.read_header(out.getvalue(), "copy")[0] == meta
-    assert json.loads(out.getvalue()[dump._HEAD.size:-4]) == json.loads(GOLDEN_META)
+    assert json.loads(out.getvalue()[dump._HEAD.size:-dump.XXH3.trailer.size]) == \
+        json.loads(GOLDEN_META)
 
 
 def test_counters_frame_holds_every_stat(tracer):
@@ -431,3 +431,118 @@ def test_record_to_a_closed_pipe_exits_cleanly():
     err = p.communicate(timeout=60)[1]
     # a reader that goes away ends the recording, as it ends `uringwatch | head`
     assert p.returncode == 0 and "Traceback" not in err and "Exception" not in err, err
+
+
+# -- format 3: XXH3-64 checks; formats 1 and 2 (CRC-32) still read
+
+CORPUS = DATA / "calls-abi2.uwd.gz"     # format 2: the current record ABI's calls
+
+
+def in_format_3(data: bytes) -> bytes:
+    """A dump's frames rewritten by today's Writer: the same records, sealed
+    as format 3 seals them."""
+    meta, start = dump.read_header(data, "old")
+    out = io.BytesIO()
+    w = dump.Writer(out, meta)
+    for f in dump.frames(data, start, "old", []):
+        if f.kind == dump.RING:
+            w.write_ring(f.payload)
+        else:
+            w.write(f.kind, bytes(f.payload))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory):
+    """The corpus as recorded (format 2) and rewritten as format 3, and its
+    replay's JSON Lines (test_decode_corpus holds those to the corpus's)."""
+    d = tmp_path_factory.mktemp("formats")
+    old = gzip.decompress(CORPUS.read_bytes())
+    (d / "v2.uwd").write_bytes(old)
+    (d / "v3.uwd").write_bytes(in_format_3(old))
+    r = run_replay(d / "v2.uwd", "--json")
+    assert (r.returncode, r.stderr) == (0, "") and r.stdout.count("\n") > 500
+    return d / "v2.uwd", d / "v3.uwd", r.stdout
+
+
+def test_every_format_replays_the_same(formats):
+    v2, v3, expected = formats
+    assert struct.unpack_from("<H", v3.read_bytes(), 8) == (3,)
+    r = run_replay(v3, "--json")
+    assert (r.returncode, r.stderr, r.stdout) == (0, "", expected)
+    stats = [json.loads(run_replay(p, "--stats", "--json").stdout) for p in (v2, v3)]
+    assert stats[0] == stats[1] and stats[0]["events"] > 500
+
+
+def ring_frames(data: bytes) -> list:
+    _, start = dump.read_header(data, "f")
+    return [f for f in dump.frames(data, start, "f", []) if f.kind == dump.RING]
+
+
+def test_damaged_format_3_frames_are_said_and_counted(formats, tmp_path):
+    """A flipped byte in each of two RING frames: their records alone are
+    lost, the first is named with its byte offset, the other counted; the
+    same for --stats."""
+    data = formats[1].read_bytes()
+    frames = ring_frames(data)
+    hit = [frames[1], frames[3]]
+    flipped, without = bytearray(data), data
+    for f in reversed(hit):
+        flipped[f.offset + dump._FRAME.size + 100] ^= 0x01
+        without = without[:f.offset] + without[f.end:]
+    bad, rest = tmp_path / "flipped.uwd", tmp_path / "without.uwd"
+    bad.write_bytes(bytes(flipped))
+    rest.write_bytes(without)
+    for mode in (["--json"], ["--stats", "--json"]):
+        r, expected = run_replay(bad, *mode), run_replay(rest, *mode)
+        assert r.returncode == dump.EXIT_DAMAGED and expected.returncode == 0
+        assert r.stderr == (f"uringwatch: {bad}: byte {hit[0].offset}: frame checksum "
+                            f"mismatch (and 1 more problems)\n")
+        assert r.stdout == expected.stdout != run_replay(formats[1], *mode).stdout
+
+
+@pytest.mark.parametrize("damage,code,what", [
+    (lambda b, f: b[:30] + bytes([b[30] ^ 1]) + b[31:], dump.EXIT_DAMAGED,
+     "byte 0: header checksum mismatch"),
+    # a frame sealed with CRC-32, as format 2 seals it: not format 3's check
+    (lambda b, f: b[:f.offset] + dump._frame(dump.RING, bytes(f.payload), version=2)
+     + b[f.end:], dump.EXIT_DAMAGED, "frame checksum mismatch"),
+    # sealed, but its count says the index is longer than the frame
+    (lambda b, f: b[:f.offset] + dump._frame(dump.RING, struct.pack("<I", 1 << 20)
+                                             + bytes(f.payload)) + b[f.end:],
+     dump.EXIT_DAMAGED, "ring frame's index runs past its end"),
+    (lambda b, f: b[:f.end - 3], dump.EXIT_TRUNCATED,
+     "truncated frame (file cut mid-record)"),
+])
+def test_format_3_checks(formats, tmp_path, damage, code, what):
+    v3 = formats[1].read_bytes()
+    last = ring_frames(v3)[-1]
+    bad = tmp_path / "bad.uwd"
+    bad.write_bytes(damage(v3, last))
+    r = run_replay(bad, "--json")
+    assert r.returncode == code
+    assert what in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_recorded_frames_carry_their_index(recording):
+    """The recorder stores the walk it took each batch with: every RING
+    frame's entries come from its index (the index's own check: offsets
+    following from the length words, the last entry ending the frame)."""
+    frames = ring_frames(recording[0].read_bytes())
+    assert frames and all(ringscan.indexed(f.payload, f.index) is not None for f in frames)
+
+
+def test_an_index_that_does_not_match_is_said_and_its_records_kept(formats, tmp_path):
+    """A sealed frame whose index is off by one entry (as a writer's bug
+    would make it): damage said aloud, the records walked and all kept."""
+    data = formats[1].read_bytes()
+    f = ring_frames(data)[0]
+    index = bytes(f.index)[:-4]
+    payload = struct.pack("<I", len(index) // 4) + index + bytes(f.payload)
+    bad = tmp_path / "index.uwd"
+    bad.write_bytes(data[:f.offset] + dump._frame(dump.RING, payload) + data[f.end:])
+    r = run_replay(bad, "--json")
+    assert r.returncode == dump.EXIT_DAMAGED
+    assert r.stderr == (f"uringwatch: {bad}: byte {f.offset}: ring frame's index does not "
+                        f"match its records\n")
+    assert r.stdout == formats[2]

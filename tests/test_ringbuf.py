@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from uringwatch import dump, ringbuf
+from uringwatch import dump, ringbuf, ringscan
 
 SIZE = 1 << 16
 
@@ -114,3 +114,41 @@ def test_a_cut_frame_keeps_what_came_before(tail, what):
     got = list(dump.ring_records(memoryview(frame), 0, "f", problems))
     assert got == expected(0, [688] * 80, {})
     assert len(problems) == 1 and what in str(problems[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_an_index_gives_the_walks_entries(case):
+    """A format 3 frame's entries, taken from the index its writer stored
+    (ringscan.index_of: the walk's offsets), are the walk's; a frame with a
+    busy entry has no index that checks out, so the walk says why."""
+    lengths, flags = CASES[case]
+    frame = bytes(frame_of(lengths, flags))
+    got = ringscan.indexed(frame, ringscan.index_of(frame))
+    if any(f & ringbuf.BUSY for f in flags.values()):
+        assert got is None
+    else:
+        assert got.spans() == expected(0, lengths, flags) and got.end == len(frame)
+
+
+def test_an_index_that_does_not_follow_the_length_words_is_refused():
+    frame = bytes(frame_of([688, 96, 2704], {}))
+    index = ringscan.index_of(frame)
+    at = struct.unpack(f"<{len(index) // 4}I", index)
+    wrong = {"an entry left out": at[:2], "one more": at + (at[-1] + 8,),
+             "not from 0": (8,) + at[1:], "out of order": (at[0], at[2], at[1]),
+             "past the end": at[:2] + (len(frame),), "none": ()}
+    for what, offsets in wrong.items():
+        assert ringscan.indexed(frame, struct.pack(f"<{len(offsets)}I", *offsets)) is None, what
+    assert ringscan.indexed(frame, index) is not None
+    assert ringscan.indexed(frame[:-8], index) is None      # the last entry cut
+
+
+def test_an_index_out_of_order_near_the_end_is_refused():
+    """Offsets out of order, one too near the end for the fields a pass
+    reads: refused, not a struct.error."""
+    frame = bytes(frame_of([688] * 3 + [96], {}))
+    fields = struct.Struct("<I300x")
+    at = struct.unpack("<4I", ringscan.index_of(frame))
+    wrong = struct.pack("<4I", at[0], at[3], at[1], at[2])
+    assert ringscan.indexed(frame, wrong, fields) is None
+    assert ringscan.indexed(frame, ringscan.index_of(frame), fields) is not None

@@ -1,13 +1,18 @@
 """The dump file: raw ring-buffer records as they came off the ring, framed
 so damage stays local. Layout in docs/DUMP_FORMAT.md.
 
-    header:  b"UWDUMP\\0\\0" | u16 format | u16 0 | u32 n | n bytes JSON | u32 crc32
-    frame:   u32 FRAME_MAGIC | u8 kind | u8 0 | u16 0 | u32 n | n bytes | u32 crc32
+    header:  b"UWDUMP\\0\\0" | u16 format | u16 0 | u32 n | n bytes JSON | check
+    frame:   u32 FRAME_MAGIC | u8 kind | u8 0 | u16 0 | u32 n | n bytes | check
 
-The header's crc covers everything before it; a frame's covers kind..payload.
-A RING frame holds many records as the ring buffer laid them out (each
-behind its 8-byte ring header), so a recorder copies a batch of the ring in
-one frame and a reader checks one crc per batch, not per record.
+The header's check covers everything before it; a frame's covers
+kind..payload. The check is a u64 XXH3-64 from format 3 on (about 50 GB/s
+here, against zlib CRC-32's 4), a u32 CRC-32 before. A RING frame holds
+many records as the ring buffer laid them out (each behind its 8-byte ring
+header), so a recorder copies a batch of the ring in one frame and a reader
+checks one sum per batch, not per record. From format 3 a RING frame's
+payload starts with the batch's index, u32 n and n u32 entry offsets (the
+recorder's walk found them already), so a reader takes the entries from
+it in C instead of following the length words one by one.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import socket
 import struct
 import time
 import zlib
-from typing import IO, Any, Iterator, NamedTuple
+from typing import IO, Any, Callable, Iterator, NamedTuple
 
 import msgspec
+import xxhash
 from msgspec import UNSET, UnsetType
 
 from . import layout, reports, ringscan
@@ -28,12 +34,35 @@ from .exitcodes import (EXIT_DAMAGED, EXIT_NEWER_FORMAT, EXIT_NOT_A_DUMP,  # noq
                         EXIT_TRUNCATED, EXIT_UNKNOWN_ABI, EXIT_UNKNOWN_FRAME)
 
 MAGIC = b"UWDUMP\0\0"
-FORMAT_VERSION = 2                # 2: RING frames (a version-1 reader can't read them)
+FORMAT_VERSION = 3        # 2: RING frames; 3: XXH3-64 checks (older readers refuse both)
 FRAME_MAGIC = 0x52465755          # "UWFR" little-endian
 _HEAD = struct.Struct("<8sHHI")
 _FRAME = struct.Struct("<IBBHI")
-_CRC = struct.Struct("<I")
+_MARK = struct.Struct("<I")
 MAX_FRAME = 1 << 20               # far above the largest record (~25 KiB)
+
+
+class Check(NamedTuple):
+    """A format version's checksum: the trailer it is stored as, and the
+    function of the bytes it covers."""
+    trailer: struct.Struct
+    of: Callable[[Any], int]
+
+
+CRC32 = Check(struct.Struct("<I"), zlib.crc32)                      # formats 1 and 2
+XXH3 = Check(struct.Struct("<Q"), xxhash.xxh3_64_intdigest)         # format 3
+
+
+def check_of(version: int) -> Check:
+    return XXH3 if version >= 3 else CRC32
+
+
+def sealed(data: bytes, version: int = FORMAT_VERSION) -> bytes:
+    """The trailer of `data` (a header, or a frame's kind..payload) in a
+    file of that format version."""
+    check = check_of(version)
+    return check.trailer.pack(check.of(data))
+
 
 # frame kinds
 RECORD = 1      # one raw ring-buffer record
@@ -130,13 +159,18 @@ def _decoded(decoder, data, path: str, offset: int, what: str):
 
 class Frame(NamedTuple):
     kind: int
-    payload: memoryview    # a slice of the file's mapping: no copy
+    payload: memoryview    # a slice of the file's mapping: no copy (a RING frame's ring bytes)
     offset: int
+    index: memoryview | None = None     # a format 3 RING frame's entry offsets (u32s)
+    end: int = 0                        # the offset past its check
 
 
-def _frame(kind: int, payload: bytes) -> bytes:
+_COUNT = struct.Struct("<I")
+
+
+def _frame(kind: int, payload: bytes, version: int = FORMAT_VERSION) -> bytes:
     head = _FRAME.pack(FRAME_MAGIC, kind, 0, 0, len(payload))
-    return head + payload + _CRC.pack(zlib.crc32(head[4:] + payload))
+    return head + payload + sealed(head[4:] + payload, version)
 
 
 # -- writing -----------------------------------------------------------------
@@ -148,8 +182,8 @@ class Writer:
         self.out = out
         body = _ENCODER.encode(meta)
         head = _HEAD.pack(MAGIC, FORMAT_VERSION, 0, len(body)) + body
-        out.write(head + _CRC.pack(zlib.crc32(head)))
-        self.size = len(head) + 4
+        out.write(head + sealed(head))
+        self.size = len(head) + XXH3.trailer.size
         self._flushed = time.monotonic()
 
     def write(self, kind: int, payload: bytes) -> None:
@@ -159,15 +193,23 @@ class Writer:
         if time.monotonic() - self._flushed >= 1.0:
             self.flush()
 
-    def write_ring(self, ring: memoryview) -> None:
-        """Ring-buffer bytes as they are, in one RING frame: no per-record
-        work and no copy of our own (the buffered file copies once)."""
-        head = _FRAME.pack(FRAME_MAGIC, RING, 0, 0, len(ring))
-        crc = _CRC.pack(zlib.crc32(ring, zlib.crc32(head[4:])))
-        self.out.write(head)
-        self.out.write(ring)
-        self.out.write(crc)
-        self.size += len(head) + len(ring) + len(crc)
+    def write_ring(self, ring: memoryview, index: bytes | None = None) -> None:
+        """Ring-buffer bytes as they are, in one RING frame behind their
+        index (ringscan.Entries.index() of the walk that took them; walked
+        here if not given): no copy of our own (the buffered file copies
+        once)."""
+        if index is None:
+            index = ringscan.index_of(ring)
+        count = _COUNT.pack(len(index) // 4)
+        head = _FRAME.pack(FRAME_MAGIC, RING, 0, 0, len(count) + len(index) + len(ring))
+        check = xxhash.xxh3_64(head[4:])
+        check.update(count)
+        check.update(index)
+        check.update(ring)
+        trailer = XXH3.trailer.pack(check.intdigest())
+        for part in (head, count, index, ring, trailer):
+            self.out.write(part)
+        self.size += len(head) + len(count) + len(index) + len(ring) + len(trailer)
         if time.monotonic() - self._flushed >= 1.0:
             self.flush()
 
@@ -209,11 +251,13 @@ def read_header(data: bytes, path: str) -> tuple[Meta, int]:
                         f"format version {version} is newer than this reader's "
                         f"{FORMAT_VERSION}: upgrade uringwatch")
     end = _HEAD.size + n
-    if len(data) < end + 4:
+    check = check_of(version)
+    if len(data) < end + check.trailer.size:
         raise DumpError(path, len(data), EXIT_TRUNCATED, "truncated in the header")
-    if _CRC.unpack_from(data, end)[0] != zlib.crc32(data[:end]):
+    if check.trailer.unpack_from(data, end)[0] != check.of(data[:end]):
         raise DumpError(path, 0, EXIT_DAMAGED, "header checksum mismatch")
-    return _decoded(_META, data[_HEAD.size:end], path, _HEAD.size, "header"), end + 4
+    return (_decoded(_META, data[_HEAD.size:end], path, _HEAD.size, "header"),
+            end + check.trailer.size)
 
 
 def read_json(frame: Frame, path: str) -> Context | Counters:
@@ -224,14 +268,19 @@ def read_json(frame: Frame, path: str) -> Context | Counters:
 
 def frames(data: bytes, start: int, path: str,
            problems: list[DumpError]) -> Iterator[Frame]:
-    """Every intact frame from `start`. A damaged one is noted in `problems`
-    and skipped by scanning for the next frame marker."""
+    """Every intact frame from `start` of a file's bytes (`data`, from its
+    header on: the header's format version says how frames are checked).
+    A damaged one is noted in `problems` and skipped by scanning for the
+    next frame marker."""
     find = data.find if hasattr(data, "find") else bytes(data).find
+    version = _HEAD.unpack_from(data)[1]
+    trailer, check = check_of(version)
+    unpack_check, tail = trailer.unpack_from, trailer.size
     data = memoryview(data)
     pos, n = start, len(data)
-    magic = _CRC.pack(FRAME_MAGIC)
+    magic = _MARK.pack(FRAME_MAGIC)
     while pos < n:
-        if n - pos < _FRAME.size + 4:
+        if n - pos < _FRAME.size + tail:
             problems.append(DumpError(path, pos, EXIT_TRUNCATED, "truncated frame"))
             return
         mark, kind, _, _, length = _FRAME.unpack_from(data, pos)
@@ -241,11 +290,11 @@ def frames(data: bytes, start: int, path: str,
             bad = "no frame marker"
         elif length > MAX_FRAME:
             bad = f"frame length {length} is implausible"
-        elif end + 4 > n:
+        elif end + tail > n:
             problems.append(DumpError(path, pos, EXIT_TRUNCATED,
                                       "truncated frame (file cut mid-record)"))
             return
-        elif _CRC.unpack_from(data, end)[0] != zlib.crc32(data[pos + 4:end]):
+        elif unpack_check(data, end)[0] != check(data[pos + 4:end]):
             bad = "frame checksum mismatch"
         if bad:
             problems.append(DumpError(path, pos, EXIT_DAMAGED, bad))
@@ -254,8 +303,29 @@ def frames(data: bytes, start: int, path: str,
                 return
             pos = nxt
             continue
-        yield Frame(kind, data[pos + _FRAME.size:end], pos)
-        pos = end + 4
+        if kind == RING and version >= 3:
+            frame = _indexed(data, pos, end, end + tail)
+            if frame is None:
+                problems.append(DumpError(path, pos, EXIT_DAMAGED,
+                                          "ring frame's index runs past its end"))
+            else:
+                yield frame
+        else:
+            yield Frame(kind, data[pos + _FRAME.size:end], pos, None, end + tail)
+        pos = end + tail
+
+
+def _indexed(data: memoryview, pos: int, end: int, after: int) -> Frame | None:
+    """A format 3 RING frame: its index, then its ring bytes (None if the
+    index does not fit)."""
+    at = pos + _FRAME.size
+    if end - at < _COUNT.size:
+        return None
+    n = _COUNT.unpack_from(data, at)[0]
+    ring = at + _COUNT.size + 4 * n
+    if ring > end:
+        return None
+    return Frame(RING, data[ring:end], pos, data[at + _COUNT.size:ring], after)
 
 
 def ring_records(payload: memoryview, offset: int, path: str,

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import AsyncIterator, Callable, Iterator
 
-from . import before, headers, layout, ringbuf
+from . import before, headers, layout, ringbuf, ringscan
 from .decode import Runs, decode, decode_many
 from .errors import TracerError
 from .events import AnyEvent, Repeat
@@ -35,7 +35,7 @@ class EventReader:
         self.boot_to_wall = 0
         self.detached = False           # no program runs: the ring holds all there is
         # sees each batch's ring bytes, the cgroups in it and its record count
-        self.on_ring: Callable[[memoryview, set, int], object] | None = None
+        self.on_ring: Callable[[memoryview, set, int, bytes], object] | None = None
         # given each batch of events, returns the findings they make
         self.findings: Callable[[list], list] | None = None
         self._context = context         # cgroup id -> (path, container id)
@@ -100,7 +100,7 @@ class EventReader:
         with self._lock:        # close() must not unmap the ring mid-decode
             return self._drain(lines) if self._ring is not None else []
 
-    def poll_raw(self, sink: Callable[[memoryview, set, int], object],
+    def poll_raw(self, sink: Callable[[memoryview, set, int, bytes], object],
                  timeout: float | None = None, limit: int = BATCH) -> int:
         """Tracer.poll_raw(): one batch of records handed to sink, undecoded."""
         if not self._wait(timeout):
@@ -117,7 +117,8 @@ class EventReader:
         live = [p for p in peeks if not p[0] & ringbuf.DISCARD]
         view = ring.taken()
         try:
-            sink(view, {p[cg] for p in live if p[kind] == layout.KIND_CALL}, len(live))
+            sink(view, {p[cg] for p in live if p[kind] == layout.KIND_CALL}, len(live),
+                 ring.taken_index())
         finally:        # a view left alive would keep the ring from unmapping
             view.release()
         ring.release()
@@ -138,7 +139,7 @@ class EventReader:
             view = ring.taken()
             try:
                 self.on_ring(view, {ev.cgroup_id for ev in out if hasattr(ev, "cgroup_id")},
-                             len(spans))
+                             len(spans), ring.taken_index())
             finally:
                 view.release()
         ring.release()
@@ -181,7 +182,7 @@ class EventReader:
         header of its own (ringbuf.made_entry), which it returns."""
         entry = ringbuf.made_entry(raw)
         if self.on_ring:
-            self.on_ring(memoryview(entry), set(), 1)
+            self.on_ring(memoryview(entry), set(), 1, ringscan.index_of(entry))
         return entry
 
     def _counts(self) -> list:

@@ -138,7 +138,8 @@ class Recorder:
             self.meta, file_index=self.index))
         self._seen: set[int] = set()    # context is per file: each stands alone
 
-    def write_ring(self, ring: memoryview, cgroups: set, records: int) -> None:
+    def write_ring(self, ring: memoryview, cgroups: set, records: int,
+                   index: bytes | None = None) -> None:
         """A batch of ring bytes (records behind their ring headers), after
         the context of any cgroup this file has not described yet. Files
         roll over between batches, before one, so none is left empty."""
@@ -151,7 +152,7 @@ class Recorder:
             self._seen.add(cg)
             path, cid = self.tracer.context(cg)
             self._writer.write_json(dump.CONTEXT, dump.Context(cg, path, cid))
-        self._writer.write_ring(ring)
+        self._writer.write_ring(ring, index)
         self.records += records
 
     def write_stats(self) -> None:

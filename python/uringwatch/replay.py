@@ -1,6 +1,6 @@
 """Reading dump files back into the same Events the live tracer yields.
 
-Needs no root, no BPF and no libbpf: only Python and msgspec."""
+Needs no root, no BPF and no libbpf: only Python, msgspec and xxhash."""
 
 from __future__ import annotations
 
@@ -202,34 +202,47 @@ class Reader:
             else:
                 kept_here = []
             return [kept_here] if stats else kept_here
-        pos, n = 0, len(buf)
-        while pos < n:
-            got = ringscan.walk(buf, pos, n, scan.ring)
+        for got in self._entries(path, frame, scan):
             if stats:
                 out.append(self._count(got, scan, careful))
             else:
                 self._keep(buf, frame, got, scan, out, careful, decode_spans)
+        return out
+
+    def _entries(self, path, frame, scan) -> Iterator[ringscan.Entries]:
+        """A RING frame's entries: from its index in one go, checked in C
+        (format 3), or walked (older formats, or an index that does not
+        match, which is damage said aloud); a walk's damage noted after
+        the entries before it."""
+        buf = frame.payload
+        if frame.index is not None:
+            got = ringscan.indexed(buf, frame.index, scan.ring)
+            if got is not None:
+                yield got
+                return
+            self._damaged(path, frame, "ring frame's index does not match its records")
+        pos, n = 0, len(buf)
+        while pos < n:
+            got = ringscan.walk(buf, pos, n, scan.ring)
+            yield got
             if got.ended:
                 self._damaged(path, frame, got.ended)
-                break
+                return
             pos = got.end
-        return out
 
     @staticmethod
     def _count(got, scan, careful) -> collections.Counter | list:
-        """--stats of walked entries, for a Counter to count in C: a run's
-        (few distinct tuples) already counted, and judged per distinct one;
-        others' kept tuples, in order, with those the decoder judged."""
-        if got.run is not None:
-            counts = collections.Counter(got.each_row())
-            judged = scan.verdicts(list(counts))
-            if CARE not in judged:
-                return collections.Counter(dict(itertools.compress(counts.items(), judged))) \
-                    if SKIP in judged else counts
+        """--stats of walked entries, for a Counter to count in C: their
+        header tuples counted in C and each distinct one judged once;
+        where the decoder must judge some, the kept tuples in order, with
+        those it judged."""
+        counts = collections.Counter(got.each_row())
+        judged = scan.verdicts(list(counts))
+        if CARE not in judged:
+            return collections.Counter(dict(itertools.compress(counts.items(), judged))) \
+                if SKIP in judged else counts
         rows = got.rows
         judged = scan.verdicts(rows)
-        if CARE not in judged:
-            return rows if SKIP not in judged else list(itertools.compress(rows, judged))
         out = []
         for at, h, ok in zip(got.at, rows, judged):
             if ok == KEEP:

@@ -50,6 +50,7 @@ class RingBuffer:
         self._epoll = select.epoll()
         self._epoll.register(map_fd, select.EPOLLIN)
         self._start = self._pending = -1
+        self._taken: ringscan.Entries | None = None     # the last walk, for taken_index()
 
     def fileno(self) -> int:
         """An fd that polls readable while records are queued (for event loops)."""
@@ -87,6 +88,7 @@ class RingBuffer:
         stop = off + max_bytes if max_bytes else end
         got = ringscan.walk(self.data, off, end, fields, limit, stop)
         self._start, self._pending = cons, cons + got.end - off
+        self._taken = got
         return got
 
     def taken(self) -> memoryview:
@@ -94,6 +96,11 @@ class RingBuffer:
         included: contiguous, as the data pages are mapped twice."""
         off = self._start & self._mask
         return self.data[off:off + self._pending - self._start]
+
+    def taken_index(self) -> bytes:
+        """The entry offsets in taken() (ringscan.Entries.index()): a dump
+        stores them beside the bytes, so replay need not walk them."""
+        return self._taken.index(self._start & self._mask)
 
     def release(self) -> None:
         """Hand the space of the records from the last spans() back."""

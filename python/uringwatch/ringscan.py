@@ -5,13 +5,20 @@ Each entry starts with an 8-byte header: u32 length with BUSY and DISCARD
 bits, u32 page offset; entries are 8-byte aligned. walk() takes either a
 run of entries of one length word (a flood of one call), found in C, or
 the entries one by one; a caller walking a whole region calls it again
-from the returned end.
+from the returned end. A recorder stores each batch's entry offsets beside
+its bytes (Entries.index()); indexed() takes the entries of such a batch
+from those, checking them against the length words in C, with no loop per
+entry. Words are read in the host's byte order, the ring's (little-endian:
+x86_64 and aarch64).
 """
 
 from __future__ import annotations
 
+import array
+import bisect
 import functools
 import itertools
+import operator
 import struct
 from operator import itemgetter
 from typing import Iterator, Sequence
@@ -23,6 +30,7 @@ HDR = struct.Struct("<II")        # u32 length | flags, u32 page offset
 _WORD = struct.Struct("<I")
 _RUN_MIN = 64           # entries of one length, fewer not worth a run of their own
 _FAR = 1 << 62          # no byte budget
+_LENGTHS_MAX = 1 << 12  # distinct length words whose steps are kept
 
 # why a walk ended before its region's end (the empty string: it did not,
 # or stopped at its limit or byte budget)
@@ -40,6 +48,12 @@ def record_step(length: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=64)
+def _run_index(start: int, step: int, n: int) -> bytes:
+    """Entries.index() of a run: n offsets `step` apart from `start`."""
+    return array.array("I", range(start, start + n * step, step)).tobytes()
+
+
+@functools.lru_cache(maxsize=64)
 def stepped(fields: struct.Struct, step: int) -> struct.Struct:
     """`fields` padded to `step` bytes: iter_unpack over a run of entries."""
     return struct.Struct(fields.format + f"{step - fields.size}x")
@@ -54,6 +68,20 @@ class _Steps(dict):
 
 
 _STEPS = _Steps()
+
+
+class _Chain(dict):
+    """length word -> step, as _STEPS, but past any u32 for a busy entry
+    (whose successors are not there yet)."""
+
+    def __missing__(self, length: int) -> int:
+        if len(self) >= _LENGTHS_MAX:     # a damaged file's many lengths
+            self.clear()
+        step = self[length] = 1 << 40 if length & BUSY else record_step(length)[1]
+        return step
+
+
+_CHAIN = _Chain()
 
 
 class Entries:
@@ -95,6 +123,15 @@ class Entries:
             self._at.pop()
         return self._at
 
+    def index(self, origin: int) -> bytes:
+        """Each entry's ring header offset from `origin` (in buf), as u32s:
+        what indexed() takes the entries back from."""
+        first = origin + HDR.size
+        at = self.at
+        if isinstance(at, range):       # a flood's batches: the same few, made once
+            return _run_index(at.start - first, at.step, len(at))
+        return array.array("I", map(operator.sub, at, itertools.repeat(first))).tobytes()
+
     def spans(self) -> list[tuple[int, int]]:
         """(offset, size) of each entry's record, discarded ones left out."""
         if self.run is not None:
@@ -116,11 +153,57 @@ def walk(buf, pos: int, end: int, fields: struct.Struct | None = None,
     the record ends); rows are None without fields on a run."""
     run = _run(buf, pos, end, limit, stop)
     if run is not None and (fields is None or fields.size <= run[1]):
-        length, step, n = run
-        at = range(pos + HDR.size, pos + HDR.size + n * step, step)
-        return Entries(pos, None, pos + n * step, "", length, at,
-                       None if fields is None else (buf, fields))
+        return _run_entries(buf, pos, run, fields)
     return _each(buf, pos, end, fields or HDR, limit, stop)
+
+
+def _run_entries(buf, pos: int, run: tuple[int, int, int], fields) -> Entries:
+    length, step, n = run
+    at = range(pos + HDR.size, pos + HDR.size + n * step, step)
+    return Entries(pos, None, pos + n * step, "", length, at,
+                   None if fields is None else (buf, fields))
+
+
+def index_of(buf) -> bytes:
+    """Entries.index() of all of buf's entries (up to any damage)."""
+    parts, pos, end = [], 0, len(buf)
+    while pos < end:
+        got = walk(buf, pos, end)
+        parts.append(got.index(0))
+        if got.ended or got.end == pos:
+            break
+        pos = got.end
+    return b"".join(parts)
+
+
+def indexed(buf, index, fields: struct.Struct | None = None) -> Entries | None:
+    """The entries of a whole region (buf, from 0) whose ring header
+    offsets `index` (u32s, Entries.index()) gives: their rows read at once
+    and the offsets checked in C to follow from the length words, the last
+    entry ending (padded) at buf's end, none busy; a frame of one length
+    throughout (a flood) is read as walk() reads a run, and its index must
+    be the run's. None if they do not (walk() then says what is wrong)."""
+    end = len(buf)
+    run = _run(buf, 0, end, _FAR, _FAR)
+    if run is not None and run[1] * run[2] == end and (fields is None or fields.size <= run[1]):
+        got = _run_entries(buf, 0, run, fields)     # one length throughout: read as a run
+        return got if got.index(0) == index else None
+    at = array.array("I")
+    at.frombytes(index)
+    if not at or at[0] != 0 or max(at) > end - HDR.size:
+        return None
+    try:
+        rows = _rows(buf, at, fields or HDR)
+        # where each entry ends, from its length word: the next one's offset
+        ends = array.array("I", itertools.accumulate(map(_CHAIN.__getitem__,
+                                                         map(_length, rows))))
+    except struct.error:        # offsets out of order: fields read past the end
+        return None
+    except OverflowError:       # a busy entry's step: the chain is broken
+        return None
+    if ends[-1] != end or ends.tobytes()[:-4] != index[4:]:
+        return None
+    return Entries(0, rows, end)
 
 
 def _run(buf, pos: int, end: int, limit: int, stop: int) -> tuple[int, int, int] | None:
@@ -187,3 +270,15 @@ def _each(buf, pos: int, end: int, fields: struct.Struct, limit: int, stop: int)
         add_row(h)
         pos, limit = nxt, limit - 1
     return Entries(start, rows, pos, ended)
+
+
+def _rows(buf, at: Sequence[int], fields: struct.Struct) -> list[tuple]:
+    """`fields` unpacked at each ring header offset, in C; the ring header
+    alone where `fields` would read past buf's end (a record shorter than
+    them, last in buf)."""
+    full = bisect.bisect_right(at, len(buf) - fields.size)
+    if full == len(at):
+        return list(map(fields.unpack_from, itertools.repeat(buf, full), at))
+    rows = list(map(fields.unpack_from, itertools.repeat(buf, full), at[:full]))
+    rows += map(HDR.unpack_from, itertools.repeat(buf), at[full:])
+    return rows

@@ -194,13 +194,14 @@ class Tracer:
         events. With on_ring set, events only."""
         return self._reader.poll(timeout, lines=True)
 
-    def poll_raw(self, sink: Callable[[memoryview, set, int], object],
+    def poll_raw(self, sink: Callable[[memoryview, set, int, bytes], object],
                  timeout: float | None = None, limit: int = BATCH) -> int:
         """Like poll(), for recording: nothing is decoded. sink gets the ring
         bytes of up to `limit` records as they lie in the ring (each behind
         its 8-byte ring header; a dump's RING frame), the cgroup ids of the
-        call records among them, and how many records there are (discarded
-        ones not counted). Returns that count."""
+        call records among them, how many records there are (discarded
+        ones not counted) and the entries' offsets (ringscan.Entries.index(),
+        which a dump stores). Returns that count."""
         return self._reader.poll_raw(sink, timeout, limit)
 
     def __iter__(self) -> Iterator[AnyEvent]:
@@ -218,12 +219,12 @@ class Tracer:
         return self._reader.aevents()
 
     @property
-    def on_ring(self) -> Callable[[memoryview, set, int], object] | None:
+    def on_ring(self) -> Callable[[memoryview, set, int, bytes], object] | None:
         """Sees each batch's ring bytes, the cgroups in it and its record count."""
         return self._reader.on_ring
 
     @on_ring.setter
-    def on_ring(self, fn: Callable[[memoryview, set, int], object] | None) -> None:
+    def on_ring(self, fn: Callable[[memoryview, set, int, bytes], object] | None) -> None:
         self._reader.on_ring = fn
 
     # -- what was seen -----------------------------------------------------
