@@ -11,13 +11,14 @@ tracer's counters, and the CPU seconds this process spent after attaching.
 """
 
 import argparse
+import collections
 import json
 import os
 import signal
 import sys
 import time
 
-import collections
+import msgspec
 
 from uringwatch import Event, Filters, Tracer
 
@@ -68,7 +69,8 @@ def main() -> None:
         cpu = time.process_time() - cpu0
         stats = tracer.stats()
     print(json.dumps({"received": sum(by_pid.values()), "by_pid": by_pid,
-                      "repeat_calls": repeats, "cpu_s": cpu, **stats}), flush=True)
+                      "repeat_calls": repeats, "cpu_s": cpu,
+                      **msgspec.to_builtins(stats)}), flush=True)
 
 
 if __name__ == "__main__":
