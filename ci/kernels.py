@@ -303,6 +303,9 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
             # the guest's /var/cache is its own (a tmpfs): the cache is shared
             # read-only for what the tests run from it (ci/liburing.py)
             *(["--rodir", str(CACHE_ROOT)] if CACHE_ROOT.is_dir() else []),
+            # a clone under /var or /run would be hidden likewise (virtme-init
+            # mounts tmpfs on /var/tmp, /var/cache, /run, ...): shared
+            *(["--rwdir", str(ROOT)] if ROOT.parts[1:2] in (("var",), ("run",)) else []),
             "--exec", guest_script(command, cwd)]
     # vng starts virtme-run from PATH: its venv's bin must be on it
     env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}
