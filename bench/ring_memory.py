@@ -1,4 +1,4 @@
-"""The tracer's memory under many rings held open at once (README, A ring's
+"""The tracer's memory under many rings held open at once (docs/RINGS.md, A ring's
 whole life): `uringwatch --rings --json` as the DaemonSet runs it (stdout
 to /dev/null), its RSS before, while `ringgen -k` holds RINGS rings open
 (each with a NOP and a personality), and after they close.

@@ -173,7 +173,7 @@ static __always_inline void fair__lost_at_enter(__u32 tgid)
 
 /* One step of a keyed multiply-rotate hash; fair__sig finishes it with
  * murmur3's finaliser. The key is random per tracer run, so a caller can't
- * aim two different calls at one signature offline. Not a MAC: README,
+ * aim two different calls at one signature offline. Not a MAC: docs/ARCHITECTURE.md,
  * Fairness. Kept to three instructions: it runs for every word hashed. */
 static __always_inline __u64 sig_mix(__u64 h, __u64 w)
 {

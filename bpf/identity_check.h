@@ -17,7 +17,7 @@
  * (slot->ring_ctx). Its table is read at exit, after the kernel dropped
  * the ring's lock: a second thread updating the same slot of the same
  * ring in between is seen as a race, or, if it put back the very same
- * open file, not at all (README, Identities).
+ * open file, not at all (docs/EVENTS.md, Identities).
  *
  * Part of uringwatch.bpf.c's one translation unit; included there only.
  */

@@ -37,7 +37,7 @@ CONTRACT = ("--cap-drop=all --cap-add=BPF,PERFMON,DAC_READ_SEARCH --pid=host --r
             "--security-opt no-new-privileges --security-opt seccomp=unconfined --memory 128m "
             "-v /sys/kernel/btf:/sys/kernel/btf:ro -v /sys/fs/cgroup:/sys/fs/cgroup:ro "
             "-v /sys/kernel/tracing:/sys/kernel/tracing:ro")
-# the line README's deployment section shows
+# the line docs/DEPLOYMENT.md's deployment section shows
 README_LINE = f"podman --runtime runc run --rm {LIMITS} {CONTRACT} uringwatch"
 TIMEOUT = 60
 

@@ -110,7 +110,7 @@ def two_files(tmp_path):
 
 def check(events, truths, role="fds[0]", how="kernel" if TABLE_READ else "exit"):
     """Every event's file is the one the kernel took, or says it may not be;
-    a verified one was checked `how` (README, Identities)."""
+    a verified one was checked `how` (docs/EVENTS.md, Identities)."""
     assert len(events) == len(truths)
     for ev, truth in zip(events, truths):
         f = by_role(ev)[role]

@@ -40,7 +40,7 @@ examples:
   uringwatch --rate 100 --burst 500   # tighter budget per process
   uringwatch record -w cap.uwd -C 100 -W 5   # 100 MB files, keep the newest 5
   uringwatch replay cap.uwd --opcode FILES --stats
-  uringwatch --findings          # only findings: the rules that matched (README, Findings)
+  uringwatch --findings          # only findings: the rules that matched (docs/ANALYSIS.md)
   uringwatch findings cap.uwd    # findings over a recording
   uringwatch export --parquet fleet/ --findings cap.uwd   # Parquet, by host and day
 """
@@ -110,7 +110,7 @@ def add_trace_options(ap: argparse.ArgumentParser, record: bool) -> None:
                    help="group of files made")
     add_filter_options(ap, live=True)
     fair = ap.add_argument_group("fairness (per process, and per uid and cgroup, in the kernel; "
-                                 "README, Fairness)")
+                                 "docs/ARCHITECTURE.md, Fairness)")
     fair.add_argument("--rate", type=int, default=FAIR_RATE, metavar="N",
                       help=f"records per second each process may send past the first "
                            f"call of each opcode; 0: no budget (default {FAIR_RATE})")

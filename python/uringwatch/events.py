@@ -13,7 +13,7 @@ class Toctou(msgspec.Struct, frozen=True, gc=False):
     """What happened to the argument's memory while the kernel read it.
 
     `changed` true proves a writer raced the kernel; false does not prove
-    the kernel read what the tracer saw (see README, TOCTOU)."""
+    the kernel read what the tracer saw (see docs/EVENTS.md, TOCTOU)."""
     window_ns: int            # enter -> exit: when the kernel copies
     changed: bool
     changes: list[str]        # changed fields or elements, bounded
@@ -172,7 +172,7 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):
     """A ring made before tracing began, found at start, once: what it had
     registered then, as the kernel's /proc/PID/fdinfo of the ring lists it
-    (README, What a ring did). Recordings hold it as its JSON (before.record)."""
+    (docs/RINGS.md, What a ring did). Recordings hold it as its JSON (before.record)."""
     ts: int                   # wall clock when read, ns since the epoch
     pid: int                  # the first process holding it (lowest pid) kept by the filters
     fd: int                   # the ring's fd there
@@ -265,7 +265,7 @@ class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="actio
 class Repeat(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="repeat"):
     """`count` more calls of one process identical to its call just before
     (same opcode, fd, result, arguments and argument bytes), folded into
-    one record instead of `count` events (README, Fairness)."""
+    one record instead of `count` events (docs/ARCHITECTURE.md, Fairness)."""
     ts: int                   # wall clock at entry of the first repeat, ns
     last_ts: int              # wall clock at entry of the last repeat, ns
     pid: int
@@ -292,7 +292,7 @@ class Evidence(msgspec.Struct, frozen=True, gc=False):
 
 
 class Finding(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="finding"):
-    """A rule of the findings rules (README, Findings) matched: what it
+    """A rule of the findings rules (docs/ANALYSIS.md, Findings) matched: what it
     means, and the events it rests on."""
     ts: int                   # the last evidence's
     rule: str                 # the rule's id

@@ -48,7 +48,7 @@ def add_parser(commands) -> None:
     ap = commands.add_parser(
         "export", help="recordings to Parquet, partitioned by host and day",
         description="Write recorded events, OCSF-shaped, to Parquet files under "
-                    "OUT/host=HOST/day=YYYY-MM-DD/ (README, Fleet queries). "
+                    "OUT/host=HOST/day=YYYY-MM-DD/ (docs/ANALYSIS.md, Fleet queries). "
                     "Needs uringwatch[export] (pyarrow).")
     ap.add_argument("files", nargs="+", metavar="RECORDING")
     ap.add_argument("--parquet", required=True, metavar="OUT", help="the dataset's directory")

@@ -14,7 +14,7 @@ from .replay import Reader
 
 def add_live_options(ap) -> None:
     """`uringwatch --findings`: findings instead of events."""
-    g = ap.add_argument_group("findings (README, Findings)")
+    g = ap.add_argument_group("findings (docs/ANALYSIS.md, Findings)")
     g.add_argument("--findings", action="store_true",
                    help="show findings (rules matched) instead of events; traces rings too")
     _rules_option(g)
@@ -30,7 +30,7 @@ def add_parser(commands) -> None:
     ap = commands.add_parser(
         "findings", help="rules matched over recordings; no root or BPF needed",
         description="Match recorded events against the findings rules and print the "
-                    "findings (README, Findings).")
+                    "findings (docs/ANALYSIS.md, Findings).")
     ap.add_argument("files", nargs="*", metavar="RECORDING")
     ap.add_argument("--json", action="store_true", help="print JSON Lines")
     ocsf.add_format_option(ap)

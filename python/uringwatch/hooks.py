@@ -446,7 +446,7 @@ def ring_report(tracefs: str) -> RingsProbe:
 
 
 def coalescing(has_loop: bool) -> str:
-    """Which repeats fairness can fold on this kernel (README, Fairness)."""
+    """Which repeats fairness can fold on this kernel (docs/ARCHITECTURE.md, Fairness)."""
     return ("any call" if has_loop else
             f"calls with at most {layout.SIG_UNROLLED} argument bytes, "
             f"{layout.SIG_FILES_UNROLLED} files and no buffers (no bpf_loop)")

@@ -144,7 +144,7 @@ class Loader:
         view.raw = layout.CONFIG.pack(**cfg)
 
     def _fair_config(self) -> dict:
-        """Fairness knobs (README, Fairness); the signature key is fresh
+        """Fairness knobs (docs/ARCHITECTURE.md, Fairness); the signature key is fresh
         each run so that colliding calls can't be crafted ahead."""
         o = self.options
         cost = 1_000_000_000 // o.rate if o.rate else 0

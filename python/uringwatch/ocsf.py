@@ -201,7 +201,7 @@ def add_format_option(ap) -> None:
     ap.add_argument("--format", choices=get_args(OutputFormat), default=None,
                     action=_Format,
                     help="table (default), json (as --json), or ocsf: OCSF 1.8 objects, "
-                         "one a line (README, OCSF)")
+                         "one a line (docs/ANALYSIS.md, OCSF)")
 
 
 def writer(args, out: IO[str], stop=None, hostname: Callable[[], str] | None = None):

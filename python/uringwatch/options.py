@@ -9,7 +9,7 @@ import msgspec
 from . import hooks, layout
 from .errors import TracerError
 
-# Fairness defaults (README, Fairness): records per second each process may
+# Fairness defaults (docs/ARCHITECTURE.md, Fairness): records per second each process may
 # send past its first call of each opcode, and how many it may bank.
 FAIR_RATE = 1000
 FAIR_BURST = 5000

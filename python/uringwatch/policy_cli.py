@@ -1,5 +1,5 @@
 """`uringwatch policy generate|check|show` and `uringwatch confine`: from
-recordings to a policy, and a command run under it (README, "From
+recordings to a policy, and a command run under it (docs/ANALYSIS.md, "From
 recording to policy")."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Tracer: load the BPF object, attach it, and turn ring-buffer
 records into Events. A thin front: each part is a module of its own
-(README, How it works)."""
+(docs/ARCHITECTURE.md, How it works)."""
 
 from __future__ import annotations
 
