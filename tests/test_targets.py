@@ -355,6 +355,10 @@ def test_sqes_refused_at_prep_are_reported_with_their_errno(own_actions):
     assert (refused[13].opcode_name, refused[13].error) == ("NOP", "EINVAL")
     assert all(a.pid == os.getpid() for a in refused.values())
     assert not (d / "never").exists()
+    # no filter saw them (filters run after prep): a policy neither needs
+    # nor judges them (generating one from liburing's refused OPENAT failed)
+    from uringwatch.policy import is_action
+    assert not any(is_action(a) for a in refused.values())
 
 
 def test_an_accept_names_its_peer_and_its_listening_socket(own_actions):

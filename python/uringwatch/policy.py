@@ -206,8 +206,10 @@ def generate(events: Iterable[AnyEvent], recordings: list[str], scope: Scope) ->
 def is_action(ev) -> bool:
     """An event that shows an operation's arguments (kind `action`: each
     open, socket, connect... with its target), beside the op records that
-    count it."""
-    return getattr(ev, "target", None) is not None and hasattr(ev, "opcode")
+    count it. Not an SQE refused at prep: no filter saw it (they run after
+    prep), so it needs no allowance and no filter would deny it."""
+    return getattr(ev, "target", None) is not None and hasattr(ev, "opcode") \
+        and getattr(ev, "completion", None) != "refused"
 
 
 def _sqe_rule(name: str, evs: list[Op], acts: list) -> SqeRule:
