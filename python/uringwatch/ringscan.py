@@ -63,22 +63,26 @@ class _Steps(dict):
     """length word -> bytes from its ring header to the next, computed once."""
 
     def __missing__(self, length: int) -> int:
-        step = self[length] = record_step(length)[1]
+        if len(self) >= _LENGTHS_MAX:     # a damaged file's many lengths
+            self.clear()
+        step = self[length] = self.step(length)
         return step
+
+    @staticmethod
+    def step(length: int) -> int:
+        return record_step(length)[1]
 
 
 _STEPS = _Steps()
 
 
-class _Chain(dict):
-    """length word -> step, as _STEPS, but past any u32 for a busy entry
-    (whose successors are not there yet)."""
+class _Chain(_Steps):
+    """As _STEPS, but past any u32 for a busy entry (whose successors are
+    not there yet)."""
 
-    def __missing__(self, length: int) -> int:
-        if len(self) >= _LENGTHS_MAX:     # a damaged file's many lengths
-            self.clear()
-        step = self[length] = 1 << 40 if length & BUSY else record_step(length)[1]
-        return step
+    @staticmethod
+    def step(length: int) -> int:
+        return 1 << 40 if length & BUSY else record_step(length)[1]
 
 
 _CHAIN = _Chain()
