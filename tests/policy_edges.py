@@ -16,6 +16,8 @@ import socket
 import struct
 from typing import NamedTuple
 
+import uring
+
 from uringwatch.constraints import O_LARGEFILE, Args
 from uringwatch.opcodes import SQE_OPS
 
@@ -176,8 +178,7 @@ def perform(ring, o: Operation, env: dict) -> int:
         if a.family == socket.AF_UNIX:
             raw = struct.pack("=H", a.family) + env["unix"].encode() + b"\0"
         elif a.family == socket.AF_INET:
-            raw = struct.pack("=H", a.family) + struct.pack(">H", a.port) + \
-                socket.inet_aton(a.v4_addr) + bytes(8)
+            raw = uring.sockaddr_in(a.port, a.v4_addr).raw
         else:
             raw = struct.pack("=H", a.family) + struct.pack(">HI", a.port, 0) + \
                 socket.inet_pton(socket.AF_INET6, "::1") + bytes(4)

@@ -13,7 +13,6 @@ import ctypes
 import json
 import os
 import socket
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,10 +27,8 @@ def connect(ring, port: int) -> int:
     """A CONNECT through the ring of a socket made by socket(2) (the
     SOCKET operation of AF_INET is a forbidden action of its own)."""
     with socket.socket(socket.AF_INET) as s:
-        raw = struct.pack("=H", socket.AF_INET) + struct.pack(">H", port) + \
-            socket.inet_aton("127.0.0.1") + bytes(8)
-        addr = ctypes.create_string_buffer(raw, len(raw))
-        ring.put(0, uring.OP_CONNECT, fd=s.fileno(), addr=ctypes.addressof(addr), off=len(raw))
+        addr = uring.sockaddr_in(port)
+        ring.put(0, uring.OP_CONNECT, fd=s.fileno(), addr=ctypes.addressof(addr), off=len(addr))
         return ring.submit(1)
 
 

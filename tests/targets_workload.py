@@ -43,8 +43,7 @@ def main() -> None:
     out["read"] = r.do(uring.OP_READ, fd=fd, addr=ctypes.addressof(buf), length=64)
     r.do(uring.OP_CLOSE, fd=fd)
     s = out["socket"] = r.do(uring.OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_STREAM)
-    sa = ctypes.create_string_buffer(struct.pack("<H", socket.AF_INET) + struct.pack(">H", port)
-                                     + socket.inet_aton("127.0.0.1") + bytes(8), 16)
+    sa = uring.sockaddr_in(port)
     out["connect"] = r.do(uring.OP_CONNECT, fd=s, addr=ctypes.addressof(sa), off=16)
     r.do(uring.OP_CLOSE, fd=s)
     w = out["create"] = r.do(uring.OP_OPENAT, fd=cwd, addr=path("new"),

@@ -415,7 +415,6 @@ def test_a_shadow_read_and_a_connect_through_a_ring(needs_ops, tmp_path):
     """Opened and connected only through the ring: /etc/shadow is a
     finding, the connection one for its process; a plain file is none."""
     import socket
-    import struct
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(2)
@@ -428,9 +427,7 @@ def test_a_shadow_read_and_a_connect_through_a_ring(needs_ops, tmp_path):
             os.close(r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name)))
         for _ in range(2):
             s = r.do(uring.OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_STREAM)
-            sa = ctypes.create_string_buffer(
-                struct.pack("<H", socket.AF_INET) + struct.pack(">H", listener.getsockname()[1])
-                + socket.inet_aton("127.0.0.1") + bytes(8), 16)
+            sa = uring.sockaddr_in(listener.getsockname()[1])
             assert r.do(uring.OP_CONNECT, fd=s, addr=ctypes.addressof(sa), off=16) == 0
             os.close(s)
         events = collect(t, lambda ev: len(findings(ev)) >= 2)

@@ -6,7 +6,6 @@ import ctypes
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -68,9 +67,7 @@ def recording(tmp_path_factory):
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         sock = r.do(uring.OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_STREAM)
-        sa = ctypes.create_string_buffer(
-            struct.pack("<H", socket.AF_INET) + struct.pack(">H", listener.getsockname()[1])
-            + socket.inet_aton("127.0.0.1") + bytes(8), 16)
+        sa = uring.sockaddr_in(listener.getsockname()[1])
         assert r.do(uring.OP_CONNECT, fd=sock, addr=ctypes.addressof(sa), off=16) == 0
         os.close(sock)
         listener.close()

@@ -9,6 +9,7 @@ import errno
 import mmap
 import os
 import struct
+from socket import AF_INET, inet_aton
 from ctypes import c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 
 SYS_io_uring_setup = 425
@@ -102,6 +103,13 @@ def register(fd: int, opcode: int, arg, nr_args: int) -> int:
 
 def addr(obj) -> int:
     return ctypes.addressof(obj)
+
+
+def sockaddr_in(port: int, host: str = "127.0.0.1") -> ctypes.Array:
+    """A struct sockaddr_in for CONNECT/BIND SQEs: family in host order,
+    port and address in network order."""
+    raw = struct.pack("<H", AF_INET) + struct.pack(">H", port) + inet_aton(host) + bytes(8)
+    return ctypes.create_string_buffer(raw, len(raw))
 
 
 class Iovec(ctypes.Structure):
