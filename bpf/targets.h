@@ -606,15 +606,21 @@ static __always_inline void act_peer(struct uw_action *a, __u64 req)
 }
 
 /* The file an op names by fd, read at completion (the submit program's
- * stack has no room for identity.h's calls): the op's own file, which
- * the request holds (ACCEPT's listening socket, F*XATTR's file, fixed or
- * not), or the directory a relative path was looked up from, from the fd
- * table (its number may name another one by now, if closed and reused). */
+ * stack has no room for identity.h's calls): the file an OPENAT opened
+ * into an fd, so its path is the one the kernel reached (through any
+ * symlink or dirfd), not the one the caller wrote; the op's own file,
+ * which the request holds (ACCEPT's listening socket, F*XATTR's file,
+ * fixed or not); or the directory a relative path was looked up from,
+ * from the fd table (its number may name another one by now, if closed
+ * and reused). */
 static __always_inline void act_files(struct uw_action *a, __u64 req)
 {
 	__u8 op = a->key.opcode;
 
-	if (op == IORING_OP_ACCEPT || op == IORING_OP_FSETXATTR || op == IORING_OP_FGETXATTR)
+	if ((op == IORING_OP_OPENAT || op == IORING_OP_OPENAT2) && a->res >= 0 && !a->file_slot) {
+		act_file(a, task_fd_file(a->res, ACT_BTF));
+		a->flags |= UW_ACT_OPENED;
+	} else if (op == IORING_OP_ACCEPT || op == IORING_OP_FSETXATTR || op == IORING_OP_FGETXATTR)
 		act_file(a, kread(req + KOFF(struct io_kiocb, file), ACT_BTF));
 	else if (op == IORING_OP_SYMLINKAT)   /* its target is not looked up: the link is */
 		act_dir(a, a->dfd2, a->path2[0]);

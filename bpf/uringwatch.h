@@ -383,6 +383,8 @@ enum uw_action_flags {
 	UW_ACT_REFUSED = 1 << 10,    /* refused at prep (io_uring_req_failed): res its errno,
 				      * target from the SQE and the caller's memory */
 	UW_ACT_REPEATS = 1 << 11,    /* stands for `count` repeats of the action sent before it */
+	UW_ACT_OPENED = 1 << 12,     /* with UW_ACT_FILE: `file` is the file an OPENAT/OPENAT2
+				      * opened (its new fd's, at completion), not its dfd */
 };
 
 enum uw_action_limits {

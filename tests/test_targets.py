@@ -330,7 +330,39 @@ def test_a_path_relative_to_a_dirfd_is_the_whole_path_and_a_finding(own_actions)
     os.close(fd)
     act = _one(acts, "OPENAT", "/etc/shadow")
     assert (act.target.path_given, act.target.dfd) == ("shadow", etc)
-    assert (act.target.file.role, act.target.file.fd, act.target.file.path) == ("dfd", etc, "/etc")
+    assert (act.target.file.role, act.target.file.fd, act.target.file.path) == \
+        ("opened", fd, "/etc/shadow")
+    found = Engine(Ruleset(())).feed(acts)
+    assert [f.rule for f in found] == ["sensitive-file-through-ring"]
+
+
+def test_a_symlink_opened_is_the_file_the_kernel_reached(own_actions):
+    """Adversarial: /etc/shadow opened through a symlink with an innocent
+    name: the action's path is the file the kernel opened, the name given
+    is kept beside it, and the path rule fires; an open that fails keeps
+    the path as given, with no file."""
+    import uring
+    from uringwatch.findings import Engine, Ruleset
+    if not os.path.exists("/etc/shadow"):
+        pytest.skip("no /etc/shadow here")
+    run, d = own_actions
+    os.symlink("/etc/shadow", f"{d}/notes.txt")
+    try:
+        fds, acts = run(lambda r, c: (r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD,
+                                           addr=c(f"{d}/notes.txt")),
+                                      r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD,
+                                           addr=c(f"{d}/missing"))))
+    finally:
+        os.unlink(f"{d}/notes.txt")
+    assert fds[0] >= 0 and fds[1] == -errno.ENOENT
+    os.close(fds[0])
+    act = _one(acts, "OPENAT", "/etc/shadow")
+    assert act.target.path_given == f"{d}/notes.txt"
+    assert (act.target.file.role, act.target.file.fd, act.target.file.kind) == \
+        ("opened", fds[0], "file")
+    assert os.stat("/etc/shadow").st_ino == act.target.file.ino
+    failed = _one(acts, "OPENAT", f"{d}/missing")
+    assert (failed.target.file, failed.target.path_given, failed.error) == (None, None, "ENOENT")
     found = Engine(Ruleset(())).feed(acts)
     assert [f.rule for f in found] == ["sensitive-file-through-ring"]
 

@@ -218,14 +218,16 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     file_slot: int | None = None      # opened into this fixed-file slot (None: an fd)
     truncated: bool = False           # a path longer than the record holds
     unread: str | None = None         # why no target: "no_kernel_reads", "fault"
-    # a path relative to a dfd: `path` joined to the directory's path (the
-    # directory in `file`), `path_given` as the caller wrote it
+    # the path the kernel reached where it differs from the one given: an
+    # OPENAT's opened file's path, or a path relative to a dfd joined to the
+    # directory's path (`file` holds either); `path_given` as the caller wrote it
     path_given: str | None = None
     path2_given: str | None = None
     name: str | None = None           # xattr ops: the attribute's name
     size: int | None = None           # xattr ops: the value's size
-    # the file the op names by fd, read in the kernel: a relative path's
-    # directory (role "dfd"), F*XATTR's file ("fd"), ACCEPT's socket ("listener")
+    # the file the op names by fd, read in the kernel: the file an OPENAT
+    # opened (role "opened"), a relative path's directory ("dfd"), F*XATTR's
+    # file ("fd"), ACCEPT's socket ("listener")
     file: FileIdentity | None = None
 
 

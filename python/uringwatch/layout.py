@@ -71,6 +71,7 @@ ACT_AT_STOP = 1 << 8
 ACT_FILE = 1 << 9
 ACT_REFUSED = 1 << 10
 ACT_REPEATS = 1 << 11
+ACT_OPENED = 1 << 12
 # enum uw_action_limits
 ACT_PATH = 256
 ACT_ADDR = 112

@@ -98,21 +98,27 @@ def _path(raw: bytes) -> str:
 
 def _file(v: dict, name: str) -> FileIdentity | None:
     """The file the action names by fd, read in the kernel (UW_ACT_FILE):
-    the directory of a relative path (role "dfd"), the op's own file
-    (F*XATTR: "fd"), the socket an ACCEPT listens on ("listener")."""
+    the file an OPENAT opened (role "opened", its fd the result), the
+    directory of a relative path ("dfd"), the op's own file (F*XATTR:
+    "fd"), the socket an ACCEPT listens on ("listener")."""
     if not v["flags"] & layout.ACT_FILE:
         return None
     f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
-    role, fd = (("listener", -1) if name == "ACCEPT" else ("fd", -1) if name in _XATTR else
+    role, fd = (("opened", v["res"]) if v["flags"] & layout.ACT_OPENED else
+                ("listener", -1) if name == "ACCEPT" else ("fd", -1) if name in _XATTR else
                 ("dfd", v["dfd2"] if name == "SYMLINKAT" else v["dfd"]))
     return msgspec.structs.replace(file_identity(f), fd=fd, role=role)
 
 
 def _joined(given: str, d: FileIdentity | None) -> str | None:
-    """A relative path joined to its directory's, where that is known
-    whole: the path the kernel looked up, for rules that match paths."""
-    if d is None or d.path is None or d.path_truncated or not d.path.startswith("/") \
-            or given.startswith("/") or d.kind not in (None, "dir"):
+    """The path the kernel reached, where it is known whole, for rules that
+    match paths: the opened file's own, or a relative path joined to its
+    directory's."""
+    if d is None or d.path is None or d.path_truncated or not d.path.startswith("/"):
+        return None
+    if d.role == "opened":
+        return d.path if d.path != given else None
+    if given.startswith("/") or d.kind not in (None, "dir"):
         return None
     return d.path.rstrip("/") + ("/" + given if given else "")
 
@@ -266,7 +272,7 @@ def describe(ev: Action, escape) -> str:
     what the traced process chose: "/etc/shadow O_RDONLY = 5"."""
     t = ev.target
     parts: list[str] = []
-    if t.file is not None and t.file.role != "dfd":     # a listener by its address
+    if t.file is not None and t.file.role not in ("dfd", "opened"):   # a listener by its address
         sock = t.file.socket
         parts.append(escape(sock.local if sock and sock.local else t.file.path or "?"))
     if t.path is not None:
