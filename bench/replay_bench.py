@@ -31,7 +31,9 @@ from uringwatch import Filters, dump, layout, reader, ringbuf
 from uringwatch.output import Writer
 from uringwatch.replay import Reader
 
-CORPUS = pathlib.Path(__file__).parent.parent / "tests" / "data" / "calls-abi2.uwd.gz"
+# the current record ABI's corpus: the header scan reads only that ABI in place
+CORPUS = pathlib.Path(__file__).parent.parent / "tests" / "data" / \
+    f"calls-abi{layout.ABI_VERSION}.uwd.gz"
 KEEP_EVERY = 1000
 FLOOD_OPCODE = 9999            # the corpus's invalid calls (tests/data/make_calls.py)
 MARK_PID = 0x7FFFFFF0          # the pid of the records the filtered pass keeps
@@ -55,7 +57,7 @@ def flood_only(records: list[bytes]) -> list[bytes]:
     """The first invalid-opcode call's record: a flood recorded with
     --no-fair is one call's record again and again, only its timestamps
     differ."""
-    at = layout.CALL.offsets["opcode"]
+    at = layout.CALL3.offsets["opcode"]
     return [next(r for r in records if struct.unpack_from("<I", r, at)[0] == FLOOD_OPCODE)]
 
 
@@ -66,7 +68,7 @@ def build(path: pathlib.Path, n: int, which: str = "mix") -> None:
     marked = []
     for r in records:
         m = bytearray(r)
-        _PID.pack_into(m, layout.CALL.offsets["pid"], MARK_PID)
+        _PID.pack_into(m, layout.CALL3.offsets["pid"], MARK_PID)
         marked.append(bytes(m))
     with open(path, "wb") as f:
         w = dump.Writer(f, meta)
