@@ -79,6 +79,29 @@ def test_the_abi2_recording_packed_as_abi3_decodes_the_same():
     assert calls > 500
 
 
+def test_the_kernel_packs_abi3_records_as_the_format_says():
+    """Each call record the kernel sent as ABI 3 is what the format
+    (tests/test_decode.abi3_of) makes of the ABI-2 record it stands for,
+    byte for byte: nothing sent that the call does not have, nothing of
+    an earlier call; an invalid call's record is a fraction of ABI 2's."""
+    data = gzip.decompress((DATA / "calls-abi3.uwd.gz").read_bytes())
+    meta, start = dump.read_header(data, "abi3")
+    invalid = []
+    for f in dump.frames(data, start, "abi3", []):
+        for buf, off, size in dump.records(f, "abi3"):
+            rec = bytes(buf[off:off + size])
+            if layout.REC_HDR.unpack(rec)["kind"] != layout.KIND_CALL:
+                continue
+            assert abi3_of(decode_mod._as_abi2(rec)) == rec
+            h = layout.CALL3.unpack(rec)
+            if h["opcode"] == 9999:
+                invalid.append(h["head_len"])
+    # its raw snapshot's descriptor, ppid and namespaces, hostname: 232
+    # bytes before its data, where ABI 2 sent 432
+    assert set(invalid) == {layout.CALL3.size + layout.REGION.size + layout.TASK.size +
+                            layout.NS_CTX.size}
+
+
 def test_a_repeated_call_gives_events_that_share_nothing_mutable():
     first = call_record(regions=FILES_REGIONS, files=[uw_file()], nchanged=1,
                         flags=layout.F_CHANGED, changed=(1 << 24,) + (0,) * 15)
