@@ -53,18 +53,20 @@ static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct
 {
 	struct pid *tid = task->thread_pid, *pid = task->group_leader->thread_pid;
 	struct uts_namespace *uts;
-	__u32 level, i, flags = 0;
+	__u32 level, i, flags = 0, nspid = 0, nstid = 0;
 	const __u64 *src;
 	__u64 *dst;
 
 	if (tid && pid) {
 		level = tid->level;
 		if (level <= UW_PIDNS_MAX && level == pid->level) {
-			ns->nstid = pid_nr_at(tid, level);
-			ns->nspid = pid_nr_at(pid, level);
+			nstid = pid_nr_at(tid, level);
+			nspid = pid_nr_at(pid, level);
 			flags = UW_NS_IDS;
 		}
 	}
+	ns->nspid = nspid;      /* sent with the hostname: no earlier caller's */
+	ns->nstid = nstid;
 	ns->flags = flags;      /* the slot is not cleared between calls */
 	if (!task->nsproxy || !task->nsproxy->uts_ns) {
 		/* sent if the ids are: no earlier caller's name in it */
