@@ -4,10 +4,11 @@ Structs, to JSON Lines, a filtered pass that keeps 1 record in 1000, and
 `--stats`. Each dump is made as `uringwatch record` writes one (RING frames
 of the ring's bytes) from call records of the committed corpus (real tracer
 output at the current record ABI), repeated; every 1000th copy gets another
-pid, for the filter. Two dumps: "mix", all 502 call records (every opcode,
-identities, 16384-fd raced calls; 2.5 KB a record on average), and
-"flood", one invalid-opcode call's record (688 bytes), what a recording of
-a process flooding the tracer holds.
+pid, for the filter. Two dumps: "mix", all the corpus's call records
+(every opcode, identities, 16384-fd raced calls; at record ABI 3, 1,752
+records of 1.2 KB on average), and "flood", one invalid-opcode call's
+record (488 bytes; 688 at ABI 2), what a recording of a process flooding
+the tracer holds.
 
     .venv/bin/python bench/replay_bench.py [--records N] [--repeat R]
 

@@ -651,7 +651,8 @@ def _changes(call, rec: bytes, at: int, nchanged: int) -> tuple[str, ...]:
 
 
 # Record ABI -> decoder, for dumps. decode() reads every ABI in _SHAPES
-# (ABI 1: layout.CALL_ABI1, no identities), so dumps written before a
-# change keep decoding; tests/test_dump.py holds a committed ABI-1 dump to
+# (ABI 1: layout.CALL_ABI1, no identities; ABI 3: the parts a call has),
+# so dumps written before a change keep decoding; tests/test_dump.py and
+# tests/test_decode_corpus.py hold committed dumps of ABI 1, 2 and 3 to
 # that promise.
 DECODERS = {abi: decode for abi in _SHAPES}
