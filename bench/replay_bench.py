@@ -4,10 +4,11 @@ Structs, to JSON Lines, a filtered pass that keeps 1 record in 1000, and
 `--stats`. Each dump is made as `uringwatch record` writes one (RING frames
 of the ring's bytes) from call records of the committed corpus (real tracer
 output at the current record ABI), repeated; every 1000th copy gets another
-pid, for the filter. Two dumps: "mix", all 502 call records (every opcode,
-identities, 16384-fd raced calls; 2.5 KB a record on average), and
-"flood", one invalid-opcode call's record (688 bytes), what a recording of
-a process flooding the tracer holds.
+pid, for the filter. Two dumps: "mix", all the corpus's call records
+(every opcode, identities, 16384-fd raced calls; at record ABI 3, 1,752
+records of 1.2 KB on average), and "flood", one invalid-opcode call's
+record (488 bytes; 688 at ABI 2), what a recording of a process flooding
+the tracer holds.
 
     .venv/bin/python bench/replay_bench.py [--records N] [--repeat R]
 
@@ -31,7 +32,9 @@ from uringwatch import Filters, dump, layout, reader, ringbuf
 from uringwatch.output import Writer
 from uringwatch.replay import Reader
 
-CORPUS = pathlib.Path(__file__).parent.parent / "tests" / "data" / "calls-abi2.uwd.gz"
+# the current record ABI's corpus: the header scan reads only that ABI in place
+CORPUS = pathlib.Path(__file__).parent.parent / "tests" / "data" / \
+    f"calls-abi{layout.ABI_VERSION}.uwd.gz"
 KEEP_EVERY = 1000
 FLOOD_OPCODE = 9999            # the corpus's invalid calls (tests/data/make_calls.py)
 MARK_PID = 0x7FFFFFF0          # the pid of the records the filtered pass keeps
@@ -55,7 +58,7 @@ def flood_only(records: list[bytes]) -> list[bytes]:
     """The first invalid-opcode call's record: a flood recorded with
     --no-fair is one call's record again and again, only its timestamps
     differ."""
-    at = layout.CALL.offsets["opcode"]
+    at = layout.CALL3.offsets["opcode"]
     return [next(r for r in records if struct.unpack_from("<I", r, at)[0] == FLOOD_OPCODE)]
 
 
@@ -66,7 +69,7 @@ def build(path: pathlib.Path, n: int, which: str = "mix") -> None:
     marked = []
     for r in records:
         m = bytearray(r)
-        _PID.pack_into(m, layout.CALL.offsets["pid"], MARK_PID)
+        _PID.pack_into(m, layout.CALL3.offsets["pid"], MARK_PID)
         marked.append(bytes(m))
     with open(path, "wb") as f:
         w = dump.Writer(f, meta)

@@ -613,6 +613,9 @@ def main() -> int:
                     "(default: docs/benchmark-results.md)")
     ap.add_argument("--fairness", action="store_true",
                     help="only the fairness rows")
+    ap.add_argument("--bpf", action="store_true",
+                    help="only the BPF run time per call of the library consumer, with "
+                    "and without fairness (with --baseline: beside DIR's)")
     ap.add_argument("--baseline", metavar="DIR",
                     help="also measure fairness's cost with the uringwatch package in DIR "
                     "(another version: pip install --no-deps --target DIR TREE)")
@@ -632,6 +635,10 @@ def main() -> int:
     foreign = P.foreign_uring_hooks({os.getpid()})
     if args.fairness:
         return fairness_only(plan, args, starters, foreign)
+    if args.bpf:
+        print(markdown(bpf_rows(bpf_run_time(plan, args.build, starters,
+                                             FAIR_TRACERS + baseline_tracers(args)))))
+        return 0
     med, attach = time_modes(plan, args.build, starters)
     bpf = bpf_run_time(plan, args.build, starters, BPF_TRACERS + baseline_tracers(args))
     fl = {t: flood(plan, args.build, start, counters, t == "fair")

@@ -45,6 +45,8 @@ struct uw_record_types {
 	struct uw_mem mem;
 	struct uw_ident ident;
 	struct uw_cred cred;
+	struct uw_call3 call3;
+	struct uw_task task;
 };
 struct uw_record_types *uw_record_anchor __attribute__((unused));
 /* The records and map types only the ring buffer and user space see. */
@@ -88,6 +90,7 @@ struct uw_enums {
 	enum uw_drop drop;
 	enum uw_rec rec;
 	enum uw_ns_flags ns_flags;
+	enum uw_part part;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

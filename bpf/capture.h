@@ -53,20 +53,27 @@ static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct
 {
 	struct pid *tid = task->thread_pid, *pid = task->group_leader->thread_pid;
 	struct uts_namespace *uts;
+	__u32 level, i, flags = 0, nspid = 0, nstid = 0;
 	const __u64 *src;
-	__u32 level, i;
 	__u64 *dst;
 
 	if (tid && pid) {
 		level = tid->level;
 		if (level <= UW_PIDNS_MAX && level == pid->level) {
-			ns->nstid = pid_nr_at(tid, level);
-			ns->nspid = pid_nr_at(pid, level);
-			ns->flags |= UW_NS_IDS;
+			nstid = pid_nr_at(tid, level);
+			nspid = pid_nr_at(pid, level);
+			flags = UW_NS_IDS;
 		}
 	}
-	if (!task->nsproxy || !task->nsproxy->uts_ns)
+	ns->nspid = nspid;      /* sent with the hostname: no earlier caller's */
+	ns->nstid = nstid;
+	ns->flags = flags;      /* the slot is not cleared between calls */
+	if (!task->nsproxy || !task->nsproxy->uts_ns) {
+		/* sent if the ids are: no earlier caller's name in it */
+		if (flags)
+			__builtin_memset(ns->hostname, 0, sizeof(ns->hostname));
 		return;
+	}
 	uts = task->nsproxy->uts_ns;
 	/* Eight bytes a load: a typed load may span the elements of an array
 	 * as long as it ends inside it (nodename has 65). Byte by byte, this
@@ -81,7 +88,7 @@ static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct
 #pragma unroll
 	for (i = 0; i < UW_HOSTNAME_LEN / 8; i++)
 		dst[i] = src[i];
-	ns->flags |= UW_NS_UTS;
+	ns->flags = flags | UW_NS_UTS;
 }
 
 /* Fills ppid and namespaces through BTF-typed task pointers: plain loads
@@ -99,6 +106,9 @@ static __always_inline void fill_task(struct uw_call *c)
 		c->pidns = task->nsproxy->pid_ns_for_children->ns.inum;
 		c->mntns = task->nsproxy->mnt_ns->ns.inum;
 		c->flags |= UW_F_NS;
+	} else {
+		c->pidns = 0;   /* sent in uw_task beside ppid: no earlier call's */
+		c->mntns = 0;
 	}
 	fill_ns_ctx(&c->ns, task);
 }
@@ -131,6 +141,7 @@ static __always_inline __u32 capture(struct uw_slot *s, int i, __u64 addr,
 	struct uw_region *r = &s->call.region[i & (UW_NREGION - 1)];
 	__u32 n = count < cfg.cap ? count : cfg.cap;
 	__u32 len = addr ? n * elem : 0;
+	__u16 flags = 0;
 
 	if (len > max)
 		len = max;
@@ -139,11 +150,12 @@ static __always_inline __u32 capture(struct uw_slot *s, int i, __u64 addr,
 	r->elem = elem;
 	r->len = len;
 	if ((__u64)count * elem > len)
-		r->flags |= UW_R_TRUNC;
+		flags = UW_R_TRUNC;
 	if (dir == D_OUT)
-		r->flags |= UW_R_OUT;
-	else if (read_user(s, off, len, addr, max)) {
-		r->flags |= UW_R_FAULT;
+		flags |= UW_R_OUT;
+	r->flags = flags;       /* every field set: the slot is not cleared */
+	if (dir != D_OUT && read_user(s, off, len, addr, max)) {
+		r->flags = flags | UW_R_FAULT;
 		bump(UW_CNT_READ_FAULT);
 	}
 	return len;
@@ -186,16 +198,31 @@ static __always_inline __u32 region_count(struct uw_slot *s, __u8 cnt)
 	return head_field(s, cnt, 0);
 }
 
+/* A region the call does not have: every field zero, as the record says. */
+static __always_inline void no_region(struct uw_region *r)
+{
+	r->addr = 0;
+	r->count = 0;
+	r->len = 0;
+	r->elem = 0;
+	r->flags = 0;
+}
+
+/* Regions 0..2 at enter, each described once (region 3 at exit). */
 static __always_inline void capture_args(struct uw_slot *s)
 {
 	const struct uw_plan *p = plan_of(s->call.opcode);
+	bool done = false;
 	__u32 off, i;
 
 	if (!p) {
-		s->call.flags |= UW_F_RAW;
+		s->call.flags = UW_F_RAW;
 		capture(s, 0, s->call.arg, cfg.snap_bytes, 1, D_IN, 0, UW_HEAD_MAX);
+		no_region(&s->call.region[1]);
+		no_region(&s->call.region[2]);
 		return;
 	}
+	s->call.flags = 0;
 	off = capture(s, 0, s->call.arg, p->head ? 1 : 0, p->head,
 		      p->head_dir == D_OUT ? D_OUT : D_IN, 0, UW_HEAD_MAX);
 	/* Unrolled: clang laid this loop out with its back-edge a fall-through,
@@ -206,8 +233,11 @@ static __always_inline void capture_args(struct uw_slot *s)
 		const struct uw_plan_region *pr = &p->reg[i];
 		__u64 addr;
 
-		if (pr->ptr == P_NONE)
-			break;
+		if (done || pr->ptr == P_NONE) {
+			done = true;    /* no region after the plan's last */
+			no_region(&s->call.region[1 + i]);
+			continue;
+		}
 		addr = region_addr(s, pr->ptr);
 		if (i == 0)
 			off += capture(s, 1, addr, region_count(s, pr->cnt), pr->elem,

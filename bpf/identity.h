@@ -568,6 +568,9 @@ static __always_inline void resolve_fds(struct uw_slot *s, __u32 idx, const bool
 	__u16 role = UW_ROLE_FDS;
 
 	s->ring_ctx = 0;        /* set by the io_uring_register tracepoint */
+	c->ident.nfiles = 0;    /* the slot is not cleared between calls */
+	c->ident.nmem = 0;
+	c->ident.flags = 0;
 	c->ident.path = cfg.resolve;
 	if (cfg.resolve == UW_RES_OFF)
 		return;

@@ -22,9 +22,12 @@ SEC(".rodata.cfg") const volatile struct uw_config cfg = {
 #define UW_SEEN 32      /* buckets of uw_slot.seen (a power of two) */
 #define NO_SLOT 0xffffffff
 
-/* A call in flight: the record as it will be sent, and its data. */
+/* A call in flight: its state, and its record as it will be sent: the
+ * fixed part and parts, packed at exit to end in head[] where data[]
+ * begins (uringwatch.bpf.c, pack_call), then the data. */
 struct uw_slot {
 	struct uw_call call;
+	__u8 head[UW_CALL3_MAX];
 	__u8 data[UW_DATA_MAX];
 	__u64 scratch;        /* a kernel pointer read back as a number (identity.h) */
 	__u64 vma_anon;       /* the buffer's mapping's anon_vma (identity.h, identity_check.h) */

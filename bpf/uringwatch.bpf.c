@@ -27,6 +27,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "btf_anchors.h"
 #include "filters.h"
 #include "capture.h"
+#include "record.h"
 #include "toctou.h"
 #include "identity.h"
 #include "identity_check.h"
@@ -43,6 +44,7 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 	const struct uw_plan *p = plan_of(s->call.opcode);
 	__u32 dir, off = 0, i;
 	static const __u32 max[3] = { UW_HEAD_MAX, UW_ARR_A_MAX, UW_ARR_B_MAX };
+	bool copied = false;    /* region 3: the first INOUT region's new contents */
 
 	if (!loop)
 		s->call.flags |= UW_F_UNCOMPARED;
@@ -64,11 +66,12 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 			}
 		} else if (dir == D_IN) {
 			compare(s, i, off, loop);
-		} else if (!s->call.region[3].elem) {
+		} else if (!copied) {
 			struct uw_region *x = &s->call.region[3];
 			__u32 total = s->call.region[0].len + s->call.region[1].len +
 				      s->call.region[2].len + ident_bytes(&s->call);
 
+			copied = true;
 			x->addr = r->addr;
 			x->elem = r->elem;
 			x->count = r->count;
@@ -81,6 +84,8 @@ static __always_inline void finish_args(struct uw_slot *s, const bool loop)
 		}
 		off += r->len;
 	}
+	if (!copied)
+		no_region(&s->call.region[3]);
 }
 
 /* Gives tid's call a slot, in *idx: a free one, entered in the in-flight
@@ -133,9 +138,8 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	s = bpf_map_lookup_elem(&slots, &idx);
 	if (!s)
 		return 0;
-	__builtin_memset(&s->call, 0, sizeof(s->call));
-	s->call.hdr.kind = UW_KIND_CALL;
-	s->call.hdr.abi = UW_ABI_VERSION;
+	/* Not cleared: each field is set once (capture_args the regions and
+	 * flags, resolve_fds the identities); the record's header at exit. */
 	s->call.ts_enter = bpf_ktime_get_boot_ns();
 	s->call.pid = id >> 32;
 	s->call.tid = tid;
@@ -143,6 +147,7 @@ static __always_inline int on_enter(__s32 fd, __u32 opcode, __u64 arg, __u32 nr_
 	s->call.opcode = opcode;
 	s->call.arg = arg;
 	s->call.nr_args = nr_args;
+	s->call.nchanged = 0;
 	capture_args(s);
 	resolve_fds(s, idx, btf);
 	return 0;
@@ -169,6 +174,7 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 	__u64 uid_gid = bpf_get_current_uid_gid(), size, data_len, sig = 0;
 	struct uw_proc *p = 0;
 	struct uw_slot *s;
+	__u32 at;
 	bool sent;
 
 	if (!end_call(tid, &idx)) {
@@ -200,15 +206,20 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 
 	data_len = s->call.region[0].len + s->call.region[1].len +
 		   s->call.region[2].len + ident_bytes(&s->call) + s->call.region[3].len;
-	size = sizeof(s->call) + data_len;
-	if (size > sizeof(*s))
-		size = sizeof(*s);
-	keep(size);
-	s->call.hdr.size = size;
+	if (data_len > UW_DATA_MAX)
+		data_len = UW_DATA_MAX;
 	p = fair__proc(s->call.pid, s->call.ts_exit, s->call.uid, s->call.cgroup_id);
 	if (cfg.fair && !fair__admit(p, s, &sig, loop))
 		goto out;
-	sent = emit(s, size);
+	at = pack_call(s, data_len);
+	size = UW_CALL3_MAX - at + data_len;
+	keep(at);
+	if (at > UW_CALL3_MAX - sizeof(struct uw_call3))
+		goto out;
+	keep(size);
+	if (size > UW_CALL3_MAX + UW_DATA_MAX)
+		goto out;
+	sent = emit(&s->head[at], size);
 	if (cfg.fair)
 		fair__sent(p, s, sig, sent);
 out:
@@ -468,8 +479,9 @@ int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_regi
 	s->call.ring.ring_id = ring_id_of((__u64)ctx->ctx, &st);
 	if (st && ctx->ret >= 0)
 		st->registered = 1;     /* its free is told to user space */
-	s->ring_ctx = (__u64)ctx->ctx;     /* identity_check.h reads its tables */
-	if (ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf)
-		s->call.ring.cred_id = id_of_ptr(bpf_get_current_task_btf()->cred);
+	/* identity_check.h reads its tables; nonzero, the ring ref is sent */
+	s->ring_ctx = (__u64)ctx->ctx;
+	s->call.ring.cred_id = ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf ?
+			       id_of_ptr(bpf_get_current_task_btf()->cred) : 0;
 	return 0;
 }

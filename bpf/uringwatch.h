@@ -12,8 +12,9 @@
 #endif
 
 /* Bump when any record layout below changes. ABI 1 (before identities) is
- * kept decodable by layout.CALL_ABI1 in python/uringwatch/layout.py. */
-#define UW_ABI_VERSION 2   /* 2: identities, ring ref and uw_ns_ctx in uw_call */
+ * kept decodable by layout.CALL_ABI1 in python/uringwatch/layout.py, ABI 2
+ * by uw_call, which the object still holds as a call's working state. */
+#define UW_ABI_VERSION 3   /* 3: uw_call3, the parts a call has, then its data */
 
 #define UW_COMM_LEN 16
 #define UW_HOSTNAME_LEN 64    /* UTS nodename without its NUL (__NEW_UTS_LEN) */
@@ -246,7 +247,7 @@ struct uw_ns_ctx {
 	char hostname[UW_HOSTNAME_LEN];
 };
 
-/* Emitted at syscall exit, one per io_uring_register call. */
+/* ABI 1 and 2: emitted at syscall exit, one per io_uring_register call. */
 struct uw_call {
 	struct uw_rec_hdr hdr;
 	__u64 ts_enter;       /* CLOCK_BOOTTIME ns */
@@ -274,6 +275,63 @@ struct uw_call {
 	struct uw_ns_ctx ns;
 };
 
+/* ABI 2's record, and in every ABI the state of a call in flight (its
+ * slot, maps.h). Since ABI 3 a call is sent as uw_call3 and its parts. */
+
+/* uw_call3.parts: which of these follow the regions and changed[], in
+ * this order */
+enum uw_part {
+	UW_P_TASK = 1 << 0,   /* struct uw_task (uw_call.flags PPID, NS: which of it) */
+	UW_P_NS = 1 << 1,     /* struct uw_ns_ctx */
+	UW_P_CRED = 1 << 2,   /* struct uw_cred (uw_ident flag CRED) */
+	UW_P_RING = 1 << 3,   /* struct uw_ring_ref (the call found its ring) */
+};
+
+struct uw_task {
+	__u32 ppid;
+	__u32 pidns;
+	__u32 mntns;
+	__u32 pad;
+};
+
+/* ABI 3: a register call's record. This fixed part, what every call has;
+ * then a uw_region for each bit of `regions`, in index order; nchanged
+ * changed[] entries, padded to 8 bytes; the parts `parts` names (enum
+ * uw_part, in its order); then data_len bytes of data, as in ABI 2:
+ * regions 0..2, nfiles uw_file and nmem uw_mem, region 3. A field of
+ * uw_call not here is zero (its flag unset), as ABI 2 sent it. */
+struct uw_call3 {
+	struct uw_rec_hdr hdr;
+	__u64 ts_enter;       /* CLOCK_BOOTTIME ns */
+	__u64 ts_exit;
+	__u64 arg;
+	__s64 ret;
+	__u64 cgroup_id;
+	__u32 pid;            /* tgid */
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	__s32 fd;
+	__u32 opcode;         /* full 32 bits, IORING_REGISTER_USE_REGISTERED_RING kept */
+	__u32 nr_args;
+	__u32 flags;          /* enum uw_call_flags */
+	__u32 data_len;       /* bytes of data, after head_len */
+	__u16 head_len;       /* this fixed part, the regions, changed[] and the parts */
+	__u8 regions;         /* bit i: region i's uw_region follows */
+	__u8 nchanged;        /* changed[] entries that follow (<= UW_MAX_CHANGED) */
+	__u16 nfiles;         /* uw_ident's: entries in the data, and its flags */
+	__u16 nmem;
+	__u16 ident_flags;
+	__u8 path;            /* enum uw_resolve used */
+	__u8 parts;           /* enum uw_part */
+	char comm[UW_COMM_LEN];
+};
+
+#define UW_CALL3_MAX (sizeof(struct uw_call3) + UW_NREGION * sizeof(struct uw_region) + \
+		      UW_MAX_CHANGED * 4 + sizeof(struct uw_task) + sizeof(struct uw_ns_ctx) + \
+		      sizeof(struct uw_cred) + sizeof(struct uw_ring_ref))
+
+_Static_assert(sizeof(struct uw_call3) == 112, "uw_call3: python/uringwatch/layout.py");
 _Static_assert(sizeof(struct uw_file) == 256, "UW_IDENT_MAX assumes 256-byte uw_file");
 _Static_assert(sizeof(struct uw_mem) == 312, "UW_IDENT_MAX assumes 312-byte uw_mem");
 

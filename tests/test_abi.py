@@ -84,6 +84,7 @@ def test_enums_match_btf(btf):
                                         ("uw_mem_flags", "UW_M_", "M_"),
                                         ("uw_ident_flags", "UW_I_", "I_"),
                                         ("uw_ns_flags", "UW_NS_", "NS_"),
+                                        ("uw_part", "UW_P_", "P_"),
                                         ("uw_ring_fd_flags", "UW_RFD_", "RFD_")):
         for k, v in enum_values(btf, enum).items():
             assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k

@@ -12,9 +12,13 @@ from uringwatch import RecordError, decode, layout
 def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VERSION,
                 files=(), ident_flags=0, path=layout.RES_BTF, ns=(0, 0, 0, b""), mems=(),
                 **fields):
-    """A uw_call record: regions as (addr, count, elem, flags, pad, data);
-    files and mems as packed uw_file and uw_mem entries (ABI 2 on); ns as
-    (nspid, nstid, flags, hostname)."""
+    """A call record of ABI `abi`: regions as (addr, count, elem, flags,
+    pad, data); files and mems as packed uw_file and uw_mem entries (ABI 2
+    on); ns as (nspid, nstid, flags, hostname). ABI 3: the ABI-2 record
+    packed as the kernel packs it (abi3_of)."""
+    if abi == 3:
+        return abi3_of(call_record(opcode, regions, 2, files, ident_flags, path, ns, mems,
+                                   **fields))
     entries = b"".join(files) + b"".join(mems)
     data = b"".join(r[5] for r in regions[:3]) + entries + regions[3][5]
     size = (layout.CALL if abi >= 2 else layout.CALL_ABI1).size + len(data)
@@ -31,6 +35,45 @@ def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VE
             layout.IDENT.pack(nfiles=len(files), nmem=len(mems), flags=ident_flags, path=path))
         fields["ns"] = (ns[0], ns[1], ns[2], 0, ns[3])
     return lay.pack(**fields) + data
+
+
+def abi3_of(rec: bytes) -> bytes:
+    """An ABI-2 call record as ABI 3 sends it (bpf/record.h): each region
+    with a field set, changed[] as far as used, the parts the flags say it
+    has, then the data."""
+    c = layout.CALL.unpack(rec)
+    regions, head = 0, b""
+    for i in range(layout.NREGION):
+        r = c["region"][i * 6:i * 6 + 6]
+        if any(r):
+            regions |= 1 << i
+            head += layout.REGION.struct.pack(*r)
+    nch = min(c["nchanged"], layout.MAX_CHANGED)
+    head += struct.pack(f"<{nch}I", *c["changed"][:nch]) + bytes(4 * (nch % 2))
+    nfiles, nmem, iflags, path, _, *cred = c["ident"]
+    ns = layout.NS_CTX.unpack(layout.NS_CTX.struct.pack(*c["ns"]))
+    parts = 0
+    if c["flags"] & layout.F_PPID:
+        parts |= layout.P_TASK
+        head += layout.TASK.pack(ppid=c["ppid"], pidns=c["pidns"], mntns=c["mntns"])
+        if ns["flags"]:
+            parts |= layout.P_NS
+            head += layout.NS_CTX.struct.pack(*c["ns"])
+    if iflags & layout.I_CRED:
+        parts |= layout.P_CRED
+        head += layout.CRED.struct.pack(*cred)
+    if any(c["ring"]):
+        parts |= layout.P_RING
+        head += layout.RING_REF.struct.pack(*c["ring"])
+    data = rec[layout.CALL.size:]
+    head_len = layout.CALL3.size + len(head)
+    fixed = layout.CALL3.pack(
+        hdr=(layout.KIND_CALL, 3, head_len + len(data)), data_len=len(data),
+        head_len=head_len, regions=regions, nchanged=nch, nfiles=nfiles, nmem=nmem,
+        ident_flags=iflags, path=path, parts=parts,
+        **{k: c[k] for k in ("ts_enter", "ts_exit", "arg", "ret", "cgroup_id", "pid", "tid",
+                             "uid", "gid", "fd", "opcode", "nr_args", "flags", "comm")})
+    return fixed + head + data
 
 
 def uw_file(fd=4, role=layout.ROLE_FDS, index=0, flags=layout.FL_FOUND | layout.FL_ROOTED,
@@ -68,7 +111,7 @@ def test_namespaced_ids_and_hostname():
     assert ev.payload.fds == [4, -1, -2]
 
 
-@pytest.mark.parametrize("cut", [0, 4, 8, layout.CALL.size - 1])
+@pytest.mark.parametrize("cut", [0, 4, 8, layout.CALL3.size - 1])
 def test_short_record_is_rejected(cut):
     rec = call_record(regions=FILES_REGIONS)[:cut]
     with pytest.raises(RecordError):
@@ -121,10 +164,14 @@ def test_a_truncated_path_keeps_its_leaf_end_and_says_so():
     assert (f.path, f.path_truncated) == ("…/etc/shadow", True)
 
 
-def test_identities_past_the_end_are_rejected():
-    rec = bytearray(call_record(regions=FILES_REGIONS, files=[uw_file()]))
+@pytest.mark.parametrize("abi", [2, 3])
+def test_identities_past_the_end_are_rejected(abi):
+    rec = bytearray(call_record(regions=FILES_REGIONS, files=[uw_file()], abi=abi))
     cut = len(rec) - 100
     struct.pack_into("<I", rec, 4, cut)
+    if abi == 3:        # its lengths agree with its size: the entries do not
+        at = layout.CALL3.offsets["data_len"]
+        struct.pack_into("<I", rec, at, struct.unpack_from("<I", rec, at)[0] - 100)
     with pytest.raises(RecordError, match="past the record"):
         decode(bytes(rec[:cut]), 0, cut, 0)
 def repeat_record(total, pid=10, opcode=9999, ret=-22, kind=layout.KIND_REPEAT):
@@ -264,3 +311,73 @@ def test_what_a_buffers_verified_rests_on(flags, ident_flags, want):
     assert ev.toctou.changed == (want[2] == "raced")
     assert ev.toctou.changes == (["buffer 0x7f0000000000 (memory[0])"]
                                  if want[2] == "raced" else [])
+
+
+# ABI 3 (bpf/record.h): the same call as ABI 2 sent it, only what it has
+CRED = layout.CRED.pack(uid=1000, euid=1000, ngroups=2, cap_effective=1 << 21)
+ABI2_CALLS = {
+    "invalid": dict(opcode=9999, fd=-1, ret=-9, flags=layout.F_PPID | layout.F_NS | layout.F_RAW,
+                    regions=((0x1000, 64, 1, layout.R_FAULT, 0, bytes(64)),) +
+                    ((0, 0, 0, 0, 0, b""),) * 3),
+    "files": dict(regions=FILES_REGIONS, files=[uw_file(), uw_file(fd=3, role=layout.ROLE_RING)],
+                  ns=(1, 7, layout.NS_IDS | layout.NS_UTS, b"box"), ring=(0xabc, 0)),
+    "changed": dict(regions=FILES_REGIONS, nchanged=3,
+                    flags=layout.F_PPID | layout.F_NS | layout.F_CHANGED,
+                    changed=(1 << 24, 1 << 24 | 4, 1 << 24 | 8) + (0,) * 13),
+    "more": dict(regions=FILES_REGIONS, nchanged=16, changed=tuple(range(16)),
+                 flags=layout.F_PPID | layout.F_CHANGED | layout.F_CHANGED_MORE),
+    "personality": dict(opcode=9, ident_flags=layout.I_CRED, ring=(5, 6), flags=0),
+    "inout": dict(opcode=2, regions=FILES_REGIONS[:3] + ((0x1000, 3, 4, layout.R_OUT, 0, FDS),),
+                  path=layout.RES_OFF, ns=(3, 4, layout.NS_IDS, b"")),
+}
+
+
+def abi2_call(name):
+    kw = dict(ABI2_CALLS[name])
+    rec = bytearray(call_record(abi=2, **{k: v for k, v in kw.items() if k != "ring"}))
+    if "ring" in kw:
+        struct.pack_into("<2Q", rec, layout.CALL.offsets["ring"], *kw["ring"])
+    if kw.get("ident_flags", 0) & layout.I_CRED:
+        rec[layout.CALL.offsets["ident"] + layout.IDENT.offsets["cred"]:][:len(CRED)] = CRED
+    return bytes(rec)
+
+
+@pytest.mark.parametrize("name", sorted(ABI2_CALLS))
+def test_abi3_record_decodes_as_its_abi2_record(name):
+    """Field for field the same event, JSON line for JSON line."""
+    import msgspec
+    old = abi2_call(name)
+    new = abi3_of(old)
+    assert len(new) < len(old)
+    got, want = decode(new, 0, len(new), 7), decode(old, 0, len(old), 7)
+    assert msgspec.json.encode(got) == msgspec.json.encode(want)
+
+
+def test_an_invalid_call_s_abi3_record_is_its_fixed_part_task_and_snapshot():
+    rec = abi3_of(abi2_call("invalid"))
+    h = layout.CALL3.unpack(rec)
+    assert h["parts"] == layout.P_TASK and h["regions"] == 1
+    assert len(rec) == layout.CALL3.size + layout.REGION.size + layout.TASK.size + 64
+
+
+def _spoiled(name, field, value):
+    rec = bytearray(abi3_of(abi2_call(name)))
+    fmt = dict(layout.CALL3.members)[field]
+    struct.pack_into("<" + fmt, rec, layout.CALL3.offsets[field], value)
+    return bytes(rec)
+
+
+@pytest.mark.parametrize("name,field,value,what", [
+    ("files", "head_len", 8, "of header"),
+    ("files", "data_len", 1, "of header"),
+    ("files", "parts", 0x10, "parts"),
+    ("files", "regions", 0x10, "regions"),
+    ("changed", "nchanged", 17, "changes"),
+    ("files", "parts", layout.P_TASK | layout.P_NS, "header is"),      # ring ref left out
+    ("files", "parts", 0xF, "run past its header"),                   # cred never sent
+    ("files", "regions", 0x3, "header"),
+])
+def test_abi3_records_whose_parts_disagree_are_rejected(name, field, value, what):
+    rec = _spoiled(name, field, value)
+    with pytest.raises(RecordError, match=what):
+        decode(rec, 0, len(rec), 0)

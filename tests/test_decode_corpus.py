@@ -15,7 +15,7 @@ import sys
 import msgspec
 import pytest
 
-from test_decode import FILES_REGIONS, call_record, uw_file
+from test_decode import FILES_REGIONS, abi3_of, call_record, uw_file
 from uringwatch import dump, layout
 from uringwatch.decode import Runs, decode, decode_many
 from uringwatch.output import Writer
@@ -23,14 +23,15 @@ from uringwatch.output import Writer
 decode_mod = importlib.import_module("uringwatch.decode")   # the package exports decode()
 
 DATA = pathlib.Path(__file__).parent / "data"
-CORPUS = DATA / "calls-abi2.uwd.gz"
+ABIS = (2, 3)      # the recordings made at each record ABI since identities
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[pathlib.Path, bytes]:
+@pytest.fixture(scope="module", params=ABIS, ids=[f"abi{n}" for n in ABIS])
+def corpus(request, tmp_path_factory) -> tuple[pathlib.Path, bytes]:
+    base = DATA / f"calls-abi{request.param}"
     path = tmp_path_factory.mktemp("corpus") / "calls.uwd"
-    path.write_bytes(gzip.decompress(CORPUS.read_bytes()))
-    return path, gzip.decompress(CORPUS.with_name("calls-abi2.jsonl.gz").read_bytes())
+    path.write_bytes(gzip.decompress(base.with_suffix(".uwd.gz").read_bytes()))
+    return path, gzip.decompress(base.with_suffix(".jsonl.gz").read_bytes())
 
 
 def test_replay_prints_the_same_json_lines(corpus):
@@ -57,6 +58,48 @@ def test_each_record_decodes_to_the_same_json(corpus):
             if ev is not None:
                 got.append(msgspec.json.encode(ev) + b"\n")
     assert b"".join(got) == expected
+
+
+def test_the_abi2_recording_packed_as_abi3_decodes_the_same():
+    """Every call the kernel sent as ABI 2, sent as ABI 3 sends it (only
+    the parts it has): the same JSON, field for field."""
+    data = gzip.decompress((DATA / "calls-abi2.uwd.gz").read_bytes())
+    meta, start = dump.read_header(data, "abi2")
+    calls = 0
+    for f in dump.frames(data, start, "abi2", []):
+        for buf, off, size in dump.records(f, "abi2"):
+            rec = bytes(buf[off:off + size])
+            if layout.REC_HDR.unpack(rec)["kind"] != layout.KIND_CALL:
+                continue
+            packed = abi3_of(rec)
+            assert len(packed) < len(rec)
+            assert msgspec.json.encode(decode(packed, 0, len(packed), 0)) == \
+                msgspec.json.encode(decode(rec, 0, size, 0))
+            calls += 1
+    assert calls > 500
+
+
+def test_the_kernel_packs_abi3_records_as_the_format_says():
+    """Each call record the kernel sent as ABI 3 is what the format
+    (tests/test_decode.abi3_of) makes of the ABI-2 record it stands for,
+    byte for byte: nothing sent that the call does not have, nothing of
+    an earlier call; an invalid call's record is a fraction of ABI 2's."""
+    data = gzip.decompress((DATA / "calls-abi3.uwd.gz").read_bytes())
+    meta, start = dump.read_header(data, "abi3")
+    invalid = []
+    for f in dump.frames(data, start, "abi3", []):
+        for buf, off, size in dump.records(f, "abi3"):
+            rec = bytes(buf[off:off + size])
+            if layout.REC_HDR.unpack(rec)["kind"] != layout.KIND_CALL:
+                continue
+            assert abi3_of(decode_mod._as_abi2(rec)) == rec
+            h = layout.CALL3.unpack(rec)
+            if h["opcode"] == 9999:
+                invalid.append(h["head_len"])
+    # its raw snapshot's descriptor, ppid and namespaces, hostname: 232
+    # bytes before its data, where ABI 2 sent 432
+    assert set(invalid) == {layout.CALL3.size + layout.REGION.size + layout.TASK.size +
+                            layout.NS_CTX.size}
 
 
 def test_a_repeated_call_gives_events_that_share_nothing_mutable():

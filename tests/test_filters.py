@@ -15,10 +15,10 @@ from uringwatch.decode import decode
 from uringwatch.events import Event, Repeat, Ring
 from uringwatch.opcodes import USE_REGISTERED_RING
 
-CORPUS = pathlib.Path(__file__).parent / "data" / "calls-abi2.uwd.gz"
+CORPUS = pathlib.Path(__file__).parent / "data" / f"calls-abi{layout.ABI_VERSION}.uwd.gz"
 # a name, one with bytes after its NUL, one that is not UTF-8, and none
 COMMS = [b"python", b"ab\0junk", b"\xff\xfeq", b""]
-AT = layout.CALL.offsets
+AT = layout.CALL3.offsets      # the header scan reads the current ABI
 
 
 def corpus():

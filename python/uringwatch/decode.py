@@ -57,10 +57,13 @@ _CRED_IN_IDENT = layout.IDENT.offsets["cred"]
 
 
 class _CallShape:
-    """How one ABI's uw_call is read."""
+    """How one ABI's uw_call is read. packed (ABI 3): records are
+    uw_call3 and its parts, each read as the ABI-2 record it stands for
+    (_as_abi2), once per distinct body."""
 
-    def __init__(self, lay: layout.Layout):
-        self.size = lay.size
+    def __init__(self, lay: layout.Layout, packed: bool = False):
+        self.packed = packed
+        self.size = layout.CALL3.size if packed else lay.size
         self.struct = struct.Struct("<" + "".join(_READS.get(m) or _reading([(m, f)])
                                                   for m, f in lay.members))
         if self.struct.size != lay.size:
@@ -154,8 +157,12 @@ class _Body:
 
 
 # Record ABI -> its uw_call. ABI 1 (before identities) differs only in
-# having no uw_ident after changed[] and no identities before region 3.
-_SHAPES = {1: _CallShape(layout.CALL_ABI1), layout.ABI_VERSION: _CallShape(layout.CALL)}
+# having no uw_ident after changed[] and no identities before region 3;
+# ABI 3 sends of ABI 2's uw_call only what the call has (uw_call3).
+_SHAPES = {1: _CallShape(layout.CALL_ABI1), 2: _CallShape(layout.CALL),
+           3: _CallShape(layout.CALL, packed=True)}
+if layout.ABI_VERSION != max(_SHAPES):
+    raise ImportError("decode.py does not read the record ABI layout.py names")
 _FILE_SIZE, _MEM_SIZE = layout.FILE.size, layout.MEM.size
 _MEM_HEAD = layout.MEM.offsets["file"]
 
@@ -400,8 +407,10 @@ def _unlike_last(buf, off: int, size: int, boot_to_wall: int, context, runs: Run
     if kind == layout.KIND_CALL:            # nearly every record
         return _call(buf, off, size, rec_size, abi)
     if kind in _OTHER_KINDS or kind in _REPEAT_KINDS:
-        if abi != layout.ABI_VERSION:
-            raise RecordError(f"record ABI {abi}, decoder knows {layout.ABI_VERSION}")
+        # only call records changed between ABIs; the size checks below
+        # hold the others to their one layout
+        if abi not in _SHAPES:
+            raise RecordError(f"record ABI {abi}, decoder knows {sorted(_SHAPES)}")
         if kind == layout.KIND_RING_BEFORE:
             if rec_size != size:
                 raise RecordError(f"ring_before record of {size} bytes (header says "
@@ -465,7 +474,8 @@ def _call(buf, off: int, size: int, rec_size: int, abi: int) -> tuple:
     b = shape.seen.get(body)
     if b is None:
         # the record as bytes: slicing bytes is cheap, a memoryview not
-        b = _body(shape, bytes(buf[off:off + size]))
+        rec = bytes(buf[off:off + size])
+        b = _body(_SHAPES[2], _as_abi2(rec)) if shape.packed else _body(shape, rec)
         payload = arguments.payload(b.call)     # the first: nothing to copy from
         if shape.seen_bytes > _SEEN_BYTES:
             shape.seen.clear()
@@ -497,6 +507,65 @@ def _reader(size: int) -> struct.Struct:
         read = _READERS[size] = struct.Struct(
             f"<{_STAMPS_AT}sQQ{size - _BODY_AT}s")
     return read
+
+
+_CALL3 = layout.CALL3.struct
+_ABI2 = layout.CALL
+_IDENT_HEAD = struct.Struct("<HHHBx")           # uw_ident before its cred
+_CHANGED_AT, _IDENT_AT2 = _ABI2.offsets["changed"], _ABI2.offsets["ident"]
+# ABI 3's parts: (flag, size, where ABI 2's uw_call has it)
+_PARTS = ((layout.P_TASK, layout.TASK.size, None),
+          (layout.P_NS, layout.NS_CTX.size, _ABI2.offsets["ns"]),
+          (layout.P_CRED, layout.CRED.size, _IDENT_AT2 + _CRED_IN_IDENT),
+          (layout.P_RING, layout.RING_REF.size, _ABI2.offsets["ring"]))
+_TASK_AT = (_ABI2.offsets["ppid"], _ABI2.offsets["pidns"], _ABI2.offsets["mntns"])
+_PARTS_ALL = sum(flag for flag, _, _ in _PARTS)
+_U32 = struct.Struct("<I")
+
+
+def _as_abi2(rec: bytes) -> bytes:
+    """An ABI-3 call record as the ABI-2 record it stands for: what it
+    leaves out is zero there, as ABI 2 sent it (flags say it is unset)."""
+    size = len(rec)
+    (_, _, _, ts_enter, ts_exit, arg, ret, cgroup_id, pid, tid, uid, gid, fd, opcode, nr_args,
+     flags, data_len, head_len, regions, nchanged, nfiles, nmem, ident_flags, path, parts,
+     comm) = _CALL3.unpack_from(rec)
+    if head_len + data_len != size or head_len < _CALL3.size:
+        raise RecordError(f"call record of {size} bytes has {head_len} of header and "
+                          f"{data_len} of data")
+    if regions >> layout.NREGION or parts & ~_PARTS_ALL or nchanged > layout.MAX_CHANGED:
+        raise RecordError(f"call record names regions {regions:#x}, parts {parts:#x}, "
+                          f"{nchanged} changes")
+    out = bytearray(_ABI2.size)
+    pos = _CALL3.size
+    for i in range(layout.NREGION):
+        if regions >> i & 1:
+            at = _ABI2.offsets["region"] + i * layout.REGION.size
+            out[at:at + layout.REGION.size] = rec[pos:pos + layout.REGION.size]
+            pos += layout.REGION.size
+    out[_CHANGED_AT:_CHANGED_AT + 4 * nchanged] = rec[pos:pos + 4 * nchanged]
+    pos += (nchanged + 1) // 2 * 8
+    for flag, n, at in _PARTS:
+        if not parts & flag:
+            continue
+        if pos + n > head_len:
+            raise RecordError("the call record's parts run past its header")
+        if at is None:      # uw_task: where uw_call has ppid, pidns, mntns
+            for i, dst in enumerate(_TASK_AT):
+                out[dst:dst + 4] = rec[pos + 4 * i:pos + 4 * i + 4]
+        else:
+            out[at:at + n] = rec[pos:pos + n]
+        pos += n
+    if pos != head_len:
+        raise RecordError(f"the call record's header is {head_len} bytes, its parts {pos}")
+    struct.pack_into("<HHIQQQqQIIIIIiII", out, 0, layout.KIND_CALL, 2, _ABI2.size + data_len,
+                     ts_enter, ts_exit, arg, ret, cgroup_id, pid, tid,
+                     _U32.unpack_from(out, _TASK_AT[0])[0], uid, gid, fd, opcode, nr_args)
+    for name, value in (("flags", flags), ("nchanged", nchanged)):
+        _U32.pack_into(out, _ABI2.offsets[name], value)
+    out[_ABI2.offsets["comm"]:_ABI2.offsets["comm"] + layout.COMM_LEN] = comm
+    _IDENT_HEAD.pack_into(out, _IDENT_AT2, nfiles, nmem, ident_flags, path)
+    return bytes(out) + rec[head_len:]
 
 
 def _body(shape: _CallShape, rec: bytes) -> _Body:
@@ -582,7 +651,8 @@ def _changes(call, rec: bytes, at: int, nchanged: int) -> tuple[str, ...]:
 
 
 # Record ABI -> decoder, for dumps. decode() reads every ABI in _SHAPES
-# (ABI 1: layout.CALL_ABI1, no identities), so dumps written before a
-# change keep decoding; tests/test_dump.py holds a committed ABI-1 dump to
+# (ABI 1: layout.CALL_ABI1, no identities; ABI 3: the parts a call has),
+# so dumps written before a change keep decoding; tests/test_dump.py and
+# tests/test_decode_corpus.py hold committed dumps of ABI 1, 2 and 3 to
 # that promise.
 DECODERS = {abi: decode for abi in _SHAPES}

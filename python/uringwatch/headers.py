@@ -2,8 +2,9 @@
 replay can filter and count records without decoding them and a recorder
 can find the cgroup it must describe: one struct.unpack_from per record.
 
-Only records of the current kind and ABI are read this way; any other is
-left to the full decoder (replay then filters the decoded event)."""
+Only records of the current kind and ABI (3: layout.CALL3, the fixed part)
+are read this way; any other is left to the full decoder (replay then
+filters the decoded event)."""
 
 from __future__ import annotations
 
@@ -18,23 +19,16 @@ from .filters import header_test
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .ringscan import DISCARD, SIZE_MASK
 
-_FORMATS = {**dict(layout.CALL.members), **dict(layout.REC_HDR.members)}
-_HDR_AT = layout.CALL.offsets["hdr"]
+_CALL = layout.CALL3
+_FORMATS = {**dict(_CALL.members), **dict(layout.REC_HDR.members)}
+_HDR_AT = _CALL.offsets["hdr"]
 
 
 def _where(field: str) -> tuple[int, str]:
     """(offset in the record, struct format) of a call record field."""
-    if field.startswith("region_len"):
-        i = int(field[len("region_len"):])
-        return (layout.CALL.offsets["region"] + i * layout.REGION.size
-                + layout.REGION.offsets["len"], dict(layout.REGION.members)["len"])
-    if field.startswith("ident_"):        # uw_ident's entry counts
-        sub = field[len("ident_"):]
-        return (layout.CALL.offsets["ident"] + layout.IDENT.offsets[sub],
-                dict(layout.IDENT.members)[sub])
     if field in layout.REC_HDR.offsets:
         return _HDR_AT + layout.REC_HDR.offsets[field], _FORMATS[field]
-    return layout.CALL.offsets[field], _FORMATS[field]
+    return _CALL.offsets[field], _FORMATS[field]
 
 
 def reader(fields: tuple[str, ...], before: str = "") -> struct.Struct:
@@ -51,24 +45,15 @@ def reader(fields: tuple[str, ...], before: str = "") -> struct.Struct:
     return struct.Struct(fmt)
 
 
-def data_len(h: tuple, lens: int) -> int:
-    """The bytes after a call record's fixed part, from its header tuple:
-    the regions' lengths, then its identity entries."""
-    return (h[lens] + h[lens + 1] + h[lens + 2] + h[lens + 3]
-            + h[lens + 4] * FILE_SIZE + h[lens + 5] * MEM_SIZE)
-
-
 def _ordered(fields) -> tuple[str, ...]:
     return tuple(sorted(fields, key=lambda n: _where(n)[0]))
 
 
 VALIDITY = ("kind", "abi", "size")
-# what a call record's data is made of: its regions, then its identities
-REGION_LENS = tuple(f"region_len{i}" for i in range(layout.NREGION)) + \
-    ("ident_nfiles", "ident_nmem")
-FILE_SIZE, MEM_SIZE = layout.FILE.size, layout.MEM.size
+# what a call record is made of: its fixed part and parts, then its data
+REGION_LENS = ("data_len", "head_len")
 STAT_FIELDS = ("opcode", "pid", "comm", "flags", "ret")
-CALL_SIZE = layout.CALL.size
+CALL_SIZE = _CALL.size
 _VERDICTS_MAX = 1 << 16
 _TS_END = 1 << 64              # beyond any boot time in ns
 SKIP, KEEP, CARE = 0, 1, 2      # Scan.verdicts(): SKIP false, so compress() keeps KEEP
@@ -80,9 +65,10 @@ class Scan:
     faster). Header tuples are "ring-shaped": the ring header's length word
     first, then the fields; a record outside a ring gets its size first.
 
-    check_regions: also read the region lengths, so that a record decode()
-    would refuse is not counted (--stats counts without decoding; a filter
-    pass decodes what it keeps, and decode() checks then)."""
+    stats: also read the lengths of the fixed part with its parts and of the
+    data, so that a record whose lengths disagree with its size is not
+    counted (--stats counts without decoding; a filter pass decodes what it
+    keeps, and decode() checks every part then)."""
 
     def __init__(self, filters=None, since_ns: int | None = None,
                  until_ns: int | None = None, to_wall: int = 0, stats: bool = False):
@@ -97,21 +83,23 @@ class Scan:
         self.at = {name: i + 1 for i, name in enumerate(self.fields)}
         self.ring = reader(self.fields, "I4x")      # at a ring header
         self.record = reader(self.fields)           # at a record's start
-        # region lengths come last when read (regions follow the other fields)
+        # data_len, then head_len next to it
         self.lens = self.at[REGION_LENS[0]] if stats else None
-        if stats and self.fields[-len(REGION_LENS):] != REGION_LENS:
-            raise ImportError("headers.py expects the region lengths after the other fields")
+        if stats and self.at[REGION_LENS[1]] != self.lens + 1:
+            raise ImportError("headers.py expects uw_call3's head_len right after data_len")
         self.keep = _keeper(self.at, filters, since_ns, until_ns, to_wall)
         self._verdicts: dict[tuple, int] = {}     # ring-shaped header -> verdict
 
     def valid(self, h: tuple, size: int) -> bool:
         """Whether a header read at a record of `size` bytes is a call
-        record of this ABI whose sizes agree (and, with check_regions,
-        whose regions fill it exactly)."""
+        record of this ABI whose sizes agree (and, with stats, whose fixed
+        part, parts and data fill it exactly)."""
         at = self.at
+        lens = self.lens
         return (len(h) > 2 and h[at["kind"]] == layout.KIND_CALL
                 and h[at["abi"]] == layout.ABI_VERSION and h[at["size"]] == size >= CALL_SIZE
-                and (self.lens is None or data_len(h, self.lens) == size - CALL_SIZE))
+                and (lens is None or (h[lens] + h[lens + 1] == size
+                                      and h[lens + 1] >= CALL_SIZE)))
 
     def verdicts(self, headers: list) -> list[int]:
         """Each ring-shaped header tuple's verdict, in order: KEEP, SKIP

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Literal, get_args
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 COMM_LEN = 16
 NREGION = 4
@@ -88,6 +88,12 @@ F_RAW = 1 << 6
 # uw_ns_ctx.flags
 NS_IDS = 1 << 0
 NS_UTS = 1 << 1
+
+# enum uw_part: uw_call3.parts, the parts an ABI-3 record has, in this order
+P_TASK = 1 << 0
+P_NS = 1 << 1
+P_CRED = 1 << 2
+P_RING = 1 << 3
 
 # uw_region.flags
 R_FAULT = 1 << 0
@@ -274,8 +280,21 @@ IDENT = Layout("uw_ident", [
     ("cred", CRED.format[1:]),
 ])
 
+# ABI 2's record; in the object, a call's state while in flight
 CALL = Layout("uw_call", CALL_ABI1.members + [("ident", IDENT.format[1:]), ("ring", "2Q"),
                             ("ns", NS_CTX.format[1:])])
+
+# ABI 3: the fixed part of a call record; the regions, changed[] and the
+# parts it names follow (bpf/uringwatch.h), then the data as in ABI 2
+CALL3 = Layout("uw_call3", [
+    ("hdr", "HHI"), ("ts_enter", "Q"), ("ts_exit", "Q"), ("arg", "Q"), ("ret", "q"),
+    ("cgroup_id", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("gid", "I"),
+    ("fd", "i"), ("opcode", "I"), ("nr_args", "I"), ("flags", "I"), ("data_len", "I"),
+    ("head_len", "H"), ("regions", "B"), ("nchanged", "B"), ("nfiles", "H"), ("nmem", "H"),
+    ("ident_flags", "H"), ("path", "B"), ("parts", "B"), ("comm", f"{COMM_LEN}s"),
+])
+TASK = Layout("uw_task", [("ppid", "I"), ("pidns", "I"), ("mntns", "I"), ("pad", "I")])
+RING_REF = Layout("uw_ring_ref", [("ring_id", "Q"), ("cred_id", "Q")])
 
 FILE = Layout("uw_file", [
     ("fd", "i"), ("role", "H"), ("index", "H"), ("flags", "H"), ("path_len", "H"),
@@ -351,6 +370,7 @@ CONFIG = Layout("uw_config", [
     ("fair_light_burst_ns", "Q"), ("fair_budget_bytes", "Q"), ("fair_reserve_bytes", "Q"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,
+ALL = (REC_HDR, REGION, CALL, CALL3, TASK, RING_REF, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET,
+       AGG, RING, USE_KEY, USE, OP,
        ACTION, ACT_RUN,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)
