@@ -8,6 +8,7 @@ import json
 import mmap
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -277,6 +278,125 @@ def test_root_personality_after_seteuid_alone_is_no_credential_finding(needs_ops
     ran = [e for e in events if type(e).__name__ == "Op" and e.pid == child]
     assert any(e.creds_differ and e.task_cred.euid == 65534 for e in ran)
     assert rules_of(findings(events)) == ["ring-driven-by-another-process"]
+
+SETUP_R_DISABLED, SETUP_SINGLE_ISSUER = 1 << 6, 1 << 12
+SYS_pidfd_open, SYS_pidfd_getfd = 434, 438
+
+
+def enter(ring: uring.Ring, n: int) -> int:
+    """io_uring_enter of the n SQEs put: its return, an error as -errno."""
+    tail = struct.unpack_from("<I", ring._sq, ring._sq_tail)[0]
+    struct.pack_into("<I", ring._sq, ring._sq_tail, (tail + n) & 0xFFFFFFFF)
+    return uring.syscall(uring.SYS_io_uring_enter, ctypes.c_uint32(ring.fd), ctypes.c_uint32(n),
+                         ctypes.c_uint32(n), ctypes.c_uint32(uring.ENTER_GETEVENTS), None,
+                         ctypes.c_size_t(0))
+
+
+def enable(r: uring.Ring) -> None:
+    assert uring.register(r.fd, uring.REGISTER_ENABLE_RINGS, None, 0) == 0
+
+
+def nops(ring: uring.Ring, n: int = 3) -> None:
+    for _ in range(n):
+        ring.put(0, uring.OP_NOP)
+        assert ring.submit(1) == 0
+
+
+def test_the_enabler_of_a_disabled_single_issuer_ring_drives_it_unseen(needs_ops):
+    """liburing's single-issuer hand-off: a child enables the disabled
+    SINGLE_ISSUER ring its parent made, so the kernel makes it the ring's
+    submitter, and drives it; the parent's and another child's
+    submissions are refused (-EEXIST: no op). No finding."""
+    with live() as t:
+        r = uring.Ring(8, flags=SETUP_R_DISABLED | SETUP_SINGLE_ISSUER)
+        go_r, go_w = os.pipe()
+
+        def enabler():
+            os.read(go_r, 1)
+            enable(r)
+            nops(uring.Ring.attach(r.fd, r))
+
+        def refused():
+            os.read(go_r, 1)
+            ring = uring.Ring.attach(r.fd, r)
+            ring.put(0, uring.OP_NOP)
+            assert enter(ring, 1) == -errno.EEXIST
+
+        child = _child(enabler)
+        t.add_pid(child)
+        os.write(go_w, b"x")
+        _wait(child)
+        other = _child(refused)
+        t.add_pid(other)
+        os.write(go_w, b"x")
+        _wait(other)
+        r.put(0, uring.OP_NOP)
+        assert enter(r, 1) == -errno.EEXIST
+        events = collect(t, lambda ev: any(type(e).__name__ == "Op" and e.pid == child
+                                           for e in ev))
+        r.close()
+    ops = [e for e in events if type(e).__name__ == "Op"]
+    assert {e.pid for e in ops} == {child}
+    assert ops[0].creator_pid == os.getpid()
+    assert findings(events) == []
+
+
+def test_a_child_driving_a_disabled_ring_it_did_not_enable_fires(needs_ops):
+    """The adversarial twin: two rings made disabled; the child enables
+    one and drives both. The ring its parent enabled is a hand-off; the
+    one it enabled is not."""
+    with live() as t:
+        mine = uring.Ring(8, flags=SETUP_R_DISABLED)
+        theirs = uring.Ring(8, flags=SETUP_R_DISABLED)
+        enable(mine)
+        go_r, go_w = os.pipe()
+
+        def driver():
+            os.read(go_r, 1)
+            enable(theirs)
+            nops(uring.Ring.attach(mine.fd, mine))
+            nops(uring.Ring.attach(theirs.fd, theirs))
+
+        child = _child(driver)
+        t.add_pid(child)
+        os.write(go_w, b"x")
+        _wait(child)
+        events = collect(t, lambda ev: len({e.ring_id for e in ev if type(e).__name__ == "Op"
+                                             and e.pid == child}) >= 2)
+        rings = {e.fd: e.ring_id for e in events if type(e).__name__ == "Ring"}
+        mine.close()
+        theirs.close()
+    found = findings(events)
+    assert [(f.rule, f.ring_id, f.pid) for f in found] == [
+        ("ring-driven-by-another-process", rings[mine.fd], child)]
+
+
+def test_a_ring_taken_with_pidfd_getfd_and_driven_fires(needs_ops):
+    """A process takes a ring's fd from its creator with pidfd_getfd and
+    drives it: the hand-off the rule names, even after enabling another
+    ring of its own."""
+    with live() as t:
+        r = uring.Ring(8)
+        go_r, go_w = os.pipe()
+
+        def taker():
+            os.read(go_r, 1)
+            enable(uring.Ring(8, flags=SETUP_R_DISABLED))
+            pidfd = uring.syscall(SYS_pidfd_open, ctypes.c_int(os.getppid()), ctypes.c_uint(0))
+            fd = uring.syscall(SYS_pidfd_getfd, ctypes.c_int(pidfd), ctypes.c_int(r.fd),
+                               ctypes.c_uint(0))
+            assert fd >= 0, os.strerror(-fd)
+            nops(uring.Ring.attach(fd, r))
+
+        other = _child(taker)
+        t.add_pid(other)
+        os.write(go_w, b"x")
+        _wait(other)
+        events = collect(t, lambda ev: len(findings(ev)) >= 1)
+        r.close()
+    assert [(f.rule, f.pid) for f in findings(events)] == [
+        ("ring-driven-by-another-process", other)]
+
 
 def test_own_ring_and_own_personality_are_no_finding(needs_ops):
     """The benign twin: a ring used by its creator, a personality used by
