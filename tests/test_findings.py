@@ -398,6 +398,55 @@ def test_a_ring_taken_with_pidfd_getfd_and_driven_fires(needs_ops):
         ("ring-driven-by-another-process", other)]
 
 
+def fixed_reads(lengths_at) -> tuple[list, int, int]:
+    """A ring with one registered buffer over /dev/zero's reads: a
+    READ_FIXED of each (length, offset into the buffer); the events, the
+    buffer's base and its length."""
+    buf = ctypes.create_string_buffer(4096)
+    base = ctypes.addressof(buf)
+    f = os.open("/dev/zero", os.O_RDONLY)
+    with live() as t:
+        r = uring.Ring(8)
+        assert uring.register(r.fd, uring.REGISTER_BUFFERS,
+                              uring.Iovec(base, len(buf)), 1) == 0
+        results = []
+        for length, at in lengths_at:
+            r.put(0, uring.OP_READ_FIXED, fd=f, addr=base + at, length=length, buf_index=0)
+            results.append(r.submit(1))
+        events = collect(t, lambda ev: sum(type(e).__name__ == "Op" for e in ev) >= 1
+                         and sum(type(e).__name__ == "Action" for e in ev)
+                         >= sum(n == 0 for n, _ in lengths_at))
+        r.close()
+    os.close(f)
+    return events, results, base
+
+
+def test_a_zero_length_fixed_read_at_its_buffers_end_fires(needs_ops):
+    """A READ_FIXED of length 0 at one past the registered buffer's last
+    byte: the kernel accepts it (a read of nothing: 0) and reports it as
+    an action with its address, which the buffer table places at the end."""
+    events, results, base = fixed_reads([(0, 4096)])
+    assert results == [0]
+    (act,) = [e for e in events if type(e).__name__ == "Action"]
+    t = act.target
+    assert (act.opcode_name, t.addr, t.len, t.buffer_index) == ("READ_FIXED", base + 4096, 0, 0)
+    assert (t.buffer.base, t.buffer.len, t.buffer_at) == (base, 4096, "end")
+    assert act.result == 0
+    (f,) = findings(events)
+    assert (f.rule, f.pid, f.ring_id) == ("fixed-buffer-zero-length-at-end", os.getpid(),
+                                          act.ring_id)
+
+
+def test_fixed_reads_with_a_length_or_inside_their_buffer_are_no_finding(needs_ops):
+    """The benign twin: fixed reads with a length (no actions: counted
+    as operations) and one of length 0 at the buffer's start."""
+    events, results, base = fixed_reads([(64, 0), (64, 4096 - 64), (0, 0)])
+    assert results == [64, 64, 0]
+    acts = [e for e in events if type(e).__name__ == "Action"]
+    assert [(a.target.addr, a.target.buffer_at) for a in acts] == [(base, "start")]
+    assert findings(events) == []
+
+
 def test_own_ring_and_own_personality_are_no_finding(needs_ops):
     """The benign twin: a ring used by its creator, a personality used by
     the identity that saved it."""
