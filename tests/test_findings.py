@@ -424,14 +424,17 @@ def fixed_reads(lengths_at) -> tuple[list, int, int]:
 def test_a_zero_length_fixed_read_at_its_buffers_end_fires(needs_ops):
     """A READ_FIXED of length 0 at one past the registered buffer's last
     byte: the kernel accepts it (a read of nothing: 0) and reports it as
-    an action with its address, which the buffer table places at the end."""
-    events, results, base = fixed_reads([(0, 4096)])
-    assert results == [0]
-    (act,) = [e for e in events if type(e).__name__ == "Action"]
+    an action with its address, which the buffer table places at the end.
+    One beyond the end the kernel refuses (-EFAULT): the same rule, which
+    fires once per ring and process."""
+    events, results, base = fixed_reads([(0, 4096), (0, 8192)])
+    assert results == [0, -errno.EFAULT]
+    act, beyond = [e for e in events if type(e).__name__ == "Action"]
     t = act.target
     assert (act.opcode_name, t.addr, t.len, t.buffer_index) == ("READ_FIXED", base + 4096, 0, 0)
     assert (t.buffer.base, t.buffer.len, t.buffer_at) == (base, 4096, "end")
     assert act.result == 0
+    assert (beyond.target.buffer_at, beyond.result) == ("outside", -errno.EFAULT)
     (f,) = findings(events)
     assert (f.rule, f.pid, f.ring_id) == ("fixed-buffer-zero-length-at-end", os.getpid(),
                                           act.ring_id)
