@@ -398,6 +398,52 @@ def test_a_ring_taken_with_pidfd_getfd_and_driven_fires(needs_ops):
         ("ring-driven-by-another-process", other)]
 
 
+UNLESS_RULE = """
+[[rule]]
+id = "nop-after-personality"
+title = "t"
+severity = "info"
+technique = "T1068"
+explanation = "e."
+kinds = ["call", "op"]
+opcodes = ["REGISTER_PERSONALITY"]
+sequence = [
+  { kinds = ["call"], when = "event.ret > 0" },
+  { kinds = ["op"], when = "event.opcode_name == 'NOP'" },
+]
+unless = [{ kinds = ["call"], opcodes = ["REGISTER_ENABLE_RINGS"], same = ["pid"] }]
+"""
+
+
+def test_an_unless_cancels_a_sequence_before_or_after_it_began(tmp_path, needs_ops):
+    """The engine's `unless`, on a user's rule: a sequence (a personality
+    registered, then a NOP) is cancelled by the process's ENABLE_RINGS,
+    whether that came between the steps or before the first; without it
+    the sequence fires."""
+    with live() as t:
+        r = uring.Ring(8, flags=SETUP_R_DISABLED)
+        assert uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0) > 0
+        enable(r)
+        nops(r, 1)
+        events = collect(t, lambda ev: any(type(e).__name__ == "Op" for e in ev))
+        r.close()
+    rules = tmp_path / "unless.toml"
+    rules.write_text(UNLESS_RULE)
+    (en,) = [e for e in events if getattr(e, "opcode_name", None) == "REGISTER_ENABLE_RINGS"]
+    rest = [e for e in events if e is not en]
+
+    def fired(evs):
+        return [f for f in engine(rules).feed(evs) if f.rule == "nop-after-personality"]
+    assert [v.kind for v in fired(rest)[0].evidence] == ["call", "op"]
+    assert fired(events) == []
+    assert fired([en] + rest) == []
+    bad = tmp_path / "bad.toml"
+    bad.write_text(UNLESS_RULE.replace('same = ["pid"]', "same = []"))
+    from uringwatch.findings import RulesError
+    with pytest.raises(RulesError, match="same"):
+        engine(bad)
+
+
 def fixed_reads(lengths_at) -> tuple[list, int, int]:
     """A ring with one registered buffer over /dev/zero's reads: a
     READ_FIXED of each (length, offset into the buffer); the events, the
