@@ -444,14 +444,16 @@ def test_an_unless_cancels_a_sequence_before_or_after_it_began(tmp_path, needs_o
         engine(bad)
 
 
-def fixed_reads(lengths_at) -> tuple[list, int, int]:
+def fixed_reads(lengths_at, record=None) -> tuple[list, list, int]:
     """A ring with one registered buffer over /dev/zero's reads: a
     READ_FIXED of each (length, offset into the buffer); the events, the
-    buffer's base and its length."""
+    results and the buffer's base. `record`: a path to record them to."""
+    from uringwatch.recorder import Recorder
     buf = ctypes.create_string_buffer(4096)
     base = ctypes.addressof(buf)
     f = os.open("/dev/zero", os.O_RDONLY)
     with live() as t:
+        rec = Recorder(str(record), t) if record else None
         r = uring.Ring(8)
         assert uring.register(r.fd, uring.REGISTER_BUFFERS,
                               uring.Iovec(base, len(buf)), 1) == 0
@@ -463,17 +465,19 @@ def fixed_reads(lengths_at) -> tuple[list, int, int]:
                          and sum(type(e).__name__ == "Action" for e in ev)
                          >= sum(n == 0 for n, _ in lengths_at))
         r.close()
+        if rec:
+            rec.close()
     os.close(f)
     return events, results, base
 
 
-def test_a_zero_length_fixed_read_at_its_buffers_end_fires(needs_ops):
+def test_a_zero_length_fixed_read_at_its_buffers_end_fires(needs_ops, tmp_path):
     """A READ_FIXED of length 0 at one past the registered buffer's last
     byte: the kernel accepts it (a read of nothing: 0) and reports it as
     an action with its address, which the buffer table places at the end.
     One beyond the end the kernel refuses (-EFAULT): the same rule, which
-    fires once per ring and process."""
-    events, results, base = fixed_reads([(0, 4096), (0, 8192)])
+    fires once per ring and process. Over the recording, the same."""
+    events, results, base = fixed_reads([(0, 4096), (0, 8192)], tmp_path / "cap.uwd")
     assert results == [0, -errno.EFAULT]
     act, beyond = [e for e in events if type(e).__name__ == "Action"]
     t = act.target
@@ -484,6 +488,10 @@ def test_a_zero_length_fixed_read_at_its_buffers_end_fires(needs_ops):
     (f,) = findings(events)
     assert (f.rule, f.pid, f.ring_id) == ("fixed-buffer-zero-length-at-end", os.getpid(),
                                           act.ring_id)
+    out = subprocess.run([sys.executable, "-m", "uringwatch", "findings", "--json",
+                          str(tmp_path / "cap.uwd")], capture_output=True, text=True, check=True)
+    assert [(x["rule"], x["evidence"][0]["ts"]) for x in map(json.loads, out.stdout.splitlines())] \
+        == [(f.rule, act.ts)]
 
 
 def test_fixed_reads_with_a_length_or_inside_their_buffer_are_no_finding(needs_ops):
