@@ -57,8 +57,9 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--modes", default="nop,read",
-                    help="opsgen modes, comma-separated: nop, read, openat (an action: "
-                         "its target read at submission, its result at completion)")
+                    help="opsgen modes, comma-separated: nop, read, readfixed (READ_FIXED: "
+                         "its length read at submission), openat (an action: its target "
+                         "read at submission, its result at completion)")
     args = ap.parse_args()
     py = sys.executable
     tracers = {

@@ -4,10 +4,11 @@
  * syscalls (no liburing): batches of SQEs submitted with io_uring_enter,
  * each batch waited for, timed with CLOCK_MONOTONIC around the loop only.
  *
- *   opsgen [-n OPS] [-b BATCH] [-g] nop|read|openat
+ *   opsgen [-n OPS] [-b BATCH] [-g] nop|read|readfixed|openat
  *
  * nop: IORING_OP_NOP. read: a 64-byte IORING_OP_READ from /dev/zero
- * through registered-file slot 0 (IOSQE_FIXED_FILE). openat: an
+ * through registered-file slot 0 (IOSQE_FIXED_FILE). readfixed: the same
+ * as IORING_OP_READ_FIXED into registered buffer 0. openat: an
  * IORING_OP_OPENAT of /dev/null into fixed-file slot 0, each replacing
  * the last (no fd to close: the ring does it). -g waits for a byte
  * on stdin first, so a tracer can be attached to this process. Prints one
@@ -32,9 +33,11 @@
 #define OFF_CQ_RING 0x8000000ULL
 #define OFF_SQES 0x10000000ULL
 #define ENTER_GETEVENTS 1
+#define REGISTER_BUFFERS 0
 #define REGISTER_FILES 2
 #define OP_NOP 0
 #define OP_READ 22
+#define OP_READ_FIXED 4
 #define OP_OPENAT 18
 #define SQE_FIXED_FILE 1
 #define WARMUP 4096
@@ -85,7 +88,7 @@ static void *map(size_t len, uint64_t off)
 }
 
 /* The ring, its mappings, and batch SQEs that never change. */
-enum mode { NOP, READ, OPENAT };
+enum mode { NOP, READ, OPENAT, READ_FIXED };
 
 static void setup(unsigned batch, enum mode mode)
 {
@@ -104,11 +107,17 @@ static void setup(unsigned batch, enum mode mode)
 	cq_head = (uint32_t *)(cq + p.cq_off[0]);
 	cq_tail = (uint32_t *)(cq + p.cq_off[1]);
 	if (mode != NOP) {       /* slot 0: /dev/zero to read, or empty to open into */
-		int32_t fd = mode == READ ? open("/dev/zero", O_RDONLY) : -1;
+		int32_t fd = mode != OPENAT ? open("/dev/zero", O_RDONLY) : -1;
 
-		if ((mode == READ && fd < 0) ||
+		if ((mode != OPENAT && fd < 0) ||
 		    syscall(NR_io_uring_register, ring_fd, REGISTER_FILES, &fd, 1))
 			die("registering slot 0");
+	}
+	if (mode == READ_FIXED) {
+		struct { void *base; size_t len; } iov = { buf, sizeof(buf) };
+
+		if (syscall(NR_io_uring_register, ring_fd, REGISTER_BUFFERS, &iov, 1))
+			die("registering buffer 0");
 	}
 	for (i = 0; i < p.sq_entries; i++) {
 		sq_array[i] = i;
@@ -117,10 +126,11 @@ static void setup(unsigned batch, enum mode mode)
 						.addr = (uintptr_t)"/dev/null", .rw_flags = O_RDONLY,
 						.pad = { 1ULL << 32 } };
 		else
-			sqes[i] = (struct sqe){ .opcode = mode == READ ? OP_READ : OP_NOP,
-						.flags = mode == READ ? SQE_FIXED_FILE : 0,
+			sqes[i] = (struct sqe){ .opcode = mode == READ ? OP_READ :
+							  mode == READ_FIXED ? OP_READ_FIXED : OP_NOP,
+						.flags = mode != NOP ? SQE_FIXED_FILE : 0,
 						.addr = (uintptr_t)buf,
-						.len = mode == READ ? sizeof(buf) : 0 };
+						.len = mode != NOP ? sizeof(buf) : 0 };
 	}
 }
 
@@ -153,9 +163,10 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc || batch < 1 || batch > 4096 ||
 	    (strcmp(argv[optind], "nop") && strcmp(argv[optind], "read") &&
-	     strcmp(argv[optind], "openat")))
+	     strcmp(argv[optind], "readfixed") && strcmp(argv[optind], "openat")))
 		goto usage;
-	mode = !strcmp(argv[optind], "read") ? READ : !strcmp(argv[optind], "openat") ? OPENAT : NOP;
+	mode = !strcmp(argv[optind], "read") ? READ : !strcmp(argv[optind], "openat") ? OPENAT :
+	       !strcmp(argv[optind], "readfixed") ? READ_FIXED : NOP;
 	setup(batch, mode);
 	if (gate && syscall(SYS_read, 0, &(char){ 0 }, 1) != 1)
 		die("waiting for the go byte on stdin");
@@ -170,6 +181,6 @@ int main(int argc, char **argv)
 	       WARMUP, (unsigned long long)(t1 - t0), (double)(t1 - t0) / done);
 	return 0;
 usage:
-	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read|openat\n");
+	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read|readfixed|openat\n");
 	return 2;
 }

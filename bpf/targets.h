@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * What an operation acts on and what it did: for each operation that
- * opens, creates, connects, binds, unlinks, renames or links, one
- * uw_action record with its target as the kernel took it (read at
- * submission from the request prep filled: the kernel's copy of a path,
- * open_how, socket arguments, the address) and its completion's result.
+ * opens, creates, connects, binds, unlinks, renames or links, and each
+ * fixed-buffer read or write of length 0, one uw_action record with its
+ * target as the kernel took it (read at submission from the request prep
+ * filled: the kernel's copy of a path, open_how, socket arguments, the
+ * address) and its completion's result.
  *
  * At submission the record waits in `pending`, keyed by the request's
  * address, for io_uring_complete to give it its result; a request
@@ -36,6 +37,11 @@
 		 ACT_OP(SOCKET) | ACT_OP(CONNECT) | ACT_OP(BIND) | ACT_OP(LISTEN) | \
 		 ACT_OP(ACCEPT) | ACT_OP(SETXATTR) | ACT_OP(GETXATTR) | ACT_OP(FSETXATTR) | \
 		 ACT_OP(FGETXATTR))
+/* Fixed-buffer ops, reported each when their length is 0 (act__submit
+ * drops the others): with the address they name in a registered buffer,
+ * user space can tell one at the buffer's very end, where the kernel's
+ * bounds check (addr + len <= end) passes with nothing to bound. */
+#define ACT_FIXED_OPS (ACT_OP(READ_FIXED) | ACT_OP(WRITE_FIXED))
 /* The ops that name a path (in an SQE: addr, and addr2 for two) */
 #define ACT_PATH_OPS (ACT_OP(OPENAT) | ACT_OP(OPENAT2) | ACT_OP(STATX) | ACT_OP(UNLINKAT) | \
 		      ACT_OP(MKDIRAT) | ACT_OP(RENAMEAT) | ACT_OP(SYMLINKAT) | ACT_OP(LINKAT))
@@ -325,6 +331,11 @@ static __always_inline void act_target(struct uw_action *a, struct io_kiocb *req
 	case IORING_OP_FGETXATTR:
 		act_xattr(a, r);
 		break;
+	case IORING_OP_READ_FIXED:
+	case IORING_OP_WRITE_FIXED:
+		/* the length is 0 (act__submit); the buffer's index is the key's */
+		a->arg[0] = act_u64(r, ACT_FIELD(io_rw, addr));
+		break;
 
 	}
 }
@@ -437,7 +448,7 @@ static __always_inline void act__key(struct uw_use_key *k, __u64 now, __u32 crea
 	__u32 zero = 0, op = k->opcode;
 	struct uw_action *a;
 
-	if (op >= 64 || !(ACT_OPS >> op & 1))
+	if (op >= 64 || !((ACT_OPS | ACT_FIXED_OPS) >> op & 1))
 		return;
 	a = bpf_map_lookup_elem(&act_scratch, &zero);
 	if (!a)
@@ -446,6 +457,18 @@ static __always_inline void act__key(struct uw_use_key *k, __u64 now, __u32 crea
 	a->key = *k;
 	a->ts = now;
 	a->creator_pid = creator;
+}
+
+/* A fixed-buffer op's length as prep took it from the SQE (io_rw's: a
+ * u64 before 6.0, a u32 since); ~0 if not read. */
+static __always_inline __u64 act_rw_len(__u64 r)
+{
+	__u64 len;
+
+	if (cfg.resolve != ACT_RESOLVE || !bpf_core_field_exists(struct io_rw, len))
+		return ~0ULL;
+	len = act_u64(r, KOFF(struct io_rw, len));
+	return bpf_core_field_size(struct io_rw, len) == 4 ? (__u32)len : len;
 }
 
 /* After on_submit: the action it kept waits in `pending` for its
@@ -458,6 +481,10 @@ static __always_inline int act__submit(struct io_kiocb *req)
 
 	if (!a || a->hdr.kind != UW_KIND_ACTION)
 		return 0;       /* not an action: all an operation pays here */
+	if ((ACT_FIXED_OPS >> (a->key.opcode & 63) & 1) && act_rw_len(addr_of(req))) {
+		a->hdr.kind = 0;        /* a fixed-buffer op with a length: no action */
+		return 0;
+	}
 	at = addr_of(req);
 	id = bpf_get_current_pid_tgid();
 	creator = a->creator_pid;

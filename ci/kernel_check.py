@@ -28,7 +28,8 @@ TESTS = ["tests/test_foundation.py", "tests/test_opcodes.py", "tests/test_hooks.
          # the exploit precursors' rules, on each kernel where the calls exist
          *(f"tests/test_findings.py::{t}" for t in (
              "test_buffers_mapping_one_page_repeatedly", "test_personality_churn",
-             "test_resize_churn", "test_toctou_race_on_files_is_a_finding"))]
+             "test_resize_churn", "test_toctou_race_on_files_is_a_finding",
+             "test_a_zero_length_fixed_read_at_its_buffers_end_fires"))]
 RESULT_MARK = "@@uringwatch-result "
 
 

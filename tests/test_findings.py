@@ -8,6 +8,7 @@ import json
 import mmap
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -277,6 +278,231 @@ def test_root_personality_after_seteuid_alone_is_no_credential_finding(needs_ops
     ran = [e for e in events if type(e).__name__ == "Op" and e.pid == child]
     assert any(e.creds_differ and e.task_cred.euid == 65534 for e in ran)
     assert rules_of(findings(events)) == ["ring-driven-by-another-process"]
+
+SETUP_R_DISABLED, SETUP_SINGLE_ISSUER = 1 << 6, 1 << 12
+SYS_pidfd_open, SYS_pidfd_getfd = 434, 438
+
+
+def enter(ring: uring.Ring, n: int) -> int:
+    """io_uring_enter of the n SQEs put: its return, an error as -errno."""
+    tail = struct.unpack_from("<I", ring._sq, ring._sq_tail)[0]
+    struct.pack_into("<I", ring._sq, ring._sq_tail, (tail + n) & 0xFFFFFFFF)
+    return uring.syscall(uring.SYS_io_uring_enter, ctypes.c_uint32(ring.fd), ctypes.c_uint32(n),
+                         ctypes.c_uint32(n), ctypes.c_uint32(uring.ENTER_GETEVENTS), None,
+                         ctypes.c_size_t(0))
+
+
+def enable(r: uring.Ring) -> None:
+    assert uring.register(r.fd, uring.REGISTER_ENABLE_RINGS, None, 0) == 0
+
+
+def nops(ring: uring.Ring, n: int = 3) -> None:
+    for _ in range(n):
+        ring.put(0, uring.OP_NOP)
+        assert ring.submit(1) == 0
+
+
+def test_the_enabler_of_a_disabled_single_issuer_ring_drives_it_unseen(needs_ops):
+    """liburing's single-issuer hand-off: a child enables the disabled
+    SINGLE_ISSUER ring its parent made, so the kernel makes it the ring's
+    submitter, and drives it; the parent's and another child's
+    submissions are refused (-EEXIST: no op). No finding."""
+    with live() as t:
+        r = uring.Ring(8, flags=SETUP_R_DISABLED | SETUP_SINGLE_ISSUER)
+        go_r, go_w = os.pipe()
+
+        def enabler():
+            os.read(go_r, 1)
+            enable(r)
+            nops(uring.Ring.attach(r.fd, r))
+
+        def refused():
+            os.read(go_r, 1)
+            ring = uring.Ring.attach(r.fd, r)
+            ring.put(0, uring.OP_NOP)
+            assert enter(ring, 1) == -errno.EEXIST
+
+        child = _child(enabler)
+        t.add_pid(child)
+        os.write(go_w, b"x")
+        _wait(child)
+        other = _child(refused)
+        t.add_pid(other)
+        os.write(go_w, b"x")
+        _wait(other)
+        r.put(0, uring.OP_NOP)
+        assert enter(r, 1) == -errno.EEXIST
+        events = collect(t, lambda ev: any(type(e).__name__ == "Op" and e.pid == child
+                                           for e in ev))
+        r.close()
+    ops = [e for e in events if type(e).__name__ == "Op"]
+    assert {e.pid for e in ops} == {child}
+    assert ops[0].creator_pid == os.getpid()
+    assert findings(events) == []
+
+
+def test_a_child_driving_a_disabled_ring_it_did_not_enable_fires(needs_ops):
+    """The adversarial twin: two rings made disabled; the child enables
+    one and drives both. The ring its parent enabled is a hand-off; the
+    one it enabled is not."""
+    with live() as t:
+        mine = uring.Ring(8, flags=SETUP_R_DISABLED)
+        theirs = uring.Ring(8, flags=SETUP_R_DISABLED)
+        enable(mine)
+        go_r, go_w = os.pipe()
+
+        def driver():
+            os.read(go_r, 1)
+            enable(theirs)
+            nops(uring.Ring.attach(mine.fd, mine))
+            nops(uring.Ring.attach(theirs.fd, theirs))
+
+        child = _child(driver)
+        t.add_pid(child)
+        os.write(go_w, b"x")
+        _wait(child)
+        events = collect(t, lambda ev: len({e.ring_id for e in ev if type(e).__name__ == "Op"
+                                             and e.pid == child}) >= 2)
+        rings = {e.fd: e.ring_id for e in events if type(e).__name__ == "Ring"}
+        mine.close()
+        theirs.close()
+    found = findings(events)
+    assert [(f.rule, f.ring_id, f.pid) for f in found] == [
+        ("ring-driven-by-another-process", rings[mine.fd], child)]
+
+
+def test_a_ring_taken_with_pidfd_getfd_and_driven_fires(needs_ops):
+    """A process takes a ring's fd from its creator with pidfd_getfd and
+    drives it: the hand-off the rule names, even after enabling another
+    ring of its own."""
+    with live() as t:
+        r = uring.Ring(8)
+        go_r, go_w = os.pipe()
+
+        def taker():
+            os.read(go_r, 1)
+            enable(uring.Ring(8, flags=SETUP_R_DISABLED))
+            pidfd = uring.syscall(SYS_pidfd_open, ctypes.c_int(os.getppid()), ctypes.c_uint(0))
+            fd = uring.syscall(SYS_pidfd_getfd, ctypes.c_int(pidfd), ctypes.c_int(r.fd),
+                               ctypes.c_uint(0))
+            assert fd >= 0, os.strerror(-fd)
+            nops(uring.Ring.attach(fd, r))
+
+        other = _child(taker)
+        t.add_pid(other)
+        os.write(go_w, b"x")
+        _wait(other)
+        events = collect(t, lambda ev: len(findings(ev)) >= 1)
+        r.close()
+    assert [(f.rule, f.pid) for f in findings(events)] == [
+        ("ring-driven-by-another-process", other)]
+
+
+UNLESS_RULE = """
+[[rule]]
+id = "nop-after-personality"
+title = "t"
+severity = "info"
+technique = "T1068"
+explanation = "e."
+kinds = ["call", "op"]
+opcodes = ["REGISTER_PERSONALITY"]
+sequence = [
+  { kinds = ["call"], when = "event.ret > 0" },
+  { kinds = ["op"], when = "event.opcode_name == 'NOP'" },
+]
+unless = [{ kinds = ["call"], opcodes = ["REGISTER_ENABLE_RINGS"], same = ["pid"] }]
+"""
+
+
+def test_an_unless_cancels_a_sequence_before_or_after_it_began(tmp_path, needs_ops):
+    """The engine's `unless`, on a user's rule: a sequence (a personality
+    registered, then a NOP) is cancelled by the process's ENABLE_RINGS,
+    whether that came between the steps or before the first; without it
+    the sequence fires."""
+    with live() as t:
+        r = uring.Ring(8, flags=SETUP_R_DISABLED)
+        assert uring.register(r.fd, uring.REGISTER_PERSONALITY, None, 0) > 0
+        enable(r)
+        nops(r, 1)
+        events = collect(t, lambda ev: any(type(e).__name__ == "Op" for e in ev))
+        r.close()
+    rules = tmp_path / "unless.toml"
+    rules.write_text(UNLESS_RULE)
+    (en,) = [e for e in events if getattr(e, "opcode_name", None) == "REGISTER_ENABLE_RINGS"]
+    rest = [e for e in events if e is not en]
+
+    def fired(evs):
+        return [f for f in engine(rules).feed(evs) if f.rule == "nop-after-personality"]
+    assert [v.kind for v in fired(rest)[0].evidence] == ["call", "op"]
+    assert fired(events) == []
+    assert fired([en] + rest) == []
+    bad = tmp_path / "bad.toml"
+    bad.write_text(UNLESS_RULE.replace('same = ["pid"]', "same = []"))
+    from uringwatch.findings import RulesError
+    with pytest.raises(RulesError, match="same"):
+        engine(bad)
+
+
+def fixed_reads(lengths_at, record=None) -> tuple[list, list, int]:
+    """A ring with one registered buffer over /dev/zero's reads: a
+    READ_FIXED of each (length, offset into the buffer); the events, the
+    results and the buffer's base. `record`: a path to record them to."""
+    from uringwatch.recorder import Recorder
+    buf = ctypes.create_string_buffer(4096)
+    base = ctypes.addressof(buf)
+    f = os.open("/dev/zero", os.O_RDONLY)
+    with live() as t:
+        rec = Recorder(str(record), t) if record else None
+        r = uring.Ring(8)
+        assert uring.register(r.fd, uring.REGISTER_BUFFERS,
+                              uring.Iovec(base, len(buf)), 1) == 0
+        results = []
+        for length, at in lengths_at:
+            r.put(0, uring.OP_READ_FIXED, fd=f, addr=base + at, length=length, buf_index=0)
+            results.append(r.submit(1))
+        events = collect(t, lambda ev: sum(type(e).__name__ == "Op" for e in ev) >= 1
+                         and sum(type(e).__name__ == "Action" for e in ev)
+                         >= sum(n == 0 for n, _ in lengths_at))
+        r.close()
+        if rec:
+            rec.close()
+    os.close(f)
+    return events, results, base
+
+
+def test_a_zero_length_fixed_read_at_its_buffers_end_fires(needs_ops, tmp_path):
+    """A READ_FIXED of length 0 at one past the registered buffer's last
+    byte: the kernel accepts it (a read of nothing: 0) and reports it as
+    an action with its address, which the buffer table places at the end.
+    One beyond the end the kernel refuses (-EFAULT): the same rule, which
+    fires once per ring and process. Over the recording, the same."""
+    events, results, base = fixed_reads([(0, 4096), (0, 8192)], tmp_path / "cap.uwd")
+    assert results == [0, -errno.EFAULT]
+    act, beyond = [e for e in events if type(e).__name__ == "Action"]
+    t = act.target
+    assert (act.opcode_name, t.addr, t.len, t.buffer_index) == ("READ_FIXED", base + 4096, 0, 0)
+    assert (t.buffer.base, t.buffer.len, t.buffer_at) == (base, 4096, "end")
+    assert act.result == 0
+    assert (beyond.target.buffer_at, beyond.result) == ("outside", -errno.EFAULT)
+    (f,) = findings(events)
+    assert (f.rule, f.pid, f.ring_id) == ("fixed-buffer-zero-length-at-end", os.getpid(),
+                                          act.ring_id)
+    out = subprocess.run([sys.executable, "-m", "uringwatch", "findings", "--json",
+                          str(tmp_path / "cap.uwd")], capture_output=True, text=True, check=True)
+    assert [(x["rule"], x["evidence"][0]["ts"]) for x in map(json.loads, out.stdout.splitlines())] \
+        == [(f.rule, act.ts)]
+
+
+def test_fixed_reads_with_a_length_or_inside_their_buffer_are_no_finding(needs_ops):
+    """The benign twin: fixed reads with a length (no actions: counted
+    as operations) and one of length 0 at the buffer's start."""
+    events, results, base = fixed_reads([(64, 0), (64, 4096 - 64), (0, 0)])
+    assert results == [64, 64, 0]
+    acts = [e for e in events if type(e).__name__ == "Action"]
+    assert [(a.target.addr, a.target.buffer_at) for a in acts] == [(base, "start")]
+    assert findings(events) == []
+
 
 def test_own_ring_and_own_personality_are_no_finding(needs_ops):
     """The benign twin: a ring used by its creator, a personality used by

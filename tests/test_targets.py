@@ -71,6 +71,23 @@ def test_an_action_recorded_before_count_and_file_decodes_as_one():
         decode(whole[:layout.ACTION_SHORT - 8], 0, layout.ACTION_SHORT - 8, 0)
 
 
+def test_a_zero_length_fixed_read_decodes_its_address_and_buffer():
+    """READ_FIXED's action: the address prep took, length 0 and the
+    key's buffer index; where an address lies in its buffer."""
+    from uringwatch import decode, layout
+    from uringwatch.events import RegisteredBuffer
+    from uringwatch.rings import buffer_at
+    key = (1, 0, -1, 2, 0, 42, 4, 0, 0, 0)        # READ_FIXED of buffer 2
+    raw = layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION, layout.ACTION.size),
+                             key=key, flags=layout.ACT_DONE, arg=(0x7000, 0, 0), pid=1, tid=1,
+                             comm=b"x")
+    t = decode(raw, 0, len(raw), 0).target
+    assert (t.addr, t.len, t.buffer_index, t.buffer) == (0x7000, 0, 2, None)
+    b = RegisteredBuffer(2, 0x6000, 0x1000)
+    assert [buffer_at(a, b) for a in (0x6000, 0x6800, 0x7000, 0x7001, 0x5fff)] == [
+        "start", "inside", "end", "outside", "outside"]
+
+
 @pytest.fixture(scope="module")
 def acted(tmp_path_factory):
     """The workload run once (under strace -f where strace exists) while

@@ -199,7 +199,8 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     and `dfd` (RENAMEAT, LINKAT: path -> path2 in dfd2; SYMLINKAT: path2
     is the link, path what it points to); OPENAT/OPENAT2 `flags`, `mode`,
     `resolve`; SOCKET `family`, `type`, `protocol`; CONNECT, BIND the
-    address and, from the socket at completion, its type and protocol."""
+    address and, from the socket at completion, its type and protocol;
+    READ_FIXED, WRITE_FIXED of length 0 the address in their buffer."""
     path: str | None = None
     path2: str | None = None
     dfd: int | None = None            # AT_FDCWD is -100
@@ -229,6 +230,15 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     # opened (role "opened"), a relative path's directory ("dfd"), F*XATTR's
     # file ("fd"), ACCEPT's socket ("listener")
     file: FileIdentity | None = None
+    # READ_FIXED, WRITE_FIXED (reported when of length 0): the address and
+    # length prep took, the registered buffer's index, and joined to the
+    # ring's registrations that buffer and where the address lies in it:
+    # "start", "inside", "end" (just past its last byte), "outside"
+    addr: int | None = None
+    len: int | None = None
+    buffer_index: int | None = None
+    buffer: RegisteredBuffer | None = None
+    buffer_at: str | None = None
 
 
 class Action(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="action"):

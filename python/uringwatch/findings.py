@@ -55,6 +55,15 @@ class Step(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     when: str
 
 
+class Unless(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An event that cancels the rule's later matches sharing its `same`
+    fields' values (and its sequences' unfinished ones)."""
+    kinds: list[Kind]
+    same: list[str]
+    when: str = "true"
+    opcodes: list[str] = []
+
+
 class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str
     title: str
@@ -71,6 +80,7 @@ class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     per: str = "pid"                # a sequence's key field
     within_s: float = 60.0          # a sequence's window
     once_per: list[str] = []
+    unless: list[Unless] = []
     allow: Allow = Allow()
 
 
@@ -150,6 +160,21 @@ def _same_backing(memory) -> int:
     return repeats
 
 
+def _data(ev) -> dict:
+    """The event as CEL sees it."""
+    data = msgspec.to_builtins(ev)
+    data["facts"] = facts(ev)
+    return data
+
+
+def _index(kinds, opcodes):
+    """The (kind, opcode) keys a rule or an unless is looked up by: calls
+    and repeats by their opcode names, if it names any."""
+    for kind in kinds:
+        for op in (opcodes or [None]) if kind in ("call", "repeat") else [None]:
+            yield kind, op
+
+
 def _evidence(ev, kind: str) -> Evidence:
     return Evidence(kind, ev.ts, ev.pid, ev.tid, getattr(ev, "ring_id", None),
                     getattr(ev, "opcode_name", None))
@@ -163,11 +188,15 @@ class _Compiled:
         try:
             self.when = cel.compile(rule.when)
             self.steps = [cel.compile(s.when) for s in rule.sequence]
+            self.unless = [cel.compile(u.when) for u in rule.unless]
         except Exception as e:          # the binding raises ValueError and its own
             raise RulesError(f"rule {rule.id}: {e}") from None
         self.windows: dict = collections.defaultdict(collections.deque)
         self.partials: dict = collections.defaultdict(list)
         self.once: dict = {}
+        self.cancelled: list[dict] = [{} for _ in rule.unless]  # per unless: values seen
+        if any(not u.same for u in rule.unless):
+            raise RulesError(f"rule {rule.id}: an unless names the fields it shares (same)")
         self._require = tuple(rule.require.items())
         self._differ = tuple(rule.differ)
         if self._differ and len(self._differ) != 2:
@@ -189,6 +218,28 @@ class _Compiled:
         return True
 
 
+    def cancel(self, i: int, data: dict) -> None:
+        """Unless number i matched `data`: its values cancel later matches
+        and the unfinished sequences that began with them."""
+        fields = self.rule.unless[i].same
+        key = tuple(data.get(f) for f in fields)
+        if None in key:
+            return
+        seen = self.cancelled[i]
+        if len(seen) >= ONCE_MAX:
+            del seen[next(iter(seen))]
+        seen[key] = True
+        for per, partials in self.partials.items():
+            self.partials[per] = [p for p in partials
+                                  if tuple(p[0][1].get(f) for f in fields) != key]
+
+    def is_cancelled(self, data: dict) -> bool:
+        for u, seen in zip(self.rule.unless, self.cancelled):
+            if seen and tuple(data.get(f) for f in u.same) in seen:
+                return True
+        return False
+
+
 class Engine:
     """Feeds events to the rules; feed() returns the findings they make.
     `errors` counts, per rule id, evaluations that failed (a condition
@@ -207,11 +258,14 @@ class Engine:
         self._live = live
         self._exes: dict[int, str | None] = {}
         self._by_kind: dict[tuple, list[_Compiled]] = collections.defaultdict(list)
+        self._unless: dict[tuple, list[tuple]] = collections.defaultdict(list)
         for rule in self.ruleset.rules:
             c = _Compiled(rule, cel)
-            for kind in rule.kinds:
-                for op in (rule.opcodes or [None]) if kind in ("call", "repeat") else [None]:
-                    self._by_kind[kind, op].append(c)
+            for kind, op in _index(rule.kinds, rule.opcodes):
+                self._by_kind[kind, op].append(c)
+            for i, u in enumerate(rule.unless):
+                for kind, op in _index(u.kinds, u.opcodes):
+                    self._unless[kind, op].append((c, i))
 
     def feed(self, events: Iterable[AnyEvent]) -> list[Finding]:
         out: list[Finding] = []
@@ -220,22 +274,38 @@ class Engine:
             if kind is None:            # a finding, or a JSON line
                 continue
             candidates = self._by_kind.get((kind, None), [])
+            cancels = self._unless.get((kind, None), []) if self._unless else []
             op = getattr(ev, "opcode_name", None)
             if op is not None and kind in ("call", "repeat"):
                 candidates = candidates + self._by_kind.get((kind, op), [])
+                if self._unless:
+                    cancels = cancels + self._unless.get((kind, op), [])
+            data = self._cancel(ev, cancels) if cancels else None
             if candidates:
-                self._match(ev, kind, candidates, out)
+                self._match(ev, kind, candidates, out, data)
         return out
 
-    def _match(self, ev, kind: str, candidates: list[_Compiled], out: list) -> None:
+    def _cancel(self, ev, cancels: list[tuple]) -> dict:
+        """Marks what the unless conditions the event matches cancel."""
+        data = _data(ev)
+        ctx = self._cel.Context({"event": data})
+        for c, i in cancels:
+            try:
+                if c.unless[i].execute(ctx) is True:
+                    c.cancel(i, data)
+            except Exception:           # CEL's errors have no common base class
+                self.errors[c.rule.id] += 1
+        return data
+
+    def _match(self, ev, kind: str, candidates: list[_Compiled], out: list,
+               data: dict | None) -> None:
         candidates = [c for c in candidates if c.cheap(ev, kind)]
         if not candidates or any(a.covers(ev, self._exe) for a in self.ruleset.allows):
             return
-        data = msgspec.to_builtins(ev)
-        data["facts"] = facts(ev)
+        data = data or _data(ev)
         ctx = self._cel.Context({"event": data})
         for c in candidates:
-            if c.rule.allow.covers(ev, self._exe):
+            if c.rule.allow.covers(ev, self._exe) or (c.rule.unless and c.is_cancelled(data)):
                 continue
             try:
                 found = self._step(c, ev, kind, data, ctx)

@@ -12,8 +12,8 @@ import msgspec
 
 from . import layout, opcodes, registry, uapi
 from .layout import cstr
-from .events import (BufferGroup, Event, Op, OpCred, RegisteredBuffer, RegisteredFile, Ring,
-                     RingBefore, Uses)
+from .events import (Action, BufferGroup, Event, Op, OpCred, RegisteredBuffer, RegisteredFile,
+                     Ring, RingBefore, Uses)
 from .identity import FileIdentity
 
 # IORING_SETUP_* and IORING_FEAT_* bits (include/uapi/linux/io_uring.h)
@@ -207,6 +207,8 @@ class Ledger:
             return ev
         if isinstance(ev, Op):
             return self._join(ev)
+        if isinstance(ev, Action) and ev.target.buffer_index is not None:
+            return self._join_buffer(ev)
         if isinstance(ev, RingBefore):
             self._tables(ev.ring_id).listed(ev)
         return ev
@@ -267,6 +269,29 @@ class Ledger:
             if op.personality_cred else None,
             file_identity=t.identities.get(fixed) if fixed is not None else None)
         return msgspec.structs.replace(op, uses=uses if uses != Uses() else None)
+
+
+    def _join_buffer(self, act: Action) -> Action:
+        """A fixed-buffer action with the buffer it names and where its
+        address lies in it."""
+        t = self._rings.get(act.ring_id)
+        buf = t.buffers.get(act.target.buffer_index) if t is not None else None
+        if buf is None or act.target.addr is None:
+            return act
+        return msgspec.structs.replace(act, target=msgspec.structs.replace(
+            act.target, buffer=buf, buffer_at=buffer_at(act.target.addr, buf)))
+
+
+def buffer_at(addr: int, buf: RegisteredBuffer) -> str:
+    """Where an address lies in a registered buffer: "start", "inside",
+    "end" (one past its last byte, where a zero-length op passes the
+    kernel's bounds check), or "outside"."""
+    end = buf.base + buf.len
+    if addr == end:
+        return "end"
+    if addr == buf.base:
+        return "start"
+    return "inside" if buf.base < addr < end else "outside"
 
 
 class UseCounts:

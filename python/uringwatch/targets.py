@@ -25,6 +25,8 @@ _TWO_PATHS = {"RENAMEAT", "SYMLINKAT", "LINKAT"}
 _ADDRESS = {"CONNECT", "BIND"}
 _XATTR = {"SETXATTR", "GETXATTR", "FSETXATTR", "FGETXATTR"}
 _XATTR_CREATE, _XATTR_REPLACE = 1, 2
+# Fixed-buffer ops, reported each when of length 0 (its ACT_FIXED_OPS)
+FIXED_OPS = ("READ_FIXED", "WRITE_FIXED")
 
 # open(2) flags as the kernel numbers them (asm-generic/fcntl.h; arm64
 # moves four). The C library's may differ: glibc's O_LARGEFILE is 0 on
@@ -172,6 +174,8 @@ def target(name: str, v: dict) -> Target:
         elif arg0 or name == "UNLINKAT":
             t.update(flags=arg0, flag_names=_at_flags(arg0))
         return Target(**t)
+    if name in FIXED_OPS:
+        return Target(addr=arg0, len=arg1, buffer_index=v["key"][3], **common)
     if name == "SOCKET":
         return Target(family=_family(arg0), type=_sock_type(arg1), protocol=arg2,
                       file_slot=slot, **common)
@@ -300,6 +304,9 @@ def describe(ev: Action, escape) -> str:
         parts.append(f"backlog={t.backlog}")
     if t.file_slot is not None:
         parts.append("slot=any" if t.file_slot == 0xFFFFFFFF else f"slot={t.file_slot - 1}")
+    if t.buffer_index is not None:
+        parts.append(f"buf={t.buffer_index} addr={t.addr:#x} len={t.len}"
+                     + (f" ({t.buffer_at} of buffer)" if t.buffer_at else ""))
     if t.unread:
         parts.append(f"(target {t.unread})")
     parts.append("=")
