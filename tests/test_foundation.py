@@ -6,6 +6,7 @@ import os
 import threading
 
 import msgspec
+import pytest
 
 import uring
 from uring import REGISTER_FILES, UNREGISTER_FILES, USE_REGISTERED_RING, register
@@ -94,6 +95,20 @@ def test_stats_count_emitted(tracer):
     assert after["ring_full"] == before["ring_full"]
     assert after["decode_errors"] == before["decode_errors"] == 0
     os.close(ring)
+
+
+def test_runs_the_kernel_skipped_are_counted_where_it_counts_them(tracer):
+    """The kernel counts each program run it skips (the program busy on
+    that CPU) from 5.12: the tracer sums them for its programs, from the
+    same offset of bpf_prog_info bpftool reads."""
+    from uringwatch import hooks
+    off = hooks.struct_member_offset("bpf_prog_info", "recursion_misses")
+    if off is None:
+        pytest.skip("this kernel counts no skipped runs (before 5.12)")
+    assert off == hooks.struct_member_offset("bpf_prog_info", "run_cnt") + 8
+    skipped = tracer.tracer._obj.runs_skipped()
+    assert isinstance(skipped, int) and skipped >= 0
+    assert tracer.tracer.stats()["runs_skipped"] >= skipped
 
 
 def test_generic_capture_is_raw_and_a_second_tracer_sees_it_too(tracer):

@@ -90,6 +90,25 @@ class BpfObject:
         finally:
             lib.bpf_link__destroy(link)
 
+    def runs_skipped(self) -> int | None:
+        """Runs of the attached programs the kernel skipped because the
+        program was already running on that CPU (recursion_misses: a
+        preemptible kernel, 7.x, runs tracepoint programs preemptibly, so
+        another task's event can find its program busy); None where the
+        kernel doesn't count them (before 5.12)."""
+        off = hooks.struct_member_offset("bpf_prog_info", "recursion_misses")
+        if off is None:
+            return None
+        lib, total = libbpf.lib(), 0
+        info = ctypes.create_string_buffer(off + 8)
+        for name in self.programs:
+            size = ctypes.c_uint32(len(info))
+            ctypes.memset(info, 0, len(info))
+            fd = lib.bpf_program__fd(self.program(name))
+            if fd >= 0 and not lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)):
+                total += int.from_bytes(info[off:off + 8], "little")
+        return total
+
     def detach(self) -> bool:
         """Destroys the links; whether there were any."""
         had = bool(self._links)

@@ -27,6 +27,9 @@ OTHER_COUNTERS = {
     "read_fault": ("uringwatch_read_faults_total", "user-memory reads that faulted"),
     "filtered": ("uringwatch_filtered_total", "calls skipped by in-kernel filters"),
     "decode_errors": ("uringwatch_decode_errors_total", "records user space could not decode"),
+    "runs_skipped": ("uringwatch_bpf_runs_skipped_total",
+                     "program runs the kernel skipped (the program busy on that CPU): "
+                     "their calls and operations uncounted"),
 }
 
 

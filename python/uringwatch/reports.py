@@ -44,7 +44,8 @@ AggregateCounts.__doc__ = ("An aggregate (uid, cgroup id): the counts of its pro
                            "running or ended (`ended` of them).")
 
 # the tracer's own counts, after the kernel's
-USER_SPACE = ("decode_errors", "ledger_evicted", "ledger_freed", "repeat_events")
+USER_SPACE = ("decode_errors", "ledger_evicted", "ledger_freed", "repeat_events",
+              "runs_skipped")
 
 Stats = msgspec.defstruct(
     "Stats", [*((n, int, 0) for n in (*layout.COUNTERS, *USER_SPACE)),

@@ -264,4 +264,5 @@ class Tracer:
         return self._opened(self._counters).stats(decode_errors=self._reader.decode_errors,
                                                   ledger_evicted=self._reader.ledger.evicted,
                                                   ledger_freed=self._reader.ledger.freed,
-                                                  repeat_events=self._reader.repeat_events)
+                                                  repeat_events=self._reader.repeat_events,
+                                                  runs_skipped=self._obj.runs_skipped() or 0)
