@@ -254,6 +254,10 @@ USE = Layout("uw_use", [
     ("pid", "I"), ("tid", "I"), ("comm", f"{COMM_LEN}s"),
 ])
 
+USE_PENDING = Layout("uw_use_pending", [
+    ("key", USE_KEY.format[1:]), ("use", USE.format[1:]),
+])
+
 OP = Layout("uw_op", [
     ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
     ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
@@ -350,6 +354,6 @@ CONFIG = Layout("uw_config", [
     ("fair_light_burst_ns", "Q"), ("fair_budget_bytes", "Q"), ("fair_reserve_bytes", "Q"),
 ])
 
-ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, OP,
+ALL = (REC_HDR, REGION, CALL, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET, AGG, RING, USE_KEY, USE, USE_PENDING, OP,
        ACTION, ACT_RUN,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)

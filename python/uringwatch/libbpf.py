@@ -95,6 +95,7 @@ _SIGNATURES = {
     "bpf_iter_create": (c_int, [c_int]),
     "bpf_map__fd": (c_int, [MapP]),
     "bpf_map__max_entries": (c_uint32, [MapP]),
+    "bpf_map__value_size": (c_uint32, [MapP]),
     "bpf_map__set_max_entries": (c_int, [MapP, c_uint32]),
     "bpf_map__initial_value": (c_void_p, [MapP, POINTER(c_size_t)]),
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
