@@ -37,6 +37,7 @@ struct opc_slot {
 	struct opc_print last;     /* the fingerprint of p.key */
 	struct opc_print cur;      /* this operation's */
 	__u64 cur_ok;              /* cur was made, and may be kept */
+	__u64 tick;                /* jiffies at p.use.last_ts */
 };
 
 struct {
@@ -163,10 +164,11 @@ static __always_inline void opc__flush(struct opc_slot *c)
  * again, now counted; else the pending uses are flushed and the full path
  * follows. */
 static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *task,
-				     __u64 pid_tgid, __u64 now)
+				     __u64 pid_tgid)
 {
 	__u32 zero = 0;
 	struct opc_slot *c;
+	__u64 t;
 
 	if (cfg.ops_all)
 		return false;
@@ -176,7 +178,14 @@ static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *t
 	c->cur_ok = opc__print(&c->cur, req, task, pid_tgid);
 	if (c->cur_ok && opc__same(&c->cur, &c->last)) {
 		c->p.use.count++;
-		c->p.use.last_ts = now;
+		/* The clock read once a tick: it took half the path. The last
+		 * use's time is the first of its tick's on this CPU: less than
+		 * a tick before it, never after. */
+		t = bpf_jiffies64();
+		if (t != c->tick) {
+			c->tick = t;
+			c->p.use.last_ts = bpf_ktime_get_boot_ns();
+		}
 		return true;
 	}
 	opc__flush(c);
@@ -186,7 +195,8 @@ static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *t
 /* on_submit's last step for an operation counted in `uses` (u: its value
  * there): its fingerprint and key become the CPU's last. Not for actions,
  * reported each, nor for denied operations (which do not come here). */
-static __always_inline void opc__keep(const struct uw_use_key *k, const struct uw_use *u)
+static __always_inline void opc__keep(const struct uw_use_key *k, const struct uw_use *u,
+				      __u64 now)
 {
 	__u32 zero = 0, op = k->opcode;
 	struct opc_slot *c;
@@ -199,6 +209,8 @@ static __always_inline void opc__keep(const struct uw_use_key *k, const struct u
 	c->p.key = *k;
 	c->p.use = *u;
 	c->p.use.count = 0;
+	c->p.use.last_ts = now;
+	c->tick = 0;               /* the next hit reads the clock */
 	c->last = c->cur;
 	c->cur_ok = 0;
 }

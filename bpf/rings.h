@@ -147,8 +147,9 @@ static __always_inline __u64 id_of_gen(__u64 gen)
 
 /* bpf/opcache.h: the operations' fast path, and what makes it miss. */
 static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *task,
-				     __u64 pid_tgid, __u64 now);
-static __always_inline void opc__keep(const struct uw_use_key *k, const struct uw_use *u);
+				     __u64 pid_tgid);
+static __always_inline void opc__keep(const struct uw_use_key *k, const struct uw_use *u,
+				      __u64 now);
 static __always_inline void opc__bump(void);
 
 /* The id of the ring at this address (its io_ring_ctx), and its state if
@@ -459,7 +460,7 @@ static __always_inline bool spill(struct uw_use_key *k, __u64 pid_tgid, __u64 no
 static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bool act)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_boot_ns();
+	__u64 id = bpf_get_current_pid_tgid(), now;
 	struct ring_state *st;
 	struct uw_use_key k = {};
 	struct uw_use *u, fresh = {};
@@ -467,8 +468,9 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 	__u32 creator;
 	bool first;
 
-	if (!denied && opc__hit(req, task, id, now))
+	if (!denied && opc__hit(req, task, id))
 		return 0;
+	now = bpf_ktime_get_boot_ns();
 	ring = ring_id_of(addr_of(req->ctx), &st);
 	creator = st ? st->creator.tgid : 0;
 	if (!op_allowed(id, task, st))
@@ -483,7 +485,7 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 		if (!bpf_map_update_elem(&uses, &k, &fresh, BPF_NOEXIST)) {
 			send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST, creator);
 			if (!denied)
-				opc__keep(&k, &fresh);
+				opc__keep(&k, &fresh, now);
 			return 0;
 		}
 		u = bpf_map_lookup_elem(&uses, &k);   /* another CPU added it first? */
@@ -494,7 +496,7 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 		if (cfg.ops_all)
 			send_op(&k, req, task, now, UW_OP_EACH, creator);
 		if (!denied)
-			opc__keep(&k, u);
+			opc__keep(&k, u, now);
 		return 0;
 	}
 	first = spill(&k, id, now);
