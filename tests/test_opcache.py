@@ -6,6 +6,7 @@ fingerprint misses at every operation or hits for thousands."""
 
 import collections
 import os
+import time
 
 import pytest
 
@@ -98,16 +99,21 @@ def test_counts_stay_exact_on_one_cpu_whether_the_fast_path_hits_or_misses(
 
 
 def test_a_ring_at_a_freed_rings_address_counts_from_nothing(tracer, needs_ops, one_cpu):
-    """Rings made and closed one after the other get a freed ring's address
-    (test_rings.test_every_ring_gets_an_id_of_its_own): the same task and
-    opcode on the same CPU, yet each ring's operations are its own."""
+    """A ring made once the last is freed often gets the address of the one
+    before it (rings 1, 3, 5, ... at one address, 2, 4, ... at another:
+    io_ring_exit_work frees them later). Operations on every other ring
+    only: the CPU's last counted operation is then on a freed ring at the
+    new ring's address, from the same task, with the same opcode; yet each
+    ring's operations are its own."""
     made, per = 60, 7
-    for _ in range(made):
+    for n in range(made):
         r = uring.Ring(8)
-        for i in range(per):
-            r.put(i, uring.OP_NOP)
-        r.submit(per)
+        if n % 2 == 0:
+            for i in range(per):
+                r.put(i, uring.OP_NOP)
+            r.submit(per)
         r.close()
+        time.sleep(0.01)    # freed meanwhile, mostly
     events = collect(tracer, lambda ev: False, timeout=1.0)
     rings = [e for e in kinds(events, "Ring") if e.pid == os.getpid()]
     assert len({e.ring_id for e in rings}) == made
@@ -115,7 +121,7 @@ def test_a_ring_at_a_freed_rings_address_counts_from_nothing(tracer, needs_ops, 
     for e in kinds(events, "Op"):
         if e.reason == "count":
             counts[e.ring_id] += e.count
-    assert {counts[e.ring_id] for e in rings} == {per}
+    assert sorted(counts[e.ring_id] for e in rings) == [0] * (made // 2) + [per] * (made // 2)
 
 
 def test_a_pid_taken_out_of_the_filter_is_no_longer_counted(tracer, needs_ops, one_cpu):
