@@ -28,7 +28,8 @@ struct opc_print {
 	__u64 ids;            /* the owner's uid and euid */
 	__u64 op;             /* opcode, the request's fixed/select bits, creds differ */
 	__u64 slots;          /* file slot and buffer index as the request has them */
-	__u64 filt;           /* what a uid or cgroup filter reads */
+	__u64 cgroup;         /* what a cgroup filter reads */
+	__u64 uid;            /* what a uid filter reads */
 	char comm[UW_COMM_LEN]; /* what a comm filter reads */
 };
 
@@ -107,11 +108,8 @@ static __always_inline bool opc__print(struct opc_print *f, struct io_kiocb *req
 	f->op = req->opcode | (req->flags & (REQ_F_FIXED_FILE | REQ_F_BUFFER_SELECT)) << 8 |
 		differ << 16;
 	f->slots = (__u32)req->cqe.fd | (__u64)req->buf_index << 32;
-	f->filt = 0;
-	if (cfg.targ_uid != (__u32)-1)
-		f->filt = task->cred->uid.val;
-	if (cfg.targ_cgroups)
-		f->filt ^= bpf_get_current_cgroup_id() << 1;
+	f->uid = cfg.targ_uid != (__u32)-1 ? task->cred->uid.val : 0;
+	f->cgroup = cfg.targ_cgroups ? bpf_get_current_cgroup_id() : 0;
 	if (cfg.targ_comm[0])
 		bpf_get_current_comm(f->comm, sizeof(f->comm));
 	return true;
