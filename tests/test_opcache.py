@@ -46,6 +46,22 @@ def _counts(events, pids):
     return out
 
 
+def _skipped(tracer) -> int:
+    """Runs of the submit program the kernel skipped on this tracer: where
+    programs run preemptible (7.2, PREEMPT_LAZY), one preempted inside it
+    makes the kernel skip the next on its CPU (recursion_misses)."""
+    from uringwatch import libbpf
+    n = 0
+    for name in tracer._obj.programs:
+        if name.startswith("tp_btf__io_uring_submit_"):
+            fd = libbpf.lib().bpf_program__fd(tracer._obj.program(name))
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("recursion_misses:"):
+                        n += int(line.split()[1])
+    return n
+
+
 def _worker(go_r, rings_w):
     """Two rings; A alternates plain NOPs and NOPs under a personality (a
     miss every operation), B submits SAME alike (hits)."""
@@ -90,11 +106,18 @@ def test_counts_stay_exact_on_one_cpu_whether_the_fast_path_hits_or_misses(
     per_pid = collections.defaultdict(dict)
     for (pid, ring, pers), n in counts.items():
         per_pid[pid][ring, pers] = n
+    want = sorted([ROUNDS * MIXED // 2, ROUNDS * MIXED // 2, ROUNDS * SAME])
+    skipped = _skipped(tracer)
     for pid in kids:
         got = sorted(per_pid[pid].values())
-        assert got == sorted([ROUNDS * MIXED // 2, ROUNDS * MIXED // 2, ROUNDS * SAME]), pid
         first = [e for e in kinds(events, "Op") if e.pid == pid and e.reason == "first_use"]
         assert len(first) == 3
+        if not skipped:
+            assert got == want, pid
+        assert all(g <= w for g, w in zip(got, want)), pid
+    # every operation the program ran for is counted once: none lost, none
+    # twice (skipped runs may also be other processes' operations)
+    assert sum(counts.values()) <= 2 * sum(want) <= sum(counts.values()) + skipped
     assert tracer.stats()["ops_untracked"] == 0
 
 

@@ -89,6 +89,7 @@ _SIGNATURES = {
     "bpf_object__find_program_by_name": (ProgramP, [ObjectP, c_char_p]),
     "bpf_program__set_autoload": (c_int, [ProgramP, c_bool]),
     "bpf_program__attach": (LinkP, [ProgramP]),
+    "bpf_program__fd": (c_int, [ProgramP]),
     "bpf_program__section_name": (c_char_p, [ProgramP]),
     "bpf_link__destroy": (c_int, [LinkP]),
     "bpf_link__fd": (c_int, [LinkP]),
