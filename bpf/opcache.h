@@ -16,7 +16,9 @@
 /* What an operation's key, its ring's id and the filters' verdict are
  * made of, as raw values and addresses. Credentials are compared by
  * content where a key reads them (a freed cred's address can come back
- * with other ids), by address where it names them (cred_id). */
+ * with other ids), by address where it names them (cred_id). Whatever
+ * use_key() or op_allowed() come to read must be here too (opc__print),
+ * or a hit would count an operation under another's key. */
 struct opc_print {
 	__u64 epoch;          /* opc_epochs: rings made and freed, filters changed */
 	__u64 ctx;            /* the ring */
