@@ -145,6 +145,13 @@ static __always_inline __u64 id_of_gen(__u64 gen)
 	return id ? id : 1;
 }
 
+/* bpf/opcache.h: the operations' fast path, and what makes it miss. */
+static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *task,
+				     __u64 pid_tgid);
+static __always_inline void opc__keep(const struct uw_use_key *k, const struct uw_use *u,
+				      __u64 now);
+static __always_inline void opc__bump(void);
+
 /* The id of the ring at this address (its io_ring_ctx), and its state if
  * it was made while tracing. */
 static __always_inline __u64 ring_id_of(__u64 ctx, struct ring_state **state)
@@ -206,6 +213,7 @@ static __always_inline int on_ring_created(__u64 ctx)
 		st.id = id_of_addr(ctx);      /* full: see ring_states */
 	if (r)
 		r->ring_id = st.id;
+	opc__bump();
 	return 0;
 }
 
@@ -219,6 +227,7 @@ static __always_inline int on_ring_freed(__u64 ctx)
 	if ((!st || st->registered) && bpf_map_push_elem(&rings_freed, &id, 0))
 		bump(UW_CNT_FREES_LOST);
 	bpf_map_delete_elem(&ring_states, &ctx);
+	opc__bump();
 	return 0;
 }
 
@@ -451,14 +460,19 @@ static __always_inline bool spill(struct uw_use_key *k, __u64 pid_tgid, __u64 no
 static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bool act)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_boot_ns();
+	__u64 id = bpf_get_current_pid_tgid(), now;
 	struct ring_state *st;
 	struct uw_use_key k = {};
 	struct uw_use *u, fresh = {};
-	__u64 ring = ring_id_of(addr_of(req->ctx), &st);
-	__u32 creator = st ? st->creator.tgid : 0;
+	__u64 ring;
+	__u32 creator;
 	bool first;
 
+	if (!denied && opc__hit(req, task, id))
+		return 0;
+	now = bpf_ktime_get_boot_ns();
+	ring = ring_id_of(addr_of(req->ctx), &st);
+	creator = st ? st->creator.tgid : 0;
 	if (!op_allowed(id, task, st))
 		return 0;
 	use_key(&k, req, task, ring);
@@ -470,6 +484,8 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 		fresh_use(&fresh, id, now);
 		if (!bpf_map_update_elem(&uses, &k, &fresh, BPF_NOEXIST)) {
 			send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST, creator);
+			if (!denied)
+				opc__keep(&k, &fresh, now);
 			return 0;
 		}
 		u = bpf_map_lookup_elem(&uses, &k);   /* another CPU added it first? */
@@ -479,6 +495,8 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 		u->last_ts = now;
 		if (cfg.ops_all)
 			send_op(&k, req, task, now, UW_OP_EACH, creator);
+		if (!denied)
+			opc__keep(&k, u, now);
 		return 0;
 	}
 	first = spill(&k, id, now);

@@ -403,6 +403,15 @@ struct uw_use {
 	char comm[UW_COMM_LEN];
 };
 
+/* The uses of one key a CPU counted and has not yet added to `uses`
+ * (bpf/opcache.h): the key of the last operation counted on that CPU, and
+ * its value as `uses` had it then, with use.count the uses since and
+ * use.last_ts the last one's. User space adds them to the map's counts. */
+struct uw_use_pending {
+	struct uw_use_key key;
+	struct uw_use use;
+};
+
 /* An operation's use of a ring: at first use of its key, for every
  * operation with ops_all, or a count built by user space from the map. */
 struct uw_op {

@@ -35,6 +35,9 @@ class BpfObject:
     def max_entries(self, name: str) -> int:
         return libbpf.lib().bpf_map__max_entries(self.map(name))
 
+    def value_size(self, name: str) -> int:
+        return libbpf.lib().bpf_map__value_size(self.map(name))
+
     def set_max_entries(self, name: str, n: int) -> None:
         libbpf.lib().bpf_map__set_max_entries(self.map(name), n)
 

@@ -9,6 +9,7 @@ from . import libbpf
 from .bpfobject import BpfObject
 from .errors import TracerError
 from .filters import Filters
+from .rings import miss_fast_paths
 
 
 class FilterSets:
@@ -48,3 +49,5 @@ class FilterSets:
                          f"adding {key} to the {map_name} filter")
         else:
             libbpf.lib().bpf_map_delete_elem(fd, ctypes.byref(k))
+            # the operations' fast paths hold the filters' verdicts
+            miss_fast_paths(self._obj.map_fd("opc_epochs"))

@@ -261,6 +261,10 @@ USE = Layout("uw_use", [
     ("pid", "I"), ("tid", "I"), ("comm", f"{COMM_LEN}s"),
 ])
 
+USE_PENDING = Layout("uw_use_pending", [
+    ("key", USE_KEY.format[1:]), ("use", USE.format[1:]),
+])
+
 OP = Layout("uw_op", [
     ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
     ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
@@ -371,6 +375,6 @@ CONFIG = Layout("uw_config", [
 ])
 
 ALL = (REC_HDR, REGION, CALL, CALL3, TASK, RING_REF, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET,
-       AGG, RING, USE_KEY, USE, OP,
+       AGG, RING, USE_KEY, USE, USE_PENDING, OP,
        ACTION, ACT_RUN,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)

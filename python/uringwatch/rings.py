@@ -300,12 +300,17 @@ class UseCounts:
     a count record. A key that gained nothing over a whole interval (its
     ring closed, its process gone, or just idle) is taken out of the map,
     its last count with it: the maps hold what is in use, and a full map
-    is one an attacker keeps busy. Once the tracer is detached the last
-    read is final: the counts add up exactly to the operations the kernel
-    saw (plus ops_untracked)."""
+    is one an attacker keeps busy. Each CPU also holds the uses of its last
+    key not yet added to `uses` (bpf/opcache.h, PendingUses): a key's count
+    is the map's plus those, read after the map, so that a use moved from a
+    CPU into the map meanwhile is seen in neither place for one read, never
+    in both; a count lagging so is not counted down but given at a later
+    read. Once the tracer is detached the last read is final: the counts
+    add up exactly to the operations the kernel saw (plus ops_untracked)."""
 
-    def __init__(self, map_fds: tuple[int, ...], interval: float):
-        self.fds, self.interval = map_fds, interval
+    def __init__(self, map_fds: tuple[int, ...], interval: float,
+                 pending: "PendingUses | None" = None):
+        self.fds, self.interval, self.pending = map_fds, interval, pending
         self._seen: dict[bytes, int] = {}
         self._peak = 0
         self._last = time.monotonic()
@@ -327,31 +332,115 @@ class UseCounts:
     def records(self) -> list[bytes]:
         self._last = time.monotonic()
         out: list[bytes] = []
-        for fd in self.fds:
-            self._read(fd, out)
+        for i, fd in enumerate(self.fds):
+            # the fast path keeps only keys of the first map (`uses`)
+            self._read(fd, out, self.pending if i == 0 else None)
         self._peak = max(self._peak, len(self._seen))
         if len(self._seen) < self._peak // 4:
             self._seen, self._peak = dict(self._seen), len(self._seen)  # sized anew
             release_memory()
         return out
 
-    def _read(self, fd: int, out: list[bytes]) -> None:
+    def _read(self, fd: int, out: list[bytes], pending: "PendingUses | None") -> None:
         from . import libbpf
         lib = libbpf.lib()
+        vals: dict[bytes, bytes] = {}
         val = ctypes.create_string_buffer(layout.USE.size)
         for key in _keys(lib, fd):
-            k, before = key.raw, self._seen.get(key.raw)
-            if lib.bpf_map_lookup_elem(fd, key, val) != 0:
-                continue
-            if before is not None and _count(val) == before:
+            if lib.bpf_map_lookup_elem(fd, key, val) == 0:
+                vals[key.raw] = val.raw
+        held = pending.read() if pending else {}      # after the map: see above
+        took = False
+        for k, raw in vals.items():
+            before = self._seen.get(k)
+            n, last_ts = held.pop(k, (0, 0))
+            total = _count(raw) + n
+            if before is not None and total == before and n == 0:
                 # idle: out of the map, with what it gained meanwhile
-                if lib.bpf_map_lookup_and_delete_elem(fd, key, val) != 0:
+                buf = ctypes.create_string_buffer(k, len(k))
+                if lib.bpf_map_lookup_and_delete_elem(fd, buf, val) != 0:
                     continue
                 del self._seen[k]
+                took = True
+                rec = _count_record(k, val.raw, before)
             else:
-                self._seen[k] = _count(val)
-            if (rec := _count_record(k, val.raw, before or 0)) is not None:
+                self._seen[k] = max(total, before or 0)
+                rec = _count_record(k, _with_pending(raw, n, last_ts), before or 0)
+            if rec is not None:
                 out.append(rec)
+        if took and pending:
+            pending.forget()
+        if self._final and pending:
+            # detached: uses CPUs still hold of keys taken out of the map
+            for k in held:
+                if (rec := _count_record(k, pending.uses[k], 0)) is not None:
+                    out.append(rec)
+
+
+class PendingUses:
+    """The uses each CPU counted on its fast path and has not yet added to
+    `uses` (bpf/opcache.h: opc_slots), and the user epoch that makes every
+    CPU's fast path miss once (opc_epochs)."""
+
+    def __init__(self, slots_fd: int, value_size: int, epochs_fd: int):
+        from . import libbpf
+        self.slots_fd, self.epochs_fd = slots_fd, epochs_fd
+        self.stride = (value_size + 7) & ~7
+        self.ncpu = libbpf.lib().libbpf_num_possible_cpus()
+        self.uses: dict[bytes, bytes] = {}
+
+    def read(self) -> dict[bytes, tuple[int, int]]:
+        """key -> (uses pending over all CPUs, the last one's time)."""
+        from . import libbpf
+        lib = libbpf.lib()
+        buf = ctypes.create_string_buffer(self.stride * self.ncpu)
+        zero = ctypes.c_uint32(0)
+        if lib.bpf_map_lookup_elem(self.slots_fd, ctypes.byref(zero), buf) != 0:
+            return {}
+        out: dict[bytes, tuple[int, int]] = {}
+        self.uses = {}
+        klen = layout.USE_KEY.size
+        for cpu in range(self.ncpu):
+            at = cpu * self.stride
+            key = buf.raw[at:at + klen]
+            use = buf.raw[at + klen:at + klen + layout.USE.size]
+            n = int.from_bytes(use[:8], "little")
+            if not n:
+                continue
+            last_ts = layout.USE.struct.unpack(use)[2]
+            count, ts = out.get(key, (0, 0))
+            out[key] = (count + n, max(ts, last_ts))
+            self.uses[key] = _with_pending(use, count + n, max(ts, last_ts), base=0)
+        return out
+
+    def forget(self) -> None:
+        """Keys were taken out of `uses`: every CPU's fast path misses once,
+        so that a key used again is a first use again, as it was without it."""
+        miss_fast_paths(self.epochs_fd)
+
+
+def miss_fast_paths(epochs_fd: int) -> None:
+    """Bumps the user epoch of bpf/opcache.h's opc_epochs: every CPU's fast
+    path misses once (a key taken out of `uses`, a pid or cgroup out of a
+    filter). The kernel's epoch beside it is written back as read: the user
+    epoch only grows, so a fingerprint made before never matches again."""
+    from . import libbpf
+    lib = libbpf.lib()
+    zero = ctypes.c_uint32(0)
+    both = (ctypes.c_uint64 * 2)()
+    if lib.bpf_map_lookup_elem(epochs_fd, ctypes.byref(zero), both) != 0:
+        return
+    both[1] += 1
+    lib.bpf_map_update_elem(epochs_fd, ctypes.byref(zero), both, 0)
+
+
+def _with_pending(value: bytes, n: int, last_ts: int, base: int | None = None) -> bytes:
+    """A uw_use with n uses added to its count (or its count set to n, with
+    base 0), and its last use's time the later of the two."""
+    count, first_ts, ts, *rest = layout.USE.struct.unpack(value)
+    if base is not None:
+        count = base
+    return layout.USE.struct.pack(count + n, first_ts, max(ts, last_ts), *rest)
 
 
 class FreedRings:
@@ -395,7 +484,7 @@ def _keys(lib, fd: int) -> list:
 
 
 def _count(val) -> int:
-    return int.from_bytes(val.raw[:8], "little")
+    return int.from_bytes(bytes(val)[:8], "little")
 
 
 def _count_record(key: bytes, value: bytes, before: int) -> bytes | None:

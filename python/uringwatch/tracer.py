@@ -23,7 +23,7 @@ from .options import TracerOptions
 from .reports import AggregateCounts, Features, ProcessCounts, Stats
 from .reader import BATCH, EventReader
 from .ringbuf import RingBuffer
-from .rings import FreedRings, UseCounts
+from .rings import FreedRings, PendingUses, UseCounts
 from .targets import Pending
 from .errors import TracerError
 
@@ -86,7 +86,9 @@ class Tracer:
         uses = None
         if any(p.startswith("tp_btf__") for p in obj.programs):
             uses = UseCounts((obj.map_fd("uses"), obj.map_fd("spills")),
-                             self.options.count_interval)
+                             self.options.count_interval,
+                             PendingUses(obj.map_fd("opc_slots"), obj.value_size("opc_slots"),
+                                         obj.map_fd("opc_epochs")))
         self._sets = FilterSets(obj, self.filters)
         self._counters = Counters(obj)
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
