@@ -50,16 +50,8 @@ def _skipped(tracer) -> int:
     """Runs of the submit program the kernel skipped on this tracer: where
     programs run preemptible (7.2, PREEMPT_LAZY), one preempted inside it
     makes the kernel skip the next on its CPU (recursion_misses)."""
-    from uringwatch import libbpf
-    n = 0
-    for name in tracer._obj.programs:
-        if name.startswith("tp_btf__io_uring_submit_"):
-            fd = libbpf.lib().bpf_program__fd(tracer._obj.program(name))
-            with open(f"/proc/self/fdinfo/{fd}") as f:
-                for line in f:
-                    if line.startswith("recursion_misses:"):
-                        n += int(line.split()[1])
-    return n
+    return sum(n for name, n in (tracer._obj.runs_skipped() or {}).items()
+               if name.startswith("tp_btf__io_uring_submit_"))
 
 
 def _worker(go_r, rings_w):

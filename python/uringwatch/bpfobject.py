@@ -93,24 +93,22 @@ class BpfObject:
         finally:
             lib.bpf_link__destroy(link)
 
-    def runs_skipped(self) -> int | None:
-        """Runs of the attached programs the kernel skipped because the
-        program was already running on that CPU (recursion_misses: a
-        preemptible kernel, 7.x, runs tracepoint programs preemptibly, so
-        another task's event can find its program busy); None where the
-        kernel doesn't count them (before 5.12)."""
-        off = hooks.struct_member_offset("bpf_prog_info", "recursion_misses")
-        if off is None:
-            return None
-        lib, total = libbpf.lib(), 0
-        info = ctypes.create_string_buffer(off + 8)
+    def runs_skipped(self) -> dict[str, int] | None:
+        """Per attached program, the runs the kernel skipped because the
+        program was already running on that CPU (`recursion_misses` in its
+        fdinfo): a kernel that runs tracepoint programs preemptibly (7.x)
+        skips one when a task preempted inside it lets another task on that
+        CPU hit the same tracepoint. None where the kernel doesn't count
+        them (before 5.12)."""
+        lib, out = libbpf.lib(), {}
         for name in self.programs:
-            size = ctypes.c_uint32(len(info))
-            ctypes.memset(info, 0, len(info))
             fd = lib.bpf_program__fd(self.program(name))
-            if fd >= 0 and not lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)):
-                total += int.from_bytes(info[off:off + 8], "little")
-        return total
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                line = next((ln for ln in f if ln.startswith("recursion_misses:")), None)
+            if line is None:
+                return None
+            out[name] = int(line.split()[1])
+        return out
 
     def detach(self) -> bool:
         """Destroys the links; whether there were any."""

@@ -5,7 +5,6 @@ Feature-probed at start, never assumed from a version number."""
 from __future__ import annotations
 
 import ctypes
-import functools
 import errno
 import os
 import platform
@@ -191,27 +190,6 @@ def _takes_request(tracepoint: str, at: int) -> bool:
 
 
 _BTF_KIND_INT = 1
-
-
-@functools.cache
-def struct_member_offset(struct_name: str, member: str) -> int | None:
-    """The byte offset of `member` in the kernel's `struct struct_name`,
-    read from its BTF; None if this kernel's struct has no such member."""
-    from . import libbpf
-    lib = libbpf.lib()
-    btf = lib.btf__load_vmlinux_btf()
-    if not btf:
-        return None
-    try:
-        s = _follow(lib, btf, lib.btf__find_by_name_kind(btf, struct_name.encode(),
-                                                          _BTF_KIND_STRUCT), ())
-        for i in range(_vlen(s) if s else 0):       # btf_member: name_off, type, offset
-            m = s + 12 + 12 * i
-            if lib.btf__name_by_offset(btf, _word(m, 0)) == member.encode():
-                return _word(m, 2) // 8
-        return None
-    finally:
-        lib.btf__free(btf)
 
 
 def action_ops() -> list[str]:

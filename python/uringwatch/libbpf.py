@@ -92,7 +92,6 @@ _SIGNATURES = {
     "bpf_program__fd": (c_int, [ProgramP]),
     "bpf_program__section_name": (c_char_p, [ProgramP]),
     "bpf_program__fd": (c_int, [ProgramP]),
-    "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, POINTER(c_uint32)]),
     "bpf_link__destroy": (c_int, [LinkP]),
     "bpf_link__fd": (c_int, [LinkP]),
     "bpf_iter_create": (c_int, [c_int]),

@@ -267,4 +267,5 @@ class Tracer:
                                                   ledger_evicted=self._reader.ledger.evicted,
                                                   ledger_freed=self._reader.ledger.freed,
                                                   repeat_events=self._reader.repeat_events,
-                                                  runs_skipped=self._obj.runs_skipped() or 0)
+                                                  runs_skipped=sum((self._obj.runs_skipped()
+                                                                    or {}).values()))
