@@ -79,7 +79,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct uw_use_key);
+	__type(key, struct uw_op_key);
 	__type(value, struct uw_use);
 } uses SEC(".maps");
 
@@ -89,7 +89,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct uw_use_key);
+	__type(key, struct uw_op_key);
 	__type(value, struct uw_use);
 } spills SEC(".maps");
 
@@ -297,6 +297,10 @@ static __always_inline struct task_struct *owner_of(struct task_struct *task)
 	return task->flags & PF_IO_WORKER ? task->group_leader : task;
 }
 
+/* bpf/opfile.h: what a plain fd names, in the key and a first use's record */
+static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req);
+static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd);
+
 /* What an operation uses, who it is submitted for (the owner's current
  * ids), and whether it runs with other creds than those: a personality's,
  * or an SQPOLL thread's kept from the ring's creation. */
@@ -336,37 +340,51 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 }
 
 /* The op's record: the owner's creds as the submitter's, and the creds it
- * ran with where they are not those (a personality's, an SQ thread's). */
-static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
+ * ran with where they are not those (a personality's, an SQ thread's).
+ * A key with a target makes the longer record; a new key with a plain fd
+ * (`ident`) carries its file's identity. Built in op_scratch: the stack
+ * has no room for it. */
+static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 				    struct task_struct *task, __u64 now, __u32 reason,
-				    __u32 creator)
+				    __u32 creator, __u64 file, bool ident)
 {
 	const struct cred *creds = req_creds(req), *own = owner_of(task)->cred;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct uw_op op = {};
+	struct uw_use_key *k = &ok->use;
+	__u32 zero = 0;
+	struct uw_op *op = bpf_map_lookup_elem(&op_scratch, &zero);
 
-	op.hdr.kind = UW_KIND_OP;
-	op.hdr.abi = UW_ABI_VERSION;
-	op.hdr.size = sizeof(op);
-	op.key = *k;
-	op.ts = now;
-	op.first_ts = now;
-	op.count = 1;
-	op.cgroup_id = bpf_get_current_cgroup_id();
-	op.cap_effective = cap_effective(own);
-	op.pid = id >> 32;
-	op.tid = (__u32)id;
-	op.creator_pid = creator;
+	if (!op)
+		return;
+	__builtin_memset(op, 0, sizeof(*op));
+	op->hdr.kind = UW_KIND_OP;
+	op->hdr.abi = UW_ABI_VERSION;
+	op->hdr.size = ok->target ? sizeof(*op) : UW_OP_SHORT;
+	op->key = *k;
+	op->ts = now;
+	op->first_ts = now;
+	op->count = 1;
+	op->cgroup_id = bpf_get_current_cgroup_id();
+	op->cap_effective = cap_effective(own);
+	op->pid = id >> 32;
+	op->tid = (__u32)id;
+	op->creator_pid = creator;
 	if (!creds && (k->flags & UW_OP_CREDS_DIFFER))
 		creds = task->cred;
 	if (creds) {
-		op.cred_uid = creds->uid.val;
-		op.cred_euid = creds->euid.val;
-		op.cred_cap_effective = cap_effective(creds);
+		op->cred_uid = creds->uid.val;
+		op->cred_euid = creds->euid.val;
+		op->cred_cap_effective = cap_effective(creds);
 	}
-	op.reason = reason;
-	bpf_get_current_comm(op.comm, sizeof(op.comm));
-	fair__emit(&op, sizeof(op), UW_REC_OP, k->flags & UW_OP_CREDS_DIFFER);
+	op->reason = reason;
+	bpf_get_current_comm(op->comm, sizeof(op->comm));
+	op->file_id = ok->file_id;
+	op->cmd_op = ok->cmd_op;
+	op->target = ok->target;
+	if (ident && (ok->target & UW_OPT_FD))
+		op__ident(op, file, req->cqe.fd);
+	fair__emit(op, ok->target ? sizeof(*op) : UW_OP_SHORT, UW_REC_OP,
+		   k->flags & UW_OP_CREDS_DIFFER);
 }
 
 /* bpf/targets.h: an operation that opens or changes something is also
@@ -399,8 +417,22 @@ static __always_inline bool op_allowed(__u64 pid_tgid, struct task_struct *task,
 			   bpf_get_current_cgroup_id(), comm);
 }
 
-static __always_inline void fresh_use(struct uw_use *u, __u64 pid_tgid, __u64 now)
+/* A new key's first count, built here: the submit programs' stack has
+ * no room left for it beside op__ident's calls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_use);
+} use_scratch SEC(".maps");
+
+static __always_inline struct uw_use *fresh_use(__u64 pid_tgid, __u64 now)
 {
+	__u32 zero = 0;
+	struct uw_use *u = bpf_map_lookup_elem(&use_scratch, &zero);
+
+	if (!u)
+		return 0;
 	u->count = 1;
 	u->first_ts = now;
 	u->last_ts = now;
@@ -408,27 +440,29 @@ static __always_inline void fresh_use(struct uw_use *u, __u64 pid_tgid, __u64 no
 	u->tid = (__u32)pid_tgid;
 	u->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(u->comm, sizeof(u->comm));
+	return u;
 }
 
-/* `uses` is full: count the op by process, ring and opcode alone; true if
- * that is a first use. */
-static __always_inline bool spill(struct uw_use_key *k, __u64 pid_tgid, __u64 now)
+/* `uses` is full: count the op by process, ring and opcode alone (no
+ * target); true if that is a first use. */
+static __always_inline bool spill(struct uw_op_key *ok, __u64 pid_tgid, __u64 now)
 {
-	struct uw_use_key s = {};
-	struct uw_use *u, fresh = {};
+	struct uw_use_key *k = &ok->use;
+	struct uw_op_key s = {};
+	struct uw_use *u, *fresh;
 
-	s.ring_id = k->ring_id;
-	s.pid = k->pid;
-	s.uid = k->uid;
-	s.euid = k->euid;
-	s.opcode = k->opcode;
-	s.file_slot = -1;
-	s.buf = -1;
-	s.flags = (k->flags & (UW_OP_SQ_THREAD | UW_OP_CREDS_DIFFER)) | UW_OP_SPILLED;
+	s.use.ring_id = k->ring_id;
+	s.use.pid = k->pid;
+	s.use.uid = k->uid;
+	s.use.euid = k->euid;
+	s.use.opcode = k->opcode;
+	s.use.file_slot = -1;
+	s.use.buf = -1;
+	s.use.flags = (k->flags & (UW_OP_SQ_THREAD | UW_OP_CREDS_DIFFER)) | UW_OP_SPILLED;
 	u = bpf_map_lookup_elem(&spills, &s);
 	if (!u) {
-		fresh_use(&fresh, pid_tgid, now);
-		if (!bpf_map_update_elem(&spills, &s, &fresh, BPF_NOEXIST))
+		fresh = fresh_use(pid_tgid, now);
+		if (fresh && !bpf_map_update_elem(&spills, &s, fresh, BPF_NOEXIST))
 			return true;
 		u = bpf_map_lookup_elem(&spills, &s);
 	}
@@ -453,23 +487,25 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_boot_ns();
 	struct ring_state *st;
-	struct uw_use_key k = {};
-	struct uw_use *u, fresh = {};
-	__u64 ring = ring_id_of(addr_of(req->ctx), &st);
+	struct uw_op_key k = {};
+	struct uw_use *u, *fresh;
+	__u64 ring = ring_id_of(addr_of(req->ctx), &st), file;
 	__u32 creator = st ? st->creator.tgid : 0;
 	bool first;
 
 	if (!op_allowed(id, task, st))
 		return 0;
-	use_key(&k, req, task, ring);
-	k.flags |= denied;
+	use_key(&k.use, req, task, ring);
+	file = op__target(&k, req);
+	k.use.flags |= denied;
 	if (act)
-		act__key(&k, now, creator);
+		act__key(&k.use, now, creator);
 	u = bpf_map_lookup_elem(&uses, &k);
 	if (!u) {
-		fresh_use(&fresh, id, now);
-		if (!bpf_map_update_elem(&uses, &k, &fresh, BPF_NOEXIST)) {
-			send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST, creator);
+		fresh = fresh_use(id, now);
+		if (fresh && !bpf_map_update_elem(&uses, &k, fresh, BPF_NOEXIST)) {
+			send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST, creator,
+				file, true);
 			return 0;
 		}
 		u = bpf_map_lookup_elem(&uses, &k);   /* another CPU added it first? */
@@ -478,13 +514,17 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 		__sync_fetch_and_add(&u->count, 1);
 		u->last_ts = now;
 		if (cfg.ops_all)
-			send_op(&k, req, task, now, UW_OP_EACH, creator);
+			send_op(&k, req, task, now, UW_OP_EACH, creator, file, false);
 		return 0;
 	}
 	first = spill(&k, id, now);
-	if (first || cfg.ops_all || (k.flags & UW_OP_CREDS_DIFFER))
+	/* a spilled op is counted without its target: its record has none */
+	k.file_id = 0;
+	k.cmd_op = 0;
+	k.target = 0;
+	if (first || cfg.ops_all || (k.use.flags & UW_OP_CREDS_DIFFER))
 		send_op(&k, req, task, now, first && !cfg.ops_all ? UW_OP_FIRST : UW_OP_EACH,
-			creator);
+			creator, 0, false);
 	return 0;
 }
 

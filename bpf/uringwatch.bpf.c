@@ -34,6 +34,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "rings.h"
 #include "rings_before.h"
 #include "targets.h"
+#include "opfile.h"
 #include "pbuf.h"
 
 /* At exit: fill OUT regions, compare IN regions, copy the first INOUT
