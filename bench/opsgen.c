@@ -4,10 +4,12 @@
  * syscalls (no liburing): batches of SQEs submitted with io_uring_enter,
  * each batch waited for, timed with CLOCK_MONOTONIC around the loop only.
  *
- *   opsgen [-n OPS] [-b BATCH] [-g] nop|read|openat
+ *   opsgen [-n OPS] [-b BATCH] [-g] nop|read|pread|openat
  *
  * nop: IORING_OP_NOP. read: a 64-byte IORING_OP_READ from /dev/zero
- * through registered-file slot 0 (IOSQE_FIXED_FILE). openat: an
+ * through registered-file slot 0 (IOSQE_FIXED_FILE); pread: the same READ
+ * through its plain fd (the tracer looks its file up at each submission).
+ * openat: an
  * IORING_OP_OPENAT of /dev/null into fixed-file slot 0, each replacing
  * the last (no fd to close: the ring does it). -g waits for a byte
  * on stdin first, so a tracer can be attached to this process. Prints one
@@ -57,7 +59,7 @@ struct params {               /* struct io_uring_params */
 
 static uint32_t *sq_tail, *sq_array, *cq_head, *cq_tail;
 static struct sqe *sqes;
-static int ring_fd;
+static int ring_fd, plain_fd = -1;
 static char buf[64];
 
 static void die(const char *what)
@@ -85,7 +87,7 @@ static void *map(size_t len, uint64_t off)
 }
 
 /* The ring, its mappings, and batch SQEs that never change. */
-enum mode { NOP, READ, OPENAT };
+enum mode { NOP, READ, OPENAT, PREAD };
 
 static void setup(unsigned batch, enum mode mode)
 {
@@ -103,7 +105,9 @@ static void setup(unsigned batch, enum mode mode)
 	sq_array = (uint32_t *)(sq + p.sq_off[6]);
 	cq_head = (uint32_t *)(cq + p.cq_off[0]);
 	cq_tail = (uint32_t *)(cq + p.cq_off[1]);
-	if (mode != NOP) {       /* slot 0: /dev/zero to read, or empty to open into */
+	if (mode == PREAD && (plain_fd = open("/dev/zero", O_RDONLY)) < 0)
+		die("opening /dev/zero");
+	if (mode == READ || mode == OPENAT) {  /* slot 0: /dev/zero to read, or empty to open into */
 		int32_t fd = mode == READ ? open("/dev/zero", O_RDONLY) : -1;
 
 		if ((mode == READ && fd < 0) ||
@@ -117,10 +121,11 @@ static void setup(unsigned batch, enum mode mode)
 						.addr = (uintptr_t)"/dev/null", .rw_flags = O_RDONLY,
 						.pad = { 1ULL << 32 } };
 		else
-			sqes[i] = (struct sqe){ .opcode = mode == READ ? OP_READ : OP_NOP,
+			sqes[i] = (struct sqe){ .opcode = mode == NOP ? OP_NOP : OP_READ,
 						.flags = mode == READ ? SQE_FIXED_FILE : 0,
+						.fd = mode == PREAD ? plain_fd : 0,
 						.addr = (uintptr_t)buf,
-						.len = mode == READ ? sizeof(buf) : 0 };
+						.len = mode == NOP ? 0 : sizeof(buf) };
 	}
 }
 
@@ -153,9 +158,10 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc || batch < 1 || batch > 4096 ||
 	    (strcmp(argv[optind], "nop") && strcmp(argv[optind], "read") &&
-	     strcmp(argv[optind], "openat")))
+	     strcmp(argv[optind], "pread") && strcmp(argv[optind], "openat")))
 		goto usage;
-	mode = !strcmp(argv[optind], "read") ? READ : !strcmp(argv[optind], "openat") ? OPENAT : NOP;
+	mode = !strcmp(argv[optind], "read") ? READ : !strcmp(argv[optind], "openat") ? OPENAT :
+	       !strcmp(argv[optind], "pread") ? PREAD : NOP;
 	setup(batch, mode);
 	if (gate && syscall(SYS_read, 0, &(char){ 0 }, 1) != 1)
 		die("waiting for the go byte on stdin");
@@ -170,6 +176,6 @@ int main(int argc, char **argv)
 	       WARMUP, (unsigned long long)(t1 - t0), (double)(t1 - t0) / done);
 	return 0;
 usage:
-	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read|openat\n");
+	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read|pread|openat\n");
 	return 2;
 }
