@@ -63,7 +63,7 @@ static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *re
 		return 0;       /* the ring's table: joined to its registration */
 	k->target |= UW_OPT_FD;
 	file = task_fd_file(req->cqe.fd, ACT_BTF);
-	inode = kread(file + KOFF(struct file, f_inode), ACT_BTF);
+	inode = file ? kread(file + KOFF(struct file, f_inode), ACT_BTF) : 0;
 	if (!inode) {
 		k->target |= UW_OPT_BADF;
 		return 0;
