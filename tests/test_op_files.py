@@ -168,3 +168,55 @@ def test_sqpoll_reads_name_the_creators_file(ring_tracer, needs_ops, tmp_path):
     assert counted(ops) == {("READ", first.file_id): 2}
     os.close(fd)
     r.close()
+
+
+def _op_record(target=0, file=b"", reason=None, file_id=0x1234):
+    """A uw_op of a READ: the short record of a key with no target (as every
+    op was recorded before targets), or the whole one."""
+    from uringwatch import layout
+    size = layout.OP.size if target else layout.OP_SHORT
+    key = (0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0)
+    whole = layout.OP.pack(hdr=(layout.KIND_OP, layout.ABI_VERSION, size), key=key,
+                           count=1, pid=10, tid=10, reason=reason or layout.OP_FIRST,
+                           comm=b"reader", file_id=file_id if target else 0,
+                           target=target, file=layout.FILE.struct.unpack(file) if file else None)
+    return whole[:size]
+
+
+@pytest.mark.parametrize("tail", [b"", b"\xff" * 64])
+def test_an_op_recorded_before_targets_decodes_as_it_did(tail):
+    from uringwatch.decode import decode
+    from uringwatch import layout
+    raw = _op_record() + tail      # a following record's bytes are not read
+    ev = decode(raw, 0, layout.OP_SHORT, 0)
+    assert (ev.opcode_name, ev.pid, ev.file_id, ev.target, ev.cmd_op) == \
+        ("READ", 10, None, None, None)
+
+
+def test_a_first_use_carries_its_file_and_a_count_is_joined_to_it():
+    from test_decode import uw_file
+    from uringwatch import layout
+    from uringwatch.decode import decode
+    from uringwatch.rings import Ledger, _count_record
+    f = uw_file(fd=5, role=layout.ROLE_FD)
+    first = decode(_op_record(layout.OPT_FD, f), 0, layout.OP.size, 0)
+    assert (first.file_id, first.target.path, first.target.fd, first.target.role) == \
+        ("0000000000001234", "/etc/shadow", 5, "fd")
+    # a count built from the map's key and value: the id alone, then joined
+    key = layout.OP_KEY.pack(use=(0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0),
+                             file_id=0x1234, target=layout.OPT_FD)
+    val = layout.USE.pack(count=7, pid=10, tid=10, comm=b"reader")
+    rec = _count_record(key, val, 1)
+    count = decode(rec, 0, len(rec), 0)
+    assert (count.reason, count.count, count.file_id, count.target) == \
+        ("count", 6, "0000000000001234", None)
+    ledger = Ledger()
+    ledger.feed(first)
+    assert ledger.feed(count).target == first.target
+    # a key with no target makes the record as before
+    plain = layout.OP_KEY.pack(use=(0xabc, 0, -1, -1, 0, 10, uring.OP_NOP, 0, 0, 0))
+    assert len(_count_record(plain, val, 0)) == layout.OP_SHORT
+    bad = layout.OP_KEY.pack(use=(0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0),
+                             target=layout.OPT_FD | layout.OPT_BADF)
+    ev = decode(_count_record(bad, val, 0), 0, layout.OP.size, 0)
+    assert ev.file_id is None and ev.target.error.startswith("EBADF")
