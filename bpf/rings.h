@@ -444,8 +444,10 @@ static __always_inline struct uw_use *fresh_use(__u64 pid_tgid, __u64 now)
 }
 
 /* `uses` is full: count the op by process, ring and opcode alone (no
- * target); true if that is a first use. */
-static __always_inline bool spill(struct uw_op_key *ok, __u64 pid_tgid, __u64 now)
+ * target); true if that is a first use. Not inlined: its key is on a
+ * stack of its own, not on the submit programs' (op__ident's calls go
+ * deepest from there). */
+static __noinline bool spill(struct uw_op_key *ok, __u64 pid_tgid, __u64 now)
 {
 	struct uw_use_key *k = &ok->use;
 	struct uw_op_key s = {};
