@@ -356,7 +356,10 @@ static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 
 	if (!op)
 		return;
-	__builtin_memset(op, 0, sizeof(*op));
+	if (ok->target)         /* only what is sent is cleared: the short record */
+		__builtin_memset(op, 0, sizeof(*op));
+	else
+		__builtin_memset(op, 0, UW_OP_SHORT);
 	op->hdr.kind = UW_KIND_OP;
 	op->hdr.abi = UW_ABI_VERSION;
 	op->hdr.size = ok->target ? sizeof(*op) : UW_OP_SHORT;
