@@ -57,9 +57,10 @@ def main() -> int:
     ap.add_argument("--ops", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--modes", default="nop,read",
-                    help="opsgen modes, comma-separated: nop, read, readfixed (READ_FIXED: "
-                         "its length read at submission), openat (an action: its target "
-                         "read at submission, its result at completion)")
+                    help="opsgen modes, comma-separated: nop, read, pread (a READ "
+                         "through a plain fd), readfixed (READ_FIXED: its length read at "
+                         "submission), openat (an action: its target read at submission, "
+                         "its result at completion)")
     args = ap.parse_args()
     py = sys.executable
     tracers = {

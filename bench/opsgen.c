@@ -4,11 +4,13 @@
  * syscalls (no liburing): batches of SQEs submitted with io_uring_enter,
  * each batch waited for, timed with CLOCK_MONOTONIC around the loop only.
  *
- *   opsgen [-n OPS] [-b BATCH] [-g] nop|read|readfixed|openat
+ *   opsgen [-n OPS] [-b BATCH] [-g] nop|read|pread|readfixed|openat
  *
  * nop: IORING_OP_NOP. read: a 64-byte IORING_OP_READ from /dev/zero
- * through registered-file slot 0 (IOSQE_FIXED_FILE). readfixed: the same
- * as IORING_OP_READ_FIXED into registered buffer 0. openat: an
+ * through registered-file slot 0 (IOSQE_FIXED_FILE); pread: the same READ
+ * through its plain fd (the tracer looks its file up at each submission).
+ * readfixed: the same as IORING_OP_READ_FIXED into registered buffer 0
+ * through slot 0. openat: an
  * IORING_OP_OPENAT of /dev/null into fixed-file slot 0, each replacing
  * the last (no fd to close: the ring does it). -g waits for a byte
  * on stdin first, so a tracer can be attached to this process. Prints one
@@ -60,7 +62,7 @@ struct params {               /* struct io_uring_params */
 
 static uint32_t *sq_tail, *sq_array, *cq_head, *cq_tail;
 static struct sqe *sqes;
-static int ring_fd;
+static int ring_fd, plain_fd = -1;
 static char buf[64];
 
 static void die(const char *what)
@@ -88,7 +90,7 @@ static void *map(size_t len, uint64_t off)
 }
 
 /* The ring, its mappings, and batch SQEs that never change. */
-enum mode { NOP, READ, OPENAT, READ_FIXED };
+enum mode { NOP, READ, OPENAT, READ_FIXED, PREAD };
 
 static void setup(unsigned batch, enum mode mode)
 {
@@ -106,7 +108,9 @@ static void setup(unsigned batch, enum mode mode)
 	sq_array = (uint32_t *)(sq + p.sq_off[6]);
 	cq_head = (uint32_t *)(cq + p.cq_off[0]);
 	cq_tail = (uint32_t *)(cq + p.cq_off[1]);
-	if (mode != NOP) {       /* slot 0: /dev/zero to read, or empty to open into */
+	if (mode == PREAD && (plain_fd = open("/dev/zero", O_RDONLY)) < 0)
+		die("opening /dev/zero");
+	if (mode != NOP && mode != PREAD) {  /* slot 0: /dev/zero to read, or empty to open into */
 		int32_t fd = mode != OPENAT ? open("/dev/zero", O_RDONLY) : -1;
 
 		if ((mode != OPENAT && fd < 0) ||
@@ -126,9 +130,11 @@ static void setup(unsigned batch, enum mode mode)
 						.addr = (uintptr_t)"/dev/null", .rw_flags = O_RDONLY,
 						.pad = { 1ULL << 32 } };
 		else
-			sqes[i] = (struct sqe){ .opcode = mode == READ ? OP_READ :
+			sqes[i] = (struct sqe){ .opcode = mode == READ || mode == PREAD ? OP_READ :
 							  mode == READ_FIXED ? OP_READ_FIXED : OP_NOP,
-						.flags = mode != NOP ? SQE_FIXED_FILE : 0,
+						.flags = mode == READ || mode == READ_FIXED ?
+							 SQE_FIXED_FILE : 0,
+						.fd = mode == PREAD ? plain_fd : 0,
 						.addr = (uintptr_t)buf,
 						.len = mode != NOP ? sizeof(buf) : 0 };
 	}
@@ -163,10 +169,12 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc || batch < 1 || batch > 4096 ||
 	    (strcmp(argv[optind], "nop") && strcmp(argv[optind], "read") &&
-	     strcmp(argv[optind], "readfixed") && strcmp(argv[optind], "openat")))
+	     strcmp(argv[optind], "pread") && strcmp(argv[optind], "readfixed") &&
+	     strcmp(argv[optind], "openat")))
 		goto usage;
 	mode = !strcmp(argv[optind], "read") ? READ : !strcmp(argv[optind], "openat") ? OPENAT :
-	       !strcmp(argv[optind], "readfixed") ? READ_FIXED : NOP;
+	       !strcmp(argv[optind], "readfixed") ? READ_FIXED :
+	       !strcmp(argv[optind], "pread") ? PREAD : NOP;
 	setup(batch, mode);
 	if (gate && syscall(SYS_read, 0, &(char){ 0 }, 1) != 1)
 		die("waiting for the go byte on stdin");
@@ -181,6 +189,6 @@ int main(int argc, char **argv)
 	       WARMUP, (unsigned long long)(t1 - t0), (double)(t1 - t0) / done);
 	return 0;
 usage:
-	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read|readfixed|openat\n");
+	fprintf(stderr, "usage: opsgen [-n OPS] [-b BATCH] [-g] nop|read|pread|readfixed|openat\n");
 	return 2;
 }

@@ -54,6 +54,7 @@ struct uw_records {
 	struct uw_ring ring;
 	struct uw_op op;
 	struct uw_use_key use_key;
+	struct uw_op_key op_key;
 	struct uw_use use;
 	struct uw_action action;
 };

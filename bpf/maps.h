@@ -99,6 +99,17 @@ struct {
 	__type(value, struct uw_action);
 } act_scratch SEC(".maps");
 
+/* An operation's record being built (bpf/rings.h, send_op; 408 bytes: not
+ * on the stack). Its `file` is filled by resolve_file as a slot's, slot
+ * index UW_OP_SLOT. */
+#define UW_OP_SLOT 0xFFFFFFFEu
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_op);
+} op_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, UW_DEFAULT_MAX_INFLIGHT);   /* the loader sets 2x: no-slot markers too */

@@ -18,7 +18,9 @@
  * content where a key reads them (a freed cred's address can come back
  * with other ids), by address where it names them (cred_id). Whatever
  * use_key() or op_allowed() come to read must be here too (opc__print),
- * or a hit would count an operation under another's key. */
+ * or a hit would count an operation under another's key; what
+ * op__target() reads (bpf/opfile.h: the file a plain fd names, a
+ * URING_CMD's command) is here as the target it makes. */
 struct opc_print {
 	__u64 epoch;          /* opc_epochs: rings made and freed, filters changed */
 	__u64 ctx;            /* the ring */
@@ -32,6 +34,8 @@ struct opc_print {
 	__u64 slots;          /* file slot and buffer index as the request has them */
 	__u64 cgroup;         /* what a cgroup filter reads */
 	__u64 uid;            /* what a uid filter reads */
+	__u64 file_id;        /* op__target's: the file's keyed id */
+	__u64 target;         /* op__target's: cmd_op, and its flags << 32 */
 	char comm[UW_COMM_LEN]; /* what a comm filter reads */
 };
 
@@ -41,6 +45,9 @@ struct opc_slot {
 	struct opc_print cur;      /* this operation's */
 	__u64 cur_ok;              /* cur was made, and may be kept */
 	__u64 tick;                /* jiffies at p.use.last_ts */
+	struct uw_op_key target;   /* this operation's target part, by op__target */
+	__u64 file;                /* the file it was made of (0: none) */
+	__u64 target_ok;           /* target is this operation's: on_submit takes it */
 };
 
 struct {
@@ -79,17 +86,34 @@ static __always_inline void opc__bump(void)
  * number (see addr_of). */
 #define OPC_PUT(field, ptr) (*(const void **)&(field) = (ptr))
 
-/* This operation's fingerprint into f; false if it may not be kept (an
- * SQPOLL thread's with a comm filter, which judges its leader's comm). */
-static __always_inline bool opc__print(struct opc_print *f, struct io_kiocb *req,
+/* This operation's target part (op__target) into the slot, read once
+ * for both the fingerprint and, on a miss, the key. */
+static __always_inline void opc__target_of(struct opc_slot *c, struct io_kiocb *req)
+{
+	struct uw_op_key *t = &c->target;
+
+	t->use.opcode = req->opcode;
+	t->use.flags = req->flags & REQ_F_FIXED_FILE ? UW_OP_FIXED_FILE : 0;
+	t->file_id = 0;
+	t->cmd_op = 0;
+	t->target = 0;
+	c->file = op__target(t, req);
+	c->target_ok = 1;
+}
+
+/* This operation's fingerprint into c->cur; false if it may not be kept
+ * (an SQPOLL thread's with a comm filter, which judges its leader's comm). */
+static __always_inline bool opc__print(struct opc_slot *c, struct io_kiocb *req,
 				       struct task_struct *task, __u64 pid_tgid)
 {
 	const struct cred *creds = req_creds(req), *own = owner_of(task)->cred;
 	const struct cred *run = creds ? creds : task->cred;
+	struct opc_print *f = &c->cur;
 	struct opc_epochs_val *e;
 	__u32 zero = 0;
 	__u64 differ = 0;
 
+	opc__target_of(c, req);
 	if (cfg.targ_comm[0] && (task->flags & PF_IO_WORKER))
 		return false;
 	e = bpf_map_lookup_elem(&opc_epochs, &zero);
@@ -111,6 +135,8 @@ static __always_inline bool opc__print(struct opc_print *f, struct io_kiocb *req
 		differ << 16;
 	f->slots = (__u32)req->cqe.fd | (__u64)req->buf_index << 32;
 	f->uid = cfg.targ_uid != (__u32)-1 ? task->cred->uid.val : 0;
+	f->file_id = c->target.file_id;
+	f->target = c->target.cmd_op | (__u64)c->target.target << 32;
 	f->cgroup = cfg.targ_cgroups ? bpf_get_current_cgroup_id() : 0;
 	if (cfg.targ_comm[0])
 		bpf_get_current_comm(f->comm, sizeof(f->comm));
@@ -170,12 +196,14 @@ static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *t
 	struct opc_slot *c;
 	__u64 t;
 
-	if (cfg.ops_all)
-		return false;
 	c = bpf_map_lookup_elem(&opc_slots, &zero);
 	if (!c)
 		return false;
-	c->cur_ok = opc__print(&c->cur, req, task, pid_tgid);
+	if (cfg.ops_all) {
+		c->target_ok = 0;
+		return false;
+	}
+	c->cur_ok = opc__print(c, req, task, pid_tgid);
 	if (c->cur_ok && opc__same(&c->cur, &c->last)) {
 		c->p.use.count++;
 		/* The clock read once a tick: it took half the path. The last
@@ -195,10 +223,10 @@ static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *t
 /* on_submit's last step for an operation counted in `uses` (u: its value
  * there): its fingerprint and key become the CPU's last. Not for actions,
  * reported each, nor for denied operations (which do not come here). */
-static __always_inline void opc__keep(const struct uw_use_key *k, const struct uw_use *u,
+static __always_inline void opc__keep(const struct uw_op_key *k, const struct uw_use *u,
 				      __u64 now)
 {
-	__u32 zero = 0, op = k->opcode;
+	__u32 zero = 0, op = k->use.opcode;
 	struct opc_slot *c;
 
 	if (cfg.ops_all || (op < 64 && (ACT_OPS >> op & 1)))
@@ -213,6 +241,23 @@ static __always_inline void opc__keep(const struct uw_use_key *k, const struct u
 	c->tick = 0;               /* the next hit reads the clock */
 	c->last = c->cur;
 	c->cur_ok = 0;
+}
+
+/* The target part of the key on_submit builds: the one opc__hit read for
+ * this operation's fingerprint, else (no slot, or a denied operation,
+ * which doesn't come through opc__hit) read now. */
+static __always_inline __u64 opc__target(struct uw_op_key *k, struct io_kiocb *req)
+{
+	__u32 zero = 0;
+	struct opc_slot *c = bpf_map_lookup_elem(&opc_slots, &zero);
+
+	if (!c || !c->target_ok)
+		return op__target(k, req);
+	c->target_ok = 0;
+	k->file_id = c->target.file_id;
+	k->cmd_op = c->target.cmd_op;
+	k->target = c->target.target;
+	return c->file;
 }
 
 #endif

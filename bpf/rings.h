@@ -79,7 +79,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct uw_use_key);
+	__type(key, struct uw_op_key);
 	__type(value, struct uw_use);
 } uses SEC(".maps");
 
@@ -89,7 +89,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct uw_use_key);
+	__type(key, struct uw_op_key);
 	__type(value, struct uw_use);
 } spills SEC(".maps");
 
@@ -148,9 +148,10 @@ static __always_inline __u64 id_of_gen(__u64 gen)
 /* bpf/opcache.h: the operations' fast path, and what makes it miss. */
 static __always_inline bool opc__hit(struct io_kiocb *req, struct task_struct *task,
 				     __u64 pid_tgid);
-static __always_inline void opc__keep(const struct uw_use_key *k, const struct uw_use *u,
+static __always_inline void opc__keep(const struct uw_op_key *k, const struct uw_use *u,
 				      __u64 now);
 static __always_inline void opc__bump(void);
+static __always_inline __u64 opc__target(struct uw_op_key *k, struct io_kiocb *req);
 
 /* The id of the ring at this address (its io_ring_ctx), and its state if
  * it was made while tracing. */
@@ -306,6 +307,10 @@ static __always_inline struct task_struct *owner_of(struct task_struct *task)
 	return task->flags & PF_IO_WORKER ? task->group_leader : task;
 }
 
+/* bpf/opfile.h: what a plain fd names, in the key and a first use's record */
+static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req);
+static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd);
+
 /* What an operation uses, who it is submitted for (the owner's current
  * ids), and whether it runs with other creds than those: a personality's,
  * or an SQPOLL thread's kept from the ring's creation. */
@@ -345,37 +350,54 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 }
 
 /* The op's record: the owner's creds as the submitter's, and the creds it
- * ran with where they are not those (a personality's, an SQ thread's). */
-static __always_inline void send_op(struct uw_use_key *k, struct io_kiocb *req,
+ * ran with where they are not those (a personality's, an SQ thread's).
+ * A key with a target makes the longer record; a new key with a plain fd
+ * (`ident`) carries its file's identity. Built in op_scratch: the stack
+ * has no room for it. */
+static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 				    struct task_struct *task, __u64 now, __u32 reason,
-				    __u32 creator)
+				    __u32 creator, __u64 file, bool ident)
 {
 	const struct cred *creds = req_creds(req), *own = owner_of(task)->cred;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct uw_op op = {};
+	struct uw_use_key *k = &ok->use;
+	__u32 zero = 0;
+	struct uw_op *op = bpf_map_lookup_elem(&op_scratch, &zero);
 
-	op.hdr.kind = UW_KIND_OP;
-	op.hdr.abi = UW_ABI_VERSION;
-	op.hdr.size = sizeof(op);
-	op.key = *k;
-	op.ts = now;
-	op.first_ts = now;
-	op.count = 1;
-	op.cgroup_id = bpf_get_current_cgroup_id();
-	op.cap_effective = cap_effective(own);
-	op.pid = id >> 32;
-	op.tid = (__u32)id;
-	op.creator_pid = creator;
+	if (!op)
+		return;
+	if (ok->target)         /* only what is sent is cleared: the short record */
+		__builtin_memset(op, 0, sizeof(*op));
+	else
+		__builtin_memset(op, 0, UW_OP_SHORT);
+	op->hdr.kind = UW_KIND_OP;
+	op->hdr.abi = UW_ABI_VERSION;
+	op->hdr.size = ok->target ? sizeof(*op) : UW_OP_SHORT;
+	op->key = *k;
+	op->ts = now;
+	op->first_ts = now;
+	op->count = 1;
+	op->cgroup_id = bpf_get_current_cgroup_id();
+	op->cap_effective = cap_effective(own);
+	op->pid = id >> 32;
+	op->tid = (__u32)id;
+	op->creator_pid = creator;
 	if (!creds && (k->flags & UW_OP_CREDS_DIFFER))
 		creds = task->cred;
 	if (creds) {
-		op.cred_uid = creds->uid.val;
-		op.cred_euid = creds->euid.val;
-		op.cred_cap_effective = cap_effective(creds);
+		op->cred_uid = creds->uid.val;
+		op->cred_euid = creds->euid.val;
+		op->cred_cap_effective = cap_effective(creds);
 	}
-	op.reason = reason;
-	bpf_get_current_comm(op.comm, sizeof(op.comm));
-	fair__emit(&op, sizeof(op), UW_REC_OP, k->flags & UW_OP_CREDS_DIFFER);
+	op->reason = reason;
+	bpf_get_current_comm(op->comm, sizeof(op->comm));
+	op->file_id = ok->file_id;
+	op->cmd_op = ok->cmd_op;
+	op->target = ok->target;
+	if (ident && (ok->target & UW_OPT_FD))
+		op__ident(op, file, req->cqe.fd);
+	fair__emit(op, ok->target ? sizeof(*op) : UW_OP_SHORT, UW_REC_OP,
+		   k->flags & UW_OP_CREDS_DIFFER);
 }
 
 /* bpf/targets.h: an operation that opens or changes something is also
@@ -408,8 +430,22 @@ static __always_inline bool op_allowed(__u64 pid_tgid, struct task_struct *task,
 			   bpf_get_current_cgroup_id(), comm);
 }
 
-static __always_inline void fresh_use(struct uw_use *u, __u64 pid_tgid, __u64 now)
+/* A new key's first count, built here: the submit programs' stack has
+ * no room left for it beside op__ident's calls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uw_use);
+} use_scratch SEC(".maps");
+
+static __always_inline struct uw_use *fresh_use(__u64 pid_tgid, __u64 now)
 {
+	__u32 zero = 0;
+	struct uw_use *u = bpf_map_lookup_elem(&use_scratch, &zero);
+
+	if (!u)
+		return 0;
 	u->count = 1;
 	u->first_ts = now;
 	u->last_ts = now;
@@ -417,27 +453,31 @@ static __always_inline void fresh_use(struct uw_use *u, __u64 pid_tgid, __u64 no
 	u->tid = (__u32)pid_tgid;
 	u->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(u->comm, sizeof(u->comm));
+	return u;
 }
 
-/* `uses` is full: count the op by process, ring and opcode alone; true if
- * that is a first use. */
-static __always_inline bool spill(struct uw_use_key *k, __u64 pid_tgid, __u64 now)
+/* `uses` is full: count the op by process, ring and opcode alone (no
+ * target); true if that is a first use. Not inlined: its key is on a
+ * stack of its own, not on the submit programs' (op__ident's calls go
+ * deepest from there). */
+static __noinline bool spill(struct uw_op_key *ok, __u64 pid_tgid, __u64 now)
 {
-	struct uw_use_key s = {};
-	struct uw_use *u, fresh = {};
+	struct uw_use_key *k = &ok->use;
+	struct uw_op_key s = {};
+	struct uw_use *u, *fresh;
 
-	s.ring_id = k->ring_id;
-	s.pid = k->pid;
-	s.uid = k->uid;
-	s.euid = k->euid;
-	s.opcode = k->opcode;
-	s.file_slot = -1;
-	s.buf = -1;
-	s.flags = (k->flags & (UW_OP_SQ_THREAD | UW_OP_CREDS_DIFFER)) | UW_OP_SPILLED;
+	s.use.ring_id = k->ring_id;
+	s.use.pid = k->pid;
+	s.use.uid = k->uid;
+	s.use.euid = k->euid;
+	s.use.opcode = k->opcode;
+	s.use.file_slot = -1;
+	s.use.buf = -1;
+	s.use.flags = (k->flags & (UW_OP_SQ_THREAD | UW_OP_CREDS_DIFFER)) | UW_OP_SPILLED;
 	u = bpf_map_lookup_elem(&spills, &s);
 	if (!u) {
-		fresh_use(&fresh, pid_tgid, now);
-		if (!bpf_map_update_elem(&spills, &s, &fresh, BPF_NOEXIST))
+		fresh = fresh_use(pid_tgid, now);
+		if (fresh && !bpf_map_update_elem(&spills, &s, fresh, BPF_NOEXIST))
 			return true;
 		u = bpf_map_lookup_elem(&spills, &s);
 	}
@@ -462,9 +502,9 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid(), now;
 	struct ring_state *st;
-	struct uw_use_key k = {};
-	struct uw_use *u, fresh = {};
-	__u64 ring;
+	struct uw_op_key k = {};
+	struct uw_use *u, *fresh;
+	__u64 ring, file;
 	__u32 creator;
 	bool first;
 
@@ -475,17 +515,21 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 	creator = st ? st->creator.tgid : 0;
 	if (!op_allowed(id, task, st))
 		return 0;
-	use_key(&k, req, task, ring);
-	k.flags |= denied;
+	use_key(&k.use, req, task, ring);
+	/* the file the fingerprint read, not read again: a dup2 in between
+	 * would pair the fingerprint with another file's key */
+	file = denied ? op__target(&k, req) : opc__target(&k, req);
+	k.use.flags |= denied;
 	if (act)
-		act__key(&k, now, creator);
+		act__key(&k.use, now, creator);
 	u = bpf_map_lookup_elem(&uses, &k);
 	if (!u) {
-		fresh_use(&fresh, id, now);
-		if (!bpf_map_update_elem(&uses, &k, &fresh, BPF_NOEXIST)) {
-			send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST, creator);
+		fresh = fresh_use(id, now);
+		if (fresh && !bpf_map_update_elem(&uses, &k, fresh, BPF_NOEXIST)) {
 			if (!denied)
-				opc__keep(&k, &fresh, now);
+				opc__keep(&k, fresh, now);
+			send_op(&k, req, task, now, cfg.ops_all ? UW_OP_EACH : UW_OP_FIRST, creator,
+				file, true);
 			return 0;
 		}
 		u = bpf_map_lookup_elem(&uses, &k);   /* another CPU added it first? */
@@ -494,15 +538,19 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 		__sync_fetch_and_add(&u->count, 1);
 		u->last_ts = now;
 		if (cfg.ops_all)
-			send_op(&k, req, task, now, UW_OP_EACH, creator);
+			send_op(&k, req, task, now, UW_OP_EACH, creator, file, false);
 		if (!denied)
 			opc__keep(&k, u, now);
 		return 0;
 	}
 	first = spill(&k, id, now);
-	if (first || cfg.ops_all || (k.flags & UW_OP_CREDS_DIFFER))
+	/* a spilled op is counted without its target: its record has none */
+	k.file_id = 0;
+	k.cmd_op = 0;
+	k.target = 0;
+	if (first || cfg.ops_all || (k.use.flags & UW_OP_CREDS_DIFFER))
 		send_op(&k, req, task, now, first && !cfg.ops_all ? UW_OP_FIRST : UW_OP_EACH,
-			creator);
+			creator, 0, false);
 	return 0;
 }
 

@@ -35,6 +35,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "rings.h"
 #include "rings_before.h"
 #include "targets.h"
+#include "opfile.h"
 #include "opcache.h"
 #include "pbuf.h"
 

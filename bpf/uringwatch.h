@@ -393,6 +393,25 @@ struct uw_use_key {
 	__u32 uid;            /* the submitter's */
 };
 
+/* The key of the summary of uses (rings.h `uses`, `spills`): what an
+ * operation used and who submitted it, and what its plain fd named at
+ * submission. */
+struct uw_op_key {
+	struct uw_use_key use;
+	__u64 file_id;        /* keyed id of the open file (its struct file, inode and
+			       * inode number); 0: none (a fixed file, no file, an fd
+			       * that named no file, no kernel reads) */
+	__u32 cmd_op;         /* URING_CMD's command */
+	__u32 target;         /* enum uw_op_target */
+};
+
+/* uw_op_key.target */
+enum uw_op_target {
+	UW_OPT_FD = 1 << 0,      /* a plain fd was looked up: file_id, or BADF */
+	UW_OPT_BADF = 1 << 1,    /* it named no open file at submission */
+	UW_OPT_CMD = 1 << 2,     /* cmd_op filled */
+};
+
 struct uw_use {
 	__u64 count;
 	__u64 first_ts;
@@ -408,7 +427,7 @@ struct uw_use {
  * its value as `uses` had it then, with use.count the uses since and
  * use.last_ts the last one's. User space adds them to the map's counts. */
 struct uw_use_pending {
-	struct uw_use_key key;
+	struct uw_op_key key;
 	struct uw_use use;
 };
 
@@ -430,7 +449,17 @@ struct uw_op {
 	__u32 cred_euid;
 	__u32 reason;         /* enum uw_op_reason */
 	char comm[UW_COMM_LEN];
+	/* Appended: a record whose key has no target (uw_op_key.target 0)
+	 * ends here (UW_OP_SHORT bytes), as every record did before. */
+	__u64 file_id;        /* uw_op_key's */
+	__u32 cmd_op;
+	__u32 target;         /* enum uw_op_target */
+	struct uw_file file;  /* the plain fd's file, role UW_ROLE_FD, read at submission
+			       * in a first use; flags 0 in counts and other records */
 };
+
+#define UW_OP_SHORT __builtin_offsetof(struct uw_op, file_id)
+_Static_assert(sizeof(struct uw_op) == 408, "uw_op: python/uringwatch/layout.py");
 
 /* uw_action.flags */
 enum uw_action_flags {

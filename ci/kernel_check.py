@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ["tests/test_foundation.py", "tests/test_opcodes.py", "tests/test_hooks.py",
          "tests/test_toctou.py", "tests/test_identity.py", "tests/test_rings.py",
          "tests/test_ns_identity.py", "tests/test_identity_race.py", "tests/test_policy.py",
-         "tests/test_policy_kernel.py", "tests/test_targets.py",
+         "tests/test_policy_kernel.py", "tests/test_targets.py", "tests/test_op_files.py",
          # the exploit precursors' rules, on each kernel where the calls exist
          *(f"tests/test_findings.py::{t}" for t in (
              "test_buffers_mapping_one_page_repeatedly", "test_personality_churn",

@@ -463,13 +463,13 @@ def test_a_freed_ring_is_forgotten(ring_tracer):
 
 
 def _uses_of(tracer, pid: int) -> int:
-    """Keys of `pid` in the operations' summary (uw_use_key.pid at 28)."""
+    """Keys of `pid` in the operations' summary (uw_op_key: uw_use_key.pid at 28)."""
     from uringwatch import libbpf
-    from uringwatch.layout import USE_KEY
+    from uringwatch.layout import OP_KEY
     lib, fd = libbpf.lib(), tracer._obj.map_fd("uses")
     prev, n = None, 0
     while True:
-        nxt = ctypes.create_string_buffer(USE_KEY.size)
+        nxt = ctypes.create_string_buffer(OP_KEY.size)
         if lib.bpf_map_get_next_key(fd, prev, nxt) != 0:
             return n
         n += int.from_bytes(nxt.raw[28:32], "little") == pid

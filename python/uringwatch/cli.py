@@ -386,8 +386,11 @@ def rings_line(tracer: Tracer) -> str:
     failed = tracer.features.get("rings_before_error")
     before = f"failed ({failed})" if failed else \
         f"via {before}" if before else "unavailable (no BTF)"
+    files = "read in the kernel" if tracer.features["resolve"] in ("btf", "probe_read") \
+        else "unread (no kernel reads)"
+    ops = f"via {ops} (plain fds' files {files})" if ops else None
     return (f"{ids}, {setup}, operations "
-            f"{'via ' + ops if ops else 'unavailable (no typed submit tracepoint)'}, "
+            f"{ops or 'unavailable (no typed submit tracepoint)'}, "
             f"rings from before {before}"
             f"{'; ' + actions_line(tracer) if ops else ''}")
 

@@ -167,6 +167,14 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     # refused at submission with -EACCES (a BPF filter, or the ring's
     # restrictions): counted apart from the ops of its key that ran
     denied: bool = False
+    # the open file its plain (non-fixed) fd named at submission, a keyed id
+    # of it (a new one for each file, also at the same fd number), and its
+    # identity: read in the kernel for a key's first use, joined to the
+    # counts of that key in user space (rings.Ledger); role "fd", error
+    # EBADF for an fd that named no file. None: no plain fd.
+    file_id: str | None = None
+    target: FileIdentity | None = None
+    cmd_op: int | None = None   # URING_CMD's command (cmd_op)
 
 
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):

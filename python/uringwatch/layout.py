@@ -58,6 +58,11 @@ OP_DENIED = 1 << 7
 # enum uw_op_reason
 OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
 
+# enum uw_op_target: uw_op_key.target
+OPT_FD = 1 << 0
+OPT_BADF = 1 << 1
+OPT_CMD = 1 << 2
+
 # enum uw_action_flags
 ACT_DONE = 1 << 0
 ACT_UNSEEN = 1 << 1
@@ -261,18 +266,6 @@ USE = Layout("uw_use", [
     ("pid", "I"), ("tid", "I"), ("comm", f"{COMM_LEN}s"),
 ])
 
-USE_PENDING = Layout("uw_use_pending", [
-    ("key", USE_KEY.format[1:]), ("use", USE.format[1:]),
-])
-
-OP = Layout("uw_op", [
-    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
-    ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
-    ("cred_cap_effective", "Q"), ("pid", "I"), ("tid", "I"), ("creator_pid", "I"),
-    ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"),
-    ("comm", f"{COMM_LEN}s"),
-])
-
 CRED = Layout("uw_cred", [
     ("uid", "I"), ("euid", "I"), ("suid", "I"), ("fsuid", "I"),
     ("gid", "I"), ("egid", "I"), ("sgid", "I"), ("fsgid", "I"),
@@ -316,6 +309,27 @@ ACTION = Layout("uw_action", [
     ("comm", f"{COMM_LEN}s"), ("addr", f"{ACT_ADDR}s"), ("path", f"{ACT_PATH}s"),
     ("path2", f"{ACT_PATH}s"), ("count", "Q"), ("file", FILE.format[1:]),
 ])
+
+OP_KEY = Layout("uw_op_key", [
+    ("use", USE_KEY.format[1:]), ("file_id", "Q"), ("cmd_op", "I"), ("target", "I"),
+])
+
+USE_PENDING = Layout("uw_use_pending", [
+    ("key", OP_KEY.format[1:]), ("use", USE.format[1:]),
+])
+
+OP = Layout("uw_op", [
+    ("hdr", "HHI"), ("key", USE_KEY.format[1:]), ("ts", "Q"), ("first_ts", "Q"),
+    ("count", "Q"), ("cgroup_id", "Q"), ("cap_effective", "Q"),
+    ("cred_cap_effective", "Q"), ("pid", "I"), ("tid", "I"), ("creator_pid", "I"),
+    ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"),
+    ("comm", f"{COMM_LEN}s"), ("file_id", "Q"), ("cmd_op", "I"), ("target", "I"),
+    ("file", FILE.format[1:]),
+])
+
+# uw_op of a key with no target (UW_OP_SHORT), as every op was recorded
+# before targets: read with them zeroed
+OP_SHORT = OP.offsets["file_id"]
 
 # uw_action as recorded before `count` and `file` were appended: read
 # with them zeroed (one action, no file)
@@ -375,6 +389,6 @@ CONFIG = Layout("uw_config", [
 ])
 
 ALL = (REC_HDR, REGION, CALL, CALL3, TASK, RING_REF, NS_CTX, REPEAT, PROC, AGG_KEY, BUCKET,
-       AGG, RING, USE_KEY, USE, USE_PENDING, OP,
+       AGG, RING, USE_KEY, USE, OP_KEY, USE_PENDING, OP,
        ACTION, ACT_RUN,
        COUNTERS_LAYOUT, CONFIG, CRED, IDENT, FILE, MEM, RING_FD)

@@ -103,8 +103,20 @@ def _used_file(uses) -> str:
     return f"=fd{fd}" if fd is not None else ""
 
 
+def _target(f) -> str:
+    """What a plain fd named: its path, or a socket by its peer (else its
+    local address), or why not."""
+    s = f.socket
+    if s is not None and s.peer:
+        proto = {6: "tcp", 17: "udp"}.get(s.protocol) if s.family in ("inet", "inet6") else None
+        return f"{proto or s.family + '/' + s.type} {s.peer}"
+    return label(f) if f.error is None else f"fd:{f.error.split(':')[0]}"
+
+
 def _op_row(ev: Op) -> str:
-    used = []
+    used = [_target(ev.target)] if ev.target is not None else []
+    if ev.cmd_op is not None:
+        used.append(f"cmd_op={ev.cmd_op:#x}")
     if ev.fixed_file is not None:
         used.append(f"file[{ev.fixed_file}]" + _used_file(ev.uses))
     if ev.buffer_index is not None:

@@ -14,7 +14,7 @@ from . import layout, opcodes, registry, uapi
 from .layout import cstr
 from .events import (Action, BufferGroup, Event, Op, OpCred, RegisteredBuffer, RegisteredFile,
                      Ring, RingBefore, Uses)
-from .identity import FileIdentity
+from .identity import FileIdentity, file_identity
 
 # IORING_SETUP_* and IORING_FEAT_* bits (include/uapi/linux/io_uring.h)
 SETUP_FLAGS = (
@@ -90,7 +90,29 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
         OpCred(None, uid, euid, v["cap_effective"] if known else None)
         if creds or sq_creds else None,
         differ, None, *(context(v["cgroup_id"]) if context else (None, None)),
-        sq_thread_cred=ran if sq_creds else None, denied=bool(flags & layout.OP_DENIED))
+        sq_thread_cred=ran if sq_creds else None, denied=bool(flags & layout.OP_DENIED),
+        **_target(v))
+
+
+_BADF = "EBADF: no open file at this fd at submission"
+
+
+def _target(v: dict) -> dict:
+    """An op record's target fields (uw_op_key.target): the file_id, and
+    the identity a first use carries (file.flags set); counts carry the id
+    alone, for the Ledger to join."""
+    t = v["target"]
+    if not t:
+        return {}
+    out: dict = {"cmd_op": v["cmd_op"]} if t & layout.OPT_CMD else {}
+    if t & layout.OPT_BADF:
+        out["target"] = FileIdentity(-1, "fd", error=_BADF)
+    elif t & layout.OPT_FD:
+        out["file_id"] = ring_id(v["file_id"])
+        f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
+        if f["flags"]:
+            out["target"] = file_identity(f)
+    return out
 
 
 def _by_index(files) -> dict[int, FileIdentity]:
@@ -181,6 +203,7 @@ class Ledger:
         self._peak = 0
         self.evicted = 0
         self.freed = 0
+        self._targets: collections.OrderedDict[str, FileIdentity] = collections.OrderedDict()
 
     @property
     def held(self) -> int:
@@ -254,7 +277,25 @@ class Ledger:
         elif name == "REGISTER_PERSONALITY" and ev.cred_id:
             t.personalities[ev.cred_id] = ev.ret
 
+    # file ids whose identity is kept for the counts of their keys: a
+    # first use's, the least recently seen going first past this many
+    MAX_TARGETS = 16384
+
+    def _target(self, op: Op) -> Op:
+        """A count of a key with a plain fd gets the identity its first use
+        carried: the same file id is the same open file."""
+        if op.target is not None:
+            self._targets[op.file_id] = op.target
+            self._targets.move_to_end(op.file_id)
+            if len(self._targets) > self.MAX_TARGETS:
+                self._targets.popitem(last=False)
+            return op
+        known = self._targets.get(op.file_id)
+        return op if known is None else msgspec.structs.replace(op, target=known)
+
     def _join(self, op: Op) -> Op:
+        if op.file_id is not None:
+            op = self._target(op)
         t = self._rings.get(op.ring_id)
         if t is None:
             return op
@@ -399,11 +440,11 @@ class PendingUses:
             return {}
         out: dict[bytes, tuple[int, int]] = {}
         self.uses = {}
-        klen = layout.USE_KEY.size
+        klen, uat = layout.OP_KEY.size, layout.USE_PENDING.offsets["use"]
         for cpu in range(self.ncpu):
             at = cpu * self.stride
             key = buf.raw[at:at + klen]
-            use = buf.raw[at + klen:at + klen + layout.USE.size]
+            use = buf.raw[at + uat:at + uat + layout.USE.size]
             n = int.from_bytes(use[:8], "little")
             if not n:
                 continue
@@ -476,7 +517,7 @@ def _keys(lib, fd: int) -> list:
     bpf_map_get_next_key back to the start."""
     keys, prev = [], None
     while True:
-        nxt = ctypes.create_string_buffer(layout.USE_KEY.size)
+        nxt = ctypes.create_string_buffer(layout.OP_KEY.size)
         if lib.bpf_map_get_next_key(fd, prev, nxt) != 0:
             return keys
         keys.append(nxt)
@@ -491,11 +532,19 @@ def _count_record(key: bytes, value: bytes, before: int) -> bytes | None:
     count, first_ts, last_ts, cgroup_id, pid, tid, comm = layout.USE.struct.unpack(value)
     if count <= before:
         return None
-    return (_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, layout.OP.size) + key
+    use, target = key[:layout.USE_KEY.size], key[layout.USE_KEY.size:]
+    long = _TARGET.unpack(target)[2] != 0     # uw_op_key.target: the longer record
+    return (_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION,
+                          layout.OP.size if long else layout.OP_SHORT) + use
             + _OP_TAIL.pack(last_ts, first_ts, count - before, cgroup_id, 0, 0, pid,
-                            tid, 0, 0, 0, layout.OP_COUNT, comm))
+                            tid, 0, 0, 0, layout.OP_COUNT, comm)
+            + (target + _NO_FILE if long else b""))
 
 
-# uw_op around its key, for the count records built here
+# uw_op around its key, for the count records built here: the key's target
+# part goes after comm, and the file is not read (flags 0)
 _OP_HEAD = struct.Struct("<" + layout.OP.members[0][1])
-_OP_TAIL = struct.Struct("<" + "".join(fmt for _, fmt in layout.OP.members[2:]))
+_OP_TAIL = struct.Struct("<" + "".join(fmt for m, fmt in layout.OP.members[2:]
+                                       if layout.OP.offsets[m] < layout.OP_SHORT))
+_TARGET = struct.Struct("<QII")
+_NO_FILE = bytes(layout.FILE.size)

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What an operation's plain fd names: the open file the submitter's fd
+ * table holds at that number when the ring takes the request, read in
+ * the kernel at submission. The request itself gets its file only at
+ * issue (io_assign_file), perhaps in an io-wq worker, after the caller
+ * may have closed the fd and opened another file at its number.
+ *
+ * Its keyed id goes in the op's key (rings.h), so each (ring, op, file)
+ * is a first use of its own, counted apart; its identity (identity.h's
+ * resolve_file: path, dev/ino, mode, socket addresses) goes in that first
+ * use's record only.
+ *
+ * Part of uringwatch.bpf.c's one translation unit; included there only.
+ */
+#ifndef URINGWATCH_OPFILE_H
+#define URINGWATCH_OPFILE_H
+
+#define FILE_OP(op) (1ULL << IORING_OP_##op)
+/* The opcodes that take a file by fd: those whose io_issue_def has
+ * needs_file (io_uring/opdef.c), for which io_init_req copies the SQE's fd
+ * into req->cqe.fd. The one list of them (docs/RINGS.md names them). */
+#define FILE_OPS (FILE_OP(READV) | FILE_OP(WRITEV) | FILE_OP(FSYNC) | FILE_OP(READ_FIXED) |	\
+		  FILE_OP(WRITE_FIXED) | FILE_OP(POLL_ADD) | FILE_OP(SYNC_FILE_RANGE) |	\
+		  FILE_OP(SENDMSG) | FILE_OP(RECVMSG) | FILE_OP(ACCEPT) | FILE_OP(CONNECT) |	\
+		  FILE_OP(FALLOCATE) | FILE_OP(READ) | FILE_OP(WRITE) | FILE_OP(FADVISE) |	\
+		  FILE_OP(SEND) | FILE_OP(RECV) | FILE_OP(SPLICE) | FILE_OP(TEE) |		\
+		  FILE_OP(SHUTDOWN) | FILE_OP(MSG_RING) | FILE_OP(FSETXATTR) |		\
+		  FILE_OP(FGETXATTR) | FILE_OP(URING_CMD) | FILE_OP(SEND_ZC) |		\
+		  FILE_OP(SENDMSG_ZC) | FILE_OP(READ_MULTISHOT) | FILE_OP(FTRUNCATE) |	\
+		  FILE_OP(BIND) | FILE_OP(LISTEN) | FILE_OP(RECV_ZC) | FILE_OP(EPOLL_WAIT) |	\
+		  FILE_OP(READV_FIXED) | FILE_OP(WRITEV_FIXED))
+
+/* A keyed id of an open file: its struct file's address, its inode's and
+ * the inode's number. A freed struct file is soon another file's (files
+ * are SLAB_TYPESAFE_BY_RCU), so the address alone would make a reopened
+ * fd the same target; a socket's inode number is new for every socket. */
+static __always_inline __u64 file_key_id(__u64 file, __u64 inode, __u64 ino)
+{
+	return mix64(mix64(mix64(file ^ cfg.id_key[0]) + inode) + (ino ^ cfg.id_key[1])) | 1;
+}
+
+/* The target part of the key: the file the op's plain fd names in the
+ * submitter's fd table (an SQPOLL thread shares its creator's), and a
+ * URING_CMD's command; returns that file's address for op__ident (0:
+ * none). Inputs: cfg.resolve, the key's opcode and FIXED_FILE flag,
+ * req->cqe.fd, current->files->fdt->fd[that fd], the file's f_inode and
+ * its i_ino; for URING_CMD, io_uring_cmd.cmd_op. */
+static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req)
+{
+	__u32 op = k->use.opcode;
+	__u64 r, file, inode;
+
+	if (cfg.resolve != ACT_RESOLVE || op >= 64 || !(FILE_OPS >> op & 1))
+		return 0;
+	r = addr_of(req);
+	if (op == IORING_OP_URING_CMD && bpf_core_field_exists(struct io_uring_cmd, cmd_op)) {
+		k->cmd_op = (__u32)kread(r + KOFF(struct io_kiocb, cmd) +
+					 KOFF(struct io_uring_cmd, cmd_op), ACT_BTF);
+		k->target |= UW_OPT_CMD;
+	}
+	if (k->use.flags & UW_OP_FIXED_FILE)
+		return 0;       /* the ring's table: joined to its registration */
+	k->target |= UW_OPT_FD;
+	file = task_fd_file(req->cqe.fd, ACT_BTF);
+	inode = file ? kread(file + KOFF(struct file, f_inode), ACT_BTF) : 0;
+	if (!inode) {
+		k->target |= UW_OPT_BADF;
+		return 0;
+	}
+	k->file_id = file_key_id(file, inode, kread(inode + KOFF(struct inode, i_ino), ACT_BTF));
+	return file;
+}
+
+/* The first use of a key with a plain fd: its file's identity into the op
+ * record being built, from the very struct file its key's id was made
+ * of (0: the fd named none, BADF). */
+static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd)
+{
+	op->file.fd = fd;
+	op->file.role = UW_ROLE_FD;
+	if (ACT_BTF)
+		uw_file_btf(UW_OP_SLOT, 0, file);
+	else
+		uw_file_pr(UW_OP_SLOT, 0, file);
+}
+
+#endif

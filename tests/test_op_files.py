@@ -1,0 +1,224 @@
+"""The file behind an operation's plain (non-fixed) fd, read in the kernel
+at submission: each (ring, op, file) is a first use of its own carrying
+the file's identity (path, dev/ino, socket addresses), counted exactly,
+also when the fd's number is closed and reused, raced by dup2, or names
+no file."""
+
+import ctypes
+import os
+import socket
+import threading
+
+import pytest
+
+import uring
+from helpers import needs_root
+from test_rings import collect, kinds, needs_ops, ring_tracer  # noqa: F401 (fixtures)
+
+pytestmark = needs_root
+
+
+def ops_of(events, ring):
+    return [e for e in kinds(events, "Op") if e.ring_id == ring]
+
+
+def ring_of(events, r) -> str:
+    (made,) = [e for e in kinds(events, "Ring") if e.fd == r.fd]
+    return made.ring_id
+
+
+def counted(ops) -> dict:
+    """Operations counted per (opcode, file id)."""
+    out: dict = {}
+    for e in ops:
+        if e.reason == "count":
+            out[e.opcode_name, e.file_id] = out.get((e.opcode_name, e.file_id), 0) + e.count
+    return out
+
+
+def firsts(ops) -> dict:
+    """Each file id's first use: its target."""
+    return {e.file_id: e for e in ops if e.reason == "first_use"}
+
+
+def read(r, fd: int, buf, n: int = 1) -> None:
+    for i in range(n):
+        r.put(i, uring.OP_READ, fd=fd, addr=ctypes.addressof(buf), length=16, off=0)
+    r.submit(n)
+
+
+def test_reads_and_sends_carry_their_file_and_socket(ring_tracer, needs_ops, tmp_path):
+    f = tmp_path / "hostname"
+    f.write_bytes(b"uringwatch-host\n")
+    fd = os.open(f, os.O_RDONLY)
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    peer, _ = srv.accept()
+    r, buf = uring.Ring(16), ctypes.create_string_buffer(64)
+    read(r, fd, buf, 3)
+    for i in range(2):
+        r.put(i, uring.OP_SEND, fd=cli.fileno(), addr=ctypes.addressof(buf), length=4)
+    assert r.submit(2) == 4
+    events = collect(ring_tracer, lambda ev: sum(counted(ops_of(ev, ring_of(ev, r))).values()) >= 5
+                     if kinds(ev, "Ring") else False)
+    ops = ops_of(events, ring_of(events, r))
+    first = firsts(ops)
+    reads = [e for e in first.values() if e.opcode_name == "READ"]
+    sends = [e for e in first.values() if e.opcode_name == "SEND"]
+    assert len(reads) == len(sends) == 1
+    st = os.stat(f)
+    t = reads[0].target
+    # dev is the superblock's the file's inode is on: under an overlay (the
+    # guests' /tmp) not the st_dev stat gives
+    assert dict(path=t.path, ino=t.ino, kind=t.kind, role=t.role, fd=t.fd) == \
+        dict(path=str(f), ino=st.st_ino, kind="file", role="fd", fd=fd)
+    s = sends[0].target.socket
+    assert (s.family, s.type, s.protocol) == ("inet", "stream", 6)
+    assert s.peer == f"127.0.0.1:{port}" and s.local == f"127.0.0.1:{cli.getsockname()[1]}"
+    assert counted(ops) == {("READ", reads[0].file_id): 3, ("SEND", sends[0].file_id): 2}
+    # every count of a key is joined to its first use's identity
+    assert all(e.target == first[e.file_id].target for e in ops if e.file_id)
+    from uringwatch.output import _op_row
+    assert str(f) in _op_row(reads[0]) and f"tcp 127.0.0.1:{port}" in _op_row(sends[0])
+    for x in (cli, peer, srv):
+        x.close()
+    os.close(fd)
+    r.close()
+
+
+def test_a_reused_fd_number_is_another_target(ring_tracer, needs_ops, tmp_path):
+    """Closed and reopened on another file at the same number (the kernel
+    may give the new file the freed one's struct file), then an fd that
+    names no file: two keys with their paths, counts exact, and an EBADF
+    target with no path."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a" * 16)
+    b.write_bytes(b"b" * 16)
+    r, buf = uring.Ring(16), ctypes.create_string_buffer(64)
+    fd = os.open(a, os.O_RDONLY)
+    read(r, fd, buf, 1)
+    os.close(fd)
+    assert os.open(b, os.O_RDONLY) == fd
+    read(r, fd, buf, 2)
+    os.close(fd)
+    assert r.do(uring.OP_READ, fd=fd, addr=ctypes.addressof(buf), length=16) == -9  # EBADF
+    events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and
+                     sum(counted(ops_of(ev, ring_of(ev, r))).values()) >= 4)
+    ops = ops_of(events, ring_of(events, r))
+    first = firsts(ops)
+    paths = {e.target.path: k for k, e in first.items() if k}
+    assert set(paths) == {str(a), str(b)}
+    c = counted(ops)
+    assert (c["READ", paths[str(a)]], c["READ", paths[str(b)]], c["READ", None]) == (1, 2, 1)
+    (bad,) = [e for e in ops if e.reason == "first_use" and e.file_id is None]
+    assert bad.target.path is None and bad.target.error.startswith("EBADF")
+    r.close()
+
+
+def test_a_racing_dup2_gives_one_of_the_two_files(ring_tracer, needs_ops, tmp_path):
+    """dup2 swaps the fd between two files while READs on it are submitted:
+    each key's identity is one of the two files, never a mix, and every
+    operation is counted."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a" * 16)
+    b.write_bytes(b"b" * 16)
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+    fd = os.dup(fa)
+    stop = threading.Event()
+
+    def swap():
+        while not stop.is_set():
+            os.dup2(fb, fd)
+            os.dup2(fa, fd)
+    r, buf = uring.Ring(64), ctypes.create_string_buffer(64)
+    t = threading.Thread(target=swap)
+    t.start()
+    try:
+        for _ in range(40):
+            read(r, fd, buf, 50)
+    finally:
+        stop.set()
+        t.join()
+    events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and
+                     sum(counted(ops_of(ev, ring_of(ev, r))).values()) >= 2000)
+    ops = ops_of(events, ring_of(events, r))
+    assert sum(counted(ops).values()) == 2000
+    ids = {os.stat(p).st_ino: str(p) for p in (a, b)}
+    for e in ops:
+        assert e.file_id is not None and e.target is not None
+        assert ids.get(e.target.ino) == e.target.path
+    for x in (fa, fb, fd):
+        os.close(x)
+    r.close()
+
+
+def test_sqpoll_reads_name_the_creators_file(ring_tracer, needs_ops, tmp_path):
+    """An SQPOLL thread looks the fd up in the table it shares with its
+    creator."""
+    f = tmp_path / "polled"
+    f.write_bytes(b"p" * 16)
+    fd = os.open(f, os.O_RDONLY)
+    r, buf = uring.Ring(8, flags=uring.SETUP_SQPOLL, sq_thread_idle=50), \
+        ctypes.create_string_buffer(64)
+    read(r, fd, buf, 2)
+    events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and
+                     sum(counted(ops_of(ev, ring_of(ev, r))).values()) >= 2)
+    ops = ops_of(events, ring_of(events, r))
+    (first,) = firsts(ops).values()
+    assert first.sq_thread and first.target.path == str(f)
+    assert counted(ops) == {("READ", first.file_id): 2}
+    os.close(fd)
+    r.close()
+
+
+def _op_record(target=0, file=b"", reason=None, file_id=0x1234):
+    """A uw_op of a READ: the short record of a key with no target (as every
+    op was recorded before targets), or the whole one."""
+    from uringwatch import layout
+    size = layout.OP.size if target else layout.OP_SHORT
+    key = (0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0)
+    whole = layout.OP.pack(hdr=(layout.KIND_OP, layout.ABI_VERSION, size), key=key,
+                           count=1, pid=10, tid=10, reason=reason or layout.OP_FIRST,
+                           comm=b"reader", file_id=file_id if target else 0,
+                           target=target, file=layout.FILE.struct.unpack(file) if file else None)
+    return whole[:size]
+
+
+@pytest.mark.parametrize("tail", [b"", b"\xff" * 64])
+def test_an_op_recorded_before_targets_decodes_as_it_did(tail):
+    from uringwatch.decode import decode
+    from uringwatch import layout
+    raw = _op_record() + tail      # a following record's bytes are not read
+    ev = decode(raw, 0, layout.OP_SHORT, 0)
+    assert (ev.opcode_name, ev.pid, ev.file_id, ev.target, ev.cmd_op) == \
+        ("READ", 10, None, None, None)
+
+
+def test_a_first_use_carries_its_file_and_a_count_is_joined_to_it():
+    from test_decode import uw_file
+    from uringwatch import layout
+    from uringwatch.decode import decode
+    from uringwatch.rings import Ledger, _count_record
+    f = uw_file(fd=5, role=layout.ROLE_FD)
+    first = decode(_op_record(layout.OPT_FD, f), 0, layout.OP.size, 0)
+    assert (first.file_id, first.target.path, first.target.fd, first.target.role) == \
+        ("0000000000001234", "/etc/shadow", 5, "fd")
+    # a count built from the map's key and value: the id alone, then joined
+    key = layout.OP_KEY.pack(use=(0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0),
+                             file_id=0x1234, target=layout.OPT_FD)
+    val = layout.USE.pack(count=7, pid=10, tid=10, comm=b"reader")
+    rec = _count_record(key, val, 1)
+    count = decode(rec, 0, len(rec), 0)
+    assert (count.reason, count.count, count.file_id, count.target) == \
+        ("count", 6, "0000000000001234", None)
+    ledger = Ledger()
+    ledger.feed(first)
+    assert ledger.feed(count).target == first.target
+    # a key with no target makes the record as before
+    plain = layout.OP_KEY.pack(use=(0xabc, 0, -1, -1, 0, 10, uring.OP_NOP, 0, 0, 0))
+    assert len(_count_record(plain, val, 0)) == layout.OP_SHORT
+    bad = layout.OP_KEY.pack(use=(0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0),
+                             target=layout.OPT_FD | layout.OPT_BADF)
+    ev = decode(_count_record(bad, val, 0), 0, layout.OP.size, 0)
+    assert ev.file_id is None and ev.target.error.startswith("EBADF")
