@@ -101,8 +101,9 @@ static __always_inline void opc__target_of(struct opc_slot *c, struct io_kiocb *
 	c->target_ok = 1;
 }
 
-/* This operation's fingerprint into c->cur; false if it may not be kept
- * (an SQPOLL thread's with a comm filter, which judges its leader's comm). */
+/* This operation's fingerprint into c->cur; false if it may not be kept:
+ * an SQPOLL thread's with a comm filter, which judges its leader's comm,
+ * or a fixed-buffer op of length 0, an action (bpf/targets.h) each time. */
 static __always_inline bool opc__print(struct opc_slot *c, struct io_kiocb *req,
 				       struct task_struct *task, __u64 pid_tgid)
 {
@@ -115,6 +116,8 @@ static __always_inline bool opc__print(struct opc_slot *c, struct io_kiocb *req,
 
 	opc__target_of(c, req);
 	if (cfg.targ_comm[0] && (task->flags & PF_IO_WORKER))
+		return false;
+	if (req->opcode < 64 && (ACT_FIXED_OPS >> req->opcode & 1) && !act_rw_len(addr_of(req)))
 		return false;
 	e = bpf_map_lookup_elem(&opc_epochs, &zero);
 	if (!e)

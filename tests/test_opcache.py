@@ -166,3 +166,15 @@ def test_a_pid_taken_out_of_the_filter_is_no_longer_counted(tracer, needs_ops, o
     _wait(kid)
     events = collect(tracer, lambda ev: False, timeout=0.5)
     assert sum(_counts(events, {kid}).values()) == 128
+
+
+def test_zero_length_fixed_reads_after_one_with_a_length_are_each_an_action(needs_ops, one_cpu):
+    """Adversarial: a READ_FIXED with a length (counted, remembered by the
+    fast path), then two of length 0 alike in all that fingerprint holds
+    (ring, task, opcode, buffer): each is still an action, so the fast
+    path can't hide them."""
+    from test_findings import fixed_reads
+    events, results, base = fixed_reads([(64, 0), (0, 4096), (0, 0)])
+    assert results == [64, 0, 0]
+    acts = [e for e in events if type(e).__name__ == "Action"]
+    assert sorted((a.target.addr, a.target.len) for a in acts) == [(base, 0), (base + 4096, 0)]
