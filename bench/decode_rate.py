@@ -20,8 +20,8 @@ import time
 
 import msgspec
 
-from uringwatch import dump
-from uringwatch.decode import Runs, decode
+from uringwatch.recordings import dump
+from uringwatch.record.decode import Runs, decode
 
 BATCH = 4096
 

@@ -12,8 +12,8 @@ import tempfile
 import threading
 import time
 
-from uringwatch.findings import Engine
-from uringwatch.replay import Reader
+from uringwatch.analysis.findings import Engine
+from uringwatch.recordings.replay import Reader
 
 
 def replay_rate(paths, engine):

@@ -41,7 +41,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 import processes as P  # noqa: E402
 import uring  # noqa: E402
-from uringwatch import Filters, Tracer, hooks, layout  # noqa: E402
+from uringwatch import Filters, Tracer
+from uringwatch.probe import hooks
+from uringwatch.record import layout  # noqa: E402
 
 SIZES = (1, 8, 63)
 BUFFER_SIZES = (1, 16)

@@ -179,7 +179,7 @@ class Cgroup:
     processes have ended by then)."""
 
     def __init__(self):
-        from uringwatch.containers import cgroup2_root
+        from uringwatch.system.containers import cgroup2_root
         root = cgroup2_root()
         if not root:
             raise RuntimeError("no cgroup2 hierarchy mounted")

@@ -28,9 +28,12 @@ import struct
 import tempfile
 import time
 
-from uringwatch import Filters, dump, layout, reader, ringbuf
-from uringwatch.output import Writer
-from uringwatch.replay import Reader
+from uringwatch import Filters
+from uringwatch.recordings import dump
+from uringwatch.record import layout
+from uringwatch.live import reader, ringbuf
+from uringwatch.outputs.output import Writer
+from uringwatch.recordings.replay import Reader
 
 # the current record ABI's corpus: the header scan reads only that ABI in place
 CORPUS = pathlib.Path(__file__).parent.parent / "tests" / "data" / \

@@ -19,7 +19,8 @@ import struct
 import time
 
 from replay_bench import corpus_records, flood_only
-from uringwatch import headers, reader, ringbuf
+from uringwatch.record import headers
+from uringwatch.live import reader, ringbuf
 
 SIZE = 1 << 24          # the ring's data bytes: 16 MiB
 

@@ -27,7 +27,7 @@ import sys
 import msgspec
 
 from uringwatch import Filters, Tracer, TracerError
-from uringwatch.containers import CgroupResolver
+from uringwatch.system.containers import CgroupResolver
 
 GRACE = 2.0     # seconds to send what is queued after the first signal
 

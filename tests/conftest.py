@@ -15,7 +15,8 @@ def session_tracer():
     """One live tracer for the session (load + attach took ~0.06 s here)."""
     if not ROOT:
         pytest.skip("loading BPF needs root")
-    from uringwatch import Filters, Tracer, libbpf
+    from uringwatch import Filters, Tracer
+    from uringwatch.system import libbpf
     # Only this process: io_uring_register floods from anything else on the
     # machine (another checkout's soak run) would otherwise fill the ring
     # and bury this process's events.
@@ -50,7 +51,7 @@ def ring():
 @pytest.fixture
 def cgroup():
     """A fresh cgroup2 directory, removed with its children afterwards."""
-    from uringwatch.containers import cgroup2_root
+    from uringwatch.system.containers import cgroup2_root
     root = cgroup2_root()
     if not root:
         pytest.skip("no cgroup2 hierarchy mounted")

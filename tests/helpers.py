@@ -66,7 +66,7 @@ def needs_opcodes(*opcodes: int):
     """For tests that need the kernel to accept these register opcodes:
     skipped, saying which, where the running kernel lacks them. Tests that
     only check decoding of what was passed run on every kernel."""
-    from uringwatch import opcodes as names
+    from uringwatch.record import opcodes as names
     missing = [names.name(op) for op in opcodes if op >= REGISTER_OPCODES]
     return pytest.mark.skipif(
         bool(missing), reason=f"this kernel accepts register opcodes 0..{REGISTER_OPCODES - 1}, "
@@ -174,7 +174,7 @@ class Workload:
 def own_cgroup_id() -> int:
     """The cgroup2 id of this process (as the kernel gives it to BPF): its
     directory's inode."""
-    from uringwatch.containers import cgroup2_root
+    from uringwatch.system.containers import cgroup2_root
     if not cgroup2_root():
         pytest.skip("no cgroup2 hierarchy mounted")
     with open("/proc/self/cgroup") as f:

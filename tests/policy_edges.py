@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import uring
 
-from uringwatch.constraints import O_LARGEFILE, Args
-from uringwatch.opcodes import SQE_OPS
+from uringwatch.analysis.constraints import O_LARGEFILE, Args
+from uringwatch.record.opcodes import SQE_OPS
 
 OP = {name: i for i, name in enumerate(SQE_OPS)}
 DRAIN, LINK, ASYNC = 1 << 1, 1 << 2, 1 << 4

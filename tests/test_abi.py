@@ -10,7 +10,8 @@ from importlib import resources
 
 import pytest
 
-from uringwatch import layout, libbpf, opcodes, rings, uapi
+from uringwatch.record import layout, opcodes, rings, uapi
+from uringwatch.system import libbpf
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,7 @@ def test_identity_limits_match_the_header():
     header = (pathlib.Path(__file__).parent.parent / "bpf" / "uringwatch.h").read_text()
     for name in ("FILES_MAX", "MEMS_MAX", "PATH_MAX"):
         assert f"#define UW_{name} {getattr(layout, name)} " in header, name
-    from uringwatch import hooks
+    from uringwatch.probe import hooks
     assert sorted(layout.RESOLVE_NAMES.values()) == sorted(hooks.RESOLVE)
 
 

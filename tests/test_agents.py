@@ -14,7 +14,7 @@ import pytest
 import uring
 from helpers import Workload, needs_root
 from uringwatch import Filters, Tracer
-from uringwatch.containers import CgroupResolver, container_of
+from uringwatch.system.containers import CgroupResolver, container_of
 
 HERE = pathlib.Path(__file__).parent
 

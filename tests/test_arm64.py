@@ -96,7 +96,7 @@ def test_arm64_object_has_the_layouts_the_decoder_reads(wheel, tmp_path):
     import json
 
     from test_abi import flat_members, named
-    from uringwatch import layout, uapi
+    from uringwatch.record import layout, uapi
     if not shutil.which("bpftool"):
         pytest.skip("bpftool is not installed")
     (tmp_path / "o").write_bytes(zipfile.ZipFile(wheel).read("uringwatch/uringwatch.bpf.o"))

@@ -85,6 +85,6 @@ def test_identity_cost_runs():
     assert r.returncode == 0, r.stderr
     table = [line for line in r.stdout.splitlines() if line.startswith("| 8 ") or
              line.startswith("| 256 ")]
-    from uringwatch import hooks
+    from uringwatch.probe import hooks
     paths = ["off"] + [p for p in ("proc", "probe_read", "btf") if hooks.resolve_paths()[p]]
     assert [line.split("|")[2].strip() for line in table] == paths * 2

@@ -16,7 +16,7 @@ from policy_edges import CASES as EDGE_CASES
 
 def run_cbpf(prog, ctx: bytes) -> int:
     """A classic BPF interpreter for the instructions cbpf emits."""
-    from uringwatch import cbpf
+    from uringwatch.analysis import cbpf
     a, pc = 0, 0
     while True:
         code, jt, jf, k = prog[pc]
@@ -44,7 +44,7 @@ def ctx(opcode=0, sqe_flags=0, pdu=b"") -> bytes:
 
 def test_compiled_rules_allow_and_deny_as_written():
     import struct
-    from uringwatch import cbpf
+    from uringwatch.analysis import cbpf
     prog, pdu = cbpf.compile_rule(cbpf.Rule(22))
     assert (prog, pdu) == ([cbpf.Insn(0x06, 0, 0, 1)], 0)
     flags, _ = cbpf.compile_rule(cbpf.Rule(22, sqe_flags_allowed=0b1))
@@ -68,7 +68,7 @@ def test_compiled_rules_allow_and_deny_as_written():
 def policy_of(sqe_ops):
     import msgspec
     from policy_edges import policy_doc
-    from uringwatch.policy import Policy
+    from uringwatch.analysis.policy import Policy
     return msgspec.convert(policy_doc(sqe_ops), Policy)
 
 
@@ -78,7 +78,7 @@ def test_compiled_programs_and_offline_decisions_agree_at_the_edges(case):
     without one denied, as DENY_REST does) and through `policy check`'s
     decision: the same verdict, and the one the case means."""
     from policy_edges import OP, context
-    from uringwatch import confine, policy
+    from uringwatch.analysis import confine, policy
     sqe_ops, ops = EDGE_CASES[case]
     pol = policy_of(sqe_ops)
     progs = {op: prog for op, prog, _ in confine.programs(pol)}
@@ -92,7 +92,7 @@ def test_compiled_programs_and_offline_decisions_agree_at_the_edges(case):
 def test_constraint_on_arguments_the_context_lacks_is_refused(tmp_path):
     import json
     from policy_edges import policy_doc
-    from uringwatch.policy import PolicyError, load
+    from uringwatch.analysis.policy import PolicyError, load
     for op, c in (("READ", {"open_flags_allowed": []}), ("OPENAT", {"socket_families": [1]}),
                   ("SOCKET", {"connect_ports": [80]}), ("SOCKET", {"socket_types": ["SOCK_X"]}),
                   ("CONNECT", {"connect_v4_addrs": ["1.2.3"]}),
@@ -107,7 +107,7 @@ def test_constraint_on_arguments_the_context_lacks_is_refused(tmp_path):
 def test_connect_port_and_address_words_are_network_order():
     """The kernel copies sin_port and sin_addr as they are (big-endian) into
     the context: the compiled constants are those bytes read as a word."""
-    from uringwatch import cbpf
+    from uringwatch.analysis import cbpf
     mask, word = cbpf.port_word(443)
     assert (word & mask).to_bytes(4, sys.byteorder)[:2] == b"\x01\xbb"
     assert cbpf.v4_word(0x7F000001).to_bytes(4, sys.byteorder) == bytes([127, 0, 0, 1])
@@ -129,7 +129,7 @@ def _static_asserts(preamble: str, facts: dict[str, int], tmp_path, target=()) -
 
 
 def test_instruction_codes_are_linux_filter_h(tmp_path):
-    from uringwatch import cbpf
+    from uringwatch.analysis import cbpf
     names = ["BPF_LD", "BPF_LDX", "BPF_ST", "BPF_STX", "BPF_ALU", "BPF_JMP", "BPF_RET",
              "BPF_MISC", "BPF_W", "BPF_ABS", "BPF_AND", "BPF_RSH", "BPF_JA", "BPF_JEQ",
              "BPF_JGT", "BPF_JGE", "BPF_JSET", "BPF_K", "BPF_X", "BPF_A", "BPF_MAXINSNS"]
@@ -141,7 +141,8 @@ def test_instruction_codes_are_linux_filter_h(tmp_path):
 def test_filter_context_and_structs_are_the_kernels(tmp_path):
     """Against the vendored 7.2 vmlinux.h (vmlinux/arm64/: plain uapi
     structs, the same on x86_64)."""
-    from uringwatch import cbpf, opcodes, uapi
+    from uringwatch.analysis import cbpf
+    from uringwatch.record import opcodes, uapi
     ctx_t, bpf_t = "struct io_uring_bpf_ctx", "struct io_uring_bpf"
     facts = {
         f"off({ctx_t}, user_data)": cbpf.CTX_USER_DATA, f"off({ctx_t}, opcode)": cbpf.CTX_OPCODE,

@@ -67,7 +67,7 @@ def image():
     """The image, built from a freshly built wheel; removed afterwards with
     every container this module ran (all carry its label)."""
     ensure_podman()
-    from uringwatch.host import tracefs
+    from uringwatch.system.host import tracefs
     tracefs()                           # the host's, which the image mounts read-only
     tag = f"localhost/uwtest-{RUN_ID}"
     try:

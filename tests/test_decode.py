@@ -6,7 +6,8 @@ import struct
 
 import pytest
 
-from uringwatch import RecordError, decode, layout
+from uringwatch import RecordError, decode
+from uringwatch.record import layout
 
 
 def call_record(opcode=2, regions=((0, 0, 0, 0, 0, b""),) * 4, abi=layout.ABI_VERSION,
@@ -183,7 +184,7 @@ def repeat_record(total, pid=10, opcode=9999, ret=-22, kind=layout.KIND_REPEAT):
 def test_repeat_counts_come_from_running_totals():
     """A repeat record carries its process's running total: a lost or
     reordered record moves its count to the next, never loses it."""
-    from uringwatch.decode import Runs
+    from uringwatch.record.decode import Runs
     runs = Runs()
     counts = []
     for total in (5, 12, 9, 30):            # 9: read out of order, already counted
@@ -200,7 +201,7 @@ def test_repeat_counts_come_from_running_totals():
 def test_a_process_s_last_repeat_record_restarts_its_total():
     """The record sent as a process ends counts like any, then its pid's
     total restarts: a process that reuses the pid counts from 0."""
-    from uringwatch.decode import Runs
+    from uringwatch.record.decode import Runs
     runs = Runs()
     counts = []
     for total, kind in ((5, layout.KIND_REPEAT), (8, layout.KIND_REPEAT_END),
@@ -225,7 +226,7 @@ def test_each_payload_type_is_tagged_with_its_opcodes_name():
     its decoder's key agree with it, and the union holds every type."""
     from typing import get_args
 
-    from uringwatch import arguments, opcodes, payloads
+    from uringwatch.record import arguments, opcodes, payloads
     typed = {op: spec.cls for op, spec in arguments.SPECS.items() if spec.cls is not None}
     assert {op: cls.__struct_config__.tag for op, cls in typed.items()} == \
         {op: opcodes.NAMES[op] for op in typed}
@@ -235,7 +236,7 @@ def test_each_payload_type_is_tagged_with_its_opcodes_name():
 def test_every_named_opcode_has_a_decoder():
     """One arguments.SPECS entry per opcode of opcodes.NAMES (even `Spec(None)`
     for those without arguments): one left out would come out raw."""
-    from uringwatch import arguments, opcodes
+    from uringwatch.record import arguments, opcodes
     assert sorted(arguments.SPECS) == list(range(len(opcodes.NAMES)))
 
 
@@ -243,7 +244,7 @@ def test_readme_opcode_table_lists_every_opcode_once():
     """docs/EVENTS.md's "What each opcode decodes" names each opcode of
     opcodes.NAMES once, by its number and name (REGISTER_ may be left off),
     and no other."""
-    from uringwatch import opcodes
+    from uringwatch.record import opcodes
     readme = (pathlib.Path(__file__).parent.parent / "docs" / "EVENTS.md").read_text()
     section = readme.split("## What each opcode decodes")[1].split("\n## ")[0]
     first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("|")]

@@ -16,11 +16,12 @@ import msgspec
 import pytest
 
 from test_decode import FILES_REGIONS, abi3_of, call_record, uw_file
-from uringwatch import dump, layout
-from uringwatch.decode import Runs, decode, decode_many
-from uringwatch.output import Writer
+from uringwatch.recordings import dump
+from uringwatch.record import layout
+from uringwatch.record.decode import Runs, decode, decode_many
+from uringwatch.outputs.output import Writer
 
-decode_mod = importlib.import_module("uringwatch.decode")   # the package exports decode()
+decode_mod = importlib.import_module("uringwatch.record.decode")   # the package exports decode()
 
 DATA = pathlib.Path(__file__).parent / "data"
 ABIS = (2, 3)      # the recordings made at each record ABI since identities

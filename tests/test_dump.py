@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import DumpError, dump, recorder, replay, ringscan
-from uringwatch.events import Event
+from uringwatch import DumpError, replay
+from uringwatch.recordings import dump, recorder
+from uringwatch.record import ringscan
+from uringwatch.record.events import Event
 from uringwatch.exitcodes import EXIT_ERROR
 
 UW = [sys.executable, "-m", "uringwatch"]

@@ -64,7 +64,7 @@ def fleet(tmp_path_factory):
     """Host A: a container (a cgroup named as Podman names one) registering a
     root personality and four iovecs over one page. Host B: a ring driven by
     a forked child, and a personality registered outside any container."""
-    from uringwatch.containers import cgroup2_root
+    from uringwatch.system.containers import cgroup2_root
     if not submit_tracepoint_has_request():
         pytest.skip("this kernel's submit tracepoint has no request: no operations")
     root = cgroup2_root()
@@ -186,7 +186,7 @@ def test_a_guest_kernels_recording_joins_the_fleet(fleet, tmp_path):
     the 7.2 guest (tests/data/make_fleet_guest.py: a ring handed to a forked
     child, a root personality, four iovecs over one page), exported into one
     dataset; DuckDB's answers equal those of each recording's replay."""
-    from uringwatch.dump import read_header
+    from uringwatch.recordings.dump import read_header
     hosts, _ = fleet
     meta, _ = read_header(GUEST.read_bytes(), str(GUEST))
     me = os.uname().nodename

@@ -16,7 +16,7 @@ import pytest
 import uring
 from helpers import REPO, meson, needs_root, read_lines
 from uringwatch import Event, Filters, Repeat, Tracer
-from uringwatch.layout import DROPS, REC_DROPS
+from uringwatch.record.layout import DROPS, REC_DROPS
 
 FLOOD_SECONDS = 4
 VICTIM_REGISTRATIONS = 36

@@ -274,7 +274,7 @@ def test_a_write_cut_by_signals_is_a_result_not_an_exception():
     """A third signal while the pipe is full ends the write at once: the
     bytes that got out and `whole` False come back (no exception to catch),
     and the next write says so again rather than blocking."""
-    from uringwatch.output import WholeWriter
+    from uringwatch.outputs.output import WholeWriter
     r, w = os.pipe()
     stop = _Signals()
     out = WholeWriter(w, stop)

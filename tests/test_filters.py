@@ -10,10 +10,12 @@ import struct
 import msgspec
 import pytest
 
-from uringwatch import Filters, dump, headers, layout
-from uringwatch.decode import decode
-from uringwatch.events import Event, Repeat, Ring
-from uringwatch.opcodes import USE_REGISTERED_RING
+from uringwatch import Filters
+from uringwatch.recordings import dump
+from uringwatch.record import headers, layout
+from uringwatch.record.decode import decode
+from uringwatch.record.events import Event, Repeat, Ring
+from uringwatch.record.opcodes import USE_REGISTERED_RING
 
 CORPUS = pathlib.Path(__file__).parent / "data" / f"calls-abi{layout.ABI_VERSION}.uwd.gz"
 # a name, one with bytes after its NUL, one that is not UTF-8, and none

@@ -25,7 +25,7 @@ pytestmark = needs_root
 
 
 def engine(*rules_files):
-    from uringwatch.findings import Engine, Ruleset
+    from uringwatch.analysis.findings import Engine, Ruleset
     return Engine(Ruleset(rules_files))
 
 
@@ -439,7 +439,7 @@ def test_an_unless_cancels_a_sequence_before_or_after_it_began(tmp_path, needs_o
     assert fired([en] + rest) == []
     bad = tmp_path / "bad.toml"
     bad.write_text(UNLESS_RULE.replace('same = ["pid"]', "same = []"))
-    from uringwatch.findings import RulesError
+    from uringwatch.analysis.findings import RulesError
     with pytest.raises(RulesError, match="same"):
         engine(bad)
 
@@ -448,7 +448,7 @@ def fixed_reads(lengths_at, record=None) -> tuple[list, list, int]:
     """A ring with one registered buffer over /dev/zero's reads: a
     READ_FIXED of each (length, offset into the buffer); the events, the
     results and the buffer's base. `record`: a path to record them to."""
-    from uringwatch.recorder import Recorder
+    from uringwatch.recordings.recorder import Recorder
     buf = ctypes.create_string_buffer(4096)
     base = ctypes.addressof(buf)
     f = os.open("/dev/zero", os.O_RDONLY)
@@ -615,8 +615,8 @@ def test_a_bad_rules_file_is_one_line(tmp_path, text, says):
 def test_findings_over_a_recording_and_in_metrics(tmp_path, tracer, ring):
     """`uringwatch findings RECORDING --json` finds what the engine finds
     live; the metric counts it by rule."""
-    from uringwatch.recorder import Recorder
-    from uringwatch.metrics import Metrics
+    from uringwatch.recordings.recorder import Recorder
+    from uringwatch.outputs.metrics import Metrics
     rec = Recorder(str(tmp_path / "cap.uwd"), tracer.tracer)
     try:
         page = ctypes.create_string_buffer(8192)

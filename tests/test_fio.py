@@ -54,7 +54,7 @@ def traced(tmp_path_factory):
     finally:
         p.send_signal(signal.SIGINT)            # counts are read once more at stop
         assert p.wait(timeout=120) == 0, err.read_text()
-    from uringwatch.events import AnyEvent
+    from uringwatch.record.events import AnyEvent
     events = [msgspec.json.decode(line, type=AnyEvent) for line in out.read_bytes().splitlines()]
     return events, ran
 
@@ -73,7 +73,7 @@ def ring_of(events, path):
 
 @pytest.mark.parametrize("variant", ["plain", "sqpoll"])
 def test_fio_ops_are_joined_to_its_data_file_and_counted_exactly(traced, variant):
-    from uringwatch.output import row
+    from uringwatch.outputs.output import row
     events, ran = traced
     path, counts = ran[variant]
     ring, calls, ops = ring_of(events, path)

@@ -6,7 +6,8 @@ import struct
 from hypothesis import given, settings, strategies as st
 
 from test_decode import FILES_REGIONS, call_record
-from uringwatch import RecordError, decode, layout
+from uringwatch import RecordError, decode
+from uringwatch.record import layout
 
 # an ABI-3 record with every kind of part: regions, changed[], task, ns
 GOOD = call_record(regions=FILES_REGIONS, flags=layout.F_PPID | layout.F_NS | layout.F_CHANGED,

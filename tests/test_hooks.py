@@ -14,8 +14,9 @@ import pytest
 
 import uring
 from helpers import REGISTER_OPCODES, kernel_btf_has, needs_root
-from uringwatch import Filters, Tracer, TracerError, hooks
-from uringwatch.host import tracefs
+from uringwatch import Filters, Tracer, TracerError
+from uringwatch.probe import hooks
+from uringwatch.system.host import tracefs
 
 TRACEFS = tracefs() if os.geteuid() == 0 else "/sys/kernel/tracing"
 # Kprobes need CONFIG_KPROBES; the kprobe hook also reads kernel memory,

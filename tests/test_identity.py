@@ -13,8 +13,10 @@ import pytest
 import uring
 from helpers import ROOT, Collector, needs_opcodes
 from uring import register
-from uringwatch import Filters, Tracer, hooks, identity, layout
-from uringwatch.output import summary
+from uringwatch import Filters, Tracer
+from uringwatch.probe import hooks
+from uringwatch.record import identity, layout
+from uringwatch.outputs.output import summary
 
 PATHS = [p for p, ok in hooks.resolve_paths().items() if ok and p in ("btf", "probe_read")] \
     if ROOT else []
@@ -381,7 +383,7 @@ def test_off_resolves_nothing(ring):
 def test_files_survive_record_and_replay(tracer, ring, tmp_path):
     """The identities are in the record: a replay shows what live showed."""
     from uringwatch import replay
-    from uringwatch.recorder import Recorder
+    from uringwatch.recordings.recorder import Recorder
     out = tmp_path / "ids.uwd"
     rec = Recorder(str(out), tracer.tracer)
     try:

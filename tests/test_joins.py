@@ -21,7 +21,7 @@ def update(ring: uring.Ring, offset: int, fd: int) -> None:
 
 def test_files_update_moves_a_slots_identity(needs_ops, tmp_path):
     from uringwatch import Filters, Tracer
-    from uringwatch.output import row
+    from uringwatch.outputs.output import row
     first, second = tmp_path / "first", tmp_path / "second"
     for p in (first, second):
         p.write_bytes(b"x" * 64)

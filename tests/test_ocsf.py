@@ -24,7 +24,7 @@ pytestmark = needs_root
 
 @pytest.fixture(scope="module")
 def validate():
-    from uringwatch.ocsf import VERSION
+    from uringwatch.outputs.ocsf import VERSION
     schema = ocsf_json_schema.OcsfJsonSchemaEmbedded(
         ocsf_json_schema.get_ocsf_schema(version=VERSION))
     validators = {}
@@ -47,7 +47,7 @@ def recording(tmp_path_factory):
     """Every kind: a ring made, calls (one mapping a page four times: a
     finding), identical failing calls folded into a repeat, operations."""
     from uringwatch import Filters, Tracer
-    from uringwatch.recorder import Recorder
+    from uringwatch.recordings.recorder import Recorder
     path = tmp_path_factory.mktemp("ocsf") / "all.uwd"
     with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True, count_interval=0.2) as t:
         rec = Recorder(str(path), t)

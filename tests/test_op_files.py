@@ -79,7 +79,7 @@ def test_reads_and_sends_carry_their_file_and_socket(ring_tracer, needs_ops, tmp
     assert counted(ops) == {("READ", reads[0].file_id): 3, ("SEND", sends[0].file_id): 2}
     # every count of a key is joined to its first use's identity
     assert all(e.target == first[e.file_id].target for e in ops if e.file_id)
-    from uringwatch.output import _op_row
+    from uringwatch.outputs.output import _op_row
     assert str(f) in _op_row(reads[0]) and f"tcp 127.0.0.1:{port}" in _op_row(sends[0])
     for x in (cli, peer, srv):
         x.close()
@@ -175,7 +175,7 @@ def test_sqpoll_reads_name_the_creators_file(ring_tracer, needs_ops, tmp_path):
 def _op_record(target=0, file=b"", reason=None, file_id=0x1234):
     """A uw_op of a READ: the short record of a key with no target (as every
     op was recorded before targets), or the whole one."""
-    from uringwatch import layout
+    from uringwatch.record import layout
     size = layout.OP.size if target else layout.OP_SHORT
     key = (0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0)
     whole = layout.OP.pack(hdr=(layout.KIND_OP, layout.ABI_VERSION, size), key=key,
@@ -187,8 +187,8 @@ def _op_record(target=0, file=b"", reason=None, file_id=0x1234):
 
 @pytest.mark.parametrize("tail", [b"", b"\xff" * 64])
 def test_an_op_recorded_before_targets_decodes_as_it_did(tail):
-    from uringwatch.decode import decode
-    from uringwatch import layout
+    from uringwatch.record.decode import decode
+    from uringwatch.record import layout
     raw = _op_record() + tail      # a following record's bytes are not read
     ev = decode(raw, 0, layout.OP_SHORT, 0)
     assert (ev.opcode_name, ev.pid, ev.file_id, ev.target, ev.cmd_op) == \
@@ -197,9 +197,9 @@ def test_an_op_recorded_before_targets_decodes_as_it_did(tail):
 
 def test_a_first_use_carries_its_file_and_a_count_is_joined_to_it():
     from test_decode import uw_file
-    from uringwatch import layout
-    from uringwatch.decode import decode
-    from uringwatch.rings import Ledger, _count_record
+    from uringwatch.record import layout
+    from uringwatch.record.decode import decode
+    from uringwatch.record.rings import Ledger, _count_record
     f = uw_file(fd=5, role=layout.ROLE_FD)
     first = decode(_op_record(layout.OPT_FD, f), 0, layout.OP.size, 0)
     assert (first.file_id, first.target.path, first.target.fd, first.target.role) == \

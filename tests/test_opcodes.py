@@ -30,7 +30,7 @@ def setup_flags(flags: int) -> int:
 def test_every_opcode_is_numbered_in_uring_py_and_called_by_a_test():
     """tests/uring.py numbers each opcode of opcodes.NAMES as it does, and a
     test here (or in test_foundation.py) names it."""
-    from uringwatch import opcodes
+    from uringwatch.record import opcodes
     assert {name: getattr(uring, name, None) for name in opcodes.NAMES} == \
         {name: op for op, name in enumerate(opcodes.NAMES)}
     here = pathlib.Path(__file__).parent

@@ -5,8 +5,9 @@ what is allowed."""
 import msgspec
 import pytest
 
-from uringwatch import Tracer, TracerError, layout
-from uringwatch.options import FAIR_BURST, FAIR_RATE, MAX_PROCS, TracerOptions
+from uringwatch import Tracer, TracerError
+from uringwatch.record import layout
+from uringwatch.probe.options import FAIR_BURST, FAIR_RATE, MAX_PROCS, TracerOptions
 
 
 @pytest.mark.parametrize("option, message", [

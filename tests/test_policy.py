@@ -25,7 +25,7 @@ EACCES = 13
 
 def filters_missing() -> str | None:
     """The errno of the kernel's refusal of task filters, or None."""
-    from uringwatch.confine import unsupported
+    from uringwatch.analysis.confine import unsupported
     return unsupported()
 
 
@@ -51,7 +51,7 @@ class Ran:
 def policy_cmd(capsys, *args) -> Ran:
     """`uringwatch policy ARGS` in this process (a Python start costs
     seconds under TCG, in the guests)."""
-    from uringwatch.cli import main
+    from uringwatch.commands.main import main
     capsys.readouterr()
     rc = main(["policy", *map(str, args)])
     out = capsys.readouterr()
@@ -112,7 +112,7 @@ def recording(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def policy(recording, tmp_path_factory):
-    from uringwatch.cli import main
+    from uringwatch.commands.main import main
     path = tmp_path_factory.mktemp("policy") / "policy.json"
     assert main(["policy", "generate", str(recording.path), "-c", recording.base,
                  "-o", str(path)]) == 0
@@ -252,8 +252,8 @@ class _Action(msgspec.Struct, frozen=True):
 def _recorded(opcode_name: str, target: dict | None, pid=4242, comm="app") -> list:
     """One operation as recorded: its op record and, when target is given,
     its action record."""
-    from uringwatch.events import Op
-    from uringwatch.opcodes import SQE_OPS
+    from uringwatch.record.events import Op
+    from uringwatch.record.opcodes import SQE_OPS
     op = Op(ts=10**18, first_ts=10**18, count=1, reason="each", ring_id="r1",
             opcode=SQE_OPS.index(opcode_name), opcode_name=opcode_name, pid=pid, tid=pid,
             comm=comm, uid=1000, euid=1000, cgroup_id=1, creator_pid=pid, sq_thread=False,
@@ -270,7 +270,7 @@ def test_recorded_arguments_become_the_narrowest_constraints():
     and nothing more, with the operations that needed each item; check
     denies an O_CREAT open, an AF_INET socket and a connect to another
     port, and counts the operation it can't judge."""
-    from uringwatch import policy
+    from uringwatch.analysis import policy
     rd = {"flags": 0o100000, "mode": 0, "resolve": 0}
     seen = [*_recorded("OPENAT", rd),
             *_recorded("OPENAT", {**rd, "flags": os.O_CLOEXEC}),
@@ -304,7 +304,7 @@ def test_recorded_arguments_become_the_narrowest_constraints():
 
 
 def test_an_operation_recorded_without_arguments_keeps_its_whole_opcode():
-    from uringwatch import policy
+    from uringwatch.analysis import policy
     seen = [*_recorded("OPENAT", {"flags": 0, "mode": 0, "resolve": 0}),
             *_recorded("OPENAT", None),
             *_recorded("SOCKET", {"family": "AF_UNIX", "unread": "fault"})]

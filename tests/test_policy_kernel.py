@@ -60,7 +60,7 @@ def env(tmp_path_factory):
 def confined_results(policy, ops, env) -> list[int]:
     """Each operation's CQE result in a child confined by policy (the filters
     stay on the task: one child per policy, forked, no interpreter start)."""
-    from uringwatch.confine import apply
+    from uringwatch.analysis.confine import apply
     import uring
     r, w = os.pipe()
     pid = os.fork()
@@ -87,7 +87,7 @@ def test_kernel_and_check_agree_at_the_edges(case, env):
     """The kernel's verdict (-EACCES or not) under the compiled filters and
     `policy check`'s offline one are the same for every operation, and the
     one the case means."""
-    from uringwatch import policy
+    from uringwatch.analysis import policy
     sqe_ops, ops = CASES[case]
     pol = policy_of(sqe_ops)
     allowed = policy.rules(pol)
@@ -220,9 +220,9 @@ def test_workload_runs_confined_and_each_forbidden_action_is_denied(recorded, ca
     CONNECT to another port more (7.2's filter sees CONNECT's port: struct
     io_uring_bpf_ctx's connect member) gets -EACCES for exactly those three,
     as check predicted from the recording."""
-    from uringwatch.events import Op
-    from uringwatch.policy import is_action
-    from uringwatch.replay import Reader
+    from uringwatch.record.events import Op
+    from uringwatch.analysis.policy import is_action
+    from uringwatch.recordings.replay import Reader
     base, bad, target = recorded.base, recorded.bad, recorded.target
     mine = [e for e in Reader([str(recorded.path)]).events() if e.comm == base
             and getattr(e, "opcode_name", None) in ("OPENAT", "SOCKET", "CONNECT")]
@@ -264,8 +264,8 @@ def test_a_live_tracer_reports_what_the_filters_denied(recorded, capsys, tmp_pat
     (the CONNECT to the other port, -EACCES, and the table says DENIED);
     what ran (the NOP, the READ, the CONNECT to the recorded port) is not."""
     from uringwatch import Filters, Tracer
-    from uringwatch.events import Action, Op
-    from uringwatch.output import row
+    from uringwatch.record.events import Action, Op
+    from uringwatch.outputs.output import row
     pol = recorded.policy(capsys, recorded.base)
     comm, target = f"uwd-{uuid.uuid4().hex[:6]}", str(tmp_path / "made")
     events, ran = [], None

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from uringwatch import arguments, registry, rings
-from uringwatch.registry import Register
+from uringwatch.record import arguments, registry, rings
+from uringwatch.record.registry import Register
 from test_abi import btf, enum_values, flat_members, initial_bytes, named  # noqa: F401
 
 REPO = pathlib.Path(__file__).parent.parent

@@ -7,9 +7,9 @@ import json
 import msgspec
 import pytest
 
-from uringwatch import layout
-from uringwatch.events import RegisteredFile
-from uringwatch.reports import USER_SPACE, Features, ProcessCounts, Stats
+from uringwatch.record import layout
+from uringwatch.record.events import RegisteredFile
+from uringwatch.record.reports import USER_SPACE, Features, ProcessCounts, Stats
 
 FEATURES = dict(task_btf=True, tracefs="/sys/kernel/tracing", bpf_loop=False, hook="syscalls",
                 resolve="btf", hooks=["tracepoint/syscalls/x"], rings=[], cgroups="off")

@@ -53,7 +53,7 @@ def test_rings_held_open_leave_the_tracer_bounded(ringgen):  # noqa: F811
     shows rings freed (else it keeps its bound), and the RSS is no higher
     than while they were held."""
     from uringwatch import Filters, Tracer
-    from uringwatch.rings import Ledger
+    from uringwatch.record.rings import Ledger
     events, peak = 0, 0.0
 
     def poll(t) -> int:

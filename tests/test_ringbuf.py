@@ -11,7 +11,9 @@ import struct
 
 import pytest
 
-from uringwatch import dump, ringbuf, ringscan
+from uringwatch.recordings import dump
+from uringwatch.live import ringbuf
+from uringwatch.record import ringscan
 
 SIZE = 1 << 16
 

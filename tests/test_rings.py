@@ -20,7 +20,7 @@ def submit_tracepoint_has_request() -> bool:
     submit tracepoint is the one that takes the request first (6.0+: it
     prints `op_str`), not the ring (5.x, whose fields may still list a
     request: Debian's 5.10 carries 5.15's io_uring)."""
-    from uringwatch.host import tracefs
+    from uringwatch.system.host import tracefs
     root = tracefs()                     # mounted if it is not yet
     for name in ("io_uring_submit_req", "io_uring_submit_sqe"):
         fmt = os.path.join(root, "events/io_uring", name, "format")
@@ -47,7 +47,7 @@ def test_operations_are_traced_where_the_kernel_gives_the_request(ring_tracer):
     assert "tracepoint/io_uring/io_uring_create" in attached
     # where the kernel has kprobes, rings are seen freed (a kprobe is all
     # this needs: every guest kernel of ci/kernels.py has them)
-    from uringwatch.host import tracefs
+    from uringwatch.system.host import tracefs
     if os.path.exists(os.path.join(tracefs(), "kprobe_events")):
         assert "kprobe/io_ring_exit_work" in attached
 
@@ -419,7 +419,7 @@ def test_a_full_summary_still_reports_creds_that_differ(needs_ops, keys):
 def test_the_ledger_keeps_a_bounded_number_of_rings(monkeypatch):
     """The least recently used ring's registrations go first, counted."""
     from uringwatch import Filters, Tracer
-    from uringwatch.rings import Ledger
+    from uringwatch.record.rings import Ledger
     monkeypatch.setattr(Ledger, "MAX_RINGS", 2)
     f = os.open("/etc/hostname", os.O_RDONLY)
     with Tracer(Filters(pids=frozenset([os.getpid()])), rings=True) as t:
@@ -435,7 +435,7 @@ def test_the_ledger_keeps_a_bounded_number_of_rings(monkeypatch):
 def _rings_made_by(tracer, pid: int) -> int:
     """Rings of `pid` the kernel side keeps an id for (bpf/rings.h's
     ring_states: id, creator's cgroup, tgid, uid, comm)."""
-    from uringwatch import libbpf
+    from uringwatch.system import libbpf
     lib, fd = libbpf.lib(), tracer._obj.map_fd("ring_states")
     key, nxt = ctypes.c_uint64(), ctypes.c_uint64()
     val = ctypes.create_string_buffer(48)       # struct ring_state
@@ -464,8 +464,8 @@ def test_a_freed_ring_is_forgotten(ring_tracer):
 
 def _uses_of(tracer, pid: int) -> int:
     """Keys of `pid` in the operations' summary (uw_op_key: uw_use_key.pid at 28)."""
-    from uringwatch import libbpf
-    from uringwatch.layout import OP_KEY
+    from uringwatch.system import libbpf
+    from uringwatch.record.layout import OP_KEY
     lib, fd = libbpf.lib(), tracer._obj.map_fd("uses")
     prev, n = None, 0
     while True:
@@ -499,7 +499,7 @@ def test_replay_keeps_an_op_for_its_rings_creator():
     other filters too, the submitter alone (a record lacks the creator's)."""
     import msgspec
     from uringwatch import Filters
-    from uringwatch.events import Op
+    from uringwatch.record.events import Op
     op = Op(0, 0, 1, "first_use", "ab", 0, "NOP", 20, 20, "child", 0, 0, 1, 10, False,
             None, None, None, None, None, False)
     assert Filters(pids=frozenset([10])).matches(op)
@@ -519,7 +519,7 @@ def test_ops_the_rings_restrictions_refuse_are_reported_denied(ring_tracer, need
     refused at submission with -EACCES and reported as denied ops, counted
     apart from the NOP that ran; an SQE refused for another reason (an
     unknown opcode, -EINVAL) is no denied op."""
-    from uringwatch.output import row
+    from uringwatch.outputs.output import row
     if "tp_btf/io_uring_req_failed" not in ring_tracer.features["rings"]:
         pytest.skip("this kernel's io_uring_req_failed has no request (6.0+)")
     r = uring.Ring(8, flags=SETUP_R_DISABLED)

@@ -93,7 +93,7 @@ def server(tmp_path):
 
 def test_a_servers_registrations_are_reported_at_start_and_joined(server, needs_ops):
     from uringwatch import Filters, Tracer
-    from uringwatch.output import row
+    from uringwatch.outputs.output import row
     from uringwatch.screen import escape
     with Tracer(Filters(pids=frozenset([server.pid])), rings=True, count_interval=0.2) as t:
         server.read_fixed()
@@ -183,7 +183,7 @@ PollList:
 
 
 def test_old_fdinfo_gives_leaf_names_marked_truncated():
-    from uringwatch.before import parse_fdinfo
+    from uringwatch.record.before import parse_fdinfo
     got = parse_fdinfo(OLD_FDINFO)
     assert [(f.role, f.path, f.path_truncated, f.kind) for f in got["files"]] == [
         ("fds[0]", "…/hostname", True, None), ("fds[2]", "[eventfd]", False, "eventfd")]

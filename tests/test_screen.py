@@ -14,7 +14,9 @@ from hypothesis import given, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import cli, hooks, replay
+from uringwatch.commands import main as cli
+from uringwatch.probe import hooks
+from uringwatch import replay
 from uringwatch.screen import escape, unescape
 
 UW = str(pathlib.Path(sys.executable).parent / "uringwatch")

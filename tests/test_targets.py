@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _record(path: bytes, res: int = 3, **fields) -> bytes:
-    from uringwatch import layout
+    from uringwatch.record import layout
     key = (1, 0, -1, -1, 0, 42, 18, 0, 0, 0)       # ring 1, pid 42, OPENAT
     return layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION, layout.ACTION.size),
                               key=key, ts=1, ts_done=2, res=res, dfd=-100, pid=42, tid=42,
@@ -32,7 +32,7 @@ def test_a_hostile_path_is_escaped_on_the_table_and_exact_in_json():
     in a path must not forge a line or a column, and JSON keeps it exact."""
     import msgspec
     from uringwatch import decode
-    from uringwatch.output import row
+    from uringwatch.outputs.output import row
     evil = "/tmp/a\nb c\x1b[2J\u202e"
     raw = _record(evil.encode())
     ev = decode(raw, 0, len(raw), 0)
@@ -46,7 +46,7 @@ def test_a_hostile_path_is_escaped_on_the_table_and_exact_in_json():
 def test_a_short_or_unknown_address_decodes_without_failing():
     from uringwatch import decode
     key = (1, 0, -1, -1, 0, 42, 16, 0, 0, 0)       # CONNECT
-    from uringwatch import layout
+    from uringwatch.record import layout
     for addr, n in ((b"", 0), (b"\x02\x00\x01", 3), (b"\x99\x00" + bytes(14), 16)):
         raw = layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION,
                                       layout.ACTION.size), key=key, flags=layout.ACT_DONE,
@@ -58,8 +58,9 @@ def test_a_short_or_unknown_address_decodes_without_failing():
 def test_an_action_recorded_before_count_and_file_decodes_as_one():
     """Recordings made before the action record gained `count` and `file`
     hold shorter actions: read as one action each, with no file."""
-    from uringwatch import decode, layout
-    from uringwatch.decode import RecordError
+    from uringwatch import decode
+    from uringwatch.record import layout
+    from uringwatch.record.decode import RecordError
     key = (1, 0, -1, -1, 0, 42, 18, 0, 0, 0)       # OPENAT
     whole = layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION,
                                     layout.ACTION_SHORT), key=key, flags=layout.ACT_DONE,
@@ -74,9 +75,10 @@ def test_an_action_recorded_before_count_and_file_decodes_as_one():
 def test_a_zero_length_fixed_read_decodes_its_address_and_buffer():
     """READ_FIXED's action: the address prep took, length 0 and the
     key's buffer index; where an address lies in its buffer."""
-    from uringwatch import decode, layout
-    from uringwatch.events import RegisteredBuffer
-    from uringwatch.rings import buffer_at
+    from uringwatch import decode
+    from uringwatch.record import layout
+    from uringwatch.record.events import RegisteredBuffer
+    from uringwatch.record.rings import buffer_at
     key = (1, 0, -1, 2, 0, 42, 4, 0, 0, 0)        # READ_FIXED of buffer 2
     raw = layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION, layout.ACTION.size),
                              key=key, flags=layout.ACT_DONE, arg=(0x7000, 0, 0), pid=1, tid=1,
@@ -99,7 +101,7 @@ def acted(tmp_path_factory):
         pytest.skip("this kernel has no typed submit tracepoint (5.x): operations, "
                     "and so their targets, are not traced here")
     from uringwatch import Filters, Tracer
-    from uringwatch.output import row
+    from uringwatch.outputs.output import row
     d = tmp_path_factory.mktemp("acts")
     (d / "secret").write_text("s3cret\n")
     (d / "a").write_text("")
@@ -334,7 +336,7 @@ def test_a_path_relative_to_a_dirfd_is_the_whole_path_and_a_finding(own_actions)
     /etc, so that no path the caller wrote names it: the action's path is
     the one the kernel looked up, and the path rule fires on it."""
     import uring
-    from uringwatch.findings import Engine, Ruleset
+    from uringwatch.analysis.findings import Engine, Ruleset
     if not os.path.exists("/etc/shadow"):
         pytest.skip("no /etc/shadow here")
     run, _ = own_actions
@@ -359,7 +361,7 @@ def test_a_symlink_opened_is_the_file_the_kernel_reached(own_actions):
     is kept beside it, and the path rule fires; an open that fails keeps
     the path as given, with no file."""
     import uring
-    from uringwatch.findings import Engine, Ruleset
+    from uringwatch.analysis.findings import Engine, Ruleset
     if not os.path.exists("/etc/shadow"):
         pytest.skip("no /etc/shadow here")
     run, d = own_actions
@@ -406,7 +408,7 @@ def test_sqes_refused_at_prep_are_reported_with_their_errno(own_actions):
     assert not (d / "never").exists()
     # no filter saw them (filters run after prep): a policy neither needs
     # nor judges them (generating one from liburing's refused OPENAT failed)
-    from uringwatch.policy import is_action
+    from uringwatch.analysis.policy import is_action
     assert not any(is_action(a) for a in refused.values())
 
 
@@ -433,7 +435,7 @@ def test_an_accept_names_its_peer_and_its_listening_socket(own_actions):
             f"127.0.0.1:{client.getsockname()[1]}"
         assert act.target.file.role == "listener"
         assert act.target.file.socket.local == f"127.0.0.1:{port}"
-        from uringwatch.output import row
+        from uringwatch.outputs.output import row
         assert f"ACCEPT 127.0.0.1:{port} from {act.target.address} = {fd}" in row(act)
     finally:
         client.close()

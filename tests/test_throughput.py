@@ -17,10 +17,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import uring
 from helpers import needs_root
-from uringwatch import dump, layout, output, ringbuf
-from uringwatch.decode import decode
+from uringwatch.recordings import dump
+from uringwatch.record import layout
+from uringwatch.outputs import output
+from uringwatch.live import ringbuf
+from uringwatch.record.decode import decode
 
-replay_mod = importlib.import_module("uringwatch.replay")   # the module, not replay()
+replay_mod = importlib.import_module("uringwatch.recordings.replay")   # the module, not replay()
 
 UW = [sys.executable, "-m", "uringwatch"]
 DATA = pathlib.Path(__file__).parent / "data"

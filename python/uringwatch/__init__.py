@@ -1,14 +1,14 @@
 """uringwatch: see what processes hand the kernel through io_uring_register(2)."""
 
-from .decode import RecordError, decode
-from .events import AnyEvent, Event, Repeat, Toctou
-from .filters import Filters
-from .dump import DumpError
-from .libbpf import LibbpfError
-from .recorder import Recorder
-from .replay import replay
+from .record.decode import RecordError, decode
+from .record.events import AnyEvent, Event, Repeat, Toctou
+from .record.filters import Filters
+from .recordings.dump import DumpError
+from .system.libbpf import LibbpfError
+from .recordings.recorder import Recorder
+from .recordings.replay import replay
 from .errors import TracerError
-from .tracer import Tracer
+from .live.tracer import Tracer
 
 __all__ = ["AnyEvent", "DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
            "Repeat", "Toctou", "Tracer", "TracerError", "decode", "replay"]

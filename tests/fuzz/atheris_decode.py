@@ -14,7 +14,8 @@ import atheris
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 with atheris.instrument_imports():
-    from uringwatch import RecordError, decode, layout
+    from uringwatch import RecordError, decode
+    from uringwatch.record import layout
     from test_decode import FILES_REGIONS, call_record
 
 

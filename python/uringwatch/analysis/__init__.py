@@ -1,0 +1,2 @@
+"""Judging events: findings rules, io_uring policies and their classic BPF
+filters."""

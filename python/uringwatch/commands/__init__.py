@@ -1,0 +1,1 @@
+"""The uringwatch command line and its subcommands."""

@@ -1,0 +1,1 @@
+"""Reading a running tracer: the Tracer, its BPF ring buffer and counters."""

@@ -1,0 +1,2 @@
+"""Writing events for people and machines: the table, JSON Lines, OCSF,
+Prometheus metrics."""

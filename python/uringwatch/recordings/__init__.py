@@ -1,0 +1,1 @@
+"""Dump files: writing, reading and replaying them."""
