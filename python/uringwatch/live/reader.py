@@ -180,8 +180,8 @@ class EventReader:
     def _made(self, raw: bytes) -> bytes:
         """A record made here, not by the kernel (an operations count, a
         repeat run read at stop): recorded as the ring's are, behind a ring
-        header of its own (ringbuf.made_entry), which it returns."""
-        entry = ringbuf.made_entry(raw)
+        header of its own (ringscan.made_entry), which it returns."""
+        entry = ringscan.made_entry(raw)
         if self.on_ring:
             self.on_ring(memoryview(entry), set(), 1, ringscan.index_of(entry))
         return entry

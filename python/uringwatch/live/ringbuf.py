@@ -20,23 +20,6 @@ from ..record.ringscan import BUSY, DISCARD, HDR  # noqa: F401  (read here by th
 _POS = struct.Struct("<Q")
 
 
-# The page offset of an entry made in user space (a repeat run read at stop,
-# an operations count), recorded as the ring's are: the kernel's count pages
-# from its ring's start, past the position pages, so it never writes 0.
-MADE_PG_OFF = 0
-
-
-def made_entry(raw: bytes) -> bytes:
-    """A record made here, behind a ring header of its own, padded to 8."""
-    return HDR.pack(len(raw), MADE_PG_OFF) + raw + bytes(-len(raw) % 8)
-
-
-def is_made(buf, off: int, size: int) -> bool:
-    """Whether the record at buf[off:off + size] sits behind made_entry()'s
-    header (False for a record with no ring header before it)."""
-    return off >= HDR.size and HDR.unpack_from(buf, off - HDR.size) == (size, MADE_PG_OFF)
-
-
 class RingBuffer:
     def __init__(self, map_fd: int, size: int):
         page = mmap.PAGESIZE

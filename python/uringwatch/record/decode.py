@@ -10,7 +10,7 @@ import msgspec
 
 from . import arguments, identity, layout, rings, targets
 from .layout import cstr
-from ..live.ringbuf import is_made
+from .ringscan import is_made
 from .events import AnyEvent, Event, Repeat, Toctou
 from .opcodes import USE_REGISTERED_RING, name as opcode_name
 from .payloads import Payload, Region

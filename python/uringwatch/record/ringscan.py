@@ -32,6 +32,23 @@ _RUN_MIN = 64           # entries of one length, fewer not worth a run of their 
 _FAR = 1 << 62          # no byte budget
 _LENGTHS_MAX = 1 << 12  # distinct length words whose steps are kept
 
+# The page offset of an entry made in user space (a repeat run read at stop,
+# an operations count), recorded as the ring's are: the kernel's count pages
+# from its ring's start, past the position pages, so it never writes 0.
+MADE_PG_OFF = 0
+
+
+def made_entry(raw: bytes) -> bytes:
+    """A record made here, behind a ring header of its own, padded to 8."""
+    return HDR.pack(len(raw), MADE_PG_OFF) + raw + bytes(-len(raw) % 8)
+
+
+def is_made(buf, off: int, size: int) -> bool:
+    """Whether the record at buf[off:off + size] sits behind made_entry()'s
+    header (False for a record with no ring header before it)."""
+    return off >= HDR.size and HDR.unpack_from(buf, off - HDR.size) == (size, MADE_PG_OFF)
+
+
 # why a walk ended before its region's end (the empty string: it did not,
 # or stopped at its limit or byte budget)
 ENDS_BUSY = "an entry marked busy (still being written)"
