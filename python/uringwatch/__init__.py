@@ -18,6 +18,6 @@ def __getattr__(name: str):
     """__version__ from the package's metadata (meson.build's project()),
     read when asked: importlib.metadata costs startup time every run."""
     if name == "__version__":
-        from importlib.metadata import version
-        return version("uringwatch")
+        from .version import version
+        return version()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,8 +89,8 @@ class _Version(argparse.Action):
     """--version, its metadata read only when asked."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .. import __version__
-        print(f"uringwatch {__version__}")
+        from ..version import version
+        print(f"uringwatch {version()}")
         parser.exit()
 
 

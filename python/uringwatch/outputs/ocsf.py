@@ -25,8 +25,8 @@ SEVERITY_IDS = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 
 
 def _product() -> dict:
-    from .. import __version__
-    return {"name": "uringwatch", "vendor_name": "uringwatch", "version": __version__}
+    from ..version import version
+    return {"name": "uringwatch", "vendor_name": "uringwatch", "version": version()}
 
 
 class Mapper:
