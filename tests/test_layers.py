@@ -1,0 +1,108 @@
+"""The package's layers (docs/ARCHITECTURE.md, Package layout): each
+subpackage imports only from layers below it, and no modules import each
+other in a cycle. Read from the source with ast; imports inside functions
+count as much as those at the top."""
+
+import ast
+import pathlib
+
+import pytest
+
+PKG = pathlib.Path(__file__).resolve().parent.parent / "python" / "uringwatch"
+
+# Lowest first. A unit is a subpackage or a module at the package's top; a
+# unit may import itself and the units of lower layers, none of its own
+# layer's others.
+LAYERS = [
+    {"errors", "exitcodes", "dictlike", "screen", "version"},   # shared leaves
+    {"system"},                         # libbpf, privileges, cgroups
+    {"record"},                         # the ABI, events, decoding and scanning records
+    {"analysis", "outputs", "probe"},   # judging events, writing them, loading the object
+    {"live", "recordings"},             # a running tracer; dump files
+    {"commands"},                       # the command line
+    {"__init__", "__main__"},           # the package's public face
+]
+TIER = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = ["uringwatch", *path.relative_to(PKG).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 2 else parts)
+
+
+def is_package(path: pathlib.Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def imports(path: pathlib.Path, modules: set[str]) -> set[str]:
+    """The package's modules that `path` imports (a package's __init__ as
+    "uringwatch.__init__" for the top one, its name for a subpackage)."""
+    name = module_name(path)
+    here = name.split(".") if is_package(path) and name != "uringwatch.__init__" else \
+        name.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = here[:len(here) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            if base != "uringwatch" and not base.startswith("uringwatch."):
+                continue
+            for a in node.names:
+                full = f"{base}.{a.name}"
+                out.add(full if full in modules else base)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "uringwatch"}
+    return {"uringwatch.__init__" if m == "uringwatch" else m for m in out} - {name}
+
+
+def unit(module: str) -> str:
+    return module.split(".")[1]
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    files = sorted(PKG.rglob("*.py"))
+    modules = {module_name(p) for p in files}
+    return {module_name(p): imports(p, modules) for p in files}
+
+
+def test_every_unit_has_a_layer(graph):
+    assert {unit(m) for m in graph} <= set(TIER), "place the new subpackage or module in LAYERS"
+
+
+def test_no_import_from_a_higher_layer_or_a_sibling(graph):
+    wrong = sorted(f"{m} imports {d}" for m, deps in graph.items() for d in deps
+                   if unit(d) != unit(m) and TIER[unit(d)] >= TIER[unit(m)])
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_cycles(graph):
+    state: dict[str, int] = {}       # 1: on the path, 2: done
+
+    def visit(m: str, path: list[str]) -> list[str] | None:
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                return path[path.index(d):] + [d] if d in path else [m, d]
+            if d not in state:
+                found = visit(d, path + [d])
+                if found:
+                    return found
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            cycle = visit(m, [m])
+            assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_test_sees_the_imports(graph):
+    """Adversarial: the walk finds relative, lazy and split imports (a test
+    that read nothing would pass the two above)."""
+    assert "uringwatch.record.layout" in graph["uringwatch.record.decode"]
+    assert "uringwatch.analysis.findings" in graph["uringwatch.live.tracer"]   # inside a method
+    assert "uringwatch.live.tracer" in graph["uringwatch.__init__"]
+    assert len(graph) > 50
