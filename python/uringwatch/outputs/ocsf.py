@@ -166,7 +166,7 @@ def _actor(ev) -> dict:
     return {"process": process}
 
 
-class Writer:
+class OcsfWriter:
     """output.Writer's twin for --format ocsf: one OCSF object a line."""
 
     def __init__(self, out: IO[str], stop=None, hostname: Callable[[], str] | None = None):
@@ -209,6 +209,6 @@ def writer(args, out: IO[str], stop=None, hostname: Callable[[], str] | None = N
     if args.format == "ocsf":
         if args.json:
             args.parser.error("--json and --format ocsf exclude each other")
-        return Writer(out, stop, hostname)
+        return OcsfWriter(out, stop, hostname)
     from .output import Writer as Plain
     return Plain(out, args.json, stop)
