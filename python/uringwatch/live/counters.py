@@ -27,7 +27,7 @@ def _counts(state: dict) -> dict[str, int]:
             **dict(zip(layout.REC_DROPS, state["rec_drops"]))}
 
 
-class Counters:
+class CounterMaps:
     def __init__(self, obj: BpfObject):
         self._obj = obj
 

@@ -16,7 +16,7 @@ from ..probe import hooks
 from ..system import libbpf
 from ..probe.bpfobject import BpfObject
 from ..system.containers import CgroupResolver
-from .counters import Counters
+from .counters import CounterMaps
 from ..record.events import AnyEvent
 from ..record.filters import Filters
 from ..probe.filtersets import FilterSets
@@ -70,7 +70,7 @@ class Tracer:
             self._reader.findings = self.findings.feed
         self._obj: BpfObject | None = None
         self._sets: FilterSets | None = None
-        self._counters: Counters | None = None
+        self._counters: CounterMaps | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -92,7 +92,7 @@ class Tracer:
                              PendingUses(obj.map_fd("opc_slots"), obj.value_size("opc_slots"),
                                          obj.map_fd("opc_epochs")))
         self._sets = FilterSets(obj, self.filters)
-        self._counters = Counters(obj)
+        self._counters = CounterMaps(obj)
         boot_to_wall = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         if self._cgroups:     # before the first call: its cgroup may be gone when read
             self._cgroups.watch()
