@@ -16,7 +16,7 @@ from uring import register
 from uringwatch import Filters, Tracer
 from uringwatch.probe import hooks
 from uringwatch.record import identity, layout
-from uringwatch.outputs.output import summary
+from uringwatch.outputs.output import arg_text
 
 PATHS = [p for p, ok in hooks.resolve_paths().items() if ok and p in ("btf", "probe_read")] \
     if ROOT else []
@@ -148,7 +148,7 @@ def test_every_kind_of_fd_is_resolved_as_of_the_call(tracer, ring, tmp_path):
         (ring, "io_uring", "[io_uring]")
     assert ev.resolve.path == tracer.tracer.features["resolve"]
     assert not ev.resolve.files_truncated
-    text = summary(ev, limit=1000)              # the table's column
+    text = arg_text(ev, limit=1000)              # the table's column
     assert f"fds=[{zoo.fds['file']}:{zoo.file_path},{zoo.fds['dir']}:{zoo.dir_path}," \
            f"{zoo.fds['tcp']}:tcp 127.0.0.1:{zoo.tcp_port},{zoo.fds['udp']}:udp 127.0.0.1:" \
            f"{zoo.udp_port},sparse," in text

@@ -62,7 +62,7 @@ def table(events) -> str:
 def stats(events, got) -> dict:
     """The --stats report built from the decoded events, with the recorded
     counters `got` has (drops, drops by process)."""
-    return {**replay_mod.summary(iter(events)), "drops": got["drops"],
+    return {**replay_mod.stats_of(iter(events)), "drops": got["drops"],
             "drops_by_process": got["drops_by_process"],
             "drops_by_aggregate": got["drops_by_aggregate"]}
 
@@ -116,7 +116,7 @@ def test_golden_replay_is_byte_identical():
 def test_golden_api_and_header_stats_agree():
     events = list(replay_mod.replay(str(GOLDEN)))
     reader = replay_mod.Reader([str(GOLDEN)])
-    assert reader.stats() == replay_mod.summary(iter(events))
+    assert reader.stats() == replay_mod.stats_of(iter(events))
 
 
 def flood_calls(n):

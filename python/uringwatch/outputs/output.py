@@ -38,7 +38,7 @@ def _memory(m: MemoryIdentity) -> str:
     return f"{m.backing}:{escape(m.path)}" if m.path else (m.backing or "?")
 
 
-def summary(ev: Event, limit: int | None = None) -> str:
+def arg_text(ev: Event, limit: int | None = None) -> str:
     """A short view of the payload for the table's last column, each fd
     with what it was at the call (fds=[4:/etc/shadow,5:tcp 127.0.0.1:443]).
     Lists show their first 8 (memory 4) items, each name whole and escaped
@@ -183,7 +183,7 @@ def row(ev: AnyEvent) -> str:
                 f"repeated {ev.count}x more, last at {_clock(ev.last_ts)}")
     return (f"{t:<12} {ev.pid:>7} {ev.tid:>7} {escape(ev.comm):<16} {_fd(ev):>5} "
             f"{ev.opcode_name:<26.26} {ev.nr_args:>5} {ret:>8} "
-            f"{ev.duration_ns / 1000:>8.1f} {summary(ev)}")
+            f"{ev.duration_ns / 1000:>8.1f} {arg_text(ev)}")
 
 
 class Written(NamedTuple):

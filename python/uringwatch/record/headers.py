@@ -126,7 +126,7 @@ class Scan:
         return KEEP if self.keep is None or self.keep(h) else SKIP
 
     def header_of(self, ev) -> tuple:
-        """A header tuple with an event's values where summary() looks, for
+        """A header tuple with an event's values where replay.stats_of() looks, for
         records that had to be decoded (other kinds or ABIs)."""
         h = [0] * (len(self.fields) + 1)
         values = {"opcode": ev.opcode | (USE_REGISTERED_RING if ev.registered_ring else 0),

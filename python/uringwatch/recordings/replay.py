@@ -89,7 +89,7 @@ class Reader:
                     yield batch
 
     def stats(self) -> Summary:
-        """summary() of the events, counted on the records' fixed headers:
+        """What stats_of() gives for the events, counted on the records' fixed headers:
         nothing is decoded but records of another kind or ABI."""
         kept: collections.Counter = collections.Counter()
         for path in self.paths:
@@ -351,7 +351,7 @@ def replay(*paths: str, filters: Filters | None = None) -> Iterator[AnyEvent]:
     r.raise_problems()
 
 
-def summary(events: Iterator[AnyEvent]) -> Summary:
+def stats_of(events: Iterator[AnyEvent]) -> Summary:
     """--stats: counts per opcode and process, TOCTOU changes, errors;
     calls coalesced into repeat records per process."""
     tally = Tally()
@@ -362,7 +362,7 @@ def summary(events: Iterator[AnyEvent]) -> Summary:
 
 class Tally:
     """--stats of events, or of calls counted on their records' headers
-    (Reader.stats()): what summary() reports."""
+    (Reader.stats()): what stats_of() reports."""
 
     def __init__(self):
         self.events = self.changed = 0
