@@ -65,3 +65,33 @@ def test_every_operation_implies_ring_events():
 def test_a_tracer_not_open_says_so(call):
     with pytest.raises(TracerError, match="tracer is not open"):
         call(Tracer(containers=False))
+
+
+def test_hook_and_resolve_names_are_defined_once():
+    """The hooks and identity paths are each one Literal (reports.Hook,
+    layout.ResolvePath); the options, the CLI's choices, the hooks' table,
+    the startup line's wording and Features take their names from it."""
+    from typing import get_args, get_type_hints
+
+    from uringwatch.commands import main
+    from uringwatch.probe import hooks
+    from uringwatch.probe.options import HookOption, ResolveOption
+    from uringwatch.record.reports import Features, Hook
+    assert get_args(HookOption) == ("auto", *get_args(Hook))
+    assert get_args(ResolveOption) == ("auto", *get_args(layout.ResolvePath))
+    assert tuple(hooks.HOOKS) == hooks.ORDER == get_args(Hook)
+    assert hooks.RESOLVE == tuple(layout.RESOLVE_CODES) == get_args(layout.ResolvePath)
+    assert set(main._IDENTITY_PATHS) == set(get_args(layout.ResolvePath))
+    ap = main.parser()
+    choices = {a.dest: tuple(a.choices) for a in ap._actions if a.dest in ("hook", "resolve")}
+    assert choices == {"hook": get_args(HookOption), "resolve": get_args(ResolveOption)}
+    hints = get_type_hints(Features)
+    assert hints["hook"] is Hook and hints["resolve"] is layout.ResolvePath
+    with pytest.raises(msgspec.ValidationError):     # a recording's header with another hook
+        msgspec.convert({**_features(), "hook": "uprobes"}, Features)
+    assert msgspec.convert(_features(), Features).hook == "kprobes"
+
+
+def _features() -> dict:
+    return dict(task_btf=True, tracefs="/sys/kernel/tracing", bpf_loop=True, hook="kprobes",
+                resolve="btf", hooks=[], rings=[], cgroups="off")

@@ -12,12 +12,13 @@ import struct
 from typing import Literal, get_args
 
 from ..record import layout, targets
-from ..record.reports import Probe, RingsProbe
+from ..record.reports import Hook, Probe, RingsProbe
 
-# Where to attach, preferred first: per-syscall tracepoints cost other
-# syscalls nothing, nor does a kprobe on the syscall (it needs
+# Where to attach (reports.Hook), preferred first: per-syscall tracepoints
+# cost other syscalls nothing, nor does a kprobe on the syscall (it needs
 # bpf_probe_read_kernel); raw_syscalls runs for every syscall on the system.
-Hook = Literal["syscalls", "kprobes", "raw_syscalls"]
+# "auto": an option's value for the best this kernel has.
+Auto = Literal["auto"]
 ORDER: tuple[Hook, ...] = get_args(Hook)
 # hook name -> (tracefs file that must exist, the two BPF programs)
 HOOKS: dict[Hook, tuple[str, tuple[str, str]]] = {
@@ -319,7 +320,7 @@ BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 LOCKDOWN = "/sys/kernel/security/lockdown"
 
 
-def available(tracefs: str) -> dict[str, bool]:
+def available(tracefs: str) -> dict[Hook, bool]:
     have = {name: os.path.exists(os.path.join(tracefs, event))
             for name, (event, _) in HOOKS.items()}
     # The kprobe reads the syscall's arguments from kernel memory, which a
@@ -348,7 +349,7 @@ def resolve_paths() -> dict[layout.ResolvePath, bool]:
 
 
 def pick_resolve(have: dict[layout.ResolvePath, bool],
-                 wanted: layout.ResolvePath | Literal["auto"] = "auto") -> layout.ResolvePath | None:
+                 wanted: layout.ResolvePath | Auto = "auto") -> layout.ResolvePath | None:
     if wanted != "auto":
         return wanted if have.get(wanted) else None
     return next(r for r in RESOLVE if have[r])
@@ -359,12 +360,12 @@ def reads_kernel() -> bool:
     return has_helper(FUNC_PROBE_READ_KERNEL, PROG_TYPE_KPROBE)
 
 
-def choose(tracefs: str, wanted: str = "auto") -> str | None:
+def choose(tracefs: str, wanted: Hook | Auto = "auto") -> Hook | None:
     """The hook to use: `wanted` if it exists, else the best that does."""
     return pick(available(tracefs), wanted)
 
 
-def pick(have: dict[str, bool], wanted: str = "auto") -> str | None:
+def pick(have: dict[Hook, bool], wanted: Hook | Auto = "auto") -> Hook | None:
     if wanted != "auto":
         return wanted if have.get(wanted) else None
     return next((h for h in ORDER if have[h]), None)

@@ -17,7 +17,7 @@ from .bpfobject import BpfObject
 from ..errors import TracerError
 from ..record.filters import Filters
 from ..system.host import check_privileges, tracefs
-from ..record.reports import Features
+from ..record.reports import Features, Hook
 from .options import AGG_SHARE, LIGHT_BURST, LIGHT_RATE, TracerOptions
 
 OBJECT_NAME = "uringwatch.bpf.o"
@@ -67,7 +67,7 @@ class Loader:
             obj.close()
             raise
 
-    def _load_resolving(self, hook: str, has_loop: bool,
+    def _load_resolving(self, hook: Hook, has_loop: bool,
                         tp: str) -> tuple[BpfObject, str, bool]:
         """Loads with the best identity path this kernel offers (or the one
         asked for); a path the verifier refuses gives way to the next.
@@ -98,7 +98,7 @@ class Loader:
         raise AssertionError("unreachable")
 
     def _load_task(self, data: bytes, programs: tuple[str, ...],
-                   resolve: str) -> tuple[BpfObject, bool]:
+                   resolve: layout.ResolvePath) -> tuple[BpfObject, bool]:
         """The object loaded, and whether it reads tasks through BTF."""
         # Without the helper (before 5.11) the first load is sure to fail,
         # and a refused load costs a full verifier pass with its log.
@@ -112,7 +112,7 @@ class Loader:
             return self._load(data, programs, False, resolve), False
 
     def _load(self, data: bytes, programs: tuple[str, ...], use_task_btf: bool,
-              resolve: str) -> BpfObject:
+              resolve: layout.ResolvePath) -> BpfObject:
         """Opens, configures, sizes and loads one object; closes it again
         if any of that fails."""
         obj = BpfObject(data, self.options.btf_path)
@@ -126,7 +126,8 @@ class Loader:
             raise
         return obj
 
-    def _configure(self, obj: BpfObject, use_task_btf: bool, resolve: str) -> None:
+    def _configure(self, obj: BpfObject, use_task_btf: bool,
+                   resolve: layout.ResolvePath) -> None:
         view = obj.initial_value(".rodata.cfg")
         if len(view) != layout.CONFIG.size:
             raise TracerError(f"BPF object config is {len(view)} bytes, "

@@ -8,6 +8,7 @@ import msgspec
 
 from . import hooks
 from ..record import layout
+from ..record.reports import Hook
 from ..errors import TracerError
 
 # Fairness defaults (docs/ARCHITECTURE.md, Fairness): records per second each process may
@@ -27,9 +28,8 @@ LIGHT_BURST = 32
 MAX_USES = 16384        # keys of the operations' summary (and as many spilled)
 
 
-Auto = Literal["auto"]         # the best this kernel has
-HookOption = Literal[Auto, hooks.Hook]
-ResolveOption = Literal[Auto, layout.ResolvePath]
+HookOption = Literal[hooks.Auto, Hook]
+ResolveOption = Literal[hooks.Auto, layout.ResolvePath]
 OpsOption = Literal["summary", "all"]   # --ops: ring operations summarised, or each
 
 

@@ -7,10 +7,16 @@ those dicts."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from . import layout
 from ..dictlike import DictLike
+
+# Where the tracer attaches, preferred first (probe.hooks.HOOKS: each one's
+# programs): named once here, below Features and the options that take it.
+Hook = Literal["syscalls", "kprobes", "raw_syscalls"]
 
 
 class Features(DictLike, kw_only=True, omit_defaults=True):
@@ -19,7 +25,7 @@ class Features(DictLike, kw_only=True, omit_defaults=True):
     task_btf: bool          # tasks read through BTF (ppid, namespaces)
     tracefs: str
     bpf_loop: bool          # the TOCTOU re-read and fairness's hash
-    hook: str               # hooks.Hook
+    hook: Hook
     resolve: layout.ResolvePath
     hooks: list[str]        # the call programs' sections
     rings: list[str]        # the ring programs' sections
