@@ -106,3 +106,16 @@ def test_the_test_sees_the_imports(graph):
     assert "uringwatch.analysis.findings" in graph["uringwatch.live.tracer"]   # inside a method
     assert "uringwatch.live.tracer" in graph["uringwatch.__init__"]
     assert len(graph) > 50
+
+
+def test_the_public_names_stay_at_the_top():
+    """What users import from `uringwatch` did not move with the modules."""
+    import typing
+
+    import uringwatch
+    for name in ("Tracer", "replay", "decode", "Filters", "Recorder", "TracerError",
+                 "RecordError", "DumpError", "LibbpfError", "Toctou", "AnyEvent"):
+        assert name in uringwatch.__all__ and hasattr(uringwatch, name), name
+    for kind in typing.get_args(uringwatch.AnyEvent):     # every kind of event
+        assert getattr(uringwatch, kind.__name__) is kind
+    assert callable(uringwatch.replay) and callable(uringwatch.decode)

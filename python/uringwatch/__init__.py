@@ -1,7 +1,9 @@
 """uringwatch: see what processes hand the kernel through io_uring_register(2)."""
 
 from .record.decode import RecordError, decode
-from .record.events import AnyEvent, Event, Repeat, Toctou
+# every kind of event (AnyEvent's members) at the top: their module moved
+# into record/, the names users import did not
+from .record.events import Action, AnyEvent, Event, Finding, Op, Repeat, Ring, RingBefore, Toctou
 from .record.filters import Filters
 from .recordings.dump import DumpError
 from .system.libbpf import LibbpfError
@@ -10,8 +12,9 @@ from .recordings.replay import replay
 from .errors import TracerError
 from .live.tracer import Tracer
 
-__all__ = ["AnyEvent", "DumpError", "Event", "Filters", "LibbpfError", "Recorder", "RecordError",
-           "Repeat", "Toctou", "Tracer", "TracerError", "decode", "replay"]
+__all__ = ["Action", "AnyEvent", "DumpError", "Event", "Filters", "Finding", "LibbpfError", "Op",
+           "Recorder", "RecordError", "Repeat", "Ring", "RingBefore", "Toctou", "Tracer",
+           "TracerError", "decode", "replay"]
 
 
 def __getattr__(name: str):
