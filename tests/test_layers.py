@@ -72,20 +72,20 @@ def test_every_unit_has_a_layer(graph):
     assert {unit(m) for m in graph} <= set(TIER), "place the new subpackage or module in LAYERS"
 
 
-def test_no_import_from_a_higher_layer_or_a_sibling(graph):
-    wrong = sorted(f"{m} imports {d}" for m, deps in graph.items() for d in deps
-                   if unit(d) != unit(m) and TIER[unit(d)] >= TIER[unit(m)])
-    assert not wrong, "\n".join(wrong)
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} imports {d}" for m, deps in graph.items() for d in deps
+                  if unit(d) != unit(m) and TIER[unit(d)] >= TIER[unit(m)])
 
 
-def test_no_cycles(graph):
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle, or None."""
     state: dict[str, int] = {}       # 1: on the path, 2: done
 
     def visit(m: str, path: list[str]) -> list[str] | None:
         state[m] = 1
         for d in sorted(graph.get(m, ())):
             if state.get(d) == 1:
-                return path[path.index(d):] + [d] if d in path else [m, d]
+                return path[path.index(d):] + [d]
             if d not in state:
                 found = visit(d, path + [d])
                 if found:
@@ -95,8 +95,33 @@ def test_no_cycles(graph):
 
     for m in sorted(graph):
         if m not in state:
-            cycle = visit(m, [m])
-            assert cycle is None, " -> ".join(cycle)
+            found = visit(m, [m])
+            if found:
+                return found
+    return None
+
+
+def test_no_import_from_a_higher_layer_or_a_sibling(graph):
+    wrong = upward(graph)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_cycles(graph):
+    found = cycle(graph)
+    assert found is None, " -> ".join(found)
+
+
+def test_the_checks_catch_what_they_forbid(graph):
+    """Adversarial: an upward import, a sibling's, and a cycle inside one
+    subpackage, each added to the real graph, are each reported."""
+    up = {**graph, "uringwatch.record.decode": graph["uringwatch.record.decode"]
+          | {"uringwatch.live.ringbuf"}}
+    assert upward(up) == ["uringwatch.record.decode imports uringwatch.live.ringbuf"]
+    sib = {**graph, "uringwatch.outputs.output": {"uringwatch.probe.hooks"}}
+    assert upward(sib) == ["uringwatch.outputs.output imports uringwatch.probe.hooks"]
+    loop = {**graph, "uringwatch.record.layout": {"uringwatch.record.decode"}}
+    found = cycle(loop)
+    assert found and found[0] == found[-1] and "uringwatch.record.layout" in found
 
 
 def test_the_test_sees_the_imports(graph):
