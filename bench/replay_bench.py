@@ -75,7 +75,7 @@ def build(path: pathlib.Path, n: int, which: str = "mix") -> None:
         _PID.pack_into(m, layout.CALL3.offsets["pid"], MARK_PID)
         marked.append(bytes(m))
     with open(path, "wb") as f:
-        w = dump.Writer(f, meta)
+        w = dump.DumpWriter(f, meta)
         for c in context:
             w.write(dump.CONTEXT, c)
         batch = bytearray()

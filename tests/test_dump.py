@@ -338,7 +338,7 @@ def test_counters_an_old_dump_lacks_are_not_shown():
 def test_header_reads_back_as_written():
     meta, _ = dump.read_header(GOLDEN, "golden")
     out = io.BytesIO()
-    dump.Writer(out, meta)
+    dump.DumpWriter(out, meta)
     assert dump.read_header(out.getvalue(), "copy")[0] == meta
     assert json.loads(out.getvalue()[dump._HEAD.size:-dump.XXH3.trailer.size]) == \
         json.loads(GOLDEN_META)
@@ -445,7 +445,7 @@ def in_format_3(data: bytes) -> bytes:
     as format 3 seals them."""
     meta, start = dump.read_header(data, "old")
     out = io.BytesIO()
-    w = dump.Writer(out, meta)
+    w = dump.DumpWriter(out, meta)
     for f in dump.frames(data, start, "old", []):
         if f.kind == dump.RING:
             w.write_ring(f.payload)

@@ -199,7 +199,7 @@ def ring_dump(path, mutate=lambda i, rec: rec, order=None, discarded=()):
         flag = ringbuf.DISCARD if i in discarded else 0
         ring += ringbuf.HDR.pack(len(rec) | flag, 0) + rec + bytes(-len(rec) % 8)
     with open(path, "wb") as f:
-        w = dump.Writer(f, meta)
+        w = dump.DumpWriter(f, meta)
         for fr in frames:
             if fr.kind == dump.CONTEXT:
                 w.write(dump.CONTEXT, bytes(fr.payload))

@@ -175,7 +175,7 @@ def _frame(kind: int, payload: bytes, version: int = FORMAT_VERSION) -> bytes:
 
 # -- writing -----------------------------------------------------------------
 
-class Writer:
+class DumpWriter:
     """Writes one dump file; flushes at least once a second."""
 
     def __init__(self, out: IO[bytes], meta: Meta):

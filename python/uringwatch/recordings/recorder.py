@@ -135,7 +135,7 @@ class Recorder:
                 old = self._name(self.index - self.max_files)
                 if os.path.exists(old):
                     os.unlink(old)
-        self._writer = dump.Writer(self._file, msgspec.structs.replace(
+        self._writer = dump.DumpWriter(self._file, msgspec.structs.replace(
             self.meta, file_index=self.index))
         self._seen: set[int] = set()    # context is per file: each stands alone
 
