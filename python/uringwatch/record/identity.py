@@ -98,7 +98,7 @@ class MemoryIdentity(msgspec.Struct, frozen=True, gc=False):
 
 class Resolve(msgspec.Struct, frozen=True, gc=False):
     """How identities were read, and whether all were."""
-    path: str                 # btf, probe_read, proc, off
+    path: str                 # a layout.ResolvePath ("pathN": a code this version lacks)
     files_truncated: bool = False
     memory_truncated: bool = False
 
