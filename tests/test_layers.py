@@ -144,3 +144,16 @@ def test_the_public_names_stay_at_the_top():
     for kind in typing.get_args(uringwatch.AnyEvent):     # every kind of event
         assert getattr(uringwatch, kind.__name__) is kind
     assert callable(uringwatch.replay) and callable(uringwatch.decode)
+
+
+def test_the_flat_paths_users_were_shown_still_import():
+    """Agents written against the flat package (examples/agent.py imported
+    uringwatch.containers; docs named uringwatch.events and output.Writer)
+    keep working after the move into subpackages."""
+    import subprocess
+    import sys
+    code = ("from uringwatch.containers import CgroupResolver\n"
+            "from uringwatch.events import Op, Ring\n"
+            "import uringwatch.output\n"
+            "assert uringwatch.output.Writer and CgroupResolver and Op and Ring\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
