@@ -31,7 +31,7 @@
 #define UW_AF_MAX 46
 
 #define ACT_OP(op) (1ULL << IORING_OP_##op)
-/* The opcodes reported each: python/uringwatch/targets.py lists them too */
+/* The opcodes reported each: python/uringwatch/record/targets.py lists them too */
 #define ACT_OPS (ACT_OP(OPENAT) | ACT_OP(OPENAT2) | ACT_OP(STATX) | ACT_OP(UNLINKAT) | \
 		 ACT_OP(RENAMEAT) | ACT_OP(MKDIRAT) | ACT_OP(SYMLINKAT) | ACT_OP(LINKAT) | \
 		 ACT_OP(SOCKET) | ACT_OP(CONNECT) | ACT_OP(BIND) | ACT_OP(LISTEN) | \

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The one definition of every layout shared by the BPF object and Python.
- * Python's copies (python/uringwatch/layout.py) are checked against the BTF
+ * Python's copies (python/uringwatch/record/layout.py) are checked against the BTF
  * of the built object by tests/test_abi.py.
  */
 #ifndef URINGWATCH_H
@@ -12,7 +12,7 @@
 #endif
 
 /* Bump when any record layout below changes. ABI 1 (before identities) is
- * kept decodable by layout.CALL_ABI1 in python/uringwatch/layout.py, ABI 2
+ * kept decodable by layout.CALL_ABI1 in python/uringwatch/record/layout.py, ABI 2
  * by uw_call, which the object still holds as a call's working state. */
 #define UW_ABI_VERSION 3   /* 3: uw_call3, the parts a call has, then its data */
 
@@ -331,7 +331,7 @@ struct uw_call3 {
 		      UW_MAX_CHANGED * 4 + sizeof(struct uw_task) + sizeof(struct uw_ns_ctx) + \
 		      sizeof(struct uw_cred) + sizeof(struct uw_ring_ref))
 
-_Static_assert(sizeof(struct uw_call3) == 112, "uw_call3: python/uringwatch/layout.py");
+_Static_assert(sizeof(struct uw_call3) == 112, "uw_call3: python/uringwatch/record/layout.py");
 _Static_assert(sizeof(struct uw_file) == 256, "UW_IDENT_MAX assumes 256-byte uw_file");
 _Static_assert(sizeof(struct uw_mem) == 312, "UW_IDENT_MAX assumes 312-byte uw_mem");
 
@@ -459,7 +459,7 @@ struct uw_op {
 };
 
 #define UW_OP_SHORT __builtin_offsetof(struct uw_op, file_id)
-_Static_assert(sizeof(struct uw_op) == 408, "uw_op: python/uringwatch/layout.py");
+_Static_assert(sizeof(struct uw_op) == 408, "uw_op: python/uringwatch/record/layout.py");
 
 /* uw_action.flags */
 enum uw_action_flags {
@@ -492,7 +492,7 @@ enum uw_action_limits {
  * links (bpf/targets.h): what it names, read from the request as the
  * kernel prepared it at submission, and its completion's result. Which
  * arg, dfd and path mean what depends on the opcode (python/uringwatch/
- * targets.py): OPENAT/OPENAT2 open_how flags, mode, resolve; SOCKET
+ * record/targets.py): OPENAT/OPENAT2 open_how flags, mode, resolve; SOCKET
  * domain, type, protocol; RENAMEAT/LINKAT path -> path2, dfd -> dfd2. */
 struct uw_action {
 	struct uw_rec_hdr hdr;
@@ -519,7 +519,7 @@ struct uw_action {
 	struct uw_file file;  /* with UW_ACT_FILE */
 };
 
-_Static_assert(sizeof(struct uw_action) == 1048, "uw_action: python/uringwatch/layout.py");
+_Static_assert(sizeof(struct uw_action) == 1048, "uw_action: python/uringwatch/record/layout.py");
 
 /* A process's run of identical actions (bpf/targets.h `act_runs`, by
  * pid): the one it sent, and the repeats folded since, which go as a copy
