@@ -62,6 +62,9 @@ def main() -> int:
                          "submission), openat (an action: its target read at submission, "
                          "its result at completion)")
     args = ap.parse_args()
+    if not os.access(os.path.join(args.build, "opsgen"), os.X_OK):
+        ap.error(f"no {args.build}/opsgen: build the benchmarks first "
+                 f"(.venv/bin/meson setup {args.build} bench && ninja -C {args.build})")
     py = sys.executable
     tracers = {
         "untraced": None,
