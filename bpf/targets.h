@@ -518,14 +518,15 @@ static __always_inline int act__submit(struct io_kiocb *req)
 }
 
 /* What a refused SQE asked for, as the caller wrote it: its fd (dfd of
- * path ops), flags (open flags), len (an open's mode) and the paths in
- * its memory; prep failed, so nothing of it is in the request. */
+ * path ops), flags (open flags; a fixed-buffer op's address), len (an
+ * open's mode) and the paths in its memory; prep failed, so nothing of it
+ * is in the request. */
 static __always_inline void act_sqe(struct uw_action *a, const struct io_uring_sqe *sqe, __u8 op)
 {
 	__u64 bit = op < 64 ? 1ULL << op : 0;
 
 	a->dfd = sqe->fd;
-	a->arg[0] = sqe->open_flags;
+	a->arg[0] = ACT_FIXED_OPS & bit ? sqe->addr : sqe->open_flags;
 	a->arg[1] = sqe->len;
 	if (!(ACT_PATH_OPS & bit) || cfg.resolve != ACT_RESOLVE)
 		return;

@@ -193,6 +193,8 @@ def _refused(name: str, v: dict, file: FileIdentity | None, common: dict) -> Tar
     """A refused SQE's target: what it asked for, from the SQE and the
     caller's memory (the kernel took nothing of it)."""
     flags = v["flags"]
+    if name in FIXED_OPS:       # prep refused its address (6.12 checks it there)
+        return Target(addr=v["arg"][0], len=v["arg"][1], buffer_index=v["key"][3], **common)
     if not v["path"][:1].strip(b"\0") or not (name in _PATHS or name in _TWO_PATHS):
         return Target(dfd=v["dfd"], flags=v["arg"][0] or None, **common)
     t = dict(path=_path(v["path"]), dfd=v["dfd"], file=file, **common)
