@@ -9,8 +9,10 @@ reference tracer (bench/reftracer: a count per thread, opcode and fixed
 flag from the same tp_btf tracepoint) and with `uringwatch --rings`; with
 --modes openat also OPENATs of /dev/null, which uringwatch reports each
 with their target and result. Prints a Markdown table: wall-clock ns per
-operation (median of the rounds) and the submit and completion programs'
-own run time per operation from bpf_stats. The tracers run back to back
+operation (median of the rounds, with kernel.bpf_stats_enabled off as
+users run it: the statistics' clock reads cost each program run) and, from
+one more round with bpf_stats on, the submit and completion programs' own
+run time per operation. The tracers run back to back
 in each round (untraced, reference, uringwatch, then again), so that the
 load of a shared machine weighs on all alike; the load average is printed.
 """
@@ -76,32 +78,35 @@ def main() -> int:
     }
     rows = []
     load = [os.getloadavg()[0]]
-    with P.BpfStats():
-        for mode in args.modes.split(","):
-            # the tracers back to back in each round, so that a change in the
-            # machine's load falls on all of them, not on one tracer's rounds
-            runs: dict[str, list] = {name: [] for name in tracers}
-            for _ in range(args.rounds):
-                for name, attach in tracers.items():
-                    runs[name].append(timed(args.build, mode, args.ops, attach))
-            base = ref = None
-            for name in tracers:
-                ns = statistics.median(r[0] for r in runs[name])
-                prog = [v for r in runs[name] for k, v in r[1].items()
-                        if k.startswith(("tp_btf__io_uring_submit", "ref_submit"))]
-                done = [v for r in runs[name] for k, v in r[1].items()
-                        if k.startswith("tp_btf__io_uring_complete")]
-                base = ns if base is None else base
-                added = ns - base
-                ref = added if name == "reference" else ref
-                ratio = f"{added / ref:.2f}×" if ref and name != "reference" and \
-                    name != "untraced" else "—"
-                rows.append((mode, name, f"{ns:.1f}", f"{added:+.1f}", ratio,
-                             f"{statistics.median(prog):.0f}" if prog else "—",
-                             f"{statistics.median(done):.0f}" if done else "—"))
+    for mode in args.modes.split(","):
+        # the tracers back to back in each round, so that a change in the
+        # machine's load falls on all of them, not on one tracer's rounds
+        runs: dict[str, list] = {name: [] for name in tracers}
+        for _ in range(args.rounds):
+            for name, attach in tracers.items():
+                runs[name].append(timed(args.build, mode, args.ops, attach)[0])
+        with P.BpfStats():
+            stats = {name: timed(args.build, mode, args.ops, attach)[1]
+                     for name, attach in tracers.items() if attach}
+        base = ref = None
+        for name in tracers:
+            ns = statistics.median(runs[name])
+            run_ns = stats.get(name, {})
+            prog = [v for k, v in run_ns.items()
+                    if k.startswith(("tp_btf__io_uring_submit", "ref_submit"))]
+            done = [v for k, v in run_ns.items() if k.startswith("tp_btf__io_uring_complete")]
+            base = ns if base is None else base
+            added = ns - base
+            ref = added if name == "reference" else ref
+            ratio = f"{added / ref:.2f}×" if ref and name != "reference" and \
+                name != "untraced" else "—"
+            rows.append((mode, name, f"{ns:.1f}", f"{added:+.1f}", ratio,
+                         f"{sum(prog):.0f}" if prog else "—",
+                         f"{sum(done):.0f}" if done else "—"))
     load.append(os.getloadavg()[0])
     print(f"load average (1 min) at start {load[0]:.1f}, at end {load[1]:.1f}; "
-          f"{args.rounds} rounds of {args.ops} operations, tracers back to back in each")
+          f"{args.rounds} rounds of {args.ops} operations, tracers back to back in each, "
+          f"bpf_stats off; BPF run time from one more round with it on")
     print()
     print("| operation | tracer | ns per op (median) | added ns | added / reference's "
           "| BPF ns per op: submit | completion |")
