@@ -190,6 +190,8 @@ def test_layout_of_refuses_a_view_btf_does_not_have():
     size, or a view shorter than the struct: each an ImportError naming it."""
     with pytest.raises(ImportError, match="io_uring_sqe.addr2 at 8.*one of each union"):
         Layout.of("io_uring_sqe")
+    with pytest.raises(ImportError, match="struct io_uring_nope is not in the object's BTF"):
+        Layout.of("io_uring_nope")
     with pytest.raises(ImportError, match="uw_call3.nope is not in the object's BTF"):
         Layout.of("uw_call3", "hdr", "nope")
     with pytest.raises(ImportError, match="uw_task.ppid: Q is not the size of I"):

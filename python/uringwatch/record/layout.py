@@ -88,6 +88,9 @@ class Layout:
         BTF's format unless `formats` gives another of its size, then the
         `reserved` tail as named here. The members must cover the struct
         back to back, as Layout reads them."""
+        if name not in STRUCTS:
+            raise ImportError(f"struct {name} is not in the object's BTF as generated: "
+                              "a member of an anchor in bpf/btf_anchors.h keeps it there")
         size, btf_members = STRUCTS[name]
         found: dict[str, tuple[int, str | None]] = {}
         for member, off, fmt in btf_members:
