@@ -88,7 +88,7 @@ class Btf:
         at += 12
         kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
         t = {"kind": kind, "name": self.name(name_off), "size": size_or_type,
-             "type": size_or_type}
+             "type": size_or_type, "signed": bool(kflag)}     # enums: kflag is signedness
         if kind == INT:
             enc, = struct.unpack_from("<I", data, at)
             t.update(signed=bool(enc >> 24 & INT_SIGNED), char=bool(enc >> 24 & INT_CHAR),
@@ -156,12 +156,10 @@ class Btf:
         of structs, repeated; a nested struct its members' formats."""
         t = self.resolve(type_id)
         kind = t["kind"]
-        if kind == INT:
+        if kind in (INT, ENUM, ENUM64):
             letters = {1: "b", 2: "h", 4: "i", 8: "q"} if t["signed"] else \
                 {1: "B", 2: "H", 4: "I", 8: "Q"}
             return letters[t["size"]] if t["size"] in letters else _unsupported(where)
-        if kind in (ENUM, ENUM64):
-            return {4: "I", 8: "Q", 2: "H", 1: "B"}[t["size"]]
         if kind == PTR:
             return "Q"
         if kind == ARRAY:
@@ -219,11 +217,10 @@ def wanted(btf: Btf) -> list[int]:
     """Ids of the types to write out: named uw_*, and the anchors' members'."""
     ids = [i for i, t in enumerate(btf.types)
            if t["kind"] in (STRUCT, UNION, ENUM, ENUM64) and t["name"].startswith("uw_")]
+    index = {id(t): i for i, t in enumerate(btf.types)}
     for i in list(ids):
         if btf.types[i]["name"] in ANCHORS:
-            for m in btf.types[i]["members"]:
-                t = btf.resolve(m["type"])
-                ids.append(btf.types.index(t))
+            ids += [index[id(btf.resolve(m["type"]))] for m in btf.types[i]["members"]]
     return sorted(set(ids), key=lambda i: btf.types[i]["name"])
 
 
