@@ -69,7 +69,7 @@ struct uw_agg_key *uw_agg_key_anchor __attribute__((unused));
 struct uw_ring_fd *uw_ring_fd_anchor __attribute__((unused));
 enum uw_ring_fd_flags *uw_ring_fd_flags_anchor __attribute__((unused));
 
-/* Likewise for the enums Python mirrors. */
+/* Likewise for the enums Python reads (bpf/gen_abi.py). */
 struct uw_enums {
 	enum uw_kind kind;
 	enum uw_call_flags call_flags;
@@ -92,6 +92,9 @@ struct uw_enums {
 	enum uw_rec rec;
 	enum uw_ns_flags ns_flags;
 	enum uw_part part;
+	enum uw_op_target op_target;
+	enum uw_abi abi;
+	enum uw_sizes sizes;
 };
 struct uw_enums *uw_enums_anchor __attribute__((unused));
 

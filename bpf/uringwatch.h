@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The one definition of every layout shared by the BPF object and Python.
- * Python's copies (python/uringwatch/record/layout.py) are checked against the BTF
- * of the built object by tests/test_abi.py.
+ * Python's view of it (python/uringwatch/record/_abi.py, read by layout.py)
+ * is generated from the BTF of the built object by bpf/gen_abi.py.
  */
 #ifndef URINGWATCH_H
 #define URINGWATCH_H
@@ -11,28 +11,38 @@
 #include <linux/types.h>
 #endif
 
+/* Constants user space needs are enums, not macros: BTF keeps enums
+ * (btf_anchors.h), and Python's view of this header is generated from the
+ * object's BTF (bpf/gen_abi.py). */
+
 /* Bump when any record layout below changes. ABI 1 (before identities) is
  * kept decodable by layout.CALL_ABI1 in python/uringwatch/record/layout.py, ABI 2
  * by uw_call, which the object still holds as a call's working state. */
-#define UW_ABI_VERSION 3   /* 3: uw_call3, the parts a call has, then its data */
+enum uw_abi {
+	UW_ABI_VERSION = 3,   /* 3: uw_call3, the parts a call has, then its data */
+};
 
-#define UW_COMM_LEN 16
-#define UW_HOSTNAME_LEN 64    /* UTS nodename without its NUL (__NEW_UTS_LEN) */
-#define UW_NREGION 4          /* head, array A, array B, exit copy */
+enum uw_sizes {
+	UW_COMM_LEN = 16,
+	UW_HOSTNAME_LEN = 64,   /* UTS nodename without its NUL (__NEW_UTS_LEN) */
+	UW_NREGION = 4,         /* head, array A, array B, exit copy */
+	UW_FILES_MAX = 64,      /* fds resolved per call */
+	UW_MEMS_MAX = 16,       /* buffers resolved per call */
+	UW_PATH_MAX = 176,      /* path bytes per resolved file */
+	UW_MAX_CHANGED = 16,    /* changed spots listed per record */
+	UW_PARAMS_LEN = 120,    /* struct io_uring_params */
+};
+
 #define UW_ARR_A_MAX 16384    /* 1024 x 16-byte elements */
 #define UW_ARR_B_MAX 8192     /* 1024 x 8-byte tags */
 #define UW_OUT_MAX 256        /* exit copy of a small in/out region */
-#define UW_FILES_MAX 64       /* fds resolved per call */
-#define UW_MEMS_MAX 16        /* buffers resolved per call */
-#define UW_PATH_MAX 176       /* path bytes per resolved file */
 #define UW_IDENT_MAX (UW_FILES_MAX * 256 + UW_MEMS_MAX * 312) /* sizes asserted below */
 #define UW_DATA_MAX (UW_HEAD_MAX + UW_ARR_A_MAX + UW_ARR_B_MAX + UW_IDENT_MAX + UW_OUT_MAX)
-#define UW_MAX_CHANGED 16     /* changed spots listed per record */
-#define UW_AGG_OVERFLOW_UID 0xffffffff /* key (this uid, cgroup 0): the overflow aggregate */
+/* key (this uid, cgroup 0): the overflow aggregate. A macro: an enumerator
+ * must fit an int (C11 6.7.2.2), and this does not. */
+#define UW_AGG_OVERFLOW_UID 0xffffffff
 
-/* Limits and the defaults user space starts from. An enum, not macros, so
- * that they are in the object's BTF (btf_anchors.h), where tests/test_abi.py
- * checks Python's copies (layout.py). */
+/* Limits and the defaults user space starts from. */
 enum uw_limits {
 	UW_HEAD_MAX = 128,                  /* largest struct read at arg (io_uring_params: 120) */
 	UW_CAP_MAX = 1024,                  /* largest settable element cap */
@@ -334,8 +344,6 @@ struct uw_call3 {
 _Static_assert(sizeof(struct uw_call3) == 112, "uw_call3: python/uringwatch/record/layout.py");
 _Static_assert(sizeof(struct uw_file) == 256, "UW_IDENT_MAX assumes 256-byte uw_file");
 _Static_assert(sizeof(struct uw_mem) == 312, "UW_IDENT_MAX assumes 312-byte uw_mem");
-
-#define UW_PARAMS_LEN 120     /* struct io_uring_params */
 
 /* Emitted at io_uring_setup's exit. */
 struct uw_ring {

@@ -1,17 +1,39 @@
-"""Python's layouts and opcodes against the BTF of the built object: the C
-side is the truth, and a copy that drifts from it fails here."""
+"""Python's view of the ABI against the BTF of the built object: the C
+side is the truth. record/_abi.py is generated from the object's BTF at
+build time (bpf/gen_abi.py); here it is checked against bpftool's reading
+of the same BTF, and against what the generator makes of the installed
+object, so that a stale or wrong one fails."""
 
 import ctypes
+import importlib.util
 import json
+import os
 import pathlib
 import shutil
+import struct
 import subprocess
+import sys
 from importlib import resources
 
 import pytest
 
-from uringwatch.record import layout, opcodes, rings, uapi
+from helpers import REPO
+from uringwatch.record import _abi, layout, opcodes, rings, uapi
+from uringwatch.record.layout import Layout
 from uringwatch.system import libbpf
+
+GEN_ABI = os.path.join(REPO, "bpf", "gen_abi.py")
+
+
+def gen_abi():
+    spec = importlib.util.spec_from_file_location("gen_abi", GEN_ABI)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def object_bytes(name: str = "uringwatch.bpf.o") -> bytes:
+    return resources.files("uringwatch").joinpath(name).read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -74,31 +96,122 @@ def enum_values(btf, name):
     return {v["name"]: v["val"] for v in named(btf, "ENUM", name)["values"]}
 
 
-def test_enums_match_btf(btf):
+def flat_typed(btf, struct, base=0):
+    """(name, byte offset, type id) of every member, those of anonymous
+    unions and structs in their place, as the generator lists them."""
+    out = []
+    for m in struct["members"]:
+        off = base + m["bits_offset"] // 8
+        if m["name"] == "(anon)":
+            out += flat_typed(btf, resolve(btf, m["type_id"]), off)
+        else:
+            out.append((m["name"], off, m["type_id"]))
+    return out
+
+
+def type_size(btf, type_id):
+    t = resolve(btf, type_id)
+    if t["kind"] == "ARRAY":
+        return t["nr_elems"] * type_size(btf, t["type_id"])
+    return 8 if t["kind"] == "PTR" else t["size"]
+
+
+@pytest.mark.parametrize("name", sorted(_abi.STRUCTS))
+def test_generated_structs_are_btfs(btf, name):
+    """Sizes, members and offsets as bpftool reads them; each member's
+    format the size of its type."""
+    size, members = _abi.STRUCTS[name]
+    s = named(btf, "STRUCT", name)
+    assert size == s["size"]
+    expected = flat_typed(btf, s)
+    assert [(m, off) for m, off, _ in members] == [(m, off) for m, off, _ in expected]
+    for (member, _, fmt), (_, _, type_id) in zip(members, expected):
+        if fmt is not None:
+            assert struct.calcsize("<" + fmt) == type_size(btf, type_id), member
+
+
+def test_generated_enums_are_btfs(btf):
+    """Every enum written out, and each UW_ enumerator as a constant of
+    layout without its prefix."""
+    for name, values in _abi.ENUMS.items():
+        e = named(btf, "ENUM", name)
+        mask = (1 << 8 * e["size"]) - 1
+        assert {k: v & mask for k, v in values.items()} == \
+            {v["name"]: v["val"] & mask for v in e["values"]}, name
+        for k, v in values.items():
+            if k.startswith("UW_"):
+                assert getattr(layout, k.removeprefix("UW_")) == v, k
+    wanted = {t["name"] for t in btf.values() if t["kind"] == "ENUM"
+              and t.get("name", "").startswith("uw_")}
+    assert wanted <= set(_abi.ENUMS)
+
+
+def test_generated_module_is_what_the_generator_makes_of_the_object():
+    """A stale _abi.py (the header changed, the module did not) fails here."""
+    installed = resources.files("uringwatch.record").joinpath("_abi.py").read_text()
+    assert installed == gen_abi().generate(object_bytes(), "uringwatch.bpf.o")
+
+
+def test_counter_drop_and_record_names_follow_their_enums(btf):
     counters = enum_values(btf, "uw_counter")
     assert [k.removeprefix("UW_CNT_").lower() for k in counters][:-1] == list(layout.COUNTERS)
-    for enum, prefix, module_prefix in (("uw_call_flags", "UW_F_", "F_"),
-                                        ("uw_region_flags", "UW_R_", "R_"),
-                                        ("uw_resolve", "UW_RES_", "RES_"),
-                                        ("uw_role", "UW_ROLE_", "ROLE_"),
-                                        ("uw_file_flags", "UW_FL_", "FL_"),
-                                        ("uw_mem_flags", "UW_M_", "M_"),
-                                        ("uw_ident_flags", "UW_I_", "I_"),
-                                        ("uw_ns_flags", "UW_NS_", "NS_"),
-                                        ("uw_part", "UW_P_", "P_"),
-                                        ("uw_ring_fd_flags", "UW_RFD_", "RFD_")):
-        for k, v in enum_values(btf, enum).items():
-            assert getattr(layout, module_prefix + k.removeprefix(prefix)) == v, k
-    for k, v in enum_values(btf, "uw_kind").items():
-        assert getattr(layout, k.removeprefix("UW_")) == v, k
-    for enum in ("uw_op_flags", "uw_op_reason"):
-        for k, v in enum_values(btf, enum).items():
-            assert getattr(layout, k.removeprefix("UW_")) == v, k
     drops = enum_values(btf, "uw_drop")
     assert [k.removeprefix("UW_DROP_").lower() for k in drops][:-1] == list(layout.DROPS)
     recs = enum_values(btf, "uw_rec")
     assert [k.removeprefix("UW_REC_").lower() + "s_dropped" for k in recs][:-1] == \
         list(layout.REC_DROPS)
+
+
+def run_generator(path):
+    return subprocess.run([sys.executable, GEN_ABI, str(path), "-"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_generator_says_one_line_for_a_bad_object(tmp_path):
+    """Not ELF, cut short, without .BTF, with a broken BTF header: exit 1
+    and one line naming the file, never a traceback."""
+    elf = object_bytes()
+    btf_at = elf.index(gen_abi().btf_section(elf))
+    cases = {"not-elf": b"#!/bin/sh\n" * 20, "cut": elf[:len(elf) // 3],
+             "no-btf": elf.replace(b".BTF\0", b".XTF\0"),
+             "bad-magic": elf[:btf_at] + b"\xeb\x9f" + elf[btf_at + 2:],
+             "bad-lengths": elf[:btf_at + 8] + b"\xff" * 16 + elf[btf_at + 24:]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        r = run_generator(tmp_path / name)
+        assert r.returncode == 1 and r.stdout == "", name
+        assert r.stderr.startswith(f"gen_abi.py: {tmp_path / name}: "), (name, r.stderr)
+        assert r.stderr.count("\n") == 1, (name, r.stderr)
+    assert run_generator(tmp_path / "missing").returncode == 1
+
+
+def test_layout_of_refuses_a_view_btf_does_not_have():
+    """A union taken whole, a member the struct lacks, a format of another
+    size, or a view shorter than the struct: each an ImportError naming it."""
+    with pytest.raises(ImportError, match="io_uring_sqe.addr2 at 8.*one of each union"):
+        Layout.of("io_uring_sqe")
+    with pytest.raises(ImportError, match="struct io_uring_nope is not in the object's BTF"):
+        Layout.of("io_uring_nope")
+    with pytest.raises(ImportError, match="uw_call3.nope is not in the object's BTF"):
+        Layout.of("uw_call3", "hdr", "nope")
+    with pytest.raises(ImportError, match="uw_task.ppid: Q is not the size of I"):
+        Layout.of("uw_task", ppid="Q")
+    with pytest.raises(ImportError, match="uw_task: Python's view is 12 bytes, BTF's 16"):
+        Layout.of("uw_task", "ppid", "pidns", "mntns")
+    assert Layout.of("uw_task", ppid="i").unpack(struct.pack("<iIII", -1, 2, 3, 0))["ppid"] == -1
+
+
+def test_source_tree_import_without_a_build_says_to_install(tmp_path):
+    """python/ has no _abi.py (and no object): importing it from the
+    checkout names what to do instead of failing somewhere deeper."""
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                        "import uringwatch.record.layout", os.path.join(REPO, "python")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == (
+        "ImportError: uringwatch.record._abi is missing: it is generated from the BPF "
+        "object's BTF when the package is built (bpf/gen_abi.py). Install the package "
+        "(pip install --no-deps .) instead of importing python/ from the source tree.")
 
 
 def test_sqe_op_names_match_btf(btf):
@@ -160,34 +273,23 @@ def test_every_opcode_has_a_capture_plan(btf):
     assert planned == list(opcodes.NAMES)
 
 
-def test_limits_and_defaults_match_btf(btf):
-    limits = enum_values(btf, "uw_limits")
-    assert limits == {"UW_" + name: getattr(layout, name) for name in (
-        "HEAD_MAX", "CAP_MAX", "DEFAULT_CAP", "DEFAULT_SNAP_BYTES", "DEFAULT_RING_BYTES",
-        "DEFAULT_MAX_INFLIGHT", "DEFAULT_WAKEUP_BYTES", "SIG_UNROLLED",
-        "SIG_FILES_UNROLLED", "QUERY_MAX", "QUERY_DATA", "DEFAULT_MAX_AGGS")}
-
-
 def test_config_is_the_whole_rodata_cfg_section(btf):
     sec = named(btf, "DATASEC", ".rodata.cfg")
     (var,) = sec["vars"]
     assert var["offset"] == 0 and var["size"] == layout.CONFIG.size
 
 
-def test_identity_limits_match_the_header():
-    """The record's identity area is sized from these: FILES_MAX entries,
-    MEMS_MAX buffers, PATH_MAX path bytes each."""
-    header = (pathlib.Path(__file__).parent.parent / "bpf" / "uringwatch.h").read_text()
-    for name in ("FILES_MAX", "MEMS_MAX", "PATH_MAX"):
-        assert f"#define UW_{name} {getattr(layout, name)} " in header, name
+def test_resolve_names_are_the_resolve_paths(btf):
     from uringwatch.probe import hooks
     assert sorted(layout.RESOLVE_NAMES.values()) == sorted(hooks.RESOLVE)
+    assert set(layout.RESOLVE_NAMES) == set(enum_values(btf, "uw_resolve").values())
 
 
 def test_overflow_aggregate_key_matches_the_header():
-    """User space makes the aggregate the kernel falls back to by this key."""
+    """User space makes the aggregate the kernel falls back to by this key
+    (a macro, not in BTF: an enumerator must fit an int)."""
     header = (pathlib.Path(__file__).parent.parent / "bpf" / "uringwatch.h").read_text()
-    assert f"#define UW_AGG_OVERFLOW_UID {layout.AGG_OVERFLOW_UID:#x} " in header
+    assert f"#define UW_AGG_OVERFLOW_UID {layout.AGG_OVERFLOW_UID:#x}\n" in header
 
 
 def test_only_the_btf_object_calls_a_kfunc():

@@ -34,6 +34,7 @@ def wheel(tmp_path_factory):
 def test_one_wheel_holds_everything(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "uringwatch/uringwatch.bpf.o" in names
+    assert "uringwatch/record/_abi.py" in names     # generated from the object's BTF
     assert "uringwatch/_lib/BUNDLED.txt" in names
     for lib in BUNDLED:
         assert f"uringwatch/_lib/{lib}" in names
