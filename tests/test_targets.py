@@ -223,7 +223,7 @@ def test_an_action_whose_completion_never_comes_is_reported_at_stop(tmp_path):
         r.put(1, uring.OP_NOP)
         assert r.submit(2, wait=1) == 0          # the NOP's: the open posts none
         wait_for(quiet.exists, "the open done (by an io-wq worker, maybe)")
-        events = collect(t, lambda ev: False, timeout=2)
+        events = collect(t, lambda ev: False, timeout=0)
         r.close()
     (act,) = [e for e in events if type(e).__name__ == "Action"]
     assert act.target.path == str(quiet) and act.completion == "at_stop"
@@ -284,7 +284,7 @@ def own_actions(tmp_path):
             r = uring.Ring(8)
             got = fn(r, cstr)
             r.close()
-            events = collect(t, lambda ev: False, timeout=2)
+            events = collect(t, lambda ev: False, timeout=0)
         return got, [e for e in events if type(e).__name__ == "Action"]
     return run, tmp_path
 
