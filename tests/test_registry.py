@@ -157,3 +157,53 @@ def test_an_entry_that_drifts_is_named(btf, change, expect):  # noqa: F811
     table[2] = table[2]._replace(**change)
     found = problems(tuple(table), btf)
     assert any(expect in p for p in found), found
+
+
+# The IORING_OP sets bpf/ declares once (a bit mask of IORING_OP_* each),
+# and the places in Python and the docs that must name the same opcodes.
+def header_sets() -> dict[str, set[str]]:
+    """NAME -> opcodes of every `#define NAME (X_OP(A) | X_OP(B) ...)`."""
+    out = {}
+    for header in ("targets.h", "opfile.h"):
+        text = (REPO / "bpf" / header).read_text().replace("\\\n", " ")
+        for name, body in re.findall(r"^#define (\w+_OPS) \((.*)\)$", text, re.M):
+            out[name] = set(re.findall(r"[A-Z]+_OP\((\w+)\)", body))
+    return out
+
+
+def op_set_problems(python: dict[str, set[str]]) -> list[str]:
+    """Where a set Python or the docs hold differs from the header's."""
+    from uringwatch.record import opcodes
+    sets, out = header_sets(), []
+    for name, ops in python.items():
+        for op in sorted(ops - sets[name]):
+            out.append(f"{op}: named for {name}, not in the header's {name}")
+        for op in sorted(sets[name] - ops):
+            out.append(f"{op}: in the header's {name}, not named for it")
+    for op in sorted(set().union(*sets.values()) - set(opcodes.SQE_OPS)):
+        out.append(f"{op}: not in opcodes.SQE_OPS")
+    return out
+
+
+def python_op_sets() -> dict[str, set[str]]:
+    from uringwatch.record import targets
+    rings_doc = (REPO / "docs" / "RINGS.md").read_text()
+    needs_file = rings_doc.split("`needs_file`:", 1)[1].split("; one", 1)[0]
+    return {"ACT_OPS": set(targets.ACTION_OPS), "ACT_FIXED_OPS": set(targets.FIXED_OPS),
+            "ACT_PATH_OPS": targets._PATHS | targets._TWO_PATHS,
+            "ACT_TWO_PATH_OPS": set(targets._TWO_PATHS),
+            "FILE_OPS": set(re.findall(r"`(\w+)`", needs_file))}
+
+
+def test_the_op_sets_python_decodes_are_the_headers():
+    assert op_set_problems(python_op_sets()) == []
+
+
+def test_a_made_up_action_op_is_named_where_it_is_missing():
+    """An action decoded in Python that bpf/targets.h never reports, and
+    an op the header reports that Python has no decoder for."""
+    sets = python_op_sets()
+    sets["ACT_OPS"] = sets["ACT_OPS"] - {"LINKAT"} | {"MADE_UP"}
+    assert op_set_problems(sets) == [
+        "MADE_UP: named for ACT_OPS, not in the header's ACT_OPS",
+        "LINKAT: in the header's ACT_OPS, not named for it"]

@@ -16,7 +16,8 @@ from .events import Action, Target
 from .identity import FileIdentity, file_identity
 from .layout import cstr
 
-# The opcodes bpf/targets.h reports each (its ACT_OPS), by name
+# The opcodes bpf/targets.h reports each (its ACT_OPS), by name; tests/test_registry.py
+# holds this and every op set below to the header's
 ACTION_OPS = ("OPENAT", "OPENAT2", "STATX", "UNLINKAT", "RENAMEAT", "MKDIRAT", "SYMLINKAT",
               "LINKAT", "SOCKET", "CONNECT", "BIND", "LISTEN", "ACCEPT", "SETXATTR",
               "GETXATTR", "FSETXATTR", "FGETXATTR")
