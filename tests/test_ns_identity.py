@@ -69,9 +69,10 @@ def test_on_the_host_the_namespaced_ids_are_the_host_ones(tracer):
         (os.getpid(), threading.get_native_id(), socket.gethostname())
 
 
-# One process that changes what it is between its calls, each way the
-# context read once per process (bpf/context.h) must notice: it prints, after
-# each change, what its next call must say.
+# One process that changes what it is between its calls, each way a
+# context kept per process would have to notice (bpf/capture.h reads it at
+# every call: why there): it prints, after each change, what its next call
+# must say.
 CHANGER = f"""
 import ctypes, json, os, sys
 sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
