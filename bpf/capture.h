@@ -46,10 +46,20 @@ static __always_inline __u32 pid_nr_at(struct pid *p, __u32 level)
 	return nr;
 }
 
+/* The caller's context is read at exit straight into its record's parts
+ * (record.h), and only for a call that is sent: one fairness coalesces
+ * reads none. It is read every time, not kept per process: the task walks
+ * (ppid, the namespaces' inodes, the pid numbers) cost 2-5 ns a call
+ * (docs/BENCHMARKS.md), less than a cache's lookup, and no pointer
+ * compare can tell that the hostname, written in place, or a namespace
+ * freed and made anew at the same address, has changed. */
+
 /* The caller's pid, tid and hostname as its own namespaces see them: the
  * entries of its pid namespace's level (0 is the host's) in its thread's
- * and its group leader's struct pid (threads share a pid namespace). */
-static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct *task)
+ * and its group leader's struct pid (threads share a pid namespace).
+ * Every byte of *ns is set (it lies where other parts were before); its
+ * flags are returned, and with none the part is not sent. */
+static __always_inline __u32 fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct *task)
 {
 	struct pid *tid = task->thread_pid, *pid = task->group_leader->thread_pid;
 	struct uts_namespace *uts;
@@ -65,14 +75,14 @@ static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct
 			flags = UW_NS_IDS;
 		}
 	}
-	ns->nspid = nspid;      /* sent with the hostname: no earlier caller's */
+	ns->nspid = nspid;
 	ns->nstid = nstid;
-	ns->flags = flags;      /* the slot is not cleared between calls */
+	ns->flags = flags;
+	ns->pad = 0;
 	if (!task->nsproxy || !task->nsproxy->uts_ns) {
-		/* sent if the ids are: no earlier caller's name in it */
-		if (flags)
+		if (flags)      /* sent: no earlier record's bytes in its name */
 			__builtin_memset(ns->hostname, 0, sizeof(ns->hostname));
-		return;
+		return flags;
 	}
 	uts = task->nsproxy->uts_ns;
 	/* Eight bytes a load: a typed load may span the elements of an array
@@ -89,28 +99,24 @@ static __always_inline void fill_ns_ctx(struct uw_ns_ctx *ns, struct task_struct
 	for (i = 0; i < UW_HOSTNAME_LEN / 8; i++)
 		dst[i] = src[i];
 	ns->flags = flags | UW_NS_UTS;
+	return flags | UW_NS_UTS;
 }
 
-/* Fills ppid and namespaces through BTF-typed task pointers: plain loads
- * the verifier checks, allowed where bpf_probe_read_kernel is locked down. */
-static __always_inline void fill_task(struct uw_call *c)
+/* ppid and namespaces into *t, through BTF-typed task pointers: plain
+ * loads the verifier checks, allowed where bpf_probe_read_kernel is locked
+ * down. Returns the call flags it filled. */
+static __always_inline __u32 fill_task(struct uw_task *t, struct task_struct *task)
 {
-	struct task_struct *task;
-
-	if (!cfg.use_task_btf)
-		return;
-	task = bpf_get_current_task_btf();
-	c->ppid = task->real_parent->tgid;
-	c->flags |= UW_F_PPID;
-	if (task->nsproxy) {
-		c->pidns = task->nsproxy->pid_ns_for_children->ns.inum;
-		c->mntns = task->nsproxy->mnt_ns->ns.inum;
-		c->flags |= UW_F_NS;
-	} else {
-		c->pidns = 0;   /* sent in uw_task beside ppid: no earlier call's */
-		c->mntns = 0;
+	t->ppid = task->real_parent->tgid;
+	t->pad = 0;
+	if (!task->nsproxy) {
+		t->pidns = 0;
+		t->mntns = 0;
+		return UW_F_PPID;
 	}
-	fill_ns_ctx(&c->ns, task);
+	t->pidns = task->nsproxy->pid_ns_for_children->ns.inum;
+	t->mntns = task->nsproxy->mnt_ns->ns.inum;
+	return UW_F_PPID | UW_F_NS;
 }
 
 /* Copies len bytes of user memory to data[off..]. Not inlined: the

@@ -116,10 +116,13 @@ static __always_inline struct uw_agg *fair__agg(struct uw_agg_key *k, __u64 now)
 static __always_inline struct uw_proc *fair__proc(__u32 tgid, __u64 now, __u32 uid,
 						  __u64 cgroup_id)
 {
-	struct uw_proc *p = bpf_map_lookup_elem(&procs, &tgid), *fresh;
+	struct uw_proc *p, *fresh;
 	__u32 zero = 0;
 
-	if (p || !cfg.fair)
+	if (!cfg.fair)          /* none made: a lookup would always miss (~10 ns) */
+		return 0;
+	p = bpf_map_lookup_elem(&procs, &tgid);
+	if (p)
 		return p;
 	fresh = bpf_map_lookup_elem(&fresh_state, &zero);
 	if (!fresh)

@@ -2,9 +2,10 @@
 /*
  * A call's record as sent (ABI 3, struct uw_call3 in uringwatch.h): the
  * fixed part and only the parts the call has, packed at exit from the
- * slot's state into the bytes just before its data, so that the record is
- * one run of the slot. Nothing of it is cleared first: every byte sent is
- * written for this call.
+ * slot's state, and the caller's context read into place (capture.h), into
+ * the bytes just before its data, so that the record is one run of the
+ * slot. Nothing of it is cleared first: every byte sent is written for
+ * this call.
  * Part of uringwatch.bpf.c's one translation unit; included there only.
  */
 #ifndef URINGWATCH_RECORD_H
@@ -54,20 +55,16 @@ static __always_inline __u32 pack_call(struct uw_slot *s, __u32 data_len)
 		COPY_WORDS(s, end, &c->ident.cred, sizeof(c->ident.cred) / 8);
 		parts |= UW_P_CRED;
 	}
-	if ((c->flags & UW_F_PPID) && c->ns.flags) {
-		end -= sizeof(struct uw_ns_ctx);
-		COPY_WORDS(s, end, &c->ns, sizeof(c->ns) / 8);
-		parts |= UW_P_NS;
-	}
-	if (c->flags & UW_F_PPID) {
-		struct uw_task *t;
+	if (cfg.use_task_btf) {         /* the caller's context, read into place */
+		struct task_struct *task = bpf_get_current_task_btf();
 
+		end -= sizeof(struct uw_ns_ctx);
+		if (fill_ns_ctx((void *)&s->head[end], task))
+			parts |= UW_P_NS;
+		else
+			end += sizeof(struct uw_ns_ctx);
 		end -= sizeof(struct uw_task);
-		t = (void *)&s->head[end];
-		t->ppid = c->ppid;
-		t->pidns = c->pidns;
-		t->mntns = c->mntns;
-		t->pad = 0;
+		c->flags |= fill_task((void *)&s->head[end], task);
 		parts |= UW_P_TASK;
 	}
 	if (c->nchanged) {      /* rare: an input changed under the kernel */

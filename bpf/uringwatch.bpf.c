@@ -168,8 +168,9 @@ static __always_inline bool end_call(__u32 tid, __u32 *idx)
 	return !bpf_map_delete_elem(&inflight, &tid);
 }
 
-/* Syscall exit: add the result and context, re-read, send one record
- * unless fairness coalesces or drops it (counted either way). */
+/* Syscall exit: add the result, re-read, send one record with the
+ * caller's context unless fairness coalesces or drops it (counted either
+ * way). */
 static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), idx;
@@ -201,7 +202,6 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 	s->call.gid = uid_gid >> 32;
 	s->call.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(s->call.comm, sizeof(s->call.comm));
-	fill_task(&s->call);
 	check_files(s, idx, btf);
 	resolve_mems(s, idx, btf, loop);
 	finish_args(s, loop);

@@ -286,7 +286,9 @@ struct uw_call {
 };
 
 /* ABI 2's record, and in every ABI the state of a call in flight (its
- * slot, maps.h). Since ABI 3 a call is sent as uw_call3 and its parts. */
+ * slot, maps.h). Since ABI 3 a call is sent as uw_call3 and its parts;
+ * the state leaves ppid, pidns, mntns and ns unset: the caller's context
+ * is read at exit straight into the record (bpf/record.h). */
 
 /* uw_call3.parts: which of these follow the regions and changed[], in
  * this order */

@@ -69,9 +69,10 @@ def test_on_the_host_the_namespaced_ids_are_the_host_ones(tracer):
         (os.getpid(), threading.get_native_id(), socket.gethostname())
 
 
-# One process that changes what it is between its calls, each way the
-# context read once per process (bpf/context.h) must notice: it prints, after
-# each change, what its next call must say.
+# One process that changes what it is between its calls, each way a
+# context kept per process would have to notice (bpf/capture.h reads it at
+# every call: why there): it prints, after each change, what its next call
+# must say.
 CHANGER = f"""
 import ctypes, json, os, sys
 sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
@@ -124,3 +125,128 @@ def test_a_process_that_changes_namespaces_or_hostname_between_calls(cgroup):
             events += polled
     assert [(e.pidns, e.mntns, e.hostname) for e in events] == want
     assert len({w[2] for w in want}) == 5 and len({w[:2] for w in want}) == 2
+
+
+# Changes that a context kept per process or per thread would miss: each
+# process says, just before each call, what that call's record must hold
+# (the field names of Event; "tid_is_pid": the tid is the process's).
+# - threads: one unshares its own UTS namespace (a thread's, not the
+#   process's) and names it; the main thread's calls keep the old name;
+# - setns into another process's mount namespace, and back;
+# - reparenting: a child whose parent dies is its subreaper's (this one's);
+# - a reused pid: a process gets the exact pid of one that ended (clone3's
+#   set_tid) and must say its own hostname and mount namespace, not the
+#   dead one's;
+# - exec from a thread, in a new pid namespace: the thread takes the
+#   process's pid (1 there), its tid and comm change.
+CONTEXTS = f"""
+import ctypes, json, os, struct, subprocess, sys, threading, time
+sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
+import uring
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NEWNS, NEWUTS, NEWPID, SUBREAPER, SET_NAME = 0x20000, 0x4000000, 0x20000000, 36, 15
+def ok(r):
+    assert r == 0, os.strerror(ctypes.get_errno())
+def mnt():
+    return os.stat("/proc/thread-self/ns/mnt").st_ino
+def call(ring, **want):
+    print(json.dumps(dict(want, tid=threading.get_native_id())), flush=True)
+    uring.register(ring, 9999, None, 0)
+def sethostname(name):
+    ok(libc.sethostname(name.encode(), len(name)))
+def clone3_at(pid):     # a fork, with the exact pid asked for
+    tid = (ctypes.c_int * 1)(pid)
+    args = struct.pack("11Q", 0, 0, 0, 0, 17, 0, 0, 0, ctypes.addressof(tid), 1, 0)
+    r = libc.syscall(435, ctypes.c_char_p(args), len(args))
+    assert r >= 0, os.strerror(ctypes.get_errno())
+    return r
+
+ok(libc.unshare(NEWUTS))
+sethostname("uw-main")
+ring, me, home = uring.setup(), os.getpid(), mnt()
+call(ring, hostname="uw-main", mntns=home)
+def thread():
+    ok(libc.unshare(NEWUTS))
+    sethostname("uw-thread")
+    call(ring, hostname="uw-thread", nstid=threading.get_native_id())
+t = threading.Thread(target=thread); t.start(); t.join()
+call(ring, hostname="uw-main")
+
+other = subprocess.Popen(["unshare", "--mount", "sleep", "60"])
+while os.stat(f"/proc/{{other.pid}}/ns/mnt").st_ino == home:
+    time.sleep(0.01)
+there, back = os.open(f"/proc/{{other.pid}}/ns/mnt", os.O_RDONLY), os.open("/proc/self/ns/mnt", os.O_RDONLY)
+ok(libc.setns(there, NEWNS))
+call(ring, mntns=os.fstat(there).st_ino)
+ok(libc.setns(back, NEWNS))
+call(ring, mntns=home)
+other.kill(); other.wait()
+
+ok(libc.prctl(SUBREAPER, 1, 0, 0, 0))
+r, w = os.pipe()
+parent = os.fork()
+if parent == 0:
+    if os.fork() == 0:
+        call(ring, ppid=os.getppid())
+        os.write(w, b"x")
+        while os.getppid() != me:
+            time.sleep(0.01)
+        call(ring, ppid=me)
+        os._exit(0)
+    os.read(r, 1)
+    os._exit(0)
+os.waitpid(parent, 0)
+os.wait()
+
+old = os.fork()
+if old == 0:
+    ok(libc.unshare(NEWUTS | NEWNS))
+    sethostname("uw-old")
+    call(ring, hostname="uw-old", mntns=mnt(), ppid=me)
+    os._exit(0)
+os.waitpid(old, 0)
+sys.stdout.flush()
+if clone3_at(old) == 0:
+    assert os.getpid() == old
+    call(ring, hostname="uw-main", mntns=home, ppid=me, pid=old)
+    os._exit(0)
+os.waitpid(old, 0)
+
+AFTER = "import json, os, sys; sys.path.insert(0, %r); import uring; " \\
+        "c = open('/proc/self/comm').read().strip(); " \\
+        "print(json.dumps(dict(nspid=1, nstid=1, tid_is_pid=True, comm=c)), flush=True); " \\
+        "uring.register(uring.setup(), 9999, None, 0)" % sys.path[0]
+ok(libc.unshare(NEWPID))
+if os.fork() == 0:
+    def execs():
+        ok(libc.prctl(SET_NAME, b"uw-before", 0, 0, 0))
+        call(ring, nspid=1, nstid=threading.get_native_id(), comm="uw-before")
+        os.execv(sys.executable, [sys.executable, "-c", AFTER])
+    threading.Thread(target=execs).start()
+    time.sleep(60)
+os.wait()
+"""
+
+
+@needs_root
+def test_context_changes_a_per_process_cache_would_miss(cgroup):
+    with Tracer(Filters(cgroups=frozenset([cgroup.stat().st_ino])), fair=False) as t:
+        if not t.features["task_btf"]:
+            pytest.skip("this kernel refuses BTF task reads: ppid, nspid and hostname are None")
+        cmd = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh",
+               sys.executable, "-c", CONTEXTS]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
+        wants = [json.loads(line) for line in out.stdout.split("\n") if line]
+        events = []
+        while len(events) < len(wants):
+            polled = t.poll(5)
+            assert polled or events, "no events within 5 s"
+            events += polled
+    assert len(wants) == 11 and len(events) == len(wants)
+    for e, want in zip(events, wants):
+        if want.pop("tid_is_pid", False):
+            assert e.tid == e.pid, want
+        if "nspid" in want:         # the tid it saw is its pid namespace's
+            want.pop("tid", None)
+        assert {k: getattr(e, k) for k in want} == want
