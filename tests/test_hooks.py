@@ -127,6 +127,8 @@ def test_probe_reports_this_kernel():
     assert rep["chosen"] == ("syscalls" if per_syscall else "kprobes" if KPROBES
                              else "raw_syscalls")
     assert rep["lockdown"] in ("none", "integrity", "confidentiality")
+    actions = rep["rings"]["action_targets"]
+    assert not actions or actions[-2:] == ["READ_FIXED(len 0)", "WRITE_FIXED(len 0)"]
 
 
 def test_register_opcodes_fallback_never_guesses(monkeypatch):

@@ -191,28 +191,34 @@ def test_old_fdinfo_gives_leaf_names_marked_truncated():
     assert got["personalities"] == [1] and got["fields"]["SqThread"] == "-1"
 
 
-def test_a_recording_holds_the_rings_from_before_and_replays_them(server, tmp_path, needs_ops):
-    """`-w`: the rings found at start are records of the recording, so its
-    replay shows them as they were shown live, and joins the server's later
-    operations to what they had registered."""
+@pytest.mark.parametrize("command", [["--json"], ["record"]], ids=["shown", "record"])
+def test_a_recording_holds_the_rings_from_before_and_replays_them(server, tmp_path, needs_ops,
+                                                                  command):
+    """`-w` (shown live, and `record`, which decodes nothing): the rings
+    found at start are records of the recording ahead of any operation, so
+    its replay shows them as they were shown live, and joins the server's
+    operations, their first uses too, to what they had registered."""
     import json
     import signal
     import subprocess
     import sys
     uw, cap = [sys.executable, "-m", "uringwatch"], tmp_path / "cap.uwd"
-    p = subprocess.Popen(uw + ["--rings", "--json", "-w", str(cap), "-p", str(server.pid)],
+    argv = ["record"] * (command == ["record"]) + ["--rings", "-w", str(cap),
+                                                    "-p", str(server.pid)]
+    p = subprocess.Popen(uw + argv + ["--json"] * (command == ["--json"]),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "tracing" in p.stderr.readline()
     server.read_fixed()
     p.send_signal(signal.SIGINT)
     live, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
-    shown = [line for line in live.splitlines() if '"kind":"ring_before"' in line]
-    assert len(shown) == 2
     replayed = subprocess.run(uw + ["replay", str(cap), "--json"], capture_output=True,
                               text=True, timeout=60)
     assert replayed.returncode == 0, replayed.stderr
     lines = replayed.stdout.splitlines()
-    assert [line for line in lines if '"kind":"ring_before"' in line] == shown
+    shown = [line for line in lines if '"kind":"ring_before"' in line]
+    assert len(shown) == 2
+    if command == ["--json"]:
+        assert shown == [line for line in live.splitlines() if '"kind":"ring_before"' in line]
     ops = [json.loads(line) for line in lines if '"kind":"op"' in line]
     assert ops and all(op["uses"]["file_identity"]["source"] == "fdinfo" for op in ops)

@@ -111,9 +111,10 @@ class EventReader:
 
     def _drain_raw(self, sink, limit: int) -> int:
         ring = self._ring
+        found = len(self._take_found())
         peeks = ring.peek(limit, RING_BYTES, headers.PEEK)
         if not peeks:
-            return len(self._made_here(idle=True))
+            return found + len(self._made_here(idle=True))
         kind, cg = headers.PEEK_AT["kind"], headers.PEEK_AT["cgroup_id"]
         live = [p for p in peeks if not p[0] & ringbuf.DISCARD]
         view = ring.taken()
@@ -123,13 +124,14 @@ class EventReader:
         finally:        # a view left alive would keep the ring from unmapping
             view.release()
         ring.release()
-        return len(live) + len(self._made_here(idle=False))
+        return found + len(live) + len(self._made_here(idle=False))
 
     def _drain(self, lines: bool = False) -> list:
         """One batch: memory stays bounded when the caller is slow, and the
         ring backs up instead (the kernel then counts ring_full). Lines
         only where nothing needs the batch's events (on_ring)."""
         ring = self._ring
+        found = self._take_found()
         spans = ring.spans(BATCH, RING_BYTES if self.on_ring else 0)
         out, errors = decode_many(ring.data, spans, self.boot_to_wall, self._context,
                                   proc=True, runs=self._runs,
@@ -144,9 +146,6 @@ class EventReader:
             finally:
                 view.release()
         ring.release()
-        found, self._found = self._found, []
-        for ev in found:            # rings from before: recorded as records of their own
-            self._made(before.record(ev))
         out = found + out + self._made_here(idle=not out and not found)
         return out + self.findings(out) if self.findings else out
 
@@ -154,6 +153,15 @@ class EventReader:
     def repeat_events(self) -> int:
         """Repeat events yielded, pending ones included."""
         return self._runs.events
+
+    def _take_found(self) -> list[AnyEvent]:
+        """The rings from before, once: recorded as records of their own
+        ahead of the batch, so that a replay knows them before the first
+        operation on them, as the live ledger did."""
+        found, self._found = self._found, []
+        for ev in found:
+            self._made(before.record(ev))
+        return found
 
     def _made_here(self, idle: bool) -> list[AnyEvent]:
         """Records made here, not by the kernel: the operations' counts when

@@ -197,7 +197,8 @@ def action_ops() -> list[str]:
     """The actions this kernel has (BIND and LISTEN from 6.11: struct
     io_bind), CONNECT marked `CONNECT(user)` where prep keeps only the
     caller's pointer (before 6.10: struct io_async_connect), so that its
-    address is read from the caller's memory at submission."""
+    address is read from the caller's memory at submission; the
+    fixed-buffer ops last, `READ_FIXED(len 0)`: actions only at length 0."""
     from ..system import libbpf
     lib = libbpf.lib()
     btf = lib.btf__load_vmlinux_btf()
@@ -210,7 +211,7 @@ def action_ops() -> list[str]:
     finally:
         lib.btf__free(btf)
     return [("CONNECT(user)" if op == "CONNECT" and user else op) for op in targets.ACTION_OPS
-            if bind or op not in ("BIND", "LISTEN")]
+            if bind or op not in ("BIND", "LISTEN")] + [f"{op}(len 0)" for op in targets.FIXED_OPS]
 
 
 def complete_program() -> str | None:
