@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * What an operation's plain fd names: the open file the submitter's fd
- * table holds at that number when the ring takes the request, read in
- * the kernel at submission. The request itself gets its file only at
- * issue (io_assign_file), perhaps in an io-wq worker, after the caller
- * may have closed the fd and opened another file at its number.
+ * What an operation's fd names: the open file the submitter's fd table
+ * holds at that number when the ring takes the request, or for a fixed
+ * file the one the ring's table holds at that slot, read in the kernel at
+ * submission. The request itself gets its file only at issue
+ * (io_assign_file), perhaps in an io-wq worker, after the caller may have
+ * closed the fd and opened another file at its number, or updated the
+ * slot.
  *
  * Its keyed id goes in the op's key (rings.h), so each (ring, op, file)
  * is a first use of its own, counted apart; its identity (identity.h's
@@ -40,12 +42,34 @@ static __always_inline __u64 file_key_id(__u64 file, __u64 inode, __u64 ino)
 	return mix64(mix64(mix64(file ^ cfg.id_key[0]) + inode) + (ino ^ cfg.id_key[1])) | 1;
 }
 
-/* The target part of the key: the file the op's plain fd names in the
- * submitter's fd table (an SQPOLL thread shares its creator's), and a
- * URING_CMD's command; returns that file's address for op__ident (0:
- * none). Inputs: cfg.resolve, the key's opcode and FIXED_FILE flag,
- * req->cqe.fd, current->files->fdt->fd[that fd], the file's f_inode and
- * its i_ino; for URING_CMD, io_uring_cmd.cmd_op. */
+/* The open file an op's fd names at submission: the submitter's fd table
+ * at that number (an SQPOLL thread shares its creator's), or for a fixed
+ * file (IOSQE_FIXED_FILE) the ring's registered-file table at that slot,
+ * as FILES_UPDATE, a close or a fixed-slot open left it (identity_check.h
+ * reads every layout); 0: none. Sets the target flags it looked up by;
+ * none where this kernel's table layout is not known. */
+static __always_inline __u64 op__file(struct uw_op_key *k, struct io_kiocb *req, __u64 r)
+{
+	__u64 file;
+
+	if (!(k->use.flags & UW_OP_FIXED_FILE)) {
+		k->target |= UW_OPT_FD;
+		return task_fd_file(req->cqe.fd, ACT_BTF);
+	}
+	if (!table_known())
+		return 0;
+	k->target |= UW_OPT_FD | UW_OPT_SLOT;
+	file = table_file(kread(r + KOFF(struct io_kiocb, ctx), ACT_BTF), (__u32)req->cqe.fd,
+			  ACT_BTF);
+	return file == K_NONE ? 0 : file;
+}
+
+/* The target part of the key: the file the op's fd or fixed slot names
+ * (op__file), and a URING_CMD's command; returns that file's address for
+ * op__ident (0: none). Inputs: cfg.resolve, the key's opcode and
+ * FIXED_FILE flag, req->cqe.fd, the fd table or the ring's file table at
+ * it, the file's f_inode and its i_ino; for URING_CMD,
+ * io_uring_cmd.cmd_op. */
 static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req)
 {
 	__u32 op = k->use.opcode;
@@ -59,10 +83,9 @@ static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *re
 					 KOFF(struct io_uring_cmd, cmd_op), ACT_BTF);
 		k->target |= UW_OPT_CMD;
 	}
-	if (k->use.flags & UW_OP_FIXED_FILE)
-		return 0;       /* the ring's table: joined to its registration */
-	k->target |= UW_OPT_FD;
-	file = task_fd_file(req->cqe.fd, ACT_BTF);
+	file = op__file(k, req, r);
+	if (!(k->target & UW_OPT_FD))
+		return 0;
 	inode = file ? kread(file + KOFF(struct file, f_inode), ACT_BTF) : 0;
 	if (!inode) {
 		k->target |= UW_OPT_BADF;
@@ -72,13 +95,13 @@ static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *re
 	return file;
 }
 
-/* The first use of a key with a plain fd: its file's identity into the op
- * record being built, from the very struct file its key's id was made
- * of (0: the fd named none, BADF). */
-static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd)
+/* The first use of a key with a file: its identity into the op record
+ * being built, from the very struct file its key's id was made of (0:
+ * the fd or slot named none, BADF); `fd` the fd's number or the slot. */
+static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd, __u32 target)
 {
 	op->file.fd = fd;
-	op->file.role = UW_ROLE_FD;
+	op->file.role = target & UW_OPT_SLOT ? UW_ROLE_SLOT : UW_ROLE_FD;
 	if (ACT_BTF)
 		uw_file_btf(UW_OP_SLOT, 0, file);
 	else

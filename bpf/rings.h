@@ -307,9 +307,9 @@ static __always_inline struct task_struct *owner_of(struct task_struct *task)
 	return task->flags & PF_IO_WORKER ? task->group_leader : task;
 }
 
-/* bpf/opfile.h: what a plain fd names, in the key and a first use's record */
+/* bpf/opfile.h: what an fd or fixed slot names, in the key and a first use's record */
 static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req);
-static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd);
+static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd, __u32 target);
 
 /* What an operation uses, who it is submitted for (the owner's current
  * ids), and whether it runs with other creds than those: a personality's,
@@ -395,7 +395,7 @@ static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 	op->cmd_op = ok->cmd_op;
 	op->target = ok->target;
 	if (ident && (ok->target & UW_OPT_FD))
-		op__ident(op, file, req->cqe.fd);
+		op__ident(op, file, req->cqe.fd, ok->target);
 	fair__emit(op, ok->target ? sizeof(*op) : UW_OP_SHORT, UW_REC_OP,
 		   k->flags & UW_OP_CREDS_DIFFER);
 }

@@ -127,6 +127,7 @@ enum uw_role {
 	UW_ROLE_RING_FDS = 6,  /* RING_FDS entry index's fd */
 	UW_ROLE_SQE_FD = 7,    /* SEND_MSG_RING's target ring */
 	UW_ROLE_MEM = 8,       /* the file behind a buffer (in uw_mem) */
+	UW_ROLE_SLOT = 9,      /* an op's fixed-file slot (fd: the slot), read from the ring's table */
 };
 
 /* uw_file.flags */
@@ -399,8 +400,8 @@ struct uw_use_key {
 struct uw_op_key {
 	struct uw_use_key use;
 	__u64 file_id;        /* keyed id of the open file (its struct file, inode and
-			       * inode number); 0: none (a fixed file, no file, an fd
-			       * that named no file, no kernel reads) */
+			       * inode number) the fd or fixed slot named; 0: none (no
+			       * file, an fd or slot that named none, no kernel reads) */
 	__u32 cmd_op;         /* URING_CMD's command */
 	__u32 target;         /* enum uw_op_target */
 };
@@ -410,6 +411,8 @@ enum uw_op_target {
 	UW_OPT_FD = 1 << 0,      /* a plain fd was looked up: file_id, or BADF */
 	UW_OPT_BADF = 1 << 1,    /* it named no open file at submission */
 	UW_OPT_CMD = 1 << 2,     /* cmd_op filled */
+	UW_OPT_SLOT = 1 << 3,    /* with FD: the fd is a fixed-file slot, looked up in the
+				  * ring's table (BADF: an empty slot) */
 };
 
 struct uw_use {
@@ -454,8 +457,9 @@ struct uw_op {
 	__u64 file_id;        /* uw_op_key's */
 	__u32 cmd_op;
 	__u32 target;         /* enum uw_op_target */
-	struct uw_file file;  /* the plain fd's file, role UW_ROLE_FD, read at submission
-			       * in a first use; flags 0 in counts and other records */
+	struct uw_file file;  /* the fd's file, role UW_ROLE_FD (a fixed slot's: UW_ROLE_SLOT),
+			       * read at submission in a first use; flags 0 in counts and
+			       * other records */
 };
 
 #define UW_OP_SHORT __builtin_offsetof(struct uw_op, file_id)

@@ -1,8 +1,9 @@
-"""The file behind an operation's plain (non-fixed) fd, read in the kernel
-at submission: each (ring, op, file) is a first use of its own carrying
-the file's identity (path, dev/ino, socket addresses), counted exactly,
-also when the fd's number is closed and reused, raced by dup2, or names
-no file."""
+"""The file behind an operation's fd, read in the kernel at submission
+(a plain fd's in the submitter's fd table, a fixed file's in the ring's
+table at its slot): each (ring, op, file) is a first use of its own
+carrying the file's identity (path, dev/ino, socket addresses), counted
+exactly, also when the fd's number is closed and reused, raced by dup2,
+the slot updated, or names no file."""
 
 import ctypes
 import os
@@ -169,6 +170,68 @@ def test_sqpoll_reads_name_the_creators_file(ring_tracer, needs_ops, tmp_path):
     assert first.sq_thread and first.target.path == str(f)
     assert counted(ops) == {("READ", first.file_id): 2}
     os.close(fd)
+    r.close()
+
+
+def update_slot(r, slot: int, fd: int) -> None:
+    """FILES_UPDATE of one slot of r's table (fd -1 empties it)."""
+    fds = uring.ints(fd)
+    upd = uring.RsrcUpdate(offset=slot, data=uring.addr(fds))
+    assert uring.register(r.fd, uring.REGISTER_FILES_UPDATE, upd, 1) == 1
+
+
+def read_slot(r, slot: int, buf, n: int) -> None:
+    for i in range(n):
+        r.put(i, uring.OP_READ, fd=slot, addr=ctypes.addressof(buf), length=16,
+              flags=uring.SQE_FIXED_FILE)
+    r.submit(n)
+
+
+def test_a_fixed_slot_is_keyed_by_the_file_in_it_at_submission(ring_tracer, needs_ops,
+                                                                  tmp_path):
+    """Adversarial: slot 0 registered with file A, read, then FILES_UPDATEd
+    to file B and read again, then emptied and read (EBADF); slot 1,
+    registered empty, filled by an OPENAT into it (no registration names
+    what is there) and read. Each file in a slot is a first use of its own
+    with the path the kernel's table held, counts exact."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for f in (a, b, c):
+        f.write_bytes(f.name.encode() * 16)
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+    r, buf, name = uring.Ring(16), ctypes.create_string_buffer(64), \
+        ctypes.create_string_buffer(str(c).encode())
+    assert uring.register(r.fd, uring.REGISTER_FILES, uring.ints(fa, -1), 2) == 0
+    read_slot(r, 0, buf, 2)
+    update_slot(r, 0, fb)
+    read_slot(r, 0, buf, 3)
+    update_slot(r, 0, -1)
+    assert r.do(uring.OP_READ, fd=0, addr=ctypes.addressof(buf), length=16,
+                flags=uring.SQE_FIXED_FILE) == -9                   # EBADF
+    assert r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name),
+                file_index=2) == 0                                  # into slot 1
+    read_slot(r, 1, buf, 4)
+    events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and
+                     sum(counted(ops_of(ev, ring_of(ev, r))).values()) >= 10)
+    ops = [e for e in ops_of(events, ring_of(events, r)) if e.opcode_name == "READ"]
+    first = firsts(ops)
+    paths = {e.target.path: k for k, e in first.items() if k}
+    assert set(paths) == {str(a), str(b), str(c)}
+    c_ = counted(ops)
+    assert [c_["READ", paths[str(p)]] for p in (a, b, c)] + [c_["READ", None]] == [2, 3, 4, 1]
+    for p, slot in ((a, 0), (b, 0), (c, 1)):
+        e = first[paths[str(p)]]
+        assert (e.fixed_file, e.target.role, e.target.fd, e.target.ino) == \
+            (slot, "slot", slot, os.stat(p).st_ino)
+    (empty,) = [e for e in ops if e.reason == "first_use" and e.file_id is None]
+    assert (empty.fixed_file, empty.target.role, empty.target.path) == (0, "slot", None)
+    assert empty.target.error.startswith("EBADF")
+    # every count of a key is joined to its first use's identity
+    assert all(e.target == first[e.file_id].target for e in ops if e.file_id)
+    from uringwatch.outputs.output import _op_row
+    assert f"file[0]={b}" in _op_row(first[paths[str(b)]])
+    assert f"file[1]={c}" in _op_row(first[paths[str(c)]])
+    for x in (fa, fb):
+        os.close(x)
     r.close()
 
 

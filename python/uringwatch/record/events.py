@@ -167,11 +167,13 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     # refused at submission with -EACCES (a BPF filter, or the ring's
     # restrictions): counted apart from the ops of its key that ran
     denied: bool = False
-    # the open file its plain (non-fixed) fd named at submission, a keyed id
-    # of it (a new one for each file, also at the same fd number), and its
-    # identity: read in the kernel for a key's first use, joined to the
-    # counts of that key in user space (rings.Ledger); role "fd", error
-    # EBADF for an fd that named no file. None: no plain fd.
+    # the open file its fd named at submission (a plain fd's in the
+    # submitter's table; a fixed file's in the ring's table at its slot), a
+    # keyed id of it (a new one for each file, also at the same fd number or
+    # slot), and its identity: read in the kernel for a key's first use,
+    # joined to the counts of that key in user space (rings.Ledger); role
+    # "fd" (fd its number) or "slot" (fd the slot), error EBADF for an fd or
+    # slot that named no file. None: no fd, or no kernel reads.
     file_id: str | None = None
     target: FileIdentity | None = None
     cmd_op: int | None = None   # URING_CMD's command (cmd_op)

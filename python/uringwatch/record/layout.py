@@ -62,6 +62,7 @@ OP_FIRST, OP_EACH, OP_COUNT = 1, 2, 3
 OPT_FD = 1 << 0
 OPT_BADF = 1 << 1
 OPT_CMD = 1 << 2
+OPT_SLOT = 1 << 3        # with OPT_FD: the fd is a fixed-file slot (the ring's table)
 
 # enum uw_action_flags
 ACT_DONE = 1 << 0
@@ -117,7 +118,7 @@ RESOLVE_CODES: dict[ResolvePath, int] = {v: k for k, v in RESOLVE_NAMES.items()}
 
 # enum uw_role
 ROLE_RING, ROLE_FDS, ROLE_EVENTFD, ROLE_SRC_FD, ROLE_FD, ROLE_RING_FDS, ROLE_SQE_FD, \
-    ROLE_MEM = range(1, 9)
+    ROLE_MEM, ROLE_SLOT = range(1, 10)
 
 # uw_file.flags
 FL_FOUND = 1 << 0

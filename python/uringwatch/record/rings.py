@@ -95,18 +95,20 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
 
 
 _BADF = "EBADF: no open file at this fd at submission"
+_EMPTY_SLOT = "EBADF: no file in this fixed slot at submission"
 
 
 def _target(v: dict) -> dict:
-    """An op record's target fields (uw_op_key.target): the file_id, and
-    the identity a first use carries (file.flags set); counts carry the id
-    alone, for the Ledger to join."""
+    """An op record's target fields (uw_op_key.target): the file_id of the
+    file its fd or fixed slot named, and the identity a first use carries
+    (file.flags set); counts carry the id alone, for the Ledger to join."""
     t = v["target"]
     if not t:
         return {}
     out: dict = {"cmd_op": v["cmd_op"]} if t & layout.OPT_CMD else {}
     if t & layout.OPT_BADF:
-        out["target"] = FileIdentity(-1, "fd", error=_BADF)
+        out["target"] = (FileIdentity(v["key"][2], "slot", error=_EMPTY_SLOT)
+                         if t & layout.OPT_SLOT else FileIdentity(-1, "fd", error=_BADF))
     elif t & layout.OPT_FD:
         out["file_id"] = ring_id(v["file_id"])
         f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
@@ -282,8 +284,9 @@ class Ledger:
     MAX_TARGETS = 16384
 
     def _target(self, op: Op) -> Op:
-        """A count of a key with a plain fd gets the identity its first use
-        carried: the same file id is the same open file."""
+        """A count of a key with a file (a plain fd's or a fixed slot's) gets
+        the identity its first use carried: the same file id is the same
+        open file."""
         if op.target is not None:
             self._targets[op.file_id] = op.target
             self._targets.move_to_end(op.file_id)
