@@ -484,7 +484,9 @@ enum uw_action_flags {
 				      * target from the SQE and the caller's memory */
 	UW_ACT_REPEATS = 1 << 11,    /* stands for `count` repeats of the action sent before it */
 	UW_ACT_OPENED = 1 << 12,     /* with UW_ACT_FILE: `file` is the file an OPENAT/OPENAT2
-				      * opened (its new fd's, at completion), not its dfd */
+				      * opened (its new fd's, at completion), not its dfd; or
+				      * the file an OPENAT/OPENAT2/ACCEPT/SOCKET put in a fixed
+				      * slot (the ring's table at that slot, at completion) */
 };
 
 enum uw_action_limits {

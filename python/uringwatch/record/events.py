@@ -237,8 +237,10 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     name: str | None = None           # xattr ops: the attribute's name
     size: int | None = None           # xattr ops: the value's size
     # the file the op names by fd, read in the kernel: the file an OPENAT
-    # opened (role "opened"), a relative path's directory ("dfd"), F*XATTR's
-    # file ("fd"), ACCEPT's socket ("listener")
+    # opened (role "opened"; fd -1 into a fixed slot, whose file is the one
+    # the ring's table holds there at completion, as for an ACCEPT or SOCKET
+    # into a fixed slot), a relative path's directory ("dfd"), F*XATTR's
+    # file ("fd"), ACCEPT's listening socket ("listener")
     file: FileIdentity | None = None
     # READ_FIXED, WRITE_FIXED (reported when of length 0): the address and
     # length prep took, the registered buffer's index, and joined to the
