@@ -408,7 +408,7 @@ struct uw_op_key {
 
 /* uw_op_key.target */
 enum uw_op_target {
-	UW_OPT_FD = 1 << 0,      /* a plain fd was looked up: file_id, or BADF */
+	UW_OPT_FD = 1 << 0,      /* the op's fd was looked up: file_id, or BADF */
 	UW_OPT_BADF = 1 << 1,    /* it named no open file at submission */
 	UW_OPT_CMD = 1 << 2,     /* cmd_op filled */
 	UW_OPT_SLOT = 1 << 3,    /* with FD: the fd is a fixed-file slot, looked up in the
