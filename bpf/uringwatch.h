@@ -404,6 +404,8 @@ struct uw_op_key {
 			       * file, an fd or slot that named none, no kernel reads) */
 	__u32 cmd_op;         /* URING_CMD's command */
 	__u32 target;         /* enum uw_op_target */
+	__u64 file_in_id;     /* SPLICE/TEE: the keyed id of the file they read from
+			       * (splice_fd_in, or its fixed slot); 0: none */
 };
 
 /* uw_op_key.target */
@@ -413,6 +415,9 @@ enum uw_op_target {
 	UW_OPT_CMD = 1 << 2,     /* cmd_op filled */
 	UW_OPT_SLOT = 1 << 3,    /* with FD: the fd is a fixed-file slot, looked up in the
 				  * ring's table (BADF: an empty slot) */
+	UW_OPT_IN = 1 << 4,      /* SPLICE/TEE's input was looked up: file_in_id, or IN_BADF */
+	UW_OPT_IN_BADF = 1 << 5, /* it named no open file at submission */
+	UW_OPT_IN_SLOT = 1 << 6, /* the input is a fixed slot (SPLICE_F_FD_IN_FIXED) */
 };
 
 struct uw_use {
@@ -460,10 +465,16 @@ struct uw_op {
 	struct uw_file file;  /* the fd's file, role UW_ROLE_FD (a fixed slot's: UW_ROLE_SLOT),
 			       * read at submission in a first use; flags 0 in counts and
 			       * other records */
+	/* Appended: a record whose key has no input (uw_op_key.target
+	 * without UW_OPT_IN) ends here (UW_OP_TARGET bytes). */
+	__u64 file_in_id;     /* uw_op_key's */
+	struct uw_file file_in; /* SPLICE/TEE's input, as `file` */
 };
 
 #define UW_OP_SHORT __builtin_offsetof(struct uw_op, file_id)
-_Static_assert(sizeof(struct uw_op) == 408, "uw_op: python/uringwatch/record/layout.py");
+#define UW_OP_TARGET __builtin_offsetof(struct uw_op, file_in_id)
+_Static_assert(sizeof(struct uw_op) == 672, "uw_op: python/uringwatch/record/layout.py");
+_Static_assert(UW_OP_TARGET == 408, "uw_op: python/uringwatch/record/layout.py");
 
 /* uw_action.flags */
 enum uw_action_flags {

@@ -126,6 +126,8 @@ def _op_row(ev: Op) -> str:
         used.append(f"file[{ev.fixed_file}]={_target(ev.target)}")
     elif ev.fixed_file is not None:
         used.append(f"file[{ev.fixed_file}]" + _used_file(ev.uses))
+    if ev.target_in is not None:        # SPLICE/TEE: what they read from
+        used.append(f"from={_target(ev.target_in)}")
     if ev.buffer_index is not None:
         used.append(f"buf[{ev.buffer_index}]")
     if ev.buffer_group is not None:

@@ -177,6 +177,10 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     file_id: str | None = None
     target: FileIdentity | None = None
     cmd_op: int | None = None   # URING_CMD's command (cmd_op)
+    # SPLICE's and TEE's input (splice_fd_in; a fixed slot with
+    # SPLICE_F_FD_IN_FIXED), as file_id and target are of their output
+    file_in_id: str | None = None
+    target_in: FileIdentity | None = None
 
 
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):

@@ -63,6 +63,9 @@ OPT_FD = 1 << 0
 OPT_BADF = 1 << 1
 OPT_CMD = 1 << 2
 OPT_SLOT = 1 << 3        # with OPT_FD: the fd is a fixed-file slot (the ring's table)
+OPT_IN = 1 << 4          # SPLICE/TEE's input looked up: file_in_id, or OPT_IN_BADF
+OPT_IN_BADF = 1 << 5
+OPT_IN_SLOT = 1 << 6     # the input is a fixed slot (SPLICE_F_FD_IN_FIXED)
 
 # enum uw_action_flags
 ACT_DONE = 1 << 0
@@ -313,6 +316,7 @@ ACTION = Layout("uw_action", [
 
 OP_KEY = Layout("uw_op_key", [
     ("use", USE_KEY.format[1:]), ("file_id", "Q"), ("cmd_op", "I"), ("target", "I"),
+    ("file_in_id", "Q"),
 ])
 
 USE_PENDING = Layout("uw_use_pending", [
@@ -325,12 +329,14 @@ OP = Layout("uw_op", [
     ("cred_cap_effective", "Q"), ("pid", "I"), ("tid", "I"), ("creator_pid", "I"),
     ("cred_uid", "I"), ("cred_euid", "I"), ("reason", "I"),
     ("comm", f"{COMM_LEN}s"), ("file_id", "Q"), ("cmd_op", "I"), ("target", "I"),
-    ("file", FILE.format[1:]),
+    ("file", FILE.format[1:]), ("file_in_id", "Q"), ("file_in", FILE.format[1:]),
 ])
 
 # uw_op of a key with no target (UW_OP_SHORT), as every op was recorded
-# before targets: read with them zeroed
+# before targets, and of one with no input (UW_OP_TARGET, every op before
+# SPLICE/TEE's input): read with the rest zeroed
 OP_SHORT = OP.offsets["file_id"]
+OP_TARGET = OP.offsets["file_in_id"]
 
 # uw_action as recorded before `count` and `file` were appended: read
 # with them zeroed (one action, no file)
