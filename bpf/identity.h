@@ -70,14 +70,15 @@ static __always_inline struct uw_file *file_at(__u32 idx, __u32 at)
 		keep(a);        /* offset after the null check (6.1's verifier) */
 		return &a->file;
 	}
-	if (idx == UW_OP_SLOT) {        /* the op record being built: its file */
+	if (idx == UW_OP_SLOT) {        /* the op record being built: its file, or
+					 * (at 1) SPLICE/TEE's input */
 		__u32 zero = 0;
 		struct uw_op *o = bpf_map_lookup_elem(&op_scratch, &zero);
 
 		if (!o)
 			return 0;
 		keep(o);
-		return &o->file;
+		return at ? &o->file_in : &o->file;
 	}
 	s = bpf_map_lookup_elem(&slots, &idx);
 	keep(off);      /* one register for the check and the use */

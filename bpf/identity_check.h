@@ -73,6 +73,14 @@ struct io_ring_ctx___v510 {
 	struct eventfd_ctx *cq_ev_fd;
 } __attribute__((preserve_access_index));
 
+/* Whether table_file knows this kernel's registered-file table. */
+static __always_inline bool table_known(void)
+{
+	return bpf_core_field_exists(struct io_file_table, data) ||
+	       (bpf_core_field_exists(struct io_file_table___v515, files) &&
+		bpf_core_type_exists(struct io_mkdir));
+}
+
 /* The struct file at `slot` of the ring's registered-file table, or
  * K_NONE (no such slot, an empty one, a layout not known here). */
 static __always_inline __u64 table_file(__u64 ctx, __u64 slot, const bool btf)

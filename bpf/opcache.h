@@ -19,8 +19,9 @@
  * with other ids), by address where it names them (cred_id). Whatever
  * use_key() or op_allowed() come to read must be here too (opc__print),
  * or a hit would count an operation under another's key; what
- * op__target() reads (bpf/opfile.h: the file a plain fd names, a
- * URING_CMD's command) is here as the target it makes. */
+ * op__target() reads (bpf/opfile.h: the file an fd or a fixed slot names,
+ * read anew for every operation, a URING_CMD's command) is here as the
+ * target it makes. */
 struct opc_print {
 	__u64 epoch;          /* opc_epochs: rings made and freed, filters changed */
 	__u64 ctx;            /* the ring */
@@ -34,8 +35,9 @@ struct opc_print {
 	__u64 slots;          /* file slot and buffer index as the request has them */
 	__u64 cgroup;         /* what a cgroup filter reads */
 	__u64 uid;            /* what a uid filter reads */
-	__u64 file_id;        /* op__target's: the file's keyed id */
+	__u64 file_id;        /* op__target's: the fd's or slot's file's keyed id */
 	__u64 target;         /* op__target's: cmd_op, and its flags << 32 */
+	__u64 file_in_id;     /* op__target's: SPLICE/TEE's input's keyed id */
 	char comm[UW_COMM_LEN]; /* what a comm filter reads */
 };
 
@@ -97,6 +99,7 @@ static __always_inline void opc__target_of(struct opc_slot *c, struct io_kiocb *
 	t->file_id = 0;
 	t->cmd_op = 0;
 	t->target = 0;
+	t->file_in_id = 0;
 	c->file = op__target(t, req);
 	c->target_ok = 1;
 }
@@ -140,6 +143,7 @@ static __always_inline bool opc__print(struct opc_slot *c, struct io_kiocb *req,
 	f->uid = cfg.targ_uid != (__u32)-1 ? task->cred->uid.val : 0;
 	f->file_id = c->target.file_id;
 	f->target = c->target.cmd_op | (__u64)c->target.target << 32;
+	f->file_in_id = c->target.file_in_id;
 	f->cgroup = cfg.targ_cgroups ? bpf_get_current_cgroup_id() : 0;
 	if (cfg.targ_comm[0])
 		bpf_get_current_comm(f->comm, sizeof(f->comm));
@@ -260,6 +264,7 @@ static __always_inline __u64 opc__target(struct uw_op_key *k, struct io_kiocb *r
 	k->file_id = c->target.file_id;
 	k->cmd_op = c->target.cmd_op;
 	k->target = c->target.target;
+	k->file_in_id = c->target.file_in_id;
 	return c->file;
 }
 

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * What an operation's plain fd names: the open file the submitter's fd
- * table holds at that number when the ring takes the request, read in
- * the kernel at submission. The request itself gets its file only at
- * issue (io_assign_file), perhaps in an io-wq worker, after the caller
- * may have closed the fd and opened another file at its number.
+ * What an operation's fd names: the open file the submitter's fd table
+ * holds at that number when the ring takes the request, or for a fixed
+ * file the one the ring's table holds at that slot, read in the kernel at
+ * submission. The request itself gets its file only at issue
+ * (io_assign_file), perhaps in an io-wq worker, after the caller may have
+ * closed the fd and opened another file at its number, or updated the
+ * slot.
  *
  * Its keyed id goes in the op's key (rings.h), so each (ring, op, file)
  * is a first use of its own, counted apart; its identity (identity.h's
@@ -40,12 +42,87 @@ static __always_inline __u64 file_key_id(__u64 file, __u64 inode, __u64 ino)
 	return mix64(mix64(mix64(file ^ cfg.id_key[0]) + inode) + (ino ^ cfg.id_key[1])) | 1;
 }
 
-/* The target part of the key: the file the op's plain fd names in the
- * submitter's fd table (an SQPOLL thread shares its creator's), and a
- * URING_CMD's command; returns that file's address for op__ident (0:
- * none). Inputs: cfg.resolve, the key's opcode and FIXED_FILE flag,
- * req->cqe.fd, current->files->fdt->fd[that fd], the file's f_inode and
- * its i_ino; for URING_CMD, io_uring_cmd.cmd_op. */
+/* The open file an op's fd names at submission: the submitter's fd table
+ * at that number (an SQPOLL thread shares its creator's), or for a fixed
+ * file (IOSQE_FIXED_FILE) the ring's registered-file table at that slot,
+ * as FILES_UPDATE, a close or a fixed-slot open left it (identity_check.h
+ * reads every layout); 0: none. Sets the target flags it looked up by;
+ * none where this kernel's table layout is not known. */
+static __always_inline __u64 op__file(struct uw_op_key *k, struct io_kiocb *req, __u64 r)
+{
+	__u64 file;
+
+	if (!(k->use.flags & UW_OP_FIXED_FILE)) {
+		k->target |= UW_OPT_FD;
+		return task_fd_file(req->cqe.fd, ACT_BTF);
+	}
+	if (!table_known())
+		return 0;
+	k->target |= UW_OPT_FD | UW_OPT_SLOT;
+	file = table_file(kread(r + KOFF(struct io_kiocb, ctx), ACT_BTF), (__u32)req->cqe.fd,
+			  ACT_BTF);
+	return file == K_NONE ? 0 : file;
+}
+
+#define UW_SPLICE_F_FD_IN_FIXED (1U << 31)   /* uapi io_uring.h: splice_fd_in is a slot */
+
+/* SPLICE's and TEE's input as op__input found it, for op__ident: the
+ * submit programs' stack has no room to carry it there. */
+struct op_in {
+	__u64 file;
+	__s32 fd;             /* splice_fd_in: an fd, or a slot */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct op_in);
+} op_in_file SEC(".maps");
+
+/* The file SPLICE and TEE read from, as prep left it in the request
+ * (io_splice's splice_fd_in, a slot with SPLICE_F_FD_IN_FIXED) and the fd
+ * table or the ring's table name it at submission: its keyed id in the
+ * key beside the output's, the file itself in op_in_file. */
+static __always_inline void op__input(struct uw_op_key *k, __u64 r)
+{
+	__u32 zero = 0, flags;
+	struct op_in *in = bpf_map_lookup_elem(&op_in_file, &zero);
+	__u64 file, inode;
+	__s32 fd;
+
+	if (!in || !bpf_core_field_exists(struct io_splice, splice_fd_in))
+		return;
+	fd = act_s32(r, ACT_FIELD(io_splice, splice_fd_in));
+	flags = act_s32(r, ACT_FIELD(io_splice, flags));
+	if (flags & UW_SPLICE_F_FD_IN_FIXED) {
+		if (!table_known())
+			return;
+		k->target |= UW_OPT_IN_SLOT;
+		file = table_file(kread(r + KOFF(struct io_kiocb, ctx), ACT_BTF), (__u32)fd,
+				  ACT_BTF);
+		file = file == K_NONE ? 0 : file;
+	} else {
+		file = task_fd_file(fd, ACT_BTF);
+	}
+	k->target |= UW_OPT_IN;
+	inode = file ? kread(file + KOFF(struct file, f_inode), ACT_BTF) : 0;
+	in->file = inode ? file : 0;
+	in->fd = fd;
+	if (!inode) {
+		k->target |= UW_OPT_IN_BADF;
+		return;
+	}
+	k->file_in_id = file_key_id(file, inode, kread(inode + KOFF(struct inode, i_ino), ACT_BTF));
+}
+
+/* The target part of the key: the file the op's fd or fixed slot names
+ * (op__file), and a URING_CMD's command; returns that file's address for
+ * op__ident (0: none). Inputs: cfg.resolve, the key's opcode and
+ * FIXED_FILE flag, req->cqe.fd, the fd table or the ring's file table at
+ * it, the file's f_inode and its i_ino; for URING_CMD,
+ * io_uring_cmd.cmd_op; for SPLICE and TEE, the same of their input. */
 static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req)
 {
 	__u32 op = k->use.opcode;
@@ -59,10 +136,11 @@ static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *re
 					 KOFF(struct io_uring_cmd, cmd_op), ACT_BTF);
 		k->target |= UW_OPT_CMD;
 	}
-	if (k->use.flags & UW_OP_FIXED_FILE)
-		return 0;       /* the ring's table: joined to its registration */
-	k->target |= UW_OPT_FD;
-	file = task_fd_file(req->cqe.fd, ACT_BTF);
+	if (op == IORING_OP_SPLICE || op == IORING_OP_TEE)
+		op__input(k, r);
+	file = op__file(k, req, r);
+	if (!(k->target & UW_OPT_FD))
+		return 0;
 	inode = file ? kread(file + KOFF(struct file, f_inode), ACT_BTF) : 0;
 	if (!inode) {
 		k->target |= UW_OPT_BADF;
@@ -72,17 +150,32 @@ static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *re
 	return file;
 }
 
-/* The first use of a key with a plain fd: its file's identity into the op
- * record being built, from the very struct file its key's id was made
- * of (0: the fd named none, BADF). */
-static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd)
+/* The first use of a key with a file: its identity into the op record
+ * being built, from the very struct file its key's id was made of (0:
+ * the fd or slot named none, BADF); `fd` the fd's number or the slot.
+ * SPLICE's and TEE's input likewise, into file_in. */
+static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd, __u32 target)
 {
-	op->file.fd = fd;
-	op->file.role = UW_ROLE_FD;
+	__u32 zero = 0;
+	struct op_in *in;
+
+	if (target & UW_OPT_FD) {
+		op->file.fd = fd;
+		op->file.role = target & UW_OPT_SLOT ? UW_ROLE_SLOT : UW_ROLE_FD;
+		if (ACT_BTF)
+			uw_file_btf(UW_OP_SLOT, 0, file);
+		else
+			uw_file_pr(UW_OP_SLOT, 0, file);
+	}
+	in = bpf_map_lookup_elem(&op_in_file, &zero);
+	if (!(target & UW_OPT_IN) || !in)
+		return;
+	op->file_in.fd = in->fd;
+	op->file_in.role = target & UW_OPT_IN_SLOT ? UW_ROLE_SLOT : UW_ROLE_FD;
 	if (ACT_BTF)
-		uw_file_btf(UW_OP_SLOT, 0, file);
+		uw_file_btf(UW_OP_SLOT, 1, in->file);
 	else
-		uw_file_pr(UW_OP_SLOT, 0, file);
+		uw_file_pr(UW_OP_SLOT, 1, in->file);
 }
 
 #endif

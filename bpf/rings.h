@@ -307,9 +307,9 @@ static __always_inline struct task_struct *owner_of(struct task_struct *task)
 	return task->flags & PF_IO_WORKER ? task->group_leader : task;
 }
 
-/* bpf/opfile.h: what a plain fd names, in the key and a first use's record */
+/* bpf/opfile.h: what an fd or fixed slot names, in the key and a first use's record */
 static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req);
-static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd);
+static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd, __u32 target);
 
 /* What an operation uses, who it is submitted for (the owner's current
  * ids), and whether it runs with other creds than those: a personality's,
@@ -349,6 +349,13 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 		k->flags |= UW_OP_SQ_THREAD;
 }
 
+/* An op record's size: a key with no target makes the short record, one
+ * with no input (SPLICE/TEE's) the one before file_in_id. */
+static __always_inline __u32 op_size(__u32 target)
+{
+	return target & UW_OPT_IN ? sizeof(struct uw_op) : target ? UW_OP_TARGET : UW_OP_SHORT;
+}
+
 /* The op's record: the owner's creds as the submitter's, and the creds it
  * ran with where they are not those (a personality's, an SQ thread's).
  * A key with a target makes the longer record; a new key with a plain fd
@@ -366,13 +373,16 @@ static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 
 	if (!op)
 		return;
-	if (ok->target)         /* only what is sent is cleared: the short record */
+	/* only what is sent is cleared: the short records */
+	if (ok->target & UW_OPT_IN)
 		__builtin_memset(op, 0, sizeof(*op));
+	else if (ok->target)
+		__builtin_memset(op, 0, UW_OP_TARGET);
 	else
 		__builtin_memset(op, 0, UW_OP_SHORT);
 	op->hdr.kind = UW_KIND_OP;
 	op->hdr.abi = UW_ABI_VERSION;
-	op->hdr.size = ok->target ? sizeof(*op) : UW_OP_SHORT;
+	op->hdr.size = op_size(ok->target);
 	op->key = *k;
 	op->ts = now;
 	op->first_ts = now;
@@ -394,10 +404,10 @@ static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 	op->file_id = ok->file_id;
 	op->cmd_op = ok->cmd_op;
 	op->target = ok->target;
-	if (ident && (ok->target & UW_OPT_FD))
-		op__ident(op, file, req->cqe.fd);
-	fair__emit(op, ok->target ? sizeof(*op) : UW_OP_SHORT, UW_REC_OP,
-		   k->flags & UW_OP_CREDS_DIFFER);
+	op->file_in_id = ok->file_in_id;
+	if (ident && (ok->target & (UW_OPT_FD | UW_OPT_IN)))
+		op__ident(op, file, req->cqe.fd, ok->target);
+	fair__emit(op, op_size(ok->target), UW_REC_OP, k->flags & UW_OP_CREDS_DIFFER);
 }
 
 /* bpf/targets.h: an operation that opens or changes something is also
@@ -548,6 +558,7 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 	k.file_id = 0;
 	k.cmd_op = 0;
 	k.target = 0;
+	k.file_in_id = 0;
 	if (first || cfg.ops_all || (k.use.flags & UW_OP_CREDS_DIFFER))
 		send_op(&k, req, task, now, first && !cfg.ops_all ? UW_OP_FIRST : UW_OP_EACH,
 			creator, 0, false);

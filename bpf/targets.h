@@ -633,10 +633,34 @@ static __always_inline void act_peer(struct uw_action *a, __u64 req)
 		a->flags |= UW_ACT_FAULT;
 }
 
+/* The file an op put in a fixed slot, from the ring's table at its
+ * completion: file_slot is the slot + 1, or IORING_FILE_INDEX_ALLOC for
+ * any, whose result is the slot the kernel chose; 0: the slot is empty. */
+static __always_inline __u64 act_slot_file(struct uw_action *a, __u64 req)
+{
+	__u32 slot = a->file_slot == UW_FILE_INDEX_ALLOC ? (__u32)a->res : a->file_slot - 1;
+	__u64 f = table_file(kread(req + KOFF(struct io_kiocb, ctx), ACT_BTF), slot, ACT_BTF);
+
+	return f == K_NONE ? 0 : f;
+}
+
+/* Whether the op opens a file into a fixed slot: an OPENAT, OPENAT2,
+ * ACCEPT or SOCKET with a file_index, that succeeded. */
+static __always_inline bool act_into_slot(struct uw_action *a)
+{
+	__u8 op = a->key.opcode;
+
+	return a->file_slot && a->res >= 0 && table_known() &&
+	       (op == IORING_OP_OPENAT || op == IORING_OP_OPENAT2 || op == IORING_OP_ACCEPT ||
+		op == IORING_OP_SOCKET);
+}
+
 /* The file an op names by fd, read at completion (the submit program's
  * stack has no room for identity.h's calls): the file an OPENAT opened
- * into an fd, so its path is the one the kernel reached (through any
- * symlink or dirfd), not the one the caller wrote; the op's own file,
+ * into an fd, or an OPENAT, ACCEPT or SOCKET into a fixed slot, so its
+ * path is the one the kernel reached (through any symlink or dirfd), not
+ * the one the caller wrote (an accepted socket's addresses in place of
+ * its listener's); the op's own file,
  * which the request holds (ACCEPT's listening socket, F*XATTR's file,
  * fixed or not); or the directory a relative path was looked up from,
  * from the fd table (its number may name another one by now, if closed
@@ -645,7 +669,11 @@ static __always_inline void act_files(struct uw_action *a, __u64 req)
 {
 	__u8 op = a->key.opcode;
 
-	if ((op == IORING_OP_OPENAT || op == IORING_OP_OPENAT2) && a->res >= 0 && !a->file_slot) {
+	if (act_into_slot(a)) {
+		act_file(a, act_slot_file(a, req));
+		a->flags |= UW_ACT_OPENED;
+	} else if ((op == IORING_OP_OPENAT || op == IORING_OP_OPENAT2) && a->res >= 0 &&
+		   !a->file_slot) {
 		act_file(a, task_fd_file(a->res, ACT_BTF));
 		a->flags |= UW_ACT_OPENED;
 	} else if (op == IORING_OP_ACCEPT || op == IORING_OP_FSETXATTR || op == IORING_OP_FGETXATTR)

@@ -137,6 +137,7 @@ enum uw_role {
 	UW_ROLE_RING_FDS = 6,  /* RING_FDS entry index's fd */
 	UW_ROLE_SQE_FD = 7,    /* SEND_MSG_RING's target ring */
 	UW_ROLE_MEM = 8,       /* the file behind a buffer (in uw_mem) */
+	UW_ROLE_SLOT = 9,      /* an op's fixed-file slot (fd: the slot), read from the ring's table */
 };
 
 /* uw_file.flags */
@@ -409,17 +410,24 @@ struct uw_use_key {
 struct uw_op_key {
 	struct uw_use_key use;
 	__u64 file_id;        /* keyed id of the open file (its struct file, inode and
-			       * inode number); 0: none (a fixed file, no file, an fd
-			       * that named no file, no kernel reads) */
+			       * inode number) the fd or fixed slot named; 0: none (no
+			       * file, an fd or slot that named none, no kernel reads) */
 	__u32 cmd_op;         /* URING_CMD's command */
 	__u32 target;         /* enum uw_op_target */
+	__u64 file_in_id;     /* SPLICE/TEE: the keyed id of the file they read from
+			       * (splice_fd_in, or its fixed slot); 0: none */
 };
 
 /* uw_op_key.target */
 enum uw_op_target {
-	UW_OPT_FD = 1 << 0,      /* a plain fd was looked up: file_id, or BADF */
+	UW_OPT_FD = 1 << 0,      /* the op's fd was looked up: file_id, or BADF */
 	UW_OPT_BADF = 1 << 1,    /* it named no open file at submission */
 	UW_OPT_CMD = 1 << 2,     /* cmd_op filled */
+	UW_OPT_SLOT = 1 << 3,    /* with FD: the fd is a fixed-file slot, looked up in the
+				  * ring's table (BADF: an empty slot) */
+	UW_OPT_IN = 1 << 4,      /* SPLICE/TEE's input was looked up: file_in_id, or IN_BADF */
+	UW_OPT_IN_BADF = 1 << 5, /* it named no open file at submission */
+	UW_OPT_IN_SLOT = 1 << 6, /* the input is a fixed slot (SPLICE_F_FD_IN_FIXED) */
 };
 
 struct uw_use {
@@ -464,12 +472,19 @@ struct uw_op {
 	__u64 file_id;        /* uw_op_key's */
 	__u32 cmd_op;
 	__u32 target;         /* enum uw_op_target */
-	struct uw_file file;  /* the plain fd's file, role UW_ROLE_FD, read at submission
-			       * in a first use; flags 0 in counts and other records */
+	struct uw_file file;  /* the fd's file, role UW_ROLE_FD (a fixed slot's: UW_ROLE_SLOT),
+			       * read at submission in a first use; flags 0 in counts and
+			       * other records */
+	/* Appended: a record whose key has no input (uw_op_key.target
+	 * without UW_OPT_IN) ends here (UW_OP_TARGET bytes). */
+	__u64 file_in_id;     /* uw_op_key's */
+	struct uw_file file_in; /* SPLICE/TEE's input, as `file` */
 };
 
 #define UW_OP_SHORT __builtin_offsetof(struct uw_op, file_id)
-_Static_assert(sizeof(struct uw_op) == 408, "uw_op: python/uringwatch/record/layout.py");
+#define UW_OP_TARGET __builtin_offsetof(struct uw_op, file_in_id)
+_Static_assert(sizeof(struct uw_op) == 672, "uw_op: python/uringwatch/record/layout.py");
+_Static_assert(UW_OP_TARGET == 408, "uw_op: python/uringwatch/record/layout.py");
 
 /* uw_action.flags */
 enum uw_action_flags {
@@ -490,7 +505,9 @@ enum uw_action_flags {
 				      * target from the SQE and the caller's memory */
 	UW_ACT_REPEATS = 1 << 11,    /* stands for `count` repeats of the action sent before it */
 	UW_ACT_OPENED = 1 << 12,     /* with UW_ACT_FILE: `file` is the file an OPENAT/OPENAT2
-				      * opened (its new fd's, at completion), not its dfd */
+				      * opened (its new fd's, at completion), not its dfd; or
+				      * the file an OPENAT/OPENAT2/ACCEPT/SOCKET put in a fixed
+				      * slot (the ring's table at that slot, at completion) */
 };
 
 enum uw_action_limits {

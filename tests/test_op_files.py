@@ -1,8 +1,9 @@
-"""The file behind an operation's plain (non-fixed) fd, read in the kernel
-at submission: each (ring, op, file) is a first use of its own carrying
-the file's identity (path, dev/ino, socket addresses), counted exactly,
-also when the fd's number is closed and reused, raced by dup2, or names
-no file."""
+"""The file behind an operation's fd, read in the kernel at submission
+(a plain fd's in the submitter's fd table, a fixed file's in the ring's
+table at its slot): each (ring, op, file) is a first use of its own
+carrying the file's identity (path, dev/ino, socket addresses), counted
+exactly, also when the fd's number is closed and reused, raced by dup2,
+the slot updated, or names no file."""
 
 import ctypes
 import os
@@ -172,11 +173,128 @@ def test_sqpoll_reads_name_the_creators_file(ring_tracer, needs_ops, tmp_path):
     r.close()
 
 
+def update_slot(r, slot: int, fd: int) -> None:
+    """FILES_UPDATE of one slot of r's table (fd -1 empties it)."""
+    fds = uring.ints(fd)
+    upd = uring.RsrcUpdate(offset=slot, data=uring.addr(fds))
+    assert uring.register(r.fd, uring.REGISTER_FILES_UPDATE, upd, 1) == 1
+
+
+def read_slot(r, slot: int, buf, n: int) -> None:
+    for i in range(n):
+        r.put(i, uring.OP_READ, fd=slot, addr=ctypes.addressof(buf), length=16,
+              flags=uring.SQE_FIXED_FILE)
+    r.submit(n)
+
+
+def test_a_fixed_slot_is_keyed_by_the_file_in_it_at_submission(ring_tracer, needs_ops,
+                                                                  tmp_path):
+    """Adversarial: slot 0 registered with file A, read, then FILES_UPDATEd
+    to file B and read again, then emptied and read (EBADF); slot 1,
+    registered empty, filled by an OPENAT into it (no registration names
+    what is there) and read. Each file in a slot is a first use of its own
+    with the path the kernel's table held, counts exact."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for f in (a, b, c):
+        f.write_bytes(f.name.encode() * 16)
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+    r, buf, name = uring.Ring(16), ctypes.create_string_buffer(64), \
+        ctypes.create_string_buffer(str(c).encode())
+    assert uring.register(r.fd, uring.REGISTER_FILES, uring.ints(fa, -1), 2) == 0
+    read_slot(r, 0, buf, 2)
+    update_slot(r, 0, fb)
+    read_slot(r, 0, buf, 3)
+    update_slot(r, 0, -1)
+    assert r.do(uring.OP_READ, fd=0, addr=ctypes.addressof(buf), length=16,
+                flags=uring.SQE_FIXED_FILE) == -9                   # EBADF
+    assert r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=ctypes.addressof(name),
+                file_index=2) == 0                                  # into slot 1
+    read_slot(r, 1, buf, 4)
+    events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and
+                     sum(counted(ops_of(ev, ring_of(ev, r))).values()) >= 10)
+    ops = [e for e in ops_of(events, ring_of(events, r)) if e.opcode_name == "READ"]
+    first = firsts(ops)
+    paths = {e.target.path: k for k, e in first.items() if k}
+    assert set(paths) == {str(a), str(b), str(c)}
+    c_ = counted(ops)
+    assert [c_["READ", paths[str(p)]] for p in (a, b, c)] + [c_["READ", None]] == [2, 3, 4, 1]
+    for p, slot in ((a, 0), (b, 0), (c, 1)):
+        e = first[paths[str(p)]]
+        assert (e.fixed_file, e.target.role, e.target.fd, e.target.ino) == \
+            (slot, "slot", slot, os.stat(p).st_ino)
+    (empty,) = [e for e in ops if e.reason == "first_use" and e.file_id is None]
+    assert (empty.fixed_file, empty.target.role, empty.target.path) == (0, "slot", None)
+    assert empty.target.error.startswith("EBADF")
+    # every count of a key is joined to its first use's identity
+    assert all(e.target == first[e.file_id].target for e in ops if e.file_id)
+    from uringwatch.outputs.output import _op_row
+    assert f"file[0]={b}" in _op_row(first[paths[str(b)]])
+    assert f"file[1]={c}" in _op_row(first[paths[str(c)]])
+    for x in (fa, fb):
+        os.close(x)
+    r.close()
+
+
+def test_a_splice_names_the_file_it_reads_from(ring_tracer, needs_ops, tmp_path):
+    """SPLICE from file A through its plain fd into a pipe, then from file B
+    through fixed slot 0 (SPLICE_F_FD_IN_FIXED) into the same pipe: the
+    output (the pipe) is the same file, the inputs are two keys, each first
+    use with both identities, counts exact."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a" * 64)
+    b.write_bytes(b"b" * 64)
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+    rd, wr = os.pipe()
+    r = uring.Ring(16)
+    assert uring.register(r.fd, uring.REGISTER_FILES, uring.ints(fb), 1) == 0
+
+    def splice(fd_in: int, n: int, flags: int = 0) -> None:
+        for i in range(n):
+            r.put(i, uring.OP_SPLICE, fd=wr, off=2**64 - 1, addr=0, length=8,
+                  op_flags=flags, file_index=fd_in)
+        assert r.submit(n) == 8
+        os.read(rd, 8 * n)
+    splice(fa, 2)
+    splice(0, 3, uring.SPLICE_F_FD_IN_FIXED)
+    events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and sum(
+        e.count for e in ops_of(ev, ring_of(ev, r)) if e.reason == "count") >= 5)
+    ops = [e for e in ops_of(events, ring_of(events, r)) if e.opcode_name == "SPLICE"]
+    first = {e.target_in.path: e for e in ops if e.reason == "first_use"}
+    assert set(first) == {str(a), str(b)}
+    assert (first[str(a)].target_in.role, first[str(a)].target_in.fd) == ("fd", fa)
+    assert (first[str(b)].target_in.role, first[str(b)].target_in.fd) == ("slot", 0)
+    assert first[str(a)].file_id == first[str(b)].file_id          # the pipe
+    assert first[str(a)].target.kind == "pipe"
+    by_in: dict = {}
+    for e in ops:
+        if e.reason == "count":
+            by_in[e.file_in_id] = by_in.get(e.file_in_id, 0) + e.count
+            assert e.target_in == first[e.target_in.path].target_in     # joined
+    assert by_in == {first[str(a)].file_in_id: 2, first[str(b)].file_in_id: 3}
+    from uringwatch.outputs.output import _op_row
+    assert f"from={b}" in _op_row(first[str(b)])
+    for x in (fa, fb, rd, wr):
+        os.close(x)
+    r.close()
+
+
+def test_an_op_recorded_before_splice_inputs_decodes_as_it_did():
+    """A 408-byte op record (a key with a target, before SPLICE's input
+    was appended) is read with no input."""
+    from test_decode import uw_file
+    from uringwatch.record import layout
+    from uringwatch.record.decode import decode
+    raw = _op_record(layout.OPT_FD, uw_file(fd=5, role=layout.ROLE_FD))
+    ev = decode(raw + b"\xff" * 64, 0, layout.OP_TARGET, 0)
+    assert (ev.target.path, ev.file_in_id, ev.target_in) == ("/etc/shadow", None, None)
+
+
 def _op_record(target=0, file=b"", reason=None, file_id=0x1234):
     """A uw_op of a READ: the short record of a key with no target (as every
-    op was recorded before targets), or the whole one."""
+    op was recorded before targets), or the one of a key with no input (as
+    the kernel sends it for all but SPLICE and TEE)."""
     from uringwatch.record import layout
-    size = layout.OP.size if target else layout.OP_SHORT
+    size = layout.OP_TARGET if target else layout.OP_SHORT
     key = (0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0)
     whole = layout.OP.pack(hdr=(layout.KIND_OP, layout.ABI_VERSION, size), key=key,
                            count=1, pid=10, tid=10, reason=reason or layout.OP_FIRST,
@@ -201,7 +319,7 @@ def test_a_first_use_carries_its_file_and_a_count_is_joined_to_it():
     from uringwatch.record.decode import decode
     from uringwatch.record.rings import Ledger, _count_record
     f = uw_file(fd=5, role=layout.ROLE_FD)
-    first = decode(_op_record(layout.OPT_FD, f), 0, layout.OP.size, 0)
+    first = decode(_op_record(layout.OPT_FD, f), 0, layout.OP_TARGET, 0)
     assert (first.file_id, first.target.path, first.target.fd, first.target.role) == \
         ("0000000000001234", "/etc/shadow", 5, "fd")
     # a count built from the map's key and value: the id alone, then joined
@@ -220,5 +338,5 @@ def test_a_first_use_carries_its_file_and_a_count_is_joined_to_it():
     assert len(_count_record(plain, val, 0)) == layout.OP_SHORT
     bad = layout.OP_KEY.pack(use=(0xabc, 0, -1, -1, 0, 10, uring.OP_READ, 0, 0, 0),
                              target=layout.OPT_FD | layout.OPT_BADF)
-    ev = decode(_count_record(bad, val, 0), 0, layout.OP.size, 0)
+    ev = decode(_count_record(bad, val, 0), 0, layout.OP_TARGET, 0)
     assert ev.file_id is None and ev.target.error.startswith("EBADF")

@@ -120,7 +120,10 @@ def test_a_servers_registrations_are_reported_at_start_and_joined(server, needs_
         assert op.opcode_name == "READ_FIXED" and op.fixed_file == 1
         assert op.uses.file_identity == registered and op.uses.file == {"slot": 1}
         assert op.uses.buffer == plain.buffers[0]
-        assert f"file[1]={escape(named)}" in row(op)     # the table escapes the space
+        # the table shows the slot's file as the kernel's table holds it:
+        # its whole path, where fdinfo may name only its last component
+        assert op.target.path == server.path and op.target.role == "slot"
+        assert f"file[1]={escape(server.path)}" in row(op)  # the table escapes the space
     assert sum(e.count for e in ops if e.reason == "count") == 1
     assert events.index(plain) < events.index(ops[0])   # reported first
 

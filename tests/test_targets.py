@@ -386,6 +386,62 @@ def test_a_symlink_opened_is_the_file_the_kernel_reached(own_actions):
     assert [f.rule for f in found] == ["sensitive-file-through-ring"]
 
 
+def test_opens_into_fixed_slots_name_the_file_the_slot_got(own_actions):
+    """Adversarial: /etc/shadow opened through a symlink with an innocent
+    name into a fixed slot, where no fd names it; a second open into any
+    free slot (the kernel picks it: the result), an ACCEPT and a SOCKET
+    into slots: each action's `file` is what its slot holds at completion
+    (role "opened"), the real path with the given one kept beside it, and
+    the path rule fires."""
+    import ctypes
+    import socket
+    import uring
+    from uringwatch.analysis.findings import Engine, Ruleset
+    if not os.path.exists("/etc/shadow"):
+        pytest.skip("no /etc/shadow here")
+    run, d = own_actions
+    os.symlink("/etc/shadow", f"{d}/notes.txt")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))     # waits in the backlog
+    cport = client.getsockname()[1]
+
+    def into_slots(r, c):
+        assert uring.register(r.fd, uring.REGISTER_FILES, uring.ints(-1, -1, -1, -1), 4) == 0
+        return (r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=c(f"{d}/notes.txt"),
+                     file_index=2),                                   # slot 1
+                r.do(uring.OP_OPENAT, fd=uring.AT_FDCWD, addr=c("/etc/hostname"),
+                     file_index=-1),                                  # any: the result
+                r.do(uring.OP_ACCEPT, fd=listener.fileno(), file_index=3),
+                r.do(uring.OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_DGRAM,
+                     file_index=4))
+    try:
+        res, acts = run(into_slots)
+    finally:
+        os.unlink(f"{d}/notes.txt")
+        client.close()
+        listener.close()
+    assert res[0] == 0 and res[1] >= 0 and res[1] != 1 and res[2:] == (0, 0), res
+    shadow = _one(acts, "OPENAT", "/etc/shadow")
+    assert (shadow.target.path_given, shadow.target.file_slot) == (f"{d}/notes.txt", 2)
+    assert (shadow.target.file.role, shadow.target.file.fd, shadow.target.file.ino) == \
+        ("opened", -1, os.stat("/etc/shadow").st_ino)
+    anyslot = _one(acts, "OPENAT", "/etc/hostname")
+    assert (anyslot.result, anyslot.target.file.path) == (res[1], "/etc/hostname")
+    accepted = _one(acts, "ACCEPT").target.file
+    assert accepted.role == "opened" and accepted.kind == "socket"
+    assert accepted.socket.peer == f"127.0.0.1:{cport}"
+    made = _one(acts, "SOCKET").target.file
+    assert (made.role, made.socket.family, made.socket.type) == ("opened", "inet", "dgram")
+    found = Engine(Ruleset(())).feed(acts)
+    assert [f.rule for f in found] == ["sensitive-file-through-ring"]
+    from uringwatch.outputs.output import row
+    assert "OPENAT /etc/shadow O_RDONLY slot=1 = 0" in row(shadow)
+    assert f"ACCEPT 127.0.0.1:{port} from " in row(_one(acts, "ACCEPT"))
+
+
 def test_sqes_refused_at_prep_are_reported_with_their_errno(own_actions):
     """Hostile SQEs the kernel refuses before any op runs (so no submit
     tracepoint sees them): an OPENAT marked as using a fixed file (EBADF),

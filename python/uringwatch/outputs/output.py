@@ -104,21 +104,30 @@ def _used_file(uses) -> str:
 
 
 def _target(f) -> str:
-    """What a plain fd named: its path, or a socket by its peer (else its
-    local address), or why not."""
+    """What an fd or fixed slot named: its path, or a socket by its peer
+    (else its local address), or why not."""
     s = f.socket
     if s is not None and s.peer:
         proto = {6: "tcp", 17: "udp"}.get(s.protocol) if s.family in ("inet", "inet6") else None
         return f"{proto or s.family + '/' + s.type} {s.peer}"
-    return label(f) if f.error is None else f"fd:{f.error.split(':')[0]}"
+    if f.error is None:
+        return label(f)
+    return ("" if f.role == "slot" else "fd:") + f.error.split(":")[0]
 
 
 def _op_row(ev: Op) -> str:
-    used = [_target(ev.target)] if ev.target is not None else []
+    # a fixed file's target is the slot's file at submission: in place of
+    # what the registration named there
+    slot = ev.fixed_file is not None and ev.target is not None
+    used = [_target(ev.target)] if ev.target is not None and not slot else []
     if ev.cmd_op is not None:
         used.append(f"cmd_op={ev.cmd_op:#x}")
-    if ev.fixed_file is not None:
+    if slot:
+        used.append(f"file[{ev.fixed_file}]={_target(ev.target)}")
+    elif ev.fixed_file is not None:
         used.append(f"file[{ev.fixed_file}]" + _used_file(ev.uses))
+    if ev.target_in is not None:        # SPLICE/TEE: what they read from
+        used.append(f"from={_target(ev.target_in)}")
     if ev.buffer_index is not None:
         used.append(f"buf[{ev.buffer_index}]")
     if ev.buffer_group is not None:

@@ -424,8 +424,10 @@ def _unlike_last(buf, off: int, size: int, boot_to_wall: int, context, runs: Run
             # an action recorded before `count` and `file` were appended
             buf, off = bytes(buf[off:off + size]) + bytes(lay.size - size), 0
             size = rec_size = lay.size
-        elif kind == layout.KIND_OP and rec_size == size == layout.OP_SHORT:
-            # an op whose key has no target (as every op before targets)
+        elif kind == layout.KIND_OP and rec_size == size and \
+                size in (layout.OP_SHORT, layout.OP_TARGET):
+            # an op whose key has no target (as every op before targets), or
+            # no input (as every op before SPLICE/TEE's)
             buf, off = bytes(buf[off:off + size]) + bytes(lay.size - size), 0
             size = rec_size = lay.size
         if rec_size != size or size != lay.size:

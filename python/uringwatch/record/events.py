@@ -167,14 +167,20 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     # refused at submission with -EACCES (a BPF filter, or the ring's
     # restrictions): counted apart from the ops of its key that ran
     denied: bool = False
-    # the open file its plain (non-fixed) fd named at submission, a keyed id
-    # of it (a new one for each file, also at the same fd number), and its
-    # identity: read in the kernel for a key's first use, joined to the
-    # counts of that key in user space (rings.Ledger); role "fd", error
-    # EBADF for an fd that named no file. None: no plain fd.
+    # the open file its fd named at submission (a plain fd's in the
+    # submitter's table; a fixed file's in the ring's table at its slot), a
+    # keyed id of it (a new one for each file, also at the same fd number or
+    # slot), and its identity: read in the kernel for a key's first use,
+    # joined to the counts of that key in user space (rings.Ledger); role
+    # "fd" (fd its number) or "slot" (fd the slot), error EBADF for an fd or
+    # slot that named no file. None: no fd, or no kernel reads.
     file_id: str | None = None
     target: FileIdentity | None = None
     cmd_op: int | None = None   # URING_CMD's command (cmd_op)
+    # SPLICE's and TEE's input (splice_fd_in; a fixed slot with
+    # SPLICE_F_FD_IN_FIXED), as file_id and target are of their output
+    file_in_id: str | None = None
+    target_in: FileIdentity | None = None
 
 
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):
@@ -235,8 +241,10 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     name: str | None = None           # xattr ops: the attribute's name
     size: int | None = None           # xattr ops: the value's size
     # the file the op names by fd, read in the kernel: the file an OPENAT
-    # opened (role "opened"), a relative path's directory ("dfd"), F*XATTR's
-    # file ("fd"), ACCEPT's socket ("listener")
+    # opened (role "opened"; fd -1 into a fixed slot, whose file is the one
+    # the ring's table holds there at completion, as for an ACCEPT or SOCKET
+    # into a fixed slot), a relative path's directory ("dfd"), F*XATTR's
+    # file ("fd"), ACCEPT's listening socket ("listener")
     file: FileIdentity | None = None
     # READ_FIXED, WRITE_FIXED (reported when of length 0): the address and
     # length prep took, the registered buffer's index, and joined to the

@@ -30,7 +30,7 @@ TMPFS_MAGIC = 0x01021994
 
 ROLES = {layout.ROLE_RING: "ring", layout.ROLE_EVENTFD: "eventfd",
          layout.ROLE_SRC_FD: "src_fd", layout.ROLE_FD: "fd",
-         layout.ROLE_SQE_FD: "sqe.fd", layout.ROLE_MEM: "mapping"}
+         layout.ROLE_SQE_FD: "sqe.fd", layout.ROLE_MEM: "mapping", layout.ROLE_SLOT: "slot"}
 FAMILIES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet", 40: "vsock"}
 SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
 ANON_KINDS = {"[eventfd]": "eventfd", "[io_uring]": "io_uring"}

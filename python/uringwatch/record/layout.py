@@ -185,8 +185,10 @@ USE_PENDING = Layout.of("uw_use_pending")
 OP = Layout.of("uw_op")
 
 # uw_op of a key with no target (UW_OP_SHORT), as every op was recorded
-# before targets: read with them zeroed
+# before targets, and of one with no input (UW_OP_TARGET, every op before
+# SPLICE/TEE's input): read with the rest zeroed
 OP_SHORT = OP.offsets["file_id"]
+OP_TARGET = OP.offsets["file_in_id"]
 
 # uw_action as recorded before `count` and `file` were appended: read
 # with them zeroed (one action, no file)

@@ -95,23 +95,33 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
 
 
 _BADF = "EBADF: no open file at this fd at submission"
+_EMPTY_SLOT = "EBADF: no file in this fixed slot at submission"
 
 
 def _target(v: dict) -> dict:
-    """An op record's target fields (uw_op_key.target): the file_id, and
-    the identity a first use carries (file.flags set); counts carry the id
-    alone, for the Ledger to join."""
+    """An op record's target fields (uw_op_key.target): the file_id of the
+    file its fd or fixed slot named, and the identity a first use carries
+    (file.flags set); counts carry the id alone, for the Ledger to join."""
     t = v["target"]
     if not t:
         return {}
     out: dict = {"cmd_op": v["cmd_op"]} if t & layout.OPT_CMD else {}
     if t & layout.OPT_BADF:
-        out["target"] = FileIdentity(-1, "fd", error=_BADF)
+        out["target"] = (FileIdentity(v["key"][2], "slot", error=_EMPTY_SLOT)
+                         if t & layout.OPT_SLOT else FileIdentity(-1, "fd", error=_BADF))
     elif t & layout.OPT_FD:
         out["file_id"] = ring_id(v["file_id"])
         f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
         if f["flags"]:
             out["target"] = file_identity(f)
+    if t & layout.OPT_IN_BADF:
+        out["target_in"] = FileIdentity(-1, "slot" if t & layout.OPT_IN_SLOT else "fd",
+                                        error=_EMPTY_SLOT if t & layout.OPT_IN_SLOT else _BADF)
+    elif t & layout.OPT_IN:
+        out["file_in_id"] = ring_id(v["file_in_id"])
+        f = dict(zip((m for m, _ in layout.FILE.members), v["file_in"]))
+        if f["flags"]:
+            out["target_in"] = file_identity(f)
     return out
 
 
@@ -203,7 +213,8 @@ class Ledger:
         self._peak = 0
         self.evicted = 0
         self.freed = 0
-        self._targets: collections.OrderedDict[str, FileIdentity] = collections.OrderedDict()
+        self._targets: collections.OrderedDict[tuple[str, str], FileIdentity] = \
+            collections.OrderedDict()
 
     @property
     def held(self) -> int:
@@ -281,21 +292,27 @@ class Ledger:
     # first use's, the least recently seen going first past this many
     MAX_TARGETS = 16384
 
-    def _target(self, op: Op) -> Op:
-        """A count of a key with a plain fd gets the identity its first use
-        carried: the same file id is the same open file."""
-        if op.target is not None:
-            self._targets[op.file_id] = op.target
-            self._targets.move_to_end(op.file_id)
+    def _target(self, op: Op, id_field: str = "file_id", field: str = "target") -> Op:
+        """A count of a key with a file (a plain fd's or a fixed slot's;
+        SPLICE/TEE's input, by `file_in_id` into `target_in`) gets the
+        identity its first use carried: the same file id is the same open
+        file."""
+        file_id, known = getattr(op, id_field), getattr(op, field)
+        key = (field, file_id)
+        if known is not None:
+            self._targets[key] = known
+            self._targets.move_to_end(key)
             if len(self._targets) > self.MAX_TARGETS:
                 self._targets.popitem(last=False)
             return op
-        known = self._targets.get(op.file_id)
-        return op if known is None else msgspec.structs.replace(op, target=known)
+        known = self._targets.get(key)
+        return op if known is None else msgspec.structs.replace(op, **{field: known})
 
     def _join(self, op: Op) -> Op:
         if op.file_id is not None:
             op = self._target(op)
+        if op.file_in_id is not None:
+            op = self._target(op, "file_in_id", "target_in")
         t = self._rings.get(op.ring_id)
         if t is None:
             return op
@@ -533,12 +550,14 @@ def _count_record(key: bytes, value: bytes, before: int) -> bytes | None:
     if count <= before:
         return None
     use, target = key[:layout.USE_KEY.size], key[layout.USE_KEY.size:]
-    long = _TARGET.unpack(target)[2] != 0     # uw_op_key.target: the longer record
-    return (_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION,
-                          layout.OP.size if long else layout.OP_SHORT) + use
+    flags = _TARGET.unpack_from(target)[2]      # uw_op_key.target: the longer records
+    size = (layout.OP.size if flags & layout.OPT_IN else layout.OP_TARGET if flags
+            else layout.OP_SHORT)
+    return (_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, size) + use
             + _OP_TAIL.pack(last_ts, first_ts, count - before, cgroup_id, 0, 0, pid,
                             tid, 0, 0, 0, layout.OP_COUNT, comm)
-            + (target + _NO_FILE if long else b""))
+            + (target[:_TARGET.size] + _NO_FILE if flags else b"")
+            + (target[_TARGET.size:] + _NO_FILE if flags & layout.OPT_IN else b""))
 
 
 # uw_op around its key, for the count records built here: the key's target

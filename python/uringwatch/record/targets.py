@@ -101,13 +101,16 @@ def _path(raw: bytes) -> str:
 
 def _file(v: dict, name: str) -> FileIdentity | None:
     """The file the action names by fd, read in the kernel (UW_ACT_FILE):
-    the file an OPENAT opened (role "opened", its fd the result), the
-    directory of a relative path ("dfd"), the op's own file (F*XATTR:
-    "fd"), the socket an ACCEPT listens on ("listener")."""
+    the file an OPENAT opened (role "opened", its fd the result; into a
+    fixed slot, fd -1: the slot is file_slot's, or with "any" the result),
+    or an ACCEPT or SOCKET into a fixed slot, the directory of a relative
+    path ("dfd"), the op's own file (F*XATTR: "fd"), the socket an ACCEPT
+    listens on ("listener")."""
     if not v["flags"] & layout.ACT_FILE:
         return None
     f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
-    role, fd = (("opened", v["res"]) if v["flags"] & layout.ACT_OPENED else
+    role, fd = (("opened", -1 if v["file_slot"] else v["res"])
+                if v["flags"] & layout.ACT_OPENED else
                 ("listener", -1) if name == "ACCEPT" else ("fd", -1) if name in _XATTR else
                 ("dfd", v["dfd2"] if name == "SYMLINKAT" else v["dfd"]))
     return msgspec.structs.replace(file_identity(f), fd=fd, role=role)
@@ -179,7 +182,7 @@ def target(name: str, v: dict) -> Target:
         return Target(addr=arg0, len=arg1, buffer_index=v["key"][3], **common)
     if name == "SOCKET":
         return Target(family=_family(arg0), type=_sock_type(arg1), protocol=arg2,
-                      file_slot=slot, **common)
+                      file_slot=slot, file=file, **common)
     if name == "LISTEN":
         return Target(backlog=arg0, **_sock(arg1, arg2), **common)
     if name in _ADDRESS:
@@ -279,7 +282,9 @@ def describe(ev: Action, escape) -> str:
     what the traced process chose: "/etc/shadow O_RDONLY = 5"."""
     t = ev.target
     parts: list[str] = []
-    if t.file is not None and t.file.role not in ("dfd", "opened"):   # a listener by its address
+    # a listener, or the socket an ACCEPT put in a fixed slot, by its address
+    if t.file is not None and (t.file.role not in ("dfd", "opened") or
+                               ev.opcode_name == "ACCEPT"):
         sock = t.file.socket
         parts.append(escape(sock.local if sock and sock.local else t.file.path or "?"))
     if t.path is not None:
