@@ -109,20 +109,28 @@ for step in steps:
 """
 
 
-@needs_root
-def test_a_process_that_changes_namespaces_or_hostname_between_calls(cgroup):
+def traced_in(cgroup, script: str) -> tuple[list, list]:
+    """script run in cgroup, traced: the JSON value of each line it printed
+    (one per call it makes), and at least as many events."""
     with Tracer(Filters(cgroups=frozenset([cgroup.stat().st_ino])), fair=False) as t:
         if not t.features["task_btf"]:
-            pytest.skip("this kernel refuses BTF task reads: nspid and hostname are None")
+            pytest.skip("this kernel refuses BTF task reads: ppid, nspid and hostname are None")
         cmd = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh",
-               sys.executable, "-c", CHANGER]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30)
-        want = [tuple(json.loads(line)) for line in out.stdout.split("\n") if line]
+               sys.executable, "-c", script]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
+        wants = [json.loads(line) for line in out.stdout.split("\n") if line]
         events = []
-        while len(events) < len(want):
+        while len(events) < len(wants):
             polled = t.poll(5)
             assert polled or events, "no events within 5 s"
             events += polled
+    return wants, events
+
+
+@needs_root
+def test_a_process_that_changes_namespaces_or_hostname_between_calls(cgroup):
+    wants, events = traced_in(cgroup, CHANGER)
+    want = [tuple(w) for w in wants]
     assert [(e.pidns, e.mntns, e.hostname) for e in events] == want
     assert len({w[2] for w in want}) == 5 and len({w[:2] for w in want}) == 2
 
@@ -231,18 +239,7 @@ os.wait()
 
 @needs_root
 def test_context_changes_a_per_process_cache_would_miss(cgroup):
-    with Tracer(Filters(cgroups=frozenset([cgroup.stat().st_ino])), fair=False) as t:
-        if not t.features["task_btf"]:
-            pytest.skip("this kernel refuses BTF task reads: ppid, nspid and hostname are None")
-        cmd = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh",
-               sys.executable, "-c", CONTEXTS]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
-        wants = [json.loads(line) for line in out.stdout.split("\n") if line]
-        events = []
-        while len(events) < len(wants):
-            polled = t.poll(5)
-            assert polled or events, "no events within 5 s"
-            events += polled
+    wants, events = traced_in(cgroup, CONTEXTS)
     assert len(wants) == 11 and len(events) == len(wants)
     for e, want in zip(events, wants):
         if want.pop("tid_is_pid", False):
