@@ -117,12 +117,42 @@ static __always_inline void op__input(struct uw_op_key *k, __u64 r)
 	k->file_in_id = file_key_id(file, inode, kread(inode + KOFF(struct inode, i_ino), ACT_BTF));
 }
 
+/* "[io_uring]", the name io_uring gives its anon inode files, as two
+ * little-endian reads: its first 8 bytes, and the last 2 with the NUL */
+#define UW_RING_NAME_LEN 10
+#define UW_RING_NAME0 0x6e6972755f6f695bULL     /* "[io_urin" */
+#define UW_RING_NAME1 0x5d67ULL                 /* "g]" */
+
+/* MSG_RING's target: the ring whose file its fd or slot names, by the id
+ * every ring event gives it (ring_id_of its io_ring_ctx, the file's
+ * private_data); none (file_in_id 0) when the file is not a ring's, which
+ * the kernel refuses at issue (-EBADFD). A ring's file is told as the
+ * kernel makes it: an anon inode file named "[io_uring]" (anon_inode_getfile
+ * and its successors, with io_uring's f_op; no other file has that name on
+ * that filesystem, and no caller can name one). The key carries it, so
+ * counts and recordings have it with no state in user space. */
+static __always_inline void op__ring(struct uw_op_key *k, __u64 file, __u64 inode)
+{
+	__u64 sb = kread(inode + KOFF(struct inode, i_sb), ACT_BTF);
+	__u64 dentry = kread(file + KOFF(struct file, f_path.dentry), ACT_BTF);
+	__u64 name = kread(dentry + KOFF(struct dentry, d_name.name), ACT_BTF);
+
+	k->target |= UW_OPT_RING;
+	if ((__u32)kread(sb + KOFF(struct super_block, s_magic), ACT_BTF) != ANON_INODE_FS_MAGIC ||
+	    kread(dentry + KOFF(struct dentry, d_name.hash_len), ACT_BTF) >> 32 != UW_RING_NAME_LEN ||
+	    kread(name, ACT_BTF) != UW_RING_NAME0 ||
+	    (kread(name + 8, ACT_BTF) & 0xffffff) != UW_RING_NAME1)
+		return;
+	k->file_in_id = ring_id_of(kread(file + KOFF(struct file, private_data), ACT_BTF), 0);
+}
+
 /* The target part of the key: the file the op's fd or fixed slot names
  * (op__file), and a URING_CMD's command; returns that file's address for
  * op__ident (0: none). Inputs: cfg.resolve, the key's opcode and
  * FIXED_FILE flag, req->cqe.fd, the fd table or the ring's file table at
  * it, the file's f_inode and its i_ino; for URING_CMD,
- * io_uring_cmd.cmd_op; for SPLICE and TEE, the same of their input. */
+ * io_uring_cmd.cmd_op; for SPLICE and TEE, the same of their input; for
+ * MSG_RING, the file's superblock magic, dentry name and private_data. */
 static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req)
 {
 	__u32 op = k->use.opcode;
@@ -147,6 +177,8 @@ static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *re
 		return 0;
 	}
 	k->file_id = file_key_id(file, inode, kread(inode + KOFF(struct inode, i_ino), ACT_BTF));
+	if (op == IORING_OP_MSG_RING)
+		op__ring(k, file, inode);
 	return file;
 }
 

@@ -350,10 +350,12 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 }
 
 /* An op record's size: a key with no target makes the short record, one
- * with no input (SPLICE/TEE's) the one before file_in_id. */
+ * with no input (SPLICE/TEE's) nor target ring (MSG_RING's) the one
+ * before file_in_id. */
 static __always_inline __u32 op_size(__u32 target)
 {
-	return target & UW_OPT_IN ? sizeof(struct uw_op) : target ? UW_OP_TARGET : UW_OP_SHORT;
+	return target & (UW_OPT_IN | UW_OPT_RING) ? sizeof(struct uw_op) :
+	       target ? UW_OP_TARGET : UW_OP_SHORT;
 }
 
 /* The op's record: the owner's creds as the submitter's, and the creds it
@@ -374,7 +376,7 @@ static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 	if (!op)
 		return;
 	/* only what is sent is cleared: the short records */
-	if (ok->target & UW_OPT_IN)
+	if (ok->target & (UW_OPT_IN | UW_OPT_RING))
 		__builtin_memset(op, 0, sizeof(*op));
 	else if (ok->target)
 		__builtin_memset(op, 0, UW_OP_TARGET);

@@ -415,7 +415,8 @@ struct uw_op_key {
 	__u32 cmd_op;         /* URING_CMD's command */
 	__u32 target;         /* enum uw_op_target */
 	__u64 file_in_id;     /* SPLICE/TEE: the keyed id of the file they read from
-			       * (splice_fd_in, or its fixed slot); 0: none */
+			       * (splice_fd_in, or its fixed slot); MSG_RING
+			       * (UW_OPT_RING): the id of the ring it targets; 0: none */
 };
 
 /* uw_op_key.target */
@@ -428,6 +429,8 @@ enum uw_op_target {
 	UW_OPT_IN = 1 << 4,      /* SPLICE/TEE's input was looked up: file_in_id, or IN_BADF */
 	UW_OPT_IN_BADF = 1 << 5, /* it named no open file at submission */
 	UW_OPT_IN_SLOT = 1 << 6, /* the input is a fixed slot (SPLICE_F_FD_IN_FIXED) */
+	UW_OPT_RING = 1 << 7,    /* MSG_RING's file was checked for a ring: file_in_id its
+				  * ring id, 0 if the file is not a ring's */
 };
 
 struct uw_use {
@@ -476,9 +479,9 @@ struct uw_op {
 			       * read at submission in a first use; flags 0 in counts and
 			       * other records */
 	/* Appended: a record whose key has no input (uw_op_key.target
-	 * without UW_OPT_IN) ends here (UW_OP_TARGET bytes). */
+	 * without UW_OPT_IN or UW_OPT_RING) ends here (UW_OP_TARGET bytes). */
 	__u64 file_in_id;     /* uw_op_key's */
-	struct uw_file file_in; /* SPLICE/TEE's input, as `file` */
+	struct uw_file file_in; /* SPLICE/TEE's input, as `file`; flags 0 for MSG_RING */
 };
 
 #define UW_OP_SHORT __builtin_offsetof(struct uw_op, file_id)

@@ -6,6 +6,7 @@ exactly, also when the fd's number is closed and reused, raced by dup2,
 the slot updated, or names no file."""
 
 import ctypes
+import errno
 import os
 import socket
 import threading
@@ -276,6 +277,53 @@ def test_a_splice_names_the_file_it_reads_from(ring_tracer, needs_ops, tmp_path)
     for x in (fa, fb, rd, wr):
         os.close(x)
     r.close()
+
+
+def test_a_msg_ring_names_the_ring_it_sends_to(ring_tracer, needs_ops):
+    """Ring A sends MSG_RING to ring B through B's fd: it names B by the id
+    of B's ring event. Adversarial: to a pipe, to an eventfd (an anon inode
+    file, as a ring's is) and to the pipe through A's fixed slot 0 (a slot
+    can't hold a ring: the kernel refuses to register one) the kernel
+    refuses it (EBADFD) and none names a ring. Counts exact."""
+    a, b = uring.Ring(16), uring.Ring(16)
+    rd, wr = os.pipe()
+    efd = os.eventfd(0)
+    assert uring.register(a.fd, uring.REGISTER_FILES, uring.ints(wr), 1) == 0
+    for _ in range(3):
+        assert a.do(uring.OP_MSG_RING, fd=b.fd, length=1) == 0
+    for fd in (wr, efd):
+        assert a.do(uring.OP_MSG_RING, fd=fd, length=3) == -errno.EBADFD
+    for _ in range(2):
+        assert a.do(uring.OP_MSG_RING, fd=0, flags=uring.SQE_FIXED_FILE,
+                    length=2) == -errno.EBADFD
+    events = collect(ring_tracer, lambda ev: len(kinds(ev, "Ring")) >= 2 and sum(
+        e.count for e in ops_of(ev, ring_of(ev, a)) if e.reason == "count") >= 7)
+    ring_b = ring_of(events, b)
+
+    def key(e) -> str:
+        return "slot" if e.fixed_file is not None else e.target.kind
+    ops = [e for e in ops_of(events, ring_of(events, a)) if e.opcode_name == "MSG_RING"]
+    first = {key(e): e for e in ops if e.reason == "first_use"}
+    assert set(first) == {"io_uring", "pipe", "eventfd", "slot"}
+    assert (first["io_uring"].target_ring, first["io_uring"].target_ring_error) == \
+        (ring_b, None)
+    for k in ("pipe", "eventfd", "slot"):
+        assert (first[k].target_ring, first[k].target_ring_error) == \
+            (None, "EBADFD: the file is not a ring's")
+    by_key: dict = {}
+    for e in ops:
+        if e.reason == "count":         # each key's count names its ring, or none
+            assert (e.target_ring, e.target_ring_error) == \
+                (first[key(e)].target_ring, first[key(e)].target_ring_error)
+            by_key[key(e)] = by_key.get(key(e), 0) + e.count
+    assert by_key == {"io_uring": 3, "pipe": 1, "eventfd": 1, "slot": 2}
+    from uringwatch.outputs.output import _op_row
+    assert _op_row(first["io_uring"]).endswith(f"-> ring={ring_b}")
+    assert _op_row(first["slot"]).endswith("-> not a ring")
+    for x in (rd, wr, efd):
+        os.close(x)
+    a.close()
+    b.close()
 
 
 def test_an_op_recorded_before_splice_inputs_decodes_as_it_did():

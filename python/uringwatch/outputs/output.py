@@ -128,6 +128,10 @@ def _op_row(ev: Op) -> str:
         used.append(f"file[{ev.fixed_file}]" + _used_file(ev.uses))
     if ev.target_in is not None:        # SPLICE/TEE: what they read from
         used.append(f"from={_target(ev.target_in)}")
+    if ev.target_ring is not None:      # MSG_RING: the ring it sends to
+        used.append(f"-> ring={ev.target_ring}")
+    elif ev.target_ring_error is not None:
+        used.append("-> not a ring")
     if ev.buffer_index is not None:
         used.append(f"buf[{ev.buffer_index}]")
     if ev.buffer_group is not None:

@@ -181,6 +181,12 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     # SPLICE_F_FD_IN_FIXED), as file_id and target are of their output
     file_in_id: str | None = None
     target_in: FileIdentity | None = None
+    # MSG_RING's target: the id (as its ring event's ring_id) of the ring
+    # whose file its fd or fixed slot named at submission, read in the
+    # kernel; or, when that file is not a ring's (the kernel refuses it with
+    # EBADFD), target_ring_error. None: not MSG_RING, no file, no kernel reads.
+    target_ring: str | None = None
+    target_ring_error: str | None = None
 
 
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):

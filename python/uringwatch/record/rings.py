@@ -96,6 +96,7 @@ def decode_op(buf, off: int, boot_to_wall: int, context) -> Op:
 
 _BADF = "EBADF: no open file at this fd at submission"
 _EMPTY_SLOT = "EBADF: no file in this fixed slot at submission"
+_NOT_RING = "EBADFD: the file is not a ring's"
 
 
 def _target(v: dict) -> dict:
@@ -122,6 +123,11 @@ def _target(v: dict) -> dict:
         f = dict(zip((m for m, _ in layout.FILE.members), v["file_in"]))
         if f["flags"]:
             out["target_in"] = file_identity(f)
+    if t & layout.OPT_RING:
+        if v["file_in_id"]:
+            out["target_ring"] = ring_id(v["file_in_id"])
+        else:
+            out["target_ring_error"] = _NOT_RING
     return out
 
 
@@ -551,13 +557,13 @@ def _count_record(key: bytes, value: bytes, before: int) -> bytes | None:
         return None
     use, target = key[:layout.USE_KEY.size], key[layout.USE_KEY.size:]
     flags = _TARGET.unpack_from(target)[2]      # uw_op_key.target: the longer records
-    size = (layout.OP.size if flags & layout.OPT_IN else layout.OP_TARGET if flags
-            else layout.OP_SHORT)
+    long = flags & (layout.OPT_IN | layout.OPT_RING)    # file_in_id: SPLICE's, MSG_RING's
+    size = layout.OP.size if long else layout.OP_TARGET if flags else layout.OP_SHORT
     return (_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, size) + use
             + _OP_TAIL.pack(last_ts, first_ts, count - before, cgroup_id, 0, 0, pid,
                             tid, 0, 0, 0, layout.OP_COUNT, comm)
             + (target[:_TARGET.size] + _NO_FILE if flags else b"")
-            + (target[_TARGET.size:] + _NO_FILE if flags & layout.OPT_IN else b""))
+            + (target[_TARGET.size:] + _NO_FILE if long else b""))
 
 
 # uw_op around its key, for the count records built here: the key's target
