@@ -192,3 +192,20 @@ def vmlinux_decls(needles) -> str:
         ("unsigned char", "__u8"), ("unsigned short", "__u16"), ("unsigned int", "__u32"),
         ("unsigned long long", "__u64"), ("__u16", "__be16"), ("__u32", "__be32")))
     return types + "\n".join(kept) + "\n"
+
+
+def test_the_filter_argument_is_laid_out_as_the_kernel_reads_it():
+    """What REGISTER_BPF_FILTER is handed, read back by member name through
+    the layouts generated from BTF (the kernels that take it are 7.0+:
+    this runs on every host)."""
+    import ctypes
+    from uringwatch.analysis import cbpf, confine
+    from uringwatch.record import uapi
+    prog = [cbpf.Insn(0x06, 0, 0, 1)]
+    arg, code = confine._filter_arg(18, prog, 8, cbpf.IO_URING_BPF_FILTER_DENY_REST)
+    head = uapi.BPF.unpack(arg.raw)
+    f = uapi.BPF_FILTER.unpack(arg.raw, uapi.BPF.offsets["filter"])
+    assert len(arg.raw) == uapi.BPF.size and head["cmd_type"] == cbpf.IO_URING_BPF_CMD_FILTER
+    assert (f["opcode"], f["flags"], f["filter_len"], f["pdu_size"], f["filter_ptr"]) == \
+        (18, cbpf.IO_URING_BPF_FILTER_DENY_REST, 1, 8, ctypes.addressof(code))
+    assert not any(f["resv2"]) and f["resv"] == bytes(3)

@@ -53,10 +53,12 @@ def programs(policy: Policy) -> list[tuple[int, list[cbpf.Insn], int]]:
 
 def _filter_arg(opcode: int, prog: list[cbpf.Insn], pdu: int, flags: int):
     code = ctypes.create_string_buffer(cbpf.pack(prog))
-    arg = ctypes.create_string_buffer(uapi.BPF.size)
-    uapi.BPF.struct.pack_into(arg, 0, cbpf.IO_URING_BPF_CMD_FILTER, 0, 0, opcode, flags,
-                              len(prog), pdu, 0, 0, 0, ctypes.addressof(code), 0, 0, 0, 0, 0)
-    return arg, code
+    raw = bytearray(uapi.BPF.pack(cmd_type=cbpf.IO_URING_BPF_CMD_FILTER))
+    at = uapi.BPF.offsets["filter"]
+    raw[at:at + uapi.BPF_FILTER.size] = uapi.BPF_FILTER.pack(
+        opcode=opcode, flags=flags, filter_len=len(prog), pdu_size=pdu,
+        filter_ptr=ctypes.addressof(code))
+    return ctypes.create_string_buffer(bytes(raw), len(raw)), code
 
 
 def apply(policy: Policy) -> int:
