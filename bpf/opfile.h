@@ -250,11 +250,14 @@ __noinline int uw_op_dest(__u64 r, __u32 op)
 }
 
 /* A send's destination in the key: its keyed id in file_in_id's place
- * (a send has no input), its sockaddr kept for op__ident. */
+ * (a send has no input), its sockaddr kept for op__ident. None for a
+ * send denied at submission (UW_OP_DENIED): the ring's restrictions deny
+ * it before prep, when the request still holds what an earlier request
+ * left (before 6.10, that one's address pointer). */
 static __always_inline void op__dest(struct uw_op_key *k, __u64 r, __u32 op)
 {
 	__u32 zero = 0;
-	int flags = uw_op_dest(r, op);
+	int flags = k->use.flags & UW_OP_DENIED ? 0 : uw_op_dest(r, op);
 	struct op_in *in = bpf_map_lookup_elem(&op_in_file, &zero);
 
 	if (!flags || !in)

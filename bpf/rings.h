@@ -530,8 +530,8 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 	use_key(&k.use, req, task, ring);
 	/* the file the fingerprint read, not read again: a dup2 in between
 	 * would pair the fingerprint with another file's key */
+	k.use.flags |= denied;      /* before op__target: a denied send has no destination */
 	file = denied ? op__target(&k, req) : opc__target(&k, req);
-	k.use.flags |= denied;
 	if (act)
 		act__key(&k.use, now, creator);
 	u = bpf_map_lookup_elem(&uses, &k);
