@@ -227,8 +227,8 @@ __noinline int uw_op_dest(__u64 r, __u32 op)
 		}
 	} else {
 #pragma unroll
-		for (i = 0; i < UW_DEST_MAX / 8; i++)
-			*(__u64 *)&in->dest[i * 8] = kread(src + i * 8, ACT_BTF);
+		for (i = 0; i < UW_DEST_MAX / 8; i++)     /* an inet address: 2 reads */
+			*(__u64 *)&in->dest[i * 8] = i * 8 < len ? kread(src + i * 8, ACT_BTF) : 0;
 	}
 	fam = *(__u16 *)in->dest;
 	keep_len = fam == UW_AF_INET ? 8 : fam == UW_AF_INET6 ? 28 : len;

@@ -413,9 +413,12 @@ def test_an_unconnected_udp_send_names_each_destination(ring_tracer, needs_ops):
     sin_zero, which the kernel ignores), back to back so that the per-CPU
     fast path sees a new destination under the same opcode and fd, then
     SENDMSG with msg_name to B 5 times; each (op, destination) is a first
-    use of its own with its address, counts exact. A connected TCP socket's SEND names none: no destination, its
-    peer in its target. Where this kernel's SEND takes no addr2 (before
-    6.1) or its requests give no destination, `uringwatch probe` says so."""
+    use of its own with its address, counts exact. A SENDMSG whose msg_name
+    is unreadable: where the address is read from the caller's memory
+    (before 6.10), an EFAULT destination of its own. A connected TCP
+    socket's SEND names none: no destination, its peer in its target.
+    Where this kernel's SEND takes no addr2 (before 6.1) or its requests
+    give no destination, `uringwatch probe` says so."""
     from uringwatch.probe.hooks import send_destinations
     have = {d.split("(")[0] for d in send_destinations()}
     a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
@@ -432,6 +435,12 @@ def test_an_unconnected_udp_send_names_each_destination(ring_tracer, needs_ops):
     for i in range(5):
         r.put(i, uring.OP_SENDMSG, fd=udp.fileno(), addr=ctypes.addressof(msg), length=1)
     assert r.submit(5) == 4
+    # a msg_name the caller can't read: the kernel refuses it (EFAULT) at
+    # prep from 6.10, no operation; before, at issue, and the address read
+    # at submission faults
+    bad = Msghdr(0x10, 16, ctypes.addressof(iov), 1)
+    assert r.do(uring.OP_SENDMSG, fd=udp.fileno(), addr=ctypes.addressof(bad), length=1) == -14
+    user = "SENDMSG(user)" in send_destinations()
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]
     cli = socket.create_connection(("127.0.0.1", port))
@@ -442,7 +451,7 @@ def test_an_unconnected_udp_send_names_each_destination(ring_tracer, needs_ops):
     else:
         assert sent_a == 4
     events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and sum(
-        e.count for e in ops_of(ev, ring_of(ev, r)) if e.reason == "count") >= 10)
+        e.count for e in ops_of(ev, ring_of(ev, r)) if e.reason == "count") >= 10 + user)
     ops = ops_of(events, ring_of(events, r))
     (tcp,) = [e for e in ops if e.reason == "first_use" and e.target.socket.protocol == 6]
     assert (tcp.destination, tcp.destination_id, tcp.target.socket.peer) == \
@@ -459,6 +468,10 @@ def test_an_unconnected_udp_send_names_each_destination(ring_tracer, needs_ops):
     if "SENDMSG" in have:
         want["SENDMSG", db] = 5
     assert counts == want and set(first) == set(want)
+    faults = [e for e in ops if e.destination_error]
+    assert [(e.opcode_name, e.reason, e.count, e.destination_id, e.destination_from)
+            for e in faults] == ([("SENDMSG", "first_use", 1, None, "user"),
+                                  ("SENDMSG", "count", 1, None, "user")] if user else [])
     # the id is the address's: one per destination, whichever op sent to it
     assert len({e.destination_id for e in first.values()}) == len({d for _, d in want})
     for (_, d), e in first.items():

@@ -135,7 +135,7 @@ def _op_row(ev: Op) -> str:
     if ev.destination is not None:      # a send's: its address, the protocol's in target
         used.append("-> " + ev.destination.split(" ", 1)[-1])
     elif ev.destination_error is not None:
-        used.append("-> ?")
+        used.append("-> " + ev.destination_error.split(":")[0])    # EFAULT
     if ev.buffer_index is not None:
         used.append(f"buf[{ev.buffer_index}]")
     if ev.buffer_group is not None:
