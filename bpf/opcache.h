@@ -20,8 +20,8 @@
  * use_key() or op_allowed() come to read must be here too (opc__print),
  * or a hit would count an operation under another's key; what
  * op__target() reads (bpf/opfile.h: the file an fd or a fixed slot names,
- * read anew for every operation, a URING_CMD's command) is here as the
- * target it makes. */
+ * read anew for every operation, a URING_CMD's command, a send's
+ * destination) is here as the target it makes. */
 struct opc_print {
 	__u64 epoch;          /* opc_epochs: rings made and freed, filters changed */
 	__u64 ctx;            /* the ring */
@@ -37,7 +37,8 @@ struct opc_print {
 	__u64 uid;            /* what a uid filter reads */
 	__u64 file_id;        /* op__target's: the fd's or slot's file's keyed id */
 	__u64 target;         /* op__target's: cmd_op, and its flags << 32 */
-	__u64 file_in_id;     /* op__target's: SPLICE/TEE's input's keyed id */
+	__u64 file_in_id;     /* op__target's: SPLICE/TEE's input's keyed id, or a
+			       * send's destination's (every byte of its sockaddr) */
 	char comm[UW_COMM_LEN]; /* what a comm filter reads */
 };
 

@@ -66,12 +66,17 @@ static __always_inline __u64 op__file(struct uw_op_key *k, struct io_kiocb *req,
 
 #define UW_SPLICE_F_FD_IN_FIXED (1U << 31)   /* uapi io_uring.h: splice_fd_in is a slot */
 
-/* SPLICE's and TEE's input as op__input found it, for op__ident: the
- * submit programs' stack has no room to carry it there. */
+#define UW_DEST_MAX 128      /* sizeof(struct sockaddr_storage) */
+
+/* SPLICE's and TEE's input as op__input found it, and a send's
+ * destination as op__dest read it, for op__ident: the submit programs'
+ * stack has no room to carry them there. */
 struct op_in {
 	__u64 file;
 	__s32 fd;             /* splice_fd_in: an fd, or a slot */
-	__u32 pad;
+	__u32 dest_len;       /* the sockaddr's bytes kept in dest */
+	__u64 dest_id;
+	__u8 dest[UW_DEST_MAX];
 };
 
 struct {
@@ -146,13 +151,129 @@ static __always_inline void op__ring(struct uw_op_key *k, __u64 file, __u64 inod
 	k->file_in_id = ring_id_of(kread(file + KOFF(struct file, private_data), ACT_BTF), 0);
 }
 
+/* The sends that may name where they go: SEND and SEND_ZC by addr2 and
+ * addr_len (6.1+), SENDMSG and SENDMSG_ZC by their msghdr's msg_name. */
+#define DEST_OPS (FILE_OP(SEND) | FILE_OP(SENDMSG) | FILE_OP(SEND_ZC) | FILE_OP(SENDMSG_ZC))
+
+/* Before 6.10 prep keeps a send's address as the caller's pointer, and
+ * copies it only at issue. */
+struct io_sr_msg___v61 {
+	__u16 addr_len;
+	void *addr;
+} __attribute__((preserve_access_index));
+
+/* Where a send's sockaddr is and its length, as prep left the request
+ * (r): its kernel copy in the async msghdr (6.10+: prep always sets one
+ * up, msg_name its `addr` or NULL), else (before 6.10, no async data yet
+ * at submission) the caller's pointers: SEND's addr2, SENDMSG's msghdr's
+ * msg_name, read now as the kernel reads them at issue (UW_OPT_DEST_USER).
+ * 0: the send names none, or this kernel's layout is not known. */
+static __always_inline __u64 dest_src(__u64 r, __u32 op, __u32 *len, int *flags)
+{
+	__u64 async = act_u64(r, KOFF(struct io_kiocb, async_data)), um;
+	__u64 hdr[2] = {};
+
+	if (async) {
+		*len = (__u32)kread(async + KOFF(struct io_async_msghdr, msg.msg_namelen), ACT_BTF);
+		return kread(async + KOFF(struct io_async_msghdr, msg.msg_name), ACT_BTF);
+	}
+	if (!bpf_core_field_exists(struct io_sr_msg___v61, addr))
+		return 0;
+	*flags |= UW_OPT_DEST_USER;
+	if (op == IORING_OP_SEND || op == IORING_OP_SEND_ZC) {
+		*len = (__u16)act_u64(r, KOFF(struct io_sr_msg___v61, addr_len));
+		return act_u64(r, KOFF(struct io_sr_msg___v61, addr));
+	}
+	/* struct user_msghdr: msg_name, then msg_namelen (a 64-bit caller's) */
+	um = act_u64(r, ACT_FIELD(io_sr_msg, umsg));
+	if (um && bpf_probe_read_user(hdr, sizeof(hdr), (void *)um))
+		*flags |= UW_OPT_DEST_FAULT;
+	*len = hdr[0] ? (__u32)hdr[1] : 0;
+	return hdr[0];
+}
+
+/* A send's destination into op_in_file: its sockaddr, with the bytes the
+ * kernel ignores zeroed (past the length; an inet address's sin_zero),
+ * and a keyed id of those bytes, so each destination is a key of its own;
+ * returns the target flags (0: the send names none). One global function:
+ * verified once, its stack its own. */
+__noinline int uw_op_dest(__u64 r, __u32 op)
+{
+	__u32 zero = 0, len = 0, keep_len, i, fam;
+	struct op_in *in = bpf_map_lookup_elem(&op_in_file, &zero);
+	int flags = UW_OPT_DEST;
+	__u64 src, h, *w;
+
+	if (!in)
+		return 0;
+	src = dest_src(r, op, &len, &flags);
+	if (flags & UW_OPT_DEST_FAULT)
+		return flags;
+	if (!src)
+		return 0;
+	if (len > UW_DEST_MAX)
+		len = UW_DEST_MAX;
+	if (flags & UW_OPT_DEST_USER) {
+		/* the mask on the register passed: 6.1's verifier loses a
+		 * bound checked on a copy of it */
+		if (len == UW_DEST_MAX) {
+			if (bpf_probe_read_user(in->dest, UW_DEST_MAX, (void *)src))
+				return flags | UW_OPT_DEST_FAULT;
+		} else {
+			keep(len);
+			len &= UW_DEST_MAX - 1;
+			if (bpf_probe_read_user(in->dest, len, (void *)src))
+				return flags | UW_OPT_DEST_FAULT;
+		}
+	} else {
+#pragma unroll
+		for (i = 0; i < UW_DEST_MAX / 8; i++)     /* an inet address: 2 reads */
+			*(__u64 *)&in->dest[i * 8] = i * 8 < len ? kread(src + i * 8, ACT_BTF) : 0;
+	}
+	fam = *(__u16 *)in->dest;
+	keep_len = fam == UW_AF_INET ? 8 : fam == UW_AF_INET6 ? 28 : len;
+	if (keep_len > len)
+		keep_len = len;
+	in->dest_len = keep_len;
+	h = cfg.id_key[1] ^ keep_len;
+#pragma unroll
+	for (i = 0; i < UW_DEST_MAX / 8; i++) {
+		w = (__u64 *)&in->dest[i * 8];
+		if (i * 8 >= keep_len)
+			*w = 0;
+		else if (i * 8 + 8 > keep_len)      /* little-endian: the low bytes first */
+			*w &= (1ULL << ((keep_len - i * 8) * 8)) - 1;
+		h = mix64(h + *w);
+	}
+	in->dest_id = mix64(h ^ cfg.id_key[0]) | 1;
+	return flags;
+}
+
+/* A send's destination in the key: its keyed id in file_in_id's place
+ * (a send has no input), its sockaddr kept for op__ident. None for a
+ * send denied at submission (UW_OP_DENIED): the ring's restrictions deny
+ * it before prep, when the request still holds what an earlier request
+ * left (before 6.10, that one's address pointer). */
+static __always_inline void op__dest(struct uw_op_key *k, __u64 r, __u32 op)
+{
+	__u32 zero = 0;
+	int flags = k->use.flags & UW_OP_DENIED ? 0 : uw_op_dest(r, op);
+	struct op_in *in = bpf_map_lookup_elem(&op_in_file, &zero);
+
+	if (!flags || !in)
+		return;
+	k->target |= flags;
+	k->file_in_id = flags & UW_OPT_DEST_FAULT ? 0 : in->dest_id;
+}
+
 /* The target part of the key: the file the op's fd or fixed slot names
  * (op__file), and a URING_CMD's command; returns that file's address for
  * op__ident (0: none). Inputs: cfg.resolve, the key's opcode and
  * FIXED_FILE flag, req->cqe.fd, the fd table or the ring's file table at
  * it, the file's f_inode and its i_ino; for URING_CMD,
  * io_uring_cmd.cmd_op; for SPLICE and TEE, the same of their input; for
- * MSG_RING, the file's superblock magic, dentry name and private_data. */
+ * MSG_RING, the file's superblock magic, dentry name and private_data;
+ * for a send, the bytes of the sockaddr it names (op__dest). */
 static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *req)
 {
 	__u32 op = k->use.opcode;
@@ -168,6 +289,8 @@ static __always_inline __u64 op__target(struct uw_op_key *k, struct io_kiocb *re
 	}
 	if (op == IORING_OP_SPLICE || op == IORING_OP_TEE)
 		op__input(k, r);
+	if (DEST_OPS >> op & 1)
+		op__dest(k, r, op);
 	file = op__file(k, req, r);
 	if (!(k->target & UW_OPT_FD))
 		return 0;
@@ -200,7 +323,17 @@ static __always_inline void op__ident(struct uw_op *op, __u64 file, __s32 fd, __
 			uw_file_pr(UW_OP_SLOT, 0, file);
 	}
 	in = bpf_map_lookup_elem(&op_in_file, &zero);
-	if (!(target & UW_OPT_IN) || !in)
+	if (!in)
+		return;
+	if ((target & (UW_OPT_DEST | UW_OPT_DEST_FAULT)) == UW_OPT_DEST) {
+		op->file_in.fd = -1;
+		op->file_in.flags = UW_FL_SOCK;
+		op->file_in.family = *(__u16 *)in->dest;
+		op->file_in.path_len = in->dest_len;
+		__builtin_memcpy(op->file_in.path, in->dest, UW_DEST_MAX);
+		return;
+	}
+	if (!(target & UW_OPT_IN))
 		return;
 	op->file_in.fd = in->fd;
 	op->file_in.role = target & UW_OPT_IN_SLOT ? UW_ROLE_SLOT : UW_ROLE_FD;

@@ -350,11 +350,11 @@ static __always_inline void use_key(struct uw_use_key *k, struct io_kiocb *req,
 }
 
 /* An op record's size: a key with no target makes the short record, one
- * with no input (SPLICE/TEE's) nor target ring (MSG_RING's) the one
- * before file_in_id. */
+ * with no input (SPLICE/TEE's), target ring (MSG_RING's) nor destination
+ * (a send's) the one before file_in_id. */
 static __always_inline __u32 op_size(__u32 target)
 {
-	return target & (UW_OPT_IN | UW_OPT_RING) ? sizeof(struct uw_op) :
+	return target & (UW_OPT_IN | UW_OPT_RING | UW_OPT_DEST) ? sizeof(struct uw_op) :
 	       target ? UW_OP_TARGET : UW_OP_SHORT;
 }
 
@@ -376,7 +376,7 @@ static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 	if (!op)
 		return;
 	/* only what is sent is cleared: the short records */
-	if (ok->target & (UW_OPT_IN | UW_OPT_RING))
+	if (ok->target & (UW_OPT_IN | UW_OPT_RING | UW_OPT_DEST))
 		__builtin_memset(op, 0, sizeof(*op));
 	else if (ok->target)
 		__builtin_memset(op, 0, UW_OP_TARGET);
@@ -407,7 +407,7 @@ static __always_inline void send_op(struct uw_op_key *ok, struct io_kiocb *req,
 	op->cmd_op = ok->cmd_op;
 	op->target = ok->target;
 	op->file_in_id = ok->file_in_id;
-	if (ident && (ok->target & (UW_OPT_FD | UW_OPT_IN)))
+	if (ident && (ok->target & (UW_OPT_FD | UW_OPT_IN | UW_OPT_DEST)))
 		op__ident(op, file, req->cqe.fd, ok->target);
 	fair__emit(op, op_size(ok->target), UW_REC_OP, k->flags & UW_OP_CREDS_DIFFER);
 }
@@ -530,8 +530,8 @@ static __always_inline int on_submit(struct io_kiocb *req, const __u8 denied, bo
 	use_key(&k.use, req, task, ring);
 	/* the file the fingerprint read, not read again: a dup2 in between
 	 * would pair the fingerprint with another file's key */
+	k.use.flags |= denied;      /* before op__target: a denied send has no destination */
 	file = denied ? op__target(&k, req) : opc__target(&k, req);
-	k.use.flags |= denied;
 	if (act)
 		act__key(&k.use, now, creator);
 	u = bpf_map_lookup_elem(&uses, &k);

@@ -416,7 +416,9 @@ struct uw_op_key {
 	__u32 target;         /* enum uw_op_target */
 	__u64 file_in_id;     /* SPLICE/TEE: the keyed id of the file they read from
 			       * (splice_fd_in, or its fixed slot); MSG_RING
-			       * (UW_OPT_RING): the id of the ring it targets; 0: none */
+			       * (UW_OPT_RING): the id of the ring it targets; a send
+			       * with UW_OPT_DEST: the keyed id of its destination;
+			       * 0: none */
 };
 
 /* uw_op_key.target */
@@ -431,6 +433,11 @@ enum uw_op_target {
 	UW_OPT_IN_SLOT = 1 << 6, /* the input is a fixed slot (SPLICE_F_FD_IN_FIXED) */
 	UW_OPT_RING = 1 << 7,    /* MSG_RING's file was checked for a ring: file_in_id its
 				  * ring id, 0 if the file is not a ring's */
+	UW_OPT_DEST = 1 << 8,    /* a send names its destination: file_in_id its keyed id,
+				  * file_in.path its sockaddr (bpf/opfile.h, op__dest) */
+	UW_OPT_DEST_USER = 1 << 9,  /* read from the caller's memory at submission (before
+				     * 6.10 the kernel copies it only at issue) */
+	UW_OPT_DEST_FAULT = 1 << 10, /* that memory was unreadable: file_in_id 0 */
 };
 
 struct uw_use {
@@ -479,9 +486,14 @@ struct uw_op {
 			       * read at submission in a first use; flags 0 in counts and
 			       * other records */
 	/* Appended: a record whose key has no input (uw_op_key.target
-	 * without UW_OPT_IN or UW_OPT_RING) ends here (UW_OP_TARGET bytes). */
+	 * without UW_OPT_IN, UW_OPT_RING or UW_OPT_DEST) ends here (UW_OP_TARGET
+	 * bytes). */
 	__u64 file_in_id;     /* uw_op_key's */
-	struct uw_file file_in; /* SPLICE/TEE's input, as `file`; flags 0 for MSG_RING */
+	struct uw_file file_in; /* SPLICE/TEE's input, as `file`; flags 0 for MSG_RING;
+				 * a send's destination (UW_OPT_DEST, first use: flags
+				 * UW_FL_SOCK): family, and in path its sockaddr's
+				 * path_len bytes as the kernel took them (bytes it
+				 * ignores zeroed) */
 };
 
 #define UW_OP_SHORT __builtin_offsetof(struct uw_op, file_id)

@@ -388,3 +388,136 @@ def test_a_first_use_carries_its_file_and_a_count_is_joined_to_it():
                              target=layout.OPT_FD | layout.OPT_BADF)
     ev = decode(_count_record(bad, val, 0), 0, layout.OP_TARGET, 0)
     assert ev.file_id is None and ev.target.error.startswith("EBADF")
+
+
+class Msghdr(ctypes.Structure):
+    """struct user_msghdr, as SENDMSG takes it."""
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.c_void_p), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+def send_to(r, fd: int, buf, *addrs) -> int:
+    """One SEND of 4 bytes to each sockaddr (addr2, addr_len), in one
+    submission: the first's result."""
+    for i, sa in enumerate(addrs):
+        r.put(i, uring.OP_SEND, fd=fd, addr=ctypes.addressof(buf), length=4,
+              off=ctypes.addressof(sa), file_index=ctypes.sizeof(sa))
+    return r.submit(len(addrs))
+
+
+def test_an_unconnected_udp_send_names_each_destination(ring_tracer, needs_ops):
+    """One unconnected UDP socket sends through the ring to two loopback
+    receivers: SEND with addr2 to A, A, B, A (the last with garbage in
+    sin_zero, which the kernel ignores), back to back so that the per-CPU
+    fast path sees a new destination under the same opcode and fd, then
+    SENDMSG with msg_name to B 5 times; each (op, destination) is a first
+    use of its own with its address, counts exact. A SENDMSG whose msg_name
+    is unreadable: where the address is read from the caller's memory
+    (before 6.10), an EFAULT destination of its own. A connected TCP
+    socket's SEND names none: no destination, its peer in its target.
+    Where this kernel's SEND takes no addr2 (before 6.1) or its requests
+    give no destination, `uringwatch probe` says so."""
+    from uringwatch.probe.hooks import send_destinations
+    have = {d.split("(")[0] for d in send_destinations()}
+    a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    for x in (a, b):
+        x.bind(("127.0.0.1", 0))
+    pa, pb = a.getsockname()[1], b.getsockname()[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r, buf = uring.Ring(16), ctypes.create_string_buffer(b"ping", 64)
+    sa, sb = uring.sockaddr_in(pa), uring.sockaddr_in(pb)
+    junk = ctypes.create_string_buffer(bytes(sa)[:8] + b"\xa5" * 8, 16)
+    sent_a = send_to(r, udp.fileno(), buf, sa, sa, sb, junk)
+    iov = uring.Iovec(ctypes.addressof(buf), 4)
+    msg = Msghdr(ctypes.addressof(sb), 16, ctypes.addressof(iov), 1)
+    for i in range(5):
+        r.put(i, uring.OP_SENDMSG, fd=udp.fileno(), addr=ctypes.addressof(msg), length=1)
+    assert r.submit(5) == 4
+    # a msg_name the caller can't read: the kernel refuses it (EFAULT) at
+    # prep from 6.10, no operation; before, at issue, and the address read
+    # at submission faults
+    bad = Msghdr(0x10, 16, ctypes.addressof(iov), 1)
+    assert r.do(uring.OP_SENDMSG, fd=udp.fileno(), addr=ctypes.addressof(bad), length=1) == -14
+    user = "SENDMSG(user)" in send_destinations()
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    peer, _ = srv.accept()
+    assert r.do(uring.OP_SEND, fd=cli.fileno(), addr=ctypes.addressof(buf), length=4) == 4
+    if sent_a == -22:           # EINVAL: this kernel's SEND takes no addr2
+        assert "SEND" not in have
+    else:
+        assert sent_a == 4
+    events = collect(ring_tracer, lambda ev: kinds(ev, "Ring") and sum(
+        e.count for e in ops_of(ev, ring_of(ev, r)) if e.reason == "count") >= 10 + user)
+    ops = ops_of(events, ring_of(events, r))
+    (tcp,) = [e for e in ops if e.reason == "first_use" and e.target.socket.protocol == 6]
+    assert (tcp.destination, tcp.destination_id, tcp.target.socket.peer) == \
+        (None, None, f"127.0.0.1:{port}")
+    first = {(e.opcode_name, e.destination): e for e in ops
+             if e.reason == "first_use" and e.destination_id}
+    counts: dict = {}
+    for e in ops:
+        if e.reason == "count" and e.destination_id:
+            k = (e.opcode_name, e.destination)                              # joined
+            counts[k] = counts.get(k, 0) + e.count
+    da, db = f"udp 127.0.0.1:{pa}", f"udp 127.0.0.1:{pb}"
+    want = {("SEND", da): 3, ("SEND", db): 1} if "SEND" in have and sent_a == 4 else {}
+    if "SENDMSG" in have:
+        want["SENDMSG", db] = 5
+    assert counts == want and set(first) == set(want)
+    faults = [e for e in ops if e.destination_error]
+    assert [(e.opcode_name, e.reason, e.count, e.destination_id, e.destination_from)
+            for e in faults] == ([("SENDMSG", "first_use", 1, None, "user"),
+                                  ("SENDMSG", "count", 1, None, "user")] if user else [])
+    # the id is the address's: one per destination, whichever op sent to it
+    assert len({e.destination_id for e in first.values()}) == len({d for _, d in want})
+    for (_, d), e in first.items():
+        assert e.destination_from == ("user" if "SENDMSG(user)" in send_destinations()
+                                      else "kernel")
+        assert e.target.socket.peer is None and e.target.socket.protocol == 17
+    from uringwatch.outputs.output import _op_row
+    for (_, d), e in first.items():
+        assert "-> " + d.split(" ")[1] in _op_row(e)
+    assert a.recv(8) == b"ping" and b.recv(8) == b"ping"
+    for x in (a, b, udp, cli, peer, srv):
+        x.close()
+    r.close()
+
+
+def test_a_send_destination_record_and_its_counts_decode_and_join():
+    """A first use of a send with a destination (672 bytes: the sockaddr in
+    file_in), then a count of its key built from the map: the same
+    destination, joined by its id; a fault says so, with no address."""
+    from test_decode import uw_file
+    from uringwatch.record import layout
+    from uringwatch.record.decode import decode
+    from uringwatch.record.rings import Ledger, _count_record
+    sa = bytes(uring.sockaddr_in(5353))[:8]
+    dest = layout.FILE.pack(fd=-1, flags=layout.FL_SOCK, family=2, path_len=8, path=sa)
+    use = (0xabc, 0, -1, -1, 0, 10, uring.OP_SEND, 0, 0, 0)
+    t = layout.OPT_FD | layout.OPT_DEST
+    raw = layout.OP.pack(hdr=(layout.KIND_OP, layout.ABI_VERSION, layout.OP.size), key=use,
+                         count=1, pid=10, tid=10, reason=layout.OP_FIRST, comm=b"sender",
+                         file_id=0x1234, target=t, file_in_id=0x5678,
+                         file=layout.FILE.struct.unpack(uw_file(fd=5, role=layout.ROLE_FD)),
+                         file_in=layout.FILE.struct.unpack(dest))
+    first = decode(raw, 0, len(raw), 0)
+    assert (first.destination, first.destination_id, first.destination_from) == \
+        ("AF_INET 127.0.0.1:5353", "0000000000005678", "kernel")
+    key = layout.OP_KEY.pack(use=use, file_id=0x1234, target=t, file_in_id=0x5678)
+    rec = _count_record(key, layout.USE.pack(count=4, pid=10, tid=10, comm=b"sender"), 1)
+    assert len(rec) == layout.OP.size
+    count = decode(rec, 0, len(rec), 0)
+    assert (count.count, count.destination_id, count.destination) == \
+        (3, "0000000000005678", None)
+    ledger = Ledger()
+    ledger.feed(first)
+    assert ledger.feed(count).destination == first.destination
+    bad = layout.OP_KEY.pack(use=use, file_id=0x1234,
+                             target=t | layout.OPT_DEST_USER | layout.OPT_DEST_FAULT)
+    ev = decode(_count_record(bad, layout.USE.pack(count=1), 0), 0, layout.OP.size, 0)
+    assert (ev.destination, ev.destination_id, ev.destination_from) == (None, None, "user")
+    assert ev.destination_error.startswith("EFAULT")

@@ -132,6 +132,10 @@ def _op_row(ev: Op) -> str:
         used.append(f"-> ring={ev.target_ring}")
     elif ev.target_ring_error is not None:
         used.append("-> not a ring")
+    if ev.destination is not None:      # a send's: its address, the protocol's in target
+        used.append("-> " + ev.destination.split(" ", 1)[-1])
+    elif ev.destination_error is not None:
+        used.append("-> " + ev.destination_error.split(":")[0])    # EFAULT
     if ev.buffer_index is not None:
         used.append(f"buf[{ev.buffer_index}]")
     if ev.buffer_group is not None:

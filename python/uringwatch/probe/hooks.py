@@ -214,6 +214,39 @@ def action_ops() -> list[str]:
             if bind or op not in ("BIND", "LISTEN")] + [f"{op}(len 0)" for op in targets.FIXED_OPS]
 
 
+SENDS = ("SEND", "SENDMSG", "SEND_ZC", "SENDMSG_ZC")   # bpf/opfile.h DEST_OPS
+
+
+def send_destinations() -> list[str]:
+    """The sends whose destination (addr2, msg_name) this kernel's requests
+    give at submission (bpf/opfile.h, op__dest): all four, from prep's copy
+    (6.10+: no struct io_async_connect), else `SEND(user)` and the others
+    from the caller's memory where io_sr_msg keeps SEND's address pointer
+    (6.1 to 6.9); none before (6.0: no `addr`)."""
+    from ..system import libbpf
+    lib = libbpf.lib()
+    btf = lib.btf__load_vmlinux_btf()
+    if not btf:
+        return []
+    try:
+        if lib.btf__find_by_name_kind(btf, b"io_async_connect", _BTF_KIND_STRUCT) <= 0:
+            return list(SENDS)
+        if not _has_member(lib, btf, "io_sr_msg", "addr"):
+            return []
+    finally:
+        lib.btf__free(btf)
+    return [f"{op}(user)" for op in SENDS]
+
+
+def _has_member(lib, btf, struct: str, member: str) -> bool:
+    """Whether the kernel's `struct` has a member named `member` (named
+    members only: btf_member entries after the 12-byte btf_type)."""
+    t = _follow(lib, btf, lib.btf__find_by_name_kind(btf, struct.encode(), _BTF_KIND_STRUCT), ())
+    return bool(t) and any(
+        lib.btf__name_by_offset(btf, _word(t, 3 + 3 * i)) == member.encode()
+        for i in range(_vlen(t)))
+
+
 def complete_program() -> str | None:
     """The completion program whose arguments this kernel's
     io_uring_complete tracepoint has (read from its BTF): the CQE pointer
@@ -442,6 +475,8 @@ def ring_report(tracefs: str) -> RingsProbe:
         before=RING_BEFORE_PROGRAM in chosen,
         # targets need kernel reads: the identities' btf or probe_read path
         action_targets=action_ops() if paths.get("btf") or paths.get("probe_read") else [],
+        send_destinations=send_destinations()
+        if paths.get("btf") or paths.get("probe_read") else [],
         action_results=complete.removeprefix("tp_btf__") if complete else None,
         refused=REFUSED_TRACEPOINT if REFUSED_PROGRAM in chosen else None,
     )

@@ -187,6 +187,18 @@ class Op(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="op"):
     # EBADFD), target_ring_error. None: not MSG_RING, no file, no kernel reads.
     target_ring: str | None = None
     target_ring_error: str | None = None
+    # where a SEND, SENDMSG, SEND_ZC or SENDMSG_ZC sends to, when it names
+    # it (addr2, msg_name): "udp 127.0.0.1:53" (the protocol its socket's,
+    # else the family's), a keyed id of the address (each destination is a
+    # key of its own, its counts joined to its first use by rings.Ledger),
+    # and where it was read: "kernel" (prep's copy, 6.10+) or "user" (the
+    # caller's memory at submission, which the kernel reads at issue);
+    # destination_error when that memory was unreadable. None: none named
+    # (a connected socket's peer is in `target`), or no kernel reads.
+    destination_id: str | None = None
+    destination: str | None = None
+    destination_from: str | None = None
+    destination_error: str | None = None
 
 
 class RingBefore(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="ring_before"):

@@ -70,6 +70,7 @@ class RingsProbe(DictLike, kw_only=True, gc=False):
     operations: str | None
     before: bool
     action_targets: list[str]
+    send_destinations: list[str]
     action_results: str | None
     refused: str | None = None
 

@@ -10,7 +10,7 @@ import time
 
 import msgspec
 
-from . import layout, opcodes, registry, uapi
+from . import layout, opcodes, registry, targets, uapi
 from .layout import cstr
 from .events import (Action, BufferGroup, Event, Op, OpCred, RegisteredBuffer, RegisteredFile,
                      Ring, RingBefore, Uses)
@@ -128,6 +128,28 @@ def _target(v: dict) -> dict:
             out["target_ring"] = ring_id(v["file_in_id"])
         else:
             out["target_ring_error"] = _NOT_RING
+    if t & layout.OPT_DEST:
+        out.update(_destination(v, t, out.get("target")))
+    return out
+
+
+_DEST_FAULT = "EFAULT: the caller's address was unreadable at submission"
+_PROTOCOLS = {6: "tcp", 17: "udp"}
+
+
+def _destination(v: dict, t: int, sock: FileIdentity | None) -> dict:
+    """A send's destination (UW_OPT_DEST): its keyed id, and in a first use
+    (file_in.flags set) the address, named with its socket's protocol."""
+    out = {"destination_from": "user" if t & layout.OPT_DEST_USER else "kernel"}
+    if t & layout.OPT_DEST_FAULT:
+        return out | {"destination_error": _DEST_FAULT}
+    out["destination_id"] = ring_id(v["file_in_id"])
+    f = dict(zip((m for m, _ in layout.FILE.members), v["file_in"]))
+    if f["flags"]:
+        fam, address = targets.sockaddr(f["path"], f["path_len"])
+        s = sock.socket if sock is not None else None
+        proto = _PROTOCOLS.get(s.protocol) if s and s.family in ("inet", "inet6") else None
+        out["destination"] = " ".join(x for x in (proto or fam or "af?", address) if x)
     return out
 
 
@@ -319,6 +341,8 @@ class Ledger:
             op = self._target(op)
         if op.file_in_id is not None:
             op = self._target(op, "file_in_id", "target_in")
+        if op.destination_id is not None:
+            op = self._target(op, "destination_id", "destination")
         t = self._rings.get(op.ring_id)
         if t is None:
             return op
@@ -557,7 +581,8 @@ def _count_record(key: bytes, value: bytes, before: int) -> bytes | None:
         return None
     use, target = key[:layout.USE_KEY.size], key[layout.USE_KEY.size:]
     flags = _TARGET.unpack_from(target)[2]      # uw_op_key.target: the longer records
-    long = flags & (layout.OPT_IN | layout.OPT_RING)    # file_in_id: SPLICE's, MSG_RING's
+    # file_in_id: SPLICE's input, MSG_RING's ring, a send's destination
+    long = flags & (layout.OPT_IN | layout.OPT_RING | layout.OPT_DEST)
     size = layout.OP.size if long else layout.OP_TARGET if flags else layout.OP_SHORT
     return (_OP_HEAD.pack(layout.KIND_OP, layout.ABI_VERSION, size) + use
             + _OP_TAIL.pack(last_ts, first_ts, count - before, cgroup_id, 0, 0, pid,
