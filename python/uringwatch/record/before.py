@@ -24,9 +24,8 @@ import msgspec
 
 from . import layout
 from ..system.containers import cgroup2_root
-from .events import RegisteredBuffer, RingBefore
+from .events import RegisteredBuffer, RingBefore, ring_id
 from .identity import ANON_KINDS, FileIdentity, MemoryIdentity, proc_memory
-from .rings import ring_id
 
 _NR_IO_URING_SETUP = 425
 SOURCE = "fdinfo"           # FileIdentity.source of what fdinfo named

@@ -9,6 +9,12 @@ from .identity import Cred, FileIdentity, MemoryIdentity, Resolve
 from .payloads import Payload
 
 
+def ring_id(value: int) -> str | None:
+    """A ring's id (or another keyed id) as events show it: 16 hex digits;
+    None for 0, none."""
+    return f"{value:016x}" if value else None
+
+
 class Toctou(msgspec.Struct, frozen=True, gc=False):
     """What happened to the argument's memory while the kernel read it.
 

@@ -13,7 +13,7 @@ import msgspec
 from . import layout, opcodes, registry, targets, uapi
 from .layout import cstr
 from .events import (Action, BufferGroup, Event, Op, OpCred, RegisteredBuffer, RegisteredFile,
-                     Ring, RingBefore, Uses)
+                     Ring, RingBefore, Uses, ring_id)
 from .identity import FileIdentity, file_identity
 
 # IORING_SETUP_* and IORING_FEAT_* bits (include/uapi/linux/io_uring.h)
@@ -44,10 +44,6 @@ def sqe_op_name(op: int) -> str:
     """An operation's name as Op events have always spelled it (OP_n for
     one past the table)."""
     return opcodes.sqe_op_name(op, unknown="OP_")
-
-
-def ring_id(value: int) -> str | None:
-    return f"{value:016x}" if value else None
 
 
 def decode_ring(buf, off: int, boot_to_wall: int, errno_name, context) -> Ring:

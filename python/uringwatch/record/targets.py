@@ -12,9 +12,10 @@ import socket
 import msgspec
 
 from . import layout
-from .events import Action, Target
+from .events import Action, Target, ring_id
 from .identity import FileIdentity, file_identity
 from .layout import cstr
+from .opcodes import sqe_op_name
 
 # The opcodes bpf/targets.h reports each (its ACT_OPS), by name; tests/test_registry.py
 # holds this and every op set below to the header's
@@ -244,10 +245,9 @@ def _completion(flags: int) -> str:
 
 
 def decode_action(buf, off: int, boot_to_wall: int, errno_name, context) -> Action:
-    from .rings import ring_id, sqe_op_name
     v = layout.ACTION.unpack(buf, off)
     (ring, cred_id, slot, _buf, euid, _pid, op, kflags, _, uid) = v["key"]
-    name = sqe_op_name(op)
+    name = sqe_op_name(op, unknown="OP_")
     done = bool(v["flags"] & layout.ACT_DONE)
     res = v["res"] if done else None
     return Action(
