@@ -181,6 +181,12 @@ def _verdict(flags: int, checked: bool) -> tuple:
     return _UNCHECKED if checked else _BEFORE_CHECKS
 
 
+def file_fields(values: tuple) -> dict:
+    """A uw_file nested in a record (an op's, an action's), as that
+    record's unpack() left it, a tuple: its members by name."""
+    return dict(zip((m for m, _ in layout.FILE.members), values))
+
+
 def file_identity(f: dict, checked: bool = False) -> FileIdentity:
     """A uw_file, unpacked, as a FileIdentity; `checked`: its record's
     fd entries were checked at exit (uw_ident.flags UW_I_CHECKED)."""

@@ -14,7 +14,7 @@ from . import layout, opcodes, registry, targets, uapi
 from .layout import cstr
 from .events import (Action, BufferGroup, Event, Op, OpCred, RegisteredBuffer, RegisteredFile,
                      Ring, RingBefore, Uses, ring_id)
-from .identity import FileIdentity, file_identity
+from .identity import FileIdentity, file_fields, file_identity
 
 # IORING_SETUP_* and IORING_FEAT_* bits (include/uapi/linux/io_uring.h)
 SETUP_FLAGS = (
@@ -104,21 +104,14 @@ def _target(v: dict) -> dict:
         return {}
     out: dict = {"cmd_op": v["cmd_op"]} if t & layout.OPT_CMD else {}
     if t & layout.OPT_BADF:
-        out["target"] = (FileIdentity(v["key"][2], "slot", error=_EMPTY_SLOT)
-                         if t & layout.OPT_SLOT else FileIdentity(-1, "fd", error=_BADF))
+        out["target"] = _no_file(v["key"][2] if t & layout.OPT_SLOT else -1,
+                                 t & layout.OPT_SLOT)
     elif t & layout.OPT_FD:
-        out["file_id"] = ring_id(v["file_id"])
-        f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
-        if f["flags"]:
-            out["target"] = file_identity(f)
+        out.update(_file(v, "file", "target"))
     if t & layout.OPT_IN_BADF:
-        out["target_in"] = FileIdentity(-1, "slot" if t & layout.OPT_IN_SLOT else "fd",
-                                        error=_EMPTY_SLOT if t & layout.OPT_IN_SLOT else _BADF)
+        out["target_in"] = _no_file(-1, t & layout.OPT_IN_SLOT)
     elif t & layout.OPT_IN:
-        out["file_in_id"] = ring_id(v["file_in_id"])
-        f = dict(zip((m for m, _ in layout.FILE.members), v["file_in"]))
-        if f["flags"]:
-            out["target_in"] = file_identity(f)
+        out.update(_file(v, "file_in", "target_in"))
     if t & layout.OPT_RING:
         if v["file_in_id"]:
             out["target_ring"] = ring_id(v["file_in_id"])
@@ -133,6 +126,22 @@ _DEST_FAULT = "EFAULT: the caller's address was unreadable at submission"
 _PROTOCOLS = {6: "tcp", 17: "udp"}
 
 
+def _no_file(fd: int, slot: int) -> FileIdentity:
+    """What an fd (fd -1) or a fixed slot named when it held no file."""
+    return (FileIdentity(fd, "slot", error=_EMPTY_SLOT) if slot
+            else FileIdentity(fd, "fd", error=_BADF))
+
+
+def _file(v: dict, member: str, field: str) -> dict:
+    """The keyed id of the file in `member` (file or file_in, its id in
+    member + "_id"), and in a first use (its flags set) its identity."""
+    out = {member + "_id": ring_id(v[member + "_id"])}
+    f = file_fields(v[member])
+    if f["flags"]:
+        out[field] = file_identity(f)
+    return out
+
+
 def _destination(v: dict, t: int, sock: FileIdentity | None) -> dict:
     """A send's destination (UW_OPT_DEST): its keyed id, and in a first use
     (file_in.flags set) the address, named with its socket's protocol."""
@@ -140,7 +149,7 @@ def _destination(v: dict, t: int, sock: FileIdentity | None) -> dict:
     if t & layout.OPT_DEST_FAULT:
         return out | {"destination_error": _DEST_FAULT}
     out["destination_id"] = ring_id(v["file_in_id"])
-    f = dict(zip((m for m, _ in layout.FILE.members), v["file_in"]))
+    f = file_fields(v["file_in"])
     if f["flags"]:
         fam, address = targets.sockaddr(f["path"], f["path_len"])
         s = sock.socket if sock is not None else None

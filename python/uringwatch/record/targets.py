@@ -13,7 +13,7 @@ import msgspec
 
 from . import layout
 from .events import Action, Target, ring_id
-from .identity import FileIdentity, file_identity
+from .identity import FileIdentity, file_fields, file_identity
 from .layout import cstr
 from .opcodes import sqe_op_name
 
@@ -109,7 +109,7 @@ def _file(v: dict, name: str) -> FileIdentity | None:
     listens on ("listener")."""
     if not v["flags"] & layout.ACT_FILE:
         return None
-    f = dict(zip((m for m, _ in layout.FILE.members), v["file"]))
+    f = file_fields(v["file"])
     role, fd = (("opened", -1 if v["file_slot"] else v["res"])
                 if v["flags"] & layout.ACT_OPENED else
                 ("listener", -1) if name == "ACCEPT" else ("fd", -1) if name in _XATTR else
