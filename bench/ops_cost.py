@@ -6,7 +6,9 @@
 opsgen submits NOPs, and 64-byte READs through registered-file slot 0, in
 batches of 64 per io_uring_enter, pinned to one CPU: untraced, with the
 reference tracer (bench/reftracer: a count per thread, opcode and fixed
-flag from the same tp_btf tracepoint) and with `uringwatch --rings`; with
+flag from the same tp_btf tracepoint), the reference with an empty program
+on the completion tracepoint (the floor of any tracer that joins an
+operation to its result) and with `uringwatch --rings`; with
 --modes openat also OPENATs of /dev/null, which uringwatch reports each
 with their target and result. Prints a Markdown table: wall-clock ns per
 operation (median of the rounds, with kernel.bpf_stats_enabled off as
@@ -72,6 +74,10 @@ def main() -> int:
         "untraced": None,
         "reference": lambda pid: P.TracerProcess(
             [os.path.join(args.build, "reftracer")], "reftracer: attached"),
+        # the floor of any tracer that sees results: the reference plus a
+        # program on the completion tracepoint that does nothing
+        "reference + empty completion program": lambda pid: P.TracerProcess(
+            [os.path.join(args.build, "reftracer"), "--completions"], "reftracer: attached"),
         "uringwatch --rings": lambda pid: P.TracerProcess(
             [py, "-m", "uringwatch", "--rings", "--json", "-p", str(pid)],
             "uringwatch: tracing via", stdout=subprocess.DEVNULL),
@@ -94,7 +100,8 @@ def main() -> int:
             run_ns = stats.get(name, {})
             prog = [v for k, v in run_ns.items()
                     if k.startswith(("tp_btf__io_uring_submit", "ref_submit"))]
-            done = [v for k, v in run_ns.items() if k.startswith("tp_btf__io_uring_complete")]
+            done = [v for k, v in run_ns.items()
+                    if k.startswith(("tp_btf__io_uring_complete", "ref_complete"))]
             base = ns if base is None else base
             added = ns - base
             ref = added if name == "reference" else ref

@@ -3,11 +3,13 @@
  * reftracer: the native reference tracer of the benchmark suite. Loads
  * reftracer.bpf.o (embedded by its skeleton), attaches both tracepoints,
  * drains the ring buffer every 50 ms (or on the kernel's threshold wakeup)
- * and only counts records. On SIGINT/SIGTERM it drains what is left and
+ * and only counts records. With --completions it also attaches an empty
+ * program to io_uring_complete. On SIGINT/SIGTERM it drains what is left and
  * prints one JSON line of counts on stdout.
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -93,17 +95,25 @@ static int trace(struct reftracer *skel)
 
 int main(int argc, char **argv)
 {
+	bool completions = argc == 2 && !strcmp(argv[1], "--completions");
 	struct reftracer *skel;
 	int err;
 
-	(void)argv;
-	if (argc != 1) {
-		fprintf(stderr, "usage: reftracer   (runs until SIGINT/SIGTERM)\n");
+	if (argc != 1 && !completions) {
+		fprintf(stderr, "usage: reftracer [--completions]   (runs until SIGINT/SIGTERM)\n");
 		return 2;
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	skel = reftracer__open_and_load();
+	skel = reftracer__open();
+	if (skel)
+		bpf_program__set_autoload(skel->progs.ref_complete, completions);
+	err = skel ? reftracer__load(skel) : -errno;
+	if (skel && err) {
+		reftracer__destroy(skel);
+		skel = NULL;
+		errno = -err;
+	}
 	if (!skel) {
 		fprintf(stderr, "reftracer: loading the BPF object: %s\n", strerror(errno));
 		return 1;
