@@ -213,7 +213,7 @@ static __always_inline int on_exit(long ret, const bool loop, const bool btf)
 	p = fair__proc(s->call.pid, s->call.ts_exit, s->call.uid, s->call.cgroup_id);
 	if (cfg.fair && !fair__admit(p, s, &sig, loop))
 		goto out;
-	at = pack_call(s, data_len);
+	at = uw_pack(idx, data_len);
 	size = UW_CALL3_MAX - at + data_len;
 	keep(at);
 	if (at > UW_CALL3_MAX - sizeof(struct uw_call3))
