@@ -35,7 +35,8 @@ TESTS = ["tests/test_foundation.py", "tests/test_opcodes.py", "tests/test_hooks.
 HOST_ONLY = ["tests/test_targets.py::test_a_recording_replays_its_actions_as_they_were_shown",
              "tests/test_rings.py::test_the_ledger_keeps_a_bounded_number_of_rings",
              "tests/test_rings.py::test_a_full_summary_still_reports_creds_that_differ[256]",
-             "tests/test_identity.py::test_cli_says_which_path_and_prints_identities[probe_read]"]
+             "tests/test_identity.py::test_cli_says_which_path_and_prints_identities[probe_read]",
+             "tests/test_hooks.py::test_start_line_says_which_ops_have_targets"]
 RESULT_MARK = "@@uringwatch-result "
 
 

@@ -6,6 +6,7 @@ import ctypes
 import json
 import mmap
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -129,6 +130,28 @@ def test_probe_reports_this_kernel():
     assert rep["lockdown"] in ("none", "integrity", "confidentiality")
     actions = rep["rings"]["action_targets"]
     assert not actions or actions[-2:] == ["READ_FIXED(len 0)", "WRITE_FIXED(len 0)"]
+
+
+@needs_root
+def test_start_line_says_which_ops_have_targets():
+    """The start-up line of --rings names what `probe` does: the actions,
+    the sends whose destination this kernel gives, MSG_RING's ring."""
+    rings = json.loads(subprocess.run([sys.executable, "-m", "uringwatch", "probe", "--json"],
+                                      capture_output=True, text=True, check=True).stdout)["rings"]
+    cli = subprocess.Popen([sys.executable, "-m", "uringwatch", "--rings", "-p", str(os.getpid())],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = next((l for l in cli.stderr if "tracing via" in l), "")
+    finally:
+        cli.send_signal(signal.SIGINT)
+        cli.communicate(timeout=120)
+    assert "tracing via" in line
+    if not rings["action_targets"]:
+        return      # no typed submit tracepoint: no actions, said otherwise
+    assert f"actions {','.join(rings['action_targets'])}:" in line
+    sends = ",".join(rings["send_destinations"])
+    assert f"destinations of {sends or 'no sends'}" in line
+    assert "MSG_RING's target ring named" in line
 
 
 def test_register_opcodes_fallback_never_guesses(monkeypatch):

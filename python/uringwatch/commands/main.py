@@ -405,10 +405,13 @@ def actions_line(tracer: Tracer) -> str:
     reads = f["resolve"] in ("btf", "probe_read")
     done = any(a.endswith("/io_uring_complete") for a in f["rings"])
     refused = any(a.endswith("/" + hooks.REFUSED_TRACEPOINT) for a in f["rings"])
+    sends = ",".join(hooks.send_destinations()) if reads else ""
     return (f"actions {','.join(hooks.action_ops())}: "
             f"targets {'read in the kernel' if reads else 'unread (no kernel reads)'}, "
             f"results {'joined' if done else 'unavailable (no io_uring_complete)'}, "
-            f"SQEs refused at prep {'shown' if refused else 'unseen (no io_uring_req_failed)'}")
+            f"SQEs refused at prep {'shown' if refused else 'unseen (no io_uring_req_failed)'}; "
+            f"destinations of {sends or 'no sends (unread on this kernel)'}; "
+            f"MSG_RING's target ring {'named' if reads else 'unread'}")
 
 
 def _fairness(o, has_loop: bool) -> str:
