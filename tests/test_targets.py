@@ -55,6 +55,25 @@ def test_a_short_or_unknown_address_decodes_without_failing():
         assert t.address is None
 
 
+def test_netlink_vsock_and_packet_addresses_decode():
+    """Families a ring reaches beside inet and unix, each field at its
+    place in the kernel's struct (nl_pid before nl_groups, svm_port before
+    svm_cid, sll_protocol big-endian)."""
+    import struct
+    from uringwatch import decode
+    from uringwatch.record import layout
+    key = (1, 0, -1, -1, 0, 42, 16, 0, 0, 0)       # CONNECT
+    for addr, text in (
+            (struct.pack("<HHII", socket.AF_NETLINK, 0, 4242, 0x11), "pid=4242/groups=0x11"),
+            (struct.pack("<HHII4x", socket.AF_VSOCK, 0, 1234, 2), "cid=2/port=1234"),
+            (struct.pack("<H", socket.AF_PACKET) + struct.pack(">H", 0x0003) +
+             struct.pack("<i", 7) + bytes(12), "ifindex=7/protocol=0x0003")):
+        raw = layout.ACTION.pack(hdr=(layout.KIND_ACTION, layout.ABI_VERSION,
+                                      layout.ACTION.size), key=key, flags=layout.ACT_DONE,
+                                 addr=addr, addr_len=len(addr), pid=1, tid=1, comm=b"x")
+        assert decode(raw, 0, len(raw), 0).target.address == text
+
+
 def test_an_action_recorded_before_count_and_file_decodes_as_one():
     """Recordings made before the action record gained `count` and `file`
     hold shorter actions: read as one action each, with no file."""
@@ -329,6 +348,32 @@ def test_a_unix_listener_names_its_path_and_backlog(own_actions):
     assert (bind.target.family, bind.target.address) == ("AF_UNIX", f"{d}/s")
     assert bind.target.type == "SOCK_STREAM" and bind.result == 0
     assert _one(acts, "LISTEN").target.backlog == 7
+
+
+def test_a_netlink_socket_names_the_kernel_it_talks_to(own_actions):
+    """A netlink socket made and connected through the ring (routing
+    queries and changes need no syscall that names them): its family,
+    type, protocol and the port it reached."""
+    import ctypes
+    import struct
+    import uring
+    from uringwatch.outputs.output import row
+    run, _ = own_actions
+    nl = ctypes.create_string_buffer(struct.pack("<HHII", socket.AF_NETLINK, 0, 0, 0))
+
+    def talk(r, c):
+        s = r.do(uring.OP_SOCKET, fd=socket.AF_NETLINK, off=socket.SOCK_RAW,
+                 length=socket.NETLINK_ROUTE)
+        return s, r.do(uring.OP_CONNECT, fd=s, addr=ctypes.addressof(nl), off=len(nl.raw))
+    (sock, connected), acts = run(talk)
+    if sock == -errno.EINVAL:
+        pytest.skip("this kernel has no IORING_OP_SOCKET (before 5.19)")
+    assert sock >= 0 and connected == 0
+    made = _one(acts, "SOCKET")
+    assert (made.target.family, made.target.protocol) == ("AF_NETLINK", socket.NETLINK_ROUTE)
+    conn = _one(acts, "CONNECT")
+    assert (conn.target.family, conn.target.address) == ("AF_NETLINK", "pid=0/groups=0x0")
+    assert conn.result == 0 and "CONNECT netlink pid=0/groups=0x0 = 0" in row(conn)
 
 
 def test_a_path_relative_to_a_dirfd_is_the_whole_path_and_a_finding(own_actions):

@@ -251,7 +251,7 @@ class Target(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     family: str | None = None         # AF_INET, AF_INET6, AF_UNIX, ...
     type: str | None = None           # SOCK_STREAM, ...
     protocol: int | None = None
-    address: str | None = None        # 127.0.0.1:443, [::1]:80, /run/x.sock, @abstract
+    address: str | None = None        # 127.0.0.1:443, [::1]:80, /run/x.sock, @abstract, pid=0/groups=0x1
     address_from: str | None = None   # "kernel" (prep's copy) or "user"
     backlog: int | None = None
     file_slot: int | None = None      # opened into this fixed-file slot (None: an fd)

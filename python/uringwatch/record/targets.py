@@ -93,7 +93,26 @@ def sockaddr(raw: bytes, length: int) -> tuple[str | None, str | None]:
         if path[:1] == b"\0":
             return "AF_UNIX", "@" + path[1:].decode(errors="replace")
         return "AF_UNIX", path.split(b"\0", 1)[0].decode(errors="replace")
-    return _family(fam), None
+    text = _other_address(fam, raw)
+    return _family(fam), text
+
+
+def _u32(raw: bytes, at: int) -> int:
+    return int.from_bytes(raw[at:at + 4], "little")
+
+
+def _other_address(fam: int, raw: bytes) -> str | None:
+    """The families a ring can reach beside inet and unix: netlink (the
+    kernel's or a process's port, multicast groups), vsock (a VM's cid and
+    port) and packet (interface and protocol); None for the rest."""
+    if fam == socket.AF_NETLINK and len(raw) >= 12:        # struct sockaddr_nl
+        return f"pid={_u32(raw, 4)}/groups={_u32(raw, 8):#x}"
+    if fam == socket.AF_VSOCK and len(raw) >= 12:          # struct sockaddr_vm
+        return f"cid={_u32(raw, 8)}/port={_u32(raw, 4)}"
+    if fam == socket.AF_PACKET and len(raw) >= 8:          # struct sockaddr_ll
+        ifindex = int.from_bytes(raw[4:8], "little", signed=True)
+        return f"ifindex={ifindex}/protocol={int.from_bytes(raw[2:4], 'big'):#06x}"
+    return None
 
 
 def _path(raw: bytes) -> str:
@@ -272,9 +291,8 @@ def _proto(t: Target) -> str | None:
         suffix = "6" if fam == "AF_INET6" else ""
         return {"SOCK_STREAM": "tcp", "SOCK_DGRAM": "udp", "SOCK_RAW": "raw"}.get(
             kind, "inet") + suffix
-    if fam == "AF_UNIX":
-        return "unix"
-    return fam
+    return {"AF_UNIX": "unix", "AF_NETLINK": "netlink", "AF_VSOCK": "vsock",
+            "AF_PACKET": "packet"}.get(fam, fam)
 
 
 def describe(ev: Action, escape) -> str:
