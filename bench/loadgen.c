@@ -7,7 +7,9 @@
  *
  * Modes: invalid (opcode 9999: the cheapest call), files N, buffers N,
  * race [N] (a writer thread flips the last fd while REGISTER_FILES runs),
- * flood T (T threads of invalid calls), getppid (an unrelated syscall).
+ * flood T (T threads of invalid calls), getppid (an unrelated syscall),
+ * mmap (an unrelated mmap and munmap of one anonymous page a round: the
+ * buffer-ring tracking's programs run on every mmap).
  * Prints one JSON line: calls timed, ns per call, and `register_calls`, every
  * io_uring_register made including warm-up, which a tracer must account for.
  * -g waits for a byte on stdin before the first call, so a tracer can be
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -139,6 +142,16 @@ static int round_getppid(struct tally *t)
 	return 1;
 }
 
+static int round_mmap(struct tally *t)
+{
+	void *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	(void)t;
+	if (p != MAP_FAILED)
+		munmap(p, 4096);
+	return 1;
+}
+
 static round_fn round_of(const char *mode)
 {
 	if (!strcmp(mode, "invalid") || !strcmp(mode, "flood"))
@@ -149,6 +162,8 @@ static round_fn round_of(const char *mode)
 		return round_buffers;
 	if (!strcmp(mode, "getppid"))
 		return round_getppid;
+	if (!strcmp(mode, "mmap"))
+		return round_mmap;
 	return NULL;
 }
 
@@ -156,7 +171,7 @@ static round_fn round_of(const char *mode)
  * read every 64 rounds so reading it costs nothing measurable. */
 static void run_loop(round_fn fn, long calls, uint64_t deadline, struct tally *t)
 {
-	int io = fn != round_getppid;
+	int io = fn != round_getppid && fn != round_mmap;
 	long n = 0, i;
 
 	for (;;) {
@@ -213,7 +228,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: loadgen [-n CALLS | -d SECONDS] [-c CPU] [-g] MODE [ARG]\n"
-		"modes: invalid | files N | buffers N | race [N] | flood T | getppid\n"
+		"modes: invalid | files N | buffers N | race [N] | flood T | getppid | mmap\n"
 		"examples:\n"
 		"  loadgen -n 1000000 -c 1 invalid\n"
 		"  loadgen -d 5 -c 1 files 8\n"

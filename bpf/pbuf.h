@@ -16,8 +16,9 @@
  *     tidying up unmaps right after unregistering; liburing does).
  * munmap itself is not traced: the mapping is looked up when asked. Every
  * mmap in the system passes sys_enter_mmap's offset test, and its exit a
- * hash lookup (a miss) of its thread. Loaded where the kernel has those
- * tracepoints and bpf_find_vma (5.17+; the flag exists from 6.4)
+ * hash lookup of its thread only while a buffer ring's mmap is in flight.
+ * Loaded where the kernel has those tracepoints and bpf_find_vma (5.17+;
+ * the flag exists from 6.4)
  * (hooks.pbuf_programs).
  */
 #ifndef URINGWATCH_PBUF_H
@@ -66,15 +67,40 @@ struct {
 	__type(value, struct pbuf_map);
 } pbuf_gone SEC(".maps");
 
+/* how many mmaps of a buffer ring's offset are between entry and exit:
+ * while none is, an mmap's exit looks nothing up (every mmap in the system
+ * runs that program) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} pbuf_pending SEC(".maps");
+
+static __always_inline __s64 *pbuf_pending_count(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&pbuf_pending, &zero);
+}
+
 SEC("tracepoint/syscalls/sys_enter_mmap")
 int tracepoint__syscalls__sys_enter_mmap(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 off = ctx->args[5];
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
+	__s64 *n;
+
 	if ((off & UW_OFF_MMAP_MASK) != UW_OFF_PBUF_RING)
 		return 0;
-	bpf_map_update_elem(&pbuf_mmaps, &tid, &off, BPF_ANY);
+	n = pbuf_pending_count();
+	/* counted once per entry (its exit's delete takes it back); an entry
+	 * LRU evicts leaves the count high: exits then look up, as before */
+	if (n && bpf_map_update_elem(&pbuf_mmaps, &tid, &off, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(n, 1);
+	else if (n)
+		bpf_map_update_elem(&pbuf_mmaps, &tid, &off, BPF_ANY);
 	return 0;
 }
 
@@ -83,13 +109,18 @@ int tracepoint__syscalls__sys_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid(), start = ctx->ret;
 	__u32 tid = (__u32)id;
-	__u64 *off = bpf_map_lookup_elem(&pbuf_mmaps, &tid);
+	__s64 *n = pbuf_pending_count();
 	struct pbuf_key k = { .tgid = id >> 32 };
+	__u64 *off;
 
+	if (!n || *n <= 0)
+		return 0;
+	off = bpf_map_lookup_elem(&pbuf_mmaps, &tid);
 	if (!off)
 		return 0;
 	k.off = *off;
-	bpf_map_delete_elem(&pbuf_mmaps, &tid);
+	if (bpf_map_delete_elem(&pbuf_mmaps, &tid) == 0)
+		__sync_fetch_and_add(n, -1);
 	if (ctx->ret < 0 && ctx->ret >= -4095)
 		return 0;
 	bpf_map_update_elem(&pbuf_maps, &k, &start, BPF_ANY);
