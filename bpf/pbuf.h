@@ -149,22 +149,17 @@ static __always_inline bool pbuf_mapped(struct pbuf_map *m)
 	return probe.ctx != 0;
 }
 
-SEC("tracepoint/io_uring/io_uring_register")
-int tracepoint__io_uring__io_uring_register_pbuf(struct trace_event_raw_io_uring_register *ctx)
+/* After a register call's ring was found (its tracepoint, the call's slot
+ * s): the flags above, in the call's identities. */
+static __always_inline int pbuf__register(struct trace_event_raw_io_uring_register *ctx,
+					  struct uw_slot *s)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, tgid = id >> 32, *idx = bpf_map_lookup_elem(&inflight, &tid);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct pbuf_map *gone, now;
 	struct pbuf_key k = {};
-	struct uw_slot *s;
 	__u64 *start;
 	__u16 bgid;
 
-	if (!idx || *idx == NO_SLOT)
-		return 0;
-	s = bpf_map_lookup_elem(&slots, idx);
-	if (!s)
-		return 0;
 	gone = bpf_map_lookup_elem(&pbuf_gone, &tgid);
 	if (gone) {
 		now = *gone;

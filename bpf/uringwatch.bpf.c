@@ -464,20 +464,21 @@ int iter__task_file(struct bpf_iter__task_file *ctx)
 	return ring_fd__list(ctx->meta->seq, ctx->task, ctx->fd, ctx->file);
 }
 
-/* Inside a register call that found its ring: which ring, and for a
- * personality the credentials the kernel saves (the caller's). */
-SEC("tracepoint/io_uring/io_uring_register")
-int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_register *ctx)
+/* The slot of the register call the current thread is in. */
+static __always_inline struct uw_slot *registering(void)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), *idx = bpf_map_lookup_elem(&inflight, &tid);
-	struct ring_state *st;
-	struct uw_slot *s;
 
-	if (!idx || *idx == NO_SLOT)
-		return 0;
-	s = bpf_map_lookup_elem(&slots, idx);
-	if (!s)
-		return 0;
+	return idx && *idx != NO_SLOT ? bpf_map_lookup_elem(&slots, idx) : 0;
+}
+
+/* Inside a register call that found its ring: which ring, and for a
+ * personality the credentials the kernel saves (the caller's). */
+static __always_inline int ring__register(struct trace_event_raw_io_uring_register *ctx,
+					  struct uw_slot *s)
+{
+	struct ring_state *st;
+
 	s->call.ring.ring_id = ring_id_of((__u64)ctx->ctx, &st);
 	if (st && ctx->ret >= 0)
 		st->registered = 1;     /* its free is told to user space */
@@ -486,4 +487,26 @@ int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_regi
 	s->call.ring.cred_id = ctx->opcode == IORING_REGISTER_PERSONALITY && cfg.use_task_btf ?
 			       id_of_ptr(bpf_get_current_task_btf()->cred) : 0;
 	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_register")
+int tracepoint__io_uring__io_uring_register(struct trace_event_raw_io_uring_register *ctx)
+{
+	struct uw_slot *s = registering();
+
+	return s ? ring__register(ctx, s) : 0;
+}
+
+/* The same and bpf/pbuf.h's check of buffer rings, as one program on the
+ * tracepoint (two cost each call a second run and lookups): loaded instead
+ * of the one above where the kernel has bpf_find_vma (hooks.pbuf_programs). */
+SEC("tracepoint/io_uring/io_uring_register")
+int tracepoint__io_uring__io_uring_register_pbuf(struct trace_event_raw_io_uring_register *ctx)
+{
+	struct uw_slot *s = registering();
+
+	if (!s)
+		return 0;
+	ring__register(ctx, s);
+	return pbuf__register(ctx, s);
 }

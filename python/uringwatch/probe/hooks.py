@@ -83,11 +83,13 @@ REFUSED_TRACEPOINT = "io_uring_req_failed"
 DENIED_PROGRAM = "tp_btf__io_uring_req_failed"
 REFUSED_PROGRAM = "tp_btf__io_uring_req_refused"
 # Buffer rings still mapped after UNREGISTER_PBUF_RING (bpf/pbuf.h): mmap's
-# tracepoints, and a check after each register call.
+# tracepoints, and a check after each register call, in the program that
+# gives the call its ring id (loaded instead of RING_ID_PROGRAM).
+PBUF_REGISTER_PROGRAM = "tracepoint__io_uring__io_uring_register_pbuf"
 PBUF_PROGRAMS = {
     "tracepoint__syscalls__sys_enter_mmap": "events/syscalls/sys_enter_mmap",
     "tracepoint__syscalls__sys_exit_mmap": "events/syscalls/sys_exit_mmap",
-    "tracepoint__io_uring__io_uring_register_pbuf": "events/io_uring/io_uring_register",
+    PBUF_REGISTER_PROGRAM: "events/io_uring/io_uring_register",
 }
 RING_ALL = tuple(RING_PROGRAMS) + tuple(SUBMIT_PROGRAM.format(n) for n in SUBMIT_TRACEPOINTS) \
     + tuple(RING_FREE_PROGRAMS) + (RING_BEFORE_PROGRAM,) + COMPLETE_PROGRAMS \
@@ -107,6 +109,9 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     wanted = RING_PROGRAMS if lifecycle else {RING_ID_PROGRAM: RING_PROGRAMS[RING_ID_PROGRAM]}
     chosen = tuple(p for p, event in wanted.items()
                    if os.path.exists(os.path.join(tracefs, event)))
+    pbuf = pbuf_programs(tracefs) if RING_ID_PROGRAM in chosen else ()
+    if pbuf:        # its register program gives the ring id too
+        chosen = tuple(p for p in chosen if p != RING_ID_PROGRAM)
     # a tp_btf program attaches through the kernel's own BTF: none without it
     submit = typed_submit_tracepoint() if lifecycle and os.path.exists(BTF_VMLINUX) else None
     free = ring_free_program(tracefs) if lifecycle else None
@@ -118,7 +123,7 @@ def ring_programs(tracefs: str, lifecycle: bool = True) -> tuple[str, ...]:
     return chosen + ((SUBMIT_PROGRAM.format(submit),) if submit else ()) \
         + ((free,) if free else ()) + ((RING_BEFORE_PROGRAM,) if before else ()) \
         + ((complete,) if complete else ()) + refused \
-        + (pbuf_programs(tracefs) if RING_ID_PROGRAM in chosen else ())
+        + pbuf
 
 
 def pbuf_programs(tracefs: str) -> tuple[str, ...]:
@@ -470,7 +475,7 @@ def ring_report(tracefs: str) -> RingsProbe:
     paths = resolve_paths() if submit else {}
     return RingsProbe(
         setup=all(p in chosen for p in list(RING_PROGRAMS)[:3]),
-        register_ring_id=RING_ID_PROGRAM in chosen,
+        register_ring_id=RING_ID_PROGRAM in chosen or PBUF_REGISTER_PROGRAM in chosen,
         operations=submit.removeprefix("tp_btf__") if submit else None,
         before=RING_BEFORE_PROGRAM in chosen,
         # targets need kernel reads: the identities' btf or probe_read path
