@@ -1,7 +1,8 @@
 """What the tracer keeps in memory that it does not need (docs/BENCHMARKS.md,
 Peak memory under the flood): modules the command line never uses, a
-second copy of a batch. bench/flood_rss.py measures it."""
+digest's library, a second copy of a batch. bench/flood_rss.py measures it."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -10,19 +11,27 @@ import threading
 import msgspec
 
 from uringwatch.outputs.output import WRITE_LINES, Writer
+from uringwatch.probe import bpfobject, loader
 
-# maps megabytes the tracer never uses: asyncio (with ssl) 3.2 MB
-UNWANTED = ("asyncio", "ssl", "_ssl")
+# each maps megabytes the tracer never uses: asyncio (with ssl, socket's
+# friends) 3.2 MB, hashlib's OpenSSL (libcrypto) 3.7 MB
+UNWANTED = ("asyncio", "ssl", "_ssl", "hashlib", "_hashlib")
 
 
-def test_tracing_imports_no_asyncio():
+def test_tracing_imports_neither_asyncio_nor_openssl():
     """The command line and the library as they trace: aevents() imports
-    asyncio when called."""
+    asyncio when called, the object's digest is CPython's own."""
     code = ("import sys, uringwatch, uringwatch.commands.main, uringwatch.live.tracer\n"
             f"print(','.join(m for m in {UNWANTED!r} if m in sys.modules))")
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert got == ""
+
+
+def test_the_object_digest_is_its_sha256():
+    data = loader.object_bytes()
+    for d in (data, data[:1], b""):
+        assert bpfobject.sha256(d) == hashlib.sha256(d).hexdigest()
 
 
 class _Event(msgspec.Struct):
