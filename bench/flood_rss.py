@@ -9,9 +9,10 @@ suite (which takes 12 minutes): `uringwatch --json --no-fair` (stdout to
 
 ARGS after `--` go to uringwatch as well. Prints one JSON line: RSS in MB
 (10^6 bytes, as run.py's row) right after "tracing via" (imports, object,
-ring buffer mapped) and its peak (VmHWM) after the flood drained, the
+ring buffer mapped; start to attached in seconds beside it) and its peak (VmHWM) after the flood drained, the
 flood's accounting (received + coalesced + drops - calls, 0 when every
-call is accounted for) and the 1-minute load average before and after.
+call is accounted for), the lines written per CPU-second of the tracer
+(run.py's JSON Lines row) and the 1-minute load average before and after.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ def measure(build: str, threads: int, seconds: float, extra: list[str]) -> dict:
     load_before = os.getloadavg()[0]
     c = run.flood(plan, build, start, run.cli_counters, False)
     return {"threads": threads, "seconds": seconds,
+            "attach_s": round(c["attach_s"], 3),
             "rss_attached_mb": round(attached["rss_kib"] * MB, 1),
             "peak_rss_mb": round(c["rss_kib"] * MB, 1),
             "calls": c["calls"], "received": c["received"],
             "coalesced": c.get("coalesced", 0), "drops": c["drops"], "gap": c["gap"],
             "capped_at": c["capped_at"],
+            "lines_per_cpu_s": round(c["received"] / c["cpu_s"]) if c["cpu_s"] else 0,
             "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
