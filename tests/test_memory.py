@@ -14,7 +14,7 @@ from uringwatch.outputs.output import WRITE_LINES, Writer
 from uringwatch.probe import bpfobject, loader
 
 # each maps megabytes the tracer never uses: asyncio (with ssl, socket's
-# friends) 3.2 MB, hashlib's OpenSSL (libcrypto) 3.7 MB
+# friends) 3.3 MB, hashlib's OpenSSL (libcrypto) 3.7 MB
 UNWANTED = ("asyncio", "ssl", "_ssl", "hashlib", "_hashlib")
 
 

@@ -35,7 +35,7 @@ class BpfObject:
             opts.btf_custom_path = btf_path.encode()
         # libbpf copies what it keeps and hands the buffer back when open
         # returns (it ends its ELF view there): no copy of the object is
-        # kept here, 3.4 MB of the tracer's memory
+        # kept here, 3.5 MB of the tracer's memory
         self._handle = libbpf.check_ptr(
             libbpf.lib().bpf_object__open_mem(data, len(data), ctypes.byref(opts)),
             "opening the BPF object")
