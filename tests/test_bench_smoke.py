@@ -88,3 +88,16 @@ def test_identity_cost_runs():
     from uringwatch.probe import hooks
     paths = ["off"] + [p for p in ("proc", "probe_read", "btf") if hooks.resolve_paths()[p]]
     assert [line.split("|")[2].strip() for line in table] == paths * 2
+
+
+def test_flood_rss_runs(build):
+    """bench/flood_rss.py: the CLI's memory once attached and at its peak,
+    and a flood in which every call is accounted for."""
+    import json
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "flood_rss.py"),
+                        "--build", str(build), "--threads", "1", "--seconds", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)
+    assert 0 < got["rss_attached_mb"] <= got["peak_rss_mb"]
+    assert got["calls"] > 0 and got["gap"] == 0 and got["capped_at"] is None

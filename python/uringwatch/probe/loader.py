@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import secrets
 from importlib import resources
 
 from . import hooks
@@ -152,7 +151,7 @@ class Loader:
         o = self.options
         cost = 1_000_000_000 // o.rate if o.rate else 0
         light = 1_000_000_000 // LIGHT_RATE
-        return dict(fair=int(o.fair), fair_key=secrets.randbits(64),
+        return dict(fair=int(o.fair), fair_key=int.from_bytes(os.urandom(8), "little"),
                     fair_cost_ns=cost, fair_burst_ns=cost * o.burst,
                     fair_agg_cost_ns=cost // AGG_SHARE,
                     fair_agg_burst_ns=cost // AGG_SHARE * o.burst,
