@@ -89,17 +89,18 @@ int tracepoint__syscalls__sys_enter_mmap(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 off = ctx->args[5];
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
 	__s64 *n;
 
 	if ((off & UW_OFF_MMAP_MASK) != UW_OFF_PBUF_RING)
 		return 0;
 	n = pbuf_pending_count();
+	if (!n)
+		return 0;
 	/* counted once per entry (its exit's delete takes it back); an entry
 	 * LRU evicts leaves the count high: exits then look up, as before */
-	if (n && bpf_map_update_elem(&pbuf_mmaps, &tid, &off, BPF_NOEXIST) == 0)
+	if (!bpf_map_update_elem(&pbuf_mmaps, &tid, &off, BPF_NOEXIST))
 		__sync_fetch_and_add(n, 1);
-	else if (n)
+	else
 		bpf_map_update_elem(&pbuf_mmaps, &tid, &off, BPF_ANY);
 	return 0;
 }
@@ -119,7 +120,7 @@ int tracepoint__syscalls__sys_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 	if (!off)
 		return 0;
 	k.off = *off;
-	if (bpf_map_delete_elem(&pbuf_mmaps, &tid) == 0)
+	if (!bpf_map_delete_elem(&pbuf_mmaps, &tid))
 		__sync_fetch_and_add(n, -1);
 	if (ctx->ret < 0 && ctx->ret >= -4095)
 		return 0;

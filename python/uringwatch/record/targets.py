@@ -93,8 +93,7 @@ def sockaddr(raw: bytes, length: int) -> tuple[str | None, str | None]:
         if path[:1] == b"\0":
             return "AF_UNIX", "@" + path[1:].decode(errors="replace")
         return "AF_UNIX", path.split(b"\0", 1)[0].decode(errors="replace")
-    text = _other_address(fam, raw)
-    return _family(fam), text
+    return _family(fam), _other_address(fam, raw)
 
 
 def _u32(raw: bytes, at: int) -> int:
