@@ -14,7 +14,7 @@ import threading
 import pytest
 
 import uring
-from helpers import REGISTER_OPCODES, kernel_btf_has, needs_root
+from helpers import REGISTER_OPCODES, kernel_btf_has, needs_root, wait_for
 from uringwatch import Filters, Tracer, TracerError
 from uringwatch.probe import hooks
 from uringwatch.system.host import tracefs
@@ -133,19 +133,26 @@ def test_probe_reports_this_kernel():
 
 
 @needs_root
-def test_start_line_says_which_ops_have_targets():
+def test_start_line_says_which_ops_have_targets(tmp_path):
     """The start-up line of --rings names what `probe` does: the actions,
     the sends whose destination this kernel gives, MSG_RING's ring."""
     rings = json.loads(subprocess.run([sys.executable, "-m", "uringwatch", "probe", "--json"],
                                       capture_output=True, text=True, check=True).stdout)["rings"]
-    cli = subprocess.Popen([sys.executable, "-m", "uringwatch", "--rings", "-p", str(os.getpid())],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = tmp_path / "stderr"
+    with open(err, "w") as f:
+        cli = subprocess.Popen([sys.executable, "-m", "uringwatch", "--rings",
+                                "-p", str(os.getpid())], stdout=subprocess.DEVNULL, stderr=f)
+
+    def start_line():       # or all it said, once it has ended without one
+        text = err.read_text()
+        line = next((l for l in text.splitlines() if "tracing via" in l), None)
+        return line or (text if cli.poll() is not None else None)
     try:
-        line = next((l for l in cli.stderr if "tracing via" in l), "")
+        line = wait_for(start_line, "the start-up line")
     finally:
         cli.send_signal(signal.SIGINT)
-        cli.communicate(timeout=120)
-    assert "tracing via" in line
+        cli.wait(timeout=120)
+    assert "tracing via" in line, line
     if not rings["action_targets"]:
         return      # no typed submit tracepoint: no actions, said otherwise
     assert f"actions {','.join(rings['action_targets'])}:" in line
