@@ -114,6 +114,122 @@ out:
 	return 0;
 }
 
+/* The floor variants (reftracer --floor): the reference's work, plus only
+ * what the chosen promises need, with the least work each: the call's
+ * state written in place in a per-thread entry (no copy at enter), the
+ * record sent by one copy of the bytes used. Loaded instead of ref_enter
+ * and ref_exit. */
+const volatile bool floor_reread;
+const volatile bool floor_carry;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct ref_floor);
+} floors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ref_floor);
+} floor_zero SEC(".maps");
+
+/* The thread's entry, made from zeros at its first call. */
+static __always_inline struct ref_floor *floor_of(__u32 tid)
+{
+	struct ref_floor *f = bpf_map_lookup_elem(&floors, &tid);
+	__u32 zero = 0;
+
+	if (f)
+		return f;
+	f = bpf_map_lookup_elem(&floor_zero, &zero);
+	if (!f || bpf_map_update_elem(&floors, &tid, f, BPF_NOEXIST))
+		return 0;
+	return bpf_map_lookup_elem(&floors, &tid);
+}
+
+SEC("tracepoint/syscalls/sys_enter_io_uring_register")
+int ref_floor_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), len;
+	struct ref_floor *f = floor_of(tid);
+
+	if (!f) {
+		bump(REF_STASH_FULL);
+		return 0;
+	}
+	f->e.ts_enter = bpf_ktime_get_boot_ns();
+	f->e.fd = (__s32)ctx->args[0];
+	f->e.opcode = (__u32)ctx->args[1];
+	f->e.arg = ctx->args[2];
+	f->e.nr_args = (__u32)ctx->args[3];
+	f->e.fault = 0;
+	f->ring = 0;
+	f->changed = 0;
+	if (f->e.arg && bpf_probe_read_user(f->e.data, sizeof(f->e.data), (void *)f->e.arg)) {
+		f->e.fault = 1;
+		bump(REF_READ_FAULT);
+	}
+	/* the bytes only sent, never written: the least any tracer that
+	 * sends them does (the ring's file, and for REGISTER_FILES each fd's) */
+	f->carry_len = 0;
+	if (floor_carry) {
+		len = f->e.opcode == 2 ? f->e.nr_args + 1 : 1;
+		if (len > REF_CARRY_MAX / REF_CARRY_ENTRY)
+			len = REF_CARRY_MAX / REF_CARRY_ENTRY;
+		f->carry_len = len * REF_CARRY_ENTRY;
+	}
+	f->live = 1;
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_register")
+int ref_floor_register(struct trace_event_raw_io_uring_register *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct ref_floor *f = bpf_map_lookup_elem(&floors, &tid);
+
+	if (f && f->live)
+		f->ring = (__u64)ctx->ctx;
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_register")
+int ref_floor_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid(), flags, now[REF_SNAP / 8];
+	__u32 tid = (__u32)id, len, i;
+	struct ref_floor *f = bpf_map_lookup_elem(&floors, &tid);
+
+	if (!f || !f->live) {
+		bump(REF_NO_ENTER);
+		return 0;
+	}
+	f->live = 0;
+	if (floor_reread && f->e.arg && !f->e.fault &&
+	    !bpf_probe_read_user(now, sizeof(now), (void *)f->e.arg)) {
+		for (i = 0; i < REF_SNAP / 8; i++)
+			if (now[i] != ((__u64 *)f->e.data)[i])
+				f->changed = 1;
+	}
+	f->e.ts_exit = bpf_ktime_get_boot_ns();
+	f->e.ret = ctx->ret;
+	f->e.pid = id >> 32;
+	f->e.tid = tid;
+	len = f->carry_len;
+	if (len > REF_CARRY_MAX)
+		len = REF_CARRY_MAX;
+	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+		BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, f, __builtin_offsetof(struct ref_floor, carry) + len, flags))
+		bump(REF_RING_FULL);
+	else
+		bump(REF_EMITTED);
+	return 0;
+}
+
 /* The yardstick for operations: a count per (thread, opcode, fixed file)
  * from the same tracepoint uringwatch uses, and nothing else. */
 struct op_key {

@@ -4,7 +4,9 @@
  * reftracer.bpf.o (embedded by its skeleton), attaches both tracepoints,
  * drains the ring buffer every 50 ms (or on the kernel's threshold wakeup)
  * and only counts records. With --completions it also attaches an empty
- * program to io_uring_complete. On SIGINT/SIGTERM it drains what is left and
+ * program to io_uring_complete. With --floor it loads the floor programs
+ * instead of ref_enter and ref_exit, with the listed promises' least work
+ * (reftracer.h, bench/floors.py). On SIGINT/SIGTERM it drains what is left and
  * prints one JSON line of counts on stdout.
  */
 #include <errno.h>
@@ -93,21 +95,65 @@ static int trace(struct reftracer *skel)
 	return err ? 1 : 0;
 }
 
+static void usage(void)
+{
+	fprintf(stderr, "usage: reftracer [--completions] [--floor[=hook,reread,carry]]\n"
+		"  runs until SIGINT/SIGTERM\n");
+}
+
+/* --floor[=LIST]: the floor programs, with the listed promises' work. */
+static bool parse_floor(const char *list, bool *hook, bool *reread, bool *carry)
+{
+	char buf[64], *tok, *save;
+
+	if (!*list)
+		return true;
+	if (*list++ != '=' || strlen(list) >= sizeof(buf))
+		return false;
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(tok, "hook"))
+			*hook = true;
+		else if (!strcmp(tok, "reread"))
+			*reread = true;
+		else if (!strcmp(tok, "carry"))
+			*carry = true;
+		else
+			return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
-	bool completions = argc == 2 && !strcmp(argv[1], "--completions");
+	bool completions = false, floor = false, hook = false, reread = false, carry = false;
 	struct reftracer *skel;
-	int err;
+	int err, i;
 
-	if (argc != 1 && !completions) {
-		fprintf(stderr, "usage: reftracer [--completions]   (runs until SIGINT/SIGTERM)\n");
-		return 2;
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--completions"))
+			completions = true;
+		else if (!strncmp(argv[i], "--floor", 7) &&
+			 parse_floor(argv[i] + 7, &hook, &reread, &carry))
+			floor = true;
+		else {
+			usage();
+			return 2;
+		}
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	skel = reftracer__open();
-	if (skel)
+	if (skel) {
 		bpf_program__set_autoload(skel->progs.ref_complete, completions);
+		bpf_program__set_autoload(skel->progs.ref_enter, !floor);
+		bpf_program__set_autoload(skel->progs.ref_exit, !floor);
+		bpf_program__set_autoload(skel->progs.ref_floor_enter, floor);
+		bpf_program__set_autoload(skel->progs.ref_floor_exit, floor);
+		bpf_program__set_autoload(skel->progs.ref_floor_register, hook);
+		skel->rodata->floor_reread = reread;
+		skel->rodata->floor_carry = carry;
+	}
 	err = skel ? reftracer__load(skel) : -errno;
 	if (skel && err) {
 		reftracer__destroy(skel);

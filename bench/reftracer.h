@@ -20,6 +20,24 @@ struct ref_event {
 	__u8 data[REF_SNAP];
 };
 
+/* The floor of what uringwatch promises (reftracer --floor=...): the
+ * reference's record, then the ring as the kernel took it (REGISTER_HOOK),
+ * whether the input changed by exit (REREAD) and CARRY bytes standing for
+ * identities, 256 a file (uw_file's size): the ring's and, for
+ * REGISTER_FILES, one per fd. Sent as long as it is used. */
+#define REF_CARRY_ENTRY 256
+#define REF_CARRY_MAX (16 * REF_CARRY_ENTRY)
+
+struct ref_floor {
+	struct ref_event e;
+	__u64 ring;           /* io_uring_register's ctx, 0 without the hook */
+	__u32 changed;        /* the REF_SNAP bytes differed at exit */
+	__u32 carry_len;
+	__u32 live;           /* a call is in flight: enter ran, exit not yet */
+	__u32 pad;
+	__u8 carry[REF_CARRY_MAX];
+};
+
 /* Per-CPU counters by cause; every traced call ends in exactly one of
  * EMITTED, RING_FULL or NO_ENTER (STASH_FULL calls also end in NO_ENTER). */
 enum ref_counter {
