@@ -25,6 +25,7 @@ more round with bpf_stats on, the BPF run time per call.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -32,7 +33,6 @@ import sys
 
 import processes as P
 
-MODES = (("invalid",), ("files", "8"))
 FLOORS = ("", "=hook", "=hook,reread", "=hook,reread,carry")
 ALL = "reference floor + hook, reread, carry"
 
@@ -53,8 +53,10 @@ def tracers(build: str) -> dict:
 
 def timed(build: str, mode, start, seconds: float, stats: bool) -> tuple[float, float]:
     """ns per call of one loadgen run, and with stats the BPF run time per
-    call of the tracer's programs that ran for every call."""
+    call of the tracer's programs that ran for every call. A reference
+    that lost records did less than the floor's work: an error."""
     tracer = start() if start else None
+    out = ""
     try:
         if tracer:
             tracer.wait_idle()
@@ -63,7 +65,11 @@ def timed(build: str, mode, start, seconds: float, stats: bool) -> tuple[float, 
         after = P.bpf_prog_stats(tracer.pid) if tracer and stats else {}
     finally:
         if tracer:
-            tracer.stop()
+            out = tracer.stop()[0]
+    if out.startswith("{"):
+        counts = json.loads(out)
+        if counts["ring_full"] or counts["no_enter"] or counts["stash_full"]:
+            raise SystemExit(f"floors: the reference lost records: {out.strip()}")
     calls = r["register_calls"]
     return r["ns_per_call"], sum(P.per_run_ns(before, after, calls // 2).values())
 
@@ -73,20 +79,23 @@ def main() -> int:
     ap.add_argument("--build", default="build-bench")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--modes", default="invalid,files 8",
+                    help="loadgen modes, comma-separated (default: %(default)s)")
     args = ap.parse_args()
     if not os.access(os.path.join(args.build, "reftracer"), os.X_OK):
         ap.error(f"no {args.build}/reftracer: build the benchmarks first "
                  f"(.venv/bin/meson setup {args.build} bench && ninja -C {args.build})")
+    modes = [tuple(m.split()) for m in args.modes.split(",")]
     starters = tracers(args.build)
     load = [os.getloadavg()[0]]
-    runs = {(t, m): [] for t in starters for m in MODES}
+    runs = {(t, m): [] for t in starters for m in modes}
     for _ in range(args.rounds):
-        for mode in MODES:
+        for mode in modes:
             for t, start in starters.items():
                 runs[t, mode].append(timed(args.build, mode, start, args.seconds, False)[0])
     with P.BpfStats():
         bpf = {(t, m): timed(args.build, m, s, args.seconds, True)[1]
-               for m in MODES for t, s in starters.items() if s}
+               for m in modes for t, s in starters.items() if s}
     load.append(os.getloadavg()[0])
     print(f"load average (1 min) at start {load[0]:.1f}, at end {load[1]:.1f}; {args.rounds} "
           f"rounds of {args.seconds:g} s per tracer and mode, back to back, bpf_stats off; "
@@ -95,7 +104,7 @@ def main() -> int:
     print("| calls | tracer | ns per call | added | ÷ reference's | ÷ floor with every "
           "promise | BPF ns per call |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for mode in MODES:
+    for mode in modes:
         med = {t: statistics.median(runs[t, mode]) for t in starters}
         added = {t: med[t] - med["untraced"] for t in starters}
         for t in starters:

@@ -101,3 +101,18 @@ def test_flood_rss_runs(build):
     got = json.loads(r.stdout)
     assert 0 < got["rss_attached_mb"] <= got["peak_rss_mb"]
     assert got["calls"] > 0 and got["gap"] == 0 and got["capped_at"] is None
+
+
+def test_floors_runs(build):
+    """bench/floors.py: a row per tracer, the floors' references losing no
+    record (it stops with an error if one did)."""
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "floors.py"),
+                        "--build", str(build), "--rounds", "1", "--seconds", "0.1",
+                        "--modes", "files 8"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tracers = [line.split("|")[2].strip() for line in r.stdout.splitlines()
+               if line.startswith("| files 8 ")]
+    assert tracers == ["untraced", "reference", "reference floor", "reference floor + hook",
+                       "reference floor + hook, reread", "reference floor + hook, reread, carry",
+                       "uringwatch --json --resolve off --no-fair",
+                       "uringwatch --json --resolve off", "uringwatch --json"]
