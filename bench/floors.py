@@ -11,6 +11,9 @@ least work of each promise uringwatch keeps for such a call:
   hook    the ring as the kernel took it: a program on the io_uring_register
           tracepoint that stores the ring's pointer (uringwatch's ring id);
   reread  the input read again at exit and compared (the TOCTOU flag);
+  context the caller's process and container context, read at exit as
+          uringwatch reads it: uid, gid, comm, cgroup, ppid, namespaces,
+          the pid numbers in its namespace, hostname;
   carry   256 bytes sent per file handed over, the ring's and, for
           REGISTER_FILES, each fd's (uringwatch's identities), neither read
           in the kernel nor written: only copied into the ring buffer;
@@ -33,8 +36,8 @@ import sys
 
 import processes as P
 
-FLOORS = ("", "=hook", "=hook,reread", "=hook,reread,carry")
-ALL = "reference floor + hook, reread, carry"
+FLOORS = ("", "=hook", "=hook,reread", "=hook,reread,context", "=hook,reread,context,carry")
+ALL = "reference floor + hook, reread, context, carry"
 
 
 def tracers(build: str) -> dict:

@@ -120,6 +120,7 @@ out:
  * record sent by one copy of the bytes used. Loaded instead of ref_enter
  * and ref_exit. */
 const volatile bool floor_reread;
+const volatile bool floor_context;
 const volatile bool floor_carry;
 
 struct {
@@ -196,6 +197,39 @@ int ref_floor_register(struct trace_event_raw_io_uring_register *ctx)
 	return 0;
 }
 
+/* The caller's context as uringwatch reads it at exit (its capture.h),
+ * through BTF-typed task pointers, with the least code: the pid numbers
+ * of a namespace at most 3 deep. */
+static __always_inline void floor_ctx(struct ref_floor *f)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pid *tid = task->thread_pid, *pid = task->group_leader->thread_pid;
+	__u64 ids = bpf_get_current_uid_gid(), *dst = (void *)f->hostname;
+	const __u64 *src;
+	__u32 i, level;
+
+	f->cgroup_id = bpf_get_current_cgroup_id();
+	f->uid = (__u32)ids;
+	f->gid = ids >> 32;
+	bpf_get_current_comm(f->comm, sizeof(f->comm));
+	f->ppid = task->real_parent->tgid;
+	f->pidns = task->nsproxy->pid_ns_for_children->ns.inum;
+	f->mntns = task->nsproxy->mnt_ns->ns.inum;
+	level = tid->level;
+	f->nspid = f->nstid = 0;
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		if (i == level) {
+			f->nstid = tid->numbers[i].nr;
+			f->nspid = pid->numbers[i].nr;
+		}
+	src = (const void *)task->nsproxy->uts_ns->name.nodename;
+	asm volatile("" : "+r"(src));   /* keep the 8-byte loads (odd offset) */
+#pragma unroll
+	for (i = 0; i < 64 / 8; i++)
+		dst[i] = src[i];
+}
+
 SEC("tracepoint/syscalls/sys_exit_io_uring_register")
 int ref_floor_exit(struct trace_event_raw_sys_exit *ctx)
 {
@@ -214,6 +248,8 @@ int ref_floor_exit(struct trace_event_raw_sys_exit *ctx)
 			if (now[i] != ((__u64 *)f->e.data)[i])
 				f->changed = 1;
 	}
+	if (floor_context)
+		floor_ctx(f);
 	f->e.ts_exit = bpf_ktime_get_boot_ns();
 	f->e.ret = ctx->ret;
 	f->e.pid = id >> 32;

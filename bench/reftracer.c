@@ -97,12 +97,13 @@ static int trace(struct reftracer *skel)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: reftracer [--completions] [--floor[=hook,reread,carry]]\n"
+	fprintf(stderr, "usage: reftracer [--completions] [--floor[=hook,reread,context,carry]]\n"
 		"  runs until SIGINT/SIGTERM\n");
 }
 
 /* --floor[=LIST]: the floor programs, with the listed promises' work. */
-static bool parse_floor(const char *list, bool *hook, bool *reread, bool *carry)
+static bool parse_floor(const char *list, bool *hook, bool *reread, bool *context,
+			bool *carry)
 {
 	char buf[64], *tok, *save;
 
@@ -116,6 +117,8 @@ static bool parse_floor(const char *list, bool *hook, bool *reread, bool *carry)
 			*hook = true;
 		else if (!strcmp(tok, "reread"))
 			*reread = true;
+		else if (!strcmp(tok, "context"))
+			*context = true;
 		else if (!strcmp(tok, "carry"))
 			*carry = true;
 		else
@@ -126,7 +129,8 @@ static bool parse_floor(const char *list, bool *hook, bool *reread, bool *carry)
 
 int main(int argc, char **argv)
 {
-	bool completions = false, floor = false, hook = false, reread = false, carry = false;
+	bool completions = false, floor = false, hook = false, reread = false, context = false;
+	bool carry = false;
 	struct reftracer *skel;
 	int err, i;
 
@@ -134,7 +138,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--completions"))
 			completions = true;
 		else if (!strncmp(argv[i], "--floor", 7) &&
-			 parse_floor(argv[i] + 7, &hook, &reread, &carry))
+			 parse_floor(argv[i] + 7, &hook, &reread, &context, &carry))
 			floor = true;
 		else {
 			usage();
@@ -152,6 +156,7 @@ int main(int argc, char **argv)
 		bpf_program__set_autoload(skel->progs.ref_floor_exit, floor);
 		bpf_program__set_autoload(skel->progs.ref_floor_register, hook);
 		skel->rodata->floor_reread = reread;
+		skel->rodata->floor_context = context;
 		skel->rodata->floor_carry = carry;
 	}
 	err = skel ? reftracer__load(skel) : -errno;

@@ -21,10 +21,11 @@ struct ref_event {
 };
 
 /* The floor of what uringwatch promises (reftracer --floor=...): the
- * reference's record, then the ring as the kernel took it (REGISTER_HOOK),
- * whether the input changed by exit (REREAD) and CARRY bytes standing for
- * identities, 256 a file (uw_file's size): the ring's and, for
- * REGISTER_FILES, one per fd. Sent as long as it is used. */
+ * reference's record, then the ring as the kernel took it (hook), whether
+ * the input changed by exit (reread), the caller's process and container
+ * context (context) and bytes standing for identities (carry), 256 a file
+ * (uw_file's size): the ring's and, for REGISTER_FILES, one per fd. Sent
+ * as long as it is used. */
 #define REF_CARRY_ENTRY 256
 #define REF_CARRY_MAX (16 * REF_CARRY_ENTRY)
 
@@ -35,6 +36,11 @@ struct ref_floor {
 	__u32 carry_len;
 	__u32 live;           /* a call is in flight: enter ran, exit not yet */
 	__u32 pad;
+	/* context: what uringwatch's record has of the caller */
+	__u64 cgroup_id;
+	__u32 uid, gid, ppid, pidns, mntns, nspid, nstid, ctx_pad;
+	char comm[16];
+	char hostname[72];    /* 65 of the kernel's, in 8-byte loads */
 	__u8 carry[REF_CARRY_MAX];
 };
 

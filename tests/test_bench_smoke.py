@@ -113,6 +113,7 @@ def test_floors_runs(build):
     tracers = [line.split("|")[2].strip() for line in r.stdout.splitlines()
                if line.startswith("| files 8 ")]
     assert tracers == ["untraced", "reference", "reference floor", "reference floor + hook",
-                       "reference floor + hook, reread", "reference floor + hook, reread, carry",
+                       "reference floor + hook, reread", "reference floor + hook, reread, context",
+                       "reference floor + hook, reread, context, carry",
                        "uringwatch --json --resolve off --no-fair",
                        "uringwatch --json --resolve off", "uringwatch --json"]
