@@ -17,8 +17,9 @@ least work of each promise uringwatch keeps for such a call:
   carry   256 bytes sent per file handed over, the ring's and, for
           REGISTER_FILES, each fd's (uringwatch's identities), neither read
           in the kernel nor written: only copied into the ring buffer;
-then `uringwatch --json --resolve off`, without fairness and with it (the
-CLI's default), and `uringwatch --json`. Prints a
+then `uringwatch --json --resolve off` and `uringwatch --json`, each
+without fairness and with it (the CLI's default, which folds runs of
+identical calls into repeat records: fewer bytes sent). Prints a
 Markdown table: wall-clock ns per call (median of the rounds, tracers back
 to back in each round, bpf_stats off), the cost added over untraced, that
 over the reference's, and over the floor with every promise; and from one
@@ -47,7 +48,7 @@ def tracers(build: str) -> dict:
     for f in FLOORS:
         label = "reference floor" + (" + " + f[1:].replace(",", ", ") if f else "")
         out[label] = lambda f=f: P.TracerProcess([ref, "--floor" + f], "reftracer: attached")
-    for extra in (("--resolve", "off", "--no-fair"), ("--resolve", "off"), ()):
+    for extra in (("--resolve", "off", "--no-fair"), ("--resolve", "off"), ("--no-fair",), ()):
         out[" ".join(("uringwatch --json",) + extra)] = lambda extra=extra: P.TracerProcess(
             [sys.executable, "-m", "uringwatch", "--json", *extra], "uringwatch: tracing via",
             stdout=subprocess.DEVNULL)

@@ -116,4 +116,5 @@ def test_floors_runs(build):
                        "reference floor + hook, reread", "reference floor + hook, reread, context",
                        "reference floor + hook, reread, context, carry",
                        "uringwatch --json --resolve off --no-fair",
-                       "uringwatch --json --resolve off", "uringwatch --json"]
+                       "uringwatch --json --resolve off", "uringwatch --json --no-fair",
+                       "uringwatch --json"]
