@@ -161,6 +161,29 @@ def test_start_line_says_which_ops_have_targets(tmp_path):
     assert "MSG_RING's target ring named" in line
 
 
+def test_kernel_btf_shared_within_one_with():
+    """The kernel's BTF is loaded once for the questions asked inside one
+    `with libbpf.vmlinux_btf()` (a start asks several), with the same
+    answers as each loading its own; another thread loads its own."""
+    from uringwatch.system import libbpf
+    alone = (hooks.action_ops(), hooks.send_destinations(), hooks.complete_program())
+    with libbpf.vmlinux_btf() as outer:
+        with libbpf.vmlinux_btf() as inner:
+            assert inner == outer
+        assert (hooks.action_ops(), hooks.send_destinations(),
+                hooks.complete_program()) == alone
+        other = []
+
+        def load():
+            with libbpf.vmlinux_btf() as b:
+                other.append(b)
+        t = threading.Thread(target=load)
+        t.start()
+        t.join()
+        assert other != [outer] or outer is None
+    assert libbpf._shared.btf is None     # freed with the outer `with`
+
+
 def test_register_opcodes_fallback_never_guesses(monkeypatch):
     """With the bad-fd answer unavailable (an fd that exists but is no
     ring), the restricted-ring fallback gives the same count or none."""

@@ -22,6 +22,7 @@ from ..system.containers import CgroupResolver
 from ..exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PRIVILEGE, EXIT_USAGE
 from ..record.filters import Filters, from_args
 from ..record.filters import add_options as add_filter_options
+from ..system import libbpf
 from ..system.libbpf import LibbpfError
 from ..outputs.output import schema_text
 from ..recordings.recorder import Recorder, file_mode, group_id
@@ -405,8 +406,10 @@ def actions_line(tracer: Tracer) -> str:
     reads = f["resolve"] in ("btf", "probe_read")
     done = any(a.endswith("/io_uring_complete") for a in f["rings"])
     refused = any(a.endswith("/" + hooks.REFUSED_TRACEPOINT) for a in f["rings"])
-    sends = ",".join(hooks.send_destinations()) if reads else ""
-    return (f"actions {','.join(hooks.action_ops())}: "
+    with libbpf.vmlinux_btf():          # one load for both questions
+        sends = ",".join(hooks.send_destinations()) if reads else ""
+        actions = ",".join(hooks.action_ops())
+    return (f"actions {actions}: "
             f"targets {'read in the kernel' if reads else 'unread (no kernel reads)'}, "
             f"results {'joined' if done else 'unavailable (no io_uring_complete)'}, "
             f"SQEs refused at prep {'shown' if refused else 'unseen (no io_uring_req_failed)'}; "

@@ -178,10 +178,9 @@ def _takes_request(tracepoint: str, at: int) -> bool:
     data pointer) is `struct io_kiocb *`, read from the kernel's BTF."""
     from ..system import libbpf
     lib = libbpf.lib()
-    btf = lib.btf__load_vmlinux_btf()
-    if not btf:
-        return False
-    try:
+    with libbpf.vmlinux_btf() as btf:
+        if not btf:
+            return False
         tid = lib.btf__find_by_name_kind(btf, f"btf_trace_{tracepoint}".encode(),
                                          _BTF_KIND_TYPEDEF)
         proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
@@ -191,8 +190,6 @@ def _takes_request(tracepoint: str, at: int) -> bool:
         s = _follow(lib, btf, arg, (_BTF_KIND_PTR,))
         return bool(s and _kind(s) == _BTF_KIND_STRUCT and
                     lib.btf__name_by_offset(btf, _word(s, 0)) == b"io_kiocb")
-    finally:
-        lib.btf__free(btf)
 
 
 _BTF_KIND_INT = 1
@@ -206,15 +203,13 @@ def action_ops() -> list[str]:
     fixed-buffer ops last, `READ_FIXED(len 0)`: actions only at length 0."""
     from ..system import libbpf
     lib = libbpf.lib()
-    btf = lib.btf__load_vmlinux_btf()
-    if not btf:
-        return []
-    try:
+    with libbpf.vmlinux_btf() as btf:
+        if not btf:
+            return []
+
         def has(name: str) -> bool:
             return lib.btf__find_by_name_kind(btf, name.encode(), _BTF_KIND_STRUCT) > 0
         bind, user = has("io_bind"), has("io_async_connect")
-    finally:
-        lib.btf__free(btf)
     return [("CONNECT(user)" if op == "CONNECT" and user else op) for op in targets.ACTION_OPS
             if bind or op not in ("BIND", "LISTEN")] + [f"{op}(len 0)" for op in targets.FIXED_OPS]
 
@@ -230,16 +225,13 @@ def send_destinations() -> list[str]:
     (6.1 to 6.9); none before (6.0: no `addr`)."""
     from ..system import libbpf
     lib = libbpf.lib()
-    btf = lib.btf__load_vmlinux_btf()
-    if not btf:
-        return []
-    try:
+    with libbpf.vmlinux_btf() as btf:
+        if not btf:
+            return []
         if lib.btf__find_by_name_kind(btf, b"io_async_connect", _BTF_KIND_STRUCT) <= 0:
             return list(SENDS)
         if not _has_member(lib, btf, "io_sr_msg", "addr"):
             return []
-    finally:
-        lib.btf__free(btf)
     return [f"{op}(user)" for op in SENDS]
 
 
@@ -258,10 +250,9 @@ def complete_program() -> str | None:
     third (6.3+), or the result fourth (6.0 to 6.2); None if neither."""
     from ..system import libbpf
     lib = libbpf.lib()
-    btf = lib.btf__load_vmlinux_btf()
-    if not btf:
-        return None
-    try:
+    with libbpf.vmlinux_btf() as btf:
+        if not btf:
+            return None
         tid = lib.btf__find_by_name_kind(btf, b"btf_trace_io_uring_complete", _BTF_KIND_TYPEDEF)
         proto = _follow(lib, btf, tid, (_BTF_KIND_TYPEDEF, _BTF_KIND_PTR))
         if not proto or _kind(proto) != _BTF_KIND_FUNC_PROTO:
@@ -274,8 +265,6 @@ def complete_program() -> str | None:
         if res and _kind(res) == _BTF_KIND_INT:
             return COMPLETE_PROGRAMS[1]
         return None
-    finally:
-        lib.btf__free(btf)
 
 
 _BTF_HEADER = struct.Struct("<HBBIIIII")
@@ -497,7 +486,11 @@ def coalescing(has_loop: bool) -> str:
 def report(tracefs: str | None) -> Probe:
     """Everything `uringwatch probe` prints, without loading anything."""
     from ..system import libbpf
-    lib = libbpf.lib()
+    with libbpf.vmlinux_btf():          # one load for all the kernel's BTF is asked
+        return _report(tracefs, libbpf.lib())
+
+
+def _report(tracefs: str | None, lib) -> Probe:
     have = available(tracefs) if tracefs else {h: False for h in HOOKS}
     extra = {}
     if tracefs:

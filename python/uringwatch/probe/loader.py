@@ -73,14 +73,15 @@ class Loader:
         Returns the object, the path loaded and whether tasks are read
         through BTF."""
         asked = self.options.resolve
-        have = hooks.resolve_paths()
+        with libbpf.vmlinux_btf():      # one load for all the kernel's BTF is asked
+            have = hooks.resolve_paths()
+            ring_programs = hooks.ring_programs(tp, self.options.ring_events)
         wanted = hooks.pick_resolve(have, asked)
         if wanted is None:
             raise TracerError(f"this kernel cannot resolve identities with {asked} "
                               f"(it offers: {', '.join(r for r in hooks.RESOLVE if have[r])})")
         tries = [wanted] if asked != "auto" else \
             [r for r in hooks.RESOLVE[hooks.RESOLVE.index(wanted):] if have[r]]
-        ring_programs = hooks.ring_programs(tp, self.options.ring_events)
         for i, resolve in enumerate(tries):
             programs = hooks.programs(hook, has_loop, tp, resolve)
             if self.options.fair and hooks.REAPER not in programs and \

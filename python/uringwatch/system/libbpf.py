@@ -10,10 +10,12 @@ every LibbpfError.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import errno
 import logging
 import os
+import threading
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_int,
                     c_size_t, c_uint32, c_void_p)
 from importlib import resources
@@ -177,16 +179,32 @@ def lib():
     return _lib
 
 
+_shared = threading.local()
+
+
+@contextlib.contextmanager
+def vmlinux_btf():
+    """The running kernel's BTF, a libbpf handle (None without one): the
+    one an outer `with` in this thread loaded, else loaded now and freed at
+    the end. A start asks it several questions, at 5-10 ms a load."""
+    btf = getattr(_shared, "btf", None)
+    if btf is not None:
+        yield btf or None
+        return
+    btf = _shared.btf = lib().btf__load_vmlinux_btf() or 0
+    try:
+        yield btf or None
+    finally:
+        _shared.btf = None
+        if btf:
+            lib().btf__free(btf)
+
+
 def kernel_has_func(name: str) -> bool:
     """Whether the running kernel's BTF has function `name` (how kfuncs are
     found); False when the kernel has no BTF."""
-    btf = lib().btf__load_vmlinux_btf()
-    if not btf:
-        return False
-    try:
-        return lib().btf__find_by_name_kind(btf, name.encode(), BTF_KIND_FUNC) > 0
-    finally:
-        lib().btf__free(btf)
+    with vmlinux_btf() as btf:
+        return bool(btf) and lib().btf__find_by_name_kind(btf, name.encode(), BTF_KIND_FUNC) > 0
 
 
 def take_log() -> list[str]:
