@@ -24,8 +24,8 @@ struct ref_event {
  * reference's record, then the ring as the kernel took it (hook), whether
  * the input changed by exit (reread), the caller's process and container
  * context (context) and bytes standing for identities (carry), 256 a file
- * (uw_file's size): the ring's and, for REGISTER_FILES, one per fd. Sent
- * as long as it is used. */
+ * (uw_file's size): the ring's and, for REGISTER_FILES, one per fd (16 at
+ * most). A record is sent up to the end of the bytes it carries. */
 #define REF_CARRY_ENTRY 256
 #define REF_CARRY_MAX (16 * REF_CARRY_ENTRY)
 
