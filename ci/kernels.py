@@ -61,6 +61,7 @@ KLOG = re.compile(r"^\s*\[\s*\d+\.\d+\]")
 
 class KernelError(Exception):
     """A kernel could not be fetched or booted: always a failure, never a skip."""
+    started = True      # False: a guest that failed before its command started
 
 
 def log(msg: str) -> None:
@@ -264,6 +265,14 @@ def kernel_record(name: str) -> dict:
 # here, with other guests sharing the cores); silence past this is a kernel
 # that will not boot, not a slow one.
 BOOT_TIMEOUT = 120
+# A kernel that panicked never prints the exit marker. An early panic
+# ("PANIC: early exception 0x06", once in TCG at 7.2's boot) comes after
+# kernel lines that stopped the boot timer: without this the run would
+# hang until its timeout (40 minutes).
+PANIC = re.compile(r"PANIC: early exception|Kernel panic - not syncing")
+# printed by the guest's shell before the command: a guest that failed
+# before it did not run the command, and is booted once more (boot)
+START_MARK = "@@uringwatch-start"
 DRAIN = 'python3 -c "import termios; termios.tcdrain(1)" 2>/dev/null || sleep 1'
 
 
@@ -273,7 +282,7 @@ def guest_script(command: str, cwd: Path) -> str:
     mounts uringwatch needs (it would mount tracefs itself; bpffs is for
     anything pinning), the command, and a marker with its exit code:
     virtme-ng's own exit code is not the command's on every path."""
-    return (f"dmesg -n 1;"
+    return (f"echo {START_MARK}; dmesg -n 1;"
             f" mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing;"
             f" mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf;"
             f" cd {shlex.quote(str(cwd))} && {{ {command}; }};"
@@ -310,9 +319,19 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
             "--exec", guest_script(command, cwd)]
     # vng starts virtme-run from PATH: its venv's bin must be on it
     env = {**os.environ, "PATH": f"{vng_path().parent}:{os.environ.get('PATH', '')}"}
-    code, out, klog = stream(argv, timeout, echo, cwd=cwd, env=env, filter_klog=True,
-                             boot_timeout=min(timeout, BOOT_TIMEOUT))
-    return guest_result(f"{rec['suite']} ({rec['version']})", f"vng exit {code}", out, klog)
+    guest = f"{rec['suite']} ({rec['version']})"
+    deadline = time.monotonic() + timeout
+    for attempt in (1, 2):
+        try:
+            code, out, klog = stream(argv, deadline - time.monotonic(), echo, cwd=cwd, env=env,
+                                     filter_klog=True, boot_timeout=min(timeout, BOOT_TIMEOUT))
+            return guest_result(guest, f"vng exit {code}", out, klog)
+        except KernelError as e:
+            if attempt == 2 or e.started or deadline - time.monotonic() < BOOT_TIMEOUT:
+                raise
+            print(f"kernels: {guest} failed before the command started; booting it once "
+                  f"more. It said: {str(e).splitlines()[0]}", file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 def guest_result(guest: str, runner: str, out: str, klog: list[str]) -> tuple[int, str]:
@@ -320,10 +339,16 @@ def guest_result(guest: str, runner: str, out: str, klog: list[str]) -> tuple[in
     ends with EXIT_MARK and the code; KernelError if the mark never came."""
     m = re.search(rf"{re.escape(EXIT_MARK)}(\d+)", out)
     if not m:
-        raise KernelError(f"{guest}: no exit marker from the guest ({runner}): it did not "
-                          f"boot or the command was cut off; last kernel lines:\n"
-                          f"{''.join(klog[-25:])}last output:\n{out[-3000:]}")
-    return int(m.group(1)), out[:m.start()]
+        raise _guest_error(f"{guest}: no exit marker from the guest ({runner}): it did not "
+                           f"boot or the command was cut off; last kernel lines:\n"
+                           f"{''.join(klog[-25:])}last output:\n{out[-3000:]}", out)
+    return int(m.group(1)), out[:m.start()].replace(START_MARK + "\n", "", 1)
+
+
+def _guest_error(message: str, out: str) -> KernelError:
+    e = KernelError(message)
+    e.started = START_MARK in out
+    return e
 
 
 def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | None = None,
@@ -342,8 +367,12 @@ def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | N
     out, klog = [], []
     timer = _Killer(p, deadline)
     boot = _Killer(p, start + boot_timeout) if boot_timeout else None
+    panic = None
     try:
         for line in p.stdout:
+            if filter_klog and panic is None and PANIC.search(line):
+                panic = line.strip()
+                timer.fire()        # it will print nothing more of use
             if filter_klog and KLOG.match(line):
                 if boot:
                     boot.cancel()
@@ -360,14 +389,17 @@ def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | N
         timer.cancel()
         if boot:
             boot.cancel()
+    said = "".join(out)
+    if panic:
+        raise _guest_error(f"the kernel panicked: {panic}; last kernel lines:\n"
+                           f"{''.join(klog[-10:])}last output:\n{said[-3000:]}", said)
     if boot and boot.fired:
-        raise KernelError(f"did not boot: no kernel line in {boot_timeout:.0f} s from "
-                          f"{shlex.join(argv[:4])} ...; last output:\n"
-                          f"{''.join(out)[-3000:]}")
+        raise _guest_error(f"did not boot: no kernel line in {boot_timeout:.0f} s from "
+                           f"{shlex.join(argv[:4])} ...; last output:\n{said[-3000:]}", said)
     if timer.fired:
-        raise KernelError(f"timed out after {timeout:.0f} s: {shlex.join(argv[:4])} ...; "
-                          f"last kernel lines:\n{''.join(klog[-10:])}"
-                          f"last output:\n{''.join(out)[-3000:]}")
+        raise _guest_error(f"timed out after {timeout:.0f} s: {shlex.join(argv[:4])} ...; "
+                           f"last kernel lines:\n{''.join(klog[-10:])}"
+                           f"last output:\n{said[-3000:]}", said)
     return p.returncode, "".join(out), klog
 
 
@@ -382,6 +414,11 @@ class _Killer:
         self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._kill)
         self._timer.daemon = True
         self._timer.start()
+
+    def fire(self) -> None:
+        """Kills it now (and the timer is spent)."""
+        self._timer.cancel()
+        self._kill()
 
     def _kill(self) -> None:
         self.fired = True
