@@ -367,10 +367,11 @@ def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | N
     out, klog = [], []
     timer = _Killer(p, deadline)
     boot = _Killer(p, start + boot_timeout) if boot_timeout else None
-    panic = None
+    panic, ended = None, False
     try:
         for line in p.stdout:
-            if filter_klog and panic is None and PANIC.search(line):
+            ended = ended or EXIT_MARK in line     # after it, a panic is the guest's end
+            if filter_klog and not ended and panic is None and PANIC.search(line):
                 panic = line.strip()
                 timer.fire()        # it will print nothing more of use
             if filter_klog and KLOG.match(line):

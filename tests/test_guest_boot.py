@@ -48,3 +48,13 @@ def test_no_exit_marker_says_whether_the_command_started():
     code, out = kernels.guest_result(
         "7.2", "vng exit 0", f"{kernels.START_MARK}\nok\n{kernels.EXIT_MARK}3\n", [])
     assert code == 3 and out == "ok\n"     # the guest's own lines only
+
+
+def test_a_panic_after_the_exit_marker_is_the_guests_end():
+    """A guest whose init ends after the command (arm64's, if its poweroff
+    fails) panics: the run has its result all the same."""
+    code, out, _ = kernels.stream(
+        ["sh", "-c", f"echo {kernels.START_MARK}; echo ok; echo {kernels.EXIT_MARK}0; "
+                     "echo '[    9.000000] Kernel panic - not syncing: Attempted to kill init!'"],
+        timeout=300, echo=False, cwd=kernels.ROOT, filter_klog=True, boot_timeout=120)
+    assert kernels.guest_result("arm64", f"qemu exit {code}", out, []) == (0, "ok\n")
