@@ -55,6 +55,7 @@ RUN_TIMEOUT = 2400.0       # seconds for one `run` in a guest (ci/matrix uses it
 VNG_VERSION = "1.42"       # pinned: its command line and console output are parsed here
 
 EXIT_MARK = "@@uringwatch-exit="
+EXIT_CODE = re.compile(rf"{re.escape(EXIT_MARK)}(\d+)")   # as the guest prints it
 # Kernel log lines on the console: "[    1.234567] ..."
 KLOG = re.compile(r"^\s*\[\s*\d+\.\d+\]")
 
@@ -337,7 +338,7 @@ def boot(name: str, command: str, timeout: float = 600, cwd: Path = ROOT,
 def guest_result(guest: str, runner: str, out: str, klog: list[str]) -> tuple[int, str]:
     """(the command's exit code, its output) from a guest's output, which
     ends with EXIT_MARK and the code; KernelError if the mark never came."""
-    m = re.search(rf"{re.escape(EXIT_MARK)}(\d+)", out)
+    m = EXIT_CODE.search(out)
     if not m:
         raise _guest_error(f"{guest}: no exit marker from the guest ({runner}): it did not "
                            f"boot or the command was cut off; last kernel lines:\n"
@@ -347,7 +348,7 @@ def guest_result(guest: str, runner: str, out: str, klog: list[str]) -> tuple[in
 
 def _guest_error(message: str, out: str) -> KernelError:
     e = KernelError(message)
-    e.started = START_MARK in out
+    e.started = f"\n{START_MARK}\n" in f"\n{out}"    # its own line, not the script's text
     return e
 
 
@@ -370,7 +371,8 @@ def stream(argv: list[str], timeout: float, echo: bool, cwd: Path, env: dict | N
     panic, ended = None, False
     try:
         for line in p.stdout:
-            ended = ended or EXIT_MARK in line     # after it, a panic is the guest's end
+            # after the marker with its code, a panic is the guest's end
+            ended = ended or EXIT_CODE.search(line) is not None
             if filter_klog and not ended and panic is None and PANIC.search(line):
                 panic = line.strip()
                 timer.fire()        # it will print nothing more of use
