@@ -32,10 +32,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 import processes as P
+import run
 
 FLOORS = ("", "=hook", "=hook,reread", "=hook,reread,context", "=hook,reread,context,carry")
 ALL = "reference floor + hook, reread, context, carry"
@@ -49,9 +49,7 @@ def tracers(build: str) -> dict:
         label = "reference floor" + (" + " + f[1:].replace(",", ", ") if f else "")
         out[label] = lambda f=f: P.TracerProcess([ref, "--floor" + f], "reftracer: attached")
     for extra in (("--resolve", "off", "--no-fair"), ("--resolve", "off"), ("--no-fair",), ()):
-        out[" ".join(("uringwatch --json",) + extra)] = lambda extra=extra: P.TracerProcess(
-            [sys.executable, "-m", "uringwatch", "--json", *extra], "uringwatch: tracing via",
-            stdout=subprocess.DEVNULL)
+        out[" ".join(("uringwatch --json",) + extra)] = run.cli("--json", *extra)
     return out
 
 
@@ -109,14 +107,14 @@ def main() -> int:
           "promise | BPF ns per call |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for mode in modes:
+        m = " ".join(mode)
         med = {t: statistics.median(runs[t, mode]) for t in starters}
         added = {t: med[t] - med["untraced"] for t in starters}
-        for t in starters:
-            ratio = lambda to: f"{added[t] / added[to]:.2f}×" if t != "untraced" else "—"
-            print(f"| {' '.join(mode)} | {t} | {med[t]:.1f} | {added[t]:+.1f} | "
-                  f"{ratio('reference')} | {ratio(ALL)} | "
-                  f"{bpf[t, mode]:.0f} |" if t != "untraced" else
-                  f"| {' '.join(mode)} | {t} | {med[t]:.1f} | — | — | — | — |")
+        print(f"| {m} | untraced | {med['untraced']:.1f} | — | — | — | — |")
+        for t in list(starters)[1:]:
+            print(f"| {m} | {t} | {med[t]:.1f} | {added[t]:+.1f} | "
+                  f"{added[t] / added['reference']:.2f}× | {added[t] / added[ALL]:.2f}× | "
+                  f"{bpf[t, mode]:.0f} |")
     return 0
 
 
